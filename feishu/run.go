@@ -91,10 +91,8 @@ func FormatMillis(t time.Time) string {
 	return strconv.FormatInt(t.UnixMilli(), 10)
 }
 
-// excerpt shortens s to at most n bytes for use in error messages.
+// excerpt shortens s to at most n bytes for use in error messages, cutting
+// on a rune boundary and marking the cut with "…".
 func excerpt(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
+	return truncate(s, n)
 }

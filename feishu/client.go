@@ -1,0 +1,224 @@
+package feishu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Defaults of Config.
+const (
+	DefaultBaseURL     = "https://open.feishu.cn"
+	DefaultPageSize    = 50
+	DefaultMaxPages    = 1000
+	DefaultMaxAttempts = 3
+	DefaultTimeout     = 10 * time.Second
+)
+
+const (
+	// fallbackPageSize is the list API's documented default page size, used
+	// when a larger one is rejected with code 2700001.
+	fallbackPageSize = 20
+	// maxRateLimitRetries bounds the retries after "slow down" answers, so a
+	// throttled app fails its listing instead of waiting forever.
+	maxRateLimitRetries = 5
+	// maxRateLimitWait caps the wait a rate-limit header asks for; a larger
+	// value is more likely a misread header than a real window.
+	maxRateLimitWait = 60 * time.Second
+	// defaultRateLimitWait is used when neither x-ogw-ratelimit-reset nor
+	// Retry-After says how long to wait.
+	defaultRateLimitWait = time.Second
+	// backoffBase and backoffMax shape the exponential backoff after 5xx
+	// and transport errors: 200ms, 400ms, 800ms, … at most 5s, with jitter.
+	backoffBase = 200 * time.Millisecond
+	backoffMax  = 5 * time.Second
+	// maxBodyBytes caps how much of a response is read; a page of runs is
+	// a few kilobytes, so anything near this is not a real answer.
+	maxBodyBytes = 10 << 20
+	// excerptBytes is the longest body excerpt an APIError carries.
+	excerptBytes = 100
+	// userAgent is sent with every request.
+	userAgent = "aily_exporter"
+)
+
+// ErrStop, returned by the function given to EachRunPage, ends the listing
+// early without an error.
+var ErrStop = errors.New("stop listing")
+
+// Config configures a Client for one Feishu app. Exactly one kind of
+// credential must be set: AppID with AppSecret (a tenant_access_token is
+// obtained and renewed), or UserAccessTokenFile.
+type Config struct {
+	// BaseURL is the Open Platform host; default "https://open.feishu.cn"
+	// ("https://open.larksuite.com" for Lark).
+	BaseURL string
+	// AppID and AppSecret are a self-built app's credentials.
+	AppID     string
+	AppSecret Secret
+	// UserAccessTokenFile holds a user_access_token; it is re-read whenever
+	// its modification time or size changes, so it can be rotated in place.
+	UserAccessTokenFile string
+	// HTTPClient sends the requests; default &http.Client{Timeout: 10s}.
+	HTTPClient *http.Client
+	// PageSize is the runs asked per page; default 50. If the API rejects it
+	// with code 2700001 the client falls back to 20 and keeps using 20.
+	PageSize int
+	// MaxPages ends a listing with an error beyond this many pages; default 1000.
+	MaxPages int
+	// RateLimit is the client-side limit in requests per second, with a burst
+	// of the same (rounded up); 0 means unlimited.
+	RateLimit float64
+	// MaxAttempts is how many times a request is tried on 5xx and transport
+	// errors; default 3.
+	MaxAttempts int
+	// Observer is told about requests, rate limits, token renewals and
+	// malformed runs; default NopObserver{}.
+	Observer Observer
+	// Now is the clock for token lifetimes and request latency; default time.Now.
+	Now func() time.Time
+	// Sleep waits d or until ctx is done, whichever comes first, returning
+	// ctx's error in the latter case; default a timer. Tests inject it to
+	// record rate-limit and backoff waits without sleeping.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Rand returns a number in [0, 1) for backoff jitter; default math/rand/v2.
+	Rand func() float64
+}
+
+// Client lists the runs of Aily sessions for one Feishu app. It is safe for
+// concurrent use; concurrent listings share the token and the rate limiter.
+type Client struct {
+	base        string
+	http        *http.Client
+	creds       tokenSource
+	pageSize    atomic.Int64
+	maxPages    int
+	maxAttempts int
+	limiter     *rate.Limiter // nil when unlimited
+	obs         Observer
+	now         func() time.Time
+	sleep       func(ctx context.Context, d time.Duration) error
+	rand        func() float64
+}
+
+// NewClient validates cfg, fills in its defaults and returns a Client. It
+// makes no request: credentials are first used by the first listing.
+func NewClient(cfg Config) (*Client, error) {
+	base := cfg.BaseURL
+	if base == "" {
+		base = DefaultBaseURL
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return nil, fmt.Errorf("feishu: base URL: %w", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("feishu: base URL %q must be http(s)://host", base)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return nil, fmt.Errorf("feishu: base URL %q must not carry a query, fragment or user info", u.Redacted())
+	}
+	tenant := cfg.AppID != "" || cfg.AppSecret != ""
+	user := cfg.UserAccessTokenFile != ""
+	switch {
+	case tenant && user:
+		return nil, errors.New("feishu: set either app_id/app_secret or a user access token file, not both")
+	case !tenant && !user:
+		return nil, errors.New("feishu: no credentials: set app_id and app_secret, or a user access token file")
+	case tenant && cfg.AppID == "":
+		return nil, errors.New("feishu: app_secret is set but app_id is empty")
+	case tenant && cfg.AppSecret == "":
+		return nil, fmt.Errorf("feishu: app %s has an empty app_secret", cfg.AppID)
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"page size", cfg.PageSize}, {"max pages", cfg.MaxPages}, {"max attempts", cfg.MaxAttempts}} {
+		if f.v < 0 {
+			return nil, fmt.Errorf("feishu: %s %d is negative", f.name, f.v)
+		}
+	}
+	if cfg.RateLimit < 0 || math.IsNaN(cfg.RateLimit) || math.IsInf(cfg.RateLimit, 0) {
+		return nil, fmt.Errorf("feishu: rate limit %v must be a finite number ≥ 0", cfg.RateLimit)
+	}
+
+	c := &Client{
+		base:        strings.TrimRight(u.String(), "/"),
+		http:        cfg.HTTPClient,
+		maxPages:    cfg.MaxPages,
+		maxAttempts: cfg.MaxAttempts,
+		obs:         cfg.Observer,
+		now:         cfg.Now,
+		sleep:       cfg.Sleep,
+		rand:        cfg.Rand,
+	}
+	if c.http == nil {
+		c.http = &http.Client{Timeout: DefaultTimeout}
+	}
+	pageSize := cfg.PageSize
+	if pageSize == 0 {
+		pageSize = DefaultPageSize
+	}
+	c.pageSize.Store(int64(pageSize))
+	if c.maxPages == 0 {
+		c.maxPages = DefaultMaxPages
+	}
+	if c.maxAttempts == 0 {
+		c.maxAttempts = DefaultMaxAttempts
+	}
+	if c.obs == nil {
+		c.obs = NopObserver{}
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.sleep == nil {
+		c.sleep = sleepContext
+	}
+	if c.rand == nil {
+		c.rand = rand.Float64
+	}
+	if cfg.RateLimit > 0 {
+		c.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), int(math.Ceil(cfg.RateLimit)))
+	}
+	if tenant {
+		c.creds = &tenantToken{c: c, appID: cfg.AppID, secret: cfg.AppSecret}
+	} else {
+		c.creds = &userTokenFile{path: cfg.UserAccessTokenFile, obs: c.obs}
+	}
+	return c, nil
+}
+
+// Format prints the client without its credentials, whatever the verb, so
+// that a client in a struct that gets logged cannot leak a secret or token.
+func (c *Client) Format(f fmt.State, _ rune) {
+	if c == nil {
+		_, _ = io.WriteString(f, "feishu.Client(nil)")
+		return
+	}
+	_, _ = fmt.Fprintf(f, "feishu.Client{base_url: %s, credentials: %s}", c.base, c.creds.describe())
+}
+
+// sleepContext waits d or until ctx is done.
+func sleepContext(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,238 @@
+package feishu
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// response is a successful answer: HTTP 2xx with code 0.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// apiBody is the part every Feishu response body shares. Code is a pointer
+// so that a body without a code is told apart from code 0.
+type apiBody struct {
+	Code *int   `json:"code"`
+	Msg  string `json:"msg"`
+}
+
+// do sends the request that build makes (once per attempt, so that bodies
+// are fresh) and returns the response if it is HTTP 2xx with code 0.
+//
+// It waits for the client-side limiter before every attempt; after a
+// rate-limit answer it waits as the response asks and tries again, at most
+// maxRateLimitRetries times; after a 5xx or a transport error it backs off
+// and tries again, at most maxAttempts attempts in all. It never sleeps past
+// ctx's deadline: if a wait would, it returns the last error at once.
+func (c *Client) do(ctx context.Context, ep Endpoint, build func(ctx context.Context) (*http.Request, error)) (*response, error) {
+	var rateLimited, failures int
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if c.limiter != nil {
+			if err := c.limiter.Wait(ctx); err != nil {
+				return nil, fmt.Errorf("client-side rate limit: %w", err)
+			}
+		}
+		req, err := build(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("build %s request: %w", ep, err)
+		}
+		req.Header.Set("User-Agent", userAgent)
+
+		resp, err := c.attempt(ep, req)
+		if err != nil {
+			if ctxErr := ctx.Err(); ctxErr != nil {
+				// The caller's deadline or cancellation, not a flaky network:
+				// report it as such and do not retry.
+				return nil, ctxErr
+			}
+			failures++
+			if failures >= c.maxAttempts || !c.backoff(ctx, failures) {
+				return nil, err
+			}
+			continue
+		}
+		apiErr := checkResponse(ep, resp)
+		if apiErr == nil {
+			return resp, nil
+		}
+		switch {
+		case IsRateLimited(apiErr):
+			rateLimited++
+			wait := rateLimitWait(resp.header)
+			if rateLimited > maxRateLimitRetries || !fitsDeadline(ctx, wait) {
+				c.obs.ObserveRateLimited(ep, 0)
+				return nil, apiErr
+			}
+			c.obs.ObserveRateLimited(ep, wait)
+			if err := c.sleep(ctx, wait); err != nil {
+				return nil, err
+			}
+		case resp.status >= 500:
+			failures++
+			if failures >= c.maxAttempts || !c.backoff(ctx, failures) {
+				return nil, apiErr
+			}
+		default:
+			return nil, apiErr
+		}
+	}
+}
+
+// attempt sends one HTTP request and reads its body (capped), reporting the
+// attempt to the observer. A non-nil error is a transport error.
+func (c *Client) attempt(ep Endpoint, req *http.Request) (*response, error) {
+	start := c.now()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		c.obs.ObserveRequest(ep, "transport", c.now().Sub(start))
+		return nil, fmt.Errorf("feishu %s: %w", ep, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
+	if err != nil {
+		c.obs.ObserveRequest(ep, "transport", c.now().Sub(start))
+		return nil, fmt.Errorf("feishu %s: read response (HTTP %d): %w", ep, resp.StatusCode, err)
+	}
+	r := &response{status: resp.StatusCode, header: resp.Header, body: body}
+	c.obs.ObserveRequest(ep, resultCode(r), c.now().Sub(start))
+	return r, nil
+}
+
+// backoff waits before the next attempt after failures failures, and
+// reports whether to make it: false if the wait would pass ctx's deadline or
+// ctx ended while waiting.
+func (c *Client) backoff(ctx context.Context, failures int) bool {
+	d := backoffBase << min(failures-1, 10)
+	d = min(d, backoffMax)
+	// "Equal jitter": half fixed, half random, so that retries of
+	// concurrent listings spread out but still back off.
+	d = d/2 + time.Duration(c.rand()*float64(d/2))
+	if !fitsDeadline(ctx, d) {
+		return false
+	}
+	return c.sleep(ctx, d) == nil
+}
+
+// fitsDeadline reports whether waiting d still leaves ctx time to retry.
+// Deadlines are wall-clock, so this uses the real clock, not Config.Now.
+func fitsDeadline(ctx context.Context, d time.Duration) bool {
+	deadline, ok := ctx.Deadline()
+	return !ok || time.Until(deadline) > d
+}
+
+// rateLimitWait reads how long a rate-limited response asks to wait:
+// x-ogw-ratelimit-reset (Feishu's header, seconds), else Retry-After
+// (seconds), else one second; capped at maxRateLimitWait.
+func rateLimitWait(h http.Header) time.Duration {
+	for _, name := range []string{"X-Ogw-Ratelimit-Reset", "Retry-After"} {
+		v := strings.TrimSpace(h.Get(name))
+		if v == "" {
+			continue
+		}
+		secs, err := strconv.ParseFloat(v, 64)
+		if err != nil || secs < 0 || secs != secs {
+			continue
+		}
+		if secs >= maxRateLimitWait.Seconds() {
+			return maxRateLimitWait
+		}
+		return time.Duration(secs * float64(time.Second))
+	}
+	return defaultRateLimitWait
+}
+
+// resultCode is the code label of an answered request: the body's code, or
+// "http_<status>" when the body has none (or says 0 on a non-2xx status).
+func resultCode(r *response) string {
+	var b apiBody
+	if json.Unmarshal(r.body, &b) == nil && b.Code != nil && (*b.Code != 0 || is2xx(r.status)) {
+		return strconv.Itoa(*b.Code)
+	}
+	return "http_" + strconv.Itoa(r.status)
+}
+
+// checkResponse returns nil for HTTP 2xx with code 0, else an *APIError.
+func checkResponse(ep Endpoint, r *response) *APIError {
+	e := &APIError{Endpoint: ep, HTTPStatus: r.status, LogID: logID(r.header)}
+	if len(r.body) > maxBodyBytes {
+		e.Msg = fmt.Sprintf("response body larger than %d bytes", maxBodyBytes)
+		return e
+	}
+	var b apiBody
+	if err := json.Unmarshal(r.body, &b); err != nil {
+		e.Msg = bodyExcerpt(ep, r.body)
+		return e
+	}
+	if b.Code != nil {
+		e.Code = *b.Code
+	}
+	e.Msg = b.Msg
+	switch {
+	case b.Code == nil && is2xx(r.status):
+		e.Msg = "response without a code: " + bodyExcerpt(ep, r.body)
+		return e
+	case e.Code == CodeOK && is2xx(r.status):
+		return nil
+	}
+	return e
+}
+
+func is2xx(status int) bool { return status >= 200 && status < 300 }
+
+// logID is the ID to quote to Feishu support.
+func logID(h http.Header) string {
+	if id := h.Get("X-Tt-Logid"); id != "" {
+		return id
+	}
+	return h.Get("X-Request-Id")
+}
+
+// bodyExcerpt is a short, single-line, valid UTF-8 excerpt of a body that is
+// not the JSON expected, to tell a plain-text 404 from an HTML error page.
+// The token endpoint's answer may hold a token, so it is not quoted then.
+func bodyExcerpt(ep Endpoint, body []byte) string {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return "empty body"
+	}
+	if ep == EndpointTenantToken && bytes.Contains(body, []byte("access_token")) {
+		return fmt.Sprintf("malformed token response (%d bytes, not quoted)", len(body))
+	}
+	head := body[:min(len(body), 4*excerptBytes)]
+	s := strings.Join(strings.Fields(strings.ToValidUTF8(string(head), "\uFFFD")), " ")
+	return truncate(s, excerptBytes)
+}
+
+// truncate shortens s to at most n bytes, cutting on a rune boundary and
+// marking the cut with "…".
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const ellipsis = "…"
+	cut := n - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + ellipsis
+}
+
+// hasCode reports whether err is an *APIError with the given code.
+func hasCode(err error, code int) bool {
+	var e *APIError
+	return errors.As(err, &e) && e.Code == code
+}
