@@ -1,0 +1,434 @@
+// Package config reads and validates the exporter's YAML configuration file:
+// the Feishu apps to use, their credentials, and the Aily sessions to watch.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/aily-exporter/aily_exporter/feishu"
+)
+
+// DefaultBaseURL is the Feishu Open Platform used when an app sets no base_url.
+const DefaultBaseURL = "https://open.feishu.cn"
+
+// Config is a loaded, validated configuration file.
+type Config struct {
+	Apps []*App `yaml:"apps"`
+}
+
+// App is one Feishu app (a set of credentials) and the sessions watched with it.
+type App struct {
+	// Name is the `app` label; unique, [a-zA-Z0-9_-]+.
+	Name string `yaml:"name"`
+	// AppID with AppSecret or AppSecretFile obtains a tenant_access_token.
+	AppID         string        `yaml:"app_id,omitempty"`
+	AppSecret     feishu.Secret `yaml:"app_secret,omitempty"`
+	AppSecretFile string        `yaml:"app_secret_file,omitempty"`
+	// UserAccessTokenFile holds a user_access_token, used instead of the app
+	// credentials. The client re-reads it when it changes.
+	UserAccessTokenFile string `yaml:"user_access_token_file,omitempty"`
+	// BaseURL is the Open Platform's address; DefaultBaseURL when left out.
+	BaseURL string `yaml:"base_url,omitempty"`
+	// Sessions are the session IDs written in the file itself.
+	Sessions []string `yaml:"sessions,omitempty"`
+	// SessionsFile names a file of further session IDs, one a line.
+	SessionsFile string `yaml:"sessions_file,omitempty"`
+
+	// secretFromFile is AppSecretFile's content, read at load. A pointer
+	// because fmt prints unexported fields by reflection, bypassing
+	// Secret's Format; behind a pointer %v shows only an address.
+	secretFromFile *feishu.Secret
+	fileContent    []byte        // SessionsFile's content as last read
+	fileSessions   []string      // the IDs parsed from fileContent
+}
+
+var (
+	namePattern = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
+	// envPattern matches ${NAME}. A bare $NAME is left alone because secrets
+	// may well contain a dollar sign.
+	envPattern = regexp.MustCompile(`\$\{([^}]*)\}`)
+	envName    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// unknownField rewrites yaml.v3's "field x not found in type config.App".
+	unknownField = regexp.MustCompile(`field (\S+) not found in type config\.(\w+)`)
+)
+
+// Load reads, parses and validates the configuration file at path. Relative
+// paths inside it (app_secret_file, user_access_token_file, sessions_file) are
+// taken relative to the file's directory. ${VAR} in app_secret is replaced by
+// the environment variable VAR.
+func Load(path string) (*Config, error) {
+	return load(path, os.LookupEnv)
+}
+
+func load(path string, lookupEnv func(string) (string, bool)) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read configuration: %w", err)
+	}
+	cfg, err := parse(data, filepath.Dir(path), lookupEnv)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// parse decodes data strictly, then resolves and validates every app.
+func parse(data []byte, dir string, lookupEnv func(string) (string, bool)) (*Config, error) {
+	var cfg Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("the file is empty: at least one app is required under apps")
+		}
+		return nil, yamlError(err)
+	}
+	// A second decode into a node only to say on which line each app starts;
+	// strictness was checked above.
+	lines := appLines(data)
+
+	if len(cfg.Apps) == 0 {
+		return nil, errors.New("no apps: at least one app is required under apps")
+	}
+	seen := make(map[string]int, len(cfg.Apps))
+	for i, app := range cfg.Apps {
+		where := fmt.Sprintf("apps[%d]", i)
+		if i < len(lines) {
+			where += fmt.Sprintf(" (line %d)", lines[i])
+		}
+		if app == nil {
+			return nil, fmt.Errorf("%s: empty app", where)
+		}
+		if app.Name != "" {
+			where = fmt.Sprintf("app %q", app.Name)
+			if i < len(lines) {
+				where += fmt.Sprintf(" (line %d)", lines[i])
+			}
+		}
+		if err := app.resolve(dir, lookupEnv); err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		if j, dup := seen[app.Name]; dup {
+			return nil, fmt.Errorf("%s: name is already used by apps[%d]; app names must be unique", where, j)
+		}
+		seen[app.Name] = i
+	}
+	return &cfg, nil
+}
+
+// yamlError words yaml.v3's decoding errors for people: the line and the
+// unknown key, without Go type names.
+func yamlError(err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return fmt.Errorf("parse YAML: %w", err)
+	}
+	msgs := make([]string, len(te.Errors))
+	for i, m := range te.Errors {
+		msgs[i] = unknownField.ReplaceAllStringFunc(m, func(s string) string {
+			sub := unknownField.FindStringSubmatch(s)
+			where := "at the top level"
+			if sub[2] == "App" {
+				where = "in an app"
+			}
+			return fmt.Sprintf("unknown key %q %s", sub[1], where)
+		})
+	}
+	return fmt.Errorf("parse YAML: %s", strings.Join(msgs, "; "))
+}
+
+// appLines returns the line each item of apps starts on.
+func appLines(data []byte) []int {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 {
+		return nil
+	}
+	root := doc.Content[0]
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if root.Content[i].Value == "apps" {
+			var lines []int
+			for _, item := range root.Content[i+1].Content {
+				lines = append(lines, item.Line)
+			}
+			return lines
+		}
+	}
+	return nil
+}
+
+// resolve validates the app, applies defaults, expands ${VAR} in app_secret,
+// reads app_secret_file and sessions_file, and makes relative paths absolute
+// against dir.
+func (a *App) resolve(dir string, lookupEnv func(string) (string, bool)) error {
+	if a.Name == "" {
+		return errors.New("name is required")
+	}
+	if !namePattern.MatchString(a.Name) {
+		return fmt.Errorf("name %q may hold only letters, digits, '_' and '-'", a.Name)
+	}
+
+	if err := a.resolveCredentials(dir, lookupEnv); err != nil {
+		return err
+	}
+
+	if a.BaseURL == "" {
+		a.BaseURL = DefaultBaseURL
+	}
+	u, err := url.Parse(a.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("base_url %q must be an absolute http(s) URL without user info, query or fragment, such as %s",
+			redactURL(a.BaseURL, u), DefaultBaseURL)
+	}
+	a.BaseURL = strings.TrimRight(a.BaseURL, "/")
+
+	listed := make(map[string]bool, len(a.Sessions))
+	for i, id := range a.Sessions {
+		if err := checkSessionID(id); err != nil {
+			return fmt.Errorf("sessions[%d]: %w", i, err)
+		}
+		if listed[id] {
+			return fmt.Errorf("sessions[%d]: session %q is listed twice", i, id)
+		}
+		listed[id] = true
+	}
+	if a.SessionsFile != "" {
+		a.SessionsFile = absolute(dir, a.SessionsFile)
+		if _, err := a.RefreshSessions(); err != nil {
+			return err
+		}
+	}
+	if len(a.AllSessions()) == 0 {
+		if a.SessionsFile != "" {
+			return fmt.Errorf("no sessions: sessions is empty and sessions_file %s lists none", a.SessionsFile)
+		}
+		return errors.New("no sessions: set sessions or sessions_file (the API cannot list sessions)")
+	}
+	return nil
+}
+
+func (a *App) resolveCredentials(dir string, lookupEnv func(string) (string, bool)) error {
+	tenant := a.AppID != "" || a.AppSecret != "" || a.AppSecretFile != ""
+	user := a.UserAccessTokenFile != ""
+	switch {
+	case tenant && user:
+		return errors.New("user_access_token_file cannot be combined with app_id/app_secret/app_secret_file: choose one kind of credential")
+	case !tenant && !user:
+		return errors.New("no credentials: set app_id with app_secret or app_secret_file, or user_access_token_file")
+	case user:
+		a.UserAccessTokenFile = absolute(dir, a.UserAccessTokenFile)
+		// Checked now so that --config.check and a reload catch a wrong
+		// path; the client reads the token itself, and again when it changes.
+		if _, err := os.Stat(a.UserAccessTokenFile); err != nil {
+			return fmt.Errorf("user_access_token_file: %w", err)
+		}
+		return nil
+	}
+
+	if a.AppID == "" {
+		return errors.New("app_id is required with app_secret or app_secret_file")
+	}
+	switch {
+	case a.AppSecret != "" && a.AppSecretFile != "":
+		return errors.New("app_secret and app_secret_file cannot both be set")
+	case a.AppSecret == "" && a.AppSecretFile == "":
+		return errors.New("app_secret or app_secret_file is required with app_id")
+	case a.AppSecret != "":
+		s, err := expandEnv(string(a.AppSecret), lookupEnv)
+		if err != nil {
+			return fmt.Errorf("app_secret: %w", err)
+		}
+		if strings.TrimSpace(s) == "" {
+			return errors.New("app_secret is empty after expanding environment variables")
+		}
+		a.AppSecret = feishu.Secret(s)
+	default:
+		a.AppSecretFile = absolute(dir, a.AppSecretFile)
+		b, err := os.ReadFile(a.AppSecretFile)
+		if err != nil {
+			// The *PathError names the file, never its content.
+			return fmt.Errorf("app_secret_file: %w", err)
+		}
+		// Files written by editors and `echo` end in a newline that is no
+		// part of the secret.
+		s := strings.TrimSpace(string(b))
+		if s == "" {
+			return fmt.Errorf("app_secret_file %s is empty", a.AppSecretFile)
+		}
+		secret := feishu.Secret(s)
+		a.secretFromFile = &secret
+	}
+	return nil
+}
+
+// expandEnv replaces each ${NAME} in s by the variable's value; a variable that
+// is not set is an error naming it.
+func expandEnv(s string, lookupEnv func(string) (string, bool)) (string, error) {
+	var err error
+	out := envPattern.ReplaceAllStringFunc(s, func(m string) string {
+		name := m[2 : len(m)-1]
+		if !envName.MatchString(name) {
+			if err == nil {
+				err = fmt.Errorf("%q is not a valid environment variable reference", m)
+			}
+			return ""
+		}
+		v, ok := lookupEnv(name)
+		if !ok && err == nil {
+			err = fmt.Errorf("environment variable %s is not set", name)
+		}
+		return v
+	})
+	return out, err
+}
+
+// redactURL hides a password someone put into base_url.
+func redactURL(raw string, u *url.URL) string {
+	if u != nil && u.User != nil {
+		return u.Redacted()
+	}
+	return raw
+}
+
+func absolute(dir, path string) string {
+	if filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(dir, path)
+}
+
+func checkSessionID(id string) error {
+	if strings.TrimSpace(id) == "" {
+		return errors.New("empty session ID")
+	}
+	// The ID goes into the URL path; a space or slash can only be a mistake
+	// (two IDs on one line, a pasted URL).
+	if strings.ContainsAny(id, " \t/?#") {
+		return fmt.Errorf("session ID %q contains a space, '/', '?' or '#'", id)
+	}
+	return nil
+}
+
+// Secret returns the app secret to use: app_secret after ${VAR} expansion, or
+// the content of app_secret_file. It is empty for a user-token app.
+func (a *App) Secret() feishu.Secret {
+	if a.AppSecret == "" && a.secretFromFile != nil {
+		return *a.secretFromFile
+	}
+	return a.AppSecret
+}
+
+// AllSessions returns the sessions to watch: those of sessions, then those of
+// sessions_file as last read, each once.
+func (a *App) AllSessions() []string {
+	out := make([]string, 0, len(a.Sessions)+len(a.fileSessions))
+	seen := make(map[string]bool, cap(out))
+	for _, ids := range [][]string{a.Sessions, a.fileSessions} {
+		for _, id := range ids {
+			if !seen[id] {
+				seen[id] = true
+				out = append(out, id)
+			}
+		}
+	}
+	return out
+}
+
+// RefreshSessions re-reads sessions_file and reports whether its content
+// changed. On an error the sessions last read are kept. It is cheap when
+// nothing changed (one read of a small file, no parsing), so callers may
+// call it on every scrape. It is not safe for concurrent use.
+func (a *App) RefreshSessions() (changed bool, err error) {
+	if a.SessionsFile == "" {
+		return false, nil
+	}
+	b, err := os.ReadFile(a.SessionsFile)
+	if err != nil {
+		return false, fmt.Errorf("sessions_file: %w", err)
+	}
+	if a.fileContent != nil && bytes.Equal(b, a.fileContent) {
+		return false, nil
+	}
+	ids, err := ParseSessions(b)
+	if err != nil {
+		return false, fmt.Errorf("sessions_file %s: %w", a.SessionsFile, err)
+	}
+	a.fileContent = b
+	a.fileSessions = ids
+	return true, nil
+}
+
+// ParseSessions parses a sessions file: one session ID a line; blank lines
+// and everything after a # are ignored; an ID listed twice counts once (such
+// files are often generated, and a repeat is harmless).
+func ParseSessions(b []byte) ([]string, error) {
+	var ids []string
+	seen := map[string]bool{}
+	for n, line := range strings.Split(string(b), "\n") {
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if err := checkSessionID(line); err != nil {
+			return nil, fmt.Errorf("line %d: %w", n+1, err)
+		}
+		if !seen[line] {
+			seen[line] = true
+			ids = append(ids, line)
+		}
+	}
+	return ids, nil
+}
+
+// Redacted returns the configuration as YAML with every secret replaced by
+// "<secret>", for the /config endpoint.
+func (c *Config) Redacted() ([]byte, error) {
+	// A struct of its own, so that redaction does not depend on how
+	// feishu.Secret marshals: the secret field only ever holds the placeholder.
+	type redactedApp struct {
+		Name                string   `yaml:"name"`
+		AppID               string   `yaml:"app_id,omitempty"`
+		AppSecret           string   `yaml:"app_secret,omitempty"`
+		AppSecretFile       string   `yaml:"app_secret_file,omitempty"`
+		UserAccessTokenFile string   `yaml:"user_access_token_file,omitempty"`
+		BaseURL             string   `yaml:"base_url,omitempty"`
+		Sessions            []string `yaml:"sessions,omitempty"`
+		SessionsFile        string   `yaml:"sessions_file,omitempty"`
+	}
+	out := struct {
+		Apps []redactedApp `yaml:"apps"`
+	}{}
+	for _, a := range c.Apps {
+		r := redactedApp{
+			Name:                a.Name,
+			AppID:               a.AppID,
+			AppSecretFile:       a.AppSecretFile,
+			UserAccessTokenFile: a.UserAccessTokenFile,
+			BaseURL:             a.BaseURL,
+			Sessions:            a.Sessions,
+			SessionsFile:        a.SessionsFile,
+		}
+		if a.AppSecret != "" {
+			r.AppSecret = "<secret>"
+		}
+		out.Apps = append(out.Apps, r)
+	}
+	b, err := yaml.Marshal(out)
+	if err != nil {
+		return nil, fmt.Errorf("marshal configuration: %w", err)
+	}
+	return b, nil
+}

@@ -1,0 +1,406 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+)
+
+// env is the environment the tests' ${VAR} references see.
+func env(name string) (string, bool) {
+	v, ok := map[string]string{
+		"HELPDESK_SECRET": "s3cr3t-from-env",
+		"EMPTY":           "",
+	}[name]
+	return v, ok
+}
+
+// writeFiles writes name → content into a new directory and returns it.
+func writeFiles(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestLoadFullExample(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"helpdesk.secret":   "s3cr3t-from-file\n",
+		"user.token":        "u-token\n",
+		"helpdesk.sessions": "# generated\nsession_b\n\n  session_c  # trailing comment\nsession_a\nsession_b\n",
+		"aily.yml": `
+apps:
+  - name: helpdesk
+    app_id: cli_a5xxxxxxxxxxxxx
+    app_secret_file: helpdesk.secret
+    base_url: https://open.larksuite.com/
+    sessions:
+      - session_a
+    sessions_file: helpdesk.sessions
+  - name: sales-bot_2
+    app_id: cli_b
+    app_secret: "pre-${HELPDESK_SECRET}-post"
+    sessions: [session_x]
+  - name: personal
+    user_access_token_file: user.token
+    sessions: [session_y]
+`,
+	})
+	cfg, err := load(filepath.Join(dir, "aily.yml"), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Apps) != 3 {
+		t.Fatalf("got %d apps, want 3", len(cfg.Apps))
+	}
+	helpdesk, sales, personal := cfg.Apps[0], cfg.Apps[1], cfg.Apps[2]
+
+	if got := string(helpdesk.Secret()); got != "s3cr3t-from-file" {
+		t.Errorf("helpdesk secret = %q, want the file's content without its newline", got)
+	}
+	if helpdesk.AppSecretFile != filepath.Join(dir, "helpdesk.secret") {
+		t.Errorf("app_secret_file = %q, want it relative to the config file", helpdesk.AppSecretFile)
+	}
+	if helpdesk.BaseURL != "https://open.larksuite.com" {
+		t.Errorf("base_url = %q, want the trailing slash trimmed", helpdesk.BaseURL)
+	}
+	if diff := cmp.Diff([]string{"session_a", "session_b", "session_c"}, helpdesk.AllSessions()); diff != "" {
+		t.Errorf("helpdesk sessions (-want +got):\n%s", diff)
+	}
+	if got := string(sales.Secret()); got != "pre-s3cr3t-from-env-post" {
+		t.Errorf("sales secret = %q, want ${HELPDESK_SECRET} expanded", got)
+	}
+	if sales.BaseURL != DefaultBaseURL {
+		t.Errorf("base_url = %q, want the default %q", sales.BaseURL, DefaultBaseURL)
+	}
+	if personal.UserAccessTokenFile != filepath.Join(dir, "user.token") || personal.Secret() != "" {
+		t.Errorf("personal: token file %q, secret set %v", personal.UserAccessTokenFile, personal.Secret() != "")
+	}
+}
+
+func TestLoadInvalid(t *testing.T) {
+	const creds = "    app_id: cli_a\n    app_secret: x\n"
+	for _, tc := range []struct {
+		name  string
+		files map[string]string // besides aily.yml
+		yaml  string
+		want  string // a substring of the error
+	}{
+		{
+			name: "empty file",
+			yaml: "",
+			want: "the file is empty",
+		},
+		{
+			name: "no apps",
+			yaml: "apps: []\n",
+			want: "no apps",
+		},
+		{
+			name: "unknown top-level key names the key and line",
+			yaml: "apps:\n  - name: a\n" + creds + "    sessions: [s]\nscrape_interval: 5s\n",
+			want: `line 6: unknown key "scrape_interval" at the top level`,
+		},
+		{
+			name: "unknown app key names the key and line",
+			yaml: "apps:\n  - name: a\n" + creds + "    session: [s]\n",
+			want: `line 5: unknown key "session" in an app`,
+		},
+		{
+			name: "not YAML",
+			yaml: "apps: [\n",
+			want: "parse YAML",
+		},
+		{
+			name: "wrong type",
+			yaml: "apps:\n  - name: [a, b]\n",
+			want: "line 2: cannot unmarshal",
+		},
+		{
+			name: "missing name",
+			yaml: "apps:\n  - app_id: cli_a\n    app_secret: x\n    sessions: [s]\n",
+			want: "apps[0] (line 2): name is required",
+		},
+		{
+			name: "bad name",
+			yaml: "apps:\n  - name: help desk\n" + creds + "    sessions: [s]\n",
+			want: `app "help desk" (line 2): name "help desk" may hold only letters, digits, '_' and '-'`,
+		},
+		{
+			name: "duplicate name",
+			yaml: "apps:\n  - name: a\n" + creds + "    sessions: [s]\n  - name: a\n" + creds + "    sessions: [t]\n",
+			want: `app "a" (line 6): name is already used by apps[0]`,
+		},
+		{
+			name: "no credentials",
+			yaml: "apps:\n  - name: a\n    sessions: [s]\n",
+			want: `app "a" (line 2): no credentials`,
+		},
+		{
+			name:  "two kinds of credentials",
+			files: map[string]string{"tok": "u-x"},
+			yaml:  "apps:\n  - name: a\n" + creds + "    user_access_token_file: tok\n    sessions: [s]\n",
+			want:  `app "a" (line 2): user_access_token_file cannot be combined with app_id/app_secret/app_secret_file`,
+		},
+		{
+			name: "app_id without secret",
+			yaml: "apps:\n  - name: a\n    app_id: cli_a\n    sessions: [s]\n",
+			want: `app "a" (line 2): app_secret or app_secret_file is required with app_id`,
+		},
+		{
+			name: "secret without app_id",
+			yaml: "apps:\n  - name: a\n    app_secret: x\n    sessions: [s]\n",
+			want: `app "a" (line 2): app_id is required`,
+		},
+		{
+			name:  "secret and secret file",
+			files: map[string]string{"sec": "x"},
+			yaml:  "apps:\n  - name: a\n" + creds + "    app_secret_file: sec\n    sessions: [s]\n",
+			want:  `app "a" (line 2): app_secret and app_secret_file cannot both be set`,
+		},
+		{
+			name: "missing environment variable is named",
+			yaml: "apps:\n  - name: a\n    app_id: cli_a\n    app_secret: ${NOT_SET_ANYWHERE}\n    sessions: [s]\n",
+			want: `app "a" (line 2): app_secret: environment variable NOT_SET_ANYWHERE is not set`,
+		},
+		{
+			name: "empty secret after expansion",
+			yaml: "apps:\n  - name: a\n    app_id: cli_a\n    app_secret: ${EMPTY}\n    sessions: [s]\n",
+			want: `app "a" (line 2): app_secret is empty`,
+		},
+		{
+			name: "bad variable reference",
+			yaml: "apps:\n  - name: a\n    app_id: cli_a\n    app_secret: ${1X}\n    sessions: [s]\n",
+			want: `app_secret: "${1X}" is not a valid environment variable reference`,
+		},
+		{
+			name: "missing secret file",
+			yaml: "apps:\n  - name: a\n    app_id: cli_a\n    app_secret_file: nope\n    sessions: [s]\n",
+			want: `app "a" (line 2): app_secret_file: open`,
+		},
+		{
+			name:  "empty secret file",
+			files: map[string]string{"sec": "\n"},
+			yaml:  "apps:\n  - name: a\n    app_id: cli_a\n    app_secret_file: sec\n    sessions: [s]\n",
+			want:  `app "a" (line 2): app_secret_file `,
+		},
+		{
+			name: "missing user token file",
+			yaml: "apps:\n  - name: a\n    user_access_token_file: nope\n    sessions: [s]\n",
+			want: `app "a" (line 2): user_access_token_file: stat`,
+		},
+		{
+			name: "relative base_url",
+			yaml: "apps:\n  - name: a\n" + creds + "    base_url: open.feishu.cn\n    sessions: [s]\n",
+			want: `app "a" (line 2): base_url "open.feishu.cn" must be an absolute http(s) URL`,
+		},
+		{
+			name: "base_url of another scheme",
+			yaml: "apps:\n  - name: a\n" + creds + "    base_url: ftp://open.feishu.cn\n    sessions: [s]\n",
+			want: `base_url "ftp://open.feishu.cn" must be an absolute http(s) URL`,
+		},
+		{
+			name: "base_url with a password does not print it",
+			yaml: "apps:\n  - name: a\n" + creds + "    base_url: https://u:hunter2@open.feishu.cn\n    sessions: [s]\n",
+			want: `base_url "https://u:xxxxx@open.feishu.cn" must be`,
+		},
+		{
+			name: "no sessions",
+			yaml: "apps:\n  - name: a\n" + creds,
+			want: `app "a" (line 2): no sessions: set sessions or sessions_file`,
+		},
+		{
+			name:  "sessions file listing none",
+			files: map[string]string{"s.txt": "# nothing yet\n\n"},
+			yaml:  "apps:\n  - name: a\n" + creds + "    sessions_file: s.txt\n",
+			want:  `app "a" (line 2): no sessions: sessions is empty and sessions_file`,
+		},
+		{
+			name: "missing sessions file",
+			yaml: "apps:\n  - name: a\n" + creds + "    sessions: [s]\n    sessions_file: nope\n",
+			want: `app "a" (line 2): sessions_file: open`,
+		},
+		{
+			name:  "sessions file with two IDs on a line",
+			files: map[string]string{"s.txt": "s1\ns2 s3\n"},
+			yaml:  "apps:\n  - name: a\n" + creds + "    sessions_file: s.txt\n",
+			want:  `s.txt: line 2: session ID "s2 s3" contains a space`,
+		},
+		{
+			name: "empty session ID",
+			yaml: "apps:\n  - name: a\n" + creds + "    sessions: [s, \"\"]\n",
+			want: `app "a" (line 2): sessions[1]: empty session ID`,
+		},
+		{
+			name: "duplicate session ID",
+			yaml: "apps:\n  - name: a\n" + creds + "    sessions: [s, t, s]\n",
+			want: `app "a" (line 2): sessions[2]: session "s" is listed twice`,
+		},
+		{
+			name: "null app",
+			yaml: "apps:\n  - \n",
+			want: "apps[0] (line 2): empty app",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			files := map[string]string{"aily.yml": tc.yaml}
+			for k, v := range tc.files {
+				files[k] = v
+			}
+			dir := writeFiles(t, files)
+			_, err := load(filepath.Join(dir, "aily.yml"), env)
+			if err == nil {
+				t.Fatalf("no error, want one containing %q", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q\ndoes not contain %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error %q shows a password", err)
+			}
+		})
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "aily.yml"))
+	if err == nil || !strings.Contains(err.Error(), "aily.yml") {
+		t.Fatalf("error %v, want one naming the file", err)
+	}
+}
+
+func TestLoadUsesProcessEnvironment(t *testing.T) {
+	t.Setenv("AILY_TEST_SECRET", "from-process-env")
+	dir := writeFiles(t, map[string]string{"aily.yml": "apps:\n  - name: a\n    app_id: cli_a\n    app_secret: ${AILY_TEST_SECRET}\n    sessions: [s]\n"})
+	cfg, err := Load(filepath.Join(dir, "aily.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(cfg.Apps[0].Secret()); got != "from-process-env" {
+		t.Errorf("secret = %q", got)
+	}
+}
+
+func TestSecretsNeverPrint(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"sec": "file-secret-value",
+		"aily.yml": `apps:
+  - name: a
+    app_id: cli_a
+    app_secret: literal-secret-value
+    sessions: [s]
+  - name: b
+    app_id: cli_b
+    app_secret_file: sec
+    sessions: [s]
+`,
+	})
+	cfg, err := load(filepath.Join(dir, "aily.yml"), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	red, err := cfg.Redacted()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf(`apps:
+    - name: a
+      app_id: cli_a
+      app_secret: <secret>
+      base_url: https://open.feishu.cn
+      sessions:
+        - s
+    - name: b
+      app_id: cli_b
+      app_secret_file: %s
+      base_url: https://open.feishu.cn
+      sessions:
+        - s
+`, filepath.Join(dir, "sec"))
+	if diff := cmp.Diff(want, string(red)); diff != "" {
+		t.Errorf("Redacted() (-want +got):\n%s", diff)
+	}
+	for _, shown := range []string{
+		string(red),
+		fmt.Sprintf("%v %+v %#v", *cfg.Apps[0], *cfg.Apps[0], *cfg.Apps[0]),
+		fmt.Sprintf("%v %+v %#v", *cfg.Apps[1], *cfg.Apps[1], *cfg.Apps[1]),
+		fmt.Sprintf("%v %s %q %x", cfg.Apps[0].Secret(), cfg.Apps[1].Secret(), cfg.Apps[0].Secret(), cfg.Apps[1].Secret()),
+	} {
+		for _, secret := range []string{"literal-secret-value", "file-secret-value"} {
+			if strings.Contains(shown, secret) {
+				t.Errorf("%q shows the secret %q", shown, secret)
+			}
+		}
+	}
+}
+
+func TestRefreshSessions(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"s.txt":    "s1\ns2\n",
+		"aily.yml": "apps:\n  - name: a\n    app_id: cli_a\n    app_secret: x\n    sessions: [s0, s1]\n    sessions_file: s.txt\n",
+	})
+	cfg, err := load(filepath.Join(dir, "aily.yml"), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := cfg.Apps[0]
+	write := func(content string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, "s.txt"), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	steps := []struct {
+		name        string
+		content     string // "" with remove: the file is deleted
+		remove      bool
+		wantChanged bool
+		wantErr     string
+		want        []string
+	}{
+		{name: "unchanged file is not parsed again", content: "s1\ns2\n", want: []string{"s0", "s1", "s2"}},
+		{name: "an added line is picked up", content: "s1\ns2\ns3\n", wantChanged: true, want: []string{"s0", "s1", "s2", "s3"}},
+		{name: "a removed line goes away", content: "s3\n", wantChanged: true, want: []string{"s0", "s1", "s3"}},
+		{name: "a bad file keeps the last good list", content: "s3 s4\n", wantErr: "line 1", want: []string{"s0", "s1", "s3"}},
+		{name: "a missing file keeps the last good list", remove: true, wantErr: "no such file", want: []string{"s0", "s1", "s3"}},
+		{name: "an empty file leaves the listed sessions", content: "", wantChanged: true, want: []string{"s0", "s1"}},
+	}
+	for _, st := range steps {
+		if st.remove {
+			if err := os.Remove(filepath.Join(dir, "s.txt")); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			write(st.content)
+		}
+		changed, err := app.RefreshSessions()
+		if st.wantErr == "" && err != nil || st.wantErr != "" && (err == nil || !strings.Contains(err.Error(), st.wantErr)) {
+			t.Errorf("%s: error %v, want %q", st.name, err, st.wantErr)
+		}
+		if changed != st.wantChanged {
+			t.Errorf("%s: changed = %v, want %v", st.name, changed, st.wantChanged)
+		}
+		if diff := cmp.Diff(st.want, app.AllSessions(), cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("%s: sessions (-want +got):\n%s", st.name, diff)
+		}
+	}
+}
+
+func TestParseSessions(t *testing.T) {
+	got, err := ParseSessions([]byte("\n# a comment\r\nsession_a\r\n  session_b # why\n\nsession_a\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"session_a", "session_b"}, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
