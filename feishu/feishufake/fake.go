@@ -1,0 +1,303 @@
+// Package feishufake is a faithful, in-memory fake of the Feishu Open
+// Platform endpoints the exporter calls: the internal tenant_access_token
+// endpoint and the Aily "list runs" endpoint. A *Fake is an http.Handler
+// (serve it with httptest.NewServer) whose sessions, runs, listing order and
+// faults tests switch at will; a Simulator drives one for --demo.
+//
+// Where the real API is documented the fake follows it (see
+// shared/reference/list-runs.md and feishu-aily-api.md). Where it is not, the
+// fake makes a realistic choice, documented on the method or constant that
+// implements it:
+//   - an unknown session is HTTP 400 {"code":2700001,"msg":"param is invalid"},
+//     the only error the list-runs page documents (see AddSession);
+//   - page tokens are opaque standard base64 (both alphabets are accepted)
+//     of the session, the offset and the page number; pages are computed on
+//     each request from the current list, so runs inserted while paging shift
+//     later pages like a real offset-paged API;
+//   - the listing order is oldest first unless SetOrder says otherwise.
+package feishufake
+
+import (
+	"cmp"
+	"crypto/rand"
+	"encoding/hex"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/aily-exporter/aily_exporter/feishu"
+)
+
+// Defaults of Options.
+const (
+	DefaultTokenTTL    = 2 * time.Hour
+	DefaultMaxPageSize = 100
+	DefaultPageSize    = 20
+
+	// tokenReuseMargin is the real token endpoint's rule: asked again while
+	// at least this long remains, it returns the same token; with less, a new
+	// one, the old staying valid until it expires.
+	tokenReuseMargin = 30 * time.Minute
+)
+
+// Options configure a Fake. The zero value is usable.
+type Options struct {
+	// Now is the fake's clock, deciding token expiry; default time.Now.
+	Now func() time.Time
+	// TokenTTL is the lifetime of a new tenant token; default 2h.
+	TokenTTL time.Duration
+	// MaxPageSize is the largest page_size accepted; larger sizes get HTTP
+	// 400 code 2700001. The real maximum is undocumented; default 100, the
+	// maximum of the other aily list endpoints.
+	MaxPageSize int
+}
+
+// Order is the order in which the list endpoint returns runs. The real order
+// is undocumented, so clients must work with either.
+type Order int
+
+// Listing orders, by created_at, ties broken by run ID.
+const (
+	OldestFirst Order = iota
+	NewestFirst
+)
+
+// Fake is an http.Handler imitating the Feishu API. Its methods and
+// ServeHTTP are safe for concurrent use.
+type Fake struct {
+	now         func() time.Time
+	tokenTTL    time.Duration
+	maxPageSize int
+	logIDPrefix string
+
+	mu         sync.Mutex
+	apps       map[string]string     // credential app_id → app_secret
+	tokens     map[string]tenantAuth // issued tenant tokens
+	current    map[string]string     // app_id → its newest tenant token
+	userTokens map[string]bool
+	sessions   map[string]map[string]feishu.Run // session ID → run ID → run
+	order      Order
+	faults     []*activeFault
+	onPage     func(sessionID string, page int)
+	requests   map[string]int
+	logSeq     uint64
+}
+
+// tenantAuth is an issued tenant token.
+type tenantAuth struct {
+	appID   string
+	expires time.Time
+}
+
+// New returns an empty Fake: no apps, no sessions, no faults.
+func New(opts Options) *Fake {
+	f := &Fake{
+		now:         opts.Now,
+		tokenTTL:    opts.TokenTTL,
+		maxPageSize: opts.MaxPageSize,
+		logIDPrefix: randomHex(4),
+		apps:        map[string]string{},
+		tokens:      map[string]tenantAuth{},
+		current:     map[string]string{},
+		userTokens:  map[string]bool{},
+		sessions:    map[string]map[string]feishu.Run{},
+		requests:    map[string]int{},
+	}
+	if f.now == nil {
+		f.now = time.Now
+	}
+	if f.tokenTTL <= 0 {
+		f.tokenTTL = DefaultTokenTTL
+	}
+	if f.maxPageSize <= 0 {
+		f.maxPageSize = DefaultMaxPageSize
+	}
+	return f
+}
+
+// AddApp registers a self-built app's credentials for the token endpoint.
+// Adding an app again changes its secret.
+func (f *Fake) AddApp(appID, appSecret string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.apps[appID] = appSecret
+}
+
+// AddUserToken registers a user_access_token ("u-…") the list endpoint
+// accepts as a Bearer token. User tokens do not expire in the fake.
+func (f *Fake) AddUserToken(token string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.userTokens[token] = true
+}
+
+// RemoveUserToken makes a user token invalid (code 99991668 from then on).
+func (f *Fake) RemoveUserToken(token string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.userTokens, token)
+}
+
+// AddSession makes a session known, with no runs. Listing a session that was
+// never added (by AddSession or PutRun) answers HTTP 400 with code 2700001
+// "param is invalid": the real answer is undocumented, and that is the only
+// error the list-runs page documents.
+func (f *Fake) AddSession(sessionID string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sessionLocked(sessionID)
+}
+
+// RemoveSession forgets a session and its runs; listing it is then an
+// unknown-session error.
+func (f *Fake) RemoveSession(sessionID string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.sessions, sessionID)
+}
+
+// Sessions returns the known session IDs, sorted.
+func (f *Fake) Sessions() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ids := make([]string, 0, len(f.sessions))
+	for id := range f.sessions {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func (f *Fake) sessionLocked(sessionID string) map[string]feishu.Run {
+	s, ok := f.sessions[sessionID]
+	if !ok {
+		s = map[string]feishu.Run{}
+		f.sessions[sessionID] = s
+	}
+	return s
+}
+
+// PutRun adds a run to r.SessionID, or replaces the run with the same ID
+// there (e.g. to change its status). The session is added if unknown.
+func (f *Fake) PutRun(r feishu.Run) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sessionLocked(r.SessionID)[r.ID] = cloneRun(r)
+}
+
+// DeleteRun removes a run from a session; unknown IDs are ignored.
+func (f *Fake) DeleteRun(sessionID, runID string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if s, ok := f.sessions[sessionID]; ok {
+		delete(s, runID)
+	}
+}
+
+// Runs returns a session's runs in the current listing order.
+func (f *Fake) Runs(sessionID string) []feishu.Run {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	runs, _ := f.sortedRunsLocked(sessionID)
+	for i := range runs {
+		runs[i] = cloneRun(runs[i])
+	}
+	return runs
+}
+
+// sortedRunsLocked returns a session's runs in listing order, and whether
+// the session is known.
+func (f *Fake) sortedRunsLocked(sessionID string) ([]feishu.Run, bool) {
+	s, ok := f.sessions[sessionID]
+	if !ok {
+		return nil, false
+	}
+	runs := make([]feishu.Run, 0, len(s))
+	for _, r := range s {
+		runs = append(runs, r)
+	}
+	slices.SortFunc(runs, func(a, b feishu.Run) int {
+		c := a.CreatedAt.Compare(b.CreatedAt)
+		if c == 0 {
+			c = cmp.Compare(a.ID, b.ID)
+		}
+		if f.order == NewestFirst {
+			c = -c
+		}
+		return c
+	})
+	return runs, true
+}
+
+// SetOrder chooses the listing order; the default is OldestFirst.
+func (f *Fake) SetOrder(o Order) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.order = o
+}
+
+// OnPage sets a hook called each time the list endpoint has computed page
+// number page (0-based, counted along one chain of page tokens) of a
+// session, before that page is written. Runs the hook adds or changes show
+// from the next page on, as when runs are created while a client is paging.
+// The hook runs on the request's goroutine without the fake's lock held, so
+// it may call the fake's methods. nil removes it.
+func (f *Fake) OnPage(hook func(sessionID string, page int)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.onPage = hook
+}
+
+// Requests returns how many requests reached an endpoint ("tenant_token" or
+// "list_runs"), faulted ones included.
+func (f *Fake) Requests(endpoint string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.requests[endpoint]
+}
+
+// ExpireTokens makes every tenant token issued so far invalid: the list
+// endpoint answers them with code 99991663, and the token endpoint issues a
+// new one on the next call.
+func (f *Fake) ExpireTokens() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	clear(f.tokens)
+	clear(f.current)
+}
+
+// issueTokenLocked returns the app's tenant token and its remaining lifetime,
+// following the real reuse rule.
+func (f *Fake) issueTokenLocked(appID string, now time.Time) (string, time.Duration) {
+	if tok, ok := f.current[appID]; ok {
+		if a, ok := f.tokens[tok]; ok && a.expires.Sub(now) >= tokenReuseMargin {
+			return tok, a.expires.Sub(now)
+		}
+	}
+	tok := "t-" + randomHex(20)
+	f.tokens[tok] = tenantAuth{appID: appID, expires: now.Add(f.tokenTTL)}
+	f.current[appID] = tok
+	// Forget tokens long expired so that a long demo does not grow.
+	for t, a := range f.tokens {
+		if now.After(a.expires) {
+			delete(f.tokens, t)
+		}
+	}
+	return tok, f.tokenTTL
+}
+
+func cloneRun(r feishu.Run) feishu.Run {
+	if r.Error != nil {
+		e := *r.Error
+		r.Error = &e
+	}
+	return r
+}
+
+// randomHex returns 2n random hex digits. crypto/rand never fails on the
+// platforms Go supports (it panics rather than return an error).
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
