@@ -62,6 +62,13 @@ const (
 	NewestFirst
 )
 
+func (o Order) String() string {
+	if o == NewestFirst {
+		return "NewestFirst"
+	}
+	return "OldestFirst"
+}
+
 // Fake is an http.Handler imitating the Feishu API. Its methods and
 // ServeHTTP are safe for concurrent use.
 type Fake struct {
