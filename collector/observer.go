@@ -1,0 +1,54 @@
+package collector
+
+import (
+	"time"
+
+	"github.com/go-kit/log/level"
+
+	"github.com/aily-exporter/aily_exporter/feishu"
+)
+
+// APIObserver returns the feishu.Observer to give the client of the named app:
+// it feeds aily_api_requests_total, aily_api_request_duration_seconds and
+// aily_api_rate_limited_total. It is safe for concurrent use and cheap (a
+// shared read lock and a label lookup per call). Calls are ignored while the
+// app is not configured by SetApps, so that a request still in flight after a
+// reload removed the app cannot bring its series back.
+func (c *Collector) APIObserver(app string) feishu.Observer {
+	return apiObserver{c: c, app: app}
+}
+
+type apiObserver struct {
+	c   *Collector
+	app string
+}
+
+func (o apiObserver) ObserveRequest(ep feishu.Endpoint, code string, took time.Duration) {
+	o.c.apiMu.RLock()
+	defer o.c.apiMu.RUnlock()
+	if !o.c.apiApps[o.app] {
+		return
+	}
+	o.c.m.apiRequests.WithLabelValues(o.app, string(ep), code).Inc()
+	o.c.m.apiDuration.WithLabelValues(o.app, string(ep)).Observe(max(took.Seconds(), 0))
+}
+
+func (o apiObserver) ObserveRateLimited(feishu.Endpoint, time.Duration) {
+	o.c.apiMu.RLock()
+	defer o.c.apiMu.RUnlock()
+	if !o.c.apiApps[o.app] {
+		return
+	}
+	o.c.m.apiThrottled.WithLabelValues(o.app).Inc()
+}
+
+// ObserveTokenRenewal is not a metric: a failed renewal shows in
+// aily_api_requests_total{endpoint="tenant_token"} and in aily_session_up.
+func (o apiObserver) ObserveTokenRenewal(error) {}
+
+// ObserveMalformedRun logs at debug level: the run is still counted in the
+// status metrics, and only the histograms miss it.
+func (o apiObserver) ObserveMalformedRun(sessionID, runID string, err error) {
+	level.Debug(o.c.opts.Logger).Log("msg", "run with a malformed field", "app", o.app,
+		"session_id", sessionID, "run_id", runID, "err", err)
+}
