@@ -1,0 +1,334 @@
+package dashboards
+
+import (
+	"encoding/json"
+	"os"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// specMetricFamilies are the metric families of SPEC §4, exactly.
+var specMetricFamilies = []string{
+	"aily_runs",
+	"aily_runs_finished_total",
+	"aily_runs_created_total",
+	"aily_run_failures_total",
+	"aily_run_duration_seconds",
+	"aily_run_queue_seconds",
+	"aily_runs_oldest_age_seconds",
+	"aily_session_last_run_timestamp_seconds",
+	"aily_session_info",
+	"aily_session_up",
+	"aily_session_scrape_duration_seconds",
+	"aily_up",
+	"aily_api_requests_total",
+	"aily_api_request_duration_seconds",
+	"aily_api_rate_limited_total",
+	"aily_tracked_runs",
+	"aily_exporter_build_info",
+	"aily_exporter_config_last_reload_successful",
+	"aily_exporter_config_last_reload_success_timestamp_seconds",
+}
+
+// specHistograms are the histogram families of SPEC §4, whose classic
+// series carry the suffixes _bucket, _sum and _count.
+var specHistograms = []string{
+	"aily_run_duration_seconds",
+	"aily_run_queue_seconds",
+	"aily_api_request_duration_seconds",
+}
+
+// specLabels tells which of the app and session_id labels each family has,
+// so that every panel can be checked to filter by the dashboard's variables.
+var specLabels = map[string]struct{ app, session bool }{
+	"aily_runs":                               {true, true},
+	"aily_runs_finished_total":                {true, true},
+	"aily_runs_created_total":                 {true, true},
+	"aily_run_failures_total":                 {true, true},
+	"aily_run_duration_seconds":               {true, true},
+	"aily_run_queue_seconds":                  {true, true},
+	"aily_runs_oldest_age_seconds":            {true, true},
+	"aily_session_last_run_timestamp_seconds": {true, true},
+	"aily_session_info":                       {true, true},
+	"aily_session_up":                         {true, true},
+	"aily_session_scrape_duration_seconds":    {true, true},
+	"aily_api_requests_total":                 {true, false},
+	"aily_api_request_duration_seconds":       {true, false},
+	"aily_api_rate_limited_total":             {true, false},
+}
+
+// familyOf folds a series name into its family: the classic histogram
+// suffixes of SPEC §4's histograms go, everything else stays as is.
+func familyOf(name string) string {
+	for _, h := range specHistograms {
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if name == h+suffix {
+				return h
+			}
+		}
+	}
+	return name
+}
+
+// dashboard is the part of Grafana's dashboard model the tests read.
+type dashboard struct {
+	UID        string  `json:"uid"`
+	Title      string  `json:"title"`
+	Panels     []panel `json:"panels"`
+	Templating struct {
+		List []variable `json:"list"`
+	} `json:"templating"`
+}
+
+type panel struct {
+	ID          int          `json:"id"`
+	Type        string       `json:"type"`
+	Title       string       `json:"title"`
+	Description string       `json:"description"`
+	Datasource  *datasource  `json:"datasource"`
+	GridPos     gridPos      `json:"gridPos"`
+	Targets     []target     `json:"targets"`
+	Panels      []panel      `json:"panels"` // a collapsed row's panels
+	FieldConfig *fieldConfig `json:"fieldConfig"`
+}
+
+type gridPos struct{ H, W, X, Y int }
+
+type datasource struct {
+	Type string `json:"type"`
+	UID  string `json:"uid"`
+}
+
+type target struct {
+	Expr       string      `json:"expr"`
+	RefID      string      `json:"refId"`
+	Datasource *datasource `json:"datasource"`
+}
+
+type fieldConfig struct {
+	Defaults struct {
+		Thresholds struct {
+			Steps []struct {
+				Value *float64 `json:"value"`
+			} `json:"steps"`
+		} `json:"thresholds"`
+	} `json:"defaults"`
+}
+
+type variable struct {
+	Name       string      `json:"name"`
+	Type       string      `json:"type"`
+	Query      any         `json:"query"`
+	Definition string      `json:"definition"`
+	Datasource *datasource `json:"datasource"`
+	Multi      bool        `json:"multi"`
+	IncludeAll bool        `json:"includeAll"`
+	AllValue   string      `json:"allValue"`
+}
+
+func readDashboard(t *testing.T) dashboard {
+	t.Helper()
+	b, err := os.ReadFile("aily.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d dashboard
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatalf("aily.json: %v", err)
+	}
+	return d
+}
+
+// allPanels returns the panels with those inside collapsed rows.
+func allPanels(d dashboard) []panel {
+	var out []panel
+	for _, p := range d.Panels {
+		out = append(out, p)
+		out = append(out, p.Panels...)
+	}
+	return out
+}
+
+func TestDashboardVariables(t *testing.T) {
+	d := readDashboard(t)
+	if d.UID != "aily-exporter" {
+		t.Errorf("uid = %q, want the stable aily-exporter (links and provisioning use it)", d.UID)
+	}
+	vars := map[string]variable{}
+	for _, v := range d.Templating.List {
+		vars[v.Name] = v
+	}
+	if ds := vars["datasource"]; ds.Type != "datasource" || ds.Query != "prometheus" {
+		t.Errorf("datasource variable = %+v, want a Prometheus datasource variable", ds)
+	}
+	for name, want := range map[string]string{
+		"app":        "label_values(aily_session_up, app)",
+		"session_id": `label_values(aily_session_up{app=~"$app"}, session_id)`,
+	} {
+		v, ok := vars[name]
+		if !ok {
+			t.Errorf("no variable %s", name)
+			continue
+		}
+		if v.Type != "query" || v.Definition != want || !v.Multi || !v.IncludeAll || v.AllValue != ".*" {
+			t.Errorf("variable %s = %+v, want a multi-select query %s with All = .*", name, v, want)
+		}
+		if v.Datasource == nil || v.Datasource.UID != "${datasource}" {
+			t.Errorf("variable %s does not use ${datasource}", name)
+		}
+	}
+}
+
+func TestDashboardPanels(t *testing.T) {
+	d := readDashboard(t)
+	ids := map[int]string{}
+	var used [][24]bool // used[y][x]: grid cells taken, to catch overlapping panels
+	for _, p := range allPanels(d) {
+		if p.Description == "" {
+			t.Errorf("panel %q has no description", p.Title)
+		}
+		if prev, ok := ids[p.ID]; ok {
+			t.Errorf("panels %q and %q share id %d", prev, p.Title, p.ID)
+		}
+		ids[p.ID] = p.Title
+		g := p.GridPos
+		if g.W <= 0 || g.H <= 0 || g.X < 0 || g.X+g.W > 24 {
+			t.Errorf("panel %q: gridPos %+v outside the 24 columns", p.Title, g)
+			continue
+		}
+		for y := g.Y; y < g.Y+g.H; y++ {
+			for len(used) <= y {
+				used = append(used, [24]bool{})
+			}
+			for x := g.X; x < g.X+g.W; x++ {
+				if used[y][x] {
+					t.Errorf("panel %q overlaps another at (%d,%d)", p.Title, x, y)
+				}
+				used[y][x] = true
+			}
+		}
+		if p.Type == "row" {
+			continue
+		}
+		if p.Datasource == nil || p.Datasource.UID != "${datasource}" {
+			t.Errorf("panel %q does not use ${datasource}", p.Title)
+		}
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		for _, tg := range p.Targets {
+			if tg.Datasource == nil || tg.Datasource.UID != "${datasource}" {
+				t.Errorf("panel %q query %s does not use ${datasource}", p.Title, tg.RefID)
+			}
+			checkExpr(t, p.Title, tg.Expr)
+		}
+	}
+}
+
+var (
+	selectorRE = regexp.MustCompile(`\b(aily_[a-z_]+)\b(\{[^}]*\})?`)
+	rangeRE    = regexp.MustCompile(`\[([^\]]+)\]`)
+)
+
+// checkExpr checks that a panel's query uses only SPEC §4's metrics, filters
+// by the app and session variables wherever the metric has those labels, and
+// takes its ranges from Grafana ($__rate_interval, $__range) unless it mirrors
+// an alert's fixed window.
+func checkExpr(t *testing.T, title, expr string) {
+	t.Helper()
+	matches := selectorRE.FindAllStringSubmatch(expr, -1)
+	if len(matches) == 0 {
+		t.Errorf("panel %q: %q reads no aily_ metric", title, expr)
+	}
+	for _, m := range matches {
+		family := familyOf(m[1])
+		if !slices.Contains(specMetricFamilies, family) {
+			t.Errorf("panel %q: %s is not a metric of SPEC §4", title, m[1])
+			continue
+		}
+		labels := specLabels[family]
+		if labels.app && !strings.Contains(m[2], `app=~"$app"`) {
+			t.Errorf("panel %q: %s%s does not filter by $app", title, m[1], m[2])
+		}
+		if labels.session && !strings.Contains(m[2], `session_id=~"$session_id"`) {
+			t.Errorf("panel %q: %s%s does not filter by $session_id", title, m[1], m[2])
+		}
+	}
+	for _, r := range rangeRE.FindAllStringSubmatch(expr, -1) {
+		switch r[1] {
+		case "$__rate_interval", "$__range":
+		case "10m": // AilyRunFailureRatioHigh's window, so the panel shows what the alert sees
+			if !strings.Contains(title, "(10m)") {
+				t.Errorf("panel %q: fixed range [10m] outside the failure ratio panel", title)
+			}
+		default:
+			t.Errorf("panel %q: range [%s], want $__rate_interval or $__range", title, r[1])
+		}
+	}
+}
+
+// TestDashboardCoversIssue checks that the panels issue 4 asks for are there,
+// by the metrics they read.
+func TestDashboardCoversIssue(t *testing.T) {
+	d := readDashboard(t)
+	var exprs []string
+	types := map[string]bool{}
+	thresholdPanels := map[string]bool{}
+	for _, p := range allPanels(d) {
+		types[p.Type] = true
+		for _, tg := range p.Targets {
+			exprs = append(exprs, tg.Expr)
+		}
+		if p.FieldConfig != nil {
+			for _, s := range p.FieldConfig.Defaults.Thresholds.Steps {
+				if s.Value != nil {
+					thresholdPanels[p.Title] = true
+				}
+			}
+		}
+	}
+	all := strings.Join(exprs, "\n")
+	for _, want := range []string{
+		"aily_runs{",
+		"rate(aily_runs_finished_total{",
+		`status="FAILED"`,
+		"topk(",
+		"aily_run_failures_total{",
+		"histogram_quantile(0.5, sum by (le) (rate(aily_run_duration_seconds_bucket{",
+		"histogram_quantile(0.9, sum by (le) (rate(aily_run_duration_seconds_bucket{",
+		"histogram_quantile(0.99, sum by (le) (rate(aily_run_duration_seconds_bucket{",
+		"aily_run_queue_seconds_bucket{",
+		"aily_runs_oldest_age_seconds{",
+		"aily_session_up{",
+		"aily_api_requests_total{",
+		"aily_api_request_duration_seconds_bucket{",
+		"aily_api_rate_limited_total{",
+		"aily_session_scrape_duration_seconds{",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("no panel query contains %s", want)
+		}
+	}
+	for _, typ := range []string{"stat", "timeseries", "table", "heatmap"} {
+		if !types[typ] {
+			t.Errorf("no %s panel", typ)
+		}
+	}
+	for _, title := range []string{"Failure ratio (10m)", "Oldest run age by status"} {
+		if !thresholdPanels[title] {
+			t.Errorf("panel %q has no threshold line", title)
+		}
+	}
+}
+
+func TestSpecFamiliesHaveNoDuplicates(t *testing.T) {
+	// The list is compared as a set; keep it free of duplicates.
+	s := slices.Clone(specMetricFamilies)
+	sort.Strings(s)
+	if len(slices.Compact(s)) != len(specMetricFamilies) {
+		t.Error("specMetricFamilies has duplicates")
+	}
+}
