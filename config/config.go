@@ -48,8 +48,8 @@ type App struct {
 	// because fmt prints unexported fields by reflection, bypassing
 	// Secret's Format; behind a pointer %v shows only an address.
 	secretFromFile *feishu.Secret
-	fileContent    []byte        // SessionsFile's content as last read
-	fileSessions   []string      // the IDs parsed from fileContent
+	fileContent    []byte   // SessionsFile's content as last read
+	fileSessions   []string // the IDs parsed from fileContent
 }
 
 var (
