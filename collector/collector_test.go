@@ -1,0 +1,575 @@
+package collector
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-kit/log"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/aily-exporter/aily_exporter/feishu"
+)
+
+// memLister is an in-memory RunLister. Sessions can be made to fail, to block
+// until the caller's context ends, or to hang regardless of it.
+type memLister struct {
+	mu      sync.Mutex
+	runs    map[string][]feishu.Run
+	errs    map[string]error
+	blocks  map[string]bool          // wait for ctx.Done
+	hangs   map[string]chan struct{} // wait for the channel, ignoring ctx
+	gate    chan struct{}            // when set, every call waits for it to close
+	entered chan string              // when set, told each session whose call began
+	calls   map[string]int
+}
+
+func newMemLister() *memLister {
+	return &memLister{
+		runs:   make(map[string][]feishu.Run),
+		errs:   make(map[string]error),
+		blocks: make(map[string]bool),
+		hangs:  make(map[string]chan struct{}),
+		calls:  make(map[string]int),
+	}
+}
+
+func (m *memLister) set(session string, runs ...feishu.Run) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := range runs {
+		runs[i].SessionID = session
+	}
+	m.runs[session] = runs
+}
+
+func (m *memLister) callsOf(session string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.calls[session]
+}
+
+func (m *memLister) ListRuns(ctx context.Context, session string) ([]feishu.Run, error) {
+	m.mu.Lock()
+	m.calls[session]++
+	runs, err, block, hang, gate, entered := m.runs[session], m.errs[session], m.blocks[session], m.hangs[session], m.gate, m.entered
+	m.mu.Unlock()
+	if entered != nil {
+		entered <- session
+	}
+	if gate != nil {
+		<-gate
+	}
+	if hang != nil {
+		<-hang
+		return nil, errors.New("hung")
+	}
+	if block {
+		<-ctx.Done()
+		return nil, fmt.Errorf("list runs of session %s: %w", session, ctx.Err())
+	}
+	if err != nil {
+		return nil, err
+	}
+	return append([]feishu.Run(nil), runs...), nil
+}
+
+// clock is a settable clock for the collector.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// syncBuffer is a log sink safe for the collector's concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func newTestCollector(t *testing.T, clk *clock, logs *syncBuffer, minInterval time.Duration) *Collector {
+	t.Helper()
+	var logger log.Logger = log.NewNopLogger()
+	if logs != nil {
+		logger = log.NewLogfmtLogger(logs)
+	}
+	return New(Options{
+		Concurrency:     2,
+		MinInterval:     minInterval,
+		DurationBuckets: []float64{1, 10, 60},
+		Now:             clk.Now,
+		Logger:          logger,
+	})
+}
+
+// gather scrapes c once under ctx through a registry, as main does.
+func gather(t *testing.T, ctx context.Context, c *Collector) []*dto.MetricFamily {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(c.ForScrape(ctx)); err != nil {
+		t.Fatalf("register: %v", err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	return mfs
+}
+
+// value returns the value of the series of name with exactly the given label
+// values (in label-name order as listed in labels), and whether it exists.
+func value(mfs []*dto.MetricFamily, name string, labels map[string]string) (float64, bool) {
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			if len(m.GetLabel()) != len(labels) {
+				continue
+			}
+			for _, lp := range m.GetLabel() {
+				if labels[lp.GetName()] != lp.GetValue() {
+					continue metrics
+				}
+			}
+			switch {
+			case m.Gauge != nil:
+				return m.GetGauge().GetValue(), true
+			case m.Counter != nil:
+				return m.GetCounter().GetValue(), true
+			case m.Histogram != nil:
+				return float64(m.GetHistogram().GetSampleCount()), true
+			}
+		}
+	}
+	return 0, false
+}
+
+// seriesWith counts the series of all families that carry label=value.
+func seriesWith(mfs []*dto.MetricFamily, label, val string) int {
+	n := 0
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == val {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
+
+func sess(app, id string) map[string]string { return map[string]string{"app": app, "session_id": id} }
+
+func TestCollectorExposition(t *testing.T) {
+	clk := &clock{now: t0}
+	lister := newMemLister()
+	lister.set("s1",
+		run("old", completed, -300, -290, -200), // before the watch: not counted
+		run("r1", inProgress, -60, -50, none),
+		run("q1", queued, -30, none, none),
+	)
+	c := newTestCollector(t, clk, nil, 0)
+	c.SetApps([]App{{Name: "helpdesk", Lister: lister, Sessions: []string{"s1"}}})
+
+	clk.Advance(10 * time.Second)
+	gather(t, context.Background(), c) // the baseline
+
+	clk.Advance(20 * time.Second) // t0+30
+	failedRun := run("r1", failed, -60, -50, 25)
+	failedRun.Error = &feishu.RunError{Code: "sp_ec_sm_900101", Message: "skill missing"}
+	lister.set("s1",
+		run("old", completed, -300, -290, -200),
+		failedRun,
+		run("q1", inProgress, -30, 20, none),
+		run("n1", "PAUSED", 28, none, none),
+	)
+
+	want := `
+# HELP aily_run_duration_seconds Seconds from started_at to ended_at of runs seen finishing, by final status.
+# TYPE aily_run_duration_seconds histogram
+aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="FAILED",le="1"} 0
+aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="FAILED",le="10"} 0
+aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="FAILED",le="60"} 0
+aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="FAILED",le="+Inf"} 1
+aily_run_duration_seconds_sum{app="helpdesk",session_id="s1",status="FAILED"} 75
+aily_run_duration_seconds_count{app="helpdesk",session_id="s1",status="FAILED"} 1
+# HELP aily_run_failures_total FAILED runs by error.code; at most 20 codes per app, the rest as "other", runs without a code as "unknown".
+# TYPE aily_run_failures_total counter
+aily_run_failures_total{app="helpdesk",error_code="sp_ec_sm_900101",session_id="s1"} 1
+# HELP aily_run_queue_seconds Seconds from created_at to started_at of runs seen starting.
+# TYPE aily_run_queue_seconds histogram
+aily_run_queue_seconds_bucket{app="helpdesk",session_id="s1",le="1"} 0
+aily_run_queue_seconds_bucket{app="helpdesk",session_id="s1",le="10"} 0
+aily_run_queue_seconds_bucket{app="helpdesk",session_id="s1",le="60"} 1
+aily_run_queue_seconds_bucket{app="helpdesk",session_id="s1",le="+Inf"} 1
+aily_run_queue_seconds_sum{app="helpdesk",session_id="s1"} 50
+aily_run_queue_seconds_count{app="helpdesk",session_id="s1"} 1
+# HELP aily_runs Runs the session lists now, by status; every known status is present, 0 when the session has none.
+# TYPE aily_runs gauge
+aily_runs{app="helpdesk",session_id="s1",status="CANCELLED"} 0
+aily_runs{app="helpdesk",session_id="s1",status="COMPLETED"} 1
+aily_runs{app="helpdesk",session_id="s1",status="EXPIRED"} 0
+aily_runs{app="helpdesk",session_id="s1",status="FAILED"} 1
+aily_runs{app="helpdesk",session_id="s1",status="IN_PROGRESS"} 1
+aily_runs{app="helpdesk",session_id="s1",status="PAUSED"} 1
+aily_runs{app="helpdesk",session_id="s1",status="QUEUED"} 0
+aily_runs{app="helpdesk",session_id="s1",status="REQUIRES_MESSAGE"} 0
+# HELP aily_runs_created_total Runs created since the session was first watched.
+# TYPE aily_runs_created_total counter
+aily_runs_created_total{app="helpdesk",session_id="s1"} 1
+# HELP aily_runs_finished_total Runs seen reaching a final status since the session was first watched, each run once, by that status.
+# TYPE aily_runs_finished_total counter
+aily_runs_finished_total{app="helpdesk",session_id="s1",status="CANCELLED"} 0
+aily_runs_finished_total{app="helpdesk",session_id="s1",status="COMPLETED"} 0
+aily_runs_finished_total{app="helpdesk",session_id="s1",status="EXPIRED"} 0
+aily_runs_finished_total{app="helpdesk",session_id="s1",status="FAILED"} 1
+# HELP aily_runs_oldest_age_seconds Seconds since the oldest run still in this non-final status was created; 0 when none is.
+# TYPE aily_runs_oldest_age_seconds gauge
+aily_runs_oldest_age_seconds{app="helpdesk",session_id="s1",status="IN_PROGRESS"} 60
+aily_runs_oldest_age_seconds{app="helpdesk",session_id="s1",status="QUEUED"} 0
+aily_runs_oldest_age_seconds{app="helpdesk",session_id="s1",status="REQUIRES_MESSAGE"} 0
+# HELP aily_session_info Always 1; joins a session to the Aily app (spring_…) its runs belong to.
+# TYPE aily_session_info gauge
+aily_session_info{aily_app_id="spring_a",app="helpdesk",session_id="s1"} 1
+# HELP aily_session_last_run_timestamp_seconds Unix time at which the session's newest run was created; absent while the session has no runs.
+# TYPE aily_session_last_run_timestamp_seconds gauge
+aily_session_last_run_timestamp_seconds{app="helpdesk",session_id="s1"} 1.740830428e+09
+# HELP aily_session_scrape_duration_seconds Seconds this scrape's listing of the session's runs took.
+# TYPE aily_session_scrape_duration_seconds gauge
+aily_session_scrape_duration_seconds{app="helpdesk",session_id="s1"} 0
+# HELP aily_session_up 1 if this scrape's listing of the session's runs succeeded, 0 if it failed or missed the scrape deadline.
+# TYPE aily_session_up gauge
+aily_session_up{app="helpdesk",session_id="s1"} 1
+# HELP aily_tracked_runs Runs held in memory to count each finished run exactly once.
+# TYPE aily_tracked_runs gauge
+aily_tracked_runs 4
+# HELP aily_up 1 if every configured session was listed successfully in this scrape.
+# TYPE aily_up gauge
+aily_up 1
+# HELP aily_api_rate_limited_total Feishu API responses that asked to slow down (HTTP 429 or code 99991400).
+# TYPE aily_api_rate_limited_total counter
+aily_api_rate_limited_total{app="helpdesk"} 0
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestCollectorLint(t *testing.T) {
+	clk := &clock{now: t0}
+	lister := newMemLister()
+	lister.set("s1", run("r1", inProgress, 1, 2, none))
+	c := newTestCollector(t, clk, nil, 0)
+	c.SetApps([]App{{Name: "helpdesk", Lister: lister, Sessions: []string{"s1", "s2"}}})
+	lister.errs["s2"] = errors.New("boom")
+	obs := c.APIObserver("helpdesk")
+	obs.ObserveRequest(feishu.EndpointListRuns, "0", 30*time.Millisecond)
+	obs.ObserveRateLimited(feishu.EndpointListRuns, time.Second)
+	gather(t, context.Background(), c)
+	f := run("r1", failed, 1, 2, 5)
+	f.Error = &feishu.RunError{Code: "x"}
+	lister.set("s1", f)
+	problems, err := testutil.CollectAndLint(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+}
+
+func TestCollectorFaultIsolation(t *testing.T) {
+	clk := &clock{now: t0}
+	logs := &syncBuffer{}
+	lister := newMemLister()
+	lister.set("ok", run("r1", queued, 1, none, none))
+	lister.errs["broken"] = errors.New(`list runs of session broken: feishu list_runs: HTTP 404: "404 page not found"`)
+	lister.blocks["slow"] = true
+	hang := make(chan struct{})
+	t.Cleanup(func() { close(hang) })
+	lister.hangs["stuck"] = hang
+	c := newTestCollector(t, clk, logs, 0)
+	c.SetApps([]App{{Name: "a", Lister: lister, Sessions: []string{"ok", "broken", "slow", "stuck"}}})
+
+	// No timed assertion: Collect must return although one lister never
+	// does; a collector that waited for it would hang the test.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	mfs := gather(t, ctx, c)
+
+	for id, want := range map[string]float64{"ok": 1, "broken": 0, "slow": 0, "stuck": 0} {
+		if got, ok := value(mfs, "aily_session_up", sess("a", id)); !ok || got != want {
+			t.Errorf("aily_session_up{session_id=%q} = %v (present %v), want %v", id, got, ok, want)
+		}
+		l := sess("a", id)
+		l["status"] = "FAILED"
+		if _, ok := value(mfs, "aily_runs_finished_total", l); !ok {
+			t.Errorf("aily_runs_finished_total of session %q missing: counters must be served when it is down", id)
+		}
+		l["status"] = "QUEUED"
+		_, hasRuns := value(mfs, "aily_runs", l)
+		if hasRuns != (want == 1) {
+			t.Errorf("aily_runs of session %q present = %v, want %v", id, hasRuns, want == 1)
+		}
+	}
+	if got, _ := value(mfs, "aily_runs", map[string]string{"app": "a", "session_id": "ok", "status": "QUEUED"}); got != 1 {
+		t.Errorf("aily_runs{ok,QUEUED} = %v, want 1", got)
+	}
+	if got, _ := value(mfs, "aily_up", nil); got != 0 {
+		t.Errorf("aily_up = %v, want 0", got)
+	}
+	out := logs.String()
+	for _, id := range []string{"broken", "slow", "stuck"} {
+		if n := strings.Count(out, "session_id="+id+" "); n != 1 {
+			t.Errorf("session %s logged %d times, want once:\n%s", id, n, out)
+		}
+	}
+	if !strings.Contains(out, "level=warn") || !strings.Contains(out, "404 page not found") {
+		t.Errorf("log lacks the warning with the error:\n%s", out)
+	}
+}
+
+func TestCollectorFailureCodesCapped(t *testing.T) {
+	clk := &clock{now: t0}
+	lister := newMemLister()
+	c := newTestCollector(t, clk, nil, 0)
+	c.SetApps([]App{{Name: "a", Lister: lister, Sessions: []string{"s1", "s2"}}})
+	gather(t, context.Background(), c) // baseline: nothing yet
+
+	var runs []feishu.Run
+	for i := range 21 {
+		r := run(fmt.Sprintf("r%02d", i), failed, 1, 2, 3)
+		r.Error = &feishu.RunError{Code: fmt.Sprintf("code_%02d", i)}
+		runs = append(runs, r)
+	}
+	runs = append(runs, run("nocode", failed, 1, 2, 3))
+	lister.set("s1", runs...)
+	gather(t, context.Background(), c)
+	// The cap is per app: a code new to s2 is the app's 22nd.
+	r := run("s2r", failed, 1, 2, 3)
+	r.Error = &feishu.RunError{Code: "code_s2"}
+	lister.set("s2", r)
+	mfs := gather(t, context.Background(), c)
+
+	codes := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "aily_run_failures_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "error_code" {
+					codes[lp.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if codes["other"] != 2 || codes["unknown"] != 1 || codes["code_20"] != 0 || codes["code_19"] != 1 {
+		t.Errorf("failure codes = %v, want code_00..code_19 once, other 2 (code_20, code_s2), unknown 1", codes)
+	}
+	if len(codes) != 22 {
+		t.Errorf("%d distinct error_code values, want 22 (20 codes, other, unknown): %v", len(codes), codes)
+	}
+}
+
+func TestCollectorMinIntervalReusesListing(t *testing.T) {
+	clk := &clock{now: t0}
+	lister := newMemLister()
+	lister.set("s1", run("r1", inProgress, 1, 2, none))
+	c := newTestCollector(t, clk, nil, 5*time.Second)
+	c.SetApps([]App{{Name: "a", Lister: lister, Sessions: []string{"s1"}}})
+
+	gather(t, context.Background(), c)
+	lister.set("s1", run("r1", completed, 1, 2, 3))
+	clk.Advance(4 * time.Second)
+	mfs := gather(t, context.Background(), c)
+	if n := lister.callsOf("s1"); n != 1 {
+		t.Fatalf("listed %d times within the min interval, want 1", n)
+	}
+	if got, _ := value(mfs, "aily_runs_finished_total", map[string]string{"app": "a", "session_id": "s1", "status": "COMPLETED"}); got != 0 {
+		t.Errorf("finished = %v from a reused listing, want 0 (the old listing showed it running)", got)
+	}
+
+	clk.Advance(time.Second)
+	mfs = gather(t, context.Background(), c)
+	if n := lister.callsOf("s1"); n != 2 {
+		t.Fatalf("listed %d times after the min interval, want 2", n)
+	}
+	if got, _ := value(mfs, "aily_runs_finished_total", map[string]string{"app": "a", "session_id": "s1", "status": "COMPLETED"}); got != 1 {
+		t.Errorf("finished = %v, want 1", got)
+	}
+	clk.Advance(time.Second) // reused again: the run must not be counted twice
+	mfs = gather(t, context.Background(), c)
+	if got, _ := value(mfs, "aily_runs_finished_total", map[string]string{"app": "a", "session_id": "s1", "status": "COMPLETED"}); got != 1 {
+		t.Errorf("finished = %v after a reused listing, want 1", got)
+	}
+}
+
+func TestCollectorConcurrentScrapesShareOneListing(t *testing.T) {
+	clk := &clock{now: t0}
+	lister := newMemLister()
+	lister.set("s1", run("r1", completed, 1, 2, 3))
+	lister.gate = make(chan struct{})
+	lister.entered = make(chan string, 1)
+	c := newTestCollector(t, clk, nil, 0)
+	c.SetApps([]App{{Name: "a", Lister: lister, Sessions: []string{"s1"}}})
+
+	first := make(chan []*dto.MetricFamily)
+	go func() { first <- gather(t, context.Background(), c) }()
+	<-lister.entered // the first scrape's listing is under way
+
+	// A second scrape now joins it instead of listing again.
+	l, _ := c.listingFor(context.Background())
+	c.listMu.Lock()
+	joined := l == c.inflight
+	c.listMu.Unlock()
+	if !joined {
+		t.Fatal("a scrape during a listing started its own")
+	}
+	close(lister.gate)
+	<-l.done
+	<-first
+	if n := lister.callsOf("s1"); n != 1 {
+		t.Errorf("listed %d times for two concurrent scrapes, want 1", n)
+	}
+}
+
+func TestCollectorConcurrentScrapesRace(t *testing.T) {
+	// Many scrapes at once and a reload in the middle, for the race detector.
+	clk := &clock{now: t0}
+	lister := newMemLister()
+	lister.set("s1", run("r1", completed, 1, 2, 3))
+	lister.set("s2", run("r2", inProgress, 1, 2, none))
+	c := newTestCollector(t, clk, nil, time.Second)
+	apps := []App{{Name: "a", Lister: lister, Sessions: []string{"s1", "s2"}}}
+	c.SetApps(apps)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			if i == 4 {
+				c.SetApps(apps[:0])
+				c.SetApps(apps)
+			}
+			obs := c.APIObserver("a")
+			obs.ObserveRequest(feishu.EndpointListRuns, "0", time.Millisecond)
+			testutil.CollectAndCount(c)
+		})
+	}
+	wg.Wait()
+}
+
+func TestCollectorSetAppsRemovesSessionSeries(t *testing.T) {
+	clk := &clock{now: t0}
+	lister := newMemLister()
+	lister.set("keep", run("k1", inProgress, 1, 2, none))
+	lister.set("gone", run("g1", inProgress, 1, 2, none))
+	c := newTestCollector(t, clk, nil, 0)
+	c.SetApps([]App{
+		{Name: "a", Lister: lister, Sessions: []string{"keep", "gone"}},
+		{Name: "b", Lister: lister, Sessions: []string{"other"}},
+	})
+	gather(t, context.Background(), c)
+	lister.set("keep", run("k1", completed, 1, 2, 5))
+	f := run("g1", failed, 1, 2, 5)
+	f.Error = &feishu.RunError{Code: "c1"}
+	lister.set("gone", f)
+	c.APIObserver("b").ObserveRequest(feishu.EndpointListRuns, "0", time.Millisecond)
+	mfs := gather(t, context.Background(), c)
+	if seriesWith(mfs, "session_id", "gone") == 0 || seriesWith(mfs, "app", "b") == 0 {
+		t.Fatal("test set-up: no series for the sessions to remove")
+	}
+
+	c.SetApps([]App{{Name: "a", Lister: lister, Sessions: []string{"keep"}}})
+	c.APIObserver("b").ObserveRequest(feishu.EndpointListRuns, "0", time.Millisecond) // a late request of a removed app
+	mfs = gather(t, context.Background(), c)
+	if n := seriesWith(mfs, "session_id", "gone"); n != 0 {
+		t.Errorf("%d series of the removed session remain", n)
+	}
+	if n := seriesWith(mfs, "app", "b"); n != 0 {
+		t.Errorf("%d series of the removed app remain", n)
+	}
+	if got, _ := value(mfs, "aily_runs_finished_total", map[string]string{"app": "a", "session_id": "keep", "status": "COMPLETED"}); got != 1 {
+		t.Errorf("kept session's finished counter = %v, want 1 (kept across the reload)", got)
+	}
+	if got, _ := value(mfs, "aily_tracked_runs", nil); got != 1 {
+		t.Errorf("aily_tracked_runs = %v, want 1: the removed session's runs must be dropped", got)
+	}
+
+	// Re-adding the session starts a new watch: its old runs are history.
+	clk.Advance(time.Minute)
+	c.SetApps([]App{{Name: "a", Lister: lister, Sessions: []string{"keep", "gone"}}})
+	mfs = gather(t, context.Background(), c)
+	if got, _ := value(mfs, "aily_runs_finished_total", map[string]string{"app": "a", "session_id": "gone", "status": "FAILED"}); got != 0 {
+		t.Errorf("re-added session's FAILED = %v, want 0", got)
+	}
+}
+
+func TestCollectorRestartStartsAtZero(t *testing.T) {
+	lister := newMemLister()
+	lister.set("s1",
+		run("a", completed, -300, -290, -200),
+		run("b", failed, -250, -240, -100),
+		run("c", inProgress, -50, -40, none),
+	)
+	clk := &clock{now: t0}
+	first := newTestCollector(t, clk, nil, 0)
+	first.SetApps([]App{{Name: "a", Lister: lister, Sessions: []string{"s1"}}})
+	gather(t, context.Background(), first)
+	lister.set("s1",
+		run("a", completed, -300, -290, -200),
+		run("b", failed, -250, -240, -100),
+		run("c", completed, -50, -40, 5),
+	)
+	clk.Advance(10 * time.Second)
+	mfs := gather(t, context.Background(), first)
+	if got, _ := value(mfs, "aily_runs_finished_total", map[string]string{"app": "a", "session_id": "s1", "status": "COMPLETED"}); got != 1 {
+		t.Fatalf("first process: COMPLETED = %v, want 1", got)
+	}
+
+	// The restarted process watches from now and sees the same runs.
+	clk.Advance(10 * time.Second)
+	second := newTestCollector(t, clk, nil, 0)
+	second.SetApps([]App{{Name: "a", Lister: lister, Sessions: []string{"s1"}}})
+	for range 2 {
+		mfs = gather(t, context.Background(), second)
+		for _, st := range feishu.FinalStatuses() {
+			if got, _ := value(mfs, "aily_runs_finished_total", map[string]string{"app": "a", "session_id": "s1", "status": string(st)}); got != 0 {
+				t.Errorf("after restart %s = %v, want 0", st, got)
+			}
+		}
+		clk.Advance(10 * time.Second)
+	}
+}
