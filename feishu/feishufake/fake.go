@@ -44,7 +44,8 @@ const (
 type Options struct {
 	// Now is the fake's clock, deciding token expiry; default time.Now.
 	Now func() time.Time
-	// TokenTTL is the lifetime of a new tenant token; default 2h.
+	// TokenTTL is the lifetime of a new tenant token; default 2h. Below
+	// 30m every token call issues a new token (the real reuse rule).
 	TokenTTL time.Duration
 	// MaxPageSize is the largest page_size accepted; larger sizes get HTTP
 	// 400 code 2700001. The real maximum is undocumented; default 100, the
