@@ -63,6 +63,7 @@ const (
 	NewestFirst
 )
 
+// String returns the order's Go name.
 func (o Order) String() string {
 	if o == NewestFirst {
 		return "NewestFirst"

@@ -44,6 +44,7 @@ const (
 	RepeatPageToken
 )
 
+// String returns the kind's Go name, as test names use it.
 func (k FaultKind) String() string {
 	switch k {
 	case RateLimit429:

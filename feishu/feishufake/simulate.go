@@ -30,7 +30,7 @@ const (
 	// maxCatchUp bounds the arrivals simulated after the clock jumps (a
 	// suspended laptop), so a long gap does not create a flood of runs.
 	maxCatchUp = time.Hour
-	// burstLength is how long a failure burst lasts, from 60 to 90 s.
+	// A failure burst lasts from burstMinLength to burstMinLength+burstMaxExtra.
 	burstMinLength = 60 * time.Second
 	burstMaxExtra  = 30 * time.Second
 	// burstTraffic multiplies the arrivals of the bursting sessions, as
