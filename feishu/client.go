@@ -104,6 +104,7 @@ type Client struct {
 	maxPages    int
 	maxAttempts int
 	limiter     *rate.Limiter // nil when unlimited
+	maxBody     int64         // response body cap; a field so tests can lower it
 	obs         Observer
 	now         func() time.Time
 	sleep       func(ctx context.Context, d time.Duration) error
@@ -156,6 +157,7 @@ func NewClient(cfg Config) (*Client, error) {
 		http:        cfg.HTTPClient,
 		maxPages:    cfg.MaxPages,
 		maxAttempts: cfg.MaxAttempts,
+		maxBody:     maxBodyBytes,
 		obs:         cfg.Observer,
 		now:         cfg.Now,
 		sleep:       cfg.Sleep,

@@ -14,11 +14,31 @@ import (
 	"unicode/utf8"
 )
 
-// response is a successful answer: HTTP 2xx with code 0.
+// response is an HTTP answer, with its body's envelope decoded once.
 type response struct {
 	status int
 	header http.Header
 	body   []byte
+	// envelope is the body's code and msg; envelopeErr says why the body
+	// is not a JSON object (nil when it is).
+	envelope    apiBody
+	envelopeErr error
+	tooLarge    bool // the body was over the size cap, and not kept
+}
+
+// newResponse decodes the envelope of a body.
+func newResponse(status int, header http.Header, body []byte) *response {
+	r := &response{status: status, header: header, body: body}
+	r.envelopeErr = json.Unmarshal(body, &r.envelope)
+	return r
+}
+
+// tooLargeResponse is an answer whose body was over limit bytes.
+func tooLargeResponse(status int, header http.Header, limit int64) *response {
+	return &response{
+		status: status, header: header, tooLarge: true,
+		envelopeErr: fmt.Errorf("response body larger than %d bytes", limit),
+	}
 }
 
 // apiBody is the part every Feishu response body shares. Code is a pointer
@@ -103,12 +123,21 @@ func (c *Client) attempt(ep Endpoint, req *http.Request) (*response, error) {
 		return nil, fmt.Errorf("feishu %s: %w", ep, err)
 	}
 	defer func() { _ = resp.Body.Close() }()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
-	if err != nil {
-		c.obs.ObserveRequest(ep, "transport", c.now().Sub(start))
-		return nil, fmt.Errorf("feishu %s: read response (HTTP %d): %w", ep, resp.StatusCode, err)
+	var r *response
+	if resp.ContentLength > c.maxBody {
+		r = tooLargeResponse(resp.StatusCode, resp.Header, c.maxBody)
+	} else {
+		body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
+		if err != nil {
+			c.obs.ObserveRequest(ep, "transport", c.now().Sub(start))
+			return nil, fmt.Errorf("feishu %s: read response (HTTP %d): %w", ep, resp.StatusCode, err)
+		}
+		if int64(len(body)) > c.maxBody {
+			r = tooLargeResponse(resp.StatusCode, resp.Header, c.maxBody)
+		} else {
+			r = newResponse(resp.StatusCode, resp.Header, body)
+		}
 	}
-	r := &response{status: resp.StatusCode, header: resp.Header, body: body}
 	c.obs.ObserveRequest(ep, resultCode(r), c.now().Sub(start))
 	return r, nil
 }
@@ -159,8 +188,7 @@ func rateLimitWait(h http.Header) time.Duration {
 // resultCode is the code label of an answered request: the body's code, or
 // "http_<status>" when the body has none (or says 0 on a non-2xx status).
 func resultCode(r *response) string {
-	var b apiBody
-	if json.Unmarshal(r.body, &b) == nil && b.Code != nil && (*b.Code != 0 || is2xx(r.status)) {
+	if b := r.envelope; r.envelopeErr == nil && b.Code != nil && (*b.Code != 0 || is2xx(r.status)) {
 		return strconv.Itoa(*b.Code)
 	}
 	return "http_" + strconv.Itoa(r.status)
@@ -169,15 +197,15 @@ func resultCode(r *response) string {
 // checkResponse returns nil for HTTP 2xx with code 0, else an *APIError.
 func checkResponse(ep Endpoint, r *response) *APIError {
 	e := &APIError{Endpoint: ep, HTTPStatus: r.status, LogID: logID(r.header)}
-	if len(r.body) > maxBodyBytes {
-		e.Msg = fmt.Sprintf("response body larger than %d bytes", maxBodyBytes)
+	switch {
+	case r.tooLarge:
+		e.Msg = r.envelopeErr.Error()
 		return e
-	}
-	var b apiBody
-	if err := json.Unmarshal(r.body, &b); err != nil {
+	case r.envelopeErr != nil:
 		e.Msg = bodyExcerpt(ep, r.body)
 		return e
 	}
+	b := r.envelope
 	if b.Code != nil {
 		e.Code = *b.Code
 	}
@@ -224,7 +252,7 @@ func truncate(s string, n int) string {
 		return s
 	}
 	const ellipsis = "…"
-	cut := n - len(ellipsis)
+	cut := max(n-len(ellipsis), 0)
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}

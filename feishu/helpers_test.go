@@ -1,0 +1,327 @@
+package feishu_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+)
+
+const (
+	testAppID     = "cli_a5test0000000001"
+	testAppSecret = "s3cr3t-Value-That-Must-Not-Leak"
+	testSession   = "session_4dfunz7sp1g8m"
+)
+
+// epoch is the tests' "now": any fixed instant does.
+var epoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// clock is a settable clock shared by the fake and the client.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// sleeper records the waits the client asks for instead of sleeping.
+type sleeper struct {
+	mu    sync.Mutex
+	waits []time.Duration
+}
+
+func (s *sleeper) Sleep(ctx context.Context, d time.Duration) error {
+	s.mu.Lock()
+	s.waits = append(s.waits, d)
+	s.mu.Unlock()
+	return ctx.Err()
+}
+
+func (s *sleeper) Waits() []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.waits)
+}
+
+// observer records everything the client reports.
+type observer struct {
+	mu          sync.Mutex
+	requests    []string // "endpoint code"
+	rateLimited []time.Duration
+	renewals    []error
+	malformed   []string // "session run: err"
+}
+
+func (o *observer) ObserveRequest(ep feishu.Endpoint, code string, _ time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.requests = append(o.requests, string(ep)+" "+code)
+}
+
+func (o *observer) ObserveRateLimited(_ feishu.Endpoint, wait time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.rateLimited = append(o.rateLimited, wait)
+}
+
+func (o *observer) ObserveTokenRenewal(err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.renewals = append(o.renewals, err)
+}
+
+func (o *observer) ObserveMalformedRun(sessionID, runID string, err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.malformed = append(o.malformed, fmt.Sprintf("%s %s: %v", sessionID, runID, err))
+}
+
+func (o *observer) Requests() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.requests)
+}
+
+// testEnv is a fake API served over real HTTP, and what a client needs to
+// talk to it deterministically.
+type testEnv struct {
+	fake  *feishufake.Fake
+	srv   *httptest.Server
+	clock *clock
+	sleep *sleeper
+	obs   *observer
+
+	mu        sync.Mutex
+	bearers   []string // every Authorization token the server saw
+	pageSizes []string // the page_size of every list request
+}
+
+func newTestEnv(t *testing.T, opts feishufake.Options) *testEnv {
+	t.Helper()
+	e := &testEnv{clock: &clock{now: epoch}, sleep: &sleeper{}, obs: &observer{}}
+	if opts.Now == nil {
+		opts.Now = e.clock.Now
+	}
+	e.fake = feishufake.New(opts)
+	e.fake.AddApp(testAppID, testAppSecret)
+	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.mu.Lock()
+		if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			e.bearers = append(e.bearers, tok)
+		}
+		if r.Method == http.MethodGet {
+			e.pageSizes = append(e.pageSizes, r.URL.Query().Get("page_size"))
+		}
+		e.mu.Unlock()
+		e.fake.ServeHTTP(w, r)
+	}))
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+// config is a client configuration for the fake's app with the test's
+// clock, sleeper and observer.
+func (e *testEnv) config() feishu.Config {
+	return feishu.Config{
+		BaseURL:   e.srv.URL,
+		AppID:     testAppID,
+		AppSecret: testAppSecret,
+		PageSize:  20,
+		Observer:  e.obs,
+		Now:       e.clock.Now,
+		Sleep:     e.sleep.Sleep,
+		Rand:      func() float64 { return 0.5 },
+	}
+}
+
+func (e *testEnv) client(t *testing.T, edit ...func(*feishu.Config)) *feishu.Client {
+	t.Helper()
+	cfg := e.config()
+	for _, f := range edit {
+		f(&cfg)
+	}
+	c, err := feishu.NewClient(cfg)
+	if err != nil {
+		t.Fatalf("NewClient: %v", err)
+	}
+	return c
+}
+
+func (e *testEnv) Bearers() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.bearers)
+}
+
+func (e *testEnv) PageSizes() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.pageSizes)
+}
+
+// addRuns puts n runs into a session, created one second apart, the
+// first i%len(statuses) in each status in turn; it returns their IDs.
+func (e *testEnv) addRuns(sessionID string, n int, statuses ...feishu.RunStatus) []string {
+	if len(statuses) == 0 {
+		statuses = []feishu.RunStatus{feishu.StatusCompleted}
+	}
+	e.fake.AddSession(sessionID)
+	ids := make([]string, n)
+	for i := range n {
+		ids[i] = fmt.Sprintf("run_%s%05d", strings.TrimPrefix(sessionID, "session_"), i)
+		e.fake.PutRun(makeRun(sessionID, ids[i], epoch.Add(time.Duration(i)*time.Second), statuses[i%len(statuses)]))
+	}
+	return ids
+}
+
+func makeRun(sessionID, id string, created time.Time, st feishu.RunStatus) feishu.Run {
+	r := feishu.Run{ID: id, AppID: "spring_test__c", SessionID: sessionID, Status: st, CreatedAt: created, Metadata: "{}"}
+	if st != feishu.StatusQueued {
+		r.StartedAt = created.Add(time.Second)
+	}
+	if st.Final() {
+		r.EndedAt = created.Add(5 * time.Second)
+	}
+	if st == feishu.StatusFailed {
+		r.Error = &feishu.RunError{Code: "sp_ec_sm_900101", Message: "技能不存在或已删除"}
+	}
+	return r
+}
+
+func runIDs(runs []feishu.Run) []string {
+	ids := make([]string, len(runs))
+	for i, r := range runs {
+		ids[i] = r.ID
+	}
+	return ids
+}
+
+// count returns how many of xs equal x.
+func count[T comparable](xs []T, x T) int {
+	n := 0
+	for _, y := range xs {
+		if y == x {
+			n++
+		}
+	}
+	return n
+}
+
+// staticHandler answers every list request from a list of canned
+// responses, in turn (the last one repeating), and every token request
+// with a valid token. It serves the cases the fake has no fault for.
+type staticHandler struct {
+	mu        sync.Mutex
+	responses []cannedResponse
+	served    int
+}
+
+type cannedResponse struct {
+	status int
+	header map[string]string
+	body   string
+}
+
+func (h *staticHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == feishufake.TokenPath {
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		_, _ = w.Write([]byte(`{"code":0,"msg":"ok","tenant_access_token":"t-static0123456789","expire":7200}`))
+		return
+	}
+	h.mu.Lock()
+	resp := h.responses[min(h.served, len(h.responses)-1)]
+	h.served++
+	h.mu.Unlock()
+	for k, v := range resp.header {
+		w.Header().Set(k, v)
+	}
+	w.WriteHeader(resp.status)
+	_, _ = w.Write([]byte(resp.body))
+}
+
+func (h *staticHandler) Served() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.served
+}
+
+// newStaticServer serves canned list responses and returns a client of it.
+func newStaticServer(t *testing.T, obs feishu.Observer, sl *sleeper, responses ...cannedResponse) (*feishu.Client, *staticHandler) {
+	t.Helper()
+	h := &staticHandler{responses: responses}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	if obs == nil {
+		obs = feishu.NopObserver{}
+	}
+	if sl == nil {
+		sl = &sleeper{}
+	}
+	c, err := feishu.NewClient(feishu.Config{
+		BaseURL: srv.URL, AppID: testAppID, AppSecret: testAppSecret,
+		Observer: obs, Sleep: sl.Sleep, Rand: func() float64 { return 0.5 },
+	})
+	if err != nil {
+		t.Fatalf("NewClient: %v", err)
+	}
+	return c, h
+}
+
+// page renders a list-runs body from runs given as JSON objects.
+func page(hasMore bool, pageToken string, runs ...string) string {
+	return fmt.Sprintf(`{"code":0,"msg":"success","data":{"runs":[%s],"page_token":%q,"has_more":%t}}`,
+		strings.Join(runs, ","), pageToken, hasMore)
+}
+
+func jsonOK(body string) cannedResponse {
+	return cannedResponse{status: http.StatusOK, header: map[string]string{"Content-Type": "application/json; charset=utf-8"}, body: body}
+}
+
+// newClientOf returns a client of an arbitrary handler.
+func newClientOf(t *testing.T, h http.Handler, edit ...func(*feishu.Config)) *feishu.Client {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	cfg := feishu.Config{
+		BaseURL: srv.URL, AppID: testAppID, AppSecret: testAppSecret,
+		Sleep: (&sleeper{}).Sleep, Rand: func() float64 { return 0.5 },
+	}
+	for _, f := range edit {
+		f(&cfg)
+	}
+	c, err := feishu.NewClient(cfg)
+	if err != nil {
+		t.Fatalf("NewClient: %v", err)
+	}
+	return c
+}
+
+// writeTokenFile writes a user access token file and returns its path.
+func writeTokenFile(t *testing.T, tok string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
