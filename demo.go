@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+
+	"github.com/aily-exporter/aily_exporter/config"
+	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+)
+
+// demo is --demo: the fake Feishu API driven by the simulator, served on
+// loopback, which the exporter then watches like any other API.
+type demo struct {
+	sim     *feishufake.Simulator
+	baseURL string
+}
+
+// startDemo serves the simulator's fake API and control handler on
+// --demo.api-address and runs the simulator until ctx is done.
+func startDemo(ctx context.Context, f *flags, logger log.Logger) (*demo, error) {
+	if !(f.demoSpeed > 0) {
+		return nil, fmt.Errorf("--demo.speed %v must be above 0", f.demoSpeed)
+	}
+	fake := feishufake.New(feishufake.Options{})
+	sim := feishufake.NewSimulator(fake, feishufake.SimulatorOptions{
+		Speed:      f.demoSpeed,
+		BurstEvery: f.demoBurstInterval,
+		Seed:       time.Now().UnixNano(),
+	})
+	ln, err := net.Listen("tcp", f.demoAPIAddress)
+	if err != nil {
+		return nil, fmt.Errorf("listen on --demo.api-address: %w", err)
+	}
+	// The fake API, and under /simulator/ the control handler (POST
+	// /simulator/burst), on one listener.
+	srv := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			level.Error(logger).Log("msg", "Demo simulator stopped serving", "err", err)
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	go sim.Run(ctx)
+
+	base := "http://" + ln.Addr().String()
+	level.Info(logger).Log("msg", "Demo mode: watching the built-in Aily simulator, no Feishu account used",
+		"simulator", base, "burst", "curl -X POST "+base+"/simulator/burst")
+	return &demo{sim: sim, baseURL: base}, nil
+}
+
+// config is the configuration --demo runs with: the simulator's apps and
+// sessions. A reload reads them again.
+func (d *demo) config() (*config.Config, error) {
+	cfg := &config.Config{}
+	for _, a := range d.sim.Apps() {
+		cfg.Apps = append(cfg.Apps, &config.App{
+			Name:      a.Name,
+			AppID:     a.AppID,
+			AppSecret: feishu.Secret(a.AppSecret),
+			BaseURL:   d.baseURL,
+			Sessions:  a.Sessions,
+		})
+	}
+	return cfg, nil
+}

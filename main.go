@@ -1,0 +1,275 @@
+// Command aily_exporter is a Prometheus exporter for the runs of Feishu Aily
+// agent sessions. This file is wiring only: flags, logger, configuration,
+// registries and the HTTP server; the work is done in collector/ and feishu/.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+	sloggokit "github.com/tjhop/slog-gokit"
+
+	"github.com/aily-exporter/aily_exporter/collector"
+	"github.com/aily-exporter/aily_exporter/config"
+)
+
+const (
+	programName = "aily_exporter"
+	// defaultScrapeTimeout is used when a request carries no
+	// X-Prometheus-Scrape-Timeout-Seconds (curl, a browser): Prometheus'
+	// own default scrape_timeout.
+	defaultScrapeTimeout = 10 * time.Second
+	// shutdownTimeout bounds how long in-flight scrapes may finish on SIGTERM.
+	shutdownTimeout = 10 * time.Second
+)
+
+// flags are the command line, SPEC §2.
+type flags struct {
+	configFile             string
+	configCheck            bool
+	demo                   bool
+	web                    *web.FlagConfig
+	telemetryPath          string
+	disableExporterMetrics bool
+	feishuTimeout          time.Duration
+	feishuPageSize         int
+	feishuConcurrency      int
+	feishuRateLimit        float64
+	scrapeTimeoutOffset    time.Duration
+	scrapeMinInterval      time.Duration
+	durationBuckets        string
+	logLevel               string
+	logFormat              string
+	demoSpeed              float64
+	demoBurstInterval      time.Duration
+	demoAPIAddress         string
+}
+
+// addFlags defines the command line on a; main passes kingpin.CommandLine,
+// tests a fresh application.
+func addFlags(a *kingpin.Application) *flags {
+	f := &flags{}
+	a.Flag("config.file", "the YAML configuration (section 3)").
+		Default("aily.yml").StringVar(&f.configFile)
+	a.Flag("config.check", "parse and validate the configuration, print what is wrong, exit 0/1").
+		Default("false").BoolVar(&f.configCheck)
+	a.Flag("demo", "run against the built-in Aily simulator: no credentials or config file needed (section 7)").
+		Default("false").BoolVar(&f.demo)
+	a.Flag("web.telemetry-path", "Path under which to expose metrics.").
+		Default("/metrics").StringVar(&f.telemetryPath)
+	a.Flag("web.disable-exporter-metrics", "leave out the Go/process/promhttp metrics").
+		Default("false").BoolVar(&f.disableExporterMetrics)
+	a.Flag("feishu.timeout", "one HTTP request's limit").
+		Default("10s").DurationVar(&f.feishuTimeout)
+	a.Flag("feishu.page-size", "runs asked per page (falls back to 20 if the API rejects it with code 2700001)").
+		Default("50").IntVar(&f.feishuPageSize)
+	a.Flag("feishu.concurrency", "sessions listed at once").
+		Default("4").IntVar(&f.feishuConcurrency)
+	a.Flag("feishu.rate-limit", "requests per second per app, client side (burst = the same number)").
+		Default("20").Float64Var(&f.feishuRateLimit)
+	a.Flag("scrape.timeout-offset", "subtracted from Prometheus' X-Prometheus-Scrape-Timeout-Seconds").
+		Default("500ms").DurationVar(&f.scrapeTimeoutOffset)
+	a.Flag("scrape.min-interval", "a listing younger than this is reused (HA Prometheus pairs, concurrent scrapes)").
+		Default("5s").DurationVar(&f.scrapeMinInterval)
+	a.Flag("collector.duration-buckets", "classic buckets of the duration histograms, in seconds").
+		Default("1,2.5,5,10,20,30,60,120,300,600,1800,3600").StringVar(&f.durationBuckets)
+	a.Flag("log.level", "Only log messages with the given severity or above. One of: [debug, info, warn, error]").
+		Default("info").EnumVar(&f.logLevel, "debug", "info", "warn", "error")
+	a.Flag("log.format", "Output format of log messages. One of: [logfmt, json]").
+		Default("logfmt").EnumVar(&f.logFormat, "logfmt", "json")
+	a.Flag("demo.speed", "how many times faster than real time the demo simulator runs").
+		Hidden().Default("1").Float64Var(&f.demoSpeed)
+	a.Flag("demo.burst-interval", "how often (in simulated time) the demo simulator starts a burst of failures; negative: never").
+		Hidden().Default("10m").DurationVar(&f.demoBurstInterval)
+	a.Flag("demo.api-address", "where the demo simulator serves its fake Feishu API and POST /simulator/burst").
+		Hidden().Default("127.0.0.1:0").StringVar(&f.demoAPIAddress)
+	f.web = kingpinflag.AddFlags(a, ":9851")
+	return f
+}
+
+func main() {
+	a := kingpin.CommandLine
+	a.Help = "Prometheus exporter for the runs of Feishu Aily agent sessions."
+	f := addFlags(a)
+	a.Version(version.Print(programName))
+	a.HelpFlag.Short('h')
+	kingpin.MustParse(a.Parse(os.Args[1:]))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, f, os.Stdout, os.Stderr))
+}
+
+// run is the exporter's life after flag parsing; it returns the exit code.
+func run(ctx context.Context, f *flags, stdout, stderr io.Writer) int {
+	buckets, err := parseBuckets(f.durationBuckets)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	clients := clientOptions{timeout: f.feishuTimeout, pageSize: f.feishuPageSize, rateLimit: f.feishuRateLimit}
+
+	if f.configCheck {
+		return checkConfig(f.configFile, clients, stdout, stderr)
+	}
+
+	logger, slogger := newLogger(stderr, f.logLevel, f.logFormat)
+	level.Info(logger).Log("msg", "Starting "+programName, "version", version.Info())
+	level.Info(logger).Log("msg", "Build context", "build_context", version.BuildContext())
+
+	source := func() (*config.Config, error) { return config.Load(f.configFile) }
+	if f.demo {
+		demo, err := startDemo(ctx, f, logger)
+		if err != nil {
+			level.Error(logger).Log("msg", "Cannot start the demo simulator", "err", err)
+			return 1
+		}
+		source = demo.config
+	}
+
+	e := newExporter(exporterOptions{
+		logger:  logger,
+		source:  source,
+		clients: clients,
+		collector: collector.Options{
+			Concurrency:     f.feishuConcurrency,
+			MinInterval:     f.scrapeMinInterval,
+			DurationBuckets: buckets,
+		},
+	})
+	if err := e.reload(); err != nil {
+		level.Error(logger).Log("msg", "Error loading config", "err", err)
+		return 1
+	}
+	if !f.demo {
+		level.Info(logger).Log("msg", "Loaded config", "file", f.configFile)
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go e.runReloader(ctx, hup)
+
+	srv := &http.Server{
+		Handler: e.routes(routeOptions{
+			telemetryPath:          f.telemetryPath,
+			disableExporterMetrics: f.disableExporterMetrics,
+			timeoutOffset:          f.scrapeTimeoutOffset,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	served := make(chan error, 1)
+	go func() { served <- web.ListenAndServe(srv, f.web, slogger) }()
+
+	select {
+	case err := <-served:
+		level.Error(logger).Log("msg", "Error running HTTP server", "err", err)
+		return 1
+	case <-ctx.Done():
+	}
+	level.Info(logger).Log("msg", "Shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		level.Error(logger).Log("msg", "Error shutting down HTTP server", "err", err)
+		return 1
+	}
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		level.Error(logger).Log("msg", "Error running HTTP server", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// checkConfig is --config.check: it loads the file and builds every app's
+// client (which makes no request) and prints the first problem or "config OK".
+func checkConfig(path string, clients clientOptions, stdout, stderr io.Writer) int {
+	cfg, err := config.Load(path)
+	if err == nil {
+		for _, app := range cfg.Apps {
+			if _, err = clients.newClient(app, nil); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintln(stdout, "config OK")
+	return 0
+}
+
+// newLogger returns the go-kit logger of --log.level and --log.format, and
+// the *slog.Logger exporter-toolkit takes, writing the same lines to w.
+func newLogger(w io.Writer, lvl, format string) (log.Logger, *slog.Logger) {
+	w = log.NewSyncWriter(w)
+	var base log.Logger
+	if format == "json" {
+		base = log.NewJSONLogger(w)
+	} else {
+		base = log.NewLogfmtLogger(w)
+	}
+	base = level.NewFilter(base, level.Allow(level.ParseDefault(lvl, level.InfoValue())))
+	logger := log.With(base, "ts", log.DefaultTimestampUTC, "caller", log.DefaultCaller)
+
+	// The bridge adds its own time and caller (the caller seen through it
+	// would be wrong), so it writes to base; its "time" becomes our "ts".
+	slogLevel := map[string]slog.Level{
+		"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError,
+	}[lvl]
+	toolkit := log.LoggerFunc(func(kv ...any) error {
+		for i := 0; i+1 < len(kv); i += 2 {
+			if kv[i] == slog.TimeKey {
+				kv[i] = "ts"
+				if t, ok := kv[i+1].(time.Time); ok {
+					kv[i+1] = t.UTC().Format(time.RFC3339Nano)
+				}
+			}
+		}
+		return base.Log(kv...)
+	})
+	return logger, slog.New(sloggokit.NewGoKitHandler(toolkit, slogLevel))
+}
+
+// parseBuckets parses --collector.duration-buckets: comma-separated seconds,
+// strictly increasing.
+func parseBuckets(s string) ([]float64, error) {
+	const flag = "--collector.duration-buckets"
+	if strings.TrimSpace(s) == "" {
+		return nil, fmt.Errorf("%s: at least one bucket is required", flag)
+	}
+	var out []float64
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		v, err := strconv.ParseFloat(part, 64)
+		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, fmt.Errorf("%s: %q is not a number of seconds", flag, part)
+		}
+		if v < 0 {
+			return nil, fmt.Errorf("%s: %v is negative; durations are never below 0", flag, v)
+		}
+		if n := len(out); n > 0 && v <= out[n-1] {
+			return nil, fmt.Errorf("%s: buckets must be increasing, but %v follows %v", flag, v, out[n-1])
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}

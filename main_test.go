@@ -1,0 +1,614 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/aily-exporter/aily_exporter/collector"
+	"github.com/aily-exporter/aily_exporter/config"
+	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+)
+
+// The credentials the tests configure; none may ever be shown.
+const (
+	appSecret = "sekrit-app-secret-0123456789"
+	userToken = "u-sekrit-user-token-0123456789"
+)
+
+// tenantToken matches the tokens the fake issues.
+var tenantToken = regexp.MustCompile(`t-[0-9a-f]{20,}`)
+
+// syncBuffer is a bytes.Buffer the logger writes and the test reads
+// concurrently.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// testEnv is the exporter's real HTTP handler in front of the fake Feishu API.
+type testEnv struct {
+	t        *testing.T
+	fake     *feishufake.Fake
+	api      *httptest.Server
+	dir      string
+	exporter *exporter
+	server   *httptest.Server
+	logs     *syncBuffer
+	reloaded chan error
+}
+
+// configYAML is the configuration the tests start from: a tenant-token app
+// with sessions listed in the file and in a sessions file, and a user-token
+// app.
+func configYAML(apiURL string, helpdeskSessions ...string) string {
+	return fmt.Sprintf(`apps:
+  - name: helpdesk
+    app_id: cli_helpdesk
+    app_secret: ${AILY_TEST_APP_SECRET}
+    base_url: %[1]s
+    sessions: [%[2]s]
+    sessions_file: helpdesk.sessions
+  - name: personal
+    user_access_token_file: user.token
+    base_url: %[1]s
+    sessions: [session_user]
+`, apiURL, strings.Join(helpdeskSessions, ", "))
+}
+
+func newTestEnv(t *testing.T) *testEnv {
+	t.Helper()
+	t.Setenv("AILY_TEST_APP_SECRET", appSecret)
+	e := &testEnv{t: t, fake: feishufake.New(feishufake.Options{}), dir: t.TempDir(), logs: &syncBuffer{}, reloaded: make(chan error, 10)}
+	e.fake.AddApp("cli_helpdesk", appSecret)
+	e.fake.AddUserToken(userToken)
+	now := time.Now()
+	for i, id := range []string{"session_ok", "session_bad", "session_extra", "session_from_file", "session_user"} {
+		e.fake.PutRun(feishu.Run{
+			ID: fmt.Sprintf("run_%d", i), AppID: "spring_demo__c", SessionID: id, Status: feishu.StatusCompleted,
+			CreatedAt: now.Add(-time.Minute), StartedAt: now.Add(-50 * time.Second), EndedAt: now.Add(-10 * time.Second),
+		})
+		e.fake.PutRun(feishu.Run{
+			ID: fmt.Sprintf("run_%d_live", i), AppID: "spring_demo__c", SessionID: id, Status: feishu.StatusInProgress,
+			CreatedAt: now.Add(-time.Minute), StartedAt: now.Add(-50 * time.Second),
+		})
+	}
+	e.api = httptest.NewServer(e.fake)
+	t.Cleanup(e.api.Close)
+	e.write("user.token", userToken+"\n")
+	e.write("helpdesk.sessions", "# generated\nsession_from_file\n")
+	e.write("aily.yml", configYAML(e.api.URL, "session_ok", "session_bad"))
+
+	logger, _ := newLogger(e.logs, "debug", "logfmt")
+	e.exporter = newExporter(exporterOptions{
+		logger:  logger,
+		source:  func() (*config.Config, error) { return config.Load(filepath.Join(e.dir, "aily.yml")) },
+		clients: clientOptions{timeout: 10 * time.Second, pageSize: 50, rateLimit: 0},
+		// MinInterval 0: every scrape lists afresh, so that each sees the
+		// fake as the test just set it.
+		collector: collector.Options{Concurrency: 4},
+		onReload:  func(err error) { e.reloaded <- err },
+	})
+	if err := e.exporter.reload(); err != nil {
+		t.Fatalf("initial load: %v", err)
+	}
+	<-e.reloaded
+	e.server = httptest.NewServer(e.exporter.routes(routeOptions{telemetryPath: "/metrics", timeoutOffset: time.Second}))
+	t.Cleanup(e.server.Close)
+	t.Cleanup(func() { e.checkNoSecret("the logs", e.logs.String()) })
+	return e
+}
+
+func (e *testEnv) write(name, content string) {
+	e.t.Helper()
+	if err := os.WriteFile(filepath.Join(e.dir, name), []byte(content), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// checkNoSecret fails the test if s shows a credential.
+func (e *testEnv) checkNoSecret(what, s string) {
+	e.t.Helper()
+	for _, secret := range []string{appSecret, userToken} {
+		if strings.Contains(s, secret) {
+			e.t.Errorf("%s show the secret %q", what, secret)
+		}
+	}
+	if tok := tenantToken.FindString(s); tok != "" {
+		e.t.Errorf("%s show the tenant token %q", what, tok)
+	}
+}
+
+// do sends a request to the exporter and returns the status and body.
+func (e *testEnv) do(method, path string, header http.Header, timeout time.Duration) (int, string) {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.server.URL+path, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := (&http.Client{Timeout: timeout}).Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+// scrape gets /metrics as Prometheus would with a 10s scrape timeout.
+func (e *testEnv) scrape() string {
+	e.t.Helper()
+	code, body := e.do(http.MethodGet, "/metrics", http.Header{"X-Prometheus-Scrape-Timeout-Seconds": {"10"}}, time.Minute)
+	if code != http.StatusOK {
+		e.t.Fatalf("GET /metrics: HTTP %d\n%s", code, body)
+	}
+	e.checkNoSecret("/metrics", body)
+	return body
+}
+
+// hasLine reports whether the exposition holds a sample line starting with
+// prefix (a metric name with its labels, and possibly the value).
+func hasLine(body, prefix string) bool {
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func sessionUp(app, session string, v int) string {
+	return fmt.Sprintf(`aily_session_up{app=%q,session_id=%q} %d`, app, session, v)
+}
+
+func TestMetricsServedWhenOneSessionFails(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		fault feishufake.Fault
+	}{
+		{"plain-text 404", feishufake.Fault{Kind: feishufake.NotFoundText}},
+		{"HTTP 500", feishufake.Fault{Kind: feishufake.ServerError, HTTPStatus: 500}},
+		{"bad JSON", feishufake.Fault{Kind: feishufake.MalformedJSON}},
+		// Far longer than any scrape: the scrape deadline must cut it.
+		{"too slow for the scrape timeout", feishufake.Fault{Kind: feishufake.Slow, Delay: time.Hour}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			e.fake.SetFault(feishufake.Scope{SessionID: "session_bad"}, tc.fault)
+
+			// A 3s scrape timeout less the 1s offset leaves the
+			// collector 2s; the client gives up at the scrape timeout,
+			// as Prometheus would.
+			code, body := e.do(http.MethodGet, "/metrics",
+				http.Header{"X-Prometheus-Scrape-Timeout-Seconds": {"3"}}, 3*time.Second)
+			if code != http.StatusOK {
+				t.Fatalf("HTTP %d, want 200\n%s", code, body)
+			}
+			for _, want := range []string{
+				sessionUp("helpdesk", "session_bad", 0),
+				sessionUp("helpdesk", "session_ok", 1),
+				sessionUp("helpdesk", "session_from_file", 1),
+				sessionUp("personal", "session_user", 1),
+				"aily_up 0",
+				`aily_runs{app="helpdesk",session_id="session_ok",status="IN_PROGRESS"} 1`,
+				`aily_runs_finished_total{app="helpdesk",session_id="session_bad",status="FAILED"} 0`,
+				"aily_exporter_build_info{",
+				"aily_exporter_config_last_reload_successful 1",
+				"go_goroutines ",
+				"promhttp_metric_handler_requests_total{",
+			} {
+				if !hasLine(body, want) {
+					t.Errorf("no line %q in\n%s", want, body)
+				}
+			}
+			// The failing session's current-state gauges are left out.
+			if hasLine(body, `aily_runs{app="helpdesk",session_id="session_bad"`) {
+				t.Errorf("aily_runs of the failing session served:\n%s", body)
+			}
+			e.checkNoSecret("/metrics", body)
+		})
+	}
+}
+
+func TestReloadBySIGHUPDropsRemovedSessions(t *testing.T) {
+	e := newTestEnv(t)
+	if body := e.scrape(); !hasLine(body, sessionUp("helpdesk", "session_bad", 1)) {
+		t.Fatalf("session_bad not watched before the reload:\n%s", body)
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go e.exporter.runReloader(ctx, hup)
+
+	e.write("aily.yml", configYAML(e.api.URL, "session_ok"))
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-e.reloaded; err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+
+	body := e.scrape()
+	if strings.Contains(body, `session_id="session_bad"`) {
+		t.Errorf("the removed session's series are still served:\n%s", body)
+	}
+	if !hasLine(body, sessionUp("helpdesk", "session_ok", 1)) {
+		t.Errorf("the kept session is gone:\n%s", body)
+	}
+	if !hasLine(body, "aily_exporter_config_last_reload_successful 1") {
+		t.Errorf("reload not reported successful:\n%s", body)
+	}
+}
+
+func TestReloadByHTTP(t *testing.T) {
+	e := newTestEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go e.exporter.runReloader(ctx, nil)
+
+	if code, _ := e.do(http.MethodGet, "/-/reload", nil, time.Minute); code != http.StatusMethodNotAllowed {
+		t.Errorf("GET /-/reload: HTTP %d, want 405", code)
+	}
+
+	// A good reload adds a session.
+	e.write("aily.yml", configYAML(e.api.URL, "session_ok", "session_bad", "session_extra"))
+	if code, body := e.do(http.MethodPost, "/-/reload", nil, time.Minute); code != http.StatusOK {
+		t.Fatalf("POST /-/reload: HTTP %d: %s", code, body)
+	}
+	<-e.reloaded
+	if body := e.scrape(); !hasLine(body, sessionUp("helpdesk", "session_extra", 1)) {
+		t.Errorf("the added session is not served:\n%s", body)
+	}
+
+	// A bad reload keeps the running configuration and says so.
+	e.write("aily.yml", configYAML(e.api.URL, "session_ok")+"  - name: helpdesk\n")
+	code, body := e.do(http.MethodPost, "/-/reload", nil, time.Minute)
+	if code != http.StatusInternalServerError || !strings.Contains(body, "failed to reload config") {
+		t.Errorf("POST /-/reload of a bad file: HTTP %d %q, want 500 with the reason", code, body)
+	}
+	if err := <-e.reloaded; err == nil {
+		t.Error("a bad file reloaded without error")
+	}
+	body = e.scrape()
+	for _, want := range []string{
+		"aily_exporter_config_last_reload_successful 0",
+		sessionUp("helpdesk", "session_extra", 1),
+		sessionUp("helpdesk", "session_bad", 1),
+	} {
+		if !hasLine(body, want) {
+			t.Errorf("after a bad reload, no line %q in\n%s", want, body)
+		}
+	}
+	if _, cfg := e.do(http.MethodGet, "/config", nil, time.Minute); !strings.Contains(cfg, "session_extra") {
+		t.Errorf("/config does not show the configuration still running:\n%s", cfg)
+	}
+}
+
+func TestConfigEndpointRedactsSecrets(t *testing.T) {
+	e := newTestEnv(t)
+	code, body := e.do(http.MethodGet, "/config", nil, time.Minute)
+	if code != http.StatusOK {
+		t.Fatalf("GET /config: HTTP %d", code)
+	}
+	e.checkNoSecret("/config", body)
+	for _, want := range []string{"app_secret: <secret>", "name: helpdesk", "user_access_token_file: "} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/config lacks %q:\n%s", want, body)
+		}
+	}
+}
+
+func TestNoSecretWhenCredentialsFail(t *testing.T) {
+	e := newTestEnv(t)
+	e.scrape() // a token is issued and cached
+	e.fake.ExpireTokens()
+	e.fake.SetFault(feishufake.Scope{Endpoint: feishu.EndpointTenantToken}, feishufake.Fault{Kind: feishufake.TokenEndpointFailure})
+	e.fake.RemoveUserToken(userToken)
+	body := e.scrape()
+	for _, want := range []string{sessionUp("helpdesk", "session_ok", 0), sessionUp("personal", "session_user", 0)} {
+		if !hasLine(body, want) {
+			t.Errorf("no line %q in\n%s", want, body)
+		}
+	}
+	if !strings.Contains(e.logs.String(), "10003") {
+		t.Errorf("the logs do not name the token endpoint's code:\n%s", e.logs.String())
+	}
+	// checkNoSecret runs on the logs at cleanup.
+}
+
+func TestSessionsFileChangeSeenByNextScrape(t *testing.T) {
+	e := newTestEnv(t)
+	if body := e.scrape(); !hasLine(body, sessionUp("helpdesk", "session_from_file", 1)) {
+		t.Fatalf("session_from_file not watched:\n%s", body)
+	}
+	e.write("helpdesk.sessions", "session_extra\n")
+	body := e.scrape()
+	if !hasLine(body, sessionUp("helpdesk", "session_extra", 1)) {
+		t.Errorf("a session added to the file is not watched:\n%s", body)
+	}
+	if strings.Contains(body, `session_id="session_from_file"`) {
+		t.Errorf("a session removed from the file is still served:\n%s", body)
+	}
+
+	// An unreadable file keeps the sessions last read.
+	if err := os.Remove(filepath.Join(e.dir, "helpdesk.sessions")); err != nil {
+		t.Fatal(err)
+	}
+	if body := e.scrape(); !hasLine(body, sessionUp("helpdesk", "session_extra", 1)) {
+		t.Errorf("a vanished file dropped its sessions:\n%s", body)
+	}
+}
+
+func TestEndpoints(t *testing.T) {
+	e := newTestEnv(t)
+	for _, tc := range []struct {
+		path string
+		want string
+	}{
+		{"/", "/metrics"},
+		{"/-/healthy", "Healthy"},
+		{"/-/ready", "Ready"},
+	} {
+		code, body := e.do(http.MethodGet, tc.path, nil, time.Minute)
+		if code != http.StatusOK || !strings.Contains(body, tc.want) {
+			t.Errorf("GET %s: HTTP %d, body %q; want 200 containing %q", tc.path, code, body, tc.want)
+		}
+	}
+}
+
+func TestDisableExporterMetrics(t *testing.T) {
+	e := newTestEnv(t)
+	srv := httptest.NewServer(e.exporter.routes(routeOptions{telemetryPath: "/metrics", disableExporterMetrics: true}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	body := string(b)
+	for _, absent := range []string{"go_goroutines", "process_", "promhttp_"} {
+		if strings.Contains(body, absent) {
+			t.Errorf("%s served with --web.disable-exporter-metrics", absent)
+		}
+	}
+	for _, want := range []string{"aily_exporter_build_info{", "aily_up ", "aily_exporter_config_last_reload_successful 1"} {
+		if !hasLine(body, want) {
+			t.Errorf("no line %q with --web.disable-exporter-metrics", want)
+		}
+	}
+}
+
+func TestScrapeTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		header string
+		offset time.Duration
+		want   time.Duration
+	}{
+		{"", 500 * time.Millisecond, 9500 * time.Millisecond},
+		{"10", 500 * time.Millisecond, 9500 * time.Millisecond},
+		{"2.5", 0, 2500 * time.Millisecond},
+		{"0.4", 500 * time.Millisecond, 400 * time.Millisecond}, // the offset would leave nothing
+		{"garbage", time.Second, 9 * time.Second},
+		{"-3", time.Second, 9 * time.Second},
+	} {
+		h := http.Header{}
+		if tc.header != "" {
+			h.Set("X-Prometheus-Scrape-Timeout-Seconds", tc.header)
+		}
+		if got := scrapeTimeout(h, tc.offset); got != tc.want {
+			t.Errorf("scrapeTimeout(%q, %v) = %v, want %v", tc.header, tc.offset, got, tc.want)
+		}
+	}
+}
+
+func TestParseBuckets(t *testing.T) {
+	got, err := parseBuckets("1, 2.5,5,3600")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]float64{1, 2.5, 5, 3600}, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	for in, want := range map[string]string{
+		"":        "at least one bucket",
+		"1,x":     `"x" is not a number`,
+		"1,,2":    `"" is not a number`,
+		"5,2":     "buckets must be increasing, but 2 follows 5",
+		"1,1":     "buckets must be increasing, but 1 follows 1",
+		"-1,2":    "-1 is negative",
+		"1,+Inf":  `"+Inf" is not a number`,
+		"1,NaN,2": `"NaN" is not a number`,
+	} {
+		if _, err := parseBuckets(in); err == nil || !strings.Contains(err.Error(), want) ||
+			!strings.Contains(err.Error(), "--collector.duration-buckets") {
+			t.Errorf("parseBuckets(%q) error %v, want one naming the flag and saying %q", in, err, want)
+		}
+	}
+}
+
+func TestFlagDefaults(t *testing.T) {
+	a := kingpin.New(programName, "")
+	f := addFlags(a)
+	if _, err := a.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, fl := range a.Model().Flags {
+		got[fl.Name] = strings.Join(fl.Default, ",")
+	}
+	want := map[string]string{
+		"config.file":                  "aily.yml",
+		"config.check":                 "false",
+		"demo":                         "false",
+		"web.listen-address":           ":9851",
+		"web.telemetry-path":           "/metrics",
+		"web.disable-exporter-metrics": "false",
+		"feishu.timeout":               "10s",
+		"feishu.page-size":             "50",
+		"feishu.concurrency":           "4",
+		"feishu.rate-limit":            "20",
+		"scrape.timeout-offset":        "500ms",
+		"scrape.min-interval":          "5s",
+		"collector.duration-buckets":   "1,2.5,5,10,20,30,60,120,300,600,1800,3600",
+		"log.level":                    "info",
+		"log.format":                   "logfmt",
+		"demo.speed":                   "1",
+		"demo.burst-interval":          "10m",
+		"demo.api-address":             "127.0.0.1:0",
+	}
+	for name, def := range want {
+		if g, ok := got[name]; !ok || g != def {
+			t.Errorf("--%s default %q (defined %v), want %q", name, g, ok, def)
+		}
+	}
+	for _, fl := range a.Model().Flags {
+		if fl.Help == "" {
+			t.Errorf("--%s has no help text", fl.Name)
+		}
+	}
+	if f.scrapeTimeoutOffset != 500*time.Millisecond || f.feishuRateLimit != 20 || f.demoSpeed != 1 {
+		t.Errorf("parsed defaults: %+v", f)
+	}
+	buckets, err := parseBuckets(f.durationBuckets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(collector.DefaultDurationBuckets(), buckets); diff != "" {
+		t.Errorf("default buckets differ from the collector's (-collector +flag):\n%s", diff)
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yml")
+	bad := filepath.Join(dir, "bad.yml")
+	if err := os.WriteFile(good, []byte("apps:\n  - name: a\n    app_id: cli_a\n    app_secret: x\n    sessions: [s]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("apps:\n  - name: a\n    app_id: cli_a\n    app_secret: x\n    sesions: [s]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path       string
+		wantCode   int
+		wantOut    string
+		wantStderr string
+	}{
+		{good, 0, "config OK\n", ""},
+		{bad, 1, "", `line 5: unknown key "sesions"`},
+		{filepath.Join(dir, "missing.yml"), 1, "", "missing.yml"},
+	} {
+		var stdout, stderr bytes.Buffer
+		a := kingpin.New(programName, "")
+		f := addFlags(a)
+		if _, err := a.Parse([]string{"--config.check", "--config.file", tc.path}); err != nil {
+			t.Fatal(err)
+		}
+		code := run(context.Background(), f, &stdout, &stderr)
+		if code != tc.wantCode || stdout.String() != tc.wantOut || !strings.Contains(stderr.String(), tc.wantStderr) {
+			t.Errorf("--config.check %s: exit %d, stdout %q, stderr %q; want %d, %q, %q",
+				filepath.Base(tc.path), code, stdout.String(), stderr.String(), tc.wantCode, tc.wantOut, tc.wantStderr)
+		}
+	}
+}
+
+func TestDemoWatchesEverySimulatedSession(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logs := &syncBuffer{}
+	logger, _ := newLogger(logs, "info", "logfmt")
+	a := kingpin.New(programName, "")
+	f := addFlags(a)
+	if _, err := a.Parse([]string{"--demo"}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := startDemo(ctx, f, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newExporter(exporterOptions{logger: logger, source: d.config, clients: clientOptions{timeout: 10 * time.Second}})
+	if err := e.reload(); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(e.routes(routeOptions{telemetryPath: "/metrics"}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	body := string(b)
+
+	if !hasLine(body, "aily_up 1") {
+		t.Errorf("aily_up is not 1:\n%s", body)
+	}
+	for _, app := range d.sim.Apps() {
+		for _, s := range app.Sessions {
+			if !hasLine(body, sessionUp(app.Name, s, 1)) {
+				t.Errorf("simulated session %s/%s is not watched", app.Name, s)
+			}
+		}
+		if strings.Contains(body, app.AppSecret) || strings.Contains(logs.String(), app.AppSecret) {
+			t.Errorf("the secret of simulated app %s is shown", app.Name)
+		}
+	}
+	if !strings.Contains(logs.String(), "/simulator/burst") {
+		t.Errorf("the simulator's address is not logged:\n%s", logs.String())
+	}
+}
+
+func TestRunStopsWhenTheContextEnds(t *testing.T) {
+	a := kingpin.New(programName, "")
+	f := addFlags(a)
+	if _, err := a.Parse([]string{"--demo", "--web.listen-address", "127.0.0.1:0"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // as if SIGTERM had come
+	var stdout, stderr syncBuffer
+	if code := run(ctx, f, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d, want 0; logs:\n%s", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "Shutting down") {
+		t.Errorf("no shutdown logged:\n%s", stderr.String())
+	}
+}

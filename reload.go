@@ -1,0 +1,256 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/aily-exporter/aily_exporter/collector"
+	"github.com/aily-exporter/aily_exporter/config"
+	"github.com/aily-exporter/aily_exporter/feishu"
+)
+
+// clientOptions are the flags every app's Feishu client shares.
+type clientOptions struct {
+	timeout   time.Duration
+	pageSize  int
+	rateLimit float64
+}
+
+// newClient builds app's client; obs may be nil.
+func (o clientOptions) newClient(app *config.App, obs feishu.Observer) (*feishu.Client, error) {
+	c, err := feishu.NewClient(feishu.Config{
+		BaseURL:             app.BaseURL,
+		AppID:               app.AppID,
+		AppSecret:           app.Secret(),
+		UserAccessTokenFile: app.UserAccessTokenFile,
+		HTTPClient:          &http.Client{Timeout: o.timeout},
+		PageSize:            o.pageSize,
+		RateLimit:           o.rateLimit,
+		Observer:            obs,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("app %q: %w", app.Name, err)
+	}
+	return c, nil
+}
+
+// clientKey is what a client is built from besides the flags. While it stays
+// the same across a reload the client is kept, and with it its cached token
+// and its rate limiter's state.
+type clientKey struct {
+	baseURL       string
+	appID         string
+	secret        feishu.Secret
+	userTokenFile string
+}
+
+func keyOf(app *config.App) clientKey {
+	return clientKey{app.BaseURL, app.AppID, app.Secret(), app.UserAccessTokenFile}
+}
+
+type appClient struct {
+	key    clientKey
+	client *feishu.Client
+}
+
+// exporterOptions are newExporter's inputs.
+type exporterOptions struct {
+	logger log.Logger
+	// source loads the configuration: config.Load of --config.file, or the
+	// demo simulator's apps.
+	source    func() (*config.Config, error)
+	clients   clientOptions
+	collector collector.Options
+	// onReload, when set, is told the result of every reload (tests).
+	onReload func(error)
+}
+
+// exporter holds the loaded configuration, the Feishu clients built from it
+// and the collector watching its sessions.
+type exporter struct {
+	logger    log.Logger
+	source    func() (*config.Config, error)
+	clientOpt clientOptions
+	collector *collector.Collector
+	onReload  func(error)
+
+	reloadSuccess   prometheus.Gauge
+	reloadTimestamp prometheus.Gauge
+	// reloads carries /-/reload requests to runReloader, which answers on
+	// the channel sent.
+	reloads chan chan error
+
+	// mu guards the fields below: reloads, the per-scrape sessions_file
+	// check and /config all use them.
+	mu      sync.Mutex
+	cfg     *config.Config
+	clients map[string]appClient // by app name
+}
+
+func newExporter(o exporterOptions) *exporter {
+	if o.collector.Logger == nil {
+		o.collector.Logger = o.logger
+	}
+	return &exporter{
+		logger:    o.logger,
+		source:    o.source,
+		clientOpt: o.clients,
+		collector: collector.New(o.collector),
+		onReload:  o.onReload,
+		reloadSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "aily_exporter_config_last_reload_successful",
+			Help: "Aily exporter config loaded successfully.",
+		}),
+		reloadTimestamp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "aily_exporter_config_last_reload_success_timestamp_seconds",
+			Help: "Timestamp of the last successful configuration reload.",
+		}),
+		reloads: make(chan chan error),
+		clients: map[string]appClient{},
+	}
+}
+
+// runReloader is the one goroutine through which reloads happen, whether
+// asked by SIGHUP or by POST /-/reload, so that two never interleave.
+func (e *exporter) runReloader(ctx context.Context, hup <-chan os.Signal) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := e.reload(); err != nil {
+				level.Error(e.logger).Log("msg", "Error reloading config", "trigger", "SIGHUP", "err", err)
+			} else {
+				level.Info(e.logger).Log("msg", "Reloaded config", "trigger", "SIGHUP")
+			}
+		case reply := <-e.reloads:
+			err := e.reload()
+			if err != nil {
+				level.Error(e.logger).Log("msg", "Error reloading config", "trigger", "/-/reload", "err", err)
+			} else {
+				level.Info(e.logger).Log("msg", "Reloaded config", "trigger", "/-/reload")
+			}
+			reply <- err
+		}
+	}
+}
+
+// requestReload asks runReloader for a reload and waits for its result.
+func (e *exporter) requestReload(ctx context.Context) error {
+	reply := make(chan error, 1)
+	select {
+	case e.reloads <- reply:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// reload loads the configuration and builds its clients; only if all of
+// that succeeds does it swap them in and hand the apps to the collector.
+// Otherwise the running configuration stays.
+func (e *exporter) reload() (err error) {
+	defer func() {
+		if err != nil {
+			e.reloadSuccess.Set(0)
+		} else {
+			e.reloadSuccess.Set(1)
+			e.reloadTimestamp.SetToCurrentTime()
+		}
+		if e.onReload != nil {
+			e.onReload(err)
+		}
+	}()
+	cfg, err := e.source()
+	if err != nil {
+		return err
+	}
+	if cfg == nil || len(cfg.Apps) == 0 {
+		return errors.New("the configuration has no apps")
+	}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	clients := make(map[string]appClient, len(cfg.Apps))
+	for _, app := range cfg.Apps {
+		key := keyOf(app)
+		if old, ok := e.clients[app.Name]; ok && old.key == key {
+			clients[app.Name] = old
+			continue
+		}
+		c, err := e.clientOpt.newClient(app, e.collector.APIObserver(app.Name))
+		if err != nil {
+			return err
+		}
+		clients[app.Name] = appClient{key: key, client: c}
+	}
+	e.cfg, e.clients = cfg, clients
+	e.collector.SetApps(e.collectorApps())
+	return nil
+}
+
+// collectorApps is the configuration as the collector wants it. e.mu is held.
+func (e *exporter) collectorApps() []collector.App {
+	apps := make([]collector.App, 0, len(e.cfg.Apps))
+	for _, app := range e.cfg.Apps {
+		apps = append(apps, collector.App{
+			Name:     app.Name,
+			Lister:   e.clients[app.Name].client,
+			Sessions: app.AllSessions(),
+		})
+	}
+	return apps
+}
+
+// refreshSessions re-reads every sessions_file, before each scrape, and
+// tells the collector if one changed. Checking at scrape time costs a read of
+// a small file per app and needs no goroutine or timer, and a change is seen
+// by the very next scrape, the only moment it can matter. A file that cannot
+// be read or parsed keeps the sessions last read from it.
+func (e *exporter) refreshSessions() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cfg == nil {
+		return
+	}
+	changed := false
+	for _, app := range e.cfg.Apps {
+		c, err := app.RefreshSessions()
+		if err != nil {
+			level.Warn(e.logger).Log("msg", "Keeping the sessions last read", "app", app.Name, "err", err)
+			continue
+		}
+		if c {
+			level.Info(e.logger).Log("msg", "Sessions file changed", "app", app.Name, "file", app.SessionsFile,
+				"sessions", len(app.AllSessions()))
+			changed = true
+		}
+	}
+	if changed {
+		e.collector.SetApps(e.collectorApps())
+	}
+}
+
+// redactedConfig is the running configuration for /config.
+func (e *exporter) redactedConfig() ([]byte, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cfg == nil {
+		return nil, errors.New("no configuration loaded")
+	}
+	return e.cfg.Redacted()
+}
