@@ -180,7 +180,7 @@ func (c *Collector) SetApps(apps []App) {
 		newApps[a.Name] = as
 		for _, id := range a.Sessions {
 			k := key{a.Name, id}
-			if _, dup := kept[k]; dup {
+			if _, dup := kept[k]; dup || id == "" {
 				continue
 			}
 			s := old[k]

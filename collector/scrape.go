@@ -102,6 +102,10 @@ func (c *Collector) list(ctx context.Context, cancel context.CancelFunc, l *list
 			go func() {
 				defer func() { <-sem }()
 				start := c.opts.Now()
+				if t.lister == nil {
+					out <- outcome{i: i, err: fmt.Errorf("list runs of session %s: app %s has no lister", t.s.id, t.s.app.name)}
+					return
+				}
 				runs, err := t.lister.ListRuns(ctx, t.s.id)
 				out <- outcome{i: i, runs: runs, err: err, took: c.opts.Now().Sub(start)}
 			}()

@@ -257,6 +257,15 @@ func TestTrackerExactlyOnce(t *testing.T) {
 			wantLen: 1,
 		},
 		{
+			name: "run first listed after the baseline but ended before the watch began is not counted",
+			// Hidden from the baseline listing (a shifted page), it is history.
+			steps: []step{
+				{now: 1, listing: nil},
+				{now: 10, listing: []feishu.Run{run("hidden", completed, -100, -90, -50)}},
+			},
+			wantLen: 1,
+		},
+		{
 			name: "unknown status is kept and not final",
 			steps: []step{
 				{now: 1, listing: []feishu.Run{run("r1", "PAUSED", 0.5, 0.6, none)},
