@@ -81,7 +81,7 @@ func (c *Client) do(ctx context.Context, ep Endpoint, build func(ctx context.Con
 				return nil, ctxErr
 			}
 			failures++
-			if failures >= c.maxAttempts || !c.backoff(ctx, failures) {
+			if err := c.backoff(ctx, failures, err); err != nil {
 				return nil, err
 			}
 			continue
@@ -104,8 +104,8 @@ func (c *Client) do(ctx context.Context, ep Endpoint, build func(ctx context.Con
 			}
 		case resp.status >= 500:
 			failures++
-			if failures >= c.maxAttempts || !c.backoff(ctx, failures) {
-				return nil, apiErr
+			if err := c.backoff(ctx, failures, apiErr); err != nil {
+				return nil, err
 			}
 		default:
 			return nil, apiErr
@@ -142,19 +142,23 @@ func (c *Client) attempt(ep Endpoint, req *http.Request) (*response, error) {
 	return r, nil
 }
 
-// backoff waits before the next attempt after failures failures, and
-// reports whether to make it: false if the wait would pass ctx's deadline or
-// ctx ended while waiting.
-func (c *Client) backoff(ctx context.Context, failures int) bool {
+// backoff waits before the next attempt after failures failed ones and
+// returns nil to make it. It returns last instead when the attempts are used
+// up or the wait would pass ctx's deadline, and ctx's error if ctx ends while
+// waiting.
+func (c *Client) backoff(ctx context.Context, failures int, last error) error {
+	if failures >= c.maxAttempts {
+		return last
+	}
 	d := backoffBase << min(failures-1, 10)
 	d = min(d, backoffMax)
 	// "Equal jitter": half fixed, half random, so that retries of
 	// concurrent listings spread out but still back off.
 	d = d/2 + time.Duration(c.rand()*float64(d/2))
 	if !fitsDeadline(ctx, d) {
-		return false
+		return last
 	}
-	return c.sleep(ctx, d) == nil
+	return c.sleep(ctx, d)
 }
 
 // fitsDeadline reports whether waiting d still leaves ctx time to retry.

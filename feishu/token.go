@@ -149,9 +149,11 @@ func (t *tenantToken) renew(ctx context.Context) (string, error) {
 	if err := json.Unmarshal(resp.body, &body); err != nil || body.Token == "" {
 		return "", fmt.Errorf("get tenant token of app %s: %w", t.appID, &APIError{
 			Endpoint: EndpointTenantToken, HTTPStatus: resp.status, LogID: logID(resp.header),
-			Msg: "response without a tenant_access_token",
+			Msg: "malformed token response: no tenant_access_token, or expire not a number",
 		})
 	}
+	// A missing or non-positive expire leaves the token a lifetime of 0: it
+	// serves the callers waiting for it, and the next call renews it.
 	// The lifetime counts from when the request was sent, not answered,
 	// so that a slow answer errs towards renewing early.
 	lifetime := time.Duration(max(body.Expire, 0) * float64(time.Second))

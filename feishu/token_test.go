@@ -217,7 +217,7 @@ func TestTokenResponseWithoutATokenIsAnError(t *testing.T) {
 		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(body)) })
 		c := newClientOf(t, h)
 		_, err := c.ListRuns(context.Background(), testSession)
-		if err == nil || !strings.Contains(err.Error(), "without a tenant_access_token") || strings.Contains(err.Error(), "t-abcdef") {
+		if err == nil || !strings.Contains(err.Error(), "malformed token response") || strings.Contains(err.Error(), "t-abcdef") {
 			t.Errorf("body %s: err = %v, want a missing token error without the token", body, err)
 		}
 	}
