@@ -36,6 +36,12 @@ const (
 	// burstTraffic multiplies the arrivals of the bursting sessions, as
 	// users retry what fails.
 	burstTraffic = 4
+	// openingFailureRuns of the first runs created after the first Step fail.
+	// At about 1.5 failures a minute a newcomer could otherwise wait minutes
+	// for the first failure to be counted (the warm-up's failures ended before
+	// the exporter watched), and aily_run_failures_total would be missing from
+	// the first scrapes. Two failures are far below what the spike alert needs.
+	openingFailureRuns = 2
 	// expireAfter is how long a run waits in REQUIRES_MESSAGE before it
 	// expires when no message comes.
 	expireAfter = 3 * time.Minute
@@ -135,8 +141,12 @@ type Simulator struct {
 	burstSet    map[*simSession]bool
 	burstError  feishu.RunError
 	burstNow    bool // Burst was called; the next Step starts one
-	runSeq      uint64
-	entered     map[feishu.RunStatus]int // runs that entered each status
+	// openingFailures is how many of the first runs created after the
+	// warm-up still have to fail (see openingFailureRuns).
+	openingFailures int
+	startedAt       time.Time // the first Step's time
+	runSeq          uint64
+	entered         map[feishu.RunStatus]int // runs that entered each status
 }
 
 type simSession struct {
@@ -274,6 +284,8 @@ func (s *Simulator) Step(now time.Time) {
 	defer s.mu.Unlock()
 	if !s.started {
 		s.started = true
+		s.startedAt = now
+		s.openingFailures = openingFailureRuns
 		s.last = now.Add(-s.scale(warmup))
 		s.nextArrival = s.last
 		if s.burstEvery > 0 {
@@ -386,6 +398,12 @@ func (s *Simulator) plan(ss *simSession, created time.Time) ([]simStep, bool) {
 		steps = append(steps, simStep{at: at, status: feishu.StatusInProgress})
 		end := at.Add(s.scale(s.logNormal(15*time.Second, 0.8, 5*time.Minute)))
 		return append(steps, simStep{at: end, status: feishu.StatusCancelled}), false
+	case s.openingFailures > 0 && !created.Before(s.startedAt):
+		s.openingFailures--
+		steps = append(steps, simStep{at: at, status: feishu.StatusInProgress})
+		end := at.Add(s.scale(s.logNormal(3*time.Second, 0.5, 10*time.Second)))
+		e := s.pickFailure()
+		return append(steps, simStep{at: end, status: feishu.StatusFailed, err: &e}), false
 	case roll < pCancelled+pFailed:
 		steps = append(steps, simStep{at: at, status: feishu.StatusInProgress})
 		end := at.Add(s.scale(s.logNormal(6*time.Second, 0.9, 3*time.Minute)))

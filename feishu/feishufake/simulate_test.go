@@ -273,3 +273,21 @@ func TestRunReturnsWhenTheContextIsDone(t *testing.T) {
 		t.Fatal("Run did not step before returning")
 	}
 }
+
+func TestFirstRunsAfterStartFailSoTheDemoShowsFailuresAtOnce(t *testing.T) {
+	for seed := int64(1); seed <= 5; seed++ {
+		f, s := newSim(SimulatorOptions{Seed: seed})
+		end := simulate(s, t0, 30*time.Second, time.Second, nil)
+		failedSinceStart := 0
+		for _, r := range allRuns(f) {
+			if r.Status == feishu.StatusFailed && !r.CreatedAt.Before(t0) && r.EndedAt.Before(end) {
+				failedSinceStart++
+			}
+		}
+		// The issue asks for every metric family within 30 s of starting.
+		if failedSinceStart < 2 {
+			t.Errorf("seed %d: %d runs created after the start failed within 30s, want at least 2",
+				seed, failedSinceStart)
+		}
+	}
+}
