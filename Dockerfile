@@ -1,0 +1,37 @@
+# syntax=docker/dockerfile:1
+#
+# docker build -t aily_exporter \
+#   --build-arg VERSION=$(git describe --tags --always) \
+#   --build-arg REVISION=$(git rev-parse HEAD) \
+#   --build-arg BRANCH=$(git rev-parse --abbrev-ref HEAD) \
+#   --build-arg BUILD_DATE=$(date -u +%Y%m%d-%H:%M:%S) .
+# docker run --rm -p 9851:9851 aily_exporter --demo --web.listen-address=:9851
+
+FROM golang:1.26 AS build
+ARG VERSION=dev
+ARG REVISION=unknown
+ARG BRANCH=unknown
+ARG BUILD_USER=docker
+ARG BUILD_DATE=unknown
+WORKDIR /src
+# Modules first, so that a code change does not download them again.
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -o /aily_exporter -ldflags "-s -w \
+      -X github.com/prometheus/common/version.Version=${VERSION} \
+      -X github.com/prometheus/common/version.Revision=${REVISION} \
+      -X github.com/prometheus/common/version.Branch=${BRANCH} \
+      -X github.com/prometheus/common/version.BuildUser=${BUILD_USER} \
+      -X github.com/prometheus/common/version.BuildDate=${BUILD_DATE}" \
+    .
+
+# distroless/static: CA certificates (the Feishu API is HTTPS) and tzdata,
+# no shell; nonroot is user 65532.
+FROM gcr.io/distroless/static:nonroot
+COPY --from=build /aily_exporter /aily_exporter
+USER nonroot:nonroot
+EXPOSE 9851
+WORKDIR /etc/aily_exporter
+ENTRYPOINT ["/aily_exporter"]
+CMD ["--config.file=/etc/aily_exporter/aily.yml"]
