@@ -119,6 +119,10 @@ func main() {
 
 // run is the exporter's life after flag parsing; it returns the exit code.
 func run(ctx context.Context, f *flags, stdout, stderr io.Writer) int {
+	if err := checkFlags(f); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
 	buckets, err := parseBuckets(f.durationBuckets)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -247,6 +251,26 @@ func newLogger(w io.Writer, lvl, format string) (log.Logger, *slog.Logger) {
 		return base.Log(kv...)
 	})
 	return logger, slog.New(sloggokit.NewGoKitHandler(toolkit, slogLevel))
+}
+
+// checkFlags rejects numeric flags out of range, which would otherwise
+// silently fall back to a default deeper down.
+func checkFlags(f *flags) error {
+	switch {
+	case f.feishuTimeout <= 0:
+		return fmt.Errorf("--feishu.timeout %v must be above 0", f.feishuTimeout)
+	case f.feishuPageSize < 1:
+		return fmt.Errorf("--feishu.page-size %d must be at least 1", f.feishuPageSize)
+	case f.feishuConcurrency < 1:
+		return fmt.Errorf("--feishu.concurrency %d must be at least 1", f.feishuConcurrency)
+	case !(f.feishuRateLimit >= 0) || math.IsInf(f.feishuRateLimit, 0):
+		return fmt.Errorf("--feishu.rate-limit %v must be a number ≥ 0 (0: no limit)", f.feishuRateLimit)
+	case f.scrapeTimeoutOffset < 0:
+		return fmt.Errorf("--scrape.timeout-offset %v must not be negative", f.scrapeTimeoutOffset)
+	case f.scrapeMinInterval < 0:
+		return fmt.Errorf("--scrape.min-interval %v must not be negative", f.scrapeMinInterval)
+	}
+	return nil
 }
 
 // parseBuckets parses --collector.duration-buckets: comma-separated seconds,

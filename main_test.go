@@ -516,6 +516,33 @@ func TestFlagDefaults(t *testing.T) {
 	}
 }
 
+func TestFlagsOutOfRange(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--feishu.timeout=0s"}, "--feishu.timeout 0s must be above 0"},
+		{[]string{"--feishu.page-size=0"}, "--feishu.page-size 0 must be at least 1"},
+		{[]string{"--feishu.concurrency=-1"}, "--feishu.concurrency -1 must be at least 1"},
+		{[]string{"--feishu.rate-limit=-5"}, "--feishu.rate-limit -5 must be a number"},
+		{[]string{"--scrape.timeout-offset=-1s"}, "--scrape.timeout-offset -1s must not be negative"},
+		{[]string{"--scrape.min-interval=-1s"}, "--scrape.min-interval -1s must not be negative"},
+		{[]string{"--collector.duration-buckets=5,1"}, "buckets must be increasing"},
+		{[]string{"--demo", "--demo.speed=0"}, "--demo.speed 0 must be above 0"},
+	} {
+		a := kingpin.New(programName, "")
+		f := addFlags(a)
+		if _, err := a.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		var stdout, stderr syncBuffer
+		code := run(context.Background(), f, &stdout, &stderr)
+		if code != 1 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 1 and %q", tc.args, code, stderr.String(), tc.want)
+		}
+	}
+}
+
 func TestConfigCheck(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yml")
