@@ -3,6 +3,8 @@ package dashboards
 import (
 	"bytes"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -137,5 +139,24 @@ func readYAMLLoose(t *testing.T, path string, v any) {
 	}
 	if err := yaml.Unmarshal(b, v); err != nil {
 		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// TestRunbooksInREADME checks that every alert's runbook_url lands on a
+// heading of the README: GitHub's anchor of "#### AilyRunStuck" is
+// #ailyrunstuck.
+func TestRunbooksInREADME(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	for _, a := range wantAlerts {
+		if !regexp.MustCompile(`(?m)^#{2,6} ` + a + `\s*$`).MatchString(readme) {
+			t.Errorf("README.md has no heading %q for the runbook_url #%s", a, strings.ToLower(a))
+		}
+	}
+	if strings.Contains(readme, "<!-- dashboards:") {
+		t.Error("README.md still has the dashboards placeholder")
 	}
 }
