@@ -36,6 +36,12 @@ const (
 	// burstTraffic multiplies the arrivals of the bursting sessions, as
 	// users retry what fails.
 	burstTraffic = 4
+	// burstRetryEvery: during a burst, each bursting session also gets a run
+	// this often (its users retrying), on top of its share of the arrivals.
+	// A quiet session picked for a burst would otherwise fail only two or
+	// three runs, too few to be told from noise: with it every burst fails at
+	// least about ten runs, as a real outage does.
+	burstRetryEvery = 5 * time.Second
 	// openingFailureRuns of the first runs created after the first Step fail.
 	// At about 1.5 failures a minute a newcomer could otherwise wait minutes
 	// for the first failure to be counted (the warm-up's failures ended before
@@ -140,7 +146,8 @@ type Simulator struct {
 	burstUntil  time.Time
 	burstSet    map[*simSession]bool
 	burstError  feishu.RunError
-	burstNow    bool // Burst was called; the next Step starts one
+	burstNow    bool      // Burst was called; the next Step starts one
+	nextRetry   time.Time // the next burstRetryEvery run of a burst
 	// openingFailures is how many of the first runs created after the
 	// warm-up still have to fail (see openingFailureRuns).
 	openingFailures int
@@ -309,6 +316,15 @@ func (s *Simulator) Step(now time.Time) {
 		s.arrive(s.nextArrival)
 		s.nextArrival = s.nextArrival.Add(s.scale(time.Duration(s.rng.ExpFloat64() * float64(meanArrival))))
 	}
+	for s.nextRetry.Before(s.burstUntil) && !s.nextRetry.After(now) {
+		// s.sessions, not the burstSet map, for a deterministic order.
+		for _, ss := range s.sessions {
+			if s.burstSet[ss] {
+				s.create(ss, s.nextRetry)
+			}
+		}
+		s.nextRetry = s.nextRetry.Add(s.scale(burstRetryEvery))
+	}
 	for _, ss := range s.sessions {
 		s.advance(ss, now)
 	}
@@ -323,6 +339,7 @@ func (s *Simulator) scale(d time.Duration) time.Duration {
 func (s *Simulator) startBurst(at time.Time) {
 	s.burstFrom = at
 	s.burstUntil = at.Add(s.scale(burstMinLength + time.Duration(s.rng.Int64N(int64(burstMaxExtra)))))
+	s.nextRetry = at
 	s.burstSet = map[*simSession]bool{}
 	for range 1 + s.rng.IntN(2) {
 		s.burstSet[s.sessions[s.rng.IntN(len(s.sessions))]] = true
@@ -353,6 +370,11 @@ func (s *Simulator) arrive(t time.Time) {
 			break
 		}
 	}
+	s.create(ss, t)
+}
+
+// create creates a run in ss at t and plans its future.
+func (s *Simulator) create(ss *simSession, t time.Time) {
 	s.runSeq++
 	r := &simRun{run: feishu.Run{
 		ID:        fmt.Sprintf("run_%s%s", s.randomString(idAlphabet, 6), base33(s.runSeq)),

@@ -291,3 +291,18 @@ func TestFirstRunsAfterStartFailSoTheDemoShowsFailuresAtOnce(t *testing.T) {
 		}
 	}
 }
+
+func TestEveryBurstFailsEnoughRunsToBeSeenEvenOnAQuietSession(t *testing.T) {
+	// The spike alert needs at least 5 failed runs of an app in 5 minutes; a
+	// burst that lands on a quiet session must still be an outage, not noise.
+	for seed := int64(1); seed <= 60; seed++ {
+		_, s := newSim(SimulatorOptions{Seed: seed, BurstEvery: -1})
+		now := simulate(s, t0, time.Minute, time.Second, nil)
+		before := s.entered[feishu.StatusFailed]
+		s.Burst()
+		simulate(s, now, 5*time.Minute, time.Second, nil)
+		if n := s.entered[feishu.StatusFailed] - before; n < 8 {
+			t.Errorf("seed %d: the burst failed %d runs in 5 minutes, want at least 8", seed, n)
+		}
+	}
+}
