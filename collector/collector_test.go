@@ -16,6 +16,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
 )
 
 // memLister is an in-memory RunLister. Sessions can be made to fail, to block
@@ -81,24 +82,6 @@ func (m *memLister) ListRuns(ctx context.Context, session string) ([]feishu.Run,
 	return append([]feishu.Run(nil), runs...), nil
 }
 
-// clock is a settable clock for the collector.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // syncBuffer is a log sink safe for the collector's concurrent writes.
 type syncBuffer struct {
 	mu  sync.Mutex
@@ -117,7 +100,7 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func newTestCollector(t *testing.T, clk *clock, logs *syncBuffer, minInterval time.Duration) *Collector {
+func newTestCollector(t *testing.T, clk *feishufake.Clock, logs *syncBuffer, minInterval time.Duration) *Collector {
 	t.Helper()
 	var logger log.Logger = log.NewNopLogger()
 	if logs != nil {
@@ -194,7 +177,7 @@ func seriesWith(mfs []*dto.MetricFamily, label, val string) int {
 func sess(app, id string) map[string]string { return map[string]string{"app": app, "session_id": id} }
 
 func TestCollectorExposition(t *testing.T) {
-	clk := &clock{now: t0}
+	clk := feishufake.NewClock(t0)
 	lister := newMemLister()
 	lister.set("s1",
 		run("old", completed, -300, -290, -200), // before the watch: not counted
@@ -289,7 +272,7 @@ aily_api_rate_limited_total{app="helpdesk"} 0
 }
 
 func TestCollectorLint(t *testing.T) {
-	clk := &clock{now: t0}
+	clk := feishufake.NewClock(t0)
 	lister := newMemLister()
 	lister.set("s1", run("r1", inProgress, 1, 2, none))
 	c := newTestCollector(t, clk, nil, 0)
@@ -312,7 +295,7 @@ func TestCollectorLint(t *testing.T) {
 }
 
 func TestCollectorFaultIsolation(t *testing.T) {
-	clk := &clock{now: t0}
+	clk := feishufake.NewClock(t0)
 	logs := &syncBuffer{}
 	lister := newMemLister()
 	lister.set("ok", run("r1", queued, 1, none, none))
@@ -363,7 +346,7 @@ func TestCollectorFaultIsolation(t *testing.T) {
 }
 
 func TestCollectorFailureCodesCapped(t *testing.T) {
-	clk := &clock{now: t0}
+	clk := feishufake.NewClock(t0)
 	lister := newMemLister()
 	c := newTestCollector(t, clk, nil, 0)
 	c.SetApps([]App{{Name: "a", Lister: lister, Sessions: []string{"s1", "s2"}}})
@@ -406,7 +389,7 @@ func TestCollectorFailureCodesCapped(t *testing.T) {
 }
 
 func TestCollectorMinIntervalReusesListing(t *testing.T) {
-	clk := &clock{now: t0}
+	clk := feishufake.NewClock(t0)
 	lister := newMemLister()
 	lister.set("s1", run("r1", inProgress, 1, 2, none))
 	c := newTestCollector(t, clk, nil, 5*time.Second)
@@ -439,7 +422,7 @@ func TestCollectorMinIntervalReusesListing(t *testing.T) {
 }
 
 func TestCollectorConcurrentScrapesShareOneListing(t *testing.T) {
-	clk := &clock{now: t0}
+	clk := feishufake.NewClock(t0)
 	lister := newMemLister()
 	lister.set("s1", run("r1", completed, 1, 2, 3))
 	lister.gate = make(chan struct{})
@@ -469,7 +452,7 @@ func TestCollectorConcurrentScrapesShareOneListing(t *testing.T) {
 
 func TestCollectorConcurrentScrapesRace(t *testing.T) {
 	// Many scrapes at once and a reload in the middle, for the race detector.
-	clk := &clock{now: t0}
+	clk := feishufake.NewClock(t0)
 	lister := newMemLister()
 	lister.set("s1", run("r1", completed, 1, 2, 3))
 	lister.set("s2", run("r2", inProgress, 1, 2, none))
@@ -492,7 +475,7 @@ func TestCollectorConcurrentScrapesRace(t *testing.T) {
 }
 
 func TestCollectorSetAppsRemovesSessionSeries(t *testing.T) {
-	clk := &clock{now: t0}
+	clk := feishufake.NewClock(t0)
 	lister := newMemLister()
 	lister.set("keep", run("k1", inProgress, 1, 2, none))
 	lister.set("gone", run("g1", inProgress, 1, 2, none))
@@ -544,7 +527,7 @@ func TestCollectorRestartStartsAtZero(t *testing.T) {
 		run("b", failed, -250, -240, -100),
 		run("c", inProgress, -50, -40, none),
 	)
-	clk := &clock{now: t0}
+	clk := feishufake.NewClock(t0)
 	first := newTestCollector(t, clk, nil, 0)
 	first.SetApps([]App{{Name: "a", Lister: lister, Sessions: []string{"s1"}}})
 	gather(t, context.Background(), first)

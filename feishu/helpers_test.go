@@ -26,24 +26,6 @@ const (
 // epoch is the tests' "now": any fixed instant does.
 var epoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-// clock is a settable clock shared by the fake and the client.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // sleeper records the waits the client asks for instead of sleeping.
 type sleeper struct {
 	mu    sync.Mutex
@@ -107,7 +89,7 @@ func (o *observer) Requests() []string {
 type testEnv struct {
 	fake  *feishufake.Fake
 	srv   *httptest.Server
-	clock *clock
+	clock *feishufake.Clock
 	sleep *sleeper
 	obs   *observer
 
@@ -118,7 +100,7 @@ type testEnv struct {
 
 func newTestEnv(t *testing.T, opts feishufake.Options) *testEnv {
 	t.Helper()
-	e := &testEnv{clock: &clock{now: epoch}, sleep: &sleeper{}, obs: &observer{}}
+	e := &testEnv{clock: feishufake.NewClock(epoch), sleep: &sleeper{}, obs: &observer{}}
 	if opts.Now == nil {
 		opts.Now = e.clock.Now
 	}

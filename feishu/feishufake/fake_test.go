@@ -19,28 +19,15 @@ import (
 
 var t0 = time.UnixMilli(1711975665710)
 
-// clock is a settable fake clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 type env struct {
 	fake  *Fake
 	srv   *httptest.Server
-	clock *clock
+	clock *Clock
 }
 
 func newEnv(t *testing.T, opts Options) *env {
 	t.Helper()
-	c := &clock{now: t0}
+	c := NewClock(t0)
 	opts.Now = c.Now
 	f := New(opts)
 	f.AddApp("cli_helpdesk", "s3cret")
@@ -181,14 +168,14 @@ func TestTokenEndpointAnswersLikeTheRealOne(t *testing.T) {
 	}
 
 	t.Run("same token while 30 minutes or more remain", func(t *testing.T) {
-		e.clock.Add(90 * time.Minute)
+		e.clock.Advance(90 * time.Minute)
 		m := e.tokenCall(t, "cli_helpdesk", "s3cret").json(t)
 		if m["tenant_access_token"] != tok || m["expire"] != 1800.0 {
 			t.Fatalf("got %v, want the same token with 1800s left", m)
 		}
 	})
 	t.Run("new token when less remains, the old one valid until it expires", func(t *testing.T) {
-		e.clock.Add(time.Minute)
+		e.clock.Advance(time.Minute)
 		m := e.tokenCall(t, "cli_helpdesk", "s3cret").json(t)
 		newTok, _ := m["tenant_access_token"].(string)
 		if newTok == tok || m["expire"] != 7200.0 {
@@ -198,7 +185,7 @@ func TestTokenEndpointAnswersLikeTheRealOne(t *testing.T) {
 		if r := e.list(t, tok, "session_a", nil); r.status != 200 {
 			t.Fatalf("old token refused before its expiry: %s", r.body)
 		}
-		e.clock.Add(29 * time.Minute)
+		e.clock.Advance(29 * time.Minute)
 		if r := e.list(t, tok, "session_a", nil); r.status != 400 || r.code(t) != feishu.CodeTokenInvalid {
 			t.Fatalf("expired token: HTTP %d %s", r.status, r.body)
 		}
