@@ -7,7 +7,8 @@
 #   --build-arg BUILD_DATE=$(date -u +%Y%m%d-%H:%M:%S) .
 # docker run --rm -p 9851:9851 aily_exporter --demo --web.listen-address=:9851
 
-FROM golang:1.26 AS build
+# The same patched Go as the Makefile (GOTOOLCHAIN=go1.26.10).
+FROM golang:1.26.10 AS build
 ARG VERSION=dev
 ARG REVISION=unknown
 ARG BRANCH=unknown
