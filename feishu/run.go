@@ -78,7 +78,7 @@ func ParseMillis(s string) (time.Time, error) {
 	}
 	ms, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || ms < 0 {
-		return time.Time{}, fmt.Errorf("timestamp %q is not Unix milliseconds", excerpt(s, 32))
+		return time.Time{}, fmt.Errorf("timestamp %q is not Unix milliseconds", truncate(s, 32))
 	}
 	return time.UnixMilli(ms), nil
 }
@@ -89,10 +89,4 @@ func FormatMillis(t time.Time) string {
 		return ""
 	}
 	return strconv.FormatInt(t.UnixMilli(), 10)
-}
-
-// excerpt shortens s to at most n bytes for use in error messages, cutting
-// on a rune boundary and marking the cut with "…".
-func excerpt(s string, n int) string {
-	return truncate(s, n)
 }
