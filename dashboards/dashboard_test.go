@@ -22,7 +22,10 @@ var specMetricFamilies = []string{
 	"aily_session_last_run_timestamp_seconds",
 	"aily_session_info",
 	"aily_session_up",
-	"aily_session_scrape_duration_seconds",
+	"aily_session_last_success_timestamp_seconds",
+	"aily_session_poll_duration_seconds",
+	"aily_sessions",
+	"aily_sessions_overdue",
 	"aily_up",
 	"aily_api_requests_total",
 	"aily_api_request_duration_seconds",
@@ -44,20 +47,23 @@ var specHistograms = []string{
 // specLabels tells which of the app and session_id labels each family has,
 // so that every panel can be checked to filter by the dashboard's variables.
 var specLabels = map[string]struct{ app, session bool }{
-	"aily_runs":                               {true, true},
-	"aily_runs_finished_total":                {true, true},
-	"aily_runs_created_total":                 {true, true},
-	"aily_run_failures_total":                 {true, true},
-	"aily_run_duration_seconds":               {true, true},
-	"aily_run_queue_seconds":                  {true, true},
-	"aily_runs_oldest_age_seconds":            {true, true},
-	"aily_session_last_run_timestamp_seconds": {true, true},
-	"aily_session_info":                       {true, true},
-	"aily_session_up":                         {true, true},
-	"aily_session_scrape_duration_seconds":    {true, true},
-	"aily_api_requests_total":                 {true, false},
-	"aily_api_request_duration_seconds":       {true, false},
-	"aily_api_rate_limited_total":             {true, false},
+	"aily_runs":                                   {true, true},
+	"aily_runs_finished_total":                    {true, true},
+	"aily_runs_created_total":                     {true, true},
+	"aily_run_failures_total":                     {true, true},
+	"aily_run_duration_seconds":                   {true, true},
+	"aily_run_queue_seconds":                      {true, true},
+	"aily_runs_oldest_age_seconds":                {true, true},
+	"aily_session_last_run_timestamp_seconds":     {true, true},
+	"aily_session_info":                           {true, true},
+	"aily_session_up":                             {true, true},
+	"aily_session_last_success_timestamp_seconds": {true, true},
+	"aily_session_poll_duration_seconds":          {true, true},
+	"aily_sessions":                               {true, false},
+	"aily_sessions_overdue":                       {true, false},
+	"aily_api_requests_total":                     {true, false},
+	"aily_api_request_duration_seconds":           {true, false},
+	"aily_api_rate_limited_total":                 {true, false},
 }
 
 // familyOf folds a series name into its family: the classic histogram
@@ -165,7 +171,7 @@ func TestDashboardVariables(t *testing.T) {
 		t.Errorf("datasource variable = %+v, want a Prometheus datasource variable", ds)
 	}
 	for name, want := range map[string]string{
-		"app":        "label_values(aily_session_up, app)",
+		"app":        "label_values(aily_sessions, app)",
 		"session_id": `label_values(aily_session_up{app=~"$app"}, session_id)`,
 	} {
 		v, ok := vars[name]
@@ -306,7 +312,7 @@ func TestDashboardCoversIssue(t *testing.T) {
 		"aily_api_requests_total{",
 		"aily_api_request_duration_seconds_bucket{",
 		"aily_api_rate_limited_total{",
-		"aily_session_scrape_duration_seconds{",
+		"aily_session_poll_duration_seconds{",
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("no panel query contains %s", want)
