@@ -276,8 +276,8 @@ func checkExpr(t *testing.T, title, expr string) {
 	}
 }
 
-// TestDashboardCoversIssue checks that the panels issue 4 asks for are there,
-// by the metrics they read.
+// TestDashboardCoversIssue checks that the panels issues 4 and 7 ask for are
+// there, by the metrics they read.
 func TestDashboardCoversIssue(t *testing.T) {
 	d := readDashboard(t)
 	var exprs []string
@@ -313,6 +313,9 @@ func TestDashboardCoversIssue(t *testing.T) {
 		"aily_api_request_duration_seconds_bucket{",
 		"aily_api_rate_limited_total{",
 		"aily_session_poll_duration_seconds{",
+		"sum by (app, state) (aily_sessions{",
+		"aily_sessions_overdue{",
+		"max by (app) (time() - aily_session_last_success_timestamp_seconds{",
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("no panel query contains %s", want)
@@ -323,7 +326,11 @@ func TestDashboardCoversIssue(t *testing.T) {
 			t.Errorf("no %s panel", typ)
 		}
 	}
-	for _, title := range []string{"Failure ratio (10m)", "Oldest run age by status"} {
+	for _, title := range []string{
+		"Failure ratio (10m)",
+		"Oldest run age by status",
+		"Time since the last successful poll (oldest, by app)",
+	} {
 		if !thresholdPanels[title] {
 			t.Errorf("panel %q has no threshold line", title)
 		}
