@@ -10,8 +10,12 @@ import (
 	"testing"
 )
 
-// specMetricFamilies are the metric families of SPEC §4, exactly.
-var specMetricFamilies = []string{
+// metricFamilies are the exporter's aily_ metric families, exactly: the
+// README's metrics table. The end-to-end test checks that a scrape of
+// aily_exporter --demo has these and no others. The aily_state_* families (the
+// state kept in --storage.path) join the list with the change that exports
+// them.
+var metricFamilies = []string{
 	"aily_runs",
 	"aily_runs_finished_total",
 	"aily_runs_created_total",
@@ -36,17 +40,17 @@ var specMetricFamilies = []string{
 	"aily_exporter_config_last_reload_success_timestamp_seconds",
 }
 
-// specHistograms are the histogram families of SPEC §4, whose classic
+// histogramFamilies are the histogram families among them, whose classic
 // series carry the suffixes _bucket, _sum and _count.
-var specHistograms = []string{
+var histogramFamilies = []string{
 	"aily_run_duration_seconds",
 	"aily_run_queue_seconds",
 	"aily_api_request_duration_seconds",
 }
 
-// specLabels tells which of the app and session_id labels each family has,
+// familyLabels tells which of the app and session_id labels each family has,
 // so that every panel can be checked to filter by the dashboard's variables.
-var specLabels = map[string]struct{ app, session bool }{
+var familyLabels = map[string]struct{ app, session bool }{
 	"aily_runs":                                   {true, true},
 	"aily_runs_finished_total":                    {true, true},
 	"aily_runs_created_total":                     {true, true},
@@ -67,9 +71,9 @@ var specLabels = map[string]struct{ app, session bool }{
 }
 
 // familyOf folds a series name into its family: the classic histogram
-// suffixes of SPEC §4's histograms go, everything else stays as is.
+// suffixes of histogramFamilies go, everything else stays as is.
 func familyOf(name string) string {
-	for _, h := range specHistograms {
+	for _, h := range histogramFamilies {
 		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
 			if name == h+suffix {
 				return h
@@ -239,7 +243,7 @@ var (
 	rangeRE    = regexp.MustCompile(`\[([^\]]+)\]`)
 )
 
-// checkExpr checks that a panel's query uses only SPEC §4's metrics, filters
+// checkExpr checks that a panel's query uses only the exporter's metrics, filters
 // by the app and session variables wherever the metric has those labels, and
 // takes its ranges from Grafana ($__rate_interval, $__range) unless it mirrors
 // an alert's fixed window.
@@ -251,11 +255,11 @@ func checkExpr(t *testing.T, title, expr string) {
 	}
 	for _, m := range matches {
 		family := familyOf(m[1])
-		if !slices.Contains(specMetricFamilies, family) {
-			t.Errorf("panel %q: %s is not a metric of SPEC §4", title, m[1])
+		if !slices.Contains(metricFamilies, family) {
+			t.Errorf("panel %q: %s is not a metric of the exporter", title, m[1])
 			continue
 		}
-		labels := specLabels[family]
+		labels := familyLabels[family]
 		if labels.app && !strings.Contains(m[2], `app=~"$app"`) {
 			t.Errorf("panel %q: %s%s does not filter by $app", title, m[1], m[2])
 		}
@@ -339,9 +343,9 @@ func TestDashboardCoversIssue(t *testing.T) {
 
 func TestSpecFamiliesHaveNoDuplicates(t *testing.T) {
 	// The list is compared as a set; keep it free of duplicates.
-	s := slices.Clone(specMetricFamilies)
+	s := slices.Clone(metricFamilies)
 	sort.Strings(s)
-	if len(slices.Compact(s)) != len(specMetricFamilies) {
-		t.Error("specMetricFamilies has duplicates")
+	if len(slices.Compact(s)) != len(metricFamilies) {
+		t.Error("metricFamilies has duplicates")
 	}
 }
