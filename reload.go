@@ -20,9 +20,10 @@ import (
 
 // clientOptions are the flags every app's Feishu client shares.
 type clientOptions struct {
-	timeout   time.Duration
-	pageSize  int
-	rateLimit float64
+	timeout     time.Duration
+	pageSize    int
+	rateLimit   float64
+	concurrency int
 }
 
 // newClient builds app's client; obs may be nil.
@@ -208,9 +209,10 @@ func (e *exporter) collectorApps() []collector.App {
 	apps := make([]collector.App, 0, len(e.cfg.Apps))
 	for _, app := range e.cfg.Apps {
 		apps = append(apps, collector.App{
-			Name:     app.Name,
-			Lister:   e.clients[app.Name].client,
-			Sessions: app.AllSessions(),
+			Name:       app.Name,
+			API:        e.clients[app.Name].client,
+			Sessions:   app.AllSessions(),
+			PerSession: app.SeriesPerSession(),
 		})
 	}
 	return apps
