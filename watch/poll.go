@@ -125,13 +125,16 @@ func (p *poll) run() error {
 	return nil
 }
 
-// newestFirst reads from the first page on, until the runs are older than
-// the watermark (every run since has been seen) and every run in flight has
-// been seen or is refreshed with get run, whichever of paging on and get run
-// is cheaper. It reports doubt when the listing does not behave as expected.
+// newestFirst reads from the first page on, until a page reaches runs older
+// than the newest one known (every run since has been read) and every run in
+// flight has been seen or is refreshed with get run, whichever of paging on
+// and get run is cheaper. It reports doubt when the listing does not behave
+// as expected.
 func (p *poll) newestFirst() (doubt bool, err error) {
 	t := p.t
-	watermark := t.Watermark()
+	// The newest run the last complete listing saw: once a page reaches runs
+	// older than it, every run created since has been read.
+	known := t.Newest()
 	var token string
 	var prevIDs []string
 	var pos int64
@@ -169,7 +172,7 @@ func (p *poll) newestFirst() (doubt bool, err error) {
 		if len(page.Runs) < p.api.PageSize() {
 			return true, nil
 		}
-		if last := page.Runs[len(page.Runs)-1].CreatedAt; !reached && !last.IsZero() && last.Before(watermark) {
+		if last := page.Runs[len(page.Runs)-1].CreatedAt; !reached && !last.IsZero() && last.Before(known) {
 			reached = true
 			t.Advance(p.now)
 		}

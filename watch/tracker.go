@@ -439,9 +439,10 @@ func (t *Tracker) Unseen() []string {
 	return ids
 }
 
-// Watermark returns the created_at below which runs not in flight are
-// history, known without being remembered.
-func (t *Tracker) Watermark() time.Time { return t.newest.Add(-settleWindow) }
+// Newest returns the watermark: the newest created_at seen by the last
+// listing that read every run created before it. Runs not in flight older
+// than it by settleWindow are history, known without being remembered.
+func (t *Tracker) Newest() time.Time { return t.newest }
 
 // State is a session's current runs as the tracker knows them.
 type State struct {
