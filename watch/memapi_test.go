@@ -20,8 +20,8 @@ type memAPI struct {
 	runs     map[string]map[string]feishu.Run
 	order    order
 	size     int
-	lists    int // list-runs requests
-	gets     int // get-run requests
+	lists    int            // list-runs requests
+	gets     int            // get-run requests
 	onPage   func(page int) // called after each page is computed
 	badToken bool           // every page token is refused (2700001)
 	pageNo   int

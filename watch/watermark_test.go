@@ -182,4 +182,3 @@ func TestTrackerPositionFollowsNewRuns(t *testing.T) {
 		t.Errorf("unseen in the last pass: %v, want [deep]", got)
 	}
 }
-
