@@ -17,10 +17,12 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/watch"
 )
 
-// memLister is an in-memory RunLister. Sessions can be made to fail, to block
-// until the caller's context ends, or to hang regardless of it.
+// memLister is an in-memory watch.API that lists every run of a session on
+// one page. Sessions can be made to fail, to block until the caller's context
+// ends, or to hang regardless of it.
 type memLister struct {
 	mu      sync.Mutex
 	runs    map[string][]feishu.Run
@@ -57,7 +59,7 @@ func (m *memLister) callsOf(session string) int {
 	return m.calls[session]
 }
 
-func (m *memLister) ListRuns(ctx context.Context, session string) ([]feishu.Run, error) {
+func (m *memLister) ListRunsPage(ctx context.Context, session, _ string) (feishu.RunsPage, error) {
 	m.mu.Lock()
 	m.calls[session]++
 	runs, err, block, hang, gate, entered := m.runs[session], m.errs[session], m.blocks[session], m.hangs[session], m.gate, m.entered
@@ -70,17 +72,30 @@ func (m *memLister) ListRuns(ctx context.Context, session string) ([]feishu.Run,
 	}
 	if hang != nil {
 		<-hang
-		return nil, errors.New("hung")
+		return feishu.RunsPage{}, errors.New("hung")
 	}
 	if block {
 		<-ctx.Done()
-		return nil, fmt.Errorf("list runs of session %s: %w", session, ctx.Err())
+		return feishu.RunsPage{}, fmt.Errorf("list runs of session %s: %w", session, ctx.Err())
 	}
 	if err != nil {
-		return nil, err
+		return feishu.RunsPage{}, err
 	}
-	return append([]feishu.Run(nil), runs...), nil
+	return feishu.RunsPage{Runs: append([]feishu.Run(nil), runs...)}, nil
 }
+
+func (m *memLister) GetRun(_ context.Context, session, id string) (feishu.Run, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, r := range m.runs[session] {
+		if r.ID == id {
+			return r, nil
+		}
+	}
+	return feishu.Run{}, &feishu.APIError{Endpoint: "get_run", HTTPStatus: 400, Code: feishu.CodeParamInvalid}
+}
+
+func (m *memLister) PageSize() int { return 1000 }
 
 // syncBuffer is a log sink safe for the collector's concurrent writes.
 type syncBuffer struct {
@@ -106,11 +121,19 @@ func newTestCollector(t *testing.T, clk *feishufake.Clock, logs *syncBuffer, min
 	if logs != nil {
 		logger = log.NewLogfmtLogger(logs)
 	}
+	if minInterval == 0 {
+		minInterval = -1 // no min interval: every scrape polls
+	}
 	return New(Options{
-		Concurrency:     2,
-		MinInterval:     minInterval,
+		Watch: watch.Options{
+			Concurrency: 2,
+			MinInterval: minInterval,
+			// Idle sessions are due as often as active ones, so that each
+			// scrape of these tests polls every session.
+			IdleInterval: time.Nanosecond,
+			Now:          clk.Now,
+		},
 		DurationBuckets: []float64{1, 10, 60},
-		Now:             clk.Now,
 		Logger:          logger,
 	})
 }
@@ -185,7 +208,7 @@ func TestCollectorExposition(t *testing.T) {
 		run("q1", queued, -30, none, none),
 	)
 	c := newTestCollector(t, clk, nil, 0)
-	c.SetApps([]App{{Name: "helpdesk", Lister: lister, Sessions: []string{"s1"}}})
+	c.SetApps([]App{{Name: "helpdesk", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 
 	clk.Advance(10 * time.Second)
 	gather(t, context.Background(), c) // the baseline
@@ -276,7 +299,7 @@ func TestCollectorLint(t *testing.T) {
 	lister := newMemLister()
 	lister.set("s1", run("r1", inProgress, 1, 2, none))
 	c := newTestCollector(t, clk, nil, 0)
-	c.SetApps([]App{{Name: "helpdesk", Lister: lister, Sessions: []string{"s1", "s2"}}})
+	c.SetApps([]App{{Name: "helpdesk", API: lister, PerSession: true, Sessions: []string{"s1", "s2"}}})
 	lister.errs["s2"] = errors.New("boom")
 	obs := c.APIObserver("helpdesk")
 	obs.ObserveRequest(feishu.EndpointListRuns, "0", 30*time.Millisecond)
@@ -305,7 +328,7 @@ func TestCollectorFaultIsolation(t *testing.T) {
 	t.Cleanup(func() { close(hang) })
 	lister.hangs["stuck"] = hang
 	c := newTestCollector(t, clk, logs, 0)
-	c.SetApps([]App{{Name: "a", Lister: lister, Sessions: []string{"ok", "broken", "slow", "stuck"}}})
+	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"ok", "broken", "slow", "stuck"}}})
 
 	// No timed assertion: Collect must return although one lister never
 	// does; a collector that waited for it would hang the test.
@@ -349,7 +372,7 @@ func TestCollectorFailureCodesCapped(t *testing.T) {
 	clk := feishufake.NewClock(t0)
 	lister := newMemLister()
 	c := newTestCollector(t, clk, nil, 0)
-	c.SetApps([]App{{Name: "a", Lister: lister, Sessions: []string{"s1", "s2"}}})
+	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1", "s2"}}})
 	gather(t, context.Background(), c) // baseline: nothing yet
 
 	var runs []feishu.Run
@@ -393,7 +416,7 @@ func TestCollectorMinIntervalReusesListing(t *testing.T) {
 	lister := newMemLister()
 	lister.set("s1", run("r1", inProgress, 1, 2, none))
 	c := newTestCollector(t, clk, nil, 5*time.Second)
-	c.SetApps([]App{{Name: "a", Lister: lister, Sessions: []string{"s1"}}})
+	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 
 	gather(t, context.Background(), c)
 	lister.set("s1", run("r1", completed, 1, 2, 3))
@@ -421,32 +444,30 @@ func TestCollectorMinIntervalReusesListing(t *testing.T) {
 	}
 }
 
-func TestCollectorConcurrentScrapesShareOneListing(t *testing.T) {
+func TestCollectorConcurrentScrapesShareOnePoll(t *testing.T) {
 	clk := feishufake.NewClock(t0)
 	lister := newMemLister()
 	lister.set("s1", run("r1", completed, 1, 2, 3))
 	lister.gate = make(chan struct{})
 	lister.entered = make(chan string, 1)
 	c := newTestCollector(t, clk, nil, 0)
-	c.SetApps([]App{{Name: "a", Lister: lister, Sessions: []string{"s1"}}})
+	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 
 	first := make(chan []*dto.MetricFamily)
 	go func() { first <- gather(t, context.Background(), c) }()
-	<-lister.entered // the first scrape's listing is under way
+	<-lister.entered // the first scrape's poll is under way
 
-	// A second scrape now joins it instead of listing again.
-	l, _ := c.listingFor(context.Background())
-	c.listMu.Lock()
-	joined := l == c.inflight
-	c.listMu.Unlock()
-	if !joined {
-		t.Fatal("a scrape during a listing started its own")
-	}
+	// A second scrape now waits for that poll instead of polling again.
+	second := make(chan []*dto.MetricFamily)
+	go func() { second <- gather(t, context.Background(), c) }()
 	close(lister.gate)
-	<-l.done
 	<-first
+	mfs := <-second
 	if n := lister.callsOf("s1"); n != 1 {
-		t.Errorf("listed %d times for two concurrent scrapes, want 1", n)
+		t.Errorf("polled %d times for two concurrent scrapes, want 1", n)
+	}
+	if got, ok := value(mfs, "aily_session_up", sess("a", "s1")); !ok || got != 1 {
+		t.Errorf("the waiting scrape shows aily_session_up = %v (present %v), want the shared poll's 1", got, ok)
 	}
 }
 
@@ -457,7 +478,7 @@ func TestCollectorConcurrentScrapesRace(t *testing.T) {
 	lister.set("s1", run("r1", completed, 1, 2, 3))
 	lister.set("s2", run("r2", inProgress, 1, 2, none))
 	c := newTestCollector(t, clk, nil, time.Second)
-	apps := []App{{Name: "a", Lister: lister, Sessions: []string{"s1", "s2"}}}
+	apps := []App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1", "s2"}}}
 	c.SetApps(apps)
 	var wg sync.WaitGroup
 	for i := range 8 {
@@ -481,8 +502,8 @@ func TestCollectorSetAppsRemovesSessionSeries(t *testing.T) {
 	lister.set("gone", run("g1", inProgress, 1, 2, none))
 	c := newTestCollector(t, clk, nil, 0)
 	c.SetApps([]App{
-		{Name: "a", Lister: lister, Sessions: []string{"keep", "gone"}},
-		{Name: "b", Lister: lister, Sessions: []string{"other"}},
+		{Name: "a", API: lister, PerSession: true, Sessions: []string{"keep", "gone"}},
+		{Name: "b", API: lister, PerSession: true, Sessions: []string{"other"}},
 	})
 	gather(t, context.Background(), c)
 	lister.set("keep", run("k1", completed, 1, 2, 5))
@@ -495,7 +516,7 @@ func TestCollectorSetAppsRemovesSessionSeries(t *testing.T) {
 		t.Fatal("test set-up: no series for the sessions to remove")
 	}
 
-	c.SetApps([]App{{Name: "a", Lister: lister, Sessions: []string{"keep"}}})
+	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"keep"}}})
 	c.APIObserver("b").ObserveRequest(feishu.EndpointListRuns, "0", time.Millisecond) // a late request of a removed app
 	mfs = gather(t, context.Background(), c)
 	if n := seriesWith(mfs, "session_id", "gone"); n != 0 {
@@ -513,7 +534,7 @@ func TestCollectorSetAppsRemovesSessionSeries(t *testing.T) {
 
 	// Re-adding the session starts a new watch: its old runs are history.
 	clk.Advance(time.Minute)
-	c.SetApps([]App{{Name: "a", Lister: lister, Sessions: []string{"keep", "gone"}}})
+	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"keep", "gone"}}})
 	mfs = gather(t, context.Background(), c)
 	if got, _ := value(mfs, "aily_runs_finished_total", map[string]string{"app": "a", "session_id": "gone", "status": "FAILED"}); got != 0 {
 		t.Errorf("re-added session's FAILED = %v, want 0", got)
@@ -529,7 +550,7 @@ func TestCollectorRestartStartsAtZero(t *testing.T) {
 	)
 	clk := feishufake.NewClock(t0)
 	first := newTestCollector(t, clk, nil, 0)
-	first.SetApps([]App{{Name: "a", Lister: lister, Sessions: []string{"s1"}}})
+	first.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 	gather(t, context.Background(), first)
 	lister.set("s1",
 		run("a", completed, -300, -290, -200),
@@ -545,7 +566,7 @@ func TestCollectorRestartStartsAtZero(t *testing.T) {
 	// The restarted process watches from now and sees the same runs.
 	clk.Advance(10 * time.Second)
 	second := newTestCollector(t, clk, nil, 0)
-	second.SetApps([]App{{Name: "a", Lister: lister, Sessions: []string{"s1"}}})
+	second.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 	for range 2 {
 		mfs = gather(t, context.Background(), second)
 		for _, st := range feishu.FinalStatuses() {
