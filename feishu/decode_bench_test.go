@@ -42,7 +42,7 @@ func BenchmarkDecodeRunsPage(b *testing.B) {
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	for b.Loop() {
-		page, err := decodeRunsPage(body, "session_4dfunz7sp1g8m")
+		page, err := decodeRunsPage(body, "session_4dfunz7sp1g8m", n)
 		if err != nil || len(page.runs) != n || len(page.malformed) != 0 {
 			b.Fatalf("decode: %d runs, %d malformed, %v", len(page.runs), len(page.malformed), err)
 		}
