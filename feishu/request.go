@@ -133,12 +133,13 @@ func (c *Client) do(ctx context.Context, ep Endpoint, build func(ctx context.Con
 }
 
 // attempt sends one HTTP request and reads its body (capped), reporting the
-// attempt to the observer. A non-nil error is a transport error.
+// attempt to the observer. A non-nil error is a transport error, or the
+// request's context ending before the answer was read.
 func (c *Client) attempt(ep Endpoint, req *http.Request, decode bodyDecoder) (*response, error) {
 	start := c.now()
 	resp, err := c.http.Do(req)
 	if err != nil {
-		c.obs.ObserveRequest(ep, "transport", c.now().Sub(start))
+		c.obs.ObserveRequest(ep, failureCode(req), c.now().Sub(start))
 		return nil, fmt.Errorf("feishu %s: %w", ep, err)
 	}
 	defer func() { _ = resp.Body.Close() }()
@@ -148,7 +149,7 @@ func (c *Client) attempt(ep Endpoint, req *http.Request, decode bodyDecoder) (*r
 	} else {
 		body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
 		if err != nil {
-			c.obs.ObserveRequest(ep, "transport", c.now().Sub(start))
+			c.obs.ObserveRequest(ep, failureCode(req), c.now().Sub(start))
 			return nil, fmt.Errorf("feishu %s: read response (HTTP %d): %w", ep, resp.StatusCode, err)
 		}
 		if int64(len(body)) > c.maxBody {
@@ -159,6 +160,16 @@ func (c *Client) attempt(ep Endpoint, req *http.Request, decode bodyDecoder) (*r
 	}
 	c.obs.ObserveRequest(ep, resultCode(r), c.now().Sub(start))
 	return r, nil
+}
+
+// failureCode is the code label of a request that got no (whole) answer:
+// "canceled" when the caller's context was cancelled or passed its deadline,
+// which says nothing about the API, else "transport".
+func failureCode(req *http.Request) string {
+	if req.Context().Err() != nil {
+		return "canceled"
+	}
+	return "transport"
 }
 
 // backoff waits before the next attempt after failures failed ones and
