@@ -1,6 +1,6 @@
 // Package feishufake is a faithful, in-memory fake of the Feishu Open
 // Platform endpoints the exporter calls: the internal tenant_access_token
-// endpoint and the Aily "list runs" endpoint. A *Fake is an http.Handler
+// endpoint and the Aily "list runs" and "get run" endpoints. A *Fake is an http.Handler
 // (serve it with httptest.NewServer) whose sessions, runs, listing order and
 // faults tests switch at will; a Simulator drives one for --demo.
 //
@@ -8,8 +8,9 @@
 // shared/reference/list-runs.md and feishu-aily-api.md). Where it is not, the
 // fake makes a realistic choice, documented on the method or constant that
 // implements it:
-//   - an unknown session is HTTP 400 {"code":2700001,"msg":"param is invalid"},
-//     the only error the list-runs page documents (see AddSession);
+//   - an unknown session, or an unknown run of a known session, is HTTP 400
+//     {"code":2700001,"msg":"param is invalid"}, the only error the aily
+//     runs pages document (see AddSession);
 //   - page tokens are opaque standard base64 (both alphabets are accepted)
 //     of the session, the offset and the page number; pages are computed on
 //     each request from the current list, so runs inserted while paging shift
@@ -51,6 +52,11 @@ type Options struct {
 	// 400 code 2700001. The real maximum is undocumented; default 100, the
 	// maximum of the other aily list endpoints.
 	MaxPageSize int
+	// Latency delays every list-runs and get-run answer by this much, or
+	// until the request's context is done, so that benchmarks can imitate
+	// the real API's round trip; default 0. The token endpoint is not
+	// delayed.
+	Latency time.Duration
 }
 
 // Order is the order in which the list endpoint returns runs. The real order
@@ -77,6 +83,7 @@ type Fake struct {
 	now         func() time.Time
 	tokenTTL    time.Duration
 	maxPageSize int
+	latency     time.Duration
 	logIDPrefix string
 
 	mu         sync.Mutex
@@ -104,6 +111,7 @@ func New(opts Options) *Fake {
 		now:         opts.Now,
 		tokenTTL:    opts.TokenTTL,
 		maxPageSize: opts.MaxPageSize,
+		latency:     max(opts.Latency, 0),
 		logIDPrefix: randomHex(4),
 		apps:        map[string]string{},
 		tokens:      map[string]tenantAuth{},
@@ -148,9 +156,10 @@ func (f *Fake) RemoveUserToken(token string) {
 }
 
 // AddSession makes a session known, with no runs. Listing a session that was
-// never added (by AddSession or PutRun) answers HTTP 400 with code 2700001
-// "param is invalid": the real answer is undocumented, and that is the only
-// error the list-runs page documents.
+// never added (by AddSession or PutRun), or getting a run of it, answers HTTP
+// 400 with code 2700001 "param is invalid": the real answer is undocumented,
+// and that is the only error the list-runs page documents. Getting a run the
+// known session does not have is answered the same way, for the same reason.
 func (f *Fake) AddSession(sessionID string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -257,8 +266,8 @@ func (f *Fake) OnPage(hook func(sessionID string, page int)) {
 	f.onPage = hook
 }
 
-// Requests returns how many requests reached an endpoint ("tenant_token" or
-// "list_runs"), faulted ones included.
+// Requests returns how many requests reached an endpoint ("tenant_token",
+// "list_runs" or "get_run"), faulted ones included.
 func (f *Fake) Requests(endpoint string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
