@@ -22,6 +22,7 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/collector"
 	"github.com/aily-exporter/aily_exporter/config"
+	"github.com/aily-exporter/aily_exporter/watch"
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
 )
@@ -112,9 +113,10 @@ func newTestEnv(t *testing.T) *testEnv {
 		logger:  logger,
 		source:  func() (*config.Config, error) { return config.Load(filepath.Join(e.dir, "aily.yml")) },
 		clients: clientOptions{timeout: 10 * time.Second, pageSize: 50, rateLimit: 0},
-		// MinInterval 0: every scrape lists afresh, so that each sees the
-		// fake as the test just set it.
-		collector: collector.Options{Concurrency: 4},
+		// No min interval, and idle sessions as due as active ones: every
+		// scrape polls afresh, so that each sees the fake as the test just
+		// set it.
+		collector: collector.Options{Watch: watch.Options{Concurrency: 4, MinInterval: -1, IdleInterval: time.Nanosecond}},
 		onReload:  func(err error) { e.reloaded <- err },
 	})
 	if err := e.exporter.reload(); err != nil {

@@ -47,6 +47,9 @@ type Session struct {
 	err         error // of the most recent poll
 	polled      bool  // a poll has finished
 	view        *State
+	// pollDeadline is the deadline of the poll under way: past it, the poll
+	// is reported cut off even if the API has not let go of it yet.
+	pollDeadline time.Time
 
 	// What the tracker said when the last poll ended, so that the schedule
 	// and scrapes can read it while a poll holds the tracker.
@@ -150,6 +153,10 @@ func (s *Session) snapshot(o *Options, now time.Time) Snapshot {
 		App: s.app.name, ID: s.id,
 		Polled: s.polled, Up: s.polled && s.err == nil, Err: s.err, PollDuration: s.took,
 		LastSuccess: s.lastSuccess, State: s.state(o, now), Tracked: s.tracked,
+	}
+	// Deadlines are wall-clock time, whatever Options.Now says.
+	if s.polling != nil && !s.pollDeadline.IsZero() && !time.Now().Before(s.pollDeadline) {
+		snap.Polled, snap.Up, snap.Err, snap.State = true, false, errCutOff, Failing
 	}
 	if snap.Up {
 		snap.Runs = s.view

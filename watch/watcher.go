@@ -227,7 +227,7 @@ func (w *Watcher) Poll(ctx context.Context) {
 			}
 			goto wait
 		}
-		done, ok := c.s.begin()
+		done, ok := c.s.begin(deadline)
 		if !ok {
 			<-sem
 			continue
@@ -332,15 +332,18 @@ func (w *Watcher) budgets(cands []candidate, left time.Duration) map[string]*bud
 
 // begin marks the session as being polled; false if it already is or was
 // removed.
-func (s *Session) begin() (chan struct{}, bool) {
+func (s *Session) begin(deadline time.Time) (chan struct{}, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.polling != nil || s.removed {
 		return nil, false
 	}
-	s.polling = make(chan struct{})
+	s.polling, s.pollDeadline = make(chan struct{}), deadline
 	return s.polling, true
 }
+
+// errCutOff is the error of a poll still under way at its scrape's deadline.
+var errCutOff = errors.New("poll cut off by the scrape deadline")
 
 // pollSession polls one session and records the outcome; it reports whether
 // the request budget cut the poll short.
@@ -349,7 +352,7 @@ func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done cha
 	p := &poll{ctx: ctx, api: api, id: s.id, t: s.tracker, c: &s.cursor, now: start, full: w.opts.FullInterval}
 	err := p.run()
 	if err != nil && ctx.Err() != nil && !errors.Is(err, errBudget) {
-		err = fmt.Errorf("poll cut off by the scrape deadline: %w", err)
+		err = fmt.Errorf("%w: %w", errCutOff, err)
 	}
 	took := w.opts.Now().Sub(start)
 
