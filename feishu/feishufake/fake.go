@@ -92,6 +92,7 @@ type Fake struct {
 	current    map[string]string     // app_id → its newest tenant token
 	userTokens map[string]bool
 	sessions   map[string]map[string]feishu.Run // session ID → run ID → run
+	sorted     map[string][]feishu.Run          // session ID → its runs in listing order, while unchanged
 	order      Order
 	faults     []*activeFault
 	onPage     func(sessionID string, page int)
@@ -118,6 +119,7 @@ func New(opts Options) *Fake {
 		current:     map[string]string{},
 		userTokens:  map[string]bool{},
 		sessions:    map[string]map[string]feishu.Run{},
+		sorted:      map[string][]feishu.Run{},
 		requests:    map[string]int{},
 	}
 	if f.now == nil {
@@ -172,6 +174,7 @@ func (f *Fake) RemoveSession(sessionID string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.sessions, sessionID)
+	delete(f.sorted, sessionID)
 }
 
 // Sessions returns the known session IDs, sorted.
@@ -201,6 +204,7 @@ func (f *Fake) PutRun(r feishu.Run) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.sessionLocked(r.SessionID)[r.ID] = cloneRun(r)
+	delete(f.sorted, r.SessionID)
 }
 
 // DeleteRun removes a run from a session; unknown IDs are ignored.
@@ -209,6 +213,7 @@ func (f *Fake) DeleteRun(sessionID, runID string) {
 	defer f.mu.Unlock()
 	if s, ok := f.sessions[sessionID]; ok {
 		delete(s, runID)
+		delete(f.sorted, sessionID)
 	}
 }
 
@@ -216,19 +221,25 @@ func (f *Fake) DeleteRun(sessionID, runID string) {
 func (f *Fake) Runs(sessionID string) []feishu.Run {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	runs, _ := f.sortedRunsLocked(sessionID)
-	for i := range runs {
-		runs[i] = cloneRun(runs[i])
+	sorted, _ := f.sortedRunsLocked(sessionID)
+	runs := make([]feishu.Run, len(sorted))
+	for i := range sorted {
+		runs[i] = cloneRun(sorted[i])
 	}
 	return runs
 }
 
 // sortedRunsLocked returns a session's runs in listing order, and whether
-// the session is known.
+// the session is known. The order is kept until the session's runs or the
+// order change, so that paging through a large session does not sort it
+// for every page; callers must not modify the slice.
 func (f *Fake) sortedRunsLocked(sessionID string) ([]feishu.Run, bool) {
 	s, ok := f.sessions[sessionID]
 	if !ok {
 		return nil, false
+	}
+	if runs, ok := f.sorted[sessionID]; ok {
+		return runs, true
 	}
 	runs := make([]feishu.Run, 0, len(s))
 	for _, r := range s {
@@ -244,6 +255,7 @@ func (f *Fake) sortedRunsLocked(sessionID string) ([]feishu.Run, bool) {
 		}
 		return c
 	})
+	f.sorted[sessionID] = runs
 	return runs, true
 }
 
@@ -252,6 +264,7 @@ func (f *Fake) SetOrder(o Order) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.order = o
+	clear(f.sorted)
 }
 
 // OnPage sets a hook called each time the list endpoint has computed page

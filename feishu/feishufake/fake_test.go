@@ -737,3 +737,36 @@ func TestLatencyDelaysRunAnswersAndHonoursTheContext(t *testing.T) {
 		t.Fatalf("err = %v, want the context's deadline", err)
 	}
 }
+
+func TestListingFollowsEveryChangeOfTheRunsOrTheOrder(t *testing.T) {
+	e := newEnv(t, Options{})
+	for i := range 3 {
+		e.fake.PutRun(mkRun("session_a", i, feishu.StatusCompleted))
+	}
+	tok := e.token(t)
+	ids := func() string { return fmt.Sprint(listAll(t, e, tok, "session_a", 10)) }
+	for _, step := range []struct {
+		name   string
+		change func()
+		want   string
+	}{
+		{"as put", func() {}, "[[run_000 run_001 run_002]]"},
+		{"a run put", func() { e.fake.PutRun(mkRun("session_a", 3, feishu.StatusQueued)) }, "[[run_000 run_001 run_002 run_003]]"},
+		{"a run deleted", func() { e.fake.DeleteRun("session_a", "run_001") }, "[[run_000 run_002 run_003]]"},
+		{"the order changed", func() { e.fake.SetOrder(NewestFirst) }, "[[run_003 run_002 run_000]]"},
+		{"a run changed", func() {
+			r := mkRun("session_a", 0, feishu.StatusCompleted)
+			r.CreatedAt = t0.Add(time.Hour)
+			e.fake.PutRun(r)
+		}, "[[run_000 run_003 run_002]]"},
+		{"the session removed and added again", func() {
+			e.fake.RemoveSession("session_a")
+			e.fake.PutRun(mkRun("session_a", 7, feishu.StatusQueued))
+		}, "[[run_007]]"},
+	} {
+		step.change()
+		if got := ids(); got != step.want {
+			t.Errorf("%s: pages %s, want %s", step.name, got, step.want)
+		}
+	}
+}
