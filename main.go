@@ -59,6 +59,7 @@ type flags struct {
 	pollIdleInterval       time.Duration
 	pollFullInterval       time.Duration
 	scrapeMinInterval      time.Duration // deprecated spelling of pollMinInterval
+	scrapeMinIntervalSet   bool
 	durationBuckets        string
 	logLevel               string
 	logFormat              string
@@ -100,7 +101,7 @@ func addFlags(a *kingpin.Application) *flags {
 	a.Flag("poll.full-interval", "how often a session is listed in full, as a safety net for incremental listing (see the README's polling policy)").
 		Default("6h").DurationVar(&f.pollFullInterval)
 	a.Flag("scrape.min-interval", "deprecated: use --poll.min-interval").
-		Hidden().Default("-1s").DurationVar(&f.scrapeMinInterval)
+		Hidden().Default("5s").IsSetByUser(&f.scrapeMinIntervalSet).DurationVar(&f.scrapeMinInterval)
 	a.Flag("collector.duration-buckets", "classic buckets of the duration histograms, in seconds").
 		Default("1,2.5,5,10,20,30,60,120,300,600,1800,3600").StringVar(&f.durationBuckets)
 	a.Flag("log.level", "Only log messages with the given severity or above. One of: [debug, info, warn, error]").
@@ -162,7 +163,7 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) int {
 		source = demo.config
 	}
 
-	if f.scrapeMinInterval >= 0 {
+	if f.scrapeMinIntervalSet {
 		level.Warn(logger).Log("msg", "--scrape.min-interval is deprecated and will be removed: use --poll.min-interval",
 			"poll.min-interval", f.scrapeMinInterval)
 		f.pollMinInterval = f.scrapeMinInterval
@@ -292,6 +293,8 @@ func checkFlags(f *flags) error {
 		return fmt.Errorf("--feishu.rate-limit %v must be a number ≥ 0 (0: no limit)", f.feishuRateLimit)
 	case f.scrapeTimeoutOffset < 0:
 		return fmt.Errorf("--scrape.timeout-offset %v must not be negative", f.scrapeTimeoutOffset)
+	case f.scrapeMinInterval < 0:
+		return fmt.Errorf("--scrape.min-interval %v must not be negative", f.scrapeMinInterval)
 	case f.pollMinInterval < 0:
 		return fmt.Errorf("--poll.min-interval %v must not be negative", f.pollMinInterval)
 	case f.pollIdleAfter <= 0:

@@ -22,9 +22,9 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/collector"
 	"github.com/aily-exporter/aily_exporter/config"
-	"github.com/aily-exporter/aily_exporter/watch"
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/watch"
 )
 
 // The credentials the tests configure; none may ever be shown.
@@ -488,6 +488,10 @@ func TestFlagDefaults(t *testing.T) {
 		"feishu.concurrency":           "4",
 		"feishu.rate-limit":            "20",
 		"scrape.timeout-offset":        "500ms",
+		"poll.min-interval":            "5s",
+		"poll.idle-after":              "10m",
+		"poll.idle-interval":           "5m",
+		"poll.full-interval":           "6h",
 		"scrape.min-interval":          "5s",
 		"collector.duration-buckets":   "1,2.5,5,10,20,30,60,120,300,600,1800,3600",
 		"log.level":                    "info",
@@ -529,6 +533,10 @@ func TestFlagsOutOfRange(t *testing.T) {
 		{[]string{"--feishu.rate-limit=-5"}, "--feishu.rate-limit -5 must be a number"},
 		{[]string{"--scrape.timeout-offset=-1s"}, "--scrape.timeout-offset -1s must not be negative"},
 		{[]string{"--scrape.min-interval=-1s"}, "--scrape.min-interval -1s must not be negative"},
+		{[]string{"--poll.min-interval=-1s"}, "--poll.min-interval -1s must not be negative"},
+		{[]string{"--poll.idle-after=0s"}, "--poll.idle-after 0s must be above 0"},
+		{[]string{"--poll.idle-interval=0s"}, "--poll.idle-interval 0s must be above 0"},
+		{[]string{"--poll.full-interval=-1h"}, "--poll.full-interval -1h0m0s must be above 0"},
 		{[]string{"--collector.duration-buckets=5,1"}, "buckets must be increasing"},
 		{[]string{"--demo", "--demo.speed=0"}, "--demo.speed 0 must be above 0"},
 	} {

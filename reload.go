@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -33,7 +32,8 @@ func (o clientOptions) newClient(app *config.App, obs feishu.Observer) (*feishu.
 		AppID:               app.AppID,
 		AppSecret:           app.Secret(),
 		UserAccessTokenFile: app.UserAccessTokenFile,
-		HTTPClient:          &http.Client{Timeout: o.timeout},
+		Timeout:             o.timeout,
+		MaxConcurrency:      o.concurrency,
 		PageSize:            o.pageSize,
 		RateLimit:           o.rateLimit,
 		Observer:            obs,

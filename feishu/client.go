@@ -71,10 +71,12 @@ type Config struct {
 	// UserAccessTokenFile holds a user_access_token; it is re-read whenever
 	// its modification time or size changes, so it can be rotated in place.
 	UserAccessTokenFile string
-	// HTTPClient sends the requests; default an http.Client with a 10s
-	// timeout whose Transport is a clone of http.DefaultTransport keeping
+	// HTTPClient sends the requests; default an http.Client with Timeout
+	// whose Transport is a clone of http.DefaultTransport keeping
 	// MaxConcurrency idle connections per host.
 	HTTPClient *http.Client
+	// Timeout is one HTTP request's limit when HTTPClient is nil; default 10s.
+	Timeout time.Duration
 	// MaxConcurrency is how many requests this client may have in flight at
 	// once, so that many idle connections are kept per host and reused
 	// rather than a new connection (and TLS handshake) made for each request
@@ -176,7 +178,7 @@ func NewClient(cfg Config) (*Client, error) {
 		rand:        cfg.Rand,
 	}
 	if c.http == nil {
-		c.http = defaultHTTPClient(cmp.Or(cfg.MaxConcurrency, DefaultMaxConcurrency))
+		c.http = defaultHTTPClient(cmp.Or(cfg.Timeout, DefaultTimeout), cmp.Or(cfg.MaxConcurrency, DefaultMaxConcurrency))
 	}
 	pageSize := cfg.PageSize
 	if pageSize == 0 {
@@ -226,15 +228,15 @@ func (c *Client) Format(f fmt.State, _ rune) {
 // http.DefaultTransport (proxy from the environment, dial and TLS timeouts,
 // HTTP/2) keeping maxConcurrency idle connections per host, since a client
 // talks to a single host.
-func defaultHTTPClient(maxConcurrency int) *http.Client {
+func defaultHTTPClient(timeout time.Duration, maxConcurrency int) *http.Client {
 	dt, ok := http.DefaultTransport.(*http.Transport)
 	if !ok { // replaced by the program: use it as it is
-		return &http.Client{Timeout: DefaultTimeout}
+		return &http.Client{Timeout: timeout}
 	}
 	t := dt.Clone()
 	t.MaxIdleConnsPerHost = maxConcurrency
 	t.MaxIdleConns = max(t.MaxIdleConns, maxConcurrency)
-	return &http.Client{Timeout: DefaultTimeout, Transport: t}
+	return &http.Client{Timeout: timeout, Transport: t}
 }
 
 // sleepContext waits d or until ctx is done.

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDefaultTransportKeepsMaxConcurrencyIdleConnectionsPerHost(t *testing.T) {
@@ -57,5 +58,15 @@ func TestNegativeMaxConcurrencyIsRejected(t *testing.T) {
 	_, err := NewClient(Config{AppID: "cli_x", AppSecret: "s", MaxConcurrency: -1})
 	if err == nil || !strings.Contains(err.Error(), "max concurrency -1 is negative") {
 		t.Errorf("err = %v, want a negative max concurrency error", err)
+	}
+}
+
+func TestTimeoutSetsTheDefaultClientsTimeout(t *testing.T) {
+	c, err := NewClient(Config{AppID: "cli_x", AppSecret: "s", Timeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.http.Timeout != 3*time.Second {
+		t.Errorf("timeout %v, want 3s", c.http.Timeout)
 	}
 }
