@@ -289,7 +289,7 @@ func (w *Watcher) plan(now time.Time) ([]candidate, []chan struct{}) {
 		case s.removed:
 		default:
 			due, class := s.due(&w.opts, now)
-			if !due.After(now) && (s.lastPoll.IsZero() || now.Sub(s.lastPoll) >= w.opts.MinInterval) {
+			if !due.After(now) {
 				cands = append(cands, candidate{s: s, due: due, class: class})
 			}
 		}
@@ -317,7 +317,10 @@ func (w *Watcher) budgets(cands []candidate, left time.Duration) map[string]*bud
 	for name, n := range due {
 		b := &budget{unlimited: w.opts.RateLimit <= 0}
 		if !b.unlimited {
-			b.left = max(int(w.opts.RateLimit*left.Seconds()), 1)
+			// What the client-side limiter lets through by the deadline: a
+			// full burst (as many as the rate, refilled between scrapes),
+			// then the rate.
+			b.left = max(int(w.opts.RateLimit*(left.Seconds()+1)), 1)
 			// One poll may spend at most half of it while others wait, so
 			// that a long baseline cannot take every request of a scrape.
 			b.perPoll = b.left
