@@ -207,45 +207,43 @@ func (w *Watcher) Poll(ctx context.Context) {
 
 	cands, waits := w.plan(now)
 	budgets := w.budgets(cands, time.Until(deadline))
-
-	overdue := make(map[string]int)
-	var mu sync.Mutex // guards overdue while polls finish
+	overdue := &tally{n: make(map[string]int)}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, w.opts.Concurrency)
-	started := 0
+start:
 	for i, c := range cands {
 		b := budgets[c.s.app.name]
 		if !b.available() {
-			overdue[c.s.app.name]++
+			overdue.add(c.s.app.name)
 			continue
 		}
 		select {
 		case sem <- struct{}{}:
 		case <-pctx.Done():
 			for _, c := range cands[i:] {
-				overdue[c.s.app.name]++
+				overdue.add(c.s.app.name)
 			}
-			goto wait
+			break start
 		}
 		done, ok := c.s.begin(deadline)
 		if !ok {
 			<-sem
 			continue
 		}
-		started++
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			api := budgetedAPI{API: c.api, b: b.forPoll()}
+			var api API = budgetedAPI{API: c.api, b: b.forPoll()}
+			if c.api == nil {
+				api = nil
+			}
 			if w.pollSession(pctx, c.s, api, done) {
-				mu.Lock()
-				overdue[c.s.app.name]++
-				mu.Unlock()
+				overdue.add(c.s.app.name)
 			}
 		}()
 	}
-wait:
+
 	all := make(chan struct{})
 	go func() {
 		wg.Wait()
@@ -263,13 +261,25 @@ wait:
 	}
 	go func() { <-all; cancel() }()
 
-	mu.Lock()
+	overdue.mu.Lock()
+	defer overdue.mu.Unlock()
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	for name := range w.apps {
-		w.overdue[name] = overdue[name]
+		w.overdue[name] = overdue.n[name]
 	}
-	w.mu.Unlock()
-	mu.Unlock()
+}
+
+// tally counts per app, safely for concurrent polls.
+type tally struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (t *tally) add(app string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.n[app]++
 }
 
 // plan returns the sessions due now, in the order to poll them, and the
@@ -353,7 +363,12 @@ var errCutOff = errors.New("poll cut off by the scrape deadline")
 func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done chan struct{}) (cut bool) {
 	start := w.opts.Now()
 	p := &poll{ctx: ctx, api: api, id: s.id, t: s.tracker, c: &s.cursor, now: start, full: w.opts.FullInterval}
-	err := p.run()
+	var err error
+	if api == nil {
+		err = fmt.Errorf("app %s has no API client", s.app.name)
+	} else {
+		err = p.run()
+	}
 	if err != nil && ctx.Err() != nil && !errors.Is(err, errBudget) {
 		err = fmt.Errorf("%w: %w", errCutOff, err)
 	}
