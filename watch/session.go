@@ -42,6 +42,7 @@ type Session struct {
 	lastPoll    time.Time // start of the most recent poll
 	lastSuccess time.Time // start of the most recent successful poll (baseline complete)
 	lastNewRun  time.Time // when a poll last saw a run new after the baseline
+	lastCreated time.Time // created_at of the newest run seen
 	took        time.Duration
 	failures    int   // failed polls in a row
 	err         error // of the most recent poll
@@ -106,7 +107,9 @@ func (s *Session) state(o *Options, now time.Time) SessionState {
 		return Pending
 	case s.inflight > 0:
 		return Active
-	case !s.lastNewRun.IsZero() && now.Sub(s.lastNewRun) < o.IdleAfter:
+	case now.Sub(s.lastNewRun) < o.IdleAfter, now.Sub(s.lastCreated) < o.IdleAfter:
+		// A new run seen lately, or a run created lately (by the API's
+		// clock) even if the baseline is what saw it.
 		return Active
 	}
 	return Idle

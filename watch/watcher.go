@@ -386,6 +386,7 @@ func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done cha
 	if p.newRuns {
 		s.lastNewRun = start
 	}
+	s.lastCreated = t.lastCreated
 	cut = errors.Is(err, errBudget)
 	if cut && p.requests <= 1 {
 		// Not reached after all: it stays due, and first in line.
