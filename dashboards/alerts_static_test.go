@@ -2,8 +2,6 @@ package dashboards
 
 import (
 	"bytes"
-	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -17,8 +15,6 @@ import (
 // "Dashboard and alerts" section, one heading per alert.
 const runbookBase = "https://github.com/aily-exporter/aily_exporter/blob/main/README.md#"
 
-// runbookNew holds runbooks written for the README but not pasted into it yet.
-const runbookNew = "RUNBOOK-NEW.md"
 
 // wantAlerts are the alerts issues 4 and 7 ask for.
 var wantAlerts = []string{
@@ -152,33 +148,15 @@ func readYAMLLoose(t *testing.T, path string, v any) {
 // TestRunbooksInREADME checks that every alert's runbook_url lands on a
 // heading of the README: GitHub's anchor of "#### AilyRunStuck" is
 // #ailyrunstuck.
-//
-// The runbook of a new alert may wait in RUNBOOK-NEW.md while the README is
-// being rewritten elsewhere; it is then to be pasted into the README's
-// "Alerts" section and RUNBOOK-NEW.md deleted. A heading in both files fails,
-// so that the file does not outlive the paste.
 func TestRunbooksInREADME(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join("..", "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	readme := string(b)
-	var waiting string
-	switch b, err := os.ReadFile(runbookNew); {
-	case err == nil:
-		waiting = string(b)
-	case !errors.Is(err, fs.ErrNotExist):
-		t.Fatal(err)
-	}
 	for _, a := range wantAlerts {
 		heading := regexp.MustCompile(`(?m)^#{2,6} ` + a + `\s*$`)
-		inREADME, inWaiting := heading.MatchString(readme), heading.MatchString(waiting)
-		switch {
-		case inREADME && inWaiting:
-			t.Errorf("the runbook of %s is in README.md and still in dashboards/%s: delete %[2]s", a, runbookNew)
-		case inWaiting:
-			t.Logf("the runbook of %s is in dashboards/%s, not yet in README.md", a, runbookNew)
-		case !inREADME:
+		if !heading.MatchString(readme) {
 			t.Errorf("README.md has no heading %q for the runbook_url #%s", a, strings.ToLower(a))
 		}
 	}
