@@ -166,7 +166,9 @@ func (p *poll) newestFirst() (doubt bool, err error) {
 		}
 		pos += int64(len(page.Runs))
 		if !page.HasMore {
+			// Read from the first page to the last: a complete listing.
 			t.Advance(p.now)
+			t.EndCompletePass()
 			return false, nil
 		}
 		if len(page.Runs) < p.api.PageSize() {

@@ -283,3 +283,31 @@ func TestPollFullListingIsASafetyNet(t *testing.T) {
 		t.Errorf("poll after --poll.full-interval made %d requests, want a full listing (3 pages)", lists)
 	}
 }
+
+func TestPollRunInFlightTheAPIStopsListingIsForgottenAndCostsNoMore(t *testing.T) {
+	for _, o := range orders {
+		t.Run(o.String(), func(t *testing.T) {
+			mem := newMemAPI(o, 10)
+			runs := longHistory(95, 3)
+			mem.put(runs...)
+			p := newPolled(t, mem)
+			p.mustPoll(1)
+			mem.mu.Lock()
+			delete(mem.runs["s1"], runs[3].ID)
+			mem.cache = nil
+			mem.mu.Unlock()
+			for i := range 4 {
+				if _, _, err := p.poll(float64(10 * (i + 1))); err != nil {
+					t.Fatalf("poll %d: %v", i, err)
+				}
+			}
+			if n := p.tracker.InFlight(); n != 0 {
+				t.Fatalf("%d runs in flight remembered after four polls, want the deleted one forgotten", n)
+			}
+			if lists, gets := p.mustPoll(100); lists+gets > 1 {
+				t.Errorf("a poll once the run is forgotten made %d requests, want 1", lists+gets)
+			}
+			p.wantCounted()
+		})
+	}
+}

@@ -421,6 +421,21 @@ func (t *Tracker) Position(id string, newestFirst bool) int64 {
 // it has not seen yet.
 func (t *Tracker) BeginPass() { t.pass++ }
 
+// EndCompletePass ends a pass that read every page: the runs in flight it did
+// not see count as missing, and are forgotten after forgetAfter listings
+// without them, as after a full listing.
+func (t *Tracker) EndCompletePass() {
+	for id, ir := range t.inflight {
+		if ir.seenPass == t.pass {
+			continue
+		}
+		ir.missed++
+		if ir.missed >= forgetAfter {
+			delete(t.inflight, id)
+		}
+	}
+}
+
 // Unseen returns the runs in flight the current pass has not seen, oldest
 // first.
 func (t *Tracker) Unseen() []string {
