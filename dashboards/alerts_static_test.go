@@ -15,7 +15,6 @@ import (
 // "Dashboard and alerts" section, one heading per alert.
 const runbookBase = "https://github.com/aily-exporter/aily_exporter/blob/main/README.md#"
 
-
 // wantAlerts are the alerts issues 4 and 7 ask for.
 var wantAlerts = []string{
 	"AilyRunFailureRatioHigh",
