@@ -25,7 +25,7 @@ type routeOptions struct {
 	timeoutOffset          time.Duration
 }
 
-// routes returns every endpoint of SPEC §8.
+// routes returns every endpoint the README lists.
 func (e *exporter) routes(o routeOptions) http.Handler {
 	// The persistent registry: what is the same whatever the scrape's
 	// deadline. The runs' metrics are gathered from a registry made per

@@ -28,6 +28,7 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/collector"
 	"github.com/aily-exporter/aily_exporter/config"
+	"github.com/aily-exporter/aily_exporter/watch"
 )
 
 const (
@@ -40,7 +41,7 @@ const (
 	shutdownTimeout = 10 * time.Second
 )
 
-// flags are the command line, SPEC §2.
+// flags are the command line (the README lists them).
 type flags struct {
 	configFile             string
 	configCheck            bool
@@ -53,7 +54,12 @@ type flags struct {
 	feishuConcurrency      int
 	feishuRateLimit        float64
 	scrapeTimeoutOffset    time.Duration
-	scrapeMinInterval      time.Duration
+	pollMinInterval        time.Duration
+	pollIdleAfter          time.Duration
+	pollIdleInterval       time.Duration
+	pollFullInterval       time.Duration
+	scrapeMinInterval      time.Duration // deprecated spelling of pollMinInterval
+	scrapeMinIntervalSet   bool
 	durationBuckets        string
 	logLevel               string
 	logFormat              string
@@ -66,11 +72,11 @@ type flags struct {
 // tests a fresh application.
 func addFlags(a *kingpin.Application) *flags {
 	f := &flags{}
-	a.Flag("config.file", "the YAML configuration (section 3)").
+	a.Flag("config.file", "the YAML configuration file (see the README)").
 		Default("aily.yml").StringVar(&f.configFile)
 	a.Flag("config.check", "parse and validate the configuration, print what is wrong, exit 0/1").
 		Default("false").BoolVar(&f.configCheck)
-	a.Flag("demo", "run against the built-in Aily simulator: no credentials or config file needed (section 7)").
+	a.Flag("demo", "run against the built-in Aily simulator: no credentials or config file needed").
 		Default("false").BoolVar(&f.demo)
 	a.Flag("web.telemetry-path", "Path under which to expose metrics.").
 		Default("/metrics").StringVar(&f.telemetryPath)
@@ -86,8 +92,16 @@ func addFlags(a *kingpin.Application) *flags {
 		Default("20").Float64Var(&f.feishuRateLimit)
 	a.Flag("scrape.timeout-offset", "subtracted from Prometheus' X-Prometheus-Scrape-Timeout-Seconds").
 		Default("500ms").DurationVar(&f.scrapeTimeoutOffset)
-	a.Flag("scrape.min-interval", "a listing younger than this is reused (HA Prometheus pairs, concurrent scrapes)").
-		Default("5s").DurationVar(&f.scrapeMinInterval)
+	a.Flag("poll.min-interval", "a session polled less than this ago is not polled again (HA Prometheus pairs, concurrent scrapes; set it near the scrape interval); also how often a session with runs in flight is polled").
+		Default("5s").DurationVar(&f.pollMinInterval)
+	a.Flag("poll.idle-after", "a session with no run in flight and no new run for this long is idle").
+		Default("10m").DurationVar(&f.pollIdleAfter)
+	a.Flag("poll.idle-interval", "how often an idle session is polled; the cap of a failing session's back-off").
+		Default("5m").DurationVar(&f.pollIdleInterval)
+	a.Flag("poll.full-interval", "how often a session is listed in full, as a safety net for incremental listing (see the README's polling policy)").
+		Default("6h").DurationVar(&f.pollFullInterval)
+	a.Flag("scrape.min-interval", "deprecated: use --poll.min-interval").
+		Hidden().Default("5s").IsSetByUser(&f.scrapeMinIntervalSet).DurationVar(&f.scrapeMinInterval)
 	a.Flag("collector.duration-buckets", "classic buckets of the duration histograms, in seconds").
 		Default("1,2.5,5,10,20,30,60,120,300,600,1800,3600").StringVar(&f.durationBuckets)
 	a.Flag("log.level", "Only log messages with the given severity or above. One of: [debug, info, warn, error]").
@@ -128,7 +142,8 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	clients := clientOptions{timeout: f.feishuTimeout, pageSize: f.feishuPageSize, rateLimit: f.feishuRateLimit}
+	clients := clientOptions{timeout: f.feishuTimeout, pageSize: f.feishuPageSize, rateLimit: f.feishuRateLimit,
+		concurrency: f.feishuConcurrency}
 
 	if f.configCheck {
 		return checkConfig(f.configFile, clients, stdout, stderr)
@@ -148,13 +163,24 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) int {
 		source = demo.config
 	}
 
+	if f.scrapeMinIntervalSet {
+		level.Warn(logger).Log("msg", "--scrape.min-interval is deprecated and will be removed: use --poll.min-interval",
+			"poll.min-interval", f.scrapeMinInterval)
+		f.pollMinInterval = f.scrapeMinInterval
+	}
 	e := newExporter(exporterOptions{
 		logger:  logger,
 		source:  source,
 		clients: clients,
 		collector: collector.Options{
-			Concurrency:     f.feishuConcurrency,
-			MinInterval:     f.scrapeMinInterval,
+			Watch: watch.Options{
+				MinInterval:  f.pollMinInterval,
+				IdleAfter:    f.pollIdleAfter,
+				IdleInterval: f.pollIdleInterval,
+				FullInterval: f.pollFullInterval,
+				RateLimit:    f.feishuRateLimit,
+				Concurrency:  f.feishuConcurrency,
+			},
 			DurationBuckets: buckets,
 		},
 	})
@@ -269,6 +295,14 @@ func checkFlags(f *flags) error {
 		return fmt.Errorf("--scrape.timeout-offset %v must not be negative", f.scrapeTimeoutOffset)
 	case f.scrapeMinInterval < 0:
 		return fmt.Errorf("--scrape.min-interval %v must not be negative", f.scrapeMinInterval)
+	case f.pollMinInterval < 0:
+		return fmt.Errorf("--poll.min-interval %v must not be negative", f.pollMinInterval)
+	case f.pollIdleAfter <= 0:
+		return fmt.Errorf("--poll.idle-after %v must be above 0", f.pollIdleAfter)
+	case f.pollIdleInterval <= 0:
+		return fmt.Errorf("--poll.idle-interval %v must be above 0", f.pollIdleInterval)
+	case f.pollFullInterval <= 0:
+		return fmt.Errorf("--poll.full-interval %v must be above 0", f.pollFullInterval)
 	}
 	return nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/aily-exporter/aily_exporter/config"
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/watch"
 )
 
 // The credentials the tests configure; none may ever be shown.
@@ -112,9 +113,10 @@ func newTestEnv(t *testing.T) *testEnv {
 		logger:  logger,
 		source:  func() (*config.Config, error) { return config.Load(filepath.Join(e.dir, "aily.yml")) },
 		clients: clientOptions{timeout: 10 * time.Second, pageSize: 50, rateLimit: 0},
-		// MinInterval 0: every scrape lists afresh, so that each sees the
-		// fake as the test just set it.
-		collector: collector.Options{Concurrency: 4},
+		// No min interval, and idle sessions as due as active ones: every
+		// scrape polls afresh, so that each sees the fake as the test just
+		// set it.
+		collector: collector.Options{Watch: watch.Options{Concurrency: 4, MinInterval: -1, IdleInterval: time.Nanosecond}},
 		onReload:  func(err error) { e.reloaded <- err },
 	})
 	if err := e.exporter.reload(); err != nil {
@@ -486,6 +488,10 @@ func TestFlagDefaults(t *testing.T) {
 		"feishu.concurrency":           "4",
 		"feishu.rate-limit":            "20",
 		"scrape.timeout-offset":        "500ms",
+		"poll.min-interval":            "5s",
+		"poll.idle-after":              "10m",
+		"poll.idle-interval":           "5m",
+		"poll.full-interval":           "6h",
 		"scrape.min-interval":          "5s",
 		"collector.duration-buckets":   "1,2.5,5,10,20,30,60,120,300,600,1800,3600",
 		"log.level":                    "info",
@@ -527,6 +533,10 @@ func TestFlagsOutOfRange(t *testing.T) {
 		{[]string{"--feishu.rate-limit=-5"}, "--feishu.rate-limit -5 must be a number"},
 		{[]string{"--scrape.timeout-offset=-1s"}, "--scrape.timeout-offset -1s must not be negative"},
 		{[]string{"--scrape.min-interval=-1s"}, "--scrape.min-interval -1s must not be negative"},
+		{[]string{"--poll.min-interval=-1s"}, "--poll.min-interval -1s must not be negative"},
+		{[]string{"--poll.idle-after=0s"}, "--poll.idle-after 0s must be above 0"},
+		{[]string{"--poll.idle-interval=0s"}, "--poll.idle-interval 0s must be above 0"},
+		{[]string{"--poll.full-interval=-1h"}, "--poll.full-interval -1h0m0s must be above 0"},
 		{[]string{"--collector.duration-buckets=5,1"}, "buckets must be increasing"},
 		{[]string{"--demo", "--demo.speed=0"}, "--demo.speed 0 must be above 0"},
 	} {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -20,9 +19,10 @@ import (
 
 // clientOptions are the flags every app's Feishu client shares.
 type clientOptions struct {
-	timeout   time.Duration
-	pageSize  int
-	rateLimit float64
+	timeout     time.Duration
+	pageSize    int
+	rateLimit   float64
+	concurrency int
 }
 
 // newClient builds app's client; obs may be nil.
@@ -32,7 +32,8 @@ func (o clientOptions) newClient(app *config.App, obs feishu.Observer) (*feishu.
 		AppID:               app.AppID,
 		AppSecret:           app.Secret(),
 		UserAccessTokenFile: app.UserAccessTokenFile,
-		HTTPClient:          &http.Client{Timeout: o.timeout},
+		Timeout:             o.timeout,
+		MaxConcurrency:      o.concurrency,
 		PageSize:            o.pageSize,
 		RateLimit:           o.rateLimit,
 		Observer:            obs,
@@ -208,9 +209,10 @@ func (e *exporter) collectorApps() []collector.App {
 	apps := make([]collector.App, 0, len(e.cfg.Apps))
 	for _, app := range e.cfg.Apps {
 		apps = append(apps, collector.App{
-			Name:     app.Name,
-			Lister:   e.clients[app.Name].client,
-			Sessions: app.AllSessions(),
+			Name:       app.Name,
+			API:        e.clients[app.Name].client,
+			Sessions:   app.AllSessions(),
+			PerSession: app.SeriesPerSession(),
 		})
 	}
 	return apps

@@ -9,15 +9,27 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/watch"
 )
 
 // staticLister serves fixed listings without copying, so that the benchmark
 // measures the collector, not the source.
 type staticLister map[string][]feishu.Run
 
-func (l staticLister) ListRuns(_ context.Context, session string) ([]feishu.Run, error) {
-	return l[session], nil
+func (l staticLister) ListRunsPage(_ context.Context, session, _ string) (feishu.RunsPage, error) {
+	return feishu.RunsPage{Runs: l[session]}, nil
 }
+
+func (l staticLister) GetRun(_ context.Context, session, id string) (feishu.Run, error) {
+	for _, r := range l[session] {
+		if r.ID == id {
+			return r, nil
+		}
+	}
+	return feishu.Run{}, &feishu.APIError{Code: feishu.CodeParamInvalid}
+}
+
+func (l staticLister) PageSize() int { return benchRuns }
 
 const (
 	benchSessions = 100
@@ -58,8 +70,11 @@ func benchCollector(b *testing.B) *Collector {
 		}
 		lister[id] = runs
 	}
-	c := New(Options{Concurrency: 4, Now: func() time.Time { return t0.Add(time.Hour) }})
-	c.SetApps([]App{{Name: "bench", Lister: lister, Sessions: sessions}})
+	c := New(Options{Watch: watch.Options{
+		Concurrency: 4, MinInterval: -1, IdleInterval: time.Nanosecond,
+		Now: func() time.Time { return t0.Add(time.Hour) },
+	}})
+	c.SetApps([]App{{Name: "bench", API: lister, PerSession: true, Sessions: sessions}})
 	drain(c) // the baseline
 	return c
 }

@@ -1,11 +1,10 @@
-// Package collector turns listings of Aily sessions' runs into Prometheus
-// metrics (SPEC §4): current state as gauges made afresh on every scrape, and
-// counters and histograms that count every run exactly once (SPEC §5) across
-// scrapes, with each session's failures kept to that session (SPEC §6).
+// Package collector is the Prometheus face of the watch package: it polls
+// the sessions that are due at each scrape and turns what the watcher knows
+// into the metrics the README lists, current state as gauges made afresh on
+// every scrape, and counters and histograms that count every run once.
 package collector
 
 import (
-	"cmp"
 	"context"
 	"slices"
 	"sync"
@@ -15,208 +14,141 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/watch"
 )
 
-// RunLister lists every run of a session. *feishu.Client is one. It must
-// honour ctx: a listing still running at the scrape deadline is abandoned.
-type RunLister interface {
-	ListRuns(ctx context.Context, sessionID string) ([]feishu.Run, error)
-}
-
-// App is one configured Feishu app: its name (the app label), how to list its
-// sessions' runs, and the sessions to watch.
+// App is one configured Feishu app: its name (the app label), its API
+// client, the sessions to watch, and whether its run metrics carry a
+// session_id label.
 type App struct {
 	Name     string
-	Lister   RunLister
+	API      watch.API
 	Sessions []string
+	// PerSession false sums the app's run metrics over its sessions and
+	// leaves out its aily_session_* series (many sessions, few series).
+	PerSession bool
 }
 
 // Options configure a Collector. Zero values take the defaults given.
 type Options struct {
-	// Concurrency is how many sessions are listed at once; default 4.
-	Concurrency int
-	// MinInterval is how old a listing may be and still serve a scrape, so
-	// that HA Prometheus pairs and concurrent scrapes share one; 0 lists on
-	// every scrape (concurrent scrapes still share).
-	MinInterval time.Duration
+	// Watch is the polling policy; see watch.Options.
+	Watch watch.Options
 	// DurationBuckets are the classic buckets of the run duration and queue
 	// histograms, in seconds; default DefaultDurationBuckets().
 	DurationBuckets []float64
-	// Timeout bounds a scrape through Collector.Collect, which has no context
-	// of its own; default 10s. ForScrape takes its deadline from ctx instead.
-	Timeout time.Duration
-	// Now is the clock; default time.Now.
-	Now func() time.Time
-	// Logger receives a warning for each session a scrape could not list;
-	// default a nop logger.
+	// Logger receives the watcher's log lines; default a nop logger.
 	Logger log.Logger
 }
 
-// Default option values.
-const (
-	DefaultConcurrency = 4
-	DefaultTimeout     = 10 * time.Second
-)
-
 // Collector is a prometheus.Collector for the runs of the configured
 // sessions. Register ForScrape(ctx) per request to bound a scrape by the
-// request's deadline, or the Collector itself for a fixed Options.Timeout.
+// request's deadline, or the Collector itself for a fixed timeout.
 //
-// It describes every metric it may send, so a registry checks it fully: the
-// descriptors are fixed (label values vary, label names do not), and a checked
-// collector lets the registry catch a label mistake at registration instead of
-// serving it.
+// It is an unchecked collector (Describe sends nothing): an app with
+// per_session: false exports the run metrics without the session_id label,
+// so one metric name comes with two label sets, which a checked collector
+// cannot describe.
 type Collector struct {
 	opts Options
 	m    *metrics
+	w    *watch.Watcher
 
-	mu       sync.Mutex // guards apps, sessions and gen
-	apps     map[string]*appState
-	sessions []*session // sorted by app, then session ID
-	gen      uint64     // incremented by SetApps; a listing serves its generation only
-
-	listMu   sync.Mutex // guards inflight and last; taken before mu, never after
-	inflight *listing   // the listing scrapes join, if any
-	last     *listing   // the newest finished listing
+	mu     sync.Mutex // guards apps and counts; taken after a session's lock, never before
+	apps   map[string]*appState
+	counts map[sessionKey]*counts
 
 	apiMu   sync.RWMutex // guards apiApps; held while APIObserver writes a series
 	apiApps map[string]bool
 }
 
+type sessionKey struct{ app, id string }
+
 // appState is what the collector keeps per configured app.
 type appState struct {
-	name   string
-	lister RunLister // guarded by Collector.mu
+	name       string
+	perSession bool
+	codes      map[string]struct{} // error codes with their own series, at most maxFailureCodes
+	total      counts              // the app's counters when !perSession
+}
 
-	codesMu sync.Mutex
-	codes   map[string]struct{} // error codes with their own series, at most maxFailureCodes
+// counts are the counters of a session, or of an app whose run metrics are
+// summed. Sessions that never counted anything have none: they export 0.
+type counts struct {
+	finished [4]float64 // by feishu.FinalStatuses()
+	created  float64
+	failures map[string]float64
+	extra    []feishu.RunStatus // undocumented statuses seen, reported at 0 when absent
 }
 
 // maxFailureCodes bounds the distinct error_code values of an app, so that an
 // API that puts free text or IDs into error codes cannot blow up cardinality.
 const maxFailureCodes = 20
 
-// failureCode returns the error_code label for a FAILED run of the app.
-func (a *appState) failureCode(e *feishu.RunError) string {
-	if e == nil || e.Code == "" {
-		return "unknown"
-	}
-	a.codesMu.Lock()
-	defer a.codesMu.Unlock()
-	if _, ok := a.codes[e.Code]; ok {
-		return e.Code
-	}
-	if len(a.codes) >= maxFailureCodes {
-		return "other"
-	}
-	a.codes[e.Code] = struct{}{}
-	return e.Code
-}
-
-// maxExtraStatuses bounds the statuses beyond the documented ones that a
-// session's aily_runs keeps reporting (at 0) after they were last listed.
+// maxExtraStatuses bounds the undocumented statuses a session (or an app's
+// sum) reports; any further ones are reported together as otherStatus.
 const maxExtraStatuses = 8
 
-// session is a configured session and its exactly-once state.
-type session struct {
-	app *appState
-	id  string
-
-	mu       sync.Mutex // guards the fields below
-	removed  bool       // no longer configured: count nothing more
-	tracker  *Tracker
-	statuses []feishu.RunStatus // undocumented statuses seen, reported at 0 when absent
-}
+const otherStatus feishu.RunStatus = "other"
 
 // New returns a Collector watching no sessions until SetApps.
 func New(opts Options) *Collector {
-	if opts.Concurrency <= 0 {
-		opts.Concurrency = DefaultConcurrency
-	}
 	if len(opts.DurationBuckets) == 0 {
 		opts.DurationBuckets = DefaultDurationBuckets()
-	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = DefaultTimeout
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
 	}
 	if opts.Logger == nil {
 		opts.Logger = log.NewNopLogger()
 	}
-	return &Collector{
+	if opts.Watch.Logger == nil {
+		opts.Watch.Logger = opts.Logger
+	}
+	c := &Collector{
 		opts:    opts,
 		m:       newMetrics(opts.DurationBuckets),
 		apps:    make(map[string]*appState),
+		counts:  make(map[sessionKey]*counts),
 		apiApps: make(map[string]bool),
 	}
+	c.w = watch.New(opts.Watch, recorder{c})
+	return c
 }
 
 // SetApps sets the apps and sessions to watch, at start and on every reload.
 // A session configured for the first time begins its watch now. Sessions that
-// stay keep their counters, histograms and tracker; sessions that go lose
-// their series and memory. Apps that go lose their aily_api_* series.
+// stay keep their counters, histograms and state; sessions that go lose their
+// series and memory. Apps that go lose their aily_api_* series.
 func (c *Collector) SetApps(apps []App) {
-	now := c.opts.Now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.gen++
-
-	type key struct{ app, id string }
-	old := make(map[key]*session, len(c.sessions))
-	for _, s := range c.sessions {
-		old[key{s.app.name, s.id}] = s
+	wapps := make([]watch.App, len(apps))
+	for i, a := range apps {
+		wapps[i] = watch.App{Name: a.Name, API: a.API, Sessions: a.Sessions}
 	}
+	removed := c.w.SetApps(wapps)
+
+	c.mu.Lock()
 	newApps := make(map[string]*appState, len(apps))
-	kept := make(map[key]*session)
-	var sessions []*session
 	for _, a := range apps {
 		as := c.apps[a.Name]
-		if as == nil {
-			as = &appState{name: a.Name, codes: make(map[string]struct{})}
+		if as == nil || as.perSession != a.PerSession {
+			if as != nil {
+				c.dropApp(as)
+			}
+			as = &appState{name: a.Name, perSession: a.PerSession, codes: make(map[string]struct{})}
 		}
-		as.lister = a.Lister
 		newApps[a.Name] = as
-		for _, id := range a.Sessions {
-			k := key{a.Name, id}
-			if _, dup := kept[k]; dup || id == "" {
-				continue
-			}
-			s := old[k]
-			if s == nil {
-				s = &session{app: as, id: id, tracker: NewTracker(now)}
-				// Every final status starts at 0 so that the first run to reach
-				// one is an increase from 0 that increase() and rate() see.
-				for _, st := range feishu.FinalStatuses() {
-					c.m.finished.WithLabelValues(a.Name, id, string(st))
-				}
-				c.m.created.WithLabelValues(a.Name, id)
-			}
-			kept[k] = s
-			sessions = append(sessions, s)
+	}
+	for name, as := range c.apps {
+		if newApps[name] == nil {
+			c.dropApp(as)
 		}
 	}
-
-	for k, s := range old {
-		if _, ok := kept[k]; ok {
-			continue
-		}
-		// Under the session's lock so that a listing finishing now cannot
-		// bring a series back after it has been deleted.
-		s.mu.Lock()
-		s.removed = true
-		s.tracker = nil
-		labels := prometheus.Labels{"app": k.app, "session_id": k.id}
-		for _, v := range c.m.sessionVectors() {
-			v.DeletePartialMatch(labels)
-		}
-		s.mu.Unlock()
+	for _, s := range removed {
+		c.dropSession(s.App(), s.ID())
 	}
+	c.apps = newApps
+	c.mu.Unlock()
 
 	c.apiMu.Lock()
 	for name := range c.apiApps {
-		if _, ok := newApps[name]; !ok {
+		if newApps[name] == nil {
 			delete(c.apiApps, name)
 			labels := prometheus.Labels{"app": name}
 			c.m.apiRequests.DeletePartialMatch(labels)
@@ -231,17 +163,110 @@ func (c *Collector) SetApps(apps []App) {
 		}
 	}
 	c.apiMu.Unlock()
+}
 
-	slices.SortFunc(sessions, func(a, b *session) int {
-		return cmp.Or(cmp.Compare(a.app.name, b.app.name), cmp.Compare(a.id, b.id))
-	})
-	c.apps = newApps
-	c.sessions = sessions
+// dropApp forgets an app's run series, per session and summed. c.mu is held.
+func (c *Collector) dropApp(as *appState) {
+	labels := prometheus.Labels{"app": as.name}
+	for _, v := range []*prometheus.HistogramVec{c.m.perApp.duration, c.m.perApp.queue} {
+		v.DeletePartialMatch(labels)
+	}
+	for k := range c.counts {
+		if k.app == as.name {
+			c.dropSession(k.app, k.id)
+		}
+	}
+}
+
+// dropSession forgets a session's series. c.mu is held.
+func (c *Collector) dropSession(app, id string) {
+	delete(c.counts, sessionKey{app, id})
+	labels := prometheus.Labels{"app": app, "session_id": id}
+	c.m.perSession.duration.DeletePartialMatch(labels)
+	c.m.perSession.queue.DeletePartialMatch(labels)
+}
+
+// recorder adds what polls count to the counters and histograms.
+type recorder struct{ c *Collector }
+
+func (r recorder) Record(s *watch.Session, obs *watch.Observation) {
+	c := r.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	as := c.apps[s.App()]
+	if as == nil {
+		return
+	}
+	cs, rm, labels := &as.total, &c.m.perApp, []string{as.name}
+	if as.perSession {
+		k := sessionKey{as.name, s.ID()}
+		if cs = c.counts[k]; cs == nil {
+			cs = &counts{}
+			c.counts[k] = cs
+		}
+		rm, labels = &c.m.perSession, []string{as.name, s.ID()}
+	}
+	for _, f := range obs.Finished {
+		i := slices.Index(feishu.FinalStatuses(), f.Run.Status)
+		if i < 0 {
+			continue
+		}
+		cs.finished[i]++
+		if f.Timed {
+			rm.duration.WithLabelValues(append(labels, string(f.Run.Status))...).Observe(f.Seconds)
+		}
+		if f.Run.Status == feishu.StatusFailed {
+			if cs.failures == nil {
+				cs.failures = make(map[string]float64)
+			}
+			cs.failures[as.failureCode(f.Run.Error)]++
+		}
+	}
+	for _, st := range obs.Started {
+		if st.Timed {
+			rm.queue.WithLabelValues(labels...).Observe(st.Seconds)
+		}
+	}
+	cs.created += float64(len(obs.Created))
+}
+
+// failureCode returns the error_code label for a FAILED run of the app.
+// Collector.mu is held.
+func (a *appState) failureCode(e *feishu.RunError) string {
+	if e == nil || e.Code == "" {
+		return "unknown"
+	}
+	code := labelValue(e.Code)
+	if _, ok := a.codes[code]; ok {
+		return code
+	}
+	if len(a.codes) >= maxFailureCodes {
+		return "other"
+	}
+	a.codes[code] = struct{}{}
+	return code
+}
+
+// maxLabelBytes bounds a label value taken from the API (an error code, a
+// status), so that one odd answer cannot put kilobytes into every series.
+const maxLabelBytes = 128
+
+// labelValue returns s, cut to maxLabelBytes on a rune boundary with a marker.
+func labelValue(s string) string {
+	if len(s) <= maxLabelBytes {
+		return s
+	}
+	const marker = "…"
+	cut := maxLabelBytes - len(marker)
+	for cut > 0 && s[cut]&0xC0 == 0x80 {
+		cut--
+	}
+	return s[:cut] + marker
 }
 
 // ForScrape returns a prometheus.Collector for one scrape, bounded by ctx:
-// sessions not listed by ctx's deadline are reported down. Register it in a
-// registry made for the request.
+// sessions not polled by ctx's deadline keep their last state. Register it
+// in a registry made for the request.
 func (c *Collector) ForScrape(ctx context.Context) prometheus.Collector {
 	return scrape{c: c, ctx: ctx}
 }
@@ -251,15 +276,233 @@ type scrape struct {
 	ctx context.Context
 }
 
-func (s scrape) Describe(ch chan<- *prometheus.Desc) { s.c.Describe(ch) }
+func (s scrape) Describe(chan<- *prometheus.Desc)    {}
 func (s scrape) Collect(ch chan<- prometheus.Metric) { s.c.collect(s.ctx, ch) }
 
-// Describe sends the descriptor of every metric the collector sends.
-func (c *Collector) Describe(ch chan<- *prometheus.Desc) { c.m.describe(ch) }
+// Describe sends nothing: the collector is unchecked (see Collector).
+func (c *Collector) Describe(chan<- *prometheus.Desc) {}
 
-// Collect scrapes with Options.Timeout as the deadline.
+// Collect scrapes with the watcher's timeout as the deadline.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.opts.Timeout)
+	timeout := c.opts.Watch.Timeout
+	if timeout <= 0 {
+		timeout = watch.DefaultTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	c.collect(ctx, ch)
+}
+
+// Watcher returns the watcher behind the collector.
+func (c *Collector) Watcher() *watch.Watcher { return c.w }
+
+// appView is what one scrape gathers of an app.
+type appView struct {
+	perSession bool
+	states     map[watch.SessionState]int
+	// The sum of the current state of its sessions, when !perSession.
+	runs   map[feishu.RunStatus]int
+	oldest map[feishu.RunStatus]time.Time
+}
+
+// collect serves one scrape bounded by ctx: it polls what is due, then
+// reports every session from its latest state.
+func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric) {
+	c.w.Poll(ctx)
+	now := c.opts.Watch.Now
+	if now == nil {
+		now = time.Now
+	}
+	t := now()
+
+	views := make(map[string]*appView)
+	c.mu.Lock()
+	for name, as := range c.apps {
+		views[name] = &appView{perSession: as.perSession, states: make(map[watch.SessionState]int, 4)}
+	}
+	c.mu.Unlock()
+
+	allUp := true
+	tracked := 0
+	c.w.EachSnapshot(func(s *watch.Snapshot) {
+		v := views[s.App]
+		if v == nil {
+			return
+		}
+		v.states[s.State]++
+		tracked += s.Tracked
+		if s.Polled && !s.Up {
+			allUp = false
+		}
+		if v.perSession {
+			c.collectSession(ch, s, t)
+			return
+		}
+		if s.Runs != nil {
+			v.add(s.Runs)
+		}
+	})
+
+	overdue := c.w.Overdue()
+	for name, v := range views {
+		for _, st := range watch.SessionStates() {
+			ch <- prometheus.MustNewConstMetric(c.m.sessions, prometheus.GaugeValue, float64(v.states[st]), name, string(st))
+		}
+		ch <- prometheus.MustNewConstMetric(c.m.overdue, prometheus.GaugeValue, float64(overdue[name]), name)
+		if !v.perSession {
+			c.collectApp(ch, name, v, t)
+		}
+	}
+	for _, v := range c.m.vectors() {
+		v.Collect(ch)
+	}
+	ch <- prometheus.MustNewConstMetric(c.m.up, prometheus.GaugeValue, boolValue(allUp))
+	ch <- prometheus.MustNewConstMetric(c.m.trackedRuns, prometheus.GaugeValue, float64(tracked))
+}
+
+// add sums a session's current state into the app's.
+func (v *appView) add(st *watch.State) {
+	if v.runs == nil {
+		v.runs = make(map[feishu.RunStatus]int)
+		v.oldest = make(map[feishu.RunStatus]time.Time)
+	}
+	for s, n := range st.Runs {
+		v.runs[s] += n
+	}
+	for s, o := range st.Oldest {
+		if cur, ok := v.oldest[s]; !ok || o.Before(cur) {
+			v.oldest[s] = o
+		}
+	}
+}
+
+// collectSession sends a session's series (per_session: true).
+func (c *Collector) collectSession(ch chan<- prometheus.Metric, s *watch.Snapshot, now time.Time) {
+	app, id := s.App, s.ID
+	if s.Polled {
+		ch <- prometheus.MustNewConstMetric(c.m.sessionUp, prometheus.GaugeValue, boolValue(s.Up), app, id)
+		ch <- prometheus.MustNewConstMetric(c.m.pollTook, prometheus.GaugeValue, s.PollDuration.Seconds(), app, id)
+	}
+	if !s.LastSuccess.IsZero() {
+		ch <- prometheus.MustNewConstMetric(c.m.lastSuccess, prometheus.GaugeValue, unixSeconds(s.LastSuccess), app, id)
+	}
+
+	c.mu.Lock()
+	var cs counts
+	if p := c.counts[sessionKey{app, id}]; p != nil {
+		if s.Runs != nil {
+			p.extra = noteStatuses(p.extra, s.Runs.Runs)
+		}
+		cs = *p
+		cs.failures = make(map[string]float64, len(p.failures))
+		for k, v := range p.failures {
+			cs.failures[k] = v
+		}
+		cs.extra = slices.Clone(p.extra)
+	} else if s.Runs != nil {
+		if extra := noteStatuses(nil, s.Runs.Runs); len(extra) > 0 {
+			c.counts[sessionKey{app, id}] = &counts{extra: extra}
+			cs.extra = slices.Clone(extra)
+		}
+	}
+	c.mu.Unlock()
+
+	c.collectCounts(ch, &c.m.perSession, &cs, app, id)
+	if s.Runs == nil {
+		return
+	}
+	c.collectRuns(ch, &c.m.perSession, s.Runs.Runs, s.Runs.Oldest, cs.extra, now, app, id)
+	if !s.Runs.LastCreated.IsZero() {
+		ch <- prometheus.MustNewConstMetric(c.m.lastRun, prometheus.GaugeValue, unixSeconds(s.Runs.LastCreated), app, id)
+	}
+	for _, a := range s.Runs.AppIDs {
+		ch <- prometheus.MustNewConstMetric(c.m.info, prometheus.GaugeValue, 1, app, id, labelValue(a))
+	}
+}
+
+// collectApp sends the summed run series of an app with per_session: false.
+func (c *Collector) collectApp(ch chan<- prometheus.Metric, app string, v *appView, now time.Time) {
+	c.mu.Lock()
+	as := c.apps[app]
+	if as == nil {
+		c.mu.Unlock()
+		return
+	}
+	if v.runs != nil {
+		as.total.extra = noteStatuses(as.total.extra, v.runs)
+	}
+	cs := as.total
+	cs.failures = make(map[string]float64, len(as.total.failures))
+	for k, n := range as.total.failures {
+		cs.failures[k] = n
+	}
+	cs.extra = slices.Clone(as.total.extra)
+	c.mu.Unlock()
+
+	c.collectCounts(ch, &c.m.perApp, &cs, app)
+	if v.runs != nil {
+		c.collectRuns(ch, &c.m.perApp, v.runs, v.oldest, cs.extra, now, app)
+	}
+}
+
+// collectCounts sends the counters.
+func (c *Collector) collectCounts(ch chan<- prometheus.Metric, rm *runMetrics, cs *counts, labels ...string) {
+	for i, st := range feishu.FinalStatuses() {
+		ch <- prometheus.MustNewConstMetric(rm.finished, prometheus.CounterValue, cs.finished[i], append(labels, string(st))...)
+	}
+	ch <- prometheus.MustNewConstMetric(rm.created, prometheus.CounterValue, cs.created, labels...)
+	for code, n := range cs.failures {
+		ch <- prometheus.MustNewConstMetric(rm.failures, prometheus.CounterValue, n, append(labels, code)...)
+	}
+}
+
+// collectRuns sends aily_runs and aily_runs_oldest_age_seconds.
+func (c *Collector) collectRuns(ch chan<- prometheus.Metric, rm *runMetrics, runs map[feishu.RunStatus]int,
+	oldest map[feishu.RunStatus]time.Time, extra []feishu.RunStatus, now time.Time, labels ...string) {
+	statuses := append(feishu.KnownStatuses(), extra...)
+	other := 0
+	for st, n := range runs {
+		if !slices.Contains(statuses, st) {
+			other += n
+		}
+	}
+	for _, st := range statuses {
+		ch <- prometheus.MustNewConstMetric(rm.runs, prometheus.GaugeValue, float64(runs[st]), append(labels, string(st))...)
+	}
+	if other > 0 {
+		ch <- prometheus.MustNewConstMetric(rm.runs, prometheus.GaugeValue, float64(other), append(labels, string(otherStatus))...)
+	}
+	for _, st := range []feishu.RunStatus{feishu.StatusQueued, feishu.StatusInProgress, feishu.StatusRequiresMessage} {
+		age := 0.0
+		if o, ok := oldest[st]; ok {
+			age = max(now.Sub(o).Seconds(), 0)
+		}
+		ch <- prometheus.MustNewConstMetric(rm.oldestAge, prometheus.GaugeValue, age, append(labels, string(st))...)
+	}
+}
+
+// noteStatuses adds the undocumented statuses of runs to extra, up to
+// maxExtraStatuses, so that aily_runs keeps reporting them (at 0) once no run
+// is in them.
+func noteStatuses(extra []feishu.RunStatus, runs map[feishu.RunStatus]int) []feishu.RunStatus {
+	for st := range runs {
+		if len(extra) >= maxExtraStatuses {
+			break
+		}
+		if slices.Contains(feishu.KnownStatuses(), st) || slices.Contains(extra, st) || len(st) > maxLabelBytes {
+			continue
+		}
+		extra = append(extra, st)
+	}
+	slices.Sort(extra)
+	return extra
+}
+
+func unixSeconds(t time.Time) float64 { return float64(t.UnixMilli()) / 1000 }
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -17,10 +17,12 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/watch"
 )
 
-// memLister is an in-memory RunLister. Sessions can be made to fail, to block
-// until the caller's context ends, or to hang regardless of it.
+// memLister is an in-memory watch.API that lists every run of a session on
+// one page. Sessions can be made to fail, to block until the caller's context
+// ends, or to hang regardless of it.
 type memLister struct {
 	mu      sync.Mutex
 	runs    map[string][]feishu.Run
@@ -57,7 +59,7 @@ func (m *memLister) callsOf(session string) int {
 	return m.calls[session]
 }
 
-func (m *memLister) ListRuns(ctx context.Context, session string) ([]feishu.Run, error) {
+func (m *memLister) ListRunsPage(ctx context.Context, session, _ string) (feishu.RunsPage, error) {
 	m.mu.Lock()
 	m.calls[session]++
 	runs, err, block, hang, gate, entered := m.runs[session], m.errs[session], m.blocks[session], m.hangs[session], m.gate, m.entered
@@ -70,17 +72,30 @@ func (m *memLister) ListRuns(ctx context.Context, session string) ([]feishu.Run,
 	}
 	if hang != nil {
 		<-hang
-		return nil, errors.New("hung")
+		return feishu.RunsPage{}, errors.New("hung")
 	}
 	if block {
 		<-ctx.Done()
-		return nil, fmt.Errorf("list runs of session %s: %w", session, ctx.Err())
+		return feishu.RunsPage{}, fmt.Errorf("list runs of session %s: %w", session, ctx.Err())
 	}
 	if err != nil {
-		return nil, err
+		return feishu.RunsPage{}, err
 	}
-	return append([]feishu.Run(nil), runs...), nil
+	return feishu.RunsPage{Runs: append([]feishu.Run(nil), runs...)}, nil
 }
+
+func (m *memLister) GetRun(_ context.Context, session, id string) (feishu.Run, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, r := range m.runs[session] {
+		if r.ID == id {
+			return r, nil
+		}
+	}
+	return feishu.Run{}, &feishu.APIError{Endpoint: "get_run", HTTPStatus: 400, Code: feishu.CodeParamInvalid}
+}
+
+func (m *memLister) PageSize() int { return 1000 }
 
 // syncBuffer is a log sink safe for the collector's concurrent writes.
 type syncBuffer struct {
@@ -106,11 +121,19 @@ func newTestCollector(t *testing.T, clk *feishufake.Clock, logs *syncBuffer, min
 	if logs != nil {
 		logger = log.NewLogfmtLogger(logs)
 	}
+	if minInterval == 0 {
+		minInterval = -1 // no min interval: every scrape polls
+	}
 	return New(Options{
-		Concurrency:     2,
-		MinInterval:     minInterval,
+		Watch: watch.Options{
+			Concurrency: 2,
+			MinInterval: minInterval,
+			// Idle sessions are due as often as active ones, so that each
+			// scrape of these tests polls every session.
+			IdleInterval: time.Nanosecond,
+			Now:          clk.Now,
+		},
 		DurationBuckets: []float64{1, 10, 60},
-		Now:             clk.Now,
 		Logger:          logger,
 	})
 }
@@ -185,7 +208,7 @@ func TestCollectorExposition(t *testing.T) {
 		run("q1", queued, -30, none, none),
 	)
 	c := newTestCollector(t, clk, nil, 0)
-	c.SetApps([]App{{Name: "helpdesk", Lister: lister, Sessions: []string{"s1"}}})
+	c.SetApps([]App{{Name: "helpdesk", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 
 	clk.Advance(10 * time.Second)
 	gather(t, context.Background(), c) // the baseline
@@ -220,7 +243,7 @@ aily_run_queue_seconds_bucket{app="helpdesk",session_id="s1",le="60"} 1
 aily_run_queue_seconds_bucket{app="helpdesk",session_id="s1",le="+Inf"} 1
 aily_run_queue_seconds_sum{app="helpdesk",session_id="s1"} 50
 aily_run_queue_seconds_count{app="helpdesk",session_id="s1"} 1
-# HELP aily_runs Runs the session lists now, by status; every known status is present, 0 when the session has none.
+# HELP aily_runs Runs by status as of the session's last successful poll; every known status is present, 0 when none.
 # TYPE aily_runs gauge
 aily_runs{app="helpdesk",session_id="s1",status="CANCELLED"} 0
 aily_runs{app="helpdesk",session_id="s1",status="COMPLETED"} 1
@@ -250,16 +273,28 @@ aily_session_info{aily_app_id="spring_a",app="helpdesk",session_id="s1"} 1
 # HELP aily_session_last_run_timestamp_seconds Unix time at which the session's newest run was created; absent while the session has no runs.
 # TYPE aily_session_last_run_timestamp_seconds gauge
 aily_session_last_run_timestamp_seconds{app="helpdesk",session_id="s1"} 1.740830428e+09
-# HELP aily_session_scrape_duration_seconds Seconds this scrape's listing of the session's runs took.
-# TYPE aily_session_scrape_duration_seconds gauge
-aily_session_scrape_duration_seconds{app="helpdesk",session_id="s1"} 0
-# HELP aily_session_up 1 if this scrape's listing of the session's runs succeeded, 0 if it failed or missed the scrape deadline.
+# HELP aily_session_last_success_timestamp_seconds Unix time at which the session's last successful poll began.
+# TYPE aily_session_last_success_timestamp_seconds gauge
+aily_session_last_success_timestamp_seconds{app="helpdesk",session_id="s1"} 1.74083043e+09
+# HELP aily_session_poll_duration_seconds Seconds the session's most recent poll took.
+# TYPE aily_session_poll_duration_seconds gauge
+aily_session_poll_duration_seconds{app="helpdesk",session_id="s1"} 0
+# HELP aily_session_up 1 if the session's most recent poll succeeded, 0 if it failed or was cut off by the scrape deadline.
 # TYPE aily_session_up gauge
 aily_session_up{app="helpdesk",session_id="s1"} 1
+# HELP aily_sessions Configured sessions by polling state: pending (no baseline yet), active, idle, failing.
+# TYPE aily_sessions gauge
+aily_sessions{app="helpdesk",state="active"} 1
+aily_sessions{app="helpdesk",state="failing"} 0
+aily_sessions{app="helpdesk",state="idle"} 0
+aily_sessions{app="helpdesk",state="pending"} 0
+# HELP aily_sessions_overdue Sessions due for a poll that the last scrape could not reach (deadline or request budget).
+# TYPE aily_sessions_overdue gauge
+aily_sessions_overdue{app="helpdesk"} 0
 # HELP aily_tracked_runs Runs held in memory to count each finished run exactly once.
 # TYPE aily_tracked_runs gauge
-aily_tracked_runs 4
-# HELP aily_up 1 if every configured session was listed successfully in this scrape.
+aily_tracked_runs 2
+# HELP aily_up 1 if every session's most recent poll succeeded.
 # TYPE aily_up gauge
 aily_up 1
 # HELP aily_api_rate_limited_total Feishu API responses that asked to slow down (HTTP 429 or code 99991400).
@@ -276,7 +311,7 @@ func TestCollectorLint(t *testing.T) {
 	lister := newMemLister()
 	lister.set("s1", run("r1", inProgress, 1, 2, none))
 	c := newTestCollector(t, clk, nil, 0)
-	c.SetApps([]App{{Name: "helpdesk", Lister: lister, Sessions: []string{"s1", "s2"}}})
+	c.SetApps([]App{{Name: "helpdesk", API: lister, PerSession: true, Sessions: []string{"s1", "s2"}}})
 	lister.errs["s2"] = errors.New("boom")
 	obs := c.APIObserver("helpdesk")
 	obs.ObserveRequest(feishu.EndpointListRuns, "0", 30*time.Millisecond)
@@ -305,7 +340,7 @@ func TestCollectorFaultIsolation(t *testing.T) {
 	t.Cleanup(func() { close(hang) })
 	lister.hangs["stuck"] = hang
 	c := newTestCollector(t, clk, logs, 0)
-	c.SetApps([]App{{Name: "a", Lister: lister, Sessions: []string{"ok", "broken", "slow", "stuck"}}})
+	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"ok", "broken", "slow", "stuck"}}})
 
 	// No timed assertion: Collect must return although one lister never
 	// does; a collector that waited for it would hang the test.
@@ -334,11 +369,11 @@ func TestCollectorFaultIsolation(t *testing.T) {
 	if got, _ := value(mfs, "aily_up", nil); got != 0 {
 		t.Errorf("aily_up = %v, want 0", got)
 	}
+	// The slow and stuck sessions' polls end after the scrape, so only the
+	// broken one's warning is sure to be written by now.
 	out := logs.String()
-	for _, id := range []string{"broken", "slow", "stuck"} {
-		if n := strings.Count(out, "session_id="+id+" "); n != 1 {
-			t.Errorf("session %s logged %d times, want once:\n%s", id, n, out)
-		}
+	if n := strings.Count(out, "session_id=broken "); n != 1 {
+		t.Errorf("session broken logged %d times, want once:\n%s", n, out)
 	}
 	if !strings.Contains(out, "level=warn") || !strings.Contains(out, "404 page not found") {
 		t.Errorf("log lacks the warning with the error:\n%s", out)
@@ -349,7 +384,7 @@ func TestCollectorFailureCodesCapped(t *testing.T) {
 	clk := feishufake.NewClock(t0)
 	lister := newMemLister()
 	c := newTestCollector(t, clk, nil, 0)
-	c.SetApps([]App{{Name: "a", Lister: lister, Sessions: []string{"s1", "s2"}}})
+	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1", "s2"}}})
 	gather(t, context.Background(), c) // baseline: nothing yet
 
 	var runs []feishu.Run
@@ -360,11 +395,13 @@ func TestCollectorFailureCodesCapped(t *testing.T) {
 	}
 	runs = append(runs, run("nocode", failed, 1, 2, 3))
 	lister.set("s1", runs...)
+	clk.Advance(10 * time.Second)
 	gather(t, context.Background(), c)
 	// The cap is per app: a code new to s2 is the app's 22nd.
 	r := run("s2r", failed, 1, 2, 3)
 	r.Error = &feishu.RunError{Code: "code_s2"}
 	lister.set("s2", r)
+	clk.Advance(10 * time.Second)
 	mfs := gather(t, context.Background(), c)
 
 	codes := map[string]float64{}
@@ -393,7 +430,7 @@ func TestCollectorMinIntervalReusesListing(t *testing.T) {
 	lister := newMemLister()
 	lister.set("s1", run("r1", inProgress, 1, 2, none))
 	c := newTestCollector(t, clk, nil, 5*time.Second)
-	c.SetApps([]App{{Name: "a", Lister: lister, Sessions: []string{"s1"}}})
+	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 
 	gather(t, context.Background(), c)
 	lister.set("s1", run("r1", completed, 1, 2, 3))
@@ -421,33 +458,34 @@ func TestCollectorMinIntervalReusesListing(t *testing.T) {
 	}
 }
 
-func TestCollectorConcurrentScrapesShareOneListing(t *testing.T) {
+func TestCollectorConcurrentScrapesShareOnePoll(t *testing.T) {
 	clk := feishufake.NewClock(t0)
 	lister := newMemLister()
 	lister.set("s1", run("r1", completed, 1, 2, 3))
 	lister.gate = make(chan struct{})
 	lister.entered = make(chan string, 1)
 	c := newTestCollector(t, clk, nil, 0)
-	c.SetApps([]App{{Name: "a", Lister: lister, Sessions: []string{"s1"}}})
+	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 
 	first := make(chan []*dto.MetricFamily)
 	go func() { first <- gather(t, context.Background(), c) }()
-	<-lister.entered // the first scrape's listing is under way
+	<-lister.entered // the first scrape's poll is under way
 
-	// A second scrape now joins it instead of listing again.
-	l, _ := c.listingFor(context.Background())
-	c.listMu.Lock()
-	joined := l == c.inflight
-	c.listMu.Unlock()
-	if !joined {
-		t.Fatal("a scrape during a listing started its own")
+	// A second scrape, while that poll is under way, does not poll the
+	// session again; it gives up at its own deadline and shows the session's
+	// last state: none yet, since the poll (bound by the first scrape's
+	// deadline, not yet passed) has not finished.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	mfs := gather(t, ctx, c)
+	if n := lister.callsOf("s1"); n != 1 {
+		t.Errorf("polled %d times for two concurrent scrapes, want 1", n)
+	}
+	if got, ok := value(mfs, "aily_session_up", sess("a", "s1")); ok {
+		t.Errorf("the second scrape shows aily_session_up = %v, want none before the first poll ends", got)
 	}
 	close(lister.gate)
-	<-l.done
 	<-first
-	if n := lister.callsOf("s1"); n != 1 {
-		t.Errorf("listed %d times for two concurrent scrapes, want 1", n)
-	}
 }
 
 func TestCollectorConcurrentScrapesRace(t *testing.T) {
@@ -457,7 +495,7 @@ func TestCollectorConcurrentScrapesRace(t *testing.T) {
 	lister.set("s1", run("r1", completed, 1, 2, 3))
 	lister.set("s2", run("r2", inProgress, 1, 2, none))
 	c := newTestCollector(t, clk, nil, time.Second)
-	apps := []App{{Name: "a", Lister: lister, Sessions: []string{"s1", "s2"}}}
+	apps := []App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1", "s2"}}}
 	c.SetApps(apps)
 	var wg sync.WaitGroup
 	for i := range 8 {
@@ -481,8 +519,8 @@ func TestCollectorSetAppsRemovesSessionSeries(t *testing.T) {
 	lister.set("gone", run("g1", inProgress, 1, 2, none))
 	c := newTestCollector(t, clk, nil, 0)
 	c.SetApps([]App{
-		{Name: "a", Lister: lister, Sessions: []string{"keep", "gone"}},
-		{Name: "b", Lister: lister, Sessions: []string{"other"}},
+		{Name: "a", API: lister, PerSession: true, Sessions: []string{"keep", "gone"}},
+		{Name: "b", API: lister, PerSession: true, Sessions: []string{"other"}},
 	})
 	gather(t, context.Background(), c)
 	lister.set("keep", run("k1", completed, 1, 2, 5))
@@ -490,12 +528,13 @@ func TestCollectorSetAppsRemovesSessionSeries(t *testing.T) {
 	f.Error = &feishu.RunError{Code: "c1"}
 	lister.set("gone", f)
 	c.APIObserver("b").ObserveRequest(feishu.EndpointListRuns, "0", time.Millisecond)
+	clk.Advance(10 * time.Second)
 	mfs := gather(t, context.Background(), c)
 	if seriesWith(mfs, "session_id", "gone") == 0 || seriesWith(mfs, "app", "b") == 0 {
 		t.Fatal("test set-up: no series for the sessions to remove")
 	}
 
-	c.SetApps([]App{{Name: "a", Lister: lister, Sessions: []string{"keep"}}})
+	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"keep"}}})
 	c.APIObserver("b").ObserveRequest(feishu.EndpointListRuns, "0", time.Millisecond) // a late request of a removed app
 	mfs = gather(t, context.Background(), c)
 	if n := seriesWith(mfs, "session_id", "gone"); n != 0 {
@@ -513,7 +552,7 @@ func TestCollectorSetAppsRemovesSessionSeries(t *testing.T) {
 
 	// Re-adding the session starts a new watch: its old runs are history.
 	clk.Advance(time.Minute)
-	c.SetApps([]App{{Name: "a", Lister: lister, Sessions: []string{"keep", "gone"}}})
+	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"keep", "gone"}}})
 	mfs = gather(t, context.Background(), c)
 	if got, _ := value(mfs, "aily_runs_finished_total", map[string]string{"app": "a", "session_id": "gone", "status": "FAILED"}); got != 0 {
 		t.Errorf("re-added session's FAILED = %v, want 0", got)
@@ -529,7 +568,7 @@ func TestCollectorRestartStartsAtZero(t *testing.T) {
 	)
 	clk := feishufake.NewClock(t0)
 	first := newTestCollector(t, clk, nil, 0)
-	first.SetApps([]App{{Name: "a", Lister: lister, Sessions: []string{"s1"}}})
+	first.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 	gather(t, context.Background(), first)
 	lister.set("s1",
 		run("a", completed, -300, -290, -200),
@@ -545,7 +584,7 @@ func TestCollectorRestartStartsAtZero(t *testing.T) {
 	// The restarted process watches from now and sees the same runs.
 	clk.Advance(10 * time.Second)
 	second := newTestCollector(t, clk, nil, 0)
-	second.SetApps([]App{{Name: "a", Lister: lister, Sessions: []string{"s1"}}})
+	second.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 	for range 2 {
 		mfs = gather(t, context.Background(), second)
 		for _, st := range feishu.FinalStatuses() {

@@ -18,6 +18,7 @@ import (
 	"github.com/aily-exporter/aily_exporter/collector"
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/watch"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/golden.prom from the current output")
@@ -61,11 +62,16 @@ func TestGoldenScrape(t *testing.T) {
 	put("session_b", "run_b_old", feishu.StatusFailed, -900, -880, -870, "sp_ec_sm_900101")
 	fake.AddSession("session_c")
 	put("session_s", "run_s1", feishu.StatusRequiresMessage, -60, -50, 0, "")
+	put("session_t", "run_t1", feishu.StatusInProgress, -40, -35, 0, "")
 
 	c := collector.New(collector.Options{
-		Concurrency:     2,
+		Watch: watch.Options{
+			Concurrency: 2,
+			// Every session is due again by the second scrape, a minute on.
+			IdleInterval: 30 * time.Second,
+			Now:          clock,
+		},
 		DurationBuckets: []float64{1, 10, 60, 300},
-		Now:             clock,
 		Logger:          log.NewNopLogger(),
 	})
 	client := func(app, id, secret string) *feishu.Client {
@@ -84,9 +90,11 @@ func TestGoldenScrape(t *testing.T) {
 		return cl
 	}
 	c.SetApps([]collector.App{
-		{Name: "helpdesk", Lister: client("helpdesk", "cli_helpdesk", "helpdesk-secret"),
+		{Name: "helpdesk", API: client("helpdesk", "cli_helpdesk", "helpdesk-secret"), PerSession: true,
 			Sessions: []string{"session_a", "session_b", "session_c", "session_missing"}},
-		{Name: "sales", Lister: client("sales", "cli_sales", "sales-secret"), Sessions: []string{"session_s"}},
+		// Summed per app: no session_id, no aily_session_* series.
+		{Name: "sales", API: client("sales", "cli_sales", "sales-secret"), PerSession: false,
+			Sessions: []string{"session_s", "session_t"}},
 	})
 
 	scrape := func() *prometheus.Registry {
@@ -111,6 +119,8 @@ func TestGoldenScrape(t *testing.T) {
 	put("session_b", "run_b1", feishu.StatusFailed, 45, 46, 60, "")
 	put("session_b", "run_b2", feishu.StatusQueued, 65, 0, 0, "")
 	put("session_s", "run_s1", feishu.StatusExpired, -60, -50, 60, "")
+	put("session_t", "run_t1", feishu.StatusCompleted, -40, -35, 55, "")
+	put("session_t", "run_t2", feishu.StatusFailed, 56, 57, 66, "sp_ec_other")
 	reg := scrape()
 
 	if *update {

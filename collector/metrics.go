@@ -10,7 +10,7 @@ const namespace = "aily"
 
 // DefaultDurationBuckets returns the classic buckets of the run duration and
 // queue histograms when Options.DurationBuckets is empty, in seconds: from a
-// second to an hour, as SPEC §2's --collector.duration-buckets default.
+// second to an hour, the default of --collector.duration-buckets.
 func DefaultDurationBuckets() []float64 {
 	return []float64{1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600}
 }
@@ -24,38 +24,79 @@ const (
 	nativeMinReset        = time.Hour
 )
 
-// metrics holds the descriptors of the per-scrape gauges and the vectors of
-// the counters and histograms, which live across scrapes.
+// runMetrics are the run metrics at one granularity: per session (labels
+// app, session_id) or per app (label app, for apps with per_session: false).
+type runMetrics struct {
+	runs      *prometheus.Desc
+	oldestAge *prometheus.Desc
+	finished  *prometheus.Desc
+	created   *prometheus.Desc
+	failures  *prometheus.Desc
+	duration  *prometheus.HistogramVec
+	queue     *prometheus.HistogramVec
+}
+
+// metrics holds the descriptors of what is made afresh on every scrape and
+// the vectors of what lives across scrapes.
 type metrics struct {
-	runs         *prometheus.Desc
-	oldestAge    *prometheus.Desc
+	perSession, perApp runMetrics
+
 	lastRun      *prometheus.Desc
 	info         *prometheus.Desc
 	sessionUp    *prometheus.Desc
-	scrapeTook   *prometheus.Desc
+	lastSuccess  *prometheus.Desc
+	pollTook     *prometheus.Desc
+	sessions     *prometheus.Desc
+	overdue      *prometheus.Desc
 	up           *prometheus.Desc
 	trackedRuns  *prometheus.Desc
-	finished     *prometheus.CounterVec
-	created      *prometheus.CounterVec
-	failures     *prometheus.CounterVec
-	duration     *prometheus.HistogramVec
-	queue        *prometheus.HistogramVec
 	apiRequests  *prometheus.CounterVec
 	apiDuration  *prometheus.HistogramVec
 	apiThrottled *prometheus.CounterVec
 }
 
-func newMetrics(buckets []float64) *metrics {
-	session := []string{"app", "session_id"}
-	withStatus := []string{"app", "session_id", "status"}
-	name := func(n string) string { return prometheus.BuildFQName(namespace, "", n) }
-	return &metrics{
+func name(n string) string { return prometheus.BuildFQName(namespace, "", n) }
+
+func newRunMetrics(buckets []float64, scope ...string) runMetrics {
+	withStatus := append(scope[:len(scope):len(scope)], "status")
+	withCode := append(scope[:len(scope):len(scope)], "error_code")
+	histogram := func(n, help string, labels []string) *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: n, Help: help,
+			Buckets:                         buckets,
+			NativeHistogramBucketFactor:     nativeBucketFactor,
+			NativeHistogramMaxBucketNumber:  nativeMaxBucketNumber,
+			NativeHistogramMinResetDuration: nativeMinReset,
+		}, labels)
+	}
+	return runMetrics{
 		runs: prometheus.NewDesc(name("runs"),
-			"Runs the session lists now, by status; every known status is present, 0 when the session has none.",
+			"Runs by status as of the session's last successful poll; every known status is present, 0 when none.",
 			withStatus, nil),
 		oldestAge: prometheus.NewDesc(name("runs_oldest_age_seconds"),
 			"Seconds since the oldest run still in this non-final status was created; 0 when none is.",
 			withStatus, nil),
+		finished: prometheus.NewDesc(name("runs_finished_total"),
+			"Runs seen reaching a final status since the session was first watched, each run once, by that status.",
+			withStatus, nil),
+		created: prometheus.NewDesc(name("runs_created_total"),
+			"Runs created since the session was first watched.",
+			scope, nil),
+		failures: prometheus.NewDesc(name("run_failures_total"),
+			"FAILED runs by error.code; at most 20 codes per app, the rest as \"other\", runs without a code as \"unknown\".",
+			withCode, nil),
+		duration: histogram("run_duration_seconds",
+			"Seconds from started_at to ended_at of runs seen finishing, by final status.", withStatus),
+		queue: histogram("run_queue_seconds",
+			"Seconds from created_at to started_at of runs seen starting.", scope),
+	}
+}
+
+func newMetrics(buckets []float64) *metrics {
+	session := []string{"app", "session_id"}
+	return &metrics{
+		perSession: newRunMetrics(buckets, "app", "session_id"),
+		perApp:     newRunMetrics(buckets, "app"),
 		lastRun: prometheus.NewDesc(name("session_last_run_timestamp_seconds"),
 			"Unix time at which the session's newest run was created; absent while the session has no runs.",
 			session, nil),
@@ -63,48 +104,29 @@ func newMetrics(buckets []float64) *metrics {
 			"Always 1; joins a session to the Aily app (spring_…) its runs belong to.",
 			[]string{"app", "session_id", "aily_app_id"}, nil),
 		sessionUp: prometheus.NewDesc(name("session_up"),
-			"1 if this scrape's listing of the session's runs succeeded, 0 if it failed or missed the scrape deadline.",
+			"1 if the session's most recent poll succeeded, 0 if it failed or was cut off by the scrape deadline.",
 			session, nil),
-		scrapeTook: prometheus.NewDesc(name("session_scrape_duration_seconds"),
-			"Seconds this scrape's listing of the session's runs took.",
+		lastSuccess: prometheus.NewDesc(name("session_last_success_timestamp_seconds"),
+			"Unix time at which the session's last successful poll began.",
 			session, nil),
+		pollTook: prometheus.NewDesc(name("session_poll_duration_seconds"),
+			"Seconds the session's most recent poll took.",
+			session, nil),
+		sessions: prometheus.NewDesc(name("sessions"),
+			"Configured sessions by polling state: pending (no baseline yet), active, idle, failing.",
+			[]string{"app", "state"}, nil),
+		overdue: prometheus.NewDesc(name("sessions_overdue"),
+			"Sessions due for a poll that the last scrape could not reach (deadline or request budget).",
+			[]string{"app"}, nil),
 		up: prometheus.NewDesc(name("up"),
-			"1 if every configured session was listed successfully in this scrape.",
+			"1 if every session's most recent poll succeeded.",
 			nil, nil),
 		trackedRuns: prometheus.NewDesc(name("tracked_runs"),
 			"Runs held in memory to count each finished run exactly once.",
 			nil, nil),
-		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "runs_finished_total",
-			Help: "Runs seen reaching a final status since the session was first watched, each run once, by that status.",
-		}, withStatus),
-		created: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "runs_created_total",
-			Help: "Runs created since the session was first watched.",
-		}, session),
-		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "run_failures_total",
-			Help: "FAILED runs by error.code; at most 20 codes per app, the rest as \"other\", runs without a code as \"unknown\".",
-		}, []string{"app", "session_id", "error_code"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: namespace, Name: "run_duration_seconds",
-			Help:                            "Seconds from started_at to ended_at of runs seen finishing, by final status.",
-			Buckets:                         buckets,
-			NativeHistogramBucketFactor:     nativeBucketFactor,
-			NativeHistogramMaxBucketNumber:  nativeMaxBucketNumber,
-			NativeHistogramMinResetDuration: nativeMinReset,
-		}, withStatus),
-		queue: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: namespace, Name: "run_queue_seconds",
-			Help:                            "Seconds from created_at to started_at of runs seen starting.",
-			Buckets:                         buckets,
-			NativeHistogramBucketFactor:     nativeBucketFactor,
-			NativeHistogramMaxBucketNumber:  nativeMaxBucketNumber,
-			NativeHistogramMinResetDuration: nativeMinReset,
-		}, session),
 		apiRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "api_requests_total",
-			Help: "HTTP requests to the Feishu API by endpoint and result code: the API's code, http_<status> or transport.",
+			Help: "HTTP requests to the Feishu API by endpoint and result code: the API's code, http_<status>, transport or canceled.",
 		}, []string{"app", "endpoint", "code"}),
 		apiDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "api_request_duration_seconds",
@@ -121,28 +143,7 @@ func newMetrics(buckets []float64) *metrics {
 // vectors returns the metrics that keep state across scrapes.
 func (m *metrics) vectors() []prometheus.Collector {
 	return []prometheus.Collector{
-		m.finished, m.created, m.failures, m.duration, m.queue,
+		m.perSession.duration, m.perSession.queue, m.perApp.duration, m.perApp.queue,
 		m.apiRequests, m.apiDuration, m.apiThrottled,
-	}
-}
-
-// sessionVectors returns the vectors with app and session_id labels, whose
-// series go when the session is no longer configured.
-func (m *metrics) sessionVectors() []interface {
-	DeletePartialMatch(prometheus.Labels) int
-} {
-	return []interface {
-		DeletePartialMatch(prometheus.Labels) int
-	}{m.finished, m.created, m.failures, m.duration, m.queue}
-}
-
-func (m *metrics) describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{
-		m.runs, m.oldestAge, m.lastRun, m.info, m.sessionUp, m.scrapeTook, m.up, m.trackedRuns,
-	} {
-		ch <- d
-	}
-	for _, v := range m.vectors() {
-		v.Describe(ch)
 	}
 }

@@ -43,6 +43,10 @@ type App struct {
 	Sessions []string `yaml:"sessions,omitempty"`
 	// SessionsFile names a file of further session IDs, one a line.
 	SessionsFile string `yaml:"sessions_file,omitempty"`
+	// PerSession, true unless set false, gives the app's run metrics a
+	// session_id label; false sums them per app and leaves out the
+	// aily_session_* series, for apps with thousands of sessions.
+	PerSession *bool `yaml:"per_session,omitempty"`
 
 	// secretFromFile is AppSecretFile's content, read at load. A pointer
 	// because fmt prints unexported fields by reflection, bypassing
@@ -318,6 +322,10 @@ func checkSessionID(id string) error {
 	}
 	return nil
 }
+
+// SeriesPerSession reports whether the app's run metrics carry session_id
+// (per_session, true when not set).
+func (a *App) SeriesPerSession() bool { return a.PerSession == nil || *a.PerSession }
 
 // Secret returns the app secret to use: app_secret after ${VAR} expansion, or
 // the content of app_secret_file. It is empty for a user-token app.

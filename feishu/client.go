@@ -1,6 +1,7 @@
 package feishu
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +24,8 @@ const (
 	DefaultMaxPages    = 1000
 	DefaultMaxAttempts = 3
 	DefaultTimeout     = 10 * time.Second
+	// DefaultMaxConcurrency is Config.MaxConcurrency's default.
+	DefaultMaxConcurrency = 4
 )
 
 const (
@@ -68,8 +71,19 @@ type Config struct {
 	// UserAccessTokenFile holds a user_access_token; it is re-read whenever
 	// its modification time or size changes, so it can be rotated in place.
 	UserAccessTokenFile string
-	// HTTPClient sends the requests; default &http.Client{Timeout: 10s}.
+	// HTTPClient sends the requests; default an http.Client with Timeout
+	// whose Transport is a clone of http.DefaultTransport keeping
+	// MaxConcurrency idle connections per host.
 	HTTPClient *http.Client
+	// Timeout is one HTTP request's limit when HTTPClient is nil; default 10s.
+	Timeout time.Duration
+	// MaxConcurrency is how many requests this client may have in flight at
+	// once, so that many idle connections are kept per host and reused
+	// rather than a new connection (and TLS handshake) made for each request
+	// beyond http.DefaultTransport's 2; default 4. The caller keeps to it;
+	// the client does not queue requests. It sizes only the default
+	// HTTPClient's transport.
+	MaxConcurrency int
 	// PageSize is the runs asked per page; default 50. If the API rejects it
 	// with code 2700001 the client falls back to 20 and keeps using 20.
 	PageSize int
@@ -143,7 +157,7 @@ func NewClient(cfg Config) (*Client, error) {
 	for _, f := range []struct {
 		name string
 		v    int
-	}{{"page size", cfg.PageSize}, {"max pages", cfg.MaxPages}, {"max attempts", cfg.MaxAttempts}} {
+	}{{"page size", cfg.PageSize}, {"max pages", cfg.MaxPages}, {"max attempts", cfg.MaxAttempts}, {"max concurrency", cfg.MaxConcurrency}} {
 		if f.v < 0 {
 			return nil, fmt.Errorf("feishu: %s %d is negative", f.name, f.v)
 		}
@@ -164,7 +178,7 @@ func NewClient(cfg Config) (*Client, error) {
 		rand:        cfg.Rand,
 	}
 	if c.http == nil {
-		c.http = &http.Client{Timeout: DefaultTimeout}
+		c.http = defaultHTTPClient(cmp.Or(cfg.Timeout, DefaultTimeout), cmp.Or(cfg.MaxConcurrency, DefaultMaxConcurrency))
 	}
 	pageSize := cfg.PageSize
 	if pageSize == 0 {
@@ -208,6 +222,21 @@ func (c *Client) Format(f fmt.State, _ rune) {
 		return
 	}
 	_, _ = fmt.Fprintf(f, "feishu.Client{base_url: %s, credentials: %s}", c.base, c.creds.describe())
+}
+
+// defaultHTTPClient is the HTTP client of a Config without one: a clone of
+// http.DefaultTransport (proxy from the environment, dial and TLS timeouts,
+// HTTP/2) keeping maxConcurrency idle connections per host, since a client
+// talks to a single host.
+func defaultHTTPClient(timeout time.Duration, maxConcurrency int) *http.Client {
+	dt, ok := http.DefaultTransport.(*http.Transport)
+	if !ok { // replaced by the program: use it as it is
+		return &http.Client{Timeout: timeout}
+	}
+	t := dt.Clone()
+	t.MaxIdleConnsPerHost = maxConcurrency
+	t.MaxIdleConns = max(t.MaxIdleConns, maxConcurrency)
+	return &http.Client{Timeout: timeout, Transport: t}
 }
 
 // sleepContext waits d or until ctx is done.

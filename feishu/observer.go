@@ -9,6 +9,7 @@ type Endpoint string
 const (
 	EndpointTenantToken Endpoint = "tenant_token"
 	EndpointListRuns    Endpoint = "list_runs"
+	EndpointGetRun      Endpoint = "get_run"
 )
 
 // Observer is told what the client does, so that the exporter can count it
@@ -17,7 +18,9 @@ const (
 type Observer interface {
 	// ObserveRequest is called once per HTTP attempt. code is the API's code
 	// ("0", "99991400", …), or "http_<status>" when the body carried no code,
-	// or "transport" when no response arrived.
+	// or "canceled" when the caller's context was cancelled or passed its
+	// deadline before the answer was read, or "transport" when no response
+	// arrived for another reason.
 	ObserveRequest(endpoint Endpoint, code string, took time.Duration)
 	// ObserveRateLimited is called when the API said "slow down" (HTTP 429 or
 	// code 99991400); wait is how long the client will wait before retrying.

@@ -14,7 +14,7 @@ import (
 	"unicode/utf8"
 )
 
-// response is an HTTP answer, with its body's envelope decoded once.
+// response is an HTTP answer, with its body decoded once.
 type response struct {
 	status int
 	header http.Header
@@ -23,12 +23,30 @@ type response struct {
 	// is not a JSON object (nil when it is).
 	envelope    apiBody
 	envelopeErr error
-	tooLarge    bool // the body was over the size cap, and not kept
+	// decodeErr is the error of the request's bodyDecoder, nil when it
+	// decoded the body or there was none.
+	decodeErr error
+	tooLarge  bool // the body was over the size cap, and not kept
 }
 
-// newResponse decodes the envelope of a body.
-func newResponse(status int, header http.Header, body []byte) *response {
+// bodyDecoder decodes a whole response body, envelope and data together, in
+// one pass into the caller's structure, and returns the envelope. On an
+// error the envelope is decoded again on its own, so that the answer is
+// still classified; the caller then finds the error in response.decodeErr.
+type bodyDecoder func(body []byte) (apiBody, error)
+
+// newResponse decodes a body: with decode if there is one, else, or if that
+// fails, just its envelope.
+func newResponse(status int, header http.Header, body []byte, decode bodyDecoder) *response {
 	r := &response{status: status, header: header, body: body}
+	if decode != nil {
+		env, err := decode(body)
+		if err == nil {
+			r.envelope = env
+			return r
+		}
+		r.decodeErr = err
+	}
 	r.envelopeErr = json.Unmarshal(body, &r.envelope)
 	return r
 }
@@ -49,14 +67,15 @@ type apiBody struct {
 }
 
 // do sends the request that build makes (once per attempt, so that bodies
-// are fresh) and returns the response if it is HTTP 2xx with code 0.
+// are fresh) and returns the response if it is HTTP 2xx with code 0, its
+// body decoded by decode (nil: the envelope only).
 //
 // It waits for the client-side limiter before every attempt; after a
 // rate-limit answer it waits as the response asks and tries again, at most
 // maxRateLimitRetries times; after a 5xx or a transport error it backs off
 // and tries again, at most maxAttempts attempts in all. It never sleeps past
 // ctx's deadline: if a wait would, it returns the last error at once.
-func (c *Client) do(ctx context.Context, ep Endpoint, build func(ctx context.Context) (*http.Request, error)) (*response, error) {
+func (c *Client) do(ctx context.Context, ep Endpoint, build func(ctx context.Context) (*http.Request, error), decode bodyDecoder) (*response, error) {
 	var rateLimited, failures int
 	for {
 		if err := ctx.Err(); err != nil {
@@ -73,7 +92,7 @@ func (c *Client) do(ctx context.Context, ep Endpoint, build func(ctx context.Con
 		}
 		req.Header.Set("User-Agent", userAgent)
 
-		resp, err := c.attempt(ep, req)
+		resp, err := c.attempt(ep, req, decode)
 		if err != nil {
 			if ctxErr := ctx.Err(); ctxErr != nil {
 				// The caller's deadline or cancellation, not a flaky network:
@@ -114,12 +133,13 @@ func (c *Client) do(ctx context.Context, ep Endpoint, build func(ctx context.Con
 }
 
 // attempt sends one HTTP request and reads its body (capped), reporting the
-// attempt to the observer. A non-nil error is a transport error.
-func (c *Client) attempt(ep Endpoint, req *http.Request) (*response, error) {
+// attempt to the observer. A non-nil error is a transport error, or the
+// request's context ending before the answer was read.
+func (c *Client) attempt(ep Endpoint, req *http.Request, decode bodyDecoder) (*response, error) {
 	start := c.now()
 	resp, err := c.http.Do(req)
 	if err != nil {
-		c.obs.ObserveRequest(ep, "transport", c.now().Sub(start))
+		c.obs.ObserveRequest(ep, failureCode(req), c.now().Sub(start))
 		return nil, fmt.Errorf("feishu %s: %w", ep, err)
 	}
 	defer func() { _ = resp.Body.Close() }()
@@ -129,17 +149,27 @@ func (c *Client) attempt(ep Endpoint, req *http.Request) (*response, error) {
 	} else {
 		body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
 		if err != nil {
-			c.obs.ObserveRequest(ep, "transport", c.now().Sub(start))
+			c.obs.ObserveRequest(ep, failureCode(req), c.now().Sub(start))
 			return nil, fmt.Errorf("feishu %s: read response (HTTP %d): %w", ep, resp.StatusCode, err)
 		}
 		if int64(len(body)) > c.maxBody {
 			r = tooLargeResponse(resp.StatusCode, resp.Header, c.maxBody)
 		} else {
-			r = newResponse(resp.StatusCode, resp.Header, body)
+			r = newResponse(resp.StatusCode, resp.Header, body, decode)
 		}
 	}
 	c.obs.ObserveRequest(ep, resultCode(r), c.now().Sub(start))
 	return r, nil
+}
+
+// failureCode is the code label of a request that got no (whole) answer:
+// "canceled" when the caller's context was cancelled or passed its deadline,
+// which says nothing about the API, else "transport".
+func failureCode(req *http.Request) string {
+	if req.Context().Err() != nil {
+		return "canceled"
+	}
+	return "transport"
 }
 
 // backoff waits before the next attempt after failures failed ones and

@@ -138,7 +138,7 @@ func (t *tenantToken) renew(ctx context.Context) (string, error) {
 		}
 		req.Header.Set("Content-Type", "application/json; charset=utf-8")
 		return req, nil
-	})
+	}, nil)
 	if err != nil {
 		return "", fmt.Errorf("get tenant token of app %s: %w", t.appID, err)
 	}

@@ -1,6 +1,6 @@
 // Package feishufake is a faithful, in-memory fake of the Feishu Open
 // Platform endpoints the exporter calls: the internal tenant_access_token
-// endpoint and the Aily "list runs" endpoint. A *Fake is an http.Handler
+// endpoint and the Aily "list runs" and "get run" endpoints. A *Fake is an http.Handler
 // (serve it with httptest.NewServer) whose sessions, runs, listing order and
 // faults tests switch at will; a Simulator drives one for --demo.
 //
@@ -8,8 +8,9 @@
 // shared/reference/list-runs.md and feishu-aily-api.md). Where it is not, the
 // fake makes a realistic choice, documented on the method or constant that
 // implements it:
-//   - an unknown session is HTTP 400 {"code":2700001,"msg":"param is invalid"},
-//     the only error the list-runs page documents (see AddSession);
+//   - an unknown session, or an unknown run of a known session, is HTTP 400
+//     {"code":2700001,"msg":"param is invalid"}, the only error the aily
+//     runs pages document (see AddSession);
 //   - page tokens are opaque standard base64 (both alphabets are accepted)
 //     of the session, the offset and the page number; pages are computed on
 //     each request from the current list, so runs inserted while paging shift
@@ -51,6 +52,11 @@ type Options struct {
 	// 400 code 2700001. The real maximum is undocumented; default 100, the
 	// maximum of the other aily list endpoints.
 	MaxPageSize int
+	// Latency delays every list-runs and get-run answer by this much, or
+	// until the request's context is done, so that benchmarks can imitate
+	// the real API's round trip; default 0. The token endpoint is not
+	// delayed.
+	Latency time.Duration
 }
 
 // Order is the order in which the list endpoint returns runs. The real order
@@ -77,6 +83,7 @@ type Fake struct {
 	now         func() time.Time
 	tokenTTL    time.Duration
 	maxPageSize int
+	latency     time.Duration
 	logIDPrefix string
 
 	mu         sync.Mutex
@@ -85,6 +92,7 @@ type Fake struct {
 	current    map[string]string     // app_id → its newest tenant token
 	userTokens map[string]bool
 	sessions   map[string]map[string]feishu.Run // session ID → run ID → run
+	sorted     map[string][]feishu.Run          // session ID → its runs in listing order, while unchanged
 	order      Order
 	faults     []*activeFault
 	onPage     func(sessionID string, page int)
@@ -104,12 +112,14 @@ func New(opts Options) *Fake {
 		now:         opts.Now,
 		tokenTTL:    opts.TokenTTL,
 		maxPageSize: opts.MaxPageSize,
+		latency:     max(opts.Latency, 0),
 		logIDPrefix: randomHex(4),
 		apps:        map[string]string{},
 		tokens:      map[string]tenantAuth{},
 		current:     map[string]string{},
 		userTokens:  map[string]bool{},
 		sessions:    map[string]map[string]feishu.Run{},
+		sorted:      map[string][]feishu.Run{},
 		requests:    map[string]int{},
 	}
 	if f.now == nil {
@@ -148,9 +158,10 @@ func (f *Fake) RemoveUserToken(token string) {
 }
 
 // AddSession makes a session known, with no runs. Listing a session that was
-// never added (by AddSession or PutRun) answers HTTP 400 with code 2700001
-// "param is invalid": the real answer is undocumented, and that is the only
-// error the list-runs page documents.
+// never added (by AddSession or PutRun), or getting a run of it, answers HTTP
+// 400 with code 2700001 "param is invalid": the real answer is undocumented,
+// and that is the only error the list-runs page documents. Getting a run the
+// known session does not have is answered the same way, for the same reason.
 func (f *Fake) AddSession(sessionID string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -163,6 +174,7 @@ func (f *Fake) RemoveSession(sessionID string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.sessions, sessionID)
+	delete(f.sorted, sessionID)
 }
 
 // Sessions returns the known session IDs, sorted.
@@ -192,6 +204,7 @@ func (f *Fake) PutRun(r feishu.Run) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.sessionLocked(r.SessionID)[r.ID] = cloneRun(r)
+	delete(f.sorted, r.SessionID)
 }
 
 // DeleteRun removes a run from a session; unknown IDs are ignored.
@@ -200,6 +213,7 @@ func (f *Fake) DeleteRun(sessionID, runID string) {
 	defer f.mu.Unlock()
 	if s, ok := f.sessions[sessionID]; ok {
 		delete(s, runID)
+		delete(f.sorted, sessionID)
 	}
 }
 
@@ -207,19 +221,25 @@ func (f *Fake) DeleteRun(sessionID, runID string) {
 func (f *Fake) Runs(sessionID string) []feishu.Run {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	runs, _ := f.sortedRunsLocked(sessionID)
-	for i := range runs {
-		runs[i] = cloneRun(runs[i])
+	sorted, _ := f.sortedRunsLocked(sessionID)
+	runs := make([]feishu.Run, len(sorted))
+	for i := range sorted {
+		runs[i] = cloneRun(sorted[i])
 	}
 	return runs
 }
 
 // sortedRunsLocked returns a session's runs in listing order, and whether
-// the session is known.
+// the session is known. The order is kept until the session's runs or the
+// order change, so that paging through a large session does not sort it
+// for every page; callers must not modify the slice.
 func (f *Fake) sortedRunsLocked(sessionID string) ([]feishu.Run, bool) {
 	s, ok := f.sessions[sessionID]
 	if !ok {
 		return nil, false
+	}
+	if runs, ok := f.sorted[sessionID]; ok {
+		return runs, true
 	}
 	runs := make([]feishu.Run, 0, len(s))
 	for _, r := range s {
@@ -235,6 +255,7 @@ func (f *Fake) sortedRunsLocked(sessionID string) ([]feishu.Run, bool) {
 		}
 		return c
 	})
+	f.sorted[sessionID] = runs
 	return runs, true
 }
 
@@ -243,6 +264,7 @@ func (f *Fake) SetOrder(o Order) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.order = o
+	clear(f.sorted)
 }
 
 // OnPage sets a hook called each time the list endpoint has computed page
@@ -257,8 +279,8 @@ func (f *Fake) OnPage(hook func(sessionID string, page int)) {
 	f.onPage = hook
 }
 
-// Requests returns how many requests reached an endpoint ("tenant_token" or
-// "list_runs"), faulted ones included.
+// Requests returns how many requests reached an endpoint ("tenant_token",
+// "list_runs" or "get_run"), faulted ones included.
 func (f *Fake) Requests(endpoint string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()

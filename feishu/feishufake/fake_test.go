@@ -216,6 +216,10 @@ func TestWrongMethodOrPathIsPlainText404(t *testing.T) {
 		{http.MethodPost, ListRunsPath("session_a")},
 		{http.MethodGet, "/open-apis/aily/v1/sessions/session_a"},
 		{http.MethodGet, "/open-apis/aily/v1/sessions//runs"},
+		{http.MethodGet, "/open-apis/aily/v1/sessions/session_a/runs/"},
+		{http.MethodGet, "/open-apis/aily/v1/sessions//runs/run_001"},
+		{http.MethodGet, "/open-apis/aily/v1/sessions/session_a/runs/run_001/cancel"},
+		{http.MethodPost, GetRunPath("session_a", "run_001")},
 		{http.MethodGet, "/"},
 	} {
 		r, err := e.do(t, context.Background(), c.method, c.path, "", "")
@@ -371,30 +375,32 @@ func TestPageTokensInEitherBase64Alphabet(t *testing.T) {
 
 func TestAuthorization(t *testing.T) {
 	e := newEnv(t, Options{})
-	e.fake.AddSession("session_a")
+	e.fake.PutRun(mkRun("session_a", 1, feishu.StatusCompleted))
 	e.fake.AddUserToken("u-alice")
-	for _, c := range []struct {
-		name, authz string
-		status      int
-		code        int
-	}{
-		{"no header", "", 400, feishu.CodeTokenMissing},
-		{"no Bearer prefix", "t-abc", 400, feishu.CodeTokenMissing},
-		{"unknown tenant token", "Bearer t-abc", 400, feishu.CodeTokenInvalid},
-		{"unknown user token", "Bearer u-bob", 400, feishu.CodeTokenUserInvalid},
-		{"malformed token", "Bearer abc", 400, feishu.CodeTokenMalformed},
-		{"registered user token", "Bearer u-alice", 200, 0},
-		{"tenant token", "Bearer " + e.token(t), 200, 0},
-	} {
-		r, err := e.do(t, context.Background(), http.MethodGet, ListRunsPath("session_a"), c.authz, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.status != c.status || r.code(t) != c.code || r.header.Get("Content-Type") != contentTypeJSON {
-			t.Errorf("%s: HTTP %d %s", c.name, r.status, r.body)
-		}
-		if c.code == feishu.CodeTokenInvalid && r.json(t)["msg"] != msgTokenInvalid {
-			t.Errorf("%s: msg %v", c.name, r.json(t)["msg"])
+	for _, path := range []string{ListRunsPath("session_a"), GetRunPath("session_a", "run_001")} {
+		for _, c := range []struct {
+			name, authz string
+			status      int
+			code        int
+		}{
+			{"no header", "", 400, feishu.CodeTokenMissing},
+			{"no Bearer prefix", "t-abc", 400, feishu.CodeTokenMissing},
+			{"unknown tenant token", "Bearer t-abc", 400, feishu.CodeTokenInvalid},
+			{"unknown user token", "Bearer u-bob", 400, feishu.CodeTokenUserInvalid},
+			{"malformed token", "Bearer abc", 400, feishu.CodeTokenMalformed},
+			{"registered user token", "Bearer u-alice", 200, 0},
+			{"tenant token", "Bearer " + e.token(t), 200, 0},
+		} {
+			r, err := e.do(t, context.Background(), http.MethodGet, path, c.authz, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.status != c.status || r.code(t) != c.code || r.header.Get("Content-Type") != contentTypeJSON {
+				t.Errorf("%s, %s: HTTP %d %s", path, c.name, r.status, r.body)
+			}
+			if c.code == feishu.CodeTokenInvalid && r.json(t)["msg"] != msgTokenInvalid {
+				t.Errorf("%s, %s: msg %v", path, c.name, r.json(t)["msg"])
+			}
 		}
 	}
 
@@ -610,5 +616,157 @@ func TestConcurrentUse(t *testing.T) {
 	wg.Wait()
 	if got := e.fake.Requests("list_runs"); got != 80 {
 		t.Fatalf("Requests = %d, want 80", got)
+	}
+}
+
+// get requests a run from the get-run endpoint.
+func (e *env) get(t *testing.T, token, sessionID, runID string) response {
+	t.Helper()
+	r, err := e.do(t, context.Background(), http.MethodGet, GetRunPath(sessionID, runID), "Bearer "+token, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestGetRunWireShapeMatchesTheListedRun(t *testing.T) {
+	e := newEnv(t, Options{})
+	failed := mkRun("session_4dfunz7sp1g8m", 1, feishu.StatusFailed)
+	failed.StartedAt = t0.Add(2 * time.Second)
+	failed.EndedAt = t0.Add(5 * time.Second)
+	failed.Error = &feishu.RunError{Code: "sp_ec_sm_900101", Message: "技能不存在或已删除"}
+	e.fake.PutRun(failed)
+
+	r := e.get(t, e.token(t), "session_4dfunz7sp1g8m", "run_001")
+	if r.status != 200 || r.header.Get("Content-Type") != contentTypeJSON || r.header.Get("X-Tt-Logid") == "" {
+		t.Fatalf("HTTP %d, headers %v", r.status, r.header)
+	}
+	want := `{"code":0,"msg":"success","data":{"run":` +
+		`{"id":"run_001","created_at":"1711975666710","app_id":"spring_helpdesk__c","session_id":"session_4dfunz7sp1g8m","status":"FAILED","started_at":"1711975667710","ended_at":"1711975670710","error":{"code":"sp_ec_sm_900101","message":"技能不存在或已删除"},"metadata":"{}"}` +
+		`}}`
+	if r.body != want {
+		t.Fatalf("body\n got %s\nwant %s", r.body, want)
+	}
+	if got, list := e.fake.Requests("get_run"), e.fake.Requests("list_runs"); got != 1 || list != 0 {
+		t.Errorf("Requests(get_run) = %d, Requests(list_runs) = %d, want 1 and 0", got, list)
+	}
+}
+
+func TestGetRunOfAnUnknownSessionOrRunIs2700001(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.fake.PutRun(mkRun("session_a", 1, feishu.StatusCompleted))
+	e.fake.PutRun(mkRun("session_b", 2, feishu.StatusCompleted))
+	tok := e.token(t)
+	for _, c := range []struct{ name, session, run string }{
+		{"unknown session", "session_x", "run_001"},
+		{"unknown run in a known session", "session_a", "run_999"},
+		{"run of another session", "session_a", "run_002"},
+	} {
+		r := e.get(t, tok, c.session, c.run)
+		if r.status != 400 || r.code(t) != feishu.CodeParamInvalid || r.json(t)["msg"] != msgParamInvalid {
+			t.Errorf("%s: HTTP %d %s, want 400 code 2700001", c.name, r.status, r.body)
+		}
+	}
+	if r := e.get(t, tok, "session_a", "run_001"); r.status != 200 || r.code(t) != 0 {
+		t.Errorf("known run: HTTP %d %s", r.status, r.body)
+	}
+}
+
+func TestFaultsScopedToAnEndpoint(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.fake.PutRun(mkRun("session_a", 1, feishu.StatusCompleted))
+	tok := e.token(t)
+
+	e.fake.SetFault(Scope{Endpoint: feishu.EndpointGetRun}, Fault{Kind: RateLimit429})
+	if r := e.get(t, tok, "session_a", "run_001"); r.status != 429 || r.code(t) != feishu.CodeRateLimited {
+		t.Errorf("get run with a get_run fault: HTTP %d %s", r.status, r.body)
+	}
+	if r := e.list(t, tok, "session_a", nil); r.status != 200 {
+		t.Errorf("listing with a get_run fault: HTTP %d %s", r.status, r.body)
+	}
+	e.fake.ClearFaults()
+
+	e.fake.SetFault(Scope{Endpoint: feishu.EndpointListRuns}, Fault{Kind: ServerError})
+	if r := e.get(t, tok, "session_a", "run_001"); r.status != 200 {
+		t.Errorf("get run with a list_runs fault: HTTP %d %s", r.status, r.body)
+	}
+	e.fake.ClearFaults()
+
+	// InvalidToken means something to get_run, so it hits it (once).
+	e.fake.SetFault(Scope{SessionID: "session_a"}, Fault{Kind: InvalidToken, Times: 1})
+	if r := e.get(t, tok, "session_a", "run_001"); r.status != 400 || r.code(t) != feishu.CodeTokenInvalid {
+		t.Errorf("get run with InvalidToken: HTTP %d %s", r.status, r.body)
+	}
+	if r := e.list(t, tok, "session_a", nil); r.status != 200 {
+		t.Errorf("listing after the used-up InvalidToken: HTTP %d %s", r.status, r.body)
+	}
+	// RepeatPageToken means nothing to get_run: not applied, not used up.
+	e.fake.SetFault(Scope{}, Fault{Kind: RepeatPageToken, Times: 1})
+	if r := e.get(t, tok, "session_a", "run_001"); r.status != 200 {
+		t.Errorf("get run with RepeatPageToken: HTTP %d %s", r.status, r.body)
+	}
+	if p := e.list(t, tok, "session_a", nil).page(t); !p.Data.HasMore {
+		t.Error("RepeatPageToken was used up by get_run")
+	}
+	if got := e.fake.Requests("get_run"); got != 4 {
+		t.Errorf("Requests(get_run) = %d, want 4, faulted ones included", got)
+	}
+}
+
+func TestLatencyDelaysRunAnswersAndHonoursTheContext(t *testing.T) {
+	const latency = 30 * time.Millisecond
+	e := newEnv(t, Options{Latency: latency})
+	e.fake.PutRun(mkRun("session_a", 1, feishu.StatusCompleted))
+	tok := e.token(t)
+	for _, path := range []string{ListRunsPath("session_a"), GetRunPath("session_a", "run_001")} {
+		start := time.Now()
+		r, err := e.do(t, context.Background(), http.MethodGet, path, "Bearer "+tok, "")
+		if err != nil || r.status != 200 {
+			t.Fatalf("%s: HTTP %d, %v", path, r.status, err)
+		}
+		if took := time.Since(start); took < latency {
+			t.Errorf("%s answered in %v, want at least %v", path, took, latency)
+		}
+	}
+	slow := newEnv(t, Options{Latency: time.Hour})
+	slow.fake.AddSession("session_a")
+	slowTok := slow.token(t) // the token endpoint is not delayed
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := slow.do(t, ctx, http.MethodGet, ListRunsPath("session_a"), "Bearer "+slowTok, ""); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want the context's deadline", err)
+	}
+}
+
+func TestListingFollowsEveryChangeOfTheRunsOrTheOrder(t *testing.T) {
+	e := newEnv(t, Options{})
+	for i := range 3 {
+		e.fake.PutRun(mkRun("session_a", i, feishu.StatusCompleted))
+	}
+	tok := e.token(t)
+	ids := func() string { return fmt.Sprint(listAll(t, e, tok, "session_a", 10)) }
+	for _, step := range []struct {
+		name   string
+		change func()
+		want   string
+	}{
+		{"as put", func() {}, "[[run_000 run_001 run_002]]"},
+		{"a run put", func() { e.fake.PutRun(mkRun("session_a", 3, feishu.StatusQueued)) }, "[[run_000 run_001 run_002 run_003]]"},
+		{"a run deleted", func() { e.fake.DeleteRun("session_a", "run_001") }, "[[run_000 run_002 run_003]]"},
+		{"the order changed", func() { e.fake.SetOrder(NewestFirst) }, "[[run_003 run_002 run_000]]"},
+		{"a run changed", func() {
+			r := mkRun("session_a", 0, feishu.StatusCompleted)
+			r.CreatedAt = t0.Add(time.Hour)
+			e.fake.PutRun(r)
+		}, "[[run_000 run_003 run_002]]"},
+		{"the session removed and added again", func() {
+			e.fake.RemoveSession("session_a")
+			e.fake.PutRun(mkRun("session_a", 7, feishu.StatusQueued))
+		}, "[[run_007]]"},
+	} {
+		step.change()
+		if got := ids(); got != step.want {
+			t.Errorf("%s: pages %s, want %s", step.name, got, step.want)
+		}
 	}
 }

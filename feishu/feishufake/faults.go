@@ -15,28 +15,28 @@ type FaultKind int
 const (
 	// RateLimit429 answers HTTP 429 {"code":99991400,"msg":"request trigger
 	// frequency limit"} with x-ogw-ratelimit-limit and x-ogw-ratelimit-reset
-	// (Fault.ResetSeconds) headers. Both endpoints.
+	// (Fault.ResetSeconds) headers. Every endpoint.
 	RateLimit429 FaultKind = iota + 1
 	// RateLimit400 is the same with HTTP 400, as some older APIs do.
 	RateLimit400
 	// InvalidToken answers HTTP 400 code 99991663 whatever the token. List
-	// endpoint only.
+	// and get-run endpoints only.
 	InvalidToken
 	// TokenEndpointFailure answers HTTP 200 {"code":10003,"msg":"invalid
 	// param"}. Token endpoint only.
 	TokenEndpointFailure
 	// ServerError answers Fault.HTTPStatus (default 500) with a JSON body,
-	// or an empty one with Fault.EmptyBody. Both endpoints.
+	// or an empty one with Fault.EmptyBody. Every endpoint.
 	ServerError
 	// NotFoundText answers 404 text/plain "404 page not found", as the real
-	// gateway does for unknown paths. Both endpoints.
+	// gateway does for unknown paths. Every endpoint.
 	NotFoundText
 	// MalformedJSON answers HTTP 200, Content-Type JSON, with the normal
-	// body cut in half. Both endpoints.
+	// body cut in half. Every endpoint.
 	MalformedJSON
 	// Slow waits Fault.Delay (or until the request's context is done) and
-	// then serves the request normally, other faults included. Both
-	// endpoints.
+	// then serves the request normally, other faults included. Every
+	// endpoint.
 	Slow
 	// RepeatPageToken makes every page carry the same page_token with
 	// has_more true, so a client that does not notice loops forever. List
@@ -72,7 +72,9 @@ func (k FaultKind) String() string {
 // appliesTo reports whether the kind means anything on an endpoint.
 func (k FaultKind) appliesTo(endpoint feishu.Endpoint) bool {
 	switch k {
-	case InvalidToken, RepeatPageToken:
+	case InvalidToken:
+		return endpoint == feishu.EndpointListRuns || endpoint == feishu.EndpointGetRun
+	case RepeatPageToken:
 		return endpoint == feishu.EndpointListRuns
 	case TokenEndpointFailure:
 		return endpoint == feishu.EndpointTenantToken
@@ -83,12 +85,13 @@ func (k FaultKind) appliesTo(endpoint feishu.Endpoint) bool {
 // Scope says which requests a fault hits. Every field set must match; the
 // zero Scope matches every request.
 type Scope struct {
-	// AppID is a credential app (cli_…): its token calls, and listings made
-	// with tenant tokens issued to it.
+	// AppID is a credential app (cli_…): its token calls, and the listings
+	// and run gets made with tenant tokens issued to it.
 	AppID string
-	// SessionID is a session's listings.
+	// SessionID is a session's listings and run gets.
 	SessionID string
-	// Endpoint is feishu.EndpointTenantToken or feishu.EndpointListRuns.
+	// Endpoint is feishu.EndpointTenantToken, feishu.EndpointListRuns or
+	// feishu.EndpointGetRun.
 	Endpoint feishu.Endpoint
 }
 

@@ -41,8 +41,14 @@ func ListRunsPath(sessionID string) string {
 	return listRunsPrefix + sessionID + listRunsSuffix
 }
 
-// ServeHTTP answers the token and list-runs endpoints; anything else, a
-// wrong method included, is a plain-text 404 as the real gateway sends.
+// GetRunPath returns the get-run endpoint's path for a run of a session.
+func GetRunPath(sessionID, runID string) string {
+	return listRunsPrefix + sessionID + listRunsSuffix + "/" + runID
+}
+
+// ServeHTTP answers the token, list-runs and get-run endpoints; anything
+// else, a wrong method included, is a plain-text 404 as the real gateway
+// sends.
 func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Tt-Logid", f.nextLogID())
 	switch {
@@ -51,9 +57,17 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case r.Method == http.MethodGet:
 		if rest, ok := strings.CutPrefix(r.URL.Path, listRunsPrefix); ok {
-			if id, ok := strings.CutSuffix(rest, listRunsSuffix); ok && id != "" && !strings.Contains(id, "/") {
-				f.serveListRuns(w, r, id)
-				return
+			// rest is "<session>/runs" or "<session>/runs/<run>".
+			parts := strings.Split(rest, "/")
+			if len(parts) >= 2 && len(parts) <= 3 && parts[0] != "" && "/"+parts[1] == listRunsSuffix {
+				switch {
+				case len(parts) == 2:
+					f.serveListRuns(w, r, parts[0])
+					return
+				case parts[2] != "":
+					f.serveGetRun(w, r, parts[0], parts[2])
+					return
+				}
 			}
 		}
 	}
@@ -193,7 +207,7 @@ func (f *Fake) serveListRuns(w http.ResponseWriter, r *http.Request, sessionID s
 	h := f.takeFaultsLocked(feishu.EndpointListRuns, appID, sessionID)
 	f.mu.Unlock()
 
-	if !sleepCtx(r.Context(), h.delay) {
+	if !sleepCtx(r.Context(), f.latency+h.delay) {
 		return
 	}
 	if h.answer != nil && h.answer.Kind != MalformedJSON {
@@ -225,21 +239,9 @@ func (f *Fake) listPage(w http.ResponseWriter, r *http.Request, sessionID, tok s
 	f.mu.Lock()
 	defer f.mu.Unlock()
 
-	switch {
-	case !hasBearer || tok == "":
-		return fail(feishu.CodeTokenMissing, msgTokenMissing)
-	case f.userTokens[tok]:
-	case strings.HasPrefix(tok, "t-"):
-		a, ok := f.tokens[tok]
-		if !ok || !now.Before(a.expires) {
-			return fail(feishu.CodeTokenInvalid, msgTokenInvalid)
-		}
-	case strings.HasPrefix(tok, "u-"):
-		return fail(feishu.CodeTokenUserInvalid, msgTokenInvalid)
-	default:
-		return fail(feishu.CodeTokenMalformed, msgTokenMalformed)
+	if code, msg := f.authLocked(tok, hasBearer, now); code != 0 {
+		return fail(code, msg)
 	}
-
 	runs, known := f.sortedRunsLocked(sessionID)
 	if !known {
 		return fail(feishu.CodeParamInvalid, msgParamInvalid)
@@ -277,6 +279,77 @@ func (f *Fake) listPage(w http.ResponseWriter, r *http.Request, sessionID, tok s
 	}
 	body := mustMarshal(listRunsResponse{Code: 0, Msg: "success", Data: data})
 	return page{status: http.StatusOK, body: body, hookAt: pageNo}
+}
+
+// authLocked checks a Bearer token as the real gateway does, returning the
+// code and message of its refusal, or 0 when the token is good.
+func (f *Fake) authLocked(tok string, hasBearer bool, now time.Time) (int, string) {
+	switch {
+	case !hasBearer || tok == "":
+		return feishu.CodeTokenMissing, msgTokenMissing
+	case f.userTokens[tok]:
+	case strings.HasPrefix(tok, "t-"):
+		a, ok := f.tokens[tok]
+		if !ok || !now.Before(a.expires) {
+			return feishu.CodeTokenInvalid, msgTokenInvalid
+		}
+	case strings.HasPrefix(tok, "u-"):
+		return feishu.CodeTokenUserInvalid, msgTokenInvalid
+	default:
+		return feishu.CodeTokenMalformed, msgTokenMalformed
+	}
+	return 0, ""
+}
+
+// getRunResponse is the get-run body: the run in data.run.
+type getRunResponse struct {
+	Code int         `json:"code"`
+	Msg  string      `json:"msg"`
+	Data *getRunData `json:"data,omitempty"`
+}
+
+type getRunData struct {
+	Run wireRun `json:"run"`
+}
+
+// serveGetRun answers GET /open-apis/aily/v1/sessions/:id/runs/:run_id with
+// the run in data.run, checking the token and applying faults as the list
+// endpoint does. An unknown session, or a run the session does not have, is
+// HTTP 400 code 2700001 "param is invalid": the real answer is undocumented,
+// and that is the only error the aily runs pages document.
+func (f *Fake) serveGetRun(w http.ResponseWriter, r *http.Request, sessionID, runID string) {
+	tok, hasBearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	tok = strings.TrimSpace(tok)
+
+	f.mu.Lock()
+	f.requests[string(feishu.EndpointGetRun)]++
+	appID := f.tokens[tok].appID
+	h := f.takeFaultsLocked(feishu.EndpointGetRun, appID, sessionID)
+	f.mu.Unlock()
+
+	if !sleepCtx(r.Context(), f.latency+h.delay) {
+		return
+	}
+	if h.answer != nil && h.answer.Kind != MalformedJSON {
+		f.writeFault(w, h.answer, true)
+		return
+	}
+
+	logID := w.Header().Get("X-Tt-Logid")
+	now := f.now()
+	status, body := func() (int, []byte) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if code, msg := f.authLocked(tok, hasBearer, now); code != 0 {
+			return http.StatusBadRequest, errorBody(code, msg, logID)
+		}
+		run, ok := f.sessions[sessionID][runID]
+		if !ok {
+			return http.StatusBadRequest, errorBody(feishu.CodeParamInvalid, msgParamInvalid, logID)
+		}
+		return http.StatusOK, mustMarshal(getRunResponse{Code: 0, Msg: "success", Data: &getRunData{Run: toWire(run)}})
+	}()
+	writeJSON(w, status, body, h.answer != nil)
 }
 
 // writeFault answers a request with a fault's response.

@@ -1,4 +1,4 @@
-package collector
+package watch
 
 import (
 	"testing"
@@ -174,7 +174,9 @@ func TestTrackerExactlyOnce(t *testing.T) {
 					run("d", inProgress, -5, 6, none),
 				}, want: counted{Finished: []event{{"c", 45}}, Started: []event{{"d", 11}}}},
 			},
-			wantLen: 4,
+			// a and b are history, older than the watermark by more than the
+			// settle window: known by their created_at, not remembered.
+			wantLen: 2,
 		},
 		{
 			name: "negative duration counts as 0",
@@ -219,21 +221,16 @@ func TestTrackerExactlyOnce(t *testing.T) {
 			wantLen: 1,
 		},
 		{
-			name: "run absent from three listings is forgotten and not recounted",
+			name: "final run listed again after falling behind the watermark is not counted again",
 			steps: []step{
 				{now: 1, listing: []feishu.Run{run("r1", inProgress, 0.5, 0.5, none)},
 					want: counted{Started: []event{{"r1", 0}}, Created: []string{"r1"}}},
 				{now: 10, listing: []feishu.Run{run("r1", completed, 0.5, 0.5, 5.5)},
 					want: counted{Finished: []event{{"r1", 5}}}},
 				{now: 20, listing: nil},
-				{now: 30, listing: nil},
-				// Hidden once or twice (a shifting page) it is still remembered.
 				{now: 35, listing: []feishu.Run{run("r1", completed, 0.5, 0.5, 5.5)}},
-				{now: 40, listing: nil},
-				{now: 50, listing: nil},
-				{now: 60, listing: nil}, // third absence in a row: forgotten
-				// Listed again after being forgotten: ended before the newest
-				// timestamp of the forgotten runs, so not news.
+				// r2 moves the watermark more than the settle window past r1,
+				// which is then forgotten; listed again it is history.
 				{now: 70, listing: []feishu.Run{
 					run("r1", completed, 0.5, 0.5, 5.5),
 					run("r2", completed, 65, 66, 68),
@@ -242,8 +239,21 @@ func TestTrackerExactlyOnce(t *testing.T) {
 					Started:  []event{{"r2", 1}},
 					Created:  []string{"r2"},
 				}},
+				{now: 80, listing: []feishu.Run{run("r1", completed, 0.5, 0.5, 5.5)}},
 			},
-			wantLen: 2,
+			wantLen: 1,
+		},
+		{
+			name: "run in flight missing from two full listings is forgotten, uncounted",
+			steps: []step{
+				{now: 1, listing: []feishu.Run{run("r1", inProgress, 0.5, 0.5, none)},
+					want: counted{Started: []event{{"r1", 0}}, Created: []string{"r1"}}},
+				{now: 10, listing: nil}, // once: maybe a page that shifted
+				{now: 20, listing: []feishu.Run{run("r1", inProgress, 0.5, 0.5, none)}},
+				{now: 30, listing: nil},
+				{now: 40, listing: nil}, // twice in a row: the API stopped listing it
+			},
+			wantLen: 0,
 		},
 		{
 			name: "forgotten run that ended before the watch began is not counted when it reappears",
@@ -291,7 +301,7 @@ func TestTrackerExactlyOnce(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tr := NewTracker(t0)
 			for i, s := range tt.steps {
-				got := summary(tr.Observe(s.listing, at(s.now)))
+				got := summary(fullListing(tr, s.listing, at(s.now)))
 				if diff := cmp.Diff(s.want, got, cmp.Comparer(approx)); diff != "" {
 					t.Errorf("listing %d (at t0+%gs): counted (-want +got):\n%s", i, s.now, diff)
 				}
@@ -301,6 +311,30 @@ func TestTrackerExactlyOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fullListing feeds a complete listing to the tracker, as a poll that lists
+// every page does, and returns what it counted.
+func fullListing(tr *Tracker, runs []feishu.Run, now time.Time) Observation {
+	var obs Observation
+	tr.StartSweep()
+	for i := range runs {
+		tr.See(&runs[i], true, &obs)
+	}
+	tr.EndSweep(now)
+	return obs
+}
+
+// incremental feeds the runs an incremental listing reads (the new ones and
+// those in flight) and returns what they counted.
+func incremental(tr *Tracker, runs []feishu.Run, now time.Time) Observation {
+	var obs Observation
+	tr.BeginPass()
+	for i := range runs {
+		tr.See(&runs[i], false, &obs)
+	}
+	tr.Advance(now)
+	return obs
 }
 
 func approx(a, b float64) bool {

@@ -1,0 +1,320 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/aily-exporter/aily_exporter/feishu"
+)
+
+// polled is one session polled directly, without a Watcher: its tracker,
+// cursor and everything its polls counted.
+type polled struct {
+	t        *testing.T
+	api      API
+	mem      *memAPI
+	tracker  *Tracker
+	cursor   cursor
+	finished map[string]int // run ID → times counted finished
+	created  map[string]int
+	perPoll  int // request budget of one poll; 0: none
+}
+
+func newPolled(t *testing.T, mem *memAPI) *polled {
+	return &polled{t: t, api: mem, mem: mem, tracker: NewTracker(t0),
+		finished: map[string]int{}, created: map[string]int{}}
+}
+
+// poll polls at t0+now seconds and returns the requests it made.
+func (p *polled) poll(now float64) (lists, gets int, err error) {
+	p.mem.requests()
+	api := p.api
+	if p.perPoll > 0 {
+		api = budgetedAPI{API: p.mem, b: (&budget{left: 1 << 30, perPoll: p.perPoll}).forPoll()}
+	}
+	pl := &poll{ctx: context.Background(), api: api, id: "s1", t: p.tracker, c: &p.cursor, now: at(now), full: 6 * time.Hour}
+	err = pl.run()
+	for _, f := range pl.obs.Finished {
+		p.finished[f.Run.ID]++
+	}
+	for _, r := range pl.obs.Created {
+		p.created[r.ID]++
+	}
+	lists, gets = p.mem.requests()
+	return lists, gets, err
+}
+
+func (p *polled) mustPoll(now float64) (lists, gets int) {
+	p.t.Helper()
+	lists, gets, err := p.poll(now)
+	if err != nil {
+		p.t.Fatalf("poll at t0+%gs: %v", now, err)
+	}
+	return lists, gets
+}
+
+// wantCounted checks that exactly these runs were counted finished, once each.
+func (p *polled) wantCounted(ids ...string) {
+	p.t.Helper()
+	var got []string
+	for id, n := range p.finished {
+		if n != 1 {
+			p.t.Errorf("run %s counted finished %d times", id, n)
+		}
+		got = append(got, id)
+	}
+	slices.Sort(got)
+	slices.Sort(ids)
+	if !slices.Equal(got, ids) {
+		p.t.Errorf("counted finished %v, want %v", got, ids)
+	}
+}
+
+// longHistory returns n finished runs of session s1, created a second apart
+// and ended before t0, with the run at index deep (if ≥ 0) still in flight.
+func longHistory(n, deep int) []feishu.Run {
+	runs := make([]feishu.Run, n)
+	for i := range runs {
+		c := float64(-2*n + i)
+		runs[i] = run(fmt.Sprintf("h%05d", i), completed, c, c, c+0.5)
+		if i == deep {
+			runs[i] = run(runs[i].ID, inProgress, c, c, none)
+		}
+	}
+	return runs
+}
+
+var orders = []order{newestFirst, oldestFirst}
+
+func TestPollNewRunInLongHistoryCostsAtMostTwoRequests(t *testing.T) {
+	for _, o := range orders {
+		t.Run(o.String(), func(t *testing.T) {
+			mem := newMemAPI(o, 50)
+			mem.put(longHistory(10000, -1)...)
+			p := newPolled(t, mem)
+			if lists, _ := p.mustPoll(1); lists != 200 {
+				t.Fatalf("baseline made %d requests, want 200 (10,000 runs in pages of 50)", lists)
+			}
+			if p.cursor.order != o {
+				t.Fatalf("order read off the baseline: %v, want %v", p.cursor.order, o)
+			}
+			for i := range 60 {
+				now := float64(10 + 10*i)
+				mem.put(run(fmt.Sprintf("new%02d", i), completed, now-5, now-4, now-1))
+				lists, gets := p.mustPoll(now)
+				if lists+gets > 2 {
+					t.Fatalf("poll %d made %d list and %d get requests, want at most 2 in all", i, lists, gets)
+				}
+			}
+			var want []string
+			for i := range 60 {
+				want = append(want, fmt.Sprintf("new%02d", i))
+			}
+			p.wantCounted(want...)
+		})
+	}
+}
+
+func TestPollRunInFlightDeepInHistoryIsRefreshedWithGetRun(t *testing.T) {
+	for _, o := range orders {
+		t.Run(o.String(), func(t *testing.T) {
+			mem := newMemAPI(o, 50)
+			runs := longHistory(10000, 100)
+			mem.put(runs...)
+			p := newPolled(t, mem)
+			p.mustPoll(1)
+			if lists, gets := p.mustPoll(10); lists != 1 || gets != 1 {
+				t.Errorf("poll made %d list and %d get requests, want 1 and 1", lists, gets)
+			}
+			deep := runs[100]
+			deep.Status, deep.EndedAt = completed, at(15)
+			mem.put(deep)
+			p.mustPoll(20)
+			p.wantCounted(deep.ID)
+			if lists, gets := p.mustPoll(30); lists+gets != 1 {
+				t.Errorf("poll after the deep run finished made %d requests, want 1", lists+gets)
+			}
+		})
+	}
+}
+
+func TestPollRunInsertedWhilePagingIsCountedOnce(t *testing.T) {
+	for _, o := range orders {
+		t.Run(o.String(), func(t *testing.T) {
+			mem := newMemAPI(o, 10)
+			mem.put(longHistory(100, -1)...)
+			p := newPolled(t, mem)
+			n := 0
+			mem.onPage = func(page int) {
+				if page%3 == 0 {
+					n++
+					mem.put(run(fmt.Sprintf("ins%02d", n), completed, float64(n), float64(n), float64(n)+0.5))
+				}
+			}
+			p.mustPoll(1)
+			p.mustPoll(100)
+			mem.onPage = nil
+			p.mustPoll(200)
+			p.mustPoll(300)
+			var want []string
+			for i := 1; i <= n; i++ {
+				want = append(want, fmt.Sprintf("ins%02d", i))
+			}
+			if n < 3 {
+				t.Fatalf("only %d runs inserted while paging; the test needs more", n)
+			}
+			p.wantCounted(want...)
+			for id, c := range p.created {
+				if c != 1 {
+					t.Errorf("run %s counted created %d times", id, c)
+				}
+			}
+		})
+	}
+}
+
+func TestPollPageTokenThatStopsResumingFallsBackToAFullListing(t *testing.T) {
+	mem := newMemAPI(oldestFirst, 10)
+	mem.put(longHistory(95, -1)...)
+	p := newPolled(t, mem)
+	p.mustPoll(1)
+	mem.badToken = true
+	mem.put(run("n1", completed, 5, 6, 7))
+	if _, _, err := p.poll(10); err == nil {
+		t.Fatal("poll with every page token refused succeeded")
+	}
+	if !p.cursor.needFull && !p.tracker.Sweeping() {
+		t.Error("a refused page token did not ask for a full listing")
+	}
+	mem.badToken = false
+	lists, _ := p.mustPoll(20)
+	if lists != 10 {
+		t.Errorf("fallback made %d list requests, want 10 (a full listing of 96 runs)", lists)
+	}
+	p.wantCounted("n1")
+}
+
+func TestPollOrderFlipIsNoticedAndCountsStayExact(t *testing.T) {
+	mem := newMemAPI(newestFirst, 10)
+	mem.put(longHistory(95, -1)...)
+	p := newPolled(t, mem)
+	p.mustPoll(1)
+	mem.order = oldestFirst
+	mem.put(run("n1", completed, 5, 6, 7))
+	p.mustPoll(10)
+	if p.cursor.order != oldestFirst {
+		t.Errorf("order after the flip: %v, want oldest first", p.cursor.order)
+	}
+	mem.put(run("n2", completed, 15, 16, 17))
+	if lists, _ := p.mustPoll(20); lists > 2 {
+		t.Errorf("poll after the flip was understood made %d requests, want at most 2", lists)
+	}
+	p.wantCounted("n1", "n2")
+}
+
+func TestPollTiesInCreatedAt(t *testing.T) {
+	for _, o := range orders {
+		t.Run(o.String(), func(t *testing.T) {
+			mem := newMemAPI(o, 3)
+			// Seven runs in one millisecond: the order cannot be read off them.
+			for i := range 7 {
+				mem.put(run(fmt.Sprintf("t%d", i), completed, -10, -10, -9))
+			}
+			p := newPolled(t, mem)
+			p.mustPoll(1)
+			mem.put(run("t9", completed, -10, 2, 3), run("u1", inProgress, 4, 4, none))
+			p.mustPoll(10)
+			u1 := run("u1", completed, 4, 4, 12)
+			mem.put(u1)
+			p.mustPoll(20)
+			p.mustPoll(30)
+			p.wantCounted("t9", "u1")
+		})
+	}
+}
+
+func TestPollBaselineSpreadOverSeveralPolls(t *testing.T) {
+	for _, o := range orders {
+		t.Run(o.String(), func(t *testing.T) {
+			mem := newMemAPI(o, 10)
+			runs := longHistory(100, 50)
+			mem.put(runs...)
+			p := newPolled(t, mem)
+			p.perPoll = 3
+			for i := range 3 {
+				if _, _, err := p.poll(float64(1 + i)); !errors.Is(err, errBudget) {
+					t.Fatalf("poll %d of the baseline: err %v, want the budget spent", i, err)
+				}
+				if p.tracker.Baselined() {
+					t.Fatalf("baselined after %d polls of 3 requests; 10 pages are needed", i+1)
+				}
+				mem.put(run(fmt.Sprintf("b%d", i), completed, float64(i)+0.1, float64(i)+0.2, float64(i)+0.5))
+			}
+			deep := runs[50]
+			deep.Status, deep.EndedAt = failed, at(4)
+			mem.put(deep)
+			for i := 0; !p.tracker.Baselined(); i++ {
+				if i > 3 {
+					t.Fatal("baseline not done after 7 polls of 3 requests")
+				}
+				_, _, _ = p.poll(float64(10 + i))
+			}
+			p.perPoll = 0
+			p.mustPoll(30)
+			p.wantCounted("b0", "b1", "b2", deep.ID)
+		})
+	}
+}
+
+func TestPollFullListingIsASafetyNet(t *testing.T) {
+	mem := newMemAPI(newestFirst, 10)
+	mem.put(longHistory(30, -1)...)
+	p := newPolled(t, mem)
+	p.mustPoll(1)
+	if lists, _ := p.mustPoll(10); lists != 1 {
+		t.Fatalf("incremental poll made %d requests, want 1", lists)
+	}
+	full := (6 * time.Hour).Seconds()
+	if lists, _ := p.mustPoll(1 + full); lists < 3 {
+		t.Errorf("poll after --poll.full-interval made %d requests, want a full listing (3 pages)", lists)
+	}
+}
+
+func TestPollRunsInFlightTheAPIStopsListingAreForgottenAndCostNoMore(t *testing.T) {
+	for _, o := range orders {
+		t.Run(o.String(), func(t *testing.T) {
+			mem := newMemAPI(o, 10)
+			// Three runs in flight on the middle page of 25: paging to them is
+			// cheaper than three get runs.
+			runs := longHistory(25, -1)
+			for i := 10; i <= 12; i++ {
+				runs[i] = run(runs[i].ID, inProgress, -50+float64(i)-25, -50, none)
+			}
+			mem.put(runs...)
+			p := newPolled(t, mem)
+			p.mustPoll(1)
+			mem.mu.Lock()
+			for i := 10; i <= 12; i++ {
+				delete(mem.runs["s1"], runs[i].ID)
+			}
+			mem.cache = nil
+			mem.mu.Unlock()
+			for i := range 4 {
+				if _, _, err := p.poll(float64(10 * (i + 1))); err != nil {
+					t.Fatalf("poll %d: %v", i, err)
+				}
+			}
+			if n := p.tracker.InFlight(); n != 0 {
+				t.Fatalf("%d runs in flight remembered after four polls, want the deleted ones forgotten", n)
+			}
+			if lists, gets := p.mustPoll(100); lists+gets > 1 {
+				t.Errorf("a poll once the runs are forgotten made %d requests, want 1", lists+gets)
+			}
+			p.wantCounted()
+		})
+	}
+}

@@ -1,0 +1,543 @@
+package watch
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	"github.com/aily-exporter/aily_exporter/feishu"
+)
+
+// settleWindow is how long before the newest run seen a run may still turn up
+// for the first time: runs created within the same few moments can become
+// visible in the listing in another order than their created_at says, and
+// runs created in the same millisecond are ordered by nothing at all. Runs
+// this close to the newest one are remembered by ID; older ones are known by
+// their created_at alone, which is what keeps memory independent of history.
+const settleWindow = time.Minute
+
+// forgetAfter is how many complete listings a run in flight may be missing
+// from before it is forgotten: one absence can be a page that shifted while
+// it was read, two in a row mean the API stopped listing it.
+const forgetAfter = 2
+
+// Tracker decides, for one session, which runs to count, so that each run is
+// counted once however often and in whatever order it is seen. It holds no
+// Prometheus types and is not safe for concurrent use.
+//
+// Its memory is bounded by what is in flight, not by history: it remembers
+// the runs not yet final, the final runs created within settleWindow of the
+// newest run seen (the watermark), and while a full listing is under way the
+// runs that finished during it. Any other run older than the watermark was
+// seen before and needs no memory: it is history.
+//
+// The first full listing is the baseline: runs already final then ended
+// before the exporter watched and are not counted, unless they ended after
+// the watch began. Runs not yet final are remembered and counted when they
+// are first seen final; nothing about a run is counted twice.
+type Tracker struct {
+	watchStart time.Time
+	baselined  bool
+
+	// newest is the watermark: the newest created_at seen by a listing that
+	// reached the runs known before it. seenNewest is the newest seen at all;
+	// it becomes the watermark when such a listing completes (Advance).
+	newest, seenNewest time.Time
+	// prunedAt is seenNewest when recent was last pruned during the baseline.
+	prunedAt time.Time
+
+	inflight map[string]*inflightRun
+	// recent holds the final runs created at or after newest−settleWindow,
+	// by ID, with their created_at.
+	recent map[string]time.Time
+	// countedAtBaseline holds, while the baseline is being listed, the runs
+	// it counted (those that ended after the watch began), so that a page
+	// shifting under a long baseline cannot count one twice.
+	countedAtBaseline map[string]struct{}
+	// undated holds the runs seen without a created_at, which the watermark
+	// cannot place: a malformed field, so they should stay few.
+	undated map[string]struct{}
+
+	// finals are the final runs the API lists, by status, as of the last
+	// complete listing plus what finished since.
+	finals map[feishu.RunStatus]int
+	sweep  *sweepTally // non-nil while a full listing is under way
+
+	pass        uint64 // the current listing pass (BeginPass)
+	newRuns     int64  // runs first seen after the baseline, to estimate list positions
+	lastCreated time.Time
+	appIDs      []string
+}
+
+// inflightRun is what the tracker keeps of a run not yet final.
+type inflightRun struct {
+	created time.Time
+	status  feishu.RunStatus
+	started bool // queue time observed, or judged to have started before the watch
+	missed  uint8
+	// seenPass is the pass (Tracker.pass) that last saw the run.
+	seenPass uint64
+	// inSweep: the run was in flight when the current full listing began,
+	// so that listing must see it; seenBySweep: it did.
+	inSweep, seenBySweep bool
+	// pos is the run's position in the listing when last seen (0 = first),
+	// and newRunsAtPos Tracker.newRuns at that moment.
+	pos, newRunsAtPos int64
+}
+
+// sweepTally counts a full listing spread over one or more polls.
+type sweepTally struct {
+	finals map[feishu.RunStatus]int
+	// finished are the runs the tracker saw finish while the listing was
+	// under way: counted apart, so that the listing seeing one of them final
+	// does not count it a second time.
+	finished map[string]feishu.RunStatus
+}
+
+// RunTiming is a run the tracker reports, with the time to observe for it.
+type RunTiming struct {
+	Run feishu.Run
+	// Seconds is the duration to observe, never negative (clock skew counts
+	// as 0). It is meaningful only when Timed is true.
+	Seconds float64
+	// Timed is false when a timestamp the duration needs is missing; the run
+	// is then counted but left out of the histograms.
+	Timed bool
+}
+
+// Observation is what sightings add to a session's counters.
+type Observation struct {
+	// Finished are runs seen final for the first time: count each in
+	// aily_runs_finished_total and observe ended_at − started_at.
+	Finished []RunTiming
+	// Started are runs seen started for the first time: observe
+	// started_at − created_at.
+	Started []RunTiming
+	// Created are runs created since the session began to be watched.
+	Created []feishu.Run
+}
+
+// Empty reports whether the observation counts nothing.
+func (o *Observation) Empty() bool {
+	return len(o.Finished) == 0 && len(o.Started) == 0 && len(o.Created) == 0
+}
+
+// NewTracker returns a tracker for a session whose watch began at watchStart.
+func NewTracker(watchStart time.Time) *Tracker {
+	return &Tracker{watchStart: watchStart}
+}
+
+// WatchStart returns the moment the session began to be watched.
+func (t *Tracker) WatchStart() time.Time { return t.watchStart }
+
+// Baselined reports whether the first full listing has completed.
+func (t *Tracker) Baselined() bool { return t.baselined }
+
+// Len returns how many runs the tracker remembers.
+func (t *Tracker) Len() int {
+	return len(t.inflight) + len(t.recent) + len(t.countedAtBaseline) + len(t.undated)
+}
+
+// InFlight returns how many runs are not yet final.
+func (t *Tracker) InFlight() int { return len(t.inflight) }
+
+// See takes one sighting of a run, from any listing or a get-run, and adds to
+// obs what it counts. inSweep says the sighting is part of a full listing
+// (between StartSweep and EndSweep), which tallies it for aily_runs.
+func (t *Tracker) See(r *feishu.Run, inSweep bool, obs *Observation) {
+	if r.ID == "" {
+		// Without an ID a run cannot be told apart from the others: it is
+		// never counted.
+		return
+	}
+	if r.CreatedAt.After(t.seenNewest) {
+		t.seenNewest = r.CreatedAt
+		if !t.baselined && t.seenNewest.Sub(t.prunedAt) > settleWindow {
+			// A baseline listed oldest first sees every run as the newest
+			// so far: prune as it goes, or it would remember them all.
+			t.prune()
+			t.prunedAt = t.seenNewest
+		}
+	}
+	if r.CreatedAt.After(t.lastCreated) {
+		t.lastCreated = r.CreatedAt
+	}
+	if r.AppID != "" && !slices.Contains(t.appIDs, r.AppID) {
+		t.appIDs = append(t.appIDs, r.AppID)
+		slices.Sort(t.appIDs)
+	}
+
+	switch ir, ok := t.inflight[r.ID]; {
+	case ok:
+		ir.seenPass = t.pass
+		if inSweep {
+			ir.seenBySweep = true
+		}
+		t.again(r, ir, obs)
+	case t.isKnownFinal(r):
+	case r.CreatedAt.IsZero():
+		// Without created_at the watermark cannot place the run: it is
+		// remembered by ID instead.
+		if _, seen := t.undated[r.ID]; seen {
+			return
+		}
+		if t.undated == nil {
+			t.undated = make(map[string]struct{})
+		}
+		t.undated[r.ID] = struct{}{}
+		if t.baselined {
+			t.newRuns++
+		}
+		t.first(r, !t.baselined, obs)
+	case !t.baselined:
+		t.first(r, true, obs)
+	case r.CreatedAt.Before(t.newest.Add(-settleWindow)):
+		// Older than the watermark and not in flight: seen before, and
+		// settled then.
+	default:
+		t.newRuns++
+		t.first(r, false, obs)
+	}
+
+	if inSweep && t.sweep != nil && r.Status.Final() {
+		if _, ok := t.sweep.finished[r.ID]; !ok {
+			t.sweep.finals[r.Status]++
+		}
+	}
+}
+
+// isKnownFinal reports whether r is a final run the tracker remembers.
+func (t *Tracker) isKnownFinal(r *feishu.Run) bool {
+	if _, ok := t.recent[r.ID]; ok {
+		return true
+	}
+	_, ok := t.countedAtBaseline[r.ID]
+	return ok
+}
+
+// first judges a run seen for the first time. Its events count only when they
+// happened after the watch began; an event whose time is unknown counts only
+// after the baseline, where the run is news.
+func (t *Tracker) first(r *feishu.Run, baseline bool, obs *Observation) {
+	if t.after(r.CreatedAt, baseline) {
+		obs.Created = append(obs.Created, *r)
+	}
+	started := !r.StartedAt.IsZero()
+	if started && r.StartedAt.After(t.watchStart) {
+		obs.Started = append(obs.Started, queueTiming(r))
+	}
+	if !r.Status.Final() {
+		if t.inflight == nil {
+			t.inflight = make(map[string]*inflightRun)
+		}
+		t.inflight[r.ID] = &inflightRun{created: r.CreatedAt, status: r.Status, started: started, seenPass: t.pass}
+		return
+	}
+	counted := t.after(endBound(r), baseline)
+	if counted {
+		obs.Finished = append(obs.Finished, durationTiming(r))
+	}
+	if baseline {
+		if counted {
+			if t.countedAtBaseline == nil {
+				t.countedAtBaseline = make(map[string]struct{})
+			}
+			t.countedAtBaseline[r.ID] = struct{}{}
+		}
+	} else {
+		t.finished(r)
+	}
+	t.remember(r)
+}
+
+// again updates a run in flight that is seen again.
+func (t *Tracker) again(r *feishu.Run, ir *inflightRun, obs *Observation) {
+	ir.missed = 0
+	if !ir.started && !r.StartedAt.IsZero() {
+		ir.started = true
+		obs.Started = append(obs.Started, queueTiming(r))
+	}
+	if !r.Status.Final() {
+		ir.status = r.Status
+		return
+	}
+	obs.Finished = append(obs.Finished, durationTiming(r))
+	delete(t.inflight, r.ID)
+	if t.baselined {
+		t.finished(r)
+	} else if t.sweep != nil {
+		t.sweep.finished[r.ID] = r.Status
+	}
+	t.remember(r)
+}
+
+// finished notes a run seen final for the first time after the baseline.
+func (t *Tracker) finished(r *feishu.Run) {
+	if t.finals == nil {
+		t.finals = make(map[feishu.RunStatus]int)
+	}
+	t.finals[r.Status]++
+	if t.sweep != nil {
+		t.sweep.finished[r.ID] = r.Status
+	}
+}
+
+// remember keeps a final run's ID while it is close enough to the watermark
+// to be seen again as if it were new.
+func (t *Tracker) remember(r *feishu.Run) {
+	if r.CreatedAt.IsZero() || r.CreatedAt.Before(t.horizon()) {
+		return
+	}
+	if t.recent == nil {
+		t.recent = make(map[string]time.Time)
+	}
+	t.recent[r.ID] = r.CreatedAt
+}
+
+// horizon is the oldest created_at of the runs remembered by ID: settleWindow
+// before the watermark, or before the newest run seen while the baseline is
+// being listed.
+func (t *Tracker) horizon() time.Time {
+	if !t.baselined {
+		return t.seenNewest.Add(-settleWindow)
+	}
+	return t.newest.Add(-settleWindow)
+}
+
+// Advance moves the watermark to the newest run seen, but not past now: a
+// run stamped in the future (an API clock ahead of ours) must not make every
+// run created until then look like history. Call it only after a listing has
+// read every run created since the watermark: runs older than it are from
+// then on taken as seen.
+func (t *Tracker) Advance(now time.Time) {
+	if !t.baselined {
+		return
+	}
+	t.advance(now)
+}
+
+func (t *Tracker) advance(now time.Time) {
+	n := t.seenNewest
+	if n.After(now) {
+		n = now
+	}
+	if n.After(t.newest) {
+		t.newest = n
+	}
+	t.prune()
+}
+
+// prune forgets the remembered final runs that fell behind the horizon.
+func (t *Tracker) prune() {
+	h := t.horizon()
+	for id, created := range t.recent {
+		if created.Before(h) {
+			delete(t.recent, id)
+		}
+	}
+}
+
+// Sweeping reports whether a full listing is under way.
+func (t *Tracker) Sweeping() bool { return t.sweep != nil }
+
+// StartSweep begins a full listing. The runs in flight now must all be seen
+// by it, or are counted missing when it completes.
+func (t *Tracker) StartSweep() {
+	t.sweep = &sweepTally{finals: make(map[feishu.RunStatus]int), finished: make(map[string]feishu.RunStatus)}
+	for _, ir := range t.inflight {
+		ir.inSweep, ir.seenBySweep = true, false
+	}
+}
+
+// AbandonSweep drops a full listing that cannot be completed (its page token
+// stopped working); what it saw was counted, its tally is dropped.
+func (t *Tracker) AbandonSweep() {
+	t.sweep = nil
+	for _, ir := range t.inflight {
+		ir.inSweep = false
+	}
+}
+
+// EndSweep completes a full listing: aily_runs' final statuses become what it
+// listed plus what finished while it ran, runs in flight it did not see are
+// counted missing (and forgotten after forgetAfter listings), and the first
+// one is the baseline.
+func (t *Tracker) EndSweep(now time.Time) {
+	s := t.sweep
+	if s == nil {
+		return
+	}
+	t.sweep = nil
+	finals := s.finals
+	for _, st := range s.finished {
+		finals[st]++
+	}
+	t.finals = finals
+	for id, ir := range t.inflight {
+		if !ir.inSweep {
+			continue
+		}
+		ir.inSweep = false
+		if ir.seenBySweep {
+			continue
+		}
+		ir.missed++
+		if ir.missed >= forgetAfter {
+			delete(t.inflight, id)
+		}
+	}
+	if !t.baselined {
+		t.baselined = true
+		t.countedAtBaseline = nil
+	}
+	t.advance(now)
+}
+
+// Forget drops a run in flight that the API says no longer exists.
+func (t *Tracker) Forget(id string) { delete(t.inflight, id) }
+
+// SetPosition records where a run in flight stands in the listing.
+func (t *Tracker) SetPosition(id string, pos int64) {
+	if ir, ok := t.inflight[id]; ok {
+		ir.pos, ir.newRunsAtPos = pos, t.newRuns
+	}
+}
+
+// Position estimates where a run in flight stands in the listing now: where
+// it was last seen, pushed down by the runs created since when the listing
+// is newest first.
+func (t *Tracker) Position(id string, newestFirst bool) int64 {
+	ir, ok := t.inflight[id]
+	if !ok {
+		return 0
+	}
+	if newestFirst {
+		return ir.pos + t.newRuns - ir.newRunsAtPos
+	}
+	return ir.pos
+}
+
+// BeginPass starts a listing pass; Unseen then tells which runs in flight
+// it has not seen yet.
+func (t *Tracker) BeginPass() { t.pass++ }
+
+// EndCompletePass ends a pass that read every page: the runs in flight it did
+// not see count as missing, and are forgotten after forgetAfter listings
+// without them, as after a full listing.
+func (t *Tracker) EndCompletePass() {
+	for id, ir := range t.inflight {
+		if ir.seenPass == t.pass {
+			continue
+		}
+		ir.missed++
+		if ir.missed >= forgetAfter {
+			delete(t.inflight, id)
+		}
+	}
+}
+
+// Unseen returns the runs in flight the current pass has not seen, oldest
+// first.
+func (t *Tracker) Unseen() []string {
+	var ids []string
+	for id, ir := range t.inflight {
+		if ir.seenPass != t.pass {
+			ids = append(ids, id)
+		}
+	}
+	slices.SortFunc(ids, func(a, b string) int {
+		if c := t.inflight[a].created.Compare(t.inflight[b].created); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	return ids
+}
+
+// Newest returns the watermark: the newest created_at seen by the last
+// listing that read every run created before it. Runs not in flight older
+// than it by settleWindow are history, known without being remembered.
+func (t *Tracker) Newest() time.Time { return t.newest }
+
+// State is a session's current runs as the tracker knows them.
+type State struct {
+	// Runs counts runs by status: those in flight exactly, final ones as of
+	// the last complete listing plus what finished since.
+	Runs map[feishu.RunStatus]int
+	// Oldest is the created_at of the oldest run in each status in flight.
+	Oldest      map[feishu.RunStatus]time.Time
+	LastCreated time.Time
+	AppIDs      []string
+}
+
+// State returns the session's current runs.
+func (t *Tracker) State() State {
+	s := State{
+		Runs:        make(map[feishu.RunStatus]int, len(t.finals)+3),
+		Oldest:      make(map[feishu.RunStatus]time.Time, 3),
+		LastCreated: t.lastCreated,
+		AppIDs:      slices.Clone(t.appIDs),
+	}
+	for st, n := range t.finals {
+		s.Runs[st] = n
+	}
+	for _, ir := range t.inflight {
+		st := ir.status
+		if st == "" {
+			st = UnknownStatus
+		}
+		s.Runs[st]++
+		if ir.created.IsZero() {
+			continue
+		}
+		if o, ok := s.Oldest[st]; !ok || ir.created.Before(o) {
+			s.Oldest[st] = ir.created
+		}
+	}
+	return s
+}
+
+// UnknownStatus labels runs listed with no status at all.
+const UnknownStatus feishu.RunStatus = "unknown"
+
+// after reports whether an event at ts of a run seen for the first time
+// happened after the watch began. An unknown time (zero) counts as after
+// unless this is the baseline, where runs are history unless shown otherwise.
+func (t *Tracker) after(ts time.Time, baseline bool) bool {
+	if ts.IsZero() {
+		return !baseline
+	}
+	return ts.After(t.watchStart)
+}
+
+// endBound returns the latest time a final run is known to have ended at or
+// after: ended_at, else started_at, else created_at (zero if none is known).
+// A lower bound after the watch start proves the run ended after it; one
+// before proves nothing, and the run is then not counted, which is the safe
+// side for a counter that must never jump.
+func endBound(r *feishu.Run) time.Time {
+	switch {
+	case !r.EndedAt.IsZero():
+		return r.EndedAt
+	case !r.StartedAt.IsZero():
+		return r.StartedAt
+	}
+	return r.CreatedAt
+}
+
+func durationTiming(r *feishu.Run) RunTiming { return timing(*r, r.StartedAt, r.EndedAt) }
+
+func queueTiming(r *feishu.Run) RunTiming { return timing(*r, r.CreatedAt, r.StartedAt) }
+
+// timing measures from..to; a missing end leaves the run untimed and a
+// negative span (clocks that disagree) counts as 0.
+func timing(r feishu.Run, from, to time.Time) RunTiming {
+	if from.IsZero() || to.IsZero() {
+		return RunTiming{Run: r}
+	}
+	s := to.Sub(from).Seconds()
+	if s < 0 {
+		s = 0
+	}
+	return RunTiming{Run: r, Seconds: s, Timed: true}
+}

@@ -1,0 +1,522 @@
+// Package watch keeps watch over Aily sessions within the Feishu API's
+// budget: which sessions are due for a poll (the polling policy in the
+// README), how a poll reads only what changed since the last one
+// (incremental listing, in either listing order), and which runs to count so
+// that each is counted exactly once. It knows nothing about Prometheus; the
+// collector package turns what it sees into metrics.
+package watch
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+
+	"github.com/aily-exporter/aily_exporter/feishu"
+)
+
+// Options configure a Watcher. Zero durations take the defaults given.
+type Options struct {
+	// MinInterval: a session polled less than this ago is not polled again,
+	// whoever scrapes (HA Prometheus pairs); it is also how often a session
+	// with runs in flight, or a new run within IdleAfter, is due. Default 5s;
+	// negative means 0.
+	MinInterval time.Duration
+	// IdleAfter: a session with no run in flight and no new run for this
+	// long is idle. Default 10m.
+	IdleAfter time.Duration
+	// IdleInterval is how often an idle session is polled, and the cap of a
+	// failing session's back-off. Default 5m.
+	IdleInterval time.Duration
+	// FullInterval is how often a session is listed in full, as a safety
+	// net for incremental listing. Default 6h.
+	FullInterval time.Duration
+	// RateLimit is each app's request budget, in requests per second of the
+	// scrape's time; 0 means no budget but the deadline.
+	RateLimit float64
+	// Concurrency is how many sessions are polled at once; default 4.
+	Concurrency int
+	// Timeout bounds a Poll whose context has no deadline; default 10s.
+	Timeout time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Logger is told when a session starts failing, fails differently or
+	// recovers (warn and info), and of every failure at debug level.
+	Logger log.Logger
+}
+
+// Defaults of Options.
+const (
+	DefaultMinInterval  = 5 * time.Second
+	DefaultIdleAfter    = 10 * time.Minute
+	DefaultIdleInterval = 5 * time.Minute
+	DefaultFullInterval = 6 * time.Hour
+	DefaultConcurrency  = 4
+	DefaultTimeout      = 10 * time.Second
+)
+
+// App is one configured Feishu app: its name, its API client and the
+// sessions to watch with it.
+type App struct {
+	Name     string
+	API      API
+	Sessions []string
+}
+
+// Recorder takes what polls count. Record is called with the session's lock
+// held, once per poll that counted something, and never for a session that
+// SetApps removed.
+type Recorder interface {
+	Record(s *Session, obs *Observation)
+}
+
+// Watcher watches the configured sessions. It is safe for concurrent use.
+type Watcher struct {
+	opts Options
+	rec  Recorder
+
+	mu       sync.Mutex // guards the fields below
+	apps     map[string]*app
+	sessions []*Session // sorted by app, then ID
+	overdue  map[string]int
+}
+
+// app is what the watcher keeps of a configured app.
+type app struct {
+	name string
+	api  API // guarded by Watcher.mu
+}
+
+// New returns a Watcher that gives what polls count to rec and watches no
+// session until SetApps.
+func New(opts Options, rec Recorder) *Watcher {
+	if opts.MinInterval == 0 {
+		opts.MinInterval = DefaultMinInterval
+	}
+	opts.MinInterval = max(opts.MinInterval, 0)
+	if opts.IdleAfter <= 0 {
+		opts.IdleAfter = DefaultIdleAfter
+	}
+	if opts.IdleInterval <= 0 {
+		opts.IdleInterval = DefaultIdleInterval
+	}
+	if opts.FullInterval <= 0 {
+		opts.FullInterval = DefaultFullInterval
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = DefaultConcurrency
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = log.NewNopLogger()
+	}
+	return &Watcher{opts: opts, rec: rec, apps: map[string]*app{}, overdue: map[string]int{}}
+}
+
+// SetApps sets the apps and sessions to watch, at start and on every reload.
+// A session configured for the first time is due at once. Sessions that stay
+// keep their state; the sessions that go are returned, marked so that no poll
+// still running counts anything more for them.
+func (w *Watcher) SetApps(apps []App) (removed []*Session) {
+	now := w.opts.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+
+	type key struct{ app, id string }
+	old := make(map[key]*Session, len(w.sessions))
+	for _, s := range w.sessions {
+		old[key{s.app.name, s.id}] = s
+	}
+	newApps := make(map[string]*app, len(apps))
+	kept := make(map[key]bool)
+	var sessions []*Session
+	for _, a := range apps {
+		ap := w.apps[a.Name]
+		if ap == nil {
+			ap = &app{name: a.Name}
+		}
+		ap.api = a.API
+		newApps[a.Name] = ap
+		for _, id := range a.Sessions {
+			k := key{a.Name, id}
+			if kept[k] || id == "" {
+				continue
+			}
+			kept[k] = true
+			s := old[k]
+			if s == nil {
+				s = &Session{app: ap, id: id, added: now, tracker: NewTracker(now)}
+				s.cursor.nextFull = now.Add(fullListingOffset(a.Name, id, w.opts.FullInterval))
+			}
+			sessions = append(sessions, s)
+		}
+	}
+	for k, s := range old {
+		if kept[k] {
+			continue
+		}
+		s.mu.Lock()
+		s.removed = true
+		s.mu.Unlock()
+		removed = append(removed, s)
+	}
+	for name := range w.overdue {
+		if newApps[name] == nil {
+			delete(w.overdue, name)
+		}
+	}
+	slices.SortFunc(sessions, func(a, b *Session) int {
+		return cmp.Or(cmp.Compare(a.app.name, b.app.name), cmp.Compare(a.id, b.id))
+	})
+	w.apps, w.sessions = newApps, sessions
+	return removed
+}
+
+// candidate is a session due for a poll.
+type candidate struct {
+	s     *Session
+	api   API
+	due   time.Time
+	class int
+}
+
+// Poll polls the sessions due now, in order (sessions without a baseline
+// and with runs in flight first, then the others; most overdue first within
+// each), while ctx's deadline and each app's request budget allow, and waits
+// for them and for polls other scrapes started. A session not reached stays
+// due, and first in line. Polls run on after ctx is cancelled, for scrapes
+// sharing them, but never past its deadline.
+func (w *Watcher) Poll(ctx context.Context) {
+	now := w.opts.Now()
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(w.opts.Timeout)
+	}
+	pctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+
+	cands, waits := w.plan(now)
+	budgets := w.budgets(cands, time.Until(deadline))
+	overdue := &tally{n: make(map[string]int)}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, w.opts.Concurrency)
+start:
+	for i, c := range cands {
+		b := budgets[c.s.app.name]
+		if !b.available() {
+			overdue.add(c.s.app.name)
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-pctx.Done():
+			for _, c := range cands[i:] {
+				overdue.add(c.s.app.name)
+			}
+			break start
+		}
+		done, ok := c.s.begin(deadline)
+		if !ok {
+			<-sem
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			var api API = budgetedAPI{API: c.api, b: b.forPoll()}
+			if c.api == nil {
+				api = nil
+			}
+			if w.pollSession(pctx, c.s, api, done) {
+				overdue.add(c.s.app.name)
+			}
+		}()
+	}
+
+	all := make(chan struct{})
+	go func() {
+		wg.Wait()
+		for _, ch := range waits {
+			select {
+			case <-ch:
+			case <-pctx.Done():
+			}
+		}
+		close(all)
+	}()
+	select {
+	case <-all:
+	case <-ctx.Done():
+	}
+	go func() { <-all; cancel() }()
+
+	overdue.mu.Lock()
+	defer overdue.mu.Unlock()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for name := range w.apps {
+		w.overdue[name] = overdue.n[name]
+	}
+}
+
+// tally counts per app, safely for concurrent polls.
+type tally struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (t *tally) add(app string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.n[app]++
+}
+
+// plan returns the sessions due now, in the order to poll them, and the
+// polls other scrapes have under way.
+func (w *Watcher) plan(now time.Time) ([]candidate, []chan struct{}) {
+	w.mu.Lock()
+	sessions := w.sessions
+	w.mu.Unlock()
+
+	var cands []candidate
+	var waits []chan struct{}
+	for _, s := range sessions {
+		s.mu.Lock()
+		switch {
+		case s.polling != nil:
+			waits = append(waits, s.polling)
+		case s.removed:
+		default:
+			due, class := s.due(&w.opts, now)
+			if !due.After(now) {
+				cands = append(cands, candidate{s: s, due: due, class: class})
+			}
+		}
+		s.mu.Unlock()
+	}
+	w.mu.Lock()
+	for i := range cands {
+		cands[i].api = cands[i].s.app.api
+	}
+	w.mu.Unlock()
+	slices.SortFunc(cands, func(a, b candidate) int {
+		return cmp.Or(cmp.Compare(a.class, b.class), a.due.Compare(b.due),
+			cmp.Compare(a.s.app.name, b.s.app.name), cmp.Compare(a.s.id, b.s.id))
+	})
+	return cands, waits
+}
+
+// budgets returns each app's request budget for a scrape with left to go.
+func (w *Watcher) budgets(cands []candidate, left time.Duration) map[string]*budget {
+	due := make(map[string]int)
+	for _, c := range cands {
+		due[c.s.app.name]++
+	}
+	budgets := make(map[string]*budget, len(due))
+	for name, n := range due {
+		b := &budget{unlimited: w.opts.RateLimit <= 0}
+		if !b.unlimited {
+			// What the client-side limiter lets through by the deadline: a
+			// full burst (as many as the rate, refilled between scrapes),
+			// then the rate.
+			b.left = max(int(w.opts.RateLimit*(left.Seconds()+1)), 1)
+			// One poll may spend at most half of it while others wait, so
+			// that a long baseline cannot take every request of a scrape.
+			b.perPoll = b.left
+			if n > 1 {
+				b.perPoll = max(b.left/2, 1)
+			}
+		}
+		budgets[name] = b
+	}
+	return budgets
+}
+
+// begin marks the session as being polled; false if it already is or was
+// removed.
+func (s *Session) begin(deadline time.Time) (chan struct{}, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.polling != nil || s.removed {
+		return nil, false
+	}
+	s.polling, s.pollDeadline = make(chan struct{}), deadline
+	return s.polling, true
+}
+
+// errCutOff is the error of a poll still under way at its scrape's deadline.
+var errCutOff = errors.New("poll cut off by the scrape deadline")
+
+// pollSession polls one session and records the outcome; it reports whether
+// the request budget cut the poll short.
+func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done chan struct{}) (cut bool) {
+	start := w.opts.Now()
+	p := &poll{ctx: ctx, api: api, id: s.id, t: s.tracker, c: &s.cursor, now: start, full: w.opts.FullInterval}
+	var err error
+	if api == nil {
+		err = fmt.Errorf("app %s has no API client", s.app.name)
+	} else {
+		err = p.run()
+	}
+	if err != nil && ctx.Err() != nil && !errors.Is(err, errBudget) {
+		err = fmt.Errorf("%w: %w", errCutOff, err)
+	}
+	took := w.opts.Now().Sub(start)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	defer close(done)
+	s.polling = nil
+	if !s.removed && !p.obs.Empty() {
+		w.rec.Record(s, &p.obs)
+	}
+	t := s.tracker
+	s.baselined, s.inflight, s.tracked = t.Baselined(), t.InFlight(), t.Len()
+	if p.newRuns {
+		s.lastNewRun = start
+	}
+	s.lastCreated = t.lastCreated
+	cut = errors.Is(err, errBudget)
+	if cut && p.requests <= 1 {
+		// Not reached after all: it stays due, and first in line.
+		return true
+	}
+	s.lastPoll, s.took = start, took
+	if cut {
+		err = nil // it read what the budget allowed and goes on next time
+	}
+	w.logOutcome(s, err)
+	s.polled, s.err = true, err
+	if err != nil {
+		s.failures++
+		return cut
+	}
+	s.failures = 0
+	if t.Baselined() {
+		if !cut {
+			s.lastSuccess = start
+		}
+		st := t.State()
+		s.view = &st
+	}
+	return cut
+}
+
+// logOutcome logs a poll's outcome when it changes the session's health: a
+// first failure, a different failure, a recovery. Repeats go to debug, so
+// that a broken app does not flood the log. s.mu is held.
+func (w *Watcher) logOutcome(s *Session, err error) {
+	l := log.With(w.opts.Logger, "app", s.app.name, "session_id", s.id)
+	switch {
+	case err != nil && (s.err == nil || errorKey(s.err) != errorKey(err)):
+		level.Warn(l).Log("msg", "Polling a session failed", "err", err)
+	case err != nil:
+		level.Debug(l).Log("msg", "Polling a session failed again", "failures", s.failures+1, "err", err)
+	case s.err != nil:
+		level.Info(l).Log("msg", "Polling a session works again", "after_failures", s.failures)
+	}
+}
+
+// errorKey is what tells two failures apart: an API error's endpoint, status
+// and code (its message and log ID change on every call), or the text.
+func errorKey(err error) string {
+	var e *feishu.APIError
+	if errors.As(err, &e) {
+		return fmt.Sprintf("%s/%d/%d", e.Endpoint, e.HTTPStatus, e.Code)
+	}
+	return err.Error()
+}
+
+// EachSnapshot calls fn with what each configured session shows now, in
+// order of app and ID. fn must not keep the snapshot.
+func (w *Watcher) EachSnapshot(fn func(*Snapshot)) {
+	w.mu.Lock()
+	sessions := w.sessions
+	w.mu.Unlock()
+	now := w.opts.Now()
+	for _, s := range sessions {
+		snap := s.snapshot(&w.opts, now)
+		fn(&snap)
+	}
+}
+
+// Overdue returns, per app, the sessions the last Poll found due but could
+// not reach.
+func (w *Watcher) Overdue() map[string]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[string]int, len(w.overdue))
+	for k, v := range w.overdue {
+		out[k] = v
+	}
+	return out
+}
+
+// budget is an app's request budget for one scrape.
+type budget struct {
+	mu        sync.Mutex
+	unlimited bool
+	left      int
+	perPoll   int
+}
+
+func (b *budget) available() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.unlimited || b.left > 0
+}
+
+// forPoll returns the share of the budget one poll may spend.
+func (b *budget) forPoll() *pollBudget { return &pollBudget{b: b, left: b.perPoll} }
+
+type pollBudget struct {
+	b    *budget
+	left int
+}
+
+// take spends one request, or reports that the budget is spent.
+func (p *pollBudget) take() bool {
+	b := p.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.unlimited {
+		return true
+	}
+	if b.left <= 0 || p.left <= 0 {
+		return false
+	}
+	b.left--
+	p.left--
+	return true
+}
+
+// budgetedAPI is an API that stops at a request budget.
+type budgetedAPI struct {
+	API
+	b *pollBudget
+}
+
+func (a budgetedAPI) ListRunsPage(ctx context.Context, sessionID, pageToken string) (feishu.RunsPage, error) {
+	if !a.b.take() {
+		return feishu.RunsPage{}, errBudget
+	}
+	return a.API.ListRunsPage(ctx, sessionID, pageToken)
+}
+
+func (a budgetedAPI) GetRun(ctx context.Context, sessionID, runID string) (feishu.Run, error) {
+	if !a.b.take() {
+		return feishu.Run{}, errBudget
+	}
+	return a.API.GetRun(ctx, sessionID, runID)
+}

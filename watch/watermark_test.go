@@ -1,0 +1,184 @@
+package watch
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/aily-exporter/aily_exporter/feishu"
+)
+
+// history returns n final runs created a second apart, ending before t0.
+func history(n int) []feishu.Run {
+	runs := make([]feishu.Run, n)
+	for i := range runs {
+		c := float64(-2*n + i)
+		runs[i] = run(fmt.Sprintf("h%05d", i), completed, c, c, c+0.5)
+	}
+	return runs
+}
+
+func TestTrackerHistoryIsNeverCountedNorRemembered(t *testing.T) {
+	tr := NewTracker(t0)
+	if got := summary(fullListing(tr, history(10000), at(1))); !cmp.Equal(got, counted{}) {
+		t.Fatalf("baseline of history counted %+v, want nothing", got)
+	}
+	// The runs within the settle window of the newest one are remembered,
+	// not the history behind them.
+	if n := tr.Len(); n > 61 {
+		t.Fatalf("tracker remembers %d runs after a baseline of 10,000 finished ones, want at most 61", n)
+	}
+	got := summary(incremental(tr, append([]feishu.Run{run("new", completed, 5, 6, 8)}, history(10000)...), at(10)))
+	want := counted{Finished: []event{{"new", 2}}, Started: []event{{"new", 1}}, Created: []string{"new"}}
+	if diff := cmp.Diff(want, got, cmp.Comparer(approx)); diff != "" {
+		t.Errorf("incremental listing counted (-want +got):\n%s", diff)
+	}
+	if got := summary(fullListing(tr, history(10000), at(20))); !cmp.Equal(got, counted{}) {
+		t.Errorf("a later full listing counted %+v, want nothing", got)
+	}
+}
+
+func TestTrackerLateRuns(t *testing.T) {
+	tests := []struct {
+		name string
+		late feishu.Run
+		want counted
+	}{
+		{
+			name: "run created in the same millisecond as the newest and listed later is counted",
+			late: run("a-tie", completed, 100, 100, 101),
+			want: counted{Finished: []event{{"a-tie", 1}}, Started: []event{{"a-tie", 0}}, Created: []string{"a-tie"}},
+		},
+		{
+			name: "run listed late within the settle window is counted",
+			late: run("late", completed, 100-settleWindow.Seconds()+1, 100, 101),
+			want: counted{Finished: []event{{"late", 1}}, Started: []event{{"late", settleWindow.Seconds() - 1}}, Created: []string{"late"}},
+		},
+		{
+			name: "run listed late beyond the settle window is taken as history",
+			late: run("ancient", completed, 100-settleWindow.Seconds()-1, 100, 101),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := NewTracker(t0)
+			fullListing(tr, nil, at(1))
+			incremental(tr, []feishu.Run{run("z-newest", completed, 100, 100, 101)}, at(110))
+			got := summary(incremental(tr, []feishu.Run{tt.late, run("z-newest", completed, 100, 100, 101)}, at(120)))
+			if diff := cmp.Diff(tt.want, got, cmp.Comparer(approx)); diff != "" {
+				t.Errorf("counted (-want +got):\n%s", diff)
+			}
+			if got := summary(incremental(tr, []feishu.Run{tt.late}, at(130))); !cmp.Equal(got, counted{}) {
+				t.Errorf("listed once more it counted %+v, want nothing", got)
+			}
+		})
+	}
+}
+
+func TestTrackerFutureCreatedAtDoesNotHideLaterRuns(t *testing.T) {
+	tr := NewTracker(t0)
+	fullListing(tr, nil, at(1))
+	// An API clock an hour ahead stamps a run in the future.
+	incremental(tr, []feishu.Run{run("skewed", completed, 3600, 3600, 3601)}, at(10))
+	got := summary(incremental(tr, []feishu.Run{run("next", completed, 15, 16, 17)}, at(20)))
+	if len(got.Finished) != 1 || got.Finished[0].ID != "next" {
+		t.Errorf("the run after a future-stamped one counted %+v, want it finished", got)
+	}
+}
+
+func TestTrackerFinalStatusCounts(t *testing.T) {
+	runs := func(st State) map[feishu.RunStatus]int {
+		out := map[feishu.RunStatus]int{}
+		for k, v := range st.Runs {
+			if v != 0 {
+				out[k] = v
+			}
+		}
+		return out
+	}
+	t.Run("a run the API stops listing leaves them at the next full listing", func(t *testing.T) {
+		tr := NewTracker(t0)
+		fullListing(tr, []feishu.Run{
+			run("a", completed, -30, -30, -20), run("b", failed, -20, -20, -10), run("c", inProgress, -5, -5, none),
+		}, at(1))
+		want := map[feishu.RunStatus]int{completed: 1, failed: 1, inProgress: 1}
+		if diff := cmp.Diff(want, runs(tr.State())); diff != "" {
+			t.Fatalf("after the baseline (-want +got):\n%s", diff)
+		}
+		incremental(tr, []feishu.Run{run("c", completed, -5, -5, 5)}, at(10))
+		want = map[feishu.RunStatus]int{completed: 2, failed: 1}
+		if diff := cmp.Diff(want, runs(tr.State())); diff != "" {
+			t.Fatalf("after c finished (-want +got):\n%s", diff)
+		}
+		// b is no longer listed.
+		fullListing(tr, []feishu.Run{run("a", completed, -30, -30, -20), run("c", completed, -5, -5, 5)}, at(20))
+		want = map[feishu.RunStatus]int{completed: 2}
+		if diff := cmp.Diff(want, runs(tr.State())); diff != "" {
+			t.Errorf("after a full listing without b (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("a run finishing while a full listing is under way counts once", func(t *testing.T) {
+		tr := NewTracker(t0)
+		fullListing(tr, []feishu.Run{run("a", completed, -30, -30, -20), run("r", inProgress, -5, -5, none)}, at(1))
+		// A full listing over two polls: the first sees r in flight, then an
+		// incremental listing sees it finish, then the second half sees it
+		// final again (a page that shifted).
+		var obs Observation
+		tr.StartSweep()
+		r := run("r", inProgress, -5, -5, none)
+		tr.See(&r, true, &obs)
+		incremental(tr, []feishu.Run{run("r", completed, -5, -5, 8)}, at(10))
+		for _, r := range []feishu.Run{run("r", completed, -5, -5, 8), run("a", completed, -30, -30, -20)} {
+			tr.See(&r, true, &obs)
+		}
+		tr.EndSweep(at(20))
+		want := map[feishu.RunStatus]int{completed: 2}
+		if diff := cmp.Diff(want, runs(tr.State())); diff != "" {
+			t.Errorf("(-want +got):\n%s", diff)
+		}
+	})
+}
+
+func TestTrackerBaselineOverSeveralPolls(t *testing.T) {
+	tr := NewTracker(t0)
+	var obs Observation
+	see := func(runs ...feishu.Run) {
+		for i := range runs {
+			tr.See(&runs[i], true, &obs)
+		}
+	}
+	tr.StartSweep()
+	// Page 1 in the first poll: newest first.
+	see(run("r3", inProgress, -2, -2, none), run("r2", completed, -4, -4, 3))
+	if tr.Baselined() {
+		t.Fatal("baselined after the first page of several")
+	}
+	// Page 2 in the next poll: a run created meanwhile pushed r2 down onto
+	// it, now with r3 finished too (seen final here for the first time).
+	see(run("r2", completed, -4, -4, 3), run("r3", completed, -2, -2, 9), run("r1", completed, -10, -10, -6))
+	tr.EndSweep(at(20))
+	want := counted{Finished: []event{{"r2", 7}, {"r3", 11}}}
+	if diff := cmp.Diff(want, summary(obs), cmp.Comparer(approx)); diff != "" {
+		t.Errorf("baseline counted (-want +got):\n%s", diff)
+	}
+	if !tr.Baselined() {
+		t.Error("not baselined after the listing completed")
+	}
+}
+
+func TestTrackerPositionFollowsNewRuns(t *testing.T) {
+	tr := NewTracker(t0)
+	fullListing(tr, []feishu.Run{run("deep", inProgress, 1, 1, none)}, at(2))
+	tr.SetPosition("deep", 120)
+	incremental(tr, []feishu.Run{run("n1", completed, 3, 3, 4), run("n2", inProgress, 5, 5, none)}, at(10))
+	if got := tr.Position("deep", true); got != 122 {
+		t.Errorf("newest first: position %d, want 122 (two runs created above it)", got)
+	}
+	if got := tr.Position("deep", false); got != 120 {
+		t.Errorf("oldest first: position %d, want 120 (new runs come after it)", got)
+	}
+	if got := tr.Unseen(); !cmp.Equal(got, []string{"deep"}) {
+		t.Errorf("unseen in the last pass: %v, want [deep]", got)
+	}
+}
