@@ -74,4 +74,3 @@ func benchBaseline(b *testing.B, h http.Handler, session string, pageSize int) {
 	b.ReportMetric(float64(cpu.Nanoseconds())/runs, "cpu-ns/run")
 	b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/runs, "B/run")
 }
-
