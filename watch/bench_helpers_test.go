@@ -1,0 +1,222 @@
+package watch_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/watch"
+)
+
+// Helpers of the benchmarks over real HTTP. Their names start with bench so
+// that they cannot clash with the other external tests of the package.
+
+const (
+	benchAppID     = "cli_bench"
+	benchAppSecret = "bench_secret"
+	benchUserToken = "u-bench"
+	// benchNoFull puts the safety-net full listing out of reach, so that
+	// the figures are those of incremental polls.
+	benchNoFull = 100 * 365 * 24 * time.Hour
+)
+
+// benchStart is when the benchmarks' watches begin; history is older.
+var benchStart = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// benchClock is a fake clock for the watcher, moved by hand.
+type benchClock struct{ ns atomic.Int64 }
+
+func newBenchClock(t time.Time) *benchClock {
+	c := &benchClock{}
+	c.ns.Store(t.UnixNano())
+	return c
+}
+
+func (c *benchClock) Now() time.Time { return time.Unix(0, c.ns.Load()).UTC() }
+
+func (c *benchClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// benchRecorder counts what polls count, to check that the benchmarks
+// measure exact counting (history never counted).
+type benchRecorder struct{ finished, created atomic.Int64 }
+
+func (r *benchRecorder) Record(_ *watch.Session, obs *watch.Observation) {
+	r.finished.Add(int64(len(obs.Finished)))
+	r.created.Add(int64(len(obs.Created)))
+}
+
+// benchRun builds a run created at created; a final one ended 5 s later.
+func benchRun(session, id string, created time.Time, st feishu.RunStatus) feishu.Run {
+	r := feishu.Run{ID: id, AppID: "spring_bench__c", SessionID: session, Status: st, CreatedAt: created, Metadata: "{}"}
+	if st != feishu.StatusQueued {
+		r.StartedAt = created.Add(time.Second)
+	}
+	if st.Final() {
+		r.EndedAt = created.Add(5 * time.Second)
+	}
+	if st == feishu.StatusFailed {
+		r.Error = &feishu.RunError{Code: "sp_ec_sm_900101", Message: "技能不存在或已删除"}
+	}
+	return r
+}
+
+// benchHistory puts n runs into a session of the fake, one a second, ending
+// an hour before the watch begins; every inflightEvery-th run (0: none) is
+// still in progress.
+func benchHistory(f *feishufake.Fake, session string, n, inflightEvery int) {
+	first := benchStart.Add(-time.Hour - time.Duration(n)*time.Second)
+	for i := range n {
+		st := feishu.StatusCompleted
+		switch {
+		case inflightEvery > 0 && i%inflightEvery == inflightEvery/2:
+			st = feishu.StatusInProgress
+		case i%10 == 3:
+			st = feishu.StatusFailed
+		}
+		f.PutRun(benchRun(session, fmt.Sprintf("run_%s_%07d", session, i), first.Add(time.Duration(i)*time.Second), st))
+	}
+}
+
+// newBenchFake returns a fake knowing the bench app and user token.
+func newBenchFake(order feishufake.Order) *feishufake.Fake {
+	f := feishufake.New(feishufake.Options{})
+	f.AddApp(benchAppID, benchAppSecret)
+	f.AddUserToken(benchUserToken)
+	f.SetOrder(order)
+	return f
+}
+
+// newBenchClient returns a client of the bench app at url, without a rate
+// limit, with an HTTP client whose idle connections the caller may close.
+func newBenchClient(b *testing.B, url string, pageSize, conc int) (*feishu.Client, *http.Transport) {
+	b.Helper()
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = conc
+	tr.MaxIdleConns = max(tr.MaxIdleConns, conc)
+	c, err := feishu.NewClient(feishu.Config{
+		BaseURL: url, AppID: benchAppID, AppSecret: benchAppSecret, PageSize: pageSize,
+		RateLimit: 0, MaxConcurrency: conc, HTTPClient: &http.Client{Timeout: time.Minute, Transport: tr},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c, tr
+}
+
+// warmSort makes the fake sort a session's runs now (it sorts lazily, on the
+// first page asked after a change), so that a timed poll does not pay for
+// the fake's sorting. It asks the handler directly: no request is counted
+// at the HTTP server, but the fake counts one list_runs.
+func warmSort(b *testing.B, f *feishufake.Fake, session string) {
+	req := httptest.NewRequest(http.MethodGet, feishufake.ListRunsPath(session)+"?page_size=1", nil)
+	req.Header.Set("Authorization", "Bearer "+benchUserToken)
+	rec := httptest.NewRecorder()
+	f.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		b.Fatalf("warm %s: HTTP %d: %s", session, rec.Code, rec.Body)
+	}
+}
+
+// fakeRequests returns the list_runs and get_run requests the fake counted.
+func fakeRequests(f *feishufake.Fake) int {
+	return f.Requests(string(feishu.EndpointListRuns)) + f.Requests(string(feishu.EndpointGetRun))
+}
+
+// baselineAll polls until every session of w has completed its baseline.
+func baselineAll(b *testing.B, w *watch.Watcher, clock *benchClock) {
+	b.Helper()
+	for i := 0; ; i++ {
+		if i > 100 {
+			b.Fatal("baseline does not complete")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		w.Poll(ctx)
+		cancel()
+		pending := 0
+		var firstErr error
+		w.EachSnapshot(func(s *watch.Snapshot) {
+			if s.LastSuccess.IsZero() {
+				pending++
+				if s.Err != nil && firstErr == nil {
+					firstErr = s.Err
+				}
+			}
+		})
+		if pending == 0 {
+			return
+		}
+		if firstErr != nil {
+			b.Fatalf("baseline: %d sessions pending: %v", pending, firstErr)
+		}
+		clock.Advance(time.Minute)
+	}
+}
+
+// cpuTime returns the process's user and system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchStaticPages serves a listing captured from a fake as fixed bodies,
+// keyed by page token, and a fixed tenant token: a server that costs next to
+// nothing, so that a benchmark measures the client and the watcher.
+type benchStaticPages struct {
+	mu    sync.Mutex
+	pages map[string][]byte // page_token ("" for the first) → body
+}
+
+func newBenchStaticPages(b *testing.B, f *feishufake.Fake, session string, pageSize int) *benchStaticPages {
+	b.Helper()
+	s := &benchStaticPages{pages: map[string][]byte{}}
+	token := ""
+	for {
+		path := feishufake.ListRunsPath(session) + fmt.Sprintf("?page_size=%d", pageSize)
+		if token != "" {
+			path += "&page_token=" + token
+		}
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.Header.Set("Authorization", "Bearer "+benchUserToken)
+		rec := httptest.NewRecorder()
+		f.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			b.Fatalf("capture page %q: HTTP %d: %s", token, rec.Code, rec.Body)
+		}
+		body := rec.Body.Bytes()
+		s.pages[token] = body
+		_, rest, ok := strings.Cut(string(body), `"page_token":"`)
+		if !ok {
+			return s
+		}
+		token, _, _ = strings.Cut(rest, `"`)
+	}
+}
+
+func (s *benchStaticPages) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	if r.URL.Path == feishufake.TokenPath {
+		_, _ = w.Write([]byte(`{"code":0,"msg":"ok","tenant_access_token":"t-bench","expire":7200}`))
+		return
+	}
+	s.mu.Lock()
+	body, ok := s.pages[r.URL.Query().Get("page_token")]
+	s.mu.Unlock()
+	if !ok {
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write([]byte(`{"code":2700001,"msg":"param is invalid"}`))
+		return
+	}
+	_, _ = w.Write(body)
+}
