@@ -366,7 +366,10 @@ func (v *appView) add(st *watch.State) {
 		v.runs = make(map[feishu.RunStatus]int)
 		v.oldest = make(map[feishu.RunStatus]time.Time)
 	}
-	for s, n := range st.Runs {
+	for i, s := range feishu.FinalStatuses() {
+		v.runs[s] += st.Final[i]
+	}
+	for s, n := range st.InFlight {
 		v.runs[s] += n
 	}
 	for s, o := range st.Oldest {
@@ -387,11 +390,15 @@ func (c *Collector) collectSession(ch chan<- prometheus.Metric, s *watch.Snapsho
 		ch <- prometheus.MustNewConstMetric(c.m.lastSuccess, prometheus.GaugeValue, unixSeconds(s.LastSuccess), app, id)
 	}
 
+	var runs map[feishu.RunStatus]int
+	if s.Runs != nil {
+		runs = s.Runs.Runs()
+	}
 	c.mu.Lock()
 	var cs counts
 	if p := c.counts[sessionKey{app, id}]; p != nil {
 		if s.Runs != nil {
-			p.extra = noteStatuses(p.extra, s.Runs.Runs)
+			p.extra = noteStatuses(p.extra, s.Runs.InFlight)
 		}
 		cs = *p
 		cs.failures = make(map[string]float64, len(p.failures))
@@ -400,7 +407,7 @@ func (c *Collector) collectSession(ch chan<- prometheus.Metric, s *watch.Snapsho
 		}
 		cs.extra = slices.Clone(p.extra)
 	} else if s.Runs != nil {
-		if extra := noteStatuses(nil, s.Runs.Runs); len(extra) > 0 {
+		if extra := noteStatuses(nil, s.Runs.InFlight); len(extra) > 0 {
 			c.counts[sessionKey{app, id}] = &counts{extra: extra}
 			cs.extra = slices.Clone(extra)
 		}
@@ -411,7 +418,7 @@ func (c *Collector) collectSession(ch chan<- prometheus.Metric, s *watch.Snapsho
 	if s.Runs == nil {
 		return
 	}
-	c.collectRuns(ch, &c.m.perSession, s.Runs.Runs, s.Runs.Oldest, cs.extra, now, app, id)
+	c.collectRuns(ch, &c.m.perSession, runs, s.Runs.Oldest, cs.extra, now, app, id)
 	if !s.Runs.LastCreated.IsZero() {
 		ch <- prometheus.MustNewConstMetric(c.m.lastRun, prometheus.GaugeValue, unixSeconds(s.Runs.LastCreated), app, id)
 	}

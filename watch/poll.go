@@ -62,16 +62,22 @@ type cursor struct {
 	lastPos   int64
 	lastIndex int
 
-	// An unfinished full listing: the token of its next page, the IDs of
-	// the page before (shown again when runs arrive while it is read), the
-	// position reached, and the created_at directions it has seen.
-	sweepToken   string
-	sweepPrevIDs []string
-	sweepPos     int64
-	sweepPages   int
-	sweepLast    time.Time
-	sweepUp      bool
-	sweepDown    bool
+	// sweep is where a full listing under way stands; nil between them,
+	// so that an idle session does not carry it.
+	sweep *sweepCursor
+}
+
+// sweepCursor is where an unfinished full listing stands: the token of its
+// next page, the IDs of the page before (shown again when runs arrive while
+// it is read), the position reached, and the created_at directions seen.
+type sweepCursor struct {
+	token   string
+	prevIDs []string
+	pos     int64
+	pages   int
+	last    time.Time
+	up      bool
+	down    bool
 }
 
 // errBudget is returned by a budgeted API once the scrape's request budget
@@ -278,52 +284,53 @@ func (p *poll) refresh(ids []string) (doubt bool, err error) {
 // the budget or the deadline.
 func (p *poll) sweep() error {
 	t, c := p.t, p.c
-	if !t.Sweeping() {
+	if !t.Sweeping() || c.sweep == nil {
 		t.StartSweep()
-		c.sweepToken, c.sweepPrevIDs, c.sweepPos, c.sweepPages = "", c.sweepPrevIDs[:0], 0, 0
-		c.sweepLast, c.sweepUp, c.sweepDown = time.Time{}, false, false
+		c.sweep = &sweepCursor{}
 	}
+	sw := c.sweep
 	for {
-		page, err := p.page(c.sweepToken)
+		page, err := p.page(sw.token)
 		if err != nil {
-			if c.sweepToken != "" && refused(err) {
+			if sw.token != "" && refused(err) {
 				// The saved page token stopped working: begin again.
 				t.AbandonSweep()
+				c.sweep = nil
 			}
 			return err
 		}
-		c.sweepPages++
-		for i := shownAgain(page.Runs, c.sweepPrevIDs); i < len(page.Runs); i++ {
+		sw.pages++
+		for i := shownAgain(page.Runs, sw.prevIDs); i < len(page.Runs); i++ {
 			r := &page.Runs[i]
 			if !r.CreatedAt.IsZero() {
-				if !c.sweepLast.IsZero() {
-					c.sweepUp = c.sweepUp || r.CreatedAt.After(c.sweepLast)
-					c.sweepDown = c.sweepDown || r.CreatedAt.Before(c.sweepLast)
+				if !sw.last.IsZero() {
+					sw.up = sw.up || r.CreatedAt.After(sw.last)
+					sw.down = sw.down || r.CreatedAt.Before(sw.last)
 				}
-				c.sweepLast = r.CreatedAt
+				sw.last = r.CreatedAt
 			}
 			t.See(r, true, &p.obs)
-			t.SetPosition(r.ID, c.sweepPos+int64(i))
+			t.SetPosition(r.ID, sw.pos+int64(i))
 		}
 		if !page.HasMore {
 			c.order = orderUnknown
 			switch {
-			case c.sweepUp && !c.sweepDown:
+			case sw.up && !sw.down:
 				c.order = oldestFirst
-			case c.sweepDown && !c.sweepUp:
+			case sw.down && !sw.up:
 				c.order = newestFirst
 			}
-			c.lastToken, c.lastPos, c.lastIndex = c.sweepToken, c.sweepPos, c.sweepPages-1
+			c.lastToken, c.lastPos, c.lastIndex = sw.token, sw.pos, sw.pages-1
 			c.lastIDs = edgeIDs(page.Runs, c.lastIDs)
-			c.sweepToken, c.sweepPrevIDs = "", nil
+			c.sweep = nil
 			c.needFull = false
 			c.nextFull = p.now.Add(p.full)
 			t.EndSweep(p.now)
 			return nil
 		}
-		c.sweepPos += int64(len(page.Runs))
-		c.sweepPrevIDs = ids(page.Runs, c.sweepPrevIDs)
-		c.sweepToken = page.NextPageToken
+		sw.pos += int64(len(page.Runs))
+		sw.prevIDs = ids(page.Runs, sw.prevIDs)
+		sw.token = page.NextPageToken
 	}
 }
 

@@ -49,7 +49,7 @@ type Tracker struct {
 	inflight map[string]*inflightRun
 	// recent holds the final runs created at or after newest−settleWindow,
 	// by ID, with their created_at.
-	recent map[string]time.Time
+	recent idSet
 	// countedAtBaseline holds, while the baseline is being listed, the runs
 	// it counted (those that ended after the watch began), so that a page
 	// shifting under a long baseline cannot count one twice.
@@ -58,9 +58,10 @@ type Tracker struct {
 	// cannot place: a malformed field, so they should stay few.
 	undated map[string]struct{}
 
-	// finals are the final runs the API lists, by status, as of the last
-	// complete listing plus what finished since.
-	finals map[feishu.RunStatus]int
+	// finals are the final runs the API lists, by status (in the order of
+	// feishu.FinalStatuses), as of the last complete listing plus what
+	// finished since.
+	finals [4]int
 	sweep  *sweepTally // non-nil while a full listing is under way
 
 	pass        uint64 // the current listing pass (BeginPass)
@@ -87,7 +88,7 @@ type inflightRun struct {
 
 // sweepTally counts a full listing spread over one or more polls.
 type sweepTally struct {
-	finals map[feishu.RunStatus]int
+	finals [4]int
 	// finished are the runs the tracker saw finish while the listing was
 	// under way: counted apart, so that the listing seeing one of them final
 	// does not count it a second time.
@@ -135,7 +136,7 @@ func (t *Tracker) Baselined() bool { return t.baselined }
 
 // Len returns how many runs the tracker remembers.
 func (t *Tracker) Len() int {
-	return len(t.inflight) + len(t.recent) + len(t.countedAtBaseline) + len(t.undated)
+	return len(t.inflight) + t.recent.len() + len(t.countedAtBaseline) + len(t.undated)
 }
 
 // InFlight returns how many runs are not yet final.
@@ -163,8 +164,10 @@ func (t *Tracker) See(r *feishu.Run, inSweep bool, obs *Observation) {
 		t.lastCreated = r.CreatedAt
 	}
 	if r.AppID != "" && !slices.Contains(t.appIDs, r.AppID) {
-		t.appIDs = append(t.appIDs, r.AppID)
-		slices.Sort(t.appIDs)
+		// A new slice, never changed after: State hands it out.
+		ids := append(slices.Clone(t.appIDs), r.AppID)
+		slices.Sort(ids)
+		t.appIDs = ids
 	}
 
 	switch ir, ok := t.inflight[r.ID]; {
@@ -201,14 +204,14 @@ func (t *Tracker) See(r *feishu.Run, inSweep bool, obs *Observation) {
 
 	if inSweep && t.sweep != nil && r.Status.Final() {
 		if _, ok := t.sweep.finished[r.ID]; !ok {
-			t.sweep.finals[r.Status]++
+			t.sweep.finals[finalIndex(r.Status)]++
 		}
 	}
 }
 
 // isKnownFinal reports whether r is a final run the tracker remembers.
 func (t *Tracker) isKnownFinal(r *feishu.Run) bool {
-	if _, ok := t.recent[r.ID]; ok {
+	if t.recent.has(r.ID) {
 		return true
 	}
 	_, ok := t.countedAtBaseline[r.ID]
@@ -273,10 +276,7 @@ func (t *Tracker) again(r *feishu.Run, ir *inflightRun, obs *Observation) {
 
 // finished notes a run seen final for the first time after the baseline.
 func (t *Tracker) finished(r *feishu.Run) {
-	if t.finals == nil {
-		t.finals = make(map[feishu.RunStatus]int)
-	}
-	t.finals[r.Status]++
+	t.finals[finalIndex(r.Status)]++
 	if t.sweep != nil {
 		t.sweep.finished[r.ID] = r.Status
 	}
@@ -288,10 +288,7 @@ func (t *Tracker) remember(r *feishu.Run) {
 	if r.CreatedAt.IsZero() || r.CreatedAt.Before(t.horizon()) {
 		return
 	}
-	if t.recent == nil {
-		t.recent = make(map[string]time.Time)
-	}
-	t.recent[r.ID] = r.CreatedAt
+	t.recent.add(r.ID, r.CreatedAt)
 }
 
 // horizon is the oldest created_at of the runs remembered by ID: settleWindow
@@ -329,12 +326,7 @@ func (t *Tracker) advance(now time.Time) {
 
 // prune forgets the remembered final runs that fell behind the horizon.
 func (t *Tracker) prune() {
-	h := t.horizon()
-	for id, created := range t.recent {
-		if created.Before(h) {
-			delete(t.recent, id)
-		}
-	}
+	t.recent.pruneBefore(t.horizon())
 }
 
 // Sweeping reports whether a full listing is under way.
@@ -343,7 +335,7 @@ func (t *Tracker) Sweeping() bool { return t.sweep != nil }
 // StartSweep begins a full listing. The runs in flight now must all be seen
 // by it, or are counted missing when it completes.
 func (t *Tracker) StartSweep() {
-	t.sweep = &sweepTally{finals: make(map[feishu.RunStatus]int), finished: make(map[string]feishu.RunStatus)}
+	t.sweep = &sweepTally{finished: make(map[string]feishu.RunStatus)}
 	for _, ir := range t.inflight {
 		ir.inSweep, ir.seenBySweep = true, false
 	}
@@ -370,7 +362,7 @@ func (t *Tracker) EndSweep(now time.Time) {
 	t.sweep = nil
 	finals := s.finals
 	for _, st := range s.finished {
-		finals[st]++
+		finals[finalIndex(st)]++
 	}
 	t.finals = finals
 	for id, ir := range t.inflight {
@@ -461,32 +453,44 @@ func (t *Tracker) Newest() time.Time { return t.newest }
 
 // State is a session's current runs as the tracker knows them.
 type State struct {
-	// Runs counts runs by status: those in flight exactly, final ones as of
-	// the last complete listing plus what finished since.
-	Runs map[feishu.RunStatus]int
-	// Oldest is the created_at of the oldest run in each status in flight.
+	// Final counts the final runs the API lists, in the order of
+	// feishu.FinalStatuses(), as of the last complete listing plus what
+	// finished since.
+	Final [4]int
+	// InFlight counts the runs not final by status, exactly; nil when none.
+	InFlight map[feishu.RunStatus]int
+	// Oldest is the created_at of the oldest run in each status in flight;
+	// nil when none.
 	Oldest      map[feishu.RunStatus]time.Time
 	LastCreated time.Time
-	AppIDs      []string
+	AppIDs      []string // not to be changed: shared with the tracker
+}
+
+// Runs returns the runs in each status, final or not.
+func (s *State) Runs() map[feishu.RunStatus]int {
+	m := make(map[feishu.RunStatus]int, len(s.Final)+len(s.InFlight))
+	for i, st := range feishu.FinalStatuses() {
+		m[st] = s.Final[i]
+	}
+	for st, n := range s.InFlight {
+		m[st] += n
+	}
+	return m
 }
 
 // State returns the session's current runs.
 func (t *Tracker) State() State {
-	s := State{
-		Runs:        make(map[feishu.RunStatus]int, len(t.finals)+3),
-		Oldest:      make(map[feishu.RunStatus]time.Time, 3),
-		LastCreated: t.lastCreated,
-		AppIDs:      slices.Clone(t.appIDs),
-	}
-	for st, n := range t.finals {
-		s.Runs[st] = n
-	}
+	s := State{Final: t.finals, LastCreated: t.lastCreated, AppIDs: t.appIDs}
 	for _, ir := range t.inflight {
+		if s.InFlight == nil {
+			s.InFlight = make(map[feishu.RunStatus]int, 3)
+			s.Oldest = make(map[feishu.RunStatus]time.Time, 3)
+		}
 		st := ir.status
 		if st == "" {
 			st = UnknownStatus
 		}
-		s.Runs[st]++
+		s.InFlight[st]++
 		if ir.created.IsZero() {
 			continue
 		}
@@ -495,6 +499,19 @@ func (t *Tracker) State() State {
 		}
 	}
 	return s
+}
+
+// finalIndex returns the index of a final status in feishu.FinalStatuses().
+func finalIndex(st feishu.RunStatus) int {
+	switch st {
+	case feishu.StatusCompleted:
+		return 0
+	case feishu.StatusFailed:
+		return 1
+	case feishu.StatusCancelled:
+		return 2
+	}
+	return 3 // EXPIRED, the last of the four final statuses
 }
 
 // UnknownStatus labels runs listed with no status at all.
@@ -540,4 +557,78 @@ func timing(r feishu.Run, from, to time.Time) RunTiming {
 		s = 0
 	}
 	return RunTiming{Run: r, Seconds: s, Timed: true}
+}
+
+// idSet is a set of run IDs with their created_at. Most sessions remember
+// none or a few runs, for which a short slice costs far less than a map; a
+// busy session switches to a map.
+type idSet struct {
+	small []idAt
+	big   map[string]int64
+}
+
+type idAt struct {
+	id      string
+	created int64 // Unix nanoseconds
+}
+
+// smallSet is how many IDs the slice holds before the set becomes a map.
+const smallSet = 16
+
+func (s *idSet) len() int { return len(s.small) + len(s.big) }
+
+func (s *idSet) has(id string) bool {
+	if s.big != nil {
+		_, ok := s.big[id]
+		return ok
+	}
+	for i := range s.small {
+		if s.small[i].id == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *idSet) add(id string, created time.Time) {
+	if s.has(id) {
+		return
+	}
+	c := created.UnixNano()
+	if s.big == nil && len(s.small) < smallSet {
+		s.small = append(s.small, idAt{id, c})
+		return
+	}
+	if s.big == nil {
+		s.big = make(map[string]int64, 2*smallSet)
+		for _, e := range s.small {
+			s.big[e.id] = e.created
+		}
+		s.small = nil
+	}
+	s.big[id] = c
+}
+
+// pruneBefore forgets the IDs created before h.
+func (s *idSet) pruneBefore(h time.Time) {
+	cut := h.UnixNano()
+	if s.big != nil {
+		for id, c := range s.big {
+			if c < cut {
+				delete(s.big, id)
+			}
+		}
+		if len(s.big) <= smallSet/2 {
+			small := make([]idAt, 0, len(s.big))
+			for id, c := range s.big {
+				small = append(small, idAt{id, c})
+			}
+			s.small, s.big = small, nil
+		}
+		return
+	}
+	s.small = slices.DeleteFunc(s.small, func(e idAt) bool { return e.created < cut })
+	if len(s.small) == 0 {
+		s.small = nil
+	}
 }

@@ -156,7 +156,7 @@ func (w *Watcher) SetApps(apps []App) (removed []*Session) {
 			kept[k] = true
 			s := old[k]
 			if s == nil {
-				s = &Session{app: ap, id: id, added: now, tracker: NewTracker(now)}
+				s = &Session{app: ap, id: id, added: now, tracker: Tracker{watchStart: now}}
 				s.cursor.nextFull = now.Add(fullListingOffset(a.Name, id, w.opts.FullInterval))
 			}
 			sessions = append(sessions, s)
@@ -362,7 +362,7 @@ var errCutOff = errors.New("poll cut off by the scrape deadline")
 // the request budget cut the poll short.
 func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done chan struct{}) (cut bool) {
 	start := w.opts.Now()
-	p := &poll{ctx: ctx, api: api, id: s.id, t: s.tracker, c: &s.cursor, now: start, full: w.opts.FullInterval}
+	p := &poll{ctx: ctx, api: api, id: s.id, t: &s.tracker, c: &s.cursor, now: start, full: w.opts.FullInterval}
 	var err error
 	if api == nil {
 		err = fmt.Errorf("app %s has no API client", s.app.name)
@@ -381,7 +381,7 @@ func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done cha
 	if !s.removed && !p.obs.Empty() {
 		w.rec.Record(s, &p.obs)
 	}
-	t := s.tracker
+	t := &s.tracker
 	s.baselined, s.inflight, s.tracked = t.Baselined(), t.InFlight(), t.Len()
 	if p.newRuns {
 		s.lastNewRun = start

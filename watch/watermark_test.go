@@ -90,7 +90,7 @@ func TestTrackerFutureCreatedAtDoesNotHideLaterRuns(t *testing.T) {
 func TestTrackerFinalStatusCounts(t *testing.T) {
 	runs := func(st State) map[feishu.RunStatus]int {
 		out := map[feishu.RunStatus]int{}
-		for k, v := range st.Runs {
+		for k, v := range st.Runs() {
 			if v != 0 {
 				out[k] = v
 			}
