@@ -48,6 +48,9 @@ type Session struct {
 	err         error // of the most recent poll
 	polled      bool  // a poll has finished
 	view        *State
+	// saved is the session's record as of its last finished poll, what a
+	// save writes even while a poll is under way.
+	saved *Record
 	// pollDeadline is the deadline of the poll under way: past it, the poll
 	// is reported cut off even if the API has not let go of it yet.
 	pollDeadline time.Time

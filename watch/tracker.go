@@ -577,6 +577,16 @@ const smallSet = 16
 
 func (s *idSet) len() int { return len(s.small) + len(s.big) }
 
+// each calls fn with every ID and its created_at in Unix nanoseconds.
+func (s *idSet) each(fn func(id string, created int64)) {
+	for _, e := range s.small {
+		fn(e.id, e.created)
+	}
+	for id, c := range s.big {
+		fn(id, c)
+	}
+}
+
 func (s *idSet) has(id string) bool {
 	if s.big != nil {
 		_, ok := s.big[id]

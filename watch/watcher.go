@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-kit/log"
@@ -85,6 +86,13 @@ type Watcher struct {
 	apps     map[string]*app
 	sessions []*Session // sorted by app, then ID
 	overdue  map[string]int
+	restored map[[2]string]*Record // records to carry on from, by app and ID, until SetApps
+
+	// commitMu is held for reading while a poll records its outcome, and
+	// for writing by Records, so that a save sees every poll whole or not
+	// at all, with the counters it added.
+	commitMu sync.RWMutex
+	commits  atomic.Uint64 // polls recorded so far
 }
 
 // app is what the watcher keeps of a configured app.
@@ -156,8 +164,7 @@ func (w *Watcher) SetApps(apps []App) (removed []*Session) {
 			kept[k] = true
 			s := old[k]
 			if s == nil {
-				s = &Session{app: ap, id: id, added: now, tracker: Tracker{watchStart: now}}
-				s.cursor.nextFull = now.Add(fullListingOffset(a.Name, id, w.opts.FullInterval))
+				s = w.newSession(ap, id, now)
 			}
 			sessions = append(sessions, s)
 		}
@@ -180,8 +187,66 @@ func (w *Watcher) SetApps(apps []App) (removed []*Session) {
 		return cmp.Or(cmp.Compare(a.app.name, b.app.name), cmp.Compare(a.id, b.id))
 	})
 	w.apps, w.sessions = newApps, sessions
+	// Records of sessions no longer configured are dropped with them.
+	w.restored = nil
 	return removed
 }
+
+// newSession returns a session configured for the first time, or carrying
+// on from its restored record. w.mu is held.
+func (w *Watcher) newSession(ap *app, id string, now time.Time) *Session {
+	s := &Session{app: ap, id: id}
+	if r := w.restored[[2]string{ap.name, id}]; r != nil {
+		err := s.restore(r)
+		if err == nil {
+			return s
+		}
+		level.Warn(w.opts.Logger).Log("msg", "Starting a session afresh: its saved state is unusable",
+			"app", ap.name, "session_id", id, "err", err)
+		s = &Session{app: ap, id: id}
+	}
+	s.added, s.tracker = now, Tracker{watchStart: now}
+	s.cursor.nextFull = now.Add(fullListingOffset(ap.name, id, w.opts.FullInterval))
+	s.saved = s.record()
+	return s
+}
+
+// Restore gives the watcher the records of a previous run: the next SetApps
+// carries on from them for the sessions it configures (no new baseline),
+// and drops the others. Call it before the first SetApps.
+func (w *Watcher) Restore(records []*Record) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.restored = make(map[[2]string]*Record, len(records))
+	for _, r := range records {
+		w.restored[[2]string{r.App, r.ID}] = r
+	}
+}
+
+// Records calls fn with the record of every configured session, each as of
+// its last finished poll, while no poll records its outcome: what fn saves
+// together with the counters is one consistent moment. It returns how many
+// polls were recorded by then, to compare with Commits.
+func (w *Watcher) Records(fn func([]*Record)) uint64 {
+	w.commitMu.Lock()
+	defer w.commitMu.Unlock()
+	w.mu.Lock()
+	sessions := w.sessions
+	w.mu.Unlock()
+	records := make([]*Record, 0, len(sessions))
+	for _, s := range sessions {
+		s.mu.Lock()
+		if !s.removed && s.saved != nil {
+			records = append(records, s.saved)
+		}
+		s.mu.Unlock()
+	}
+	fn(records)
+	return w.commits.Load()
+}
+
+// Commits returns how many polls have recorded their outcome so far.
+func (w *Watcher) Commits() uint64 { return w.commits.Load() }
 
 // candidate is a session due for a poll.
 type candidate struct {
@@ -374,9 +439,12 @@ func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done cha
 	}
 	took := w.opts.Now().Sub(start)
 
+	w.commitMu.RLock()
+	defer w.commitMu.RUnlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer close(done)
+	defer w.commits.Add(1)
 	s.polling = nil
 	if !s.removed && !p.obs.Empty() {
 		w.rec.Record(s, &p.obs)
@@ -387,6 +455,7 @@ func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done cha
 		s.lastNewRun = start
 	}
 	s.lastCreated = t.lastCreated
+	defer func() { s.saved = s.record() }()
 	cut = errors.Is(err, errBudget)
 	if cut && p.requests <= 1 {
 		// Not reached after all: it stays due, and first in line.

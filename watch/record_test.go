@@ -1,0 +1,116 @@
+package watch
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// restart saves the watcher's records through JSON, as the state file does,
+// and returns a new watcher carrying on from them, as after a restart.
+func restart(t *testing.T, w *Watcher, apps []App, clock func() time.Time, rec Recorder) *Watcher {
+	t.Helper()
+	var saved []byte
+	w.Records(func(rs []*Record) {
+		b, err := json.Marshal(rs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		saved = b
+	})
+	var rs []*Record
+	if err := json.Unmarshal(saved, &rs); err != nil {
+		t.Fatal(err)
+	}
+	w2 := New(Options{Now: clock, MinInterval: time.Second, IdleInterval: time.Second}, rec)
+	w2.Restore(rs)
+	w2.SetApps(apps)
+	return w2
+}
+
+type countRecorder struct {
+	finished map[string]int
+	created  map[string]int
+}
+
+func (c *countRecorder) Record(_ *Session, obs *Observation) {
+	for _, f := range obs.Finished {
+		c.finished[f.Run.ID]++
+	}
+	for _, r := range obs.Created {
+		c.created[r.ID]++
+	}
+}
+
+func TestRestartCarriesOnWithoutABaseline(t *testing.T) {
+	for _, o := range orders {
+		t.Run(o.String(), func(t *testing.T) {
+			mem := newMemAPI(o, 10)
+			runs := longHistory(200, 100) // a run in flight deep in history
+			mem.put(runs...)
+			now := t0
+			clock := func() time.Time { return now }
+			rec := &countRecorder{finished: map[string]int{}, created: map[string]int{}}
+			apps := []App{{Name: "a", API: mem, Sessions: []string{"s1"}}}
+			w := New(Options{Now: clock, MinInterval: time.Second, IdleInterval: time.Second}, rec)
+			w.SetApps(apps)
+			w.Poll(context.Background())
+			mem.put(run("r1", inProgress, 5, 5, none))
+			now = at(10)
+			w.Poll(context.Background())
+			mem.requests()
+
+			// Down: r1 and the deep run finish, a new run comes and goes.
+			deep := runs[100]
+			deep.Status, deep.EndedAt = completed, at(15)
+			mem.put(deep, run("r1", failed, 5, 5, 16), run("r2", completed, 17, 17, 18))
+			w = restart(t, w, apps, clock, rec)
+			now = at(30)
+			w.Poll(context.Background())
+			if lists, gets := mem.requests(); lists+gets > 2 {
+				t.Errorf("first poll after the restart made %d list and %d get requests, want the incremental price (at most 2)", lists, gets)
+			}
+			for _, id := range []string{deep.ID, "r1", "r2"} {
+				if rec.finished[id] != 1 {
+					t.Errorf("run %s counted finished %d times, want once", id, rec.finished[id])
+				}
+			}
+			if len(rec.finished) != 3 || rec.created["r1"] != 1 || rec.created["r2"] != 1 {
+				t.Errorf("finished %v, created %v: want r1, r2 and the deep run, each once", rec.finished, rec.created)
+			}
+		})
+	}
+}
+
+func TestRestoreDropsSessionsNoLongerConfigured(t *testing.T) {
+	mem := newMemAPI(newestFirst, 10)
+	mem.put(run("x", completed, -5, -5, -4))
+	clock := func() time.Time { return t0 }
+	rec := &countRecorder{finished: map[string]int{}, created: map[string]int{}}
+	w := New(Options{Now: clock}, rec)
+	w.SetApps([]App{{Name: "a", API: mem, Sessions: []string{"s1", "s2"}}})
+	w = restart(t, w, []App{{Name: "a", API: mem, Sessions: []string{"s1"}}}, clock, rec)
+	var got []string
+	w.Records(func(rs []*Record) {
+		for _, r := range rs {
+			got = append(got, r.App+"/"+r.ID)
+		}
+	})
+	if fmt.Sprint(got) != "[a/s1]" {
+		t.Errorf("records after the restart: %v, want only a/s1", got)
+	}
+}
+
+func TestRestoreOfAMalformedRecordStartsTheSessionAfresh(t *testing.T) {
+	clock := func() time.Time { return t0 }
+	w := New(Options{Now: clock}, &countRecorder{})
+	w.Restore([]*Record{{App: "a", ID: "s1", Tracker: TrackerRecord{WatchStart: 0}}})
+	w.SetApps([]App{{Name: "a", API: newMemAPI(newestFirst, 10), Sessions: []string{"s1"}}})
+	w.Records(func(rs []*Record) {
+		if len(rs) != 1 || rs[0].Tracker.WatchStart != t0.UnixMilli() || rs[0].Tracker.Baselined {
+			t.Errorf("records %+v, want s1 started afresh at t0", rs)
+		}
+	})
+}
