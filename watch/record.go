@@ -288,4 +288,3 @@ func keySet(keys []string) map[string]struct{} {
 	}
 	return m
 }
-
