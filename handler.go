@@ -32,6 +32,9 @@ func (e *exporter) routes(o routeOptions) http.Handler {
 	// request, bound to that request's deadline.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(versioncollector.NewCollector(programName), e.reloadSuccess, e.reloadTimestamp)
+	if e.storage != nil {
+		reg.MustRegister(newStateMetrics(e.storage.store))
+	}
 	mh := &metricsHandler{
 		exporter:      e,
 		persistent:    reg,

@@ -60,6 +60,8 @@ type flags struct {
 	pollFullInterval       time.Duration
 	scrapeMinInterval      time.Duration // deprecated spelling of pollMinInterval
 	scrapeMinIntervalSet   bool
+	storagePath            string
+	storagePathSet         bool
 	durationBuckets        string
 	logLevel               string
 	logFormat              string
@@ -100,6 +102,8 @@ func addFlags(a *kingpin.Application) *flags {
 		Default("5m").DurationVar(&f.pollIdleInterval)
 	a.Flag("poll.full-interval", "how often a session is listed in full, as a safety net for incremental listing (see the README's polling policy)").
 		Default("6h").DurationVar(&f.pollFullInterval)
+	a.Flag("storage.path", "where the exporter keeps its state across restarts (counting state, counters, listing positions); empty: no state. --demo keeps none unless this is given").
+		Default("data/").IsSetByUser(&f.storagePathSet).StringVar(&f.storagePath)
 	a.Flag("scrape.min-interval", "deprecated: use --poll.min-interval").
 		Hidden().Default("5s").IsSetByUser(&f.scrapeMinIntervalSet).DurationVar(&f.scrapeMinInterval)
 	a.Flag("collector.duration-buckets", "classic buckets of the duration histograms, in seconds").
@@ -168,13 +172,24 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) int {
 			"poll.min-interval", f.scrapeMinInterval)
 		f.pollMinInterval = f.scrapeMinInterval
 	}
+	var store *storage
+	if f.demo && !f.storagePathSet {
+		f.storagePath = "" // the simulator starts afresh each time: so does the demo
+	}
+	if f.storagePath != "" {
+		if store, err = openStorage(f.storagePath, logger); err != nil {
+			level.Error(logger).Log("msg", "Cannot keep the state", "err", err)
+			return 1
+		}
+	}
 	e := newExporter(exporterOptions{
 		logger:  logger,
 		source:  source,
 		clients: clients,
+		storage: store,
 		collector: collector.Options{
 			Watch: watch.Options{
-				MinInterval:  f.pollMinInterval,
+				MinInterval:  zeroMeansNone(f.pollMinInterval),
 				IdleAfter:    f.pollIdleAfter,
 				IdleInterval: f.pollIdleInterval,
 				FullInterval: f.pollFullInterval,
@@ -217,8 +232,15 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) int {
 	level.Info(logger).Log("msg", "Shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		level.Error(logger).Log("msg", "Error shutting down HTTP server", "err", err)
+	shutdownErr := srv.Shutdown(sctx)
+	if store != nil {
+		// After the last scrape: what it counted is kept for the next run.
+		if err := e.collector.Save(); err != nil {
+			level.Error(logger).Log("msg", "Cannot save the state at shutdown", "err", err)
+		}
+	}
+	if shutdownErr != nil {
+		level.Error(logger).Log("msg", "Error shutting down HTTP server", "err", shutdownErr)
 		return 1
 	}
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -305,6 +327,15 @@ func checkFlags(f *flags) error {
 		return fmt.Errorf("--poll.full-interval %v must be above 0", f.pollFullInterval)
 	}
 	return nil
+}
+
+// zeroMeansNone maps a flag's 0 to the negative value by which an options
+// struct that defaults its zero values is told "none".
+func zeroMeansNone(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // parseBuckets parses --collector.duration-buckets: comma-separated seconds,

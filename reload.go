@@ -73,6 +73,8 @@ type exporterOptions struct {
 	collector collector.Options
 	// onReload, when set, is told the result of every reload (tests).
 	onReload func(error)
+	// storage, when set, is the state on disk (--storage.path).
+	storage *storage
 }
 
 // exporter holds the loaded configuration, the Feishu clients built from it
@@ -83,6 +85,7 @@ type exporter struct {
 	clientOpt clientOptions
 	collector *collector.Collector
 	onReload  func(error)
+	storage   *storage
 
 	reloadSuccess   prometheus.Gauge
 	reloadTimestamp prometheus.Gauge
@@ -101,12 +104,16 @@ func newExporter(o exporterOptions) *exporter {
 	if o.collector.Logger == nil {
 		o.collector.Logger = o.logger
 	}
+	if o.storage != nil {
+		o.collector.Saver = o.storage
+	}
 	return &exporter{
 		logger:    o.logger,
 		source:    o.source,
 		clientOpt: o.clients,
 		collector: collector.New(o.collector),
 		onReload:  o.onReload,
+		storage:   o.storage,
 		reloadSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "aily_exporter_config_last_reload_successful",
 			Help: "Aily exporter config loaded successfully.",
@@ -200,7 +207,9 @@ func (e *exporter) reload() (err error) {
 		clients[app.Name] = appClient{key: key, client: c}
 	}
 	e.cfg, e.clients = cfg, clients
-	e.collector.SetApps(e.collectorApps())
+	apps := e.collectorApps()
+	e.storage.restore(e.collector, apps)
+	e.collector.SetApps(apps)
 	return nil
 }
 
@@ -213,6 +222,7 @@ func (e *exporter) collectorApps() []collector.App {
 			API:        e.clients[app.Name].client,
 			Sessions:   app.AllSessions(),
 			PerSession: app.SeriesPerSession(),
+			Identity:   appIdentity(app),
 		})
 	}
 	return apps

@@ -27,6 +27,9 @@ type App struct {
 	// PerSession false sums the app's run metrics over its sessions and
 	// leaves out its aily_session_* series (many sessions, few series).
 	PerSession bool
+	// Identity names where the app's runs come from (its credentials' app,
+	// the API's address); saved state is restored only under the same one.
+	Identity string
 }
 
 // Options configure a Collector. Zero values take the defaults given.
@@ -38,6 +41,9 @@ type Options struct {
 	DurationBuckets []float64
 	// Logger receives the watcher's log lines; default a nop logger.
 	Logger log.Logger
+	// Saver, when set, is given the state after every scrape whose polls
+	// recorded something, before the scrape is answered.
+	Saver Saver
 }
 
 // Collector is a prometheus.Collector for the runs of the configured
@@ -59,6 +65,8 @@ type Collector struct {
 
 	apiMu   sync.RWMutex // guards apiApps; held while APIObserver writes a series
 	apiApps map[string]bool
+
+	saving saving
 }
 
 type sessionKey struct{ app, id string }
@@ -66,18 +74,22 @@ type sessionKey struct{ app, id string }
 // appState is what the collector keeps per configured app.
 type appState struct {
 	name       string
+	identity   string
 	perSession bool
 	codes      map[string]struct{} // error codes with their own series, at most maxFailureCodes
 	total      counts              // the app's counters when !perSession
 }
 
-// counts are the counters of a session, or of an app whose run metrics are
-// summed. Sessions that never counted anything have none: they export 0.
+// counts are the counters and histograms of a session, or of an app whose
+// run metrics are summed. Sessions that never counted anything have none:
+// they export 0.
 type counts struct {
 	finished [4]float64 // by feishu.FinalStatuses()
 	created  float64
 	failures map[string]float64
 	extra    []feishu.RunStatus // undocumented statuses seen, reported at 0 when absent
+	duration [4]*histogram      // by feishu.FinalStatuses(); nil until a run is observed
+	queue    *histogram
 }
 
 // maxFailureCodes bounds the distinct error_code values of an app, so that an
@@ -133,6 +145,7 @@ func (c *Collector) SetApps(apps []App) {
 			}
 			as = &appState{name: a.Name, perSession: a.PerSession, codes: make(map[string]struct{})}
 		}
+		as.identity = a.Identity
 		newApps[a.Name] = as
 	}
 	for name, as := range c.apps {
@@ -142,6 +155,18 @@ func (c *Collector) SetApps(apps []App) {
 	}
 	for _, s := range removed {
 		c.dropSession(s.App(), s.ID())
+	}
+	// Counters restored for sessions that are no longer configured go too.
+	configured := make(map[sessionKey]bool)
+	for _, a := range apps {
+		for _, id := range a.Sessions {
+			configured[sessionKey{a.Name, id}] = true
+		}
+	}
+	for k := range c.counts {
+		if !configured[k] {
+			delete(c.counts, k)
+		}
 	}
 	c.apps = newApps
 	c.mu.Unlock()
@@ -167,10 +192,6 @@ func (c *Collector) SetApps(apps []App) {
 
 // dropApp forgets an app's run series, per session and summed. c.mu is held.
 func (c *Collector) dropApp(as *appState) {
-	labels := prometheus.Labels{"app": as.name}
-	for _, v := range []*prometheus.HistogramVec{c.m.perApp.duration, c.m.perApp.queue} {
-		v.DeletePartialMatch(labels)
-	}
 	for k := range c.counts {
 		if k.app == as.name {
 			c.dropSession(k.app, k.id)
@@ -181,9 +202,6 @@ func (c *Collector) dropApp(as *appState) {
 // dropSession forgets a session's series. c.mu is held.
 func (c *Collector) dropSession(app, id string) {
 	delete(c.counts, sessionKey{app, id})
-	labels := prometheus.Labels{"app": app, "session_id": id}
-	c.m.perSession.duration.DeletePartialMatch(labels)
-	c.m.perSession.queue.DeletePartialMatch(labels)
 }
 
 // recorder adds what polls count to the counters and histograms.
@@ -197,14 +215,13 @@ func (r recorder) Record(s *watch.Session, obs *watch.Observation) {
 	if as == nil {
 		return
 	}
-	cs, rm, labels := &as.total, &c.m.perApp, []string{as.name}
+	cs := &as.total
 	if as.perSession {
 		k := sessionKey{as.name, s.ID()}
 		if cs = c.counts[k]; cs == nil {
 			cs = &counts{}
 			c.counts[k] = cs
 		}
-		rm, labels = &c.m.perSession, []string{as.name, s.ID()}
 	}
 	for _, f := range obs.Finished {
 		i := slices.Index(feishu.FinalStatuses(), f.Run.Status)
@@ -213,7 +230,10 @@ func (r recorder) Record(s *watch.Session, obs *watch.Observation) {
 		}
 		cs.finished[i]++
 		if f.Timed {
-			rm.duration.WithLabelValues(append(labels, string(f.Run.Status))...).Observe(f.Seconds)
+			if cs.duration[i] == nil {
+				cs.duration[i] = newHistogram(c.opts.DurationBuckets)
+			}
+			cs.duration[i].observe(f.Seconds)
 		}
 		if f.Run.Status == feishu.StatusFailed {
 			if cs.failures == nil {
@@ -224,7 +244,10 @@ func (r recorder) Record(s *watch.Session, obs *watch.Observation) {
 	}
 	for _, st := range obs.Started {
 		if st.Timed {
-			rm.queue.WithLabelValues(labels...).Observe(st.Seconds)
+			if cs.queue == nil {
+				cs.queue = newHistogram(c.opts.DurationBuckets)
+			}
+			cs.queue.observe(st.Seconds)
 		}
 	}
 	cs.created += float64(len(obs.Created))
@@ -309,6 +332,7 @@ type appView struct {
 // reports every session from its latest state.
 func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric) {
 	c.w.Poll(ctx)
+	c.save()
 	now := c.opts.Watch.Now
 	if now == nil {
 		now = time.Now
@@ -395,30 +419,29 @@ func (c *Collector) collectSession(ch chan<- prometheus.Metric, s *watch.Snapsho
 		runs = s.Runs.Runs()
 	}
 	c.mu.Lock()
-	var cs counts
-	if p := c.counts[sessionKey{app, id}]; p != nil {
-		if s.Runs != nil {
-			p.extra = noteStatuses(p.extra, s.Runs.InFlight)
-		}
-		cs = *p
-		cs.failures = make(map[string]float64, len(p.failures))
-		for k, v := range p.failures {
-			cs.failures[k] = v
-		}
-		cs.extra = slices.Clone(p.extra)
-	} else if s.Runs != nil {
+	p := c.counts[sessionKey{app, id}]
+	if p == nil && s.Runs != nil {
 		if extra := noteStatuses(nil, s.Runs.InFlight); len(extra) > 0 {
-			c.counts[sessionKey{app, id}] = &counts{extra: extra}
-			cs.extra = slices.Clone(extra)
+			p = &counts{extra: extra}
+			c.counts[sessionKey{app, id}] = p
 		}
+	} else if p != nil && s.Runs != nil {
+		p.extra = noteStatuses(p.extra, s.Runs.InFlight)
 	}
+	if p == nil {
+		p = &counts{}
+	}
+	ms := c.countMetrics(&c.m.perSession, p, app, id)
+	extra := slices.Clone(p.extra)
 	c.mu.Unlock()
 
-	c.collectCounts(ch, &c.m.perSession, &cs, app, id)
+	for _, m := range ms {
+		ch <- m
+	}
 	if s.Runs == nil {
 		return
 	}
-	c.collectRuns(ch, &c.m.perSession, runs, s.Runs.Oldest, cs.extra, now, app, id)
+	c.collectRuns(ch, &c.m.perSession, runs, s.Runs.Oldest, extra, now, app, id)
 	if !s.Runs.LastCreated.IsZero() {
 		ch <- prometheus.MustNewConstMetric(c.m.lastRun, prometheus.GaugeValue, unixSeconds(s.Runs.LastCreated), app, id)
 	}
@@ -438,29 +461,35 @@ func (c *Collector) collectApp(ch chan<- prometheus.Metric, app string, v *appVi
 	if v.runs != nil {
 		as.total.extra = noteStatuses(as.total.extra, v.runs)
 	}
-	cs := as.total
-	cs.failures = make(map[string]float64, len(as.total.failures))
-	for k, n := range as.total.failures {
-		cs.failures[k] = n
-	}
-	cs.extra = slices.Clone(as.total.extra)
+	ms := c.countMetrics(&c.m.perApp, &as.total, app)
+	extra := slices.Clone(as.total.extra)
 	c.mu.Unlock()
 
-	c.collectCounts(ch, &c.m.perApp, &cs, app)
+	for _, m := range ms {
+		ch <- m
+	}
 	if v.runs != nil {
-		c.collectRuns(ch, &c.m.perApp, v.runs, v.oldest, cs.extra, now, app)
+		c.collectRuns(ch, &c.m.perApp, v.runs, v.oldest, extra, now, app)
 	}
 }
 
-// collectCounts sends the counters.
-func (c *Collector) collectCounts(ch chan<- prometheus.Metric, rm *runMetrics, cs *counts, labels ...string) {
+// countMetrics returns the counters and histograms of cs. c.mu is held.
+func (c *Collector) countMetrics(rm *runMetrics, cs *counts, labels ...string) []prometheus.Metric {
+	ms := make([]prometheus.Metric, 0, 6+len(cs.failures)+len(cs.duration))
 	for i, st := range feishu.FinalStatuses() {
-		ch <- prometheus.MustNewConstMetric(rm.finished, prometheus.CounterValue, cs.finished[i], append(labels, string(st))...)
+		ms = append(ms, prometheus.MustNewConstMetric(rm.finished, prometheus.CounterValue, cs.finished[i], append(labels, string(st))...))
+		if h := cs.duration[i]; h != nil {
+			ms = append(ms, h.metric(rm.duration, append(labels, string(st))...))
+		}
 	}
-	ch <- prometheus.MustNewConstMetric(rm.created, prometheus.CounterValue, cs.created, labels...)
+	ms = append(ms, prometheus.MustNewConstMetric(rm.created, prometheus.CounterValue, cs.created, labels...))
 	for code, n := range cs.failures {
-		ch <- prometheus.MustNewConstMetric(rm.failures, prometheus.CounterValue, n, append(labels, code)...)
+		ms = append(ms, prometheus.MustNewConstMetric(rm.failures, prometheus.CounterValue, n, append(labels, code)...))
 	}
+	if cs.queue != nil {
+		ms = append(ms, cs.queue.metric(rm.queue, labels...))
+	}
+	return ms
 }
 
 // collectRuns sends aily_runs and aily_runs_oldest_age_seconds.

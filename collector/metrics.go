@@ -32,8 +32,8 @@ type runMetrics struct {
 	finished  *prometheus.Desc
 	created   *prometheus.Desc
 	failures  *prometheus.Desc
-	duration  *prometheus.HistogramVec
-	queue     *prometheus.HistogramVec
+	duration  *prometheus.Desc
+	queue     *prometheus.Desc
 }
 
 // metrics holds the descriptors of what is made afresh on every scrape and
@@ -57,18 +57,9 @@ type metrics struct {
 
 func name(n string) string { return prometheus.BuildFQName(namespace, "", n) }
 
-func newRunMetrics(buckets []float64, scope ...string) runMetrics {
+func newRunMetrics(scope ...string) runMetrics {
 	withStatus := append(scope[:len(scope):len(scope)], "status")
 	withCode := append(scope[:len(scope):len(scope)], "error_code")
-	histogram := func(n, help string, labels []string) *prometheus.HistogramVec {
-		return prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: namespace, Name: n, Help: help,
-			Buckets:                         buckets,
-			NativeHistogramBucketFactor:     nativeBucketFactor,
-			NativeHistogramMaxBucketNumber:  nativeMaxBucketNumber,
-			NativeHistogramMinResetDuration: nativeMinReset,
-		}, labels)
-	}
 	return runMetrics{
 		runs: prometheus.NewDesc(name("runs"),
 			"Runs by status as of the session's last successful poll; every known status is present, 0 when none.",
@@ -85,18 +76,18 @@ func newRunMetrics(buckets []float64, scope ...string) runMetrics {
 		failures: prometheus.NewDesc(name("run_failures_total"),
 			"FAILED runs by error.code; at most 20 codes per app, the rest as \"other\", runs without a code as \"unknown\".",
 			withCode, nil),
-		duration: histogram("run_duration_seconds",
-			"Seconds from started_at to ended_at of runs seen finishing, by final status.", withStatus),
-		queue: histogram("run_queue_seconds",
-			"Seconds from created_at to started_at of runs seen starting.", scope),
+		duration: prometheus.NewDesc(name("run_duration_seconds"),
+			"Seconds from started_at to ended_at of runs seen finishing, by final status.", withStatus, nil),
+		queue: prometheus.NewDesc(name("run_queue_seconds"),
+			"Seconds from created_at to started_at of runs seen starting.", scope, nil),
 	}
 }
 
 func newMetrics(buckets []float64) *metrics {
 	session := []string{"app", "session_id"}
 	return &metrics{
-		perSession: newRunMetrics(buckets, "app", "session_id"),
-		perApp:     newRunMetrics(buckets, "app"),
+		perSession: newRunMetrics("app", "session_id"),
+		perApp:     newRunMetrics("app"),
 		lastRun: prometheus.NewDesc(name("session_last_run_timestamp_seconds"),
 			"Unix time at which the session's newest run was created; absent while the session has no runs.",
 			session, nil),
@@ -142,8 +133,5 @@ func newMetrics(buckets []float64) *metrics {
 
 // vectors returns the metrics that keep state across scrapes.
 func (m *metrics) vectors() []prometheus.Collector {
-	return []prometheus.Collector{
-		m.perSession.duration, m.perSession.queue, m.perApp.duration, m.perApp.queue,
-		m.apiRequests, m.apiDuration, m.apiThrottled,
-	}
+	return []prometheus.Collector{m.apiRequests, m.apiDuration, m.apiThrottled}
 }

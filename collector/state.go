@@ -1,0 +1,281 @@
+package collector
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/go-kit/log/level"
+
+	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/watch"
+)
+
+// State is what the collector keeps across a restart: per app its counters
+// (when summed) and capped error codes, per session its watch record and its
+// counters and histograms.
+type State struct {
+	Apps     []AppState     `json:"apps"`
+	Sessions []SessionState `json:"sessions"`
+}
+
+// AppState is an app's saved state.
+type AppState struct {
+	Name string `json:"name"`
+	// Identity is what the app's runs come from (its credentials' app and
+	// the API's address): state saved under another identity is not this
+	// app's.
+	Identity   string      `json:"identity"`
+	PerSession bool        `json:"per_session"`
+	Codes      []string    `json:"codes,omitempty"`
+	Totals     CountsState `json:"totals"`
+}
+
+// SessionState is a session's saved state.
+type SessionState struct {
+	Watch  *watch.Record `json:"watch"`
+	Counts *CountsState  `json:"counts,omitempty"`
+}
+
+// CountsState is the saved form of counts.
+type CountsState struct {
+	Finished [4]float64                `json:"finished"` // by feishu.FinalStatuses()
+	Created  float64                   `json:"created,omitempty"`
+	Failures map[string]float64        `json:"failures,omitempty"`
+	Extra    []string                  `json:"extra_statuses,omitempty"`
+	Duration map[string]HistogramState `json:"duration,omitempty"` // by final status
+	Queue    *HistogramState           `json:"queue,omitempty"`
+}
+
+// Saver writes the collector's state where it lasts (the state file).
+type Saver interface {
+	Save(*State) error
+}
+
+// ErrForeignState says that saved state shares no app with the
+// configuration: it was saved by another exporter, or for other apps.
+var ErrForeignState = errors.New("the saved state is for other apps than the configured ones")
+
+// saving serialises saves and remembers what the last one covered.
+type saving struct {
+	mu      sync.Mutex
+	commits uint64 // the watcher's commits covered by the last save
+	failed  bool   // the last save failed (logged once until one works)
+}
+
+// save writes the state if polls recorded something since the last save.
+// A scrape calls it after its polls and before it answers, so that no count
+// reaches /metrics before it is on disk.
+func (c *Collector) save() {
+	if c.opts.Saver == nil {
+		return
+	}
+	c.saving.mu.Lock()
+	defer c.saving.mu.Unlock()
+	if c.w.Commits() == c.saving.commits {
+		return
+	}
+	c.saveLocked()
+}
+
+// Save writes the state now, whatever changed (at shutdown).
+func (c *Collector) Save() error {
+	if c.opts.Saver == nil {
+		return nil
+	}
+	c.saving.mu.Lock()
+	defer c.saving.mu.Unlock()
+	return c.saveLocked()
+}
+
+func (c *Collector) saveLocked() error {
+	var st State
+	commits := c.w.Records(func(rs []*watch.Record) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		st = c.stateLocked(rs)
+	})
+	err := c.opts.Saver.Save(&st)
+	switch {
+	case err != nil && !c.saving.failed:
+		level.Warn(c.opts.Logger).Log("msg", "Saving the state failed; the exporter keeps serving, and a restart will count from the last state saved", "err", err)
+	case err == nil && c.saving.failed:
+		level.Info(c.opts.Logger).Log("msg", "Saving the state works again")
+	}
+	c.saving.failed = err != nil
+	if err == nil {
+		c.saving.commits = commits
+	}
+	return err
+}
+
+// stateLocked builds the state of the configured apps and sessions. c.mu
+// is held.
+func (c *Collector) stateLocked(records []*watch.Record) State {
+	var st State
+	names := make([]string, 0, len(c.apps))
+	for name := range c.apps {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		as := c.apps[name]
+		a := AppState{Name: name, Identity: as.identity, PerSession: as.perSession, Totals: as.total.state()}
+		for code := range as.codes {
+			a.Codes = append(a.Codes, code)
+		}
+		slices.Sort(a.Codes)
+		st.Apps = append(st.Apps, a)
+	}
+	for _, r := range records {
+		ss := SessionState{Watch: r}
+		if cs := c.counts[sessionKey{r.App, r.ID}]; cs != nil {
+			s := cs.state()
+			ss.Counts = &s
+		}
+		st.Sessions = append(st.Sessions, ss)
+	}
+	return st
+}
+
+func (cs *counts) state() CountsState {
+	s := CountsState{Finished: cs.finished, Created: cs.created}
+	if len(cs.failures) > 0 {
+		s.Failures = make(map[string]float64, len(cs.failures))
+		for k, v := range cs.failures {
+			s.Failures[k] = v
+		}
+	}
+	for _, st := range cs.extra {
+		s.Extra = append(s.Extra, string(st))
+	}
+	for i, h := range cs.duration {
+		if h == nil {
+			continue
+		}
+		if s.Duration == nil {
+			s.Duration = make(map[string]HistogramState, len(cs.duration))
+		}
+		s.Duration[string(feishu.FinalStatuses()[i])] = h.state()
+	}
+	if cs.queue != nil {
+		q := cs.queue.state()
+		s.Queue = &q
+	}
+	return s
+}
+
+// countsFromState restores counts; a histogram that does not fit the
+// configured buckets starts afresh (its counters stay), and says why.
+func countsFromState(s *CountsState, buckets []float64) (*counts, error) {
+	cs := &counts{finished: s.Finished, created: s.Created}
+	var errs []error
+	for _, n := range s.Finished {
+		if n < 0 {
+			return nil, errors.New("negative counter")
+		}
+	}
+	if len(s.Failures) > 0 {
+		cs.failures = make(map[string]float64, len(s.Failures))
+		for k, v := range s.Failures {
+			cs.failures[k] = v
+		}
+	}
+	for _, st := range s.Extra {
+		cs.extra = append(cs.extra, feishu.RunStatus(st))
+	}
+	for st, hs := range s.Duration {
+		i := slices.Index(feishu.FinalStatuses(), feishu.RunStatus(st))
+		if i < 0 {
+			errs = append(errs, fmt.Errorf("duration histogram of status %q, which is not final", st))
+			continue
+		}
+		h, err := histogramFromState(buckets, hs)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("duration histogram of %s: %w", st, err))
+			continue
+		}
+		cs.duration[i] = h
+	}
+	if s.Queue != nil {
+		h, err := histogramFromState(buckets, *s.Queue)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("queue histogram: %w", err))
+		} else {
+			cs.queue = h
+		}
+	}
+	return cs, errors.Join(errs...)
+}
+
+// Restore gives the collector the state of a previous run, before the first
+// SetApps: apps configured with the same name and identity carry on with
+// their counters, and their sessions with their watch and counters; the
+// rest is dropped. It returns ErrForeignState, and restores nothing, when
+// no saved app matches a configured one.
+func (c *Collector) Restore(st *State, apps []App) error {
+	configured := make(map[string]App, len(apps))
+	for _, a := range apps {
+		configured[a.Name] = a
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	kept := make(map[string]bool)
+	for _, a := range st.Apps {
+		conf, ok := configured[a.Name]
+		switch {
+		case !ok:
+			continue
+		case conf.Identity != a.Identity:
+			level.Warn(c.opts.Logger).Log("msg", "Dropping the saved state of an app whose credentials or address changed",
+				"app", a.Name)
+			continue
+		}
+		kept[a.Name] = true
+		if conf.PerSession != a.PerSession {
+			// Its series change shape: the sessions carry on, the counters
+			// start from 0 under the new labels.
+			continue
+		}
+		as := &appState{name: a.Name, identity: a.Identity, perSession: a.PerSession, codes: make(map[string]struct{})}
+		for _, code := range a.Codes {
+			as.codes[code] = struct{}{}
+		}
+		if !a.PerSession {
+			cs, err := countsFromState(&a.Totals, c.opts.DurationBuckets)
+			if err != nil {
+				level.Warn(c.opts.Logger).Log("msg", "Part of an app's saved counters is unusable", "app", a.Name, "err", err)
+			}
+			if cs != nil {
+				as.total = *cs
+			}
+		}
+		c.apps[a.Name] = as
+	}
+	if len(st.Apps) > 0 && len(kept) == 0 {
+		clear(c.apps)
+		return ErrForeignState
+	}
+	var records []*watch.Record
+	for _, ss := range st.Sessions {
+		if ss.Watch == nil || !kept[ss.Watch.App] {
+			continue
+		}
+		records = append(records, ss.Watch)
+		as := c.apps[ss.Watch.App]
+		if ss.Counts == nil || as == nil || !as.perSession {
+			continue
+		}
+		cs, err := countsFromState(ss.Counts, c.opts.DurationBuckets)
+		if err != nil {
+			level.Warn(c.opts.Logger).Log("msg", "Part of a session's saved counters is unusable",
+				"app", ss.Watch.App, "session_id", ss.Watch.ID, "err", err)
+		}
+		if cs != nil {
+			c.counts[sessionKey{ss.Watch.App, ss.Watch.ID}] = cs
+		}
+	}
+	c.w.Restore(records)
+	return nil
+}
