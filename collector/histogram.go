@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"sort"
@@ -60,7 +61,8 @@ type histogram struct {
 	// (2^((i-1)/2^schema), 2^(i/2^schema)].
 	positive, negative []nativeBucket
 
-	// created, when not zero, is exposed as the created timestamp.
+	// created, when not zero, is exposed as the created timestamp. It is
+	// kept in the state so that a restored histogram does not look new.
 	created time.Time
 }
 
@@ -272,4 +274,208 @@ func nativeSpans(bs []nativeBucket) ([]*dto.BucketSpan, []int64) {
 		next = b.index + 1
 	}
 	return spans, deltas
+}
+
+// HistogramState is a histogram's state for saving. Its meaning does not
+// depend on this program's version: native bucket indices are those of
+// Prometheus native histograms at Schema. In JSON a sum that is NaN or ±Inf
+// is the string "NaN", "+Inf" or "-Inf".
+type HistogramState struct {
+	// Bounds are the classic upper bounds, without +Inf; Buckets the
+	// observations in each (not cumulative). The +Inf bucket is Count.
+	Bounds  []float64 `json:"bounds"`
+	Buckets []uint64  `json:"buckets"`
+	Count   uint64    `json:"count"`
+	Sum     float64   `json:"sum"`
+
+	Schema        int32   `json:"schema"`
+	ZeroThreshold float64 `json:"zero_threshold"`
+	ZeroCount     uint64  `json:"zero_count"`
+	// Positive and Negative are the populated native buckets, in
+	// increasing index order.
+	Positive []NativeSpan `json:"positive,omitempty"`
+	Negative []NativeSpan `json:"negative,omitempty"`
+
+	// Created is when the histogram began counting; zero if not known.
+	Created time.Time `json:"created,omitzero"`
+}
+
+// NativeSpan is a run of consecutive native buckets: Counts[i] is the count
+// of the bucket with index Start+i. A zero count is an empty bucket, written
+// where that is shorter than starting a new span.
+type NativeSpan struct {
+	Start  int32    `json:"start"`
+	Counts []uint64 `json:"counts"`
+}
+
+// state returns the state of h, sharing nothing with it.
+func (h *histogram) state() HistogramState {
+	return HistogramState{
+		Bounds:        append([]float64(nil), h.bounds...),
+		Buckets:       append([]uint64(nil), h.buckets...),
+		Count:         h.count,
+		Sum:           h.sum,
+		Schema:        h.schema,
+		ZeroThreshold: h.zeroThreshold,
+		ZeroCount:     h.zeroCount,
+		Positive:      stateSpans(h.positive),
+		Negative:      stateSpans(h.negative),
+		Created:       h.created,
+	}
+}
+
+// stateSpans writes the sorted buckets bs as spans, filling a gap of up to
+// two buckets with zeros (shorter in JSON than a new span).
+func stateSpans(bs []nativeBucket) []NativeSpan {
+	var spans []NativeSpan
+	for _, b := range bs {
+		if n := len(spans); n > 0 {
+			last := &spans[n-1]
+			if gap := int64(b.index) - int64(last.Start) - int64(len(last.Counts)); gap <= 2 {
+				for ; gap > 0; gap-- {
+					last.Counts = append(last.Counts, 0)
+				}
+				last.Counts = append(last.Counts, b.count)
+				continue
+			}
+		}
+		spans = append(spans, NativeSpan{Start: b.index, Counts: []uint64{b.count}})
+	}
+	return spans
+}
+
+// histogramFromState returns the histogram with the classic upper bounds
+// classicBounds (as for newHistogram) and the state s. It fails if s does not
+// fit: other classic buckets, a schema finer than this histogram's, native
+// buckets out of order, or counts that do not add up.
+func histogramFromState(classicBounds []float64, s HistogramState) (*histogram, error) {
+	h := newHistogram(classicBounds)
+	if len(s.Buckets) != len(h.bounds) || len(s.Bounds) != len(h.bounds) {
+		return nil, fmt.Errorf("state has %d classic buckets (%d bounds), the histogram %d", len(s.Buckets), len(s.Bounds), len(h.bounds))
+	}
+	for i, b := range h.bounds {
+		if s.Bounds[i] != b {
+			return nil, fmt.Errorf("classic bucket %d of the state has the upper bound %g, the histogram's %g", i+1, s.Bounds[i], b)
+		}
+	}
+	if s.Schema < nativeSchemaMinimum || s.Schema > nativeSchema {
+		return nil, fmt.Errorf("state has native schema %d, outside %d to %d", s.Schema, nativeSchemaMinimum, nativeSchema)
+	}
+	if !(s.ZeroThreshold >= 0) || math.IsInf(s.ZeroThreshold, 0) {
+		return nil, fmt.Errorf("state has an invalid zero threshold %g", s.ZeroThreshold)
+	}
+	var classic uint64
+	for _, n := range s.Buckets {
+		classic += n
+	}
+	if classic > s.Count {
+		return nil, fmt.Errorf("state has %d observations in classic buckets but a count of %d", classic, s.Count)
+	}
+	positive, err := bucketsFromSpans(s.Positive)
+	if err != nil {
+		return nil, fmt.Errorf("positive native buckets of the state: %w", err)
+	}
+	negative, err := bucketsFromSpans(s.Negative)
+	if err != nil {
+		return nil, fmt.Errorf("negative native buckets of the state: %w", err)
+	}
+	native := s.ZeroCount
+	for _, bs := range [][]nativeBucket{positive, negative} {
+		for _, b := range bs {
+			native += b.count
+		}
+	}
+	if native > s.Count {
+		return nil, fmt.Errorf("state has %d observations in native buckets but a count of %d", native, s.Count)
+	}
+	copy(h.buckets, s.Buckets)
+	h.count, h.sum = s.Count, s.Sum
+	h.schema, h.zeroThreshold, h.zeroCount = s.Schema, s.ZeroThreshold, s.ZeroCount
+	h.positive, h.negative = positive, negative
+	h.created = s.Created
+	return h, nil
+}
+
+// bucketsFromSpans returns the populated buckets of spans, which must be in
+// increasing index order.
+func bucketsFromSpans(spans []NativeSpan) ([]nativeBucket, error) {
+	var bs []nativeBucket
+	next := int64(math.MinInt32)
+	for _, s := range spans {
+		if int64(s.Start) < next {
+			return nil, fmt.Errorf("span at %d overlaps or precedes the one before", s.Start)
+		}
+		if end := int64(s.Start) + int64(len(s.Counts)); end > math.MaxInt32+1 {
+			return nil, fmt.Errorf("span at %d of %d buckets goes beyond the largest index", s.Start, len(s.Counts))
+		}
+		for i, n := range s.Counts {
+			if n > 0 {
+				bs = append(bs, nativeBucket{index: s.Start + int32(i), count: n})
+			}
+		}
+		next = int64(s.Start) + int64(len(s.Counts))
+	}
+	return bs, nil
+}
+
+// MarshalJSON writes s with a sum that is not a finite number as a string.
+func (s HistogramState) MarshalJSON() ([]byte, error) {
+	type plain HistogramState
+	return json.Marshal(struct {
+		plain
+		Sum jsonFloat `json:"sum"`
+	}{plain(s), jsonFloat(s.Sum)})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (s *HistogramState) UnmarshalJSON(b []byte) error {
+	type plain HistogramState
+	var v struct {
+		plain
+		Sum jsonFloat `json:"sum"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*s = HistogramState(v.plain)
+	s.Sum = float64(v.Sum)
+	return nil
+}
+
+// jsonFloat is a float64 that is a JSON number when finite, else one of the
+// strings "NaN", "+Inf" and "-Inf".
+type jsonFloat float64
+
+func (f jsonFloat) MarshalJSON() ([]byte, error) {
+	v := float64(f)
+	switch {
+	case math.IsNaN(v):
+		return []byte(`"NaN"`), nil
+	case math.IsInf(v, +1):
+		return []byte(`"+Inf"`), nil
+	case math.IsInf(v, -1):
+		return []byte(`"-Inf"`), nil
+	}
+	return json.Marshal(v)
+}
+
+func (f *jsonFloat) UnmarshalJSON(b []byte) error {
+	if len(b) == 0 || b[0] != '"' {
+		return json.Unmarshal(b, (*float64)(f))
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	switch s {
+	case "NaN":
+		*f = jsonFloat(math.NaN())
+	case "+Inf":
+		*f = jsonFloat(math.Inf(+1))
+	case "-Inf":
+		*f = jsonFloat(math.Inf(-1))
+	default:
+		return fmt.Errorf("a number, \"NaN\", \"+Inf\" or \"-Inf\" expected, got %q", s)
+	}
+	return nil
 }

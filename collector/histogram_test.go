@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -226,6 +227,67 @@ func TestHistogramMatchesClientGolang(t *testing.T) {
 	}
 }
 
+// restored returns h saved to JSON and restored.
+func restored(t *testing.T, bounds []float64, h *histogram) *histogram {
+	t.Helper()
+	b, err := json.Marshal(h.state())
+	if err != nil {
+		t.Fatalf("marshal state: %v", err)
+	}
+	var s HistogramState
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatalf("unmarshal state %s: %v", b, err)
+	}
+	r, err := histogramFromState(bounds, s)
+	if err != nil {
+		t.Fatalf("restore state %s: %v", b, err)
+	}
+	return r
+}
+
+func TestHistogramRestoredFromStateIsTheSame(t *testing.T) {
+	created := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range histogramCases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHistogram(tc.bounds)
+			h.created = created
+			for _, v := range tc.values {
+				h.observe(v)
+			}
+			r := restored(t, tc.bounds, h)
+			want, got := writtenMetric(t, h.metric(testDesc, "x")), writtenMetric(t, r.metric(testDesc, "x"))
+			if diff := cmp.Diff(want, got, equalHistograms); diff != "" {
+				t.Errorf("metric (-saved +restored):\n%s", diff)
+			}
+			if diff := cmp.Diff(h.state(), r.state(), cmpopts.EquateNaNs()); diff != "" {
+				t.Errorf("state (-saved +restored):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestHistogramRestoredMidwayMatchesClientGolangWithoutRestart(t *testing.T) {
+	for _, tc := range histogramCases {
+		t.Run(tc.name, func(t *testing.T) {
+			ours, ref := newHistogram(tc.bounds), referenceHistogram(tc.bounds)
+			half := len(tc.values) / 2
+			for _, v := range tc.values[:half] {
+				ours.observe(v)
+				ref.Observe(v)
+			}
+			ours = restored(t, tc.bounds, ours)
+			for _, v := range tc.values[half:] {
+				ours.observe(v)
+				ref.Observe(v)
+			}
+			want, got := histogramFields(t, ref), histogramFields(t, ours.metric(testDesc, "x"))
+			if diff := cmp.Diff(want, got, equalHistograms); diff != "" {
+				t.Errorf("(-client_golang +ours):\n%s", diff)
+			}
+		})
+	}
+}
+
 func TestHistogramMetric(t *testing.T) {
 	h := newHistogram([]float64{1, 5})
 	for _, v := range []float64{0.5, 2, 3, 10} {
@@ -281,6 +343,139 @@ func TestHistogramMetric(t *testing.T) {
 		err := h.metric(testDesc, "a", "b").Write(&out)
 		if err == nil || !strings.Contains(err.Error(), "label") {
 			t.Errorf("error %v, want one about labels", err)
+		}
+	})
+}
+
+func TestHistogramStateJSON(t *testing.T) {
+	h := newHistogram([]float64{1, 5})
+	for _, v := range []float64{0.5, 2, 2.1, 2.5, 10, 0, -1} {
+		h.observe(v)
+	}
+	h.created = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	b, err := json.Marshal(h.state())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 2, 2.1 and 2.5 are in buckets 8, 9 and 11: one span, with 10 empty.
+	want := `{"bounds":[1,5],"buckets":[3,3],"count":7,"schema":3,"zero_threshold":2.938735877055719e-39,"zero_count":1,` +
+		`"positive":[{"start":-8,"counts":[1]},{"start":8,"counts":[1,1,0,1]},{"start":27,"counts":[1]}],` +
+		`"negative":[{"start":0,"counts":[1]}],"created":"2025-03-01T12:00:00Z","sum":16.1}`
+	if string(b) != want {
+		t.Errorf("state in JSON:\n%s\nwant\n%s", b, want)
+	}
+
+	for _, sum := range []float64{math.NaN(), math.Inf(+1), math.Inf(-1), -0.25} {
+		s := HistogramState{Sum: sum}
+		b, err := json.Marshal(s)
+		if err != nil {
+			t.Fatalf("marshal sum %g: %v", sum, err)
+		}
+		var r HistogramState
+		if err := json.Unmarshal(b, &r); err != nil {
+			t.Fatalf("unmarshal %s: %v", b, err)
+		}
+		if !(r.Sum == sum || math.IsNaN(sum) && math.IsNaN(r.Sum)) {
+			t.Errorf("sum %g round-trips to %g through %s", sum, r.Sum, b)
+		}
+	}
+	var s HistogramState
+	if err := json.Unmarshal([]byte(`{"sum":"many"}`), &s); err == nil {
+		t.Error("a sum that is neither a number nor NaN or an infinity is accepted")
+	}
+}
+
+func TestHistogramFromStateRejectsWhatDoesNotFit(t *testing.T) {
+	bounds := []float64{1, 5}
+	valid := func() HistogramState {
+		h := newHistogram(bounds)
+		for _, v := range []float64{0.5, 2, 3, 10, -1, 0} {
+			h.observe(v)
+		}
+		return h.state()
+	}
+	for _, tc := range []struct {
+		name   string
+		bounds []float64
+		change func(*HistogramState)
+		want   string
+	}{
+		{
+			name: "more classic buckets", bounds: []float64{1, 5, 10},
+			want: "state has 2 classic buckets (2 bounds), the histogram 3",
+		},
+		{
+			name: "fewer classic buckets", bounds: []float64{1},
+			want: "state has 2 classic buckets (2 bounds), the histogram 1",
+		},
+		{
+			name: "other classic bounds", bounds: []float64{1, 6},
+			want: "classic bucket 2 of the state has the upper bound 5, the histogram's 6",
+		},
+		{
+			name: "counts without bounds", change: func(s *HistogramState) { s.Bounds = nil },
+			want: "state has 2 classic buckets (0 bounds), the histogram 2",
+		},
+		{
+			name: "a schema finer than the histogram's", change: func(s *HistogramState) { s.Schema = 4 },
+			want: "state has native schema 4, outside -4 to 3",
+		},
+		{
+			name: "a schema below -4", change: func(s *HistogramState) { s.Schema = -5 },
+			want: "state has native schema -5, outside -4 to 3",
+		},
+		{
+			name: "a NaN zero threshold", change: func(s *HistogramState) { s.ZeroThreshold = math.NaN() },
+			want: "invalid zero threshold NaN",
+		},
+		{
+			name: "more in classic buckets than the count", change: func(s *HistogramState) { s.Buckets[0] = 100 },
+			want: "102 observations in classic buckets but a count of 6",
+		},
+		{
+			name: "more in native buckets than the count", change: func(s *HistogramState) { s.ZeroCount = 100 },
+			want: "105 observations in native buckets but a count of 6",
+		},
+		{
+			name: "overlapping spans",
+			change: func(s *HistogramState) {
+				s.Positive = []NativeSpan{{Start: 3, Counts: []uint64{1, 1}}, {Start: 4, Counts: []uint64{1}}}
+			},
+			want: "positive native buckets of the state: span at 4 overlaps or precedes the one before",
+		},
+		{
+			name:   "a span beyond the largest index",
+			change: func(s *HistogramState) { s.Negative = []NativeSpan{{Start: math.MaxInt32, Counts: []uint64{1, 1}}} },
+			want:   "negative native buckets of the state: span at 2147483647 of 2 buckets goes beyond the largest index",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := valid()
+			if tc.change != nil {
+				tc.change(&s)
+			}
+			b := bounds
+			if tc.bounds != nil {
+				b = tc.bounds
+			}
+			h, err := histogramFromState(b, s)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("histogramFromState = %v, %v; want an error with %q", h, err, tc.want)
+			}
+		})
+	}
+
+	t.Run("a coarser schema and empty buckets in spans are accepted", func(t *testing.T) {
+		s := valid()
+		s.Schema = 0
+		s.Positive = []NativeSpan{{Start: 1, Counts: []uint64{1, 0, 2}}, {Start: 4, Counts: []uint64{1}}}
+		h, err := histogramFromState(bounds, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []NativeSpan{{Start: 1, Counts: []uint64{1, 0, 2, 1}}}
+		if diff := cmp.Diff(want, h.state().Positive); diff != "" {
+			t.Errorf("positive buckets (-want +got):\n%s", diff)
 		}
 	})
 }
