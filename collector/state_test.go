@@ -1,0 +1,178 @@
+package collector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+)
+
+// memSaver keeps the last state saved, through JSON as the state file does.
+type memSaver struct {
+	saved []byte
+	saves int
+	err   error
+}
+
+func (m *memSaver) Save(st *State) error {
+	if m.err != nil {
+		return m.err
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	m.saved, m.saves = b, m.saves+1
+	return nil
+}
+
+func (m *memSaver) load(t *testing.T) *State {
+	t.Helper()
+	var st State
+	if err := json.Unmarshal(m.saved, &st); err != nil {
+		t.Fatal(err)
+	}
+	return &st
+}
+
+func TestStateCarriesCountersAcrossARestart(t *testing.T) {
+	clk := feishufake.NewClock(t0)
+	lister := newMemLister()
+	lister.set("s1", run("r1", inProgress, 1, 2, none), run("q1", queued, 3, none, none))
+	lister.set("s2", run("x1", inProgress, 1, 2, none))
+	saver := &memSaver{}
+	apps := []App{
+		{Name: "a", API: lister, PerSession: true, Identity: "cli_a", Sessions: []string{"s1"}},
+		{Name: "b", API: lister, PerSession: false, Identity: "cli_b", Sessions: []string{"s2"}},
+	}
+	newC := func() *Collector {
+		c := newTestCollector(t, clk, nil, 0)
+		c.opts.Saver = saver
+		return c
+	}
+	c := newC()
+	c.SetApps(apps)
+	gather(t, context.Background(), c) // the baseline
+	f := run("r1", failed, 1, 2, 12)
+	f.Error = &feishu.RunError{Code: "sp_ec_1"}
+	lister.set("s1", f, run("q1", queued, 3, none, none))
+	lister.set("s2", run("x1", completed, 1, 2, 14))
+	clk.Advance(20 * time.Second)
+	gather(t, context.Background(), c)
+	if saver.saves == 0 {
+		t.Fatal("a scrape that counted runs saved nothing")
+	}
+	before, err := testutil.GatherAndCount(prometheusRegistry(t, c))
+	if err != nil || before == 0 {
+		t.Fatalf("gather: %v", err)
+	}
+
+	// Down for 10 s, during which q1, in flight at the save, finishes: the
+	// restarted collector carries on with the same counters and histograms,
+	// and counts q1, which a fresh baseline would take for history.
+	clk.Advance(10 * time.Second)
+	lister.set("s1", f, run("q1", completed, 3, 21, 25))
+	c2 := newC()
+	if err := c2.Restore(saver.load(t), apps); err != nil {
+		t.Fatal(err)
+	}
+	c2.SetApps(apps)
+	clk.Advance(10 * time.Second)
+	mfs := gather(t, context.Background(), c2)
+	for _, tc := range []struct {
+		metric string
+		labels map[string]string
+		want   float64
+	}{
+		{"aily_runs_finished_total", map[string]string{"app": "a", "session_id": "s1", "status": "FAILED"}, 1},
+		{"aily_runs_finished_total", map[string]string{"app": "a", "session_id": "s1", "status": "COMPLETED"}, 1},
+		{"aily_run_failures_total", map[string]string{"app": "a", "session_id": "s1", "error_code": "sp_ec_1"}, 1},
+		{"aily_run_duration_seconds", map[string]string{"app": "a", "session_id": "s1", "status": "FAILED"}, 1},
+		{"aily_run_duration_seconds", map[string]string{"app": "a", "session_id": "s1", "status": "COMPLETED"}, 1},
+		{"aily_runs_created_total", map[string]string{"app": "a", "session_id": "s1"}, 2},
+		{"aily_runs_finished_total", map[string]string{"app": "b", "status": "COMPLETED"}, 1},
+		{"aily_run_duration_seconds", map[string]string{"app": "b", "status": "COMPLETED"}, 1},
+	} {
+		if got, ok := value(mfs, tc.metric, tc.labels); !ok || got != tc.want {
+			t.Errorf("%s%v = %v (present %v), want %v", tc.metric, tc.labels, got, ok, tc.want)
+		}
+	}
+}
+
+func TestStateOfAnAppWithOtherCredentialsIsDropped(t *testing.T) {
+	clk := feishufake.NewClock(t0)
+	lister := newMemLister()
+	lister.set("s1", run("r1", inProgress, 1, 2, none))
+	saver := &memSaver{}
+	c := newTestCollector(t, clk, nil, 0)
+	c.opts.Saver = saver
+	apps := []App{{Name: "a", API: lister, PerSession: true, Identity: "cli_a", Sessions: []string{"s1"}}}
+	c.SetApps(apps)
+	gather(t, context.Background(), c)
+	lister.set("s1", run("r1", completed, 1, 2, 5))
+	clk.Advance(10 * time.Second)
+	gather(t, context.Background(), c)
+
+	for _, tc := range []struct {
+		name    string
+		apps    []App
+		wantErr error
+	}{
+		{"another app_id", []App{{Name: "a", API: lister, PerSession: true, Identity: "cli_other", Sessions: []string{"s1"}}}, ErrForeignState},
+		{"another app name", []App{{Name: "z", API: lister, PerSession: true, Identity: "cli_a", Sessions: []string{"s1"}}}, ErrForeignState},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c2 := newTestCollector(t, clk, nil, 0)
+			if err := c2.Restore(saver.load(t), tc.apps); !errors.Is(err, tc.wantErr) {
+				t.Fatalf("Restore: %v, want %v", err, tc.wantErr)
+			}
+			c2.SetApps(tc.apps)
+			mfs := gather(t, context.Background(), c2)
+			for _, mf := range mfs {
+				if strings.HasPrefix(mf.GetName(), "aily_runs_finished_total") {
+					for _, m := range mf.GetMetric() {
+						if m.GetCounter().GetValue() != 0 {
+							t.Errorf("a counter of another app's state was restored: %v", m)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestFailedSaveKeepsServing(t *testing.T) {
+	clk := feishufake.NewClock(t0)
+	logs := &syncBuffer{}
+	lister := newMemLister()
+	lister.set("s1", run("r1", inProgress, 1, 2, none))
+	saver := &memSaver{err: errors.New("no space left on device")}
+	c := newTestCollector(t, clk, logs, 0)
+	c.opts.Saver = saver
+	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
+	for range 3 {
+		mfs := gather(t, context.Background(), c)
+		if got, ok := value(mfs, "aily_session_up", sess("a", "s1")); !ok || got != 1 {
+			t.Fatalf("aily_session_up = %v (present %v) while saves fail, want 1", got, ok)
+		}
+		clk.Advance(10 * time.Second)
+	}
+	if n := strings.Count(logs.String(), "no space left on device"); n != 1 {
+		t.Errorf("the failing save was logged %d times, want once:\n%s", n, logs.String())
+	}
+}
+
+func prometheusRegistry(t *testing.T, c *Collector) *prometheus.Registry {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c.ForScrape(context.Background()))
+	return reg
+}
