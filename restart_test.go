@@ -117,14 +117,14 @@ func (e *restartEnv) finish(r feishu.Run, st feishu.RunStatus) {
 	e.fake.PutRun(r)
 }
 
-// exporter is one exporter process.
-type exporter struct {
+// exporterProc is one exporter process.
+type exporterProc struct {
 	cmd  *exec.Cmd
 	addr string
 	done chan error
 }
 
-func (e *restartEnv) start() *exporter {
+func (e *restartEnv) start() *exporterProc {
 	e.t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -143,7 +143,7 @@ func (e *restartEnv) start() *exporter {
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
-	x := &exporter{cmd: cmd, addr: addr, done: make(chan error, 1)}
+	x := &exporterProc{cmd: cmd, addr: addr, done: make(chan error, 1)}
 	go func() { x.done <- cmd.Wait() }()
 	e.t.Cleanup(func() { _ = cmd.Process.Kill(); <-x.done })
 	deadline := time.Now().Add(15 * time.Second)
@@ -180,7 +180,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 }
 
 // counters scrapes the exporter and returns every aily_ counter by series.
-func (x *exporter) counters() (map[string]float64, error) {
+func (x *exporterProc) counters() (map[string]float64, error) {
 	req, _ := http.NewRequest(http.MethodGet, "http://"+x.addr+"/metrics", nil)
 	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", "10")
 	resp, err := http.DefaultClient.Do(req)
@@ -188,7 +188,7 @@ func (x *exporter) counters() (map[string]float64, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	var p expfmt.TextParser
+	p := expfmt.NewTextParser(model.UTF8Validation)
 	mfs, err := p.TextToMetricFamilies(resp.Body)
 	if err != nil {
 		return nil, err
@@ -212,7 +212,7 @@ func (x *exporter) counters() (map[string]float64, error) {
 	return out, nil
 }
 
-func (e *restartEnv) mustCounters(x *exporter) map[string]float64 {
+func (e *restartEnv) mustCounters(x *exporterProc) map[string]float64 {
 	e.t.Helper()
 	c, err := x.counters()
 	if err != nil {
@@ -232,7 +232,7 @@ func finished(c map[string]float64) float64 {
 	return n
 }
 
-func (x *exporter) stop(t *testing.T, sig syscall.Signal) {
+func (x *exporterProc) stop(t *testing.T, sig syscall.Signal) {
 	t.Helper()
 	_ = x.cmd.Process.Signal(sig)
 	select {
@@ -299,6 +299,7 @@ func TestKilledAtAnyMomentNoCounterGoesBack(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		<-started
+		rng := rand.New(rand.NewPCG(3, 4)) // this goroutine's own
 		var open []feishu.Run
 		for ctx.Err() == nil {
 			if len(open) < 6 {

@@ -114,7 +114,7 @@ func (m *stateMetrics) Collect(ch chan<- prometheus.Metric) {
 		last = float64(st.LastSave.UnixMilli()) / 1000
 	}
 	ch <- prometheus.MustNewConstMetric(m.lastSave, prometheus.GaugeValue, last)
-	ch <- prometheus.MustNewConstMetric(m.took, prometheus.GaugeValue, st.Duration.Seconds())
+	ch <- prometheus.MustNewConstMetric(m.took, prometheus.GaugeValue, st.SaveDuration.Seconds())
 	ch <- prometheus.MustNewConstMetric(m.bytes, prometheus.GaugeValue, float64(st.Bytes))
-	ch <- prometheus.MustNewConstMetric(m.saveFailed, prometheus.CounterValue, float64(st.Failures))
+	ch <- prometheus.MustNewConstMetric(m.saveFailed, prometheus.CounterValue, float64(st.SaveFailures))
 }

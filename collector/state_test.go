@@ -176,3 +176,44 @@ func prometheusRegistry(t *testing.T, c *Collector) *prometheus.Registry {
 	reg.MustRegister(c.ForScrape(context.Background()))
 	return reg
 }
+
+// blockingSaver holds every save until released.
+type blockingSaver struct {
+	saving  chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingSaver) Save(*State) error {
+	b.saving <- struct{}{}
+	<-b.release
+	return nil
+}
+
+func TestScrapeAnswersOnlyOnceItsCountsAreSaved(t *testing.T) {
+	clk := feishufake.NewClock(t0)
+	lister := newMemLister()
+	lister.set("s1", run("r1", completed, 1, 2, 3))
+	saver := &blockingSaver{saving: make(chan struct{}), release: make(chan struct{})}
+	c := newTestCollector(t, clk, nil, 0)
+	c.opts.Saver = saver
+	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
+
+	answered := make(chan struct{})
+	go func() {
+		defer close(answered)
+		gather(t, context.Background(), c)
+	}()
+	select {
+	case <-answered:
+		t.Fatal("the scrape answered without saving what its polls recorded")
+	case <-saver.saving:
+	}
+	// While the save runs, the scrape must not answer.
+	select {
+	case <-answered:
+		t.Fatal("the scrape answered before its save was done")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(saver.release)
+	<-answered
+}

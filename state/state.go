@@ -213,6 +213,15 @@ func decode(b []byte, v any, want string) (time.Time, string) {
 	return env.SavedAt, ""
 }
 
+// MoveAside moves the state file out of the way as Load does with a file it
+// cannot use, for a state the caller found it cannot use (one saved for other
+// apps): found says what it is, for the warning.
+func (s *Store) MoveAside(found string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.setAside(found)
+}
+
 // setAside moves the unusable state file out of the way, warning what it
 // found and what it does. s.mu is held.
 func (s *Store) setAside(found string) {
