@@ -283,7 +283,7 @@ func nativeSpans(bs []nativeBucket) ([]*dto.BucketSpan, []int64) {
 type HistogramState struct {
 	// Bounds are the classic upper bounds, without +Inf; Buckets the
 	// observations in each (not cumulative). The +Inf bucket is Count.
-	Bounds  []float64 `json:"bounds"`
+	Bounds  []float64 `json:"bounds,omitempty"`
 	Buckets []uint64  `json:"buckets"`
 	Count   uint64    `json:"count"`
 	Sum     float64   `json:"sum"`

@@ -16,8 +16,11 @@ import (
 // (when summed) and capped error codes, per session its watch record and its
 // counters and histograms.
 type State struct {
-	Apps     []AppState     `json:"apps"`
-	Sessions []SessionState `json:"sessions"`
+	// DurationBuckets are the classic buckets of every histogram saved,
+	// written once rather than with each.
+	DurationBuckets []float64      `json:"duration_buckets"`
+	Apps            []AppState     `json:"apps"`
+	Sessions        []SessionState `json:"sessions"`
 }
 
 // AppState is an app's saved state.
@@ -113,7 +116,7 @@ func (c *Collector) saveLocked() error {
 // stateLocked builds the state of the configured apps and sessions. c.mu
 // is held.
 func (c *Collector) stateLocked(records []*watch.Record) State {
-	var st State
+	st := State{DurationBuckets: c.opts.DurationBuckets}
 	names := make([]string, 0, len(c.apps))
 	for name := range c.apps {
 		names = append(names, name)
@@ -157,10 +160,13 @@ func (cs *counts) state() CountsState {
 		if s.Duration == nil {
 			s.Duration = make(map[string]HistogramState, len(cs.duration))
 		}
-		s.Duration[string(feishu.FinalStatuses()[i])] = h.state()
+		hs := h.state()
+		hs.Bounds = nil // in State.DurationBuckets
+		s.Duration[string(feishu.FinalStatuses()[i])] = hs
 	}
 	if cs.queue != nil {
 		q := cs.queue.state()
+		q.Bounds = nil
 		s.Queue = &q
 	}
 	return s
@@ -168,7 +174,7 @@ func (cs *counts) state() CountsState {
 
 // countsFromState restores counts; a histogram that does not fit the
 // configured buckets starts afresh (its counters stay), and says why.
-func countsFromState(s *CountsState, buckets []float64) (*counts, error) {
+func countsFromState(s *CountsState, saved, buckets []float64) (*counts, error) {
 	cs := &counts{finished: s.Finished, created: s.Created}
 	var errs []error
 	for _, n := range s.Finished {
@@ -191,6 +197,7 @@ func countsFromState(s *CountsState, buckets []float64) (*counts, error) {
 			errs = append(errs, fmt.Errorf("duration histogram of status %q, which is not final", st))
 			continue
 		}
+		hs.Bounds = saved
 		h, err := histogramFromState(buckets, hs)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("duration histogram of %s: %w", st, err))
@@ -199,7 +206,9 @@ func countsFromState(s *CountsState, buckets []float64) (*counts, error) {
 		cs.duration[i] = h
 	}
 	if s.Queue != nil {
-		h, err := histogramFromState(buckets, *s.Queue)
+		q := *s.Queue
+		q.Bounds = saved
+		h, err := histogramFromState(buckets, q)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("queue histogram: %w", err))
 		} else {
@@ -243,7 +252,7 @@ func (c *Collector) Restore(st *State, apps []App) error {
 			as.codes[code] = struct{}{}
 		}
 		if !a.PerSession {
-			cs, err := countsFromState(&a.Totals, c.opts.DurationBuckets)
+			cs, err := countsFromState(&a.Totals, st.DurationBuckets, c.opts.DurationBuckets)
 			if err != nil {
 				level.Warn(c.opts.Logger).Log("msg", "Part of an app's saved counters is unusable", "app", a.Name, "err", err)
 			}
@@ -267,7 +276,7 @@ func (c *Collector) Restore(st *State, apps []App) error {
 		if ss.Counts == nil || as == nil || !as.perSession {
 			continue
 		}
-		cs, err := countsFromState(ss.Counts, c.opts.DurationBuckets)
+		cs, err := countsFromState(ss.Counts, st.DurationBuckets, c.opts.DurationBuckets)
 		if err != nil {
 			level.Warn(c.opts.Logger).Log("msg", "Part of a session's saved counters is unusable",
 				"app", ss.Watch.App, "session_id", ss.Watch.ID, "err", err)

@@ -217,3 +217,36 @@ func TestScrapeAnswersOnlyOnceItsCountsAreSaved(t *testing.T) {
 	close(saver.release)
 	<-answered
 }
+
+func TestChangedBucketsRestartTheHistogramsButKeepTheCounters(t *testing.T) {
+	clk := feishufake.NewClock(t0)
+	lister := newMemLister()
+	lister.set("s1", run("r1", inProgress, 1, 2, none))
+	saver := &memSaver{}
+	apps := []App{{Name: "a", API: lister, PerSession: true, Identity: "cli_a", Sessions: []string{"s1"}}}
+	c := newTestCollector(t, clk, nil, 0)
+	c.opts.Saver = saver
+	c.SetApps(apps)
+	gather(t, context.Background(), c)
+	lister.set("s1", run("r1", completed, 1, 2, 7))
+	clk.Advance(10 * time.Second)
+	gather(t, context.Background(), c)
+
+	logs := &syncBuffer{}
+	c2 := newTestCollector(t, clk, logs, 0)
+	c2.opts.DurationBuckets = []float64{1, 5, 30} // --collector.duration-buckets changed
+	if err := c2.Restore(saver.load(t), apps); err != nil {
+		t.Fatal(err)
+	}
+	c2.SetApps(apps)
+	mfs := gather(t, context.Background(), c2)
+	if got, _ := value(mfs, "aily_runs_finished_total", map[string]string{"app": "a", "session_id": "s1", "status": "COMPLETED"}); got != 1 {
+		t.Errorf("finished counter after a restart with other buckets = %v, want 1", got)
+	}
+	if _, ok := value(mfs, "aily_run_duration_seconds", map[string]string{"app": "a", "session_id": "s1", "status": "COMPLETED"}); ok {
+		t.Error("a histogram saved with other buckets was restored")
+	}
+	if !strings.Contains(logs.String(), "upper bound") && !strings.Contains(logs.String(), "classic bucket") {
+		t.Errorf("no warning says why the histogram starts afresh:\n%s", logs.String())
+	}
+}

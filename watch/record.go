@@ -2,9 +2,11 @@ package watch
 
 import (
 	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
@@ -44,17 +46,86 @@ type TrackerRecord struct {
 	AppIDs            []string         `json:"app_ids,omitempty"`
 }
 
-// InFlightRecord is a run in flight.
+// InFlightRecord is a run in flight. It encodes as a JSON array, the
+// largest part of a busy session's record: [id, created, status, flags,
+// missed, pos, new_runs_at_pos], flags 1 started, 2 in sweep, 4 seen by sweep.
 type InFlightRecord struct {
-	ID           string `json:"id"`
-	Created      int64  `json:"created,omitempty"`
-	Status       string `json:"status,omitempty"`
-	Started      bool   `json:"started,omitempty"`
-	Missed       uint8  `json:"missed,omitempty"`
-	InSweep      bool   `json:"in_sweep,omitempty"`
-	SeenBySweep  bool   `json:"seen_by_sweep,omitempty"`
-	Pos          int64  `json:"pos,omitempty"`
-	NewRunsAtPos int64  `json:"new_runs_at_pos,omitempty"`
+	ID           string
+	Created      int64
+	Status       string
+	Started      bool
+	Missed       uint8
+	InSweep      bool
+	SeenBySweep  bool
+	Pos          int64
+	NewRunsAtPos int64
+}
+
+const (
+	flagStarted = 1 << iota
+	flagInSweep
+	flagSeenBySweep
+)
+
+// MarshalJSON encodes the run as an array, by hand: a save encodes every run
+// in flight, and reflection would be most of its cost.
+func (r InFlightRecord) MarshalJSON() ([]byte, error) {
+	flags := int64(0)
+	if r.Started {
+		flags |= flagStarted
+	}
+	if r.InSweep {
+		flags |= flagInSweep
+	}
+	if r.SeenBySweep {
+		flags |= flagSeenBySweep
+	}
+	b := make([]byte, 0, 64+len(r.ID)+len(r.Status))
+	b = append(b, '[')
+	b = appendJSONString(b, r.ID)
+	b = append(b, ',')
+	b = strconv.AppendInt(b, r.Created, 10)
+	b = append(b, ',')
+	b = appendJSONString(b, r.Status)
+	for _, n := range []int64{flags, int64(r.Missed), r.Pos, r.NewRunsAtPos} {
+		b = append(b, ',')
+		b = strconv.AppendInt(b, n, 10)
+	}
+	return append(b, ']'), nil
+}
+
+// appendJSONString appends s as a JSON string: as it is when it holds only
+// printable ASCII that needs no escape, as encoding/json writes it otherwise.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always encodes
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// UnmarshalJSON decodes the array MarshalJSON writes.
+func (r *InFlightRecord) UnmarshalJSON(b []byte) error {
+	var flags int
+	fields := []any{&r.ID, &r.Created, &r.Status, &flags, &r.Missed, &r.Pos, &r.NewRunsAtPos}
+	var raw []json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return fmt.Errorf("run in flight: %w", err)
+	}
+	if len(raw) != len(fields) {
+		return fmt.Errorf("run in flight: %d fields, want %d", len(raw), len(fields))
+	}
+	for i, f := range fields {
+		if err := json.Unmarshal(raw[i], f); err != nil {
+			return fmt.Errorf("run in flight, field %d: %w", i, err)
+		}
+	}
+	r.Started, r.InSweep, r.SeenBySweep = flags&flagStarted != 0, flags&flagInSweep != 0, flags&flagSeenBySweep != 0
+	return nil
 }
 
 // RecentRecord is a final run remembered by ID.
