@@ -194,6 +194,12 @@ func (a *App) resolve(dir string, lookupEnv func(string) (string, bool)) error {
 		return fmt.Errorf("base_url %q must be an absolute http(s) URL without user info, query or fragment, such as %s",
 			redactURL(a.BaseURL, u), DefaultBaseURL)
 	}
+	// The client appends /open-apis/… itself: a path here would double it
+	// and every request would answer 404.
+	if u.Path != "" && u.Path != "/" || u.RawPath != "" || u.ForceQuery {
+		return fmt.Errorf("base_url %q must be a scheme and a host only, such as %s: the exporter adds the /open-apis/… paths itself",
+			redactURL(a.BaseURL, u), DefaultBaseURL)
+	}
 	a.BaseURL = strings.TrimRight(a.BaseURL, "/")
 
 	listed := make(map[string]bool, len(a.Sessions))

@@ -209,6 +209,16 @@ func TestLoadInvalid(t *testing.T) {
 			want: `base_url "ftp://open.feishu.cn" must be an absolute http(s) URL`,
 		},
 		{
+			name: "base_url with a path names the expected form",
+			yaml: "apps:\n  - name: a\n" + creds + "    base_url: https://open.feishu.cn/open-apis\n    sessions: [s]\n",
+			want: `base_url "https://open.feishu.cn/open-apis" must be a scheme and a host only, such as https://open.feishu.cn`,
+		},
+		{
+			name: "base_url with a path and a trailing slash",
+			yaml: "apps:\n  - name: a\n" + creds + "    base_url: https://open.feishu.cn/open-apis/\n    sessions: [s]\n",
+			want: `base_url "https://open.feishu.cn/open-apis/" must be a scheme and a host only`,
+		},
+		{
 			name: "base_url with a password does not print it",
 			yaml: "apps:\n  - name: a\n" + creds + "    base_url: https://u:hunter2@open.feishu.cn\n    sessions: [s]\n",
 			want: `base_url "https://u:xxxxx@open.feishu.cn" must be`,
