@@ -229,7 +229,8 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) int {
 }
 
 // checkConfig is --config.check: it loads the file and builds every app's
-// client (which makes no request) and prints the first problem or "config OK".
+// client (which makes no request) and prints the first problem or "config OK",
+// after any warnings.
 func checkConfig(path string, clients clientOptions, stdout, stderr io.Writer) int {
 	cfg, err := config.Load(path)
 	if err == nil {
@@ -242,6 +243,9 @@ func checkConfig(path string, clients clientOptions, stdout, stderr io.Writer) i
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintln(stderr, "warning:", w)
 	}
 	fmt.Fprintln(stdout, "config OK")
 	return 0

@@ -649,3 +649,49 @@ func TestRunStopsWhenTheContextEnds(t *testing.T) {
 		t.Errorf("no shutdown logged:\n%s", stderr.String())
 	}
 }
+
+func TestMissingSessionsFileIsAWarning(t *testing.T) {
+	e := newTestEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go e.exporter.runReloader(ctx, nil)
+
+	// helpdesk's only sessions come from a file that is not there (yet), as
+	// when a volume is mounted late.
+	if err := os.Remove(filepath.Join(e.dir, "helpdesk.sessions")); err != nil {
+		t.Fatal(err)
+	}
+	e.write("aily.yml", configYAML(e.api.URL))
+	if code, body := e.do(http.MethodPost, "/-/reload", nil, time.Minute); code != http.StatusOK {
+		t.Fatalf("POST /-/reload: HTTP %d %q, want 200", code, body)
+	}
+	if err := <-e.reloaded; err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if logs := e.logs.String(); !regexp.MustCompile(`level=warn .*helpdesk.sessions does not exist`).MatchString(logs) {
+		t.Errorf("no warning about the missing file in the logs:\n%s", logs)
+	}
+	body := e.scrape()
+	if strings.Contains(body, `app="helpdesk",session_id=`) {
+		t.Errorf("helpdesk watches sessions without a sessions file:\n%s", body)
+	}
+	if !hasLine(body, sessionUp("personal", "session_user", 1)) {
+		t.Errorf("the other app is not watched:\n%s", body)
+	}
+
+	// The file appears: the next scrape watches its sessions.
+	e.write("helpdesk.sessions", "session_from_file\n")
+	if body := e.scrape(); !hasLine(body, sessionUp("helpdesk", "session_from_file", 1)) {
+		t.Errorf("the sessions of a file that appeared are not watched:\n%s", body)
+	}
+
+	// --config.check says the same, and passes.
+	var stdout, stderr bytes.Buffer
+	if err := os.Remove(filepath.Join(e.dir, "helpdesk.sessions")); err != nil {
+		t.Fatal(err)
+	}
+	code := checkConfig(filepath.Join(e.dir, "aily.yml"), clientOptions{timeout: time.Second}, &stdout, &stderr)
+	if code != 0 || stdout.String() != "config OK\n" || !strings.Contains(stderr.String(), "helpdesk.sessions does not exist") {
+		t.Errorf("--config.check: exit %d, stdout %q, stderr %q; want 0, config OK and the warning", code, stdout.String(), stderr.String())
+	}
+}

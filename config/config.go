@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -24,7 +25,14 @@ const DefaultBaseURL = "https://open.feishu.cn"
 // Config is a loaded, validated configuration file.
 type Config struct {
 	Apps []*App `yaml:"apps"`
+
+	warnings []string
 }
+
+// Warnings returns what Load accepted but the reader should hear about (a
+// sessions_file that does not exist yet, say), each naming its app. The
+// caller logs them.
+func (c *Config) Warnings() []string { return c.warnings }
 
 // App is one Feishu app (a set of credentials) and the sessions watched with it.
 type App struct {
@@ -119,8 +127,12 @@ func parse(data []byte, dir string, lookupEnv func(string) (string, bool)) (*Con
 				where += fmt.Sprintf(" (line %d)", lines[i])
 			}
 		}
-		if err := app.resolve(dir, lookupEnv); err != nil {
+		warnings, err := app.resolve(dir, lookupEnv)
+		if err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		for _, w := range warnings {
+			cfg.warnings = append(cfg.warnings, where+": "+w)
 		}
 		if j, dup := seen[app.Name]; dup {
 			return nil, fmt.Errorf("%s: name is already used by apps[%d]; app names must be unique", where, j)
@@ -172,17 +184,17 @@ func appLines(data []byte) []int {
 
 // resolve validates the app, applies defaults, expands ${VAR} in app_secret,
 // reads app_secret_file and sessions_file, and makes relative paths absolute
-// against dir.
-func (a *App) resolve(dir string, lookupEnv func(string) (string, bool)) error {
+// against dir. It returns what is accepted but worth a warning.
+func (a *App) resolve(dir string, lookupEnv func(string) (string, bool)) (warnings []string, err error) {
 	if a.Name == "" {
-		return errors.New("name is required")
+		return nil, errors.New("name is required")
 	}
 	if !namePattern.MatchString(a.Name) {
-		return fmt.Errorf("name %q may hold only letters, digits, '_' and '-'", a.Name)
+		return nil, fmt.Errorf("name %q may hold only letters, digits, '_' and '-'", a.Name)
 	}
 
 	if err := a.resolveCredentials(dir, lookupEnv); err != nil {
-		return err
+		return nil, err
 	}
 
 	if a.BaseURL == "" {
@@ -191,13 +203,13 @@ func (a *App) resolve(dir string, lookupEnv func(string) (string, bool)) error {
 	u, err := url.Parse(a.BaseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
 		u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("base_url %q must be an absolute http(s) URL without user info, query or fragment, such as %s",
+		return nil, fmt.Errorf("base_url %q must be an absolute http(s) URL without user info, query or fragment, such as %s",
 			redactURL(a.BaseURL, u), DefaultBaseURL)
 	}
 	// The client appends /open-apis/… itself: a path here would double it
 	// and every request would answer 404.
 	if u.Path != "" && u.Path != "/" || u.RawPath != "" || u.ForceQuery {
-		return fmt.Errorf("base_url %q must be a scheme and a host only, such as %s: the exporter adds the /open-apis/… paths itself",
+		return nil, fmt.Errorf("base_url %q must be a scheme and a host only, such as %s: the exporter adds the /open-apis/… paths itself",
 			redactURL(a.BaseURL, u), DefaultBaseURL)
 	}
 	a.BaseURL = strings.TrimRight(a.BaseURL, "/")
@@ -205,26 +217,34 @@ func (a *App) resolve(dir string, lookupEnv func(string) (string, bool)) error {
 	listed := make(map[string]bool, len(a.Sessions))
 	for i, id := range a.Sessions {
 		if err := checkSessionID(id); err != nil {
-			return fmt.Errorf("sessions[%d]: %w", i, err)
+			return nil, fmt.Errorf("sessions[%d]: %w", i, err)
 		}
 		if listed[id] {
-			return fmt.Errorf("sessions[%d]: session %q is listed twice", i, id)
+			return nil, fmt.Errorf("sessions[%d]: session %q is listed twice", i, id)
 		}
 		listed[id] = true
 	}
+	missing := false
 	if a.SessionsFile != "" {
 		a.SessionsFile = absolute(dir, a.SessionsFile)
-		if _, err := a.RefreshSessions(); err != nil {
-			return err
+		// Like Prometheus' file_sd: a file not there yet (a volume mounted
+		// late) adds no sessions, and the first scrape after it appears
+		// reads it. A file that is there but wrong is an error.
+		if _, err := a.RefreshSessions(); errors.Is(err, fs.ErrNotExist) {
+			missing = true
+			warnings = append(warnings,
+				fmt.Sprintf("sessions_file %s does not exist: it adds no sessions until it appears", a.SessionsFile))
+		} else if err != nil {
+			return nil, err
 		}
 	}
-	if len(a.AllSessions()) == 0 {
+	if len(a.AllSessions()) == 0 && !missing {
 		if a.SessionsFile != "" {
-			return fmt.Errorf("no sessions: sessions is empty and sessions_file %s lists none", a.SessionsFile)
+			return nil, fmt.Errorf("no sessions: sessions is empty and sessions_file %s lists none", a.SessionsFile)
 		}
-		return errors.New("no sessions: set sessions or sessions_file (the API cannot list sessions)")
+		return nil, errors.New("no sessions: set sessions or sessions_file (the API cannot list sessions)")
 	}
-	return nil
+	return warnings, nil
 }
 
 func (a *App) resolveCredentials(dir string, lookupEnv func(string) (string, bool)) error {

@@ -235,11 +235,6 @@ func TestLoadInvalid(t *testing.T) {
 			want:  `app "a" (line 2): no sessions: sessions is empty and sessions_file`,
 		},
 		{
-			name: "missing sessions file",
-			yaml: "apps:\n  - name: a\n" + creds + "    sessions: [s]\n    sessions_file: nope\n",
-			want: `app "a" (line 2): sessions_file: open`,
-		},
-		{
 			name:  "sessions file with two IDs on a line",
 			files: map[string]string{"s.txt": "s1\ns2 s3\n"},
 			yaml:  "apps:\n  - name: a\n" + creds + "    sessions_file: s.txt\n",
@@ -412,5 +407,62 @@ func TestParseSessions(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"session_a", "session_b"}, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadMissingSessionsFileIsAWarning(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"aily.yml": `apps:
+  - name: a
+    app_id: cli_a
+    app_secret: x
+    sessions: [s0]
+    sessions_file: a.sessions
+  - name: only-file
+    app_id: cli_b
+    app_secret: x
+    sessions_file: b.sessions
+`,
+	})
+	cfg, err := load(filepath.Join(dir, "aily.yml"), env)
+	if err != nil {
+		t.Fatalf("a missing sessions_file is an error: %v", err)
+	}
+	a, onlyFile := cfg.Apps[0], cfg.Apps[1]
+	if diff := cmp.Diff([]string{"s0"}, a.AllSessions()); diff != "" {
+		t.Errorf("sessions of a (-want +got):\n%s", diff)
+	}
+	if got := onlyFile.AllSessions(); len(got) != 0 {
+		t.Errorf("an app whose only sessions_file is missing watches %v, want none", got)
+	}
+	want := []string{
+		fmt.Sprintf(`app "a" (line 2): sessions_file %s does not exist: it adds no sessions until it appears`, filepath.Join(dir, "a.sessions")),
+		fmt.Sprintf(`app "only-file" (line 7): sessions_file %s does not exist: it adds no sessions until it appears`, filepath.Join(dir, "b.sessions")),
+	}
+	if diff := cmp.Diff(want, cfg.Warnings()); diff != "" {
+		t.Errorf("Warnings() (-want +got):\n%s", diff)
+	}
+
+	// The file appearing later is picked up by the next refresh.
+	if err := os.WriteFile(filepath.Join(dir, "b.sessions"), []byte("s1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	changed, err := onlyFile.RefreshSessions()
+	if err != nil || !changed {
+		t.Fatalf("RefreshSessions() = %v, %v; want true, nil", changed, err)
+	}
+	if diff := cmp.Diff([]string{"s1"}, onlyFile.AllSessions()); diff != "" {
+		t.Errorf("sessions after the file appeared (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadWithoutWarnings(t *testing.T) {
+	dir := writeFiles(t, map[string]string{"aily.yml": "apps:\n  - name: a\n    app_id: cli_a\n    app_secret: x\n    sessions: [s]\n"})
+	cfg, err := load(filepath.Join(dir, "aily.yml"), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := cfg.Warnings(); len(w) != 0 {
+		t.Errorf("Warnings() = %q, want none", w)
 	}
 }
