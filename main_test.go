@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/go-kit/log"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/aily-exporter/aily_exporter/collector"
@@ -539,6 +540,16 @@ func TestFlagsOutOfRange(t *testing.T) {
 		{[]string{"--poll.full-interval=-1h"}, "--poll.full-interval -1h0m0s must be above 0"},
 		{[]string{"--collector.duration-buckets=5,1"}, "buckets must be increasing"},
 		{[]string{"--demo", "--demo.speed=0"}, "--demo.speed 0 must be above 0"},
+		{[]string{"--web.telemetry-path=metrics"}, `--web.telemetry-path "metrics" must start with "/"`},
+		{[]string{"--web.telemetry-path="}, `--web.telemetry-path "" must start with "/"`},
+		{[]string{"--web.telemetry-path=/-/healthy"}, `--web.telemetry-path "/-/healthy" is taken by another endpoint`},
+		{[]string{"--web.telemetry-path=/config"}, `--web.telemetry-path "/config" is taken by another endpoint`},
+		{[]string{"--web.telemetry-path=/-/metrics"}, `--web.telemetry-path "/-/metrics" is taken by another endpoint`},
+		{[]string{"--web.telemetry-path=GET /metrics"}, `--web.telemetry-path "GET /metrics" must start with "/"`},
+		{[]string{"--web.telemetry-path=/my metrics"}, `--web.telemetry-path "/my metrics" must be a plain path`},
+		{[]string{"--web.telemetry-path=/{name}"}, `--web.telemetry-path "/{name}" must be a plain path`},
+		{[]string{"--web.telemetry-path=/metrics?x"}, `--web.telemetry-path "/metrics?x" must be a plain path`},
+		{[]string{"--web.telemetry-path=/a/../metrics"}, `--web.telemetry-path "/a/../metrics" must be a plain path`},
 	} {
 		a := kingpin.New(programName, "")
 		f := addFlags(a)
@@ -693,5 +704,54 @@ func TestMissingSessionsFileIsAWarning(t *testing.T) {
 	code := checkConfig(filepath.Join(e.dir, "aily.yml"), clientOptions{timeout: time.Second}, &stdout, &stderr)
 	if code != 0 || stdout.String() != "config OK\n" || !strings.Contains(stderr.String(), "helpdesk.sessions does not exist") {
 		t.Errorf("--config.check: exit %d, stdout %q, stderr %q; want 0, config OK and the warning", code, stdout.String(), stderr.String())
+	}
+}
+
+func TestTelemetryPathAccepted(t *testing.T) {
+	for _, path := range []string{"/", "/metrics", "/aily/metrics", "/metrics/"} {
+		a := kingpin.New(programName, "")
+		f := addFlags(a)
+		if _, err := a.Parse([]string{"--web.telemetry-path=" + path}); err != nil {
+			t.Fatal(err)
+		}
+		if err := checkFlags(f); err != nil {
+			t.Errorf("--web.telemetry-path=%s: %v", path, err)
+			continue
+		}
+		e := newExporter(exporterOptions{logger: log.NewNopLogger()})
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("--web.telemetry-path=%s passes checkFlags but the routes panic: %v", path, r)
+				}
+			}()
+			e.routes(routeOptions{telemetryPath: f.telemetryPath})
+		}()
+	}
+}
+
+func TestParseErrorsNameTheFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--feishu.page-size=abc"}, `--feishu.page-size: "abc" is not valid: strconv.ParseFloat: parsing "abc": invalid syntax`},
+		{[]string{"--feishu.rate-limit", "fast"}, `--feishu.rate-limit: "fast" is not valid`},
+		{[]string{"--feishu.timeout=10"}, `--feishu.timeout: "10" is not valid: time: missing unit in duration "10"`},
+		{[]string{"--log.level=loud"}, `--log.level: "loud" is not valid: enum value must be one of debug,info,warn,error`},
+		{[]string{"--feishu.concurrency=2", "--feishu.page-size=x"}, `--feishu.page-size: "x" is not valid`},
+		{[]string{"--no-such-flag"}, "unknown long flag '--no-such-flag'"},
+	} {
+		a := kingpin.New(programName, "")
+		addFlags(a)
+		err := parseFlags(a, tc.args)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("parseFlags(%q) = %v, want an error containing %q", tc.args, err, tc.want)
+		}
+	}
+	a := kingpin.New(programName, "")
+	f := addFlags(a)
+	if err := parseFlags(a, []string{"--feishu.page-size=20"}); err != nil || f.feishuPageSize != 20 {
+		t.Errorf("parseFlags of a good value: %v, page size %d", err, f.feishuPageSize)
 	}
 }
