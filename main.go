@@ -76,7 +76,7 @@ func addFlags(a *kingpin.Application) *flags {
 	f := &flags{}
 	a.Flag("config.file", "the YAML configuration file (see the README)").
 		Default("aily.yml").StringVar(&f.configFile)
-	a.Flag("config.check", "parse and validate the configuration, print what is wrong, exit 0/1").
+	a.Flag("config.check", "parse and validate the configuration and the --web.config.file, print what is wrong, exit 0/1").
 		Default("false").BoolVar(&f.configCheck)
 	a.Flag("demo", "run against the built-in Aily simulator: no credentials or config file needed").
 		Default("false").BoolVar(&f.demo)
@@ -150,7 +150,7 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) int {
 		concurrency: f.feishuConcurrency}
 
 	if f.configCheck {
-		return checkConfig(f.configFile, clients, stdout, stderr)
+		return checkConfig(f.configFile, *f.web.WebConfigFile, clients, stdout, stderr)
 	}
 
 	logger, slogger := newLogger(stderr, f.logLevel, f.logFormat)
@@ -232,16 +232,22 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// checkConfig is --config.check: it loads the file and builds every app's
-// client (which makes no request) and prints the first problem or "config OK",
-// after any warnings.
-func checkConfig(path string, clients clientOptions, stdout, stderr io.Writer) int {
+// checkConfig is --config.check: it loads the file, builds every app's client
+// (which makes no request), checks the --web.config.file if one is given
+// (TLS certificates, basic auth users), and prints the first problem or
+// "config OK", after any warnings.
+func checkConfig(path, webConfig string, clients clientOptions, stdout, stderr io.Writer) int {
 	cfg, err := config.Load(path)
 	if err == nil {
 		for _, app := range cfg.Apps {
 			if _, err = clients.newClient(app, nil); err != nil {
 				break
 			}
+		}
+	}
+	if err == nil {
+		if werr := web.Validate(webConfig); werr != nil {
+			err = fmt.Errorf("--web.config.file %s: %w", webConfig, werr)
 		}
 	}
 	if err != nil {

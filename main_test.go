@@ -701,7 +701,7 @@ func TestMissingSessionsFileIsAWarning(t *testing.T) {
 	if err := os.Remove(filepath.Join(e.dir, "helpdesk.sessions")); err != nil {
 		t.Fatal(err)
 	}
-	code := checkConfig(filepath.Join(e.dir, "aily.yml"), clientOptions{timeout: time.Second}, &stdout, &stderr)
+	code := checkConfig(filepath.Join(e.dir, "aily.yml"), "", clientOptions{timeout: time.Second}, &stdout, &stderr)
 	if code != 0 || stdout.String() != "config OK\n" || !strings.Contains(stderr.String(), "helpdesk.sessions does not exist") {
 		t.Errorf("--config.check: exit %d, stdout %q, stderr %q; want 0, config OK and the warning", code, stdout.String(), stderr.String())
 	}
@@ -753,5 +753,48 @@ func TestParseErrorsNameTheFlag(t *testing.T) {
 	f := addFlags(a)
 	if err := parseFlags(a, []string{"--feishu.page-size=20"}); err != nil || f.feishuPageSize != 20 {
 		t.Errorf("parseFlags of a good value: %v, page size %d", err, f.feishuPageSize)
+	}
+}
+
+func TestConfigCheckChecksTheWebConfig(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cfg := write("aily.yml", "apps:\n  - name: a\n    app_id: cli_a\n    app_secret: x\n    sessions: [s]\n")
+	for _, tc := range []struct {
+		name       string
+		webConfig  string
+		wantCode   int
+		wantStderr string
+	}{
+		{"no web config", "", 0, ""},
+		{"basic auth", write("web-ok.yml", "basic_auth_users:\n  alice: $2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi\n"), 0, ""},
+		{"unknown key", write("web-typo.yml", "tls_server_confg:\n  cert_file: x\n"), 1, "--web.config.file"},
+		{"missing certificate", write("web-tls.yml", "tls_server_config:\n  cert_file: nope.crt\n  key_file: nope.key\n"), 1, "nope.crt"},
+		{"missing file", filepath.Join(dir, "missing-web.yml"), 1, "missing-web.yml"},
+	} {
+		a := kingpin.New(programName, "")
+		f := addFlags(a)
+		args := []string{"--config.check", "--config.file", cfg}
+		if tc.webConfig != "" {
+			args = append(args, "--web.config.file", tc.webConfig)
+		}
+		if _, err := a.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), f, &stdout, &stderr)
+		if code != tc.wantCode || !strings.Contains(stderr.String(), tc.wantStderr) {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want %d and %q", tc.name, code, stdout.String(), stderr.String(), tc.wantCode, tc.wantStderr)
+		}
+		if tc.wantCode == 0 && stdout.String() != "config OK\n" {
+			t.Errorf("%s: stdout %q, want config OK", tc.name, stdout.String())
+		}
 	}
 }

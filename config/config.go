@@ -66,10 +66,13 @@ type App struct {
 
 var (
 	namePattern = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
-	// envPattern matches ${NAME}. A bare $NAME is left alone because secrets
-	// may well contain a dollar sign.
+	// envPattern matches ${NAME}. A bare $NAME is left alone, with a
+	// warning, because secrets may well contain a dollar sign.
 	envPattern = regexp.MustCompile(`\$\{([^}]*)\}`)
 	envName    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// bareEnv matches the $NAME that is not expanded, which deserves a
+	// warning: it is more often a mistaken reference than part of a secret.
+	bareEnv = regexp.MustCompile(`\$[A-Za-z_][A-Za-z0-9_]*`)
 	// unknownField rewrites yaml.v3's "field x not found in type config.App".
 	unknownField = regexp.MustCompile(`field (\S+) not found in type config\.(\w+)`)
 )
@@ -193,7 +196,8 @@ func (a *App) resolve(dir string, lookupEnv func(string) (string, bool)) (warnin
 		return nil, fmt.Errorf("name %q may hold only letters, digits, '_' and '-'", a.Name)
 	}
 
-	if err := a.resolveCredentials(dir, lookupEnv); err != nil {
+	warnings, err = a.resolveCredentials(dir, lookupEnv)
+	if err != nil {
 		return nil, err
 	}
 
@@ -247,58 +251,76 @@ func (a *App) resolve(dir string, lookupEnv func(string) (string, bool)) (warnin
 	return warnings, nil
 }
 
-func (a *App) resolveCredentials(dir string, lookupEnv func(string) (string, bool)) error {
+// resolveCredentials checks the app's credentials, expands ${VAR} in
+// app_secret and reads app_secret_file. It returns what is accepted but worth
+// a warning.
+func (a *App) resolveCredentials(dir string, lookupEnv func(string) (string, bool)) (warnings []string, err error) {
 	tenant := a.AppID != "" || a.AppSecret != "" || a.AppSecretFile != ""
 	user := a.UserAccessTokenFile != ""
 	switch {
 	case tenant && user:
-		return errors.New("user_access_token_file cannot be combined with app_id/app_secret/app_secret_file: choose one kind of credential")
+		return nil, errors.New("user_access_token_file cannot be combined with app_id/app_secret/app_secret_file: choose one kind of credential")
 	case !tenant && !user:
-		return errors.New("no credentials: set app_id with app_secret or app_secret_file, or user_access_token_file")
+		return nil, errors.New("no credentials: set app_id with app_secret or app_secret_file, or user_access_token_file")
 	case user:
 		a.UserAccessTokenFile = absolute(dir, a.UserAccessTokenFile)
 		// Checked now so that --config.check and a reload catch a wrong
 		// path; the client reads the token itself, and again when it changes.
 		if _, err := os.Stat(a.UserAccessTokenFile); err != nil {
-			return fmt.Errorf("user_access_token_file: %w", err)
+			return nil, fmt.Errorf("user_access_token_file: %w", err)
 		}
-		return nil
+		return nil, nil
 	}
 
 	if a.AppID == "" {
-		return errors.New("app_id is required with app_secret or app_secret_file")
+		return nil, errors.New("app_id is required with app_secret or app_secret_file")
 	}
 	switch {
 	case a.AppSecret != "" && a.AppSecretFile != "":
-		return errors.New("app_secret and app_secret_file cannot both be set")
+		return nil, errors.New("app_secret and app_secret_file cannot both be set")
 	case a.AppSecret == "" && a.AppSecretFile == "":
-		return errors.New("app_secret or app_secret_file is required with app_id")
+		return nil, errors.New("app_secret or app_secret_file is required with app_id")
 	case a.AppSecret != "":
-		s, err := expandEnv(string(a.AppSecret), lookupEnv)
+		raw := string(a.AppSecret)
+		s, err := expandEnv(raw, lookupEnv)
 		if err != nil {
-			return fmt.Errorf("app_secret: %w", err)
+			return nil, fmt.Errorf("app_secret: %w", err)
 		}
 		if strings.TrimSpace(s) == "" {
-			return errors.New("app_secret is empty after expanding environment variables")
+			return nil, errors.New("app_secret is empty after expanding environment variables")
 		}
 		a.AppSecret = feishu.Secret(s)
+		warnings = bareEnvWarnings(raw)
 	default:
 		a.AppSecretFile = absolute(dir, a.AppSecretFile)
 		b, err := os.ReadFile(a.AppSecretFile)
 		if err != nil {
 			// The *PathError names the file, never its content.
-			return fmt.Errorf("app_secret_file: %w", err)
+			return nil, fmt.Errorf("app_secret_file: %w", err)
 		}
 		// Files written by editors and `echo` end in a newline that is no
 		// part of the secret.
 		s := strings.TrimSpace(string(b))
 		if s == "" {
-			return fmt.Errorf("app_secret_file %s is empty", a.AppSecretFile)
+			return nil, fmt.Errorf("app_secret_file %s is empty", a.AppSecretFile)
 		}
 		secret := feishu.Secret(s)
 		a.secretFromFile = &secret
 	}
-	return nil
+	return warnings, nil
+}
+
+// bareEnvWarnings warns of a $NAME in app_secret, which is not expanded. It
+// shows the secret only when the whole of it is such a reference.
+func bareEnvWarnings(raw string) []string {
+	outside := envPattern.ReplaceAllString(raw, "")
+	if !bareEnv.MatchString(outside) {
+		return nil
+	}
+	if v := strings.TrimSpace(raw); bareEnv.FindString(v) == v {
+		return []string{fmt.Sprintf("app_secret %q is taken literally: write ${%s} for the environment variable", v, v[1:])}
+	}
+	return []string{"app_secret holds a '$' followed by a name outside ${…}; it is taken literally: write ${NAME} for an environment variable"}
 }
 
 // expandEnv replaces each ${NAME} in s by the variable's value; a variable that

@@ -466,3 +466,30 @@ func TestLoadWithoutWarnings(t *testing.T) {
 		t.Errorf("Warnings() = %q, want none", w)
 	}
 }
+
+func TestBareDollarInAppSecretWarns(t *testing.T) {
+	for _, tc := range []struct {
+		secret string // as written in YAML
+		want   []string
+	}{
+		{`$HELPDESK_SECRET`, []string{`app "a" (line 2): app_secret "$HELPDESK_SECRET" is taken literally: write ${HELPDESK_SECRET} for the environment variable`}},
+		{`"pre-$HELPDESK_SECRET"`, []string{`app "a" (line 2): app_secret holds a '$' followed by a name outside ${…}; it is taken literally: write ${NAME} for an environment variable`}},
+		{`"${HELPDESK_SECRET}"`, nil},
+		{`"abc$"`, nil},
+		{`"a$1b"`, nil},
+		{`plain`, nil},
+	} {
+		dir := writeFiles(t, map[string]string{"aily.yml": "apps:\n  - name: a\n    app_id: cli_a\n    app_secret: " + tc.secret + "\n    sessions: [s]\n"})
+		cfg, err := load(filepath.Join(dir, "aily.yml"), env)
+		if err != nil {
+			t.Errorf("app_secret: %s: %v", tc.secret, err)
+			continue
+		}
+		if diff := cmp.Diff(tc.want, cfg.Warnings(), cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("app_secret: %s: warnings (-want +got):\n%s", tc.secret, diff)
+		}
+		if strings.Contains(strings.Join(cfg.Warnings(), " "), "pre-") {
+			t.Errorf("a warning shows part of the secret: %q", cfg.Warnings())
+		}
+	}
+}
