@@ -344,12 +344,32 @@ func expandEnv(s string, lookupEnv func(string) (string, bool)) (string, error) 
 	return out, err
 }
 
-// redactURL hides a password someone put into base_url.
+// redactURL hides a password someone put into base_url. u is raw parsed,
+// nil if it did not parse.
 func redactURL(raw string, u *url.URL) string {
-	if u != nil && u.User != nil {
+	switch {
+	case u != nil && u.User != nil:
 		return u.Redacted()
+	case u != nil && u.Opaque == "" && u.Host != "":
+		return raw // parsed as //host…: an '@' after the host is no password
 	}
-	return raw
+	// Unparsed (a bad port or escape) or parsed as something else (no
+	// scheme: "user:pass@host" reads as scheme "user"): whatever stands
+	// before the last '@' may be user info. Keep the user, as u.Redacted
+	// does, and hide the rest.
+	prefix, rest := "", raw
+	if i := strings.Index(raw, "://"); i >= 0 {
+		prefix, rest = raw[:i+3], raw[i+3:]
+	}
+	at := strings.LastIndexByte(rest, '@')
+	if at < 0 {
+		return raw
+	}
+	user, _, hasPassword := strings.Cut(rest[:at], ":")
+	if !hasPassword {
+		return raw
+	}
+	return prefix + user + ":xxxxx" + rest[at:]
 }
 
 func absolute(dir, path string) string {

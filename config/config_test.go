@@ -224,6 +224,26 @@ func TestLoadInvalid(t *testing.T) {
 			want: `base_url "https://u:xxxxx@open.feishu.cn" must be`,
 		},
 		{
+			name: "unparseable base_url with a password does not print it",
+			yaml: "apps:\n  - name: a\n" + creds + "    base_url: https://u:hunter2@open.feishu.cn:badport\n    sessions: [s]\n",
+			want: `base_url "https://u:xxxxx@open.feishu.cn:badport" must be`,
+		},
+		{
+			name: "base_url with a password holding a bad escape does not print it",
+			yaml: "apps:\n  - name: a\n" + creds + "    base_url: https://u:hunter2%zz@open.feishu.cn\n    sessions: [s]\n",
+			want: `base_url "https://u:xxxxx@open.feishu.cn" must be`,
+		},
+		{
+			name: "base_url with a password holding '/' and '@' does not print it",
+			yaml: "apps:\n  - name: a\n" + creds + "    base_url: https://u:hun/ter@2@open.feishu.cn\n    sessions: [s]\n",
+			want: `base_url "https://u:xxxxx@open.feishu.cn" must be`,
+		},
+		{
+			name: "base_url without a scheme, with a password, does not print it",
+			yaml: "apps:\n  - name: a\n" + creds + "    base_url: u:hunter2@open.feishu.cn\n    sessions: [s]\n",
+			want: `base_url "u:xxxxx@open.feishu.cn" must be`,
+		},
+		{
 			name: "no sessions",
 			yaml: "apps:\n  - name: a\n" + creds,
 			want: `app "a" (line 2): no sessions: set sessions or sessions_file`,
@@ -269,7 +289,7 @@ func TestLoadInvalid(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %q\ndoes not contain %q", err, tc.want)
 			}
-			if strings.Contains(err.Error(), "hunter2") {
+			if strings.Contains(err.Error(), "hunter") || strings.Contains(err.Error(), "ter@2") {
 				t.Errorf("error %q shows a password", err)
 			}
 		})
