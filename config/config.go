@@ -22,6 +22,14 @@ import (
 // DefaultBaseURL is the Feishu Open Platform used when an app sets no base_url.
 const DefaultBaseURL = "https://open.feishu.cn"
 
+// The most read of each file, so that a path to /dev/zero or to a huge file
+// fails instead of filling the memory.
+const (
+	maxConfigFileSize   = 16 << 20
+	maxSessionsFileSize = 16 << 20 // some 500,000 session IDs
+	maxSecretFileSize   = 64 << 10 // as the client caps user_access_token_file
+)
+
 // Config is a loaded, validated configuration file.
 type Config struct {
 	Apps []*App `yaml:"apps"`
@@ -86,7 +94,7 @@ func Load(path string) (*Config, error) {
 }
 
 func load(path string, lookupEnv func(string) (string, bool)) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readFile(path, maxConfigFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("read configuration: %w", err)
 	}
@@ -293,7 +301,7 @@ func (a *App) resolveCredentials(dir string, lookupEnv func(string) (string, boo
 		warnings = bareEnvWarnings(raw)
 	default:
 		a.AppSecretFile = absolute(dir, a.AppSecretFile)
-		b, err := os.ReadFile(a.AppSecretFile)
+		b, err := readFile(a.AppSecretFile, maxSecretFileSize)
 		if err != nil {
 			// The *PathError names the file, never its content.
 			return nil, fmt.Errorf("app_secret_file: %w", err)
@@ -342,6 +350,28 @@ func expandEnv(s string, lookupEnv func(string) (string, bool)) (string, error) 
 		return v
 	})
 	return out, err
+}
+
+// readFile reads the file at path, or fails naming it and the limit if it
+// holds more than limit bytes. It never reads more than limit+1.
+func readFile(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		size := fmt.Sprintf("%d KiB", limit>>10)
+		if limit%(1<<20) == 0 {
+			size = fmt.Sprintf("%d MiB", limit>>20)
+		}
+		return nil, fmt.Errorf("%s is larger than %s, the most read from such a file", path, size)
+	}
+	return b, nil
 }
 
 // redactURL hides a password someone put into base_url. u is raw parsed,
@@ -428,7 +458,7 @@ func (a *App) RefreshSessions() (changed bool, err error) {
 	if a.SessionsFile == "" {
 		return false, nil
 	}
-	b, err := os.ReadFile(a.SessionsFile)
+	b, err := readFile(a.SessionsFile, maxSessionsFileSize)
 	if err != nil {
 		return false, fmt.Errorf("sessions_file: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -511,5 +512,132 @@ func TestBareDollarInAppSecretWarns(t *testing.T) {
 		if strings.Contains(strings.Join(cfg.Warnings(), " "), "pre-") {
 			t.Errorf("a warning shows part of the secret: %q", cfg.Warnings())
 		}
+	}
+}
+
+func TestFileReadsAreCapped(t *testing.T) {
+	const creds = "    app_id: cli_a\n    app_secret: x\n"
+	// big writes a sparse file of size bytes: cheap to create, and as slow
+	// as a real one to read whole.
+	big := func(t *testing.T, dir, name string, size int64) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Truncate(size); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name string
+		yaml func(t *testing.T, dir string) string
+		want func(dir string) string
+	}{
+		{
+			name: "sessions_file over 16 MiB",
+			yaml: func(t *testing.T, dir string) string {
+				big(t, dir, "s.txt", 16<<20+1)
+				return "apps:\n  - name: a\n" + creds + "    sessions_file: s.txt\n"
+			},
+			want: func(dir string) string {
+				return fmt.Sprintf(`app "a" (line 2): sessions_file: %s is larger than 16 MiB`, filepath.Join(dir, "s.txt"))
+			},
+		},
+		{
+			name: "app_secret_file over 64 KiB",
+			yaml: func(t *testing.T, dir string) string {
+				big(t, dir, "sec", 64<<10+1)
+				return "apps:\n  - name: a\n    app_id: cli_a\n    app_secret_file: sec\n    sessions: [s]\n"
+			},
+			want: func(dir string) string {
+				return fmt.Sprintf(`app "a" (line 2): app_secret_file: %s is larger than 64 KiB`, filepath.Join(dir, "sec"))
+			},
+		},
+		{
+			name: "sessions_file /dev/zero",
+			yaml: func(t *testing.T, dir string) string {
+				return "apps:\n  - name: a\n" + creds + "    sessions_file: /dev/zero\n"
+			},
+			want: func(string) string { return `sessions_file: /dev/zero is larger than 16 MiB` },
+		},
+		{
+			name: "app_secret_file /dev/zero",
+			yaml: func(t *testing.T, dir string) string {
+				return "apps:\n  - name: a\n    app_id: cli_a\n    app_secret_file: /dev/zero\n    sessions: [s]\n"
+			},
+			want: func(string) string { return `app_secret_file: /dev/zero is larger than 64 KiB` },
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if strings.Contains(tc.name, "/dev/zero") {
+				if _, err := os.Stat("/dev/zero"); err != nil {
+					t.Skip("no /dev/zero")
+				}
+			}
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "aily.yml"), []byte(tc.yaml(t, dir)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// Read whole, /dev/zero would never end: bound the test.
+			done := make(chan error, 1)
+			go func() {
+				_, err := load(filepath.Join(dir, "aily.yml"), env)
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), tc.want(dir)) {
+					t.Errorf("error %v\nwant one containing %q", err, tc.want(dir))
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("load did not return within 5s: the file is read whole")
+			}
+		})
+	}
+}
+
+func TestConfigFileReadIsCapped(t *testing.T) {
+	if _, err := os.Stat("/dev/zero"); err != nil {
+		t.Skip("no /dev/zero")
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := load("/dev/zero", env)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if want := "/dev/zero is larger than 16 MiB"; err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want one containing %q", err, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("load did not return within 5s: the file is read whole")
+	}
+}
+
+func TestRefreshSessionsOfAFileGrownTooLarge(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"s.txt":    "s1\n",
+		"aily.yml": "apps:\n  - name: a\n    app_id: cli_a\n    app_secret: x\n    sessions_file: s.txt\n",
+	})
+	cfg, err := load(filepath.Join(dir, "aily.yml"), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(filepath.Join(dir, "s.txt"), 16<<20+1); err != nil {
+		t.Fatal(err)
+	}
+	changed, err := cfg.Apps[0].RefreshSessions()
+	if err == nil || changed || !strings.Contains(err.Error(), "larger than 16 MiB") {
+		t.Errorf("RefreshSessions() = %v, %v; want false and the cap", changed, err)
+	}
+	if diff := cmp.Diff([]string{"s1"}, cfg.Apps[0].AllSessions()); diff != "" {
+		t.Errorf("sessions (-want +got):\n%s", diff)
 	}
 }
