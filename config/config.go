@@ -213,7 +213,7 @@ func (a *App) resolve(dir string, lookupEnv func(string) (string, bool)) (warnin
 		a.BaseURL = DefaultBaseURL
 	}
 	u, err := url.Parse(a.BaseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" ||
 		u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("base_url %q must be an absolute http(s) URL without user info, query or fragment, such as %s",
 			redactURL(a.BaseURL, u), DefaultBaseURL)

@@ -245,6 +245,32 @@ func TestLoadInvalid(t *testing.T) {
 			want: `base_url "u:xxxxx@open.feishu.cn" must be`,
 		},
 		{
+			name: "base_url without a host",
+			yaml: "apps:\n  - name: a\n" + creds + "    base_url: \"https://\"\n    sessions: [s]\n",
+			want: `base_url "https://" must be an absolute http(s) URL`,
+		},
+		{
+			name: "base_url of a port only",
+			yaml: "apps:\n  - name: a\n" + creds + "    base_url: \"https://:443\"\n    sessions: [s]\n",
+			want: `base_url "https://:443" must be an absolute http(s) URL`,
+		},
+		{
+			name: "app_secret of spaces",
+			yaml: "apps:\n  - name: a\n    app_id: cli_a\n    app_secret: \"   \"\n    sessions: [s]\n",
+			want: `app "a" (line 2): app_secret is empty`,
+		},
+		{
+			name: "app_secret of spaces around an empty variable",
+			yaml: "apps:\n  - name: a\n    app_id: cli_a\n    app_secret: \" ${EMPTY}\t\"\n    sessions: [s]\n",
+			want: `app "a" (line 2): app_secret is empty`,
+		},
+		{
+			name:  "secret file of spaces",
+			files: map[string]string{"sec": "  \t \r\n"},
+			yaml:  "apps:\n  - name: a\n    app_id: cli_a\n    app_secret_file: sec\n    sessions: [s]\n",
+			want:  `sec is empty`,
+		},
+		{
 			name: "no sessions",
 			yaml: "apps:\n  - name: a\n" + creds,
 			want: `app "a" (line 2): no sessions: set sessions or sessions_file`,
