@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"go/parser"
+	"go/token"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -796,5 +800,42 @@ func TestConfigCheckChecksTheWebConfig(t *testing.T) {
 		if tc.wantCode == 0 && stdout.String() != "config OK\n" {
 			t.Errorf("%s: stdout %q, want config OK", tc.name, stdout.String())
 		}
+	}
+}
+
+func TestNoArchivedYAMLModule(t *testing.T) {
+	// gopkg.in/yaml.v3 is archived; the Prometheus libraries moved to
+	// go.yaml.in/yaml/v3, and so does every package here, tests included.
+	const archived = "gopkg.in/yaml.v3"
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != "." && strings.HasPrefix(d.Name(), ".") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") {
+			return nil
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
+		if err != nil {
+			return err
+		}
+		for _, imp := range f.Imports {
+			if imp.Path.Value == strconv.Quote(archived) {
+				t.Errorf("%s imports %s; use go.yaml.in/yaml/v3", path, archived)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod, err := os.ReadFile("go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(archived) + ` v\S+\s*$`).Match(mod) {
+		t.Errorf("go.mod requires %s directly", archived)
 	}
 }
