@@ -201,6 +201,9 @@ func (e *exporter) reload() (err error) {
 	}
 	e.cfg, e.clients = cfg, clients
 	e.collector.SetApps(e.collectorApps())
+	for _, w := range cfg.Warnings() {
+		level.Warn(e.logger).Log("msg", "Configuration accepted with a warning", "warning", w)
+	}
 	return nil
 }
 
