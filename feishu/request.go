@@ -237,6 +237,9 @@ func checkResponse(ep Endpoint, r *response) *APIError {
 		return e
 	case r.envelopeErr != nil:
 		e.Msg = bodyExcerpt(ep, r.body)
+		if why := tooDeep(r.envelopeErr); why != "" {
+			e.Msg = why + ": " + e.Msg
+		}
 		return e
 	}
 	b := r.envelope
@@ -252,6 +255,17 @@ func checkResponse(ep Endpoint, r *response) *APIError {
 		return nil
 	}
 	return e
+}
+
+// tooDeep says why a body was refused if encoding/json found it nested
+// deeper than it allows (10,000 levels), which an excerpt of the body's
+// start would not show; else "".
+func tooDeep(err error) string {
+	var syn *json.SyntaxError
+	if errors.As(err, &syn) && strings.Contains(syn.Error(), "exceeded max depth") {
+		return fmt.Sprintf("JSON nested too deeply (%v, at byte %d)", syn, syn.Offset)
+	}
+	return ""
 }
 
 func is2xx(status int) bool { return status >= 200 && status < 300 }
