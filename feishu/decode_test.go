@@ -33,7 +33,7 @@ const exampleResponse = `{
 }`
 
 func TestDecodeRunsPageOfTheDocumentedExample(t *testing.T) {
-	page, err := decodeRunsPage([]byte(exampleResponse), "session_4dfunz7sp1g8m", 20)
+	page, err := decodeRunsPage([]byte(exampleResponse), "session_4dfunz7sp1g8m", 20, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func FuzzDecodeRunsPage(f *testing.F) {
 		f.Add([]byte(seed), 200)
 	}
 	f.Fuzz(func(t *testing.T, body []byte, status int) {
-		page, err := decodeRunsPage(body, "session_x", 20)
+		page, err := decodeRunsPage(body, "session_x", 20, time.Now())
 		if err == nil {
 			for _, r := range page.runs {
 				if r.ID == "" {

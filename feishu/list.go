@@ -155,9 +155,10 @@ func (c *Client) getPage(ctx context.Context, sessionID, pageToken string, size 
 		return nil, err
 	}
 	var page *runsPage
+	now := c.now()
 	if resp.decodeErr == nil {
-		page = w.page(sessionID)
-	} else if page, err = decodeRunsPageSlowly(resp.body, sessionID); err != nil {
+		page = w.page(sessionID, now)
+	} else if page, err = decodeRunsPageSlowly(resp.body, sessionID, now); err != nil {
 		return nil, &APIError{Endpoint: EndpointListRuns, HTTPStatus: resp.status, LogID: logID(resp.header), Msg: err.Error()}
 	}
 	switch {
