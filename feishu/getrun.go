@@ -49,7 +49,7 @@ func (c *Client) getRun(ctx context.Context, sessionID, runID string) (Run, erro
 		return Run{}, err
 	}
 	apiErr := func(msg string) error {
-		return &APIError{Endpoint: EndpointGetRun, HTTPStatus: resp.status, LogID: logID(resp.header), Msg: msg}
+		return c.apiError(EndpointGetRun, resp, msg)
 	}
 	// The envelope decoded (do checked it), so a decodeErr is a field of the
 	// wrong type somewhere in data; Unmarshal filled in the other fields.
