@@ -307,9 +307,9 @@ func TestDashboardCoversIssue(t *testing.T) {
 		`status="FAILED"`,
 		"topk(",
 		"aily_run_failures_total{",
-		"histogram_quantile(0.5, sum by (le) (rate(aily_run_duration_seconds_bucket{",
-		"histogram_quantile(0.9, sum by (le) (rate(aily_run_duration_seconds_bucket{",
-		"histogram_quantile(0.99, sum by (le) (rate(aily_run_duration_seconds_bucket{",
+		"histogram_quantile(0.5, sum by (le) (max without (instance, pod) (rate(aily_run_duration_seconds_bucket{",
+		"histogram_quantile(0.9, sum by (le) (max without (instance, pod) (rate(aily_run_duration_seconds_bucket{",
+		"histogram_quantile(0.99, sum by (le) (max without (instance, pod) (rate(aily_run_duration_seconds_bucket{",
 		"aily_run_queue_seconds_bucket{",
 		"aily_runs_oldest_age_seconds{",
 		"aily_session_up{",
@@ -317,7 +317,7 @@ func TestDashboardCoversIssue(t *testing.T) {
 		"aily_api_request_duration_seconds_bucket{",
 		"aily_api_rate_limited_total{",
 		"aily_session_poll_duration_seconds{",
-		"sum by (app, state) (aily_sessions{",
+		"sum by (app, state) (max without (instance, pod) (aily_sessions{",
 		"aily_sessions_overdue{",
 		"max by (app) (time() - aily_session_last_success_timestamp_seconds{",
 	} {
@@ -347,5 +347,25 @@ func TestSpecFamiliesHaveNoDuplicates(t *testing.T) {
 	sort.Strings(s)
 	if len(slices.Compact(s)) != len(metricFamilies) {
 		t.Error("metricFamilies has duplicates")
+	}
+}
+
+// TestDashboardCountsEachRunOnceAcrossReplicas checks that every query that
+// sums or counts the run and session metrics merges the replicas of an HA
+// pair first, so that two exporters watching the same sessions do not double
+// it. The API metrics are left out: each replica makes its own requests.
+func TestDashboardCountsEachRunOnceAcrossReplicas(t *testing.T) {
+	runMetric := regexp.MustCompile(`\baily_(runs|run_|runs_finished|runs_created|session_up|sessions)\w*`)
+	d := readDashboard(t)
+	for _, p := range allPanels(d) {
+		for _, tg := range p.Targets {
+			e := tg.Expr
+			if !runMetric.MatchString(e) || !regexp.MustCompile(`\b(sum|count)\b`).MatchString(e) {
+				continue
+			}
+			if !strings.Contains(e, "max without (instance, pod) (") {
+				t.Errorf("panel %q: %q sums over replicas: merge them with max without (instance, pod) first", p.Title, e)
+			}
+		}
 	}
 }
