@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// logfmtPair is one key=value of a logfmt line.
+type logfmtPair struct{ key, value string }
+
+// parseLogfmt splits a logfmt line into its pairs, in order, keeping
+// duplicated keys; quoted values are unquoted.
+func parseLogfmt(t *testing.T, line string) []logfmtPair {
+	t.Helper()
+	var out []logfmtPair
+	for s := strings.TrimSpace(line); s != ""; s = strings.TrimLeft(s, " ") {
+		eq := strings.IndexByte(s, '=')
+		if eq <= 0 || strings.ContainsAny(s[:eq], ` "`) {
+			t.Fatalf("not logfmt: %q", line)
+		}
+		key := s[:eq]
+		s = s[eq+1:]
+		var value string
+		if strings.HasPrefix(s, `"`) {
+			end := 1
+			for ; end < len(s) && s[end] != '"'; end++ {
+				if s[end] == '\\' {
+					end++
+				}
+			}
+			if end >= len(s) {
+				t.Fatalf("unterminated quote: %q", line)
+			}
+			var err error
+			if value, err = unquote(s[:end+1]); err != nil {
+				t.Fatalf("bad quoting in %q: %v", line, err)
+			}
+			s = s[end+1:]
+		} else {
+			end := strings.IndexByte(s, ' ')
+			if end < 0 {
+				end = len(s)
+			}
+			value, s = s[:end], s[end:]
+		}
+		out = append(out, logfmtPair{key, value})
+	}
+	return out
+}
+
+func unquote(q string) (string, error) {
+	var s string
+	_, err := fmt.Sscanf(q, "%q", &s)
+	return s, err
+}
+
+// logLine is a parsed logfmt line whose keys are each present once.
+type logLine map[string]string
+
+// logLines parses every line of logs that contains substr, failing the test
+// on a line that is not logfmt or that repeats a key.
+func logLines(t *testing.T, logs, substr string) []logLine {
+	t.Helper()
+	var out []logLine
+	for _, line := range strings.Split(logs, "\n") {
+		if line == "" || !strings.Contains(line, substr) {
+			continue
+		}
+		l := logLine{}
+		for _, p := range parseLogfmt(t, line) {
+			if _, dup := l[p.key]; dup {
+				t.Errorf("key %q twice in %q", p.key, line)
+			}
+			l[p.key] = p.value
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// failingWriter is a response writer whose connection is gone: every write
+// fails with err.
+type failingWriter struct {
+	header http.Header
+	err    error
+	writes int
+}
+
+func (w *failingWriter) Header() http.Header { return w.header }
+func (w *failingWriter) WriteHeader(int)     {}
+func (w *failingWriter) Write([]byte) (int, error) {
+	w.writes++
+	return 0, w.err
+}
+
+// writeError is the error a write to a TCP connection returns.
+func writeError(errno error) error {
+	local := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9851}
+	remote := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 53412}
+	return &net.OpError{Op: "write", Net: "tcp", Source: local, Addr: remote, Err: os.NewSyscallError("write", errno)}
+}
+
+func TestScrapeToAClientThatWentAway(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		err      error
+		encoding string // Accept-Encoding
+		level    string // of the one line logged
+	}{
+		{"broken pipe is not an error", writeError(syscall.EPIPE), "", "debug"},
+		{"broken pipe through gzip is not an error", writeError(syscall.EPIPE), "gzip", "debug"},
+		{"connection reset is not an error", writeError(syscall.ECONNRESET), "", "debug"},
+		{"a canceled request is not an error", fmt.Errorf("http2: stream closed: %w", context.Canceled), "", "debug"},
+		{"another write error is an error", writeError(syscall.EIO), "", "error"},
+		{"another write error through gzip is an error", writeError(syscall.EIO), "gzip", "error"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			h := e.exporter.routes(routeOptions{telemetryPath: "/metrics"})
+			req, err := http.NewRequest(http.MethodGet, "/metrics", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.encoding != "" {
+				req.Header.Set("Accept-Encoding", tc.encoding)
+			}
+			w := &failingWriter{header: http.Header{}, err: tc.err}
+			h.ServeHTTP(w, req)
+			if w.writes == 0 {
+				t.Fatal("nothing written")
+			}
+
+			msg := tc.err.Error()
+			lines := logLines(t, e.logs.String(), msg[strings.LastIndex(msg, ": ")+2:])
+			if len(lines) != 1 {
+				t.Fatalf("%d lines log the write error, want 1:\n%s", len(lines), e.logs.String())
+			}
+			l := lines[0]
+			if l["level"] != tc.level {
+				t.Errorf("level=%s, want %s: %v", l["level"], tc.level, l)
+			}
+			if l["err"] != tc.err.Error() {
+				t.Errorf("err=%q, want %q", l["err"], tc.err.Error())
+			}
+			if strings.Contains(l["msg"], ":") || l["msg"] == "" {
+				t.Errorf("msg=%q, want a message without the error", l["msg"])
+			}
+			if !strings.HasPrefix(l["caller"], "handler.go:") {
+				t.Errorf("caller=%q, want handler.go:N", l["caller"])
+			}
+		})
+	}
+}
+
+// failingGatherer is a registry whose Gather fails.
+type failingGatherer struct{}
+
+func (failingGatherer) Gather() ([]*dto.MetricFamily, error) {
+	return nil, errors.New("collector went wrong: at 12:00: badly")
+}
+
+func TestGatherErrorLoggedOnceWithItsKeys(t *testing.T) {
+	e := newTestEnv(t)
+	h := &metricsHandler{exporter: e.exporter, persistent: prometheus.Gatherers{failingGatherer{}}, logger: e.exporter.logger}
+	req, _ := http.NewRequest(http.MethodGet, "/metrics", nil)
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	lines := logLines(t, e.logs.String(), "collector went wrong")
+	if len(lines) != 1 {
+		t.Fatalf("%d lines log the gather error, want 1:\n%s", len(lines), e.logs.String())
+	}
+	l := lines[0]
+	if l["level"] != "error" || l["msg"] != "Error gathering metrics" || !strings.HasSuffix(l["err"], "collector went wrong: at 12:00: badly") {
+		t.Errorf("got %v, want level=error msg=\"Error gathering metrics\" err=\"…collector went wrong: at 12:00: badly\"", l)
+	}
+}
