@@ -210,3 +210,21 @@ func scrapeTimeout(h http.Header, offset time.Duration) time.Duration {
 	}
 	return timeout
 }
+
+// serverErrorLog is the writer of http.Server.ErrorLog: each line net/http
+// logs becomes an error on the go-kit logger, a TLS handshake error with the
+// client's address in a key of its own.
+type serverErrorLog struct{ logger log.Logger }
+
+func (l serverErrorLog) Write(p []byte) (int, error) {
+	line := strings.TrimRight(string(p), "\n")
+	const handshake = "http: TLS handshake error from "
+	if rest, ok := strings.CutPrefix(line, handshake); ok {
+		if remote, err, ok := strings.Cut(rest, ": "); ok {
+			level.Error(l.logger).Log("msg", "TLS handshake error", "remote", remote, "err", err)
+			return len(p), nil
+		}
+	}
+	level.Error(l.logger).Log("msg", "HTTP server error", "err", strings.TrimPrefix(line, "http: "))
+	return len(p), nil
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"math"
 	"net/http"
@@ -197,14 +198,11 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) int {
 	defer signal.Stop(hup)
 	go e.runReloader(ctx, hup)
 
-	srv := &http.Server{
-		Handler: e.routes(routeOptions{
-			telemetryPath:          f.telemetryPath,
-			disableExporterMetrics: f.disableExporterMetrics,
-			timeoutOffset:          f.scrapeTimeoutOffset,
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	srv := newHTTPServer(e.routes(routeOptions{
+		telemetryPath:          f.telemetryPath,
+		disableExporterMetrics: f.disableExporterMetrics,
+		timeoutOffset:          f.scrapeTimeoutOffset,
+	}), logger)
 	served := make(chan error, 1)
 	go func() { served <- web.ListenAndServe(srv, f.web, slogger) }()
 
@@ -226,6 +224,16 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// newHTTPServer is the exporter's HTTP server in front of h. What net/http
+// itself logs (TLS handshake errors, accept errors) goes to logger too.
+func newHTTPServer(h http.Handler, logger log.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          stdlog.New(serverErrorLog{logger}, "", 0),
+	}
 }
 
 // checkConfig is --config.check: it loads the file and builds every app's
