@@ -194,14 +194,27 @@ func (l promhttpLogger) Println(v ...any) {
 	level.Error(l.logger).Log(kv...)
 }
 
+// The scrape timeouts X-Prometheus-Scrape-Timeout-Seconds may ask for. The
+// header comes from whoever sends the request: out of this range (too short
+// to poll anything, or long enough to hold a listing open for hours, or
+// beyond what a time.Duration holds) it is ignored.
+const (
+	minHeaderScrapeTimeout = 500 * time.Millisecond
+	maxHeaderScrapeTimeout = 10 * time.Minute
+)
+
 // scrapeTimeout is the time a scrape may take: Prometheus' scrape timeout
 // header minus offset (to leave time to send the answer), or
-// defaultScrapeTimeout minus offset when there is no header. An offset as
-// large as the timeout is ignored rather than leaving no time at all.
+// defaultScrapeTimeout minus offset when there is no header or it is not a
+// number of seconds between 0.5 and 600. An offset as large as the timeout
+// is ignored rather than leaving no time at all.
 func scrapeTimeout(h http.Header, offset time.Duration) time.Duration {
 	timeout := defaultScrapeTimeout
 	if v := h.Get("X-Prometheus-Scrape-Timeout-Seconds"); v != "" {
-		if s, err := strconv.ParseFloat(v, 64); err == nil && s > 0 {
+		// The comparisons are false for NaN, and made before converting,
+		// which would overflow for ±Inf and 1e10.
+		s, err := strconv.ParseFloat(v, 64)
+		if err == nil && s >= minHeaderScrapeTimeout.Seconds() && s <= maxHeaderScrapeTimeout.Seconds() {
 			timeout = time.Duration(s * float64(time.Second))
 		}
 	}

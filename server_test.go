@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -292,6 +293,50 @@ func TestServerErrorLine(t *testing.T) {
 		}
 		if got["level"] != "error" {
 			t.Errorf("%q: level=%q, want error", tc.line, got["level"])
+		}
+	}
+}
+
+func TestScrapeTimeoutHeaderOutOfRangeIsIgnored(t *testing.T) {
+	for _, tc := range []struct {
+		header string
+		want   time.Duration // with no offset
+	}{
+		{"0.5", 500 * time.Millisecond},
+		{"600", 10 * time.Minute},
+		{"15", 15 * time.Second},
+		{"0.001", defaultScrapeTimeout},
+		{"0.49", defaultScrapeTimeout},
+		{"600.5", defaultScrapeTimeout},
+		{"1e9", defaultScrapeTimeout},
+		{"1e10", defaultScrapeTimeout},
+		{"inf", defaultScrapeTimeout},
+		{"+Inf", defaultScrapeTimeout},
+		{"Infinity", defaultScrapeTimeout},
+		{"NaN", defaultScrapeTimeout},
+		{"-5", defaultScrapeTimeout},
+		{"-inf", defaultScrapeTimeout},
+		{"0", defaultScrapeTimeout},
+		{"0x10", defaultScrapeTimeout},
+	} {
+		h := http.Header{"X-Prometheus-Scrape-Timeout-Seconds": {tc.header}}
+		if got := scrapeTimeout(h, 0); got != tc.want {
+			t.Errorf("scrapeTimeout(%q) = %v, want %v", tc.header, got, tc.want)
+		}
+	}
+}
+
+func TestScrapeTimeoutHeaderCannotCutTheScrape(t *testing.T) {
+	e := newTestEnv(t)
+	for _, header := range []string{"inf", "Infinity", "1e10", "0.001", "NaN", "-1"} {
+		code, body := e.do(http.MethodGet, "/metrics", http.Header{"X-Prometheus-Scrape-Timeout-Seconds": {header}}, time.Minute)
+		if code != http.StatusOK {
+			t.Fatalf("X-Prometheus-Scrape-Timeout-Seconds: %s: HTTP %d\n%s", header, code, body)
+		}
+		for _, s := range []string{"session_ok", "session_bad", "session_from_file"} {
+			if !hasLine(body, sessionUp("helpdesk", s, 1)) {
+				t.Errorf("X-Prometheus-Scrape-Timeout-Seconds: %s: %s is not up", header, s)
+			}
 		}
 	}
 }
