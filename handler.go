@@ -101,7 +101,16 @@ func (e *exporter) routes(o routeOptions) http.Handler {
 		}
 		mux.Handle("/", landing)
 	}
-	return mux
+	return nosniff(mux)
+}
+
+// nosniff tells browsers to take every answer as the type it says it is
+// (text, not HTML to render or a script to run), whatever it contains.
+func nosniff(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		h.ServeHTTP(w, r)
+	})
 }
 
 // metricsHandler serves one scrape: the runs' metrics bound to the scrape's

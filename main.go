@@ -227,11 +227,14 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) int {
 }
 
 // newHTTPServer is the exporter's HTTP server in front of h. What net/http
-// itself logs (TLS handshake errors, accept errors) goes to logger too.
+// itself logs (TLS handshake errors, accept errors) goes to logger too. A
+// keep-alive connection left idle (Prometheus keeps one per target between
+// scrapes) is closed after two minutes, longer than any usual scrape interval.
 func newHTTPServer(h http.Handler, logger log.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          stdlog.New(serverErrorLog{logger}, "", 0),
 	}
 }

@@ -340,3 +340,44 @@ func TestScrapeTimeoutHeaderCannotCutTheScrape(t *testing.T) {
 		}
 	}
 }
+
+func TestEveryResponseIsNosniff(t *testing.T) {
+	e := newTestEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go e.exporter.runReloader(ctx, nil)
+	for _, tc := range []struct{ method, path string }{
+		{http.MethodGet, "/"},
+		{http.MethodGet, "/metrics"},
+		{http.MethodGet, "/-/healthy"},
+		{http.MethodGet, "/-/ready"},
+		{http.MethodGet, "/config"},
+		{http.MethodPost, "/-/reload"},
+		{http.MethodGet, "/-/reload"},
+		{http.MethodGet, "/no/such/page"},
+	} {
+		req, err := http.NewRequest(tc.method, e.server.URL+tc.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+			t.Errorf("%s %s (HTTP %d): X-Content-Type-Options %q, want nosniff", tc.method, tc.path, resp.StatusCode, got)
+		}
+	}
+}
+
+func TestIdleConnectionsAreClosed(t *testing.T) {
+	srv := newHTTPServer(http.NotFoundHandler(), nil)
+	if srv.IdleTimeout <= 0 || srv.IdleTimeout > 5*time.Minute {
+		t.Errorf("IdleTimeout %v, want a few minutes at most", srv.IdleTimeout)
+	}
+	if srv.ReadHeaderTimeout <= 0 {
+		t.Errorf("ReadHeaderTimeout %v, want one", srv.ReadHeaderTimeout)
+	}
+}
