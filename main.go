@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -45,6 +46,7 @@ const (
 // flags are the command line (the README lists them).
 type flags struct {
 	configFile             string
+	configFileSet          bool
 	configCheck            bool
 	demo                   bool
 	web                    *web.FlagConfig
@@ -74,7 +76,7 @@ type flags struct {
 func addFlags(a *kingpin.Application) *flags {
 	f := &flags{}
 	a.Flag("config.file", "the YAML configuration file (see the README)").
-		Default("aily.yml").StringVar(&f.configFile)
+		Default("aily.yml").IsSetByUser(&f.configFileSet).StringVar(&f.configFile)
 	a.Flag("config.check", "parse and validate the configuration, print what is wrong, exit 0/1").
 		Default("false").BoolVar(&f.configCheck)
 	a.Flag("demo", "run against the built-in Aily simulator: no credentials or config file needed").
@@ -123,6 +125,9 @@ func main() {
 	a := kingpin.CommandLine
 	a.Help = "Prometheus exporter for the runs of Feishu Aily agent sessions."
 	f := addFlags(a)
+	if info, ok := debug.ReadBuildInfo(); ok {
+		stampVersion(info)
+	}
 	a.Version(version.Print(programName))
 	a.HelpFlag.Short('h')
 	kingpin.MustParse(a.Parse(os.Args[1:]))
@@ -156,6 +161,9 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) int {
 
 	source := func() (*config.Config, error) { return config.Load(f.configFile) }
 	if f.demo {
+		if f.configFileSet {
+			level.Warn(logger).Log("msg", "--config.file is ignored with --demo", "file", f.configFile)
+		}
 		demo, err := startDemo(ctx, f, logger)
 		if err != nil {
 			level.Error(logger).Log("msg", "Cannot start the demo simulator", "err", err)

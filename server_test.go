@@ -10,13 +10,16 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/version"
 )
 
 // logfmtPair is one key=value of a logfmt line.
@@ -379,5 +382,74 @@ func TestIdleConnectionsAreClosed(t *testing.T) {
 	}
 	if srv.ReadHeaderTimeout <= 0 {
 		t.Errorf("ReadHeaderTimeout %v, want one", srv.ReadHeaderTimeout)
+	}
+}
+
+func TestDemoSaysAnExplicitConfigFileIsIgnored(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"--demo", "--config.file", "/etc/aily/aily.yml"}, true},
+		{[]string{"--demo"}, false},
+	} {
+		a := kingpin.New(programName, "")
+		f := addFlags(a)
+		if _, err := a.Parse(append(tc.args, "--web.listen-address", "127.0.0.1:0")); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		var stdout, stderr syncBuffer
+		if code := run(ctx, f, &stdout, &stderr); code != 0 {
+			t.Fatalf("%v: exit %d, want 0; logs:\n%s", tc.args, code, stderr.String())
+		}
+		lines := logLines(t, stderr.String(), "ignored")
+		if !tc.want {
+			if len(lines) != 0 {
+				t.Errorf("%v: %v, want nothing said of --config.file", tc.args, lines)
+			}
+			continue
+		}
+		if len(lines) != 1 || lines[0]["file"] != "/etc/aily/aily.yml" || lines[0]["level"] != "warn" {
+			t.Errorf("%v: want one level=warn line saying /etc/aily/aily.yml is ignored:\n%s", tc.args, stderr.String())
+		}
+	}
+}
+
+func TestVersionFromBuildInfo(t *testing.T) {
+	saved := []string{version.Version, version.Revision, version.BuildDate}
+	t.Cleanup(func() { version.Version, version.Revision, version.BuildDate = saved[0], saved[1], saved[2] })
+	info := func(v string, settings ...string) *debug.BuildInfo {
+		b := &debug.BuildInfo{Main: debug.Module{Path: "github.com/aily-exporter/aily_exporter", Version: v}}
+		for i := 0; i+1 < len(settings); i += 2 {
+			b.Settings = append(b.Settings, debug.BuildSetting{Key: settings[i], Value: settings[i+1]})
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		name    string
+		stamped [3]string // by -ldflags -X: version, revision, date
+		info    *debug.BuildInfo
+		want    [3]string
+	}{
+		{"go build in a clone: the module's pseudo-version and the commit",
+			[3]string{}, info("v0.0.0-20261127101500-0123456789ab+dirty", "vcs.revision", "0123456789abcdef", "vcs.time", "2026-11-27T10:15:00Z", "vcs.modified", "true"),
+			[3]string{"v0.0.0-20261127101500-0123456789ab+dirty", "0123456789abcdef-modified", "2026-11-27T10:15:00Z"}},
+		{"go install of a tag",
+			[3]string{}, info("v1.2.0"),
+			[3]string{"v1.2.0", "", ""}},
+		{"go run: no VCS stamping",
+			[3]string{}, info("(devel)"),
+			[3]string{"(devel)", "", ""}},
+		{"make build: the stamped values win",
+			[3]string{"1.2.0", "fedcba", "20261127-10:15:00"}, info("v1.2.0", "vcs.revision", "0123456789abcdef", "vcs.time", "2026-11-27T10:15:00Z"),
+			[3]string{"1.2.0", "fedcba", "20261127-10:15:00"}},
+	} {
+		version.Version, version.Revision, version.BuildDate = tc.stamped[0], tc.stamped[1], tc.stamped[2]
+		stampVersion(tc.info)
+		if got := [3]string{version.Version, version.Revision, version.BuildDate}; got != tc.want {
+			t.Errorf("%s: version, revision, date = %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }
