@@ -9,7 +9,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
+	"path/filepath"
+	"regexp"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -451,5 +454,73 @@ func TestVersionFromBuildInfo(t *testing.T) {
 		if got := [3]string{version.Version, version.Revision, version.BuildDate}; got != tc.want {
 			t.Errorf("%s: version, revision, date = %q, want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+func TestDemoOnAllInterfacesIsReachedOverLoopback(t *testing.T) {
+	for _, tc := range []struct{ address, host string }{
+		{"0.0.0.0:0", "127.0.0.1"},
+		{":0", "127.0.0.1"},
+		{"127.0.0.1:0", "127.0.0.1"},
+	} {
+		ctx, cancel := context.WithCancel(context.Background())
+		logs := &syncBuffer{}
+		logger, _ := newLogger(logs, "info", "logfmt")
+		a := kingpin.New(programName, "")
+		f := addFlags(a)
+		if _, err := a.Parse([]string{"--demo", "--demo.api-address", tc.address}); err != nil {
+			t.Fatal(err)
+		}
+		d, err := startDemo(ctx, f, logger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := url.Parse(d.baseURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.Hostname() != tc.host {
+			t.Errorf("--demo.api-address=%s: the exporter calls %s, want host %s", tc.address, d.baseURL, tc.host)
+		}
+		if !strings.Contains(logs.String(), "curl -X POST http://"+tc.host+":") {
+			t.Errorf("--demo.api-address=%s: the burst command does not name %s:\n%s", tc.address, tc.host, logs.String())
+		}
+		resp, err := http.Post(d.baseURL+"/simulator/burst", "", nil)
+		if err != nil {
+			t.Errorf("--demo.api-address=%s: %v", tc.address, err)
+		} else {
+			resp.Body.Close()
+		}
+		cancel()
+	}
+}
+
+// TestDockerfileBuildsWithThePinnedGo keeps the image, the Makefile and
+// go.mod on one Go release.
+func TestDockerfileBuildsWithThePinnedGo(t *testing.T) {
+	read := func(name string) string {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	find := func(name, pattern string) string {
+		m := regexp.MustCompile(pattern).FindStringSubmatch(read(name))
+		if m == nil {
+			t.Fatalf("%s: no match for %s", name, pattern)
+		}
+		return m[1]
+	}
+	mod := find("go.mod", `(?m)^toolchain (go[0-9.]+)$`)
+	mk := find("Makefile", `(?m)^export GOTOOLCHAIN\s*:=\s*(go[0-9.]+)\s*$`)
+	img := "go" + find("Dockerfile", `(?m)^FROM golang:([0-9.]+)\S* AS build$`)
+	if mod != mk || img != mk {
+		t.Errorf("go.mod's toolchain %s, the Makefile's GOTOOLCHAIN %s and the Dockerfile's golang:%s differ", mod, mk, strings.TrimPrefix(img, "go"))
+	}
+	// The configuration is a directory in the image, so that a directory
+	// can be mounted over it.
+	if cmd := find("Dockerfile", `(?m)^CMD \["--config.file=([^"]+)"\]$`); filepath.Dir(cmd) != "/etc/aily_exporter" {
+		t.Errorf("the image's default configuration %s is not in /etc/aily_exporter", cmd)
 	}
 }
