@@ -513,10 +513,10 @@ func TestDockerfileBuildsWithThePinnedGo(t *testing.T) {
 		return m[1]
 	}
 	mod := find("go.mod", `(?m)^toolchain (go[0-9.]+)$`)
-	mk := find("Makefile", `(?m)^export GOTOOLCHAIN\s*:=\s*(go[0-9.]+)\s*$`)
+	mk := find("Makefile", `(?m)^GO_VERSION\s*:=\s*(go[0-9.]+)\s*$`)
 	img := "go" + find("Dockerfile", `(?m)^FROM golang:([0-9.]+)\S* AS build$`)
 	if mod != mk || img != mk {
-		t.Errorf("go.mod's toolchain %s, the Makefile's GOTOOLCHAIN %s and the Dockerfile's golang:%s differ", mod, mk, strings.TrimPrefix(img, "go"))
+		t.Errorf("go.mod's toolchain %s, the Makefile's GO_VERSION %s and the Dockerfile's golang:%s differ", mod, mk, strings.TrimPrefix(img, "go"))
 	}
 	// The configuration is a directory in the image, so that a directory
 	// can be mounted over it.
