@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"math"
 	"net/http"
 	"os"
 	"os/signal"
 	"path"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,6 +48,7 @@ const (
 // flags are the command line (the README lists them).
 type flags struct {
 	configFile             string
+	configFileSet          bool
 	configCheck            bool
 	demo                   bool
 	web                    *web.FlagConfig
@@ -75,7 +78,7 @@ type flags struct {
 func addFlags(a *kingpin.Application) *flags {
 	f := &flags{}
 	a.Flag("config.file", "the YAML configuration file (see the README)").
-		Default("aily.yml").StringVar(&f.configFile)
+		Default("aily.yml").IsSetByUser(&f.configFileSet).StringVar(&f.configFile)
 	a.Flag("config.check", "parse and validate the configuration and the --web.config.file, print what is wrong, exit 0/1").
 		Default("false").BoolVar(&f.configCheck)
 	a.Flag("demo", "run against the built-in Aily simulator: no credentials or config file needed").
@@ -124,6 +127,9 @@ func main() {
 	a := kingpin.CommandLine
 	a.Help = "Prometheus exporter for the runs of Feishu Aily agent sessions."
 	f := addFlags(a)
+	if info, ok := debug.ReadBuildInfo(); ok {
+		stampVersion(info)
+	}
 	a.Version(version.Print(programName))
 	a.HelpFlag.Short('h')
 	if err := parseFlags(a, os.Args[1:]); err != nil {
@@ -159,6 +165,9 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) int {
 
 	source := func() (*config.Config, error) { return config.Load(f.configFile) }
 	if f.demo {
+		if f.configFileSet {
+			level.Warn(logger).Log("msg", "--config.file is ignored with --demo", "file", f.configFile)
+		}
 		demo, err := startDemo(ctx, f, logger)
 		if err != nil {
 			level.Error(logger).Log("msg", "Cannot start the demo simulator", "err", err)
@@ -201,14 +210,11 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) int {
 	defer signal.Stop(hup)
 	go e.runReloader(ctx, hup)
 
-	srv := &http.Server{
-		Handler: e.routes(routeOptions{
-			telemetryPath:          f.telemetryPath,
-			disableExporterMetrics: f.disableExporterMetrics,
-			timeoutOffset:          f.scrapeTimeoutOffset,
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	srv := newHTTPServer(e.routes(routeOptions{
+		telemetryPath:          f.telemetryPath,
+		disableExporterMetrics: f.disableExporterMetrics,
+		timeoutOffset:          f.scrapeTimeoutOffset,
+	}), logger)
 	served := make(chan error, 1)
 	go func() { served <- web.ListenAndServe(srv, f.web, slogger) }()
 
@@ -230,6 +236,19 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// newHTTPServer is the exporter's HTTP server in front of h. What net/http
+// itself logs (TLS handshake errors, accept errors) goes to logger too. A
+// keep-alive connection left idle (Prometheus keeps one per target between
+// scrapes) is closed after two minutes, longer than any usual scrape interval.
+func newHTTPServer(h http.Handler, logger log.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          stdlog.New(serverErrorLog{logger}, "", 0),
+	}
 }
 
 // checkConfig is --config.check: it loads the file, builds every app's client

@@ -432,7 +432,7 @@ func TestScrapeTimeout(t *testing.T) {
 		{"", 500 * time.Millisecond, 9500 * time.Millisecond},
 		{"10", 500 * time.Millisecond, 9500 * time.Millisecond},
 		{"2.5", 0, 2500 * time.Millisecond},
-		{"0.4", 500 * time.Millisecond, 400 * time.Millisecond}, // the offset would leave nothing
+		{"0.5", 500 * time.Millisecond, 500 * time.Millisecond}, // the offset would leave nothing
 		{"garbage", time.Second, 9 * time.Second},
 		{"-3", time.Second, 9 * time.Second},
 	} {
