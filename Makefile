@@ -1,8 +1,8 @@
 # aily_exporter — build and test.
 #
 #   make build   the binary ./aily_exporter, version-stamped
-#   make test    everything CI runs: gofmt, go vet, staticcheck, govulncheck, go test -race,
-#                promtool check metrics on the golden scrape, the alert rule
+#   make test    everything CI runs: gofmt, go vet, staticcheck, govulncheck, the built
+#                binary's Go version, go test -race, promtool check metrics on the golden scrape, the alert rule
 #                tests and the end-to-end test against a real Prometheus
 #
 # Tools not on PATH are installed, pinned, into ./bin.
@@ -14,8 +14,10 @@ GO     ?= go
 # The machine's Go may lag behind its security releases (1.26.8 has standard
 # library vulnerabilities fixed in 1.26.9 and 1.26.10, which govulncheck
 # reports); build and test with the patched one, fetched once through the Go
-# module proxy (about 6 s). `go run . --demo` works with any Go 1.26.
-export GOTOOLCHAIN := go1.26.10
+# module proxy (about 6 s). `go run . --demo` works with any Go 1.26. `make test`
+# checks that the binary `make build` made carries it (check-go-version).
+GO_VERSION := go1.26.10
+export GOTOOLCHAIN := $(GO_VERSION)
 BINARY := aily_exporter
 GOBIN  := $(CURDIR)/bin
 export GOBIN
@@ -52,7 +54,7 @@ GOLDEN := collector/testdata/golden.prom
 # closing summary.
 TEST_LOG := $(GOBIN)/go-test.log
 
-.PHONY: all build test fmt-check vet staticcheck vulncheck test-go check-metrics test-rules test-e2e test-summary clean
+.PHONY: all build test fmt-check vet staticcheck vulncheck check-go-version test-go check-metrics test-rules test-e2e test-summary clean
 
 all: build
 
@@ -67,6 +69,7 @@ test:
 	@$(MAKE) --no-print-directory vet
 	@$(MAKE) --no-print-directory staticcheck
 	@$(MAKE) --no-print-directory vulncheck
+	@$(MAKE) --no-print-directory check-go-version
 	@$(MAKE) --no-print-directory test-go
 	@$(MAKE) --no-print-directory check-metrics
 	@$(MAKE) --no-print-directory test-rules
@@ -91,6 +94,16 @@ staticcheck: $(STATICCHECK)
 vulncheck: $(GOBIN)/govulncheck $(GOBIN)/vulndb/index/db.json
 	@echo "==> govulncheck (database $(VULNDB_VERSION))"
 	$(GOBIN)/govulncheck -db file://$(GOBIN)/vulndb ./...
+
+# The binary make build made must carry the pinned Go: one built with an older
+# Go (GOTOOLCHAIN=local on a machine that lags) links a standard library with
+# known vulnerabilities, which govulncheck on the source does not see.
+check-go-version: build
+	@echo "==> go version ./$(BINARY)"
+	@got=$$($(GO) version ./$(BINARY) | awk '{print $$NF}'); \
+	if [ "$$got" != "$(GO_VERSION)" ]; then \
+		echo "./$(BINARY) is built with $$got, not the pinned $(GO_VERSION) (GOTOOLCHAIN=$$GOTOOLCHAIN)"; exit 1; \
+	fi; echo "./$(BINARY): $$got"
 
 test-go:
 	@echo "==> go test -race"
@@ -119,7 +132,7 @@ test-e2e: $(PROMETHEUS)
 
 test-summary:
 	@.ci/gotest --summary $(TEST_LOG)
-	@echo "make test: gofmt, go vet, staticcheck, govulncheck, go test -race, promtool check metrics, rule tests and the end-to-end test passed"
+	@echo "make test: gofmt, go vet, staticcheck, govulncheck, the binary's Go version, go test -race, promtool check metrics, rule tests and the end-to-end test passed"
 
 $(GOBIN)/staticcheck:
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)

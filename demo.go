@@ -53,7 +53,7 @@ func startDemo(ctx context.Context, f *flags, logger log.Logger) (*demo, error) 
 	}()
 	go sim.Run(ctx)
 
-	base := "http://" + ln.Addr().String()
+	base := "http://" + loopback(f.demoAPIAddress, ln.Addr())
 	level.Info(logger).Log("msg", "Demo mode: watching the built-in Aily simulator, no Feishu account used",
 		"simulator", base, "burst", "curl -X POST "+base+"/simulator/burst")
 	return &demo{sim: sim, baseURL: base}, nil
@@ -73,4 +73,25 @@ func (d *demo) config() (*config.Config, error) {
 		})
 	}
 	return cfg, nil
+}
+
+// loopback is where the exporter (and a curl next to it) reaches the
+// simulator listening at addr, asked for as address: over loopback when it
+// listens on all interfaces (in a container, so that -p can publish it).
+func loopback(address string, addr net.Addr) string {
+	_, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return addr.String()
+	}
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return addr.String()
+	}
+	switch ip := net.ParseIP(host); {
+	case host == "" || ip != nil && ip.Equal(net.IPv4zero):
+		return net.JoinHostPort("127.0.0.1", port)
+	case ip != nil && ip.Equal(net.IPv6unspecified):
+		return net.JoinHostPort("::1", port)
+	}
+	return addr.String()
 }

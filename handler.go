@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	stdlog "log"
 	"net/http"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/go-kit/log"
@@ -39,7 +41,7 @@ func (e *exporter) routes(o routeOptions) http.Handler {
 		exporter:      e,
 		persistent:    reg,
 		timeoutOffset: o.timeoutOffset,
-		errorLog:      stdlog.New(log.NewStdlibAdapter(level.Error(e.logger)), "", 0),
+		logger:        e.logger,
 	}
 	var metrics http.Handler = mh
 	if !o.disableExporterMetrics {
@@ -102,7 +104,16 @@ func (e *exporter) routes(o routeOptions) http.Handler {
 		}
 		mux.Handle("/", landing)
 	}
-	return mux
+	return nosniff(mux)
+}
+
+// nosniff tells browsers to take every answer as the type it says it is
+// (text, not HTML to render or a script to run), whatever it contains.
+func nosniff(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		h.ServeHTTP(w, r)
+	})
 }
 
 // metricsHandler serves one scrape: the runs' metrics bound to the scrape's
@@ -111,7 +122,7 @@ type metricsHandler struct {
 	exporter      *exporter
 	persistent    prometheus.Gatherer
 	timeoutOffset time.Duration
-	errorLog      promhttp.Logger
+	logger        log.Logger
 	// instrumentation, when set, receives promhttp_metric_handler_errors_total.
 	instrumentation prometheus.Registerer
 }
@@ -127,23 +138,95 @@ func (h *metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("register collector: %s", err), http.StatusInternalServerError)
 		return
 	}
+	sw := &scrapeWriter{ResponseWriter: w}
 	promhttp.HandlerFor(prometheus.Gatherers{h.persistent, scrape}, promhttp.HandlerOpts{
-		ErrorLog: h.errorLog,
+		ErrorLog: promhttpLogger{h.logger},
 		// A failing session is a series (aily_session_up 0), not a failed
 		// scrape; anything else going wrong still leaves the rest served.
 		ErrorHandling: promhttp.ContinueOnError,
 		Registry:      h.instrumentation,
-	}).ServeHTTP(w, r)
+	}).ServeHTTP(sw, r)
+	switch {
+	case sw.err == nil:
+	case clientWentAway(r, sw.err):
+		level.Debug(h.logger).Log("msg", "Client went away before the scrape was sent", "remote", r.RemoteAddr, "err", sw.err)
+	default:
+		level.Error(h.logger).Log("msg", "Error sending the scrape", "remote", r.RemoteAddr, "err", sw.err)
+	}
 }
+
+// scrapeWriter is the response writer of one scrape. Once a write fails the
+// connection is gone for good: it keeps the first error, for the scrape's one
+// log line, and takes the rest of the answer without trying to send it, so
+// that promhttp does not log every metric family it could not send.
+type scrapeWriter struct {
+	http.ResponseWriter
+	err error
+}
+
+func (w *scrapeWriter) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return len(p), nil
+	}
+	n, err := w.ResponseWriter.Write(p)
+	if err != nil {
+		w.err = err
+		return len(p), nil
+	}
+	return n, nil
+}
+
+// Unwrap gives http.ResponseController the connection's writer.
+func (w *scrapeWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// clientWentAway reports whether err, from writing r's answer, means that
+// the client closed the connection or gave up on the request: routine when
+// a scraper times out or a curl is piped into head, not the exporter's error.
+func clientWentAway(r *http.Request, err error) bool {
+	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, context.Canceled) || r.Context().Err() != nil
+}
+
+// promhttpLogger is promhttp's error log on the go-kit logger. promhttp
+// calls Println with a message ending in a colon, then the error.
+type promhttpLogger struct{ logger log.Logger }
+
+func (l promhttpLogger) Println(v ...any) {
+	if len(v) == 0 {
+		return
+	}
+	msg := strings.TrimRight(fmt.Sprint(v[0]), ": ")
+	if msg != "" {
+		msg = strings.ToUpper(msg[:1]) + msg[1:]
+	}
+	kv := []any{"msg", msg}
+	if len(v) > 1 {
+		kv = append(kv, "err", strings.TrimSuffix(fmt.Sprintln(v[1:]...), "\n"))
+	}
+	level.Error(l.logger).Log(kv...)
+}
+
+// The scrape timeouts X-Prometheus-Scrape-Timeout-Seconds may ask for. The
+// header comes from whoever sends the request: out of this range (too short
+// to poll anything, or long enough to hold a listing open for hours, or
+// beyond what a time.Duration holds) it is ignored.
+const (
+	minHeaderScrapeTimeout = 500 * time.Millisecond
+	maxHeaderScrapeTimeout = 10 * time.Minute
+)
 
 // scrapeTimeout is the time a scrape may take: Prometheus' scrape timeout
 // header minus offset (to leave time to send the answer), or
-// defaultScrapeTimeout minus offset when there is no header. An offset as
-// large as the timeout is ignored rather than leaving no time at all.
+// defaultScrapeTimeout minus offset when there is no header or it is not a
+// number of seconds between 0.5 and 600. An offset as large as the timeout
+// is ignored rather than leaving no time at all.
 func scrapeTimeout(h http.Header, offset time.Duration) time.Duration {
 	timeout := defaultScrapeTimeout
 	if v := h.Get("X-Prometheus-Scrape-Timeout-Seconds"); v != "" {
-		if s, err := strconv.ParseFloat(v, 64); err == nil && s > 0 {
+		// The comparisons are false for NaN, and made before converting,
+		// which would overflow for ±Inf and 1e10.
+		s, err := strconv.ParseFloat(v, 64)
+		if err == nil && s >= minHeaderScrapeTimeout.Seconds() && s <= maxHeaderScrapeTimeout.Seconds() {
 			timeout = time.Duration(s * float64(time.Second))
 		}
 	}
@@ -151,4 +234,22 @@ func scrapeTimeout(h http.Header, offset time.Duration) time.Duration {
 		timeout -= offset
 	}
 	return timeout
+}
+
+// serverErrorLog is the writer of http.Server.ErrorLog: each line net/http
+// logs becomes an error on the go-kit logger, a TLS handshake error with the
+// client's address in a key of its own.
+type serverErrorLog struct{ logger log.Logger }
+
+func (l serverErrorLog) Write(p []byte) (int, error) {
+	line := strings.TrimRight(string(p), "\n")
+	const handshake = "http: TLS handshake error from "
+	if rest, ok := strings.CutPrefix(line, handshake); ok {
+		if remote, err, ok := strings.Cut(rest, ": "); ok {
+			level.Error(l.logger).Log("msg", "TLS handshake error", "remote", remote, "err", err)
+			return len(p), nil
+		}
+	}
+	level.Error(l.logger).Log("msg", "HTTP server error", "err", strings.TrimPrefix(line, "http: "))
+	return len(p), nil
 }

@@ -8,15 +8,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"math"
 	"net/http"
 	"os"
 	"os/signal"
+	"path"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/go-kit/log"
@@ -44,6 +48,7 @@ const (
 // flags are the command line (the README lists them).
 type flags struct {
 	configFile             string
+	configFileSet          bool
 	configCheck            bool
 	demo                   bool
 	web                    *web.FlagConfig
@@ -75,8 +80,8 @@ type flags struct {
 func addFlags(a *kingpin.Application) *flags {
 	f := &flags{}
 	a.Flag("config.file", "the YAML configuration file (see the README)").
-		Default("aily.yml").StringVar(&f.configFile)
-	a.Flag("config.check", "parse and validate the configuration, print what is wrong, exit 0/1").
+		Default("aily.yml").IsSetByUser(&f.configFileSet).StringVar(&f.configFile)
+	a.Flag("config.check", "parse and validate the configuration and the --web.config.file, print what is wrong, exit 0/1").
 		Default("false").BoolVar(&f.configCheck)
 	a.Flag("demo", "run against the built-in Aily simulator: no credentials or config file needed").
 		Default("false").BoolVar(&f.demo)
@@ -126,9 +131,14 @@ func main() {
 	a := kingpin.CommandLine
 	a.Help = "Prometheus exporter for the runs of Feishu Aily agent sessions."
 	f := addFlags(a)
+	if info, ok := debug.ReadBuildInfo(); ok {
+		stampVersion(info)
+	}
 	a.Version(version.Print(programName))
 	a.HelpFlag.Short('h')
-	kingpin.MustParse(a.Parse(os.Args[1:]))
+	if err := parseFlags(a, os.Args[1:]); err != nil {
+		a.Fatalf("%s, try --help", err)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -150,7 +160,7 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) int {
 		concurrency: f.feishuConcurrency}
 
 	if f.configCheck {
-		return checkConfig(f.configFile, clients, stdout, stderr)
+		return checkConfig(f.configFile, *f.web.WebConfigFile, clients, stdout, stderr)
 	}
 
 	logger, slogger := newLogger(stderr, f.logLevel, f.logFormat)
@@ -159,6 +169,9 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) int {
 
 	source := func() (*config.Config, error) { return config.Load(f.configFile) }
 	if f.demo {
+		if f.configFileSet {
+			level.Warn(logger).Log("msg", "--config.file is ignored with --demo", "file", f.configFile)
+		}
 		demo, err := startDemo(ctx, f, logger)
 		if err != nil {
 			level.Error(logger).Log("msg", "Cannot start the demo simulator", "err", err)
@@ -212,14 +225,11 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) int {
 	defer signal.Stop(hup)
 	go e.runReloader(ctx, hup)
 
-	srv := &http.Server{
-		Handler: e.routes(routeOptions{
-			telemetryPath:          f.telemetryPath,
-			disableExporterMetrics: f.disableExporterMetrics,
-			timeoutOffset:          f.scrapeTimeoutOffset,
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	srv := newHTTPServer(e.routes(routeOptions{
+		telemetryPath:          f.telemetryPath,
+		disableExporterMetrics: f.disableExporterMetrics,
+		timeoutOffset:          f.scrapeTimeoutOffset,
+	}), logger)
 	served := make(chan error, 1)
 	go func() { served <- web.ListenAndServe(srv, f.web, slogger) }()
 
@@ -250,9 +260,24 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// checkConfig is --config.check: it loads the file and builds every app's
-// client (which makes no request) and prints the first problem or "config OK".
-func checkConfig(path string, clients clientOptions, stdout, stderr io.Writer) int {
+// newHTTPServer is the exporter's HTTP server in front of h. What net/http
+// itself logs (TLS handshake errors, accept errors) goes to logger too. A
+// keep-alive connection left idle (Prometheus keeps one per target between
+// scrapes) is closed after two minutes, longer than any usual scrape interval.
+func newHTTPServer(h http.Handler, logger log.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          stdlog.New(serverErrorLog{logger}, "", 0),
+	}
+}
+
+// checkConfig is --config.check: it loads the file, builds every app's client
+// (which makes no request), checks the --web.config.file if one is given
+// (TLS certificates, basic auth users), and prints the first problem or
+// "config OK", after any warnings.
+func checkConfig(path, webConfig string, clients clientOptions, stdout, stderr io.Writer) int {
 	cfg, err := config.Load(path)
 	if err == nil {
 		for _, app := range cfg.Apps {
@@ -261,9 +286,17 @@ func checkConfig(path string, clients clientOptions, stdout, stderr io.Writer) i
 			}
 		}
 	}
+	if err == nil {
+		if werr := web.Validate(webConfig); werr != nil {
+			err = fmt.Errorf("--web.config.file %s: %w", webConfig, werr)
+		}
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
+	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintln(stderr, "warning:", w)
 	}
 	fmt.Fprintln(stdout, "config OK")
 	return 0
@@ -302,8 +335,12 @@ func newLogger(w io.Writer, lvl, format string) (log.Logger, *slog.Logger) {
 }
 
 // checkFlags rejects numeric flags out of range, which would otherwise
-// silently fall back to a default deeper down.
+// silently fall back to a default deeper down, and a --web.telemetry-path
+// the HTTP server cannot serve.
 func checkFlags(f *flags) error {
+	if err := checkTelemetryPath(f.telemetryPath); err != nil {
+		return err
+	}
 	switch {
 	case f.feishuTimeout <= 0:
 		return fmt.Errorf("--feishu.timeout %v must be above 0", f.feishuTimeout)
@@ -361,4 +398,52 @@ func parseBuckets(s string) ([]float64, error) {
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// parseFlags parses args into a's flags. kingpin's error for a value that
+// does not parse names neither the flag nor the value
+// (`strconv.ParseFloat: parsing "abc": invalid syntax`); parseFlags finds the
+// flag and says which.
+func parseFlags(a *kingpin.Application, args []string) error {
+	_, err := a.Parse(args)
+	if err == nil {
+		return nil
+	}
+	ctx, cerr := a.ParseContext(args)
+	if cerr != nil {
+		return err // a syntax error (unknown flag, missing value): kingpin names the flag
+	}
+	for _, el := range ctx.Elements {
+		fc, ok := el.Clause.(*kingpin.FlagClause)
+		if !ok || el.Value == nil {
+			continue
+		}
+		// Setting the values again, in kingpin's order, reproduces its
+		// error at the flag that failed. What they are left holding does
+		// not matter: the program exits.
+		m := fc.Model()
+		if serr := m.Value.Set(*el.Value); serr != nil && serr.Error() == err.Error() {
+			return fmt.Errorf("--%s: %q is not valid: %w", m.Name, *el.Value, err)
+		}
+	}
+	return err
+}
+
+// checkTelemetryPath rejects a --web.telemetry-path that http.ServeMux
+// would refuse (it panics) or that would shadow another endpoint.
+func checkTelemetryPath(p string) error {
+	const flag = "--web.telemetry-path"
+	clean := path.Clean(p)
+	switch {
+	case !strings.HasPrefix(p, "/"):
+		return fmt.Errorf(`%s %q must start with "/", such as /metrics`, flag, p)
+	case strings.ContainsAny(p, "{}?#") || strings.ContainsFunc(p, func(r rune) bool { return r == ' ' || !unicode.IsPrint(r) }) ||
+		(p != clean && p != clean+"/"):
+		return fmt.Errorf("%s %q must be a plain path, such as /metrics: no spaces, '{', '}', '?' or '#', no '.' or '..' segments, no doubled '/'",
+			flag, p)
+	case p == "/config" || strings.HasPrefix(p, "/-/"):
+		return fmt.Errorf("%s %q is taken by another endpoint: /config and the paths under /-/ are the exporter's own (see the README's Endpoints)",
+			flag, p)
+	}
+	return nil
 }

@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"go/parser"
+	"go/token"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +22,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/go-kit/log"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/aily-exporter/aily_exporter/collector"
@@ -427,7 +432,7 @@ func TestScrapeTimeout(t *testing.T) {
 		{"", 500 * time.Millisecond, 9500 * time.Millisecond},
 		{"10", 500 * time.Millisecond, 9500 * time.Millisecond},
 		{"2.5", 0, 2500 * time.Millisecond},
-		{"0.4", 500 * time.Millisecond, 400 * time.Millisecond}, // the offset would leave nothing
+		{"0.5", 500 * time.Millisecond, 500 * time.Millisecond}, // the offset would leave nothing
 		{"garbage", time.Second, 9 * time.Second},
 		{"-3", time.Second, 9 * time.Second},
 	} {
@@ -539,6 +544,16 @@ func TestFlagsOutOfRange(t *testing.T) {
 		{[]string{"--poll.full-interval=-1h"}, "--poll.full-interval -1h0m0s must be above 0"},
 		{[]string{"--collector.duration-buckets=5,1"}, "buckets must be increasing"},
 		{[]string{"--demo", "--demo.speed=0"}, "--demo.speed 0 must be above 0"},
+		{[]string{"--web.telemetry-path=metrics"}, `--web.telemetry-path "metrics" must start with "/"`},
+		{[]string{"--web.telemetry-path="}, `--web.telemetry-path "" must start with "/"`},
+		{[]string{"--web.telemetry-path=/-/healthy"}, `--web.telemetry-path "/-/healthy" is taken by another endpoint`},
+		{[]string{"--web.telemetry-path=/config"}, `--web.telemetry-path "/config" is taken by another endpoint`},
+		{[]string{"--web.telemetry-path=/-/metrics"}, `--web.telemetry-path "/-/metrics" is taken by another endpoint`},
+		{[]string{"--web.telemetry-path=GET /metrics"}, `--web.telemetry-path "GET /metrics" must start with "/"`},
+		{[]string{"--web.telemetry-path=/my metrics"}, `--web.telemetry-path "/my metrics" must be a plain path`},
+		{[]string{"--web.telemetry-path=/{name}"}, `--web.telemetry-path "/{name}" must be a plain path`},
+		{[]string{"--web.telemetry-path=/metrics?x"}, `--web.telemetry-path "/metrics?x" must be a plain path`},
+		{[]string{"--web.telemetry-path=/a/../metrics"}, `--web.telemetry-path "/a/../metrics" must be a plain path`},
 	} {
 		a := kingpin.New(programName, "")
 		f := addFlags(a)
@@ -647,5 +662,180 @@ func TestRunStopsWhenTheContextEnds(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "Shutting down") {
 		t.Errorf("no shutdown logged:\n%s", stderr.String())
+	}
+}
+
+func TestMissingSessionsFileIsAWarning(t *testing.T) {
+	e := newTestEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go e.exporter.runReloader(ctx, nil)
+
+	// helpdesk's only sessions come from a file that is not there (yet), as
+	// when a volume is mounted late.
+	if err := os.Remove(filepath.Join(e.dir, "helpdesk.sessions")); err != nil {
+		t.Fatal(err)
+	}
+	e.write("aily.yml", configYAML(e.api.URL))
+	if code, body := e.do(http.MethodPost, "/-/reload", nil, time.Minute); code != http.StatusOK {
+		t.Fatalf("POST /-/reload: HTTP %d %q, want 200", code, body)
+	}
+	if err := <-e.reloaded; err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if logs := e.logs.String(); !regexp.MustCompile(`level=warn .*helpdesk.sessions does not exist`).MatchString(logs) {
+		t.Errorf("no warning about the missing file in the logs:\n%s", logs)
+	}
+	body := e.scrape()
+	if strings.Contains(body, `app="helpdesk",session_id=`) {
+		t.Errorf("helpdesk watches sessions without a sessions file:\n%s", body)
+	}
+	if !hasLine(body, sessionUp("personal", "session_user", 1)) {
+		t.Errorf("the other app is not watched:\n%s", body)
+	}
+
+	// The file appears: the next scrape watches its sessions.
+	e.write("helpdesk.sessions", "session_from_file\n")
+	if body := e.scrape(); !hasLine(body, sessionUp("helpdesk", "session_from_file", 1)) {
+		t.Errorf("the sessions of a file that appeared are not watched:\n%s", body)
+	}
+
+	// --config.check says the same, and passes.
+	var stdout, stderr bytes.Buffer
+	if err := os.Remove(filepath.Join(e.dir, "helpdesk.sessions")); err != nil {
+		t.Fatal(err)
+	}
+	code := checkConfig(filepath.Join(e.dir, "aily.yml"), "", clientOptions{timeout: time.Second}, &stdout, &stderr)
+	if code != 0 || stdout.String() != "config OK\n" || !strings.Contains(stderr.String(), "helpdesk.sessions does not exist") {
+		t.Errorf("--config.check: exit %d, stdout %q, stderr %q; want 0, config OK and the warning", code, stdout.String(), stderr.String())
+	}
+}
+
+func TestTelemetryPathAccepted(t *testing.T) {
+	for _, path := range []string{"/", "/metrics", "/aily/metrics", "/metrics/"} {
+		a := kingpin.New(programName, "")
+		f := addFlags(a)
+		if _, err := a.Parse([]string{"--web.telemetry-path=" + path}); err != nil {
+			t.Fatal(err)
+		}
+		if err := checkFlags(f); err != nil {
+			t.Errorf("--web.telemetry-path=%s: %v", path, err)
+			continue
+		}
+		e := newExporter(exporterOptions{logger: log.NewNopLogger()})
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("--web.telemetry-path=%s passes checkFlags but the routes panic: %v", path, r)
+				}
+			}()
+			e.routes(routeOptions{telemetryPath: f.telemetryPath})
+		}()
+	}
+}
+
+func TestParseErrorsNameTheFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--feishu.page-size=abc"}, `--feishu.page-size: "abc" is not valid: strconv.ParseFloat: parsing "abc": invalid syntax`},
+		{[]string{"--feishu.rate-limit", "fast"}, `--feishu.rate-limit: "fast" is not valid`},
+		{[]string{"--feishu.timeout=10"}, `--feishu.timeout: "10" is not valid: time: missing unit in duration "10"`},
+		{[]string{"--log.level=loud"}, `--log.level: "loud" is not valid: enum value must be one of debug,info,warn,error`},
+		{[]string{"--feishu.concurrency=2", "--feishu.page-size=x"}, `--feishu.page-size: "x" is not valid`},
+		{[]string{"--no-such-flag"}, "unknown long flag '--no-such-flag'"},
+	} {
+		a := kingpin.New(programName, "")
+		addFlags(a)
+		err := parseFlags(a, tc.args)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("parseFlags(%q) = %v, want an error containing %q", tc.args, err, tc.want)
+		}
+	}
+	a := kingpin.New(programName, "")
+	f := addFlags(a)
+	if err := parseFlags(a, []string{"--feishu.page-size=20"}); err != nil || f.feishuPageSize != 20 {
+		t.Errorf("parseFlags of a good value: %v, page size %d", err, f.feishuPageSize)
+	}
+}
+
+func TestConfigCheckChecksTheWebConfig(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cfg := write("aily.yml", "apps:\n  - name: a\n    app_id: cli_a\n    app_secret: x\n    sessions: [s]\n")
+	for _, tc := range []struct {
+		name       string
+		webConfig  string
+		wantCode   int
+		wantStderr string
+	}{
+		{"no web config", "", 0, ""},
+		{"basic auth", write("web-ok.yml", "basic_auth_users:\n  alice: $2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi\n"), 0, ""},
+		{"unknown key", write("web-typo.yml", "tls_server_confg:\n  cert_file: x\n"), 1, "--web.config.file"},
+		{"missing certificate", write("web-tls.yml", "tls_server_config:\n  cert_file: nope.crt\n  key_file: nope.key\n"), 1, "nope.crt"},
+		{"missing file", filepath.Join(dir, "missing-web.yml"), 1, "missing-web.yml"},
+	} {
+		a := kingpin.New(programName, "")
+		f := addFlags(a)
+		args := []string{"--config.check", "--config.file", cfg}
+		if tc.webConfig != "" {
+			args = append(args, "--web.config.file", tc.webConfig)
+		}
+		if _, err := a.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), f, &stdout, &stderr)
+		if code != tc.wantCode || !strings.Contains(stderr.String(), tc.wantStderr) {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want %d and %q", tc.name, code, stdout.String(), stderr.String(), tc.wantCode, tc.wantStderr)
+		}
+		if tc.wantCode == 0 && stdout.String() != "config OK\n" {
+			t.Errorf("%s: stdout %q, want config OK", tc.name, stdout.String())
+		}
+	}
+}
+
+func TestNoArchivedYAMLModule(t *testing.T) {
+	// gopkg.in/yaml.v3 is archived; the Prometheus libraries moved to
+	// go.yaml.in/yaml/v3, and so does every package here, tests included.
+	const archived = "gopkg.in/yaml.v3"
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != "." && strings.HasPrefix(d.Name(), ".") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") {
+			return nil
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
+		if err != nil {
+			return err
+		}
+		for _, imp := range f.Imports {
+			if imp.Path.Value == strconv.Quote(archived) {
+				t.Errorf("%s imports %s; use go.yaml.in/yaml/v3", path, archived)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod, err := os.ReadFile("go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(archived) + ` v\S+\s*$`).Match(mod) {
+		t.Errorf("go.mod requires %s directly", archived)
 	}
 }

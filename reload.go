@@ -210,6 +210,9 @@ func (e *exporter) reload() (err error) {
 	apps := e.collectorApps()
 	e.storage.restore(e.collector, apps)
 	e.collector.SetApps(apps)
+	for _, w := range cfg.Warnings() {
+		level.Warn(e.logger).Log("msg", "Configuration accepted with a warning", "warning", w)
+	}
 	return nil
 }
 

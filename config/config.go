@@ -7,13 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 )
@@ -21,10 +22,25 @@ import (
 // DefaultBaseURL is the Feishu Open Platform used when an app sets no base_url.
 const DefaultBaseURL = "https://open.feishu.cn"
 
+// The most read of each file, so that a path to /dev/zero or to a huge file
+// fails instead of filling the memory.
+const (
+	maxConfigFileSize   = 16 << 20
+	maxSessionsFileSize = 16 << 20 // some 500,000 session IDs
+	maxSecretFileSize   = 64 << 10 // as the client caps user_access_token_file
+)
+
 // Config is a loaded, validated configuration file.
 type Config struct {
 	Apps []*App `yaml:"apps"`
+
+	warnings []string
 }
+
+// Warnings returns what Load accepted but the reader should hear about (a
+// sessions_file that does not exist yet, say), each naming its app. The
+// caller logs them.
+func (c *Config) Warnings() []string { return c.warnings }
 
 // App is one Feishu app (a set of credentials) and the sessions watched with it.
 type App struct {
@@ -58,10 +74,13 @@ type App struct {
 
 var (
 	namePattern = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
-	// envPattern matches ${NAME}. A bare $NAME is left alone because secrets
-	// may well contain a dollar sign.
+	// envPattern matches ${NAME}. A bare $NAME is left alone, with a
+	// warning, because secrets may well contain a dollar sign.
 	envPattern = regexp.MustCompile(`\$\{([^}]*)\}`)
 	envName    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// bareEnv matches the $NAME that is not expanded, which deserves a
+	// warning: it is more often a mistaken reference than part of a secret.
+	bareEnv = regexp.MustCompile(`\$[A-Za-z_][A-Za-z0-9_]*`)
 	// unknownField rewrites yaml.v3's "field x not found in type config.App".
 	unknownField = regexp.MustCompile(`field (\S+) not found in type config\.(\w+)`)
 )
@@ -75,7 +94,7 @@ func Load(path string) (*Config, error) {
 }
 
 func load(path string, lookupEnv func(string) (string, bool)) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readFile(path, maxConfigFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("read configuration: %w", err)
 	}
@@ -119,8 +138,12 @@ func parse(data []byte, dir string, lookupEnv func(string) (string, bool)) (*Con
 				where += fmt.Sprintf(" (line %d)", lines[i])
 			}
 		}
-		if err := app.resolve(dir, lookupEnv); err != nil {
+		warnings, err := app.resolve(dir, lookupEnv)
+		if err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		for _, w := range warnings {
+			cfg.warnings = append(cfg.warnings, where+": "+w)
 		}
 		if j, dup := seen[app.Name]; dup {
 			return nil, fmt.Errorf("%s: name is already used by apps[%d]; app names must be unique", where, j)
@@ -172,26 +195,33 @@ func appLines(data []byte) []int {
 
 // resolve validates the app, applies defaults, expands ${VAR} in app_secret,
 // reads app_secret_file and sessions_file, and makes relative paths absolute
-// against dir.
-func (a *App) resolve(dir string, lookupEnv func(string) (string, bool)) error {
+// against dir. It returns what is accepted but worth a warning.
+func (a *App) resolve(dir string, lookupEnv func(string) (string, bool)) (warnings []string, err error) {
 	if a.Name == "" {
-		return errors.New("name is required")
+		return nil, errors.New("name is required")
 	}
 	if !namePattern.MatchString(a.Name) {
-		return fmt.Errorf("name %q may hold only letters, digits, '_' and '-'", a.Name)
+		return nil, fmt.Errorf("name %q may hold only letters, digits, '_' and '-'", a.Name)
 	}
 
-	if err := a.resolveCredentials(dir, lookupEnv); err != nil {
-		return err
+	warnings, err = a.resolveCredentials(dir, lookupEnv)
+	if err != nil {
+		return nil, err
 	}
 
 	if a.BaseURL == "" {
 		a.BaseURL = DefaultBaseURL
 	}
 	u, err := url.Parse(a.BaseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" ||
 		u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("base_url %q must be an absolute http(s) URL without user info, query or fragment, such as %s",
+		return nil, fmt.Errorf("base_url %q must be an absolute http(s) URL without user info, query or fragment, such as %s",
+			redactURL(a.BaseURL, u), DefaultBaseURL)
+	}
+	// The client appends /open-apis/… itself: a path here would double it
+	// and every request would answer 404.
+	if u.Path != "" && u.Path != "/" || u.RawPath != "" || u.ForceQuery {
+		return nil, fmt.Errorf("base_url %q must be a scheme and a host only, such as %s: the exporter adds the /open-apis/… paths itself",
 			redactURL(a.BaseURL, u), DefaultBaseURL)
 	}
 	a.BaseURL = strings.TrimRight(a.BaseURL, "/")
@@ -199,80 +229,106 @@ func (a *App) resolve(dir string, lookupEnv func(string) (string, bool)) error {
 	listed := make(map[string]bool, len(a.Sessions))
 	for i, id := range a.Sessions {
 		if err := checkSessionID(id); err != nil {
-			return fmt.Errorf("sessions[%d]: %w", i, err)
+			return nil, fmt.Errorf("sessions[%d]: %w", i, err)
 		}
 		if listed[id] {
-			return fmt.Errorf("sessions[%d]: session %q is listed twice", i, id)
+			return nil, fmt.Errorf("sessions[%d]: session %q is listed twice", i, id)
 		}
 		listed[id] = true
 	}
+	missing := false
 	if a.SessionsFile != "" {
 		a.SessionsFile = absolute(dir, a.SessionsFile)
-		if _, err := a.RefreshSessions(); err != nil {
-			return err
+		// Like Prometheus' file_sd: a file not there yet (a volume mounted
+		// late) adds no sessions, and the first scrape after it appears
+		// reads it. A file that is there but wrong is an error.
+		if _, err := a.RefreshSessions(); errors.Is(err, fs.ErrNotExist) {
+			missing = true
+			warnings = append(warnings,
+				fmt.Sprintf("sessions_file %s does not exist: it adds no sessions until it appears", a.SessionsFile))
+		} else if err != nil {
+			return nil, err
 		}
 	}
-	if len(a.AllSessions()) == 0 {
+	if len(a.AllSessions()) == 0 && !missing {
 		if a.SessionsFile != "" {
-			return fmt.Errorf("no sessions: sessions is empty and sessions_file %s lists none", a.SessionsFile)
+			return nil, fmt.Errorf("no sessions: sessions is empty and sessions_file %s lists none", a.SessionsFile)
 		}
-		return errors.New("no sessions: set sessions or sessions_file (the API cannot list sessions)")
+		return nil, errors.New("no sessions: set sessions or sessions_file (the API cannot list sessions)")
 	}
-	return nil
+	return warnings, nil
 }
 
-func (a *App) resolveCredentials(dir string, lookupEnv func(string) (string, bool)) error {
+// resolveCredentials checks the app's credentials, expands ${VAR} in
+// app_secret and reads app_secret_file. It returns what is accepted but worth
+// a warning.
+func (a *App) resolveCredentials(dir string, lookupEnv func(string) (string, bool)) (warnings []string, err error) {
 	tenant := a.AppID != "" || a.AppSecret != "" || a.AppSecretFile != ""
 	user := a.UserAccessTokenFile != ""
 	switch {
 	case tenant && user:
-		return errors.New("user_access_token_file cannot be combined with app_id/app_secret/app_secret_file: choose one kind of credential")
+		return nil, errors.New("user_access_token_file cannot be combined with app_id/app_secret/app_secret_file: choose one kind of credential")
 	case !tenant && !user:
-		return errors.New("no credentials: set app_id with app_secret or app_secret_file, or user_access_token_file")
+		return nil, errors.New("no credentials: set app_id with app_secret or app_secret_file, or user_access_token_file")
 	case user:
 		a.UserAccessTokenFile = absolute(dir, a.UserAccessTokenFile)
 		// Checked now so that --config.check and a reload catch a wrong
 		// path; the client reads the token itself, and again when it changes.
 		if _, err := os.Stat(a.UserAccessTokenFile); err != nil {
-			return fmt.Errorf("user_access_token_file: %w", err)
+			return nil, fmt.Errorf("user_access_token_file: %w", err)
 		}
-		return nil
+		return nil, nil
 	}
 
 	if a.AppID == "" {
-		return errors.New("app_id is required with app_secret or app_secret_file")
+		return nil, errors.New("app_id is required with app_secret or app_secret_file")
 	}
 	switch {
 	case a.AppSecret != "" && a.AppSecretFile != "":
-		return errors.New("app_secret and app_secret_file cannot both be set")
+		return nil, errors.New("app_secret and app_secret_file cannot both be set")
 	case a.AppSecret == "" && a.AppSecretFile == "":
-		return errors.New("app_secret or app_secret_file is required with app_id")
+		return nil, errors.New("app_secret or app_secret_file is required with app_id")
 	case a.AppSecret != "":
-		s, err := expandEnv(string(a.AppSecret), lookupEnv)
+		raw := string(a.AppSecret)
+		s, err := expandEnv(raw, lookupEnv)
 		if err != nil {
-			return fmt.Errorf("app_secret: %w", err)
+			return nil, fmt.Errorf("app_secret: %w", err)
 		}
 		if strings.TrimSpace(s) == "" {
-			return errors.New("app_secret is empty after expanding environment variables")
+			return nil, errors.New("app_secret is empty after expanding environment variables")
 		}
 		a.AppSecret = feishu.Secret(s)
+		warnings = bareEnvWarnings(raw)
 	default:
 		a.AppSecretFile = absolute(dir, a.AppSecretFile)
-		b, err := os.ReadFile(a.AppSecretFile)
+		b, err := readFile(a.AppSecretFile, maxSecretFileSize)
 		if err != nil {
 			// The *PathError names the file, never its content.
-			return fmt.Errorf("app_secret_file: %w", err)
+			return nil, fmt.Errorf("app_secret_file: %w", err)
 		}
 		// Files written by editors and `echo` end in a newline that is no
 		// part of the secret.
 		s := strings.TrimSpace(string(b))
 		if s == "" {
-			return fmt.Errorf("app_secret_file %s is empty", a.AppSecretFile)
+			return nil, fmt.Errorf("app_secret_file %s is empty", a.AppSecretFile)
 		}
 		secret := feishu.Secret(s)
 		a.secretFromFile = &secret
 	}
-	return nil
+	return warnings, nil
+}
+
+// bareEnvWarnings warns of a $NAME in app_secret, which is not expanded. It
+// shows the secret only when the whole of it is such a reference.
+func bareEnvWarnings(raw string) []string {
+	outside := envPattern.ReplaceAllString(raw, "")
+	if !bareEnv.MatchString(outside) {
+		return nil
+	}
+	if v := strings.TrimSpace(raw); bareEnv.FindString(v) == v {
+		return []string{fmt.Sprintf("app_secret %q is taken literally: write ${%s} for the environment variable", v, v[1:])}
+	}
+	return []string{"app_secret holds a '$' followed by a name outside ${…}; it is taken literally: write ${NAME} for an environment variable"}
 }
 
 // expandEnv replaces each ${NAME} in s by the variable's value; a variable that
@@ -296,12 +352,54 @@ func expandEnv(s string, lookupEnv func(string) (string, bool)) (string, error) 
 	return out, err
 }
 
-// redactURL hides a password someone put into base_url.
-func redactURL(raw string, u *url.URL) string {
-	if u != nil && u.User != nil {
-		return u.Redacted()
+// readFile reads the file at path, or fails naming it and the limit if it
+// holds more than limit bytes. It never reads more than limit+1.
+func readFile(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
 	}
-	return raw
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		size := fmt.Sprintf("%d KiB", limit>>10)
+		if limit%(1<<20) == 0 {
+			size = fmt.Sprintf("%d MiB", limit>>20)
+		}
+		return nil, fmt.Errorf("%s is larger than %s, the most read from such a file", path, size)
+	}
+	return b, nil
+}
+
+// redactURL hides a password someone put into base_url. u is raw parsed,
+// nil if it did not parse.
+func redactURL(raw string, u *url.URL) string {
+	switch {
+	case u != nil && u.User != nil:
+		return u.Redacted()
+	case u != nil && u.Opaque == "" && u.Host != "":
+		return raw // parsed as //host…: an '@' after the host is no password
+	}
+	// Unparsed (a bad port or escape) or parsed as something else (no
+	// scheme: "user:pass@host" reads as scheme "user"): whatever stands
+	// before the last '@' may be user info. Keep the user, as u.Redacted
+	// does, and hide the rest.
+	prefix, rest := "", raw
+	if i := strings.Index(raw, "://"); i >= 0 {
+		prefix, rest = raw[:i+3], raw[i+3:]
+	}
+	at := strings.LastIndexByte(rest, '@')
+	if at < 0 {
+		return raw
+	}
+	user, _, hasPassword := strings.Cut(rest[:at], ":")
+	if !hasPassword {
+		return raw
+	}
+	return prefix + user + ":xxxxx" + rest[at:]
 }
 
 func absolute(dir, path string) string {
@@ -360,7 +458,7 @@ func (a *App) RefreshSessions() (changed bool, err error) {
 	if a.SessionsFile == "" {
 		return false, nil
 	}
-	b, err := os.ReadFile(a.SessionsFile)
+	b, err := readFile(a.SessionsFile, maxSessionsFileSize)
 	if err != nil {
 		return false, fmt.Errorf("sessions_file: %w", err)
 	}

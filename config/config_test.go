@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -209,9 +210,65 @@ func TestLoadInvalid(t *testing.T) {
 			want: `base_url "ftp://open.feishu.cn" must be an absolute http(s) URL`,
 		},
 		{
+			name: "base_url with a path names the expected form",
+			yaml: "apps:\n  - name: a\n" + creds + "    base_url: https://open.feishu.cn/open-apis\n    sessions: [s]\n",
+			want: `base_url "https://open.feishu.cn/open-apis" must be a scheme and a host only, such as https://open.feishu.cn`,
+		},
+		{
+			name: "base_url with a path and a trailing slash",
+			yaml: "apps:\n  - name: a\n" + creds + "    base_url: https://open.feishu.cn/open-apis/\n    sessions: [s]\n",
+			want: `base_url "https://open.feishu.cn/open-apis/" must be a scheme and a host only`,
+		},
+		{
 			name: "base_url with a password does not print it",
 			yaml: "apps:\n  - name: a\n" + creds + "    base_url: https://u:hunter2@open.feishu.cn\n    sessions: [s]\n",
 			want: `base_url "https://u:xxxxx@open.feishu.cn" must be`,
+		},
+		{
+			name: "unparseable base_url with a password does not print it",
+			yaml: "apps:\n  - name: a\n" + creds + "    base_url: https://u:hunter2@open.feishu.cn:badport\n    sessions: [s]\n",
+			want: `base_url "https://u:xxxxx@open.feishu.cn:badport" must be`,
+		},
+		{
+			name: "base_url with a password holding a bad escape does not print it",
+			yaml: "apps:\n  - name: a\n" + creds + "    base_url: https://u:hunter2%zz@open.feishu.cn\n    sessions: [s]\n",
+			want: `base_url "https://u:xxxxx@open.feishu.cn" must be`,
+		},
+		{
+			name: "base_url with a password holding '/' and '@' does not print it",
+			yaml: "apps:\n  - name: a\n" + creds + "    base_url: https://u:hun/ter@2@open.feishu.cn\n    sessions: [s]\n",
+			want: `base_url "https://u:xxxxx@open.feishu.cn" must be`,
+		},
+		{
+			name: "base_url without a scheme, with a password, does not print it",
+			yaml: "apps:\n  - name: a\n" + creds + "    base_url: u:hunter2@open.feishu.cn\n    sessions: [s]\n",
+			want: `base_url "u:xxxxx@open.feishu.cn" must be`,
+		},
+		{
+			name: "base_url without a host",
+			yaml: "apps:\n  - name: a\n" + creds + "    base_url: \"https://\"\n    sessions: [s]\n",
+			want: `base_url "https://" must be an absolute http(s) URL`,
+		},
+		{
+			name: "base_url of a port only",
+			yaml: "apps:\n  - name: a\n" + creds + "    base_url: \"https://:443\"\n    sessions: [s]\n",
+			want: `base_url "https://:443" must be an absolute http(s) URL`,
+		},
+		{
+			name: "app_secret of spaces",
+			yaml: "apps:\n  - name: a\n    app_id: cli_a\n    app_secret: \"   \"\n    sessions: [s]\n",
+			want: `app "a" (line 2): app_secret is empty`,
+		},
+		{
+			name: "app_secret of spaces around an empty variable",
+			yaml: "apps:\n  - name: a\n    app_id: cli_a\n    app_secret: \" ${EMPTY}\t\"\n    sessions: [s]\n",
+			want: `app "a" (line 2): app_secret is empty`,
+		},
+		{
+			name:  "secret file of spaces",
+			files: map[string]string{"sec": "  \t \r\n"},
+			yaml:  "apps:\n  - name: a\n    app_id: cli_a\n    app_secret_file: sec\n    sessions: [s]\n",
+			want:  `sec is empty`,
 		},
 		{
 			name: "no sessions",
@@ -223,11 +280,6 @@ func TestLoadInvalid(t *testing.T) {
 			files: map[string]string{"s.txt": "# nothing yet\n\n"},
 			yaml:  "apps:\n  - name: a\n" + creds + "    sessions_file: s.txt\n",
 			want:  `app "a" (line 2): no sessions: sessions is empty and sessions_file`,
-		},
-		{
-			name: "missing sessions file",
-			yaml: "apps:\n  - name: a\n" + creds + "    sessions: [s]\n    sessions_file: nope\n",
-			want: `app "a" (line 2): sessions_file: open`,
 		},
 		{
 			name:  "sessions file with two IDs on a line",
@@ -264,7 +316,7 @@ func TestLoadInvalid(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %q\ndoes not contain %q", err, tc.want)
 			}
-			if strings.Contains(err.Error(), "hunter2") {
+			if strings.Contains(err.Error(), "hunter") || strings.Contains(err.Error(), "ter@2") {
 				t.Errorf("error %q shows a password", err)
 			}
 		})
@@ -402,5 +454,216 @@ func TestParseSessions(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"session_a", "session_b"}, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadMissingSessionsFileIsAWarning(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"aily.yml": `apps:
+  - name: a
+    app_id: cli_a
+    app_secret: x
+    sessions: [s0]
+    sessions_file: a.sessions
+  - name: only-file
+    app_id: cli_b
+    app_secret: x
+    sessions_file: b.sessions
+`,
+	})
+	cfg, err := load(filepath.Join(dir, "aily.yml"), env)
+	if err != nil {
+		t.Fatalf("a missing sessions_file is an error: %v", err)
+	}
+	a, onlyFile := cfg.Apps[0], cfg.Apps[1]
+	if diff := cmp.Diff([]string{"s0"}, a.AllSessions()); diff != "" {
+		t.Errorf("sessions of a (-want +got):\n%s", diff)
+	}
+	if got := onlyFile.AllSessions(); len(got) != 0 {
+		t.Errorf("an app whose only sessions_file is missing watches %v, want none", got)
+	}
+	want := []string{
+		fmt.Sprintf(`app "a" (line 2): sessions_file %s does not exist: it adds no sessions until it appears`, filepath.Join(dir, "a.sessions")),
+		fmt.Sprintf(`app "only-file" (line 7): sessions_file %s does not exist: it adds no sessions until it appears`, filepath.Join(dir, "b.sessions")),
+	}
+	if diff := cmp.Diff(want, cfg.Warnings()); diff != "" {
+		t.Errorf("Warnings() (-want +got):\n%s", diff)
+	}
+
+	// The file appearing later is picked up by the next refresh.
+	if err := os.WriteFile(filepath.Join(dir, "b.sessions"), []byte("s1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	changed, err := onlyFile.RefreshSessions()
+	if err != nil || !changed {
+		t.Fatalf("RefreshSessions() = %v, %v; want true, nil", changed, err)
+	}
+	if diff := cmp.Diff([]string{"s1"}, onlyFile.AllSessions()); diff != "" {
+		t.Errorf("sessions after the file appeared (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadWithoutWarnings(t *testing.T) {
+	dir := writeFiles(t, map[string]string{"aily.yml": "apps:\n  - name: a\n    app_id: cli_a\n    app_secret: x\n    sessions: [s]\n"})
+	cfg, err := load(filepath.Join(dir, "aily.yml"), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := cfg.Warnings(); len(w) != 0 {
+		t.Errorf("Warnings() = %q, want none", w)
+	}
+}
+
+func TestBareDollarInAppSecretWarns(t *testing.T) {
+	for _, tc := range []struct {
+		secret string // as written in YAML
+		want   []string
+	}{
+		{`$HELPDESK_SECRET`, []string{`app "a" (line 2): app_secret "$HELPDESK_SECRET" is taken literally: write ${HELPDESK_SECRET} for the environment variable`}},
+		{`"pre-$HELPDESK_SECRET"`, []string{`app "a" (line 2): app_secret holds a '$' followed by a name outside ${…}; it is taken literally: write ${NAME} for an environment variable`}},
+		{`"${HELPDESK_SECRET}"`, nil},
+		{`"abc$"`, nil},
+		{`"a$1b"`, nil},
+		{`plain`, nil},
+	} {
+		dir := writeFiles(t, map[string]string{"aily.yml": "apps:\n  - name: a\n    app_id: cli_a\n    app_secret: " + tc.secret + "\n    sessions: [s]\n"})
+		cfg, err := load(filepath.Join(dir, "aily.yml"), env)
+		if err != nil {
+			t.Errorf("app_secret: %s: %v", tc.secret, err)
+			continue
+		}
+		if diff := cmp.Diff(tc.want, cfg.Warnings(), cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("app_secret: %s: warnings (-want +got):\n%s", tc.secret, diff)
+		}
+		if strings.Contains(strings.Join(cfg.Warnings(), " "), "pre-") {
+			t.Errorf("a warning shows part of the secret: %q", cfg.Warnings())
+		}
+	}
+}
+
+func TestFileReadsAreCapped(t *testing.T) {
+	const creds = "    app_id: cli_a\n    app_secret: x\n"
+	// big writes a sparse file of size bytes: cheap to create, and as slow
+	// as a real one to read whole.
+	big := func(t *testing.T, dir, name string, size int64) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Truncate(size); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name string
+		yaml func(t *testing.T, dir string) string
+		want func(dir string) string
+	}{
+		{
+			name: "sessions_file over 16 MiB",
+			yaml: func(t *testing.T, dir string) string {
+				big(t, dir, "s.txt", 16<<20+1)
+				return "apps:\n  - name: a\n" + creds + "    sessions_file: s.txt\n"
+			},
+			want: func(dir string) string {
+				return fmt.Sprintf(`app "a" (line 2): sessions_file: %s is larger than 16 MiB`, filepath.Join(dir, "s.txt"))
+			},
+		},
+		{
+			name: "app_secret_file over 64 KiB",
+			yaml: func(t *testing.T, dir string) string {
+				big(t, dir, "sec", 64<<10+1)
+				return "apps:\n  - name: a\n    app_id: cli_a\n    app_secret_file: sec\n    sessions: [s]\n"
+			},
+			want: func(dir string) string {
+				return fmt.Sprintf(`app "a" (line 2): app_secret_file: %s is larger than 64 KiB`, filepath.Join(dir, "sec"))
+			},
+		},
+		{
+			name: "sessions_file /dev/zero",
+			yaml: func(t *testing.T, dir string) string {
+				return "apps:\n  - name: a\n" + creds + "    sessions_file: /dev/zero\n"
+			},
+			want: func(string) string { return `sessions_file: /dev/zero is larger than 16 MiB` },
+		},
+		{
+			name: "app_secret_file /dev/zero",
+			yaml: func(t *testing.T, dir string) string {
+				return "apps:\n  - name: a\n    app_id: cli_a\n    app_secret_file: /dev/zero\n    sessions: [s]\n"
+			},
+			want: func(string) string { return `app_secret_file: /dev/zero is larger than 64 KiB` },
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if strings.Contains(tc.name, "/dev/zero") {
+				if _, err := os.Stat("/dev/zero"); err != nil {
+					t.Skip("no /dev/zero")
+				}
+			}
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "aily.yml"), []byte(tc.yaml(t, dir)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// Read whole, /dev/zero would never end: bound the test.
+			done := make(chan error, 1)
+			go func() {
+				_, err := load(filepath.Join(dir, "aily.yml"), env)
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), tc.want(dir)) {
+					t.Errorf("error %v\nwant one containing %q", err, tc.want(dir))
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("load did not return within 5s: the file is read whole")
+			}
+		})
+	}
+}
+
+func TestConfigFileReadIsCapped(t *testing.T) {
+	if _, err := os.Stat("/dev/zero"); err != nil {
+		t.Skip("no /dev/zero")
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := load("/dev/zero", env)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if want := "/dev/zero is larger than 16 MiB"; err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want one containing %q", err, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("load did not return within 5s: the file is read whole")
+	}
+}
+
+func TestRefreshSessionsOfAFileGrownTooLarge(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"s.txt":    "s1\n",
+		"aily.yml": "apps:\n  - name: a\n    app_id: cli_a\n    app_secret: x\n    sessions_file: s.txt\n",
+	})
+	cfg, err := load(filepath.Join(dir, "aily.yml"), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(filepath.Join(dir, "s.txt"), 16<<20+1); err != nil {
+		t.Fatal(err)
+	}
+	changed, err := cfg.Apps[0].RefreshSessions()
+	if err == nil || changed || !strings.Contains(err.Error(), "larger than 16 MiB") {
+		t.Errorf("RefreshSessions() = %v, %v; want false and the cap", changed, err)
+	}
+	if diff := cmp.Diff([]string{"s1"}, cfg.Apps[0].AllSessions()); diff != "" {
+		t.Errorf("sessions (-want +got):\n%s", diff)
 	}
 }

@@ -307,9 +307,9 @@ func TestDashboardCoversIssue(t *testing.T) {
 		`status="FAILED"`,
 		"topk(",
 		"aily_run_failures_total{",
-		"histogram_quantile(0.5, sum by (le) (rate(aily_run_duration_seconds_bucket{",
-		"histogram_quantile(0.9, sum by (le) (rate(aily_run_duration_seconds_bucket{",
-		"histogram_quantile(0.99, sum by (le) (rate(aily_run_duration_seconds_bucket{",
+		"histogram_quantile(0.5, sum by (le) (max without (instance, pod) (rate(aily_run_duration_seconds_bucket{",
+		"histogram_quantile(0.9, sum by (le) (max without (instance, pod) (rate(aily_run_duration_seconds_bucket{",
+		"histogram_quantile(0.99, sum by (le) (max without (instance, pod) (rate(aily_run_duration_seconds_bucket{",
 		"aily_run_queue_seconds_bucket{",
 		"aily_runs_oldest_age_seconds{",
 		"aily_session_up{",
@@ -317,7 +317,7 @@ func TestDashboardCoversIssue(t *testing.T) {
 		"aily_api_request_duration_seconds_bucket{",
 		"aily_api_rate_limited_total{",
 		"aily_session_poll_duration_seconds{",
-		"sum by (app, state) (aily_sessions{",
+		"sum by (app, state) (max without (instance, pod) (aily_sessions{",
 		"aily_sessions_overdue{",
 		"max by (app) (time() - aily_session_last_success_timestamp_seconds{",
 	} {
@@ -347,5 +347,128 @@ func TestSpecFamiliesHaveNoDuplicates(t *testing.T) {
 	sort.Strings(s)
 	if len(slices.Compact(s)) != len(metricFamilies) {
 		t.Error("metricFamilies has duplicates")
+	}
+}
+
+// TestDashboardCountsEachRunOnceAcrossReplicas checks that every query that
+// sums or counts the run and session metrics merges the replicas of an HA
+// pair first, so that two exporters watching the same sessions do not double
+// it. The API metrics are left out: each replica makes its own requests.
+func TestDashboardCountsEachRunOnceAcrossReplicas(t *testing.T) {
+	runMetric := regexp.MustCompile(`\baily_(runs|run_|runs_finished|runs_created|session_up|sessions)\w*`)
+	d := readDashboard(t)
+	for _, p := range allPanels(d) {
+		for _, tg := range p.Targets {
+			e := tg.Expr
+			if !runMetric.MatchString(e) || !regexp.MustCompile(`\b(sum|count)\b`).MatchString(e) {
+				continue
+			}
+			if !strings.Contains(e, "max without (instance, pod) (") {
+				t.Errorf("panel %q: %q sums over replicas: merge them with max without (instance, pod) first", p.Title, e)
+			}
+		}
+	}
+}
+
+// rawPanels returns every panel of aily.json as generic JSON, rows' panels
+// included, for the checks of field options the panel type does not model.
+func rawPanels(t *testing.T) []map[string]any {
+	t.Helper()
+	b, err := os.ReadFile("aily.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []map[string]any `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	for _, p := range d.Panels {
+		out = append(out, p)
+		if sub, ok := p["panels"].([]any); ok {
+			for _, s := range sub {
+				out = append(out, s.(map[string]any))
+			}
+		}
+	}
+	return out
+}
+
+// dig reads a nested field of generic JSON, nil when absent.
+func dig(v any, path ...string) any {
+	for _, k := range path {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
+}
+
+func TestBadNewsStatsAreGreenAtZero(t *testing.T) {
+	for _, p := range rawPanels(t) {
+		title, _ := p["title"].(string)
+		if title != "Failed runs (time range)" && title != "Sessions down" {
+			continue
+		}
+		if mode := dig(p, "fieldConfig", "defaults", "color", "mode"); mode != "thresholds" {
+			t.Errorf("panel %q: color mode %v, want thresholds", title, mode)
+		}
+		steps, _ := dig(p, "fieldConfig", "defaults", "thresholds", "steps").([]any)
+		var base, above any
+		for _, s := range steps {
+			switch v := dig(s, "value"); {
+			case v == nil:
+				base = dig(s, "color")
+			case v.(float64) > 0 && v.(float64) <= 1:
+				above = dig(s, "color")
+			}
+		}
+		if base != "green" || above != "red" {
+			t.Errorf("panel %q: thresholds %v, want green at 0 and red from 1", title, steps)
+		}
+	}
+}
+
+func TestTrackedRunsAndUpAreNotOnOneAxis(t *testing.T) {
+	found := false
+	for _, p := range rawPanels(t) {
+		targets, _ := p["targets"].([]any)
+		var tracked, up string
+		for _, tg := range targets {
+			switch expr, _ := dig(tg, "expr").(string); {
+			case strings.Contains(expr, "aily_tracked_runs"):
+				tracked, _ = dig(tg, "refId").(string)
+			case strings.Contains(expr, "aily_up"):
+				up, _ = dig(tg, "refId").(string)
+			}
+		}
+		if tracked == "" || up == "" {
+			continue
+		}
+		found = true
+		// Both in one panel: aily_up must be drawn on its own (right) axis.
+		right := false
+		overrides, _ := dig(p, "fieldConfig", "overrides").([]any)
+		for _, o := range overrides {
+			if dig(o, "matcher", "id") != "byFrameRefID" || dig(o, "matcher", "options") != up {
+				continue
+			}
+			props, _ := dig(o, "properties").([]any)
+			for _, pr := range props {
+				if dig(pr, "id") == "custom.axisPlacement" && dig(pr, "value") == "right" {
+					right = true
+				}
+			}
+		}
+		if !right {
+			t.Errorf("panel %q draws aily_tracked_runs and aily_up on one axis: put aily_up (refId %s) on the right axis", p["title"], up)
+		}
+	}
+	if !found {
+		t.Log("aily_tracked_runs and aily_up are in separate panels")
 	}
 }

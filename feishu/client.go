@@ -120,6 +120,7 @@ type Client struct {
 	limiter     *rate.Limiter // nil when unlimited
 	maxBody     int64         // response body cap; a field so tests can lower it
 	obs         Observer
+	known       *knownSecrets // the credentials no error may show
 	now         func() time.Time
 	sleep       func(ctx context.Context, d time.Duration) error
 	rand        func() float64
@@ -173,6 +174,7 @@ func NewClient(cfg Config) (*Client, error) {
 		maxAttempts: cfg.MaxAttempts,
 		maxBody:     maxBodyBytes,
 		obs:         cfg.Observer,
+		known:       newKnownSecrets(cfg.AppSecret),
 		now:         cfg.Now,
 		sleep:       cfg.Sleep,
 		rand:        cfg.Rand,
@@ -209,7 +211,7 @@ func NewClient(cfg Config) (*Client, error) {
 	if tenant {
 		c.creds = &tenantToken{c: c, appID: cfg.AppID, secret: cfg.AppSecret}
 	} else {
-		c.creds = &userTokenFile{path: cfg.UserAccessTokenFile, obs: c.obs}
+		c.creds = &userTokenFile{path: cfg.UserAccessTokenFile, obs: c.obs, known: c.known}
 	}
 	return c, nil
 }

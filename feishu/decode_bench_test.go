@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 // benchPageBody is a list-runs body of n runs in the documented wire form,
@@ -42,7 +43,7 @@ func BenchmarkDecodeRunsPage(b *testing.B) {
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	for b.Loop() {
-		page, err := decodeRunsPage(body, "session_4dfunz7sp1g8m", n)
+		page, err := decodeRunsPage(body, "session_4dfunz7sp1g8m", n, time.Now())
 		if err != nil || len(page.runs) != n || len(page.malformed) != 0 {
 			b.Fatalf("decode: %d runs, %d malformed, %v", len(page.runs), len(page.malformed), err)
 		}

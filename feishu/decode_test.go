@@ -33,7 +33,7 @@ const exampleResponse = `{
 }`
 
 func TestDecodeRunsPageOfTheDocumentedExample(t *testing.T) {
-	page, err := decodeRunsPage([]byte(exampleResponse), "session_4dfunz7sp1g8m", 20)
+	page, err := decodeRunsPage([]byte(exampleResponse), "session_4dfunz7sp1g8m", 20, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func FuzzDecodeRunsPage(f *testing.F) {
 		f.Add([]byte(seed), 200)
 	}
 	f.Fuzz(func(t *testing.T, body []byte, status int) {
-		page, err := decodeRunsPage(body, "session_x", 20)
+		page, err := decodeRunsPage(body, "session_x", 20, time.Now())
 		if err == nil {
 			for _, r := range page.runs {
 				if r.ID == "" {
@@ -83,7 +83,7 @@ func FuzzDecodeRunsPage(f *testing.F) {
 		}
 		for _, ep := range []Endpoint{EndpointListRuns, EndpointTenantToken} {
 			resp := newResponse(status, http.Header{}, body, nil)
-			apiErr := checkResponse(ep, resp)
+			apiErr := checkResponse(ep, resp, newKnownSecrets("s3cr3t"))
 			_ = resultCode(resp)
 			if apiErr == nil {
 				continue
@@ -93,7 +93,7 @@ func FuzzDecodeRunsPage(f *testing.F) {
 				t.Errorf("msg of %d bytes", len(apiErr.Msg))
 			}
 		}
-		if e := bodyExcerpt(EndpointListRuns, body); len(e) > excerptBytes || !utf8.ValidString(e) {
+		if e := bodyExcerpt(EndpointListRuns, body, nil); len(e) > excerptBytes || !utf8.ValidString(e) {
 			t.Errorf("excerpt %q: %d bytes or invalid UTF-8", e, len(e))
 		}
 	})

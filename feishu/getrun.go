@@ -49,7 +49,7 @@ func (c *Client) getRun(ctx context.Context, sessionID, runID string) (Run, erro
 		return Run{}, err
 	}
 	apiErr := func(msg string) error {
-		return &APIError{Endpoint: EndpointGetRun, HTTPStatus: resp.status, LogID: logID(resp.header), Msg: msg}
+		return c.apiError(EndpointGetRun, resp, msg)
 	}
 	// The envelope decoded (do checked it), so a decodeErr is a field of the
 	// wrong type somewhere in data; Unmarshal filled in the other fields.
@@ -65,7 +65,7 @@ func (c *Client) getRun(ctx context.Context, sessionID, runID string) (Run, erro
 	case w.Data.Run.ID != runID:
 		return Run{}, apiErr(fmt.Sprintf("response data.run is run %s", truncate(w.Data.Run.ID, 64)))
 	}
-	r, err := w.Data.Run.run(sessionID, resp.decodeErr)
+	r, err := w.Data.Run.run(sessionID, resp.decodeErr, c.now())
 	if err != nil {
 		c.obs.ObserveMalformedRun(sessionID, r.ID, err)
 	}

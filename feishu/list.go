@@ -155,18 +155,17 @@ func (c *Client) getPage(ctx context.Context, sessionID, pageToken string, size 
 		return nil, err
 	}
 	var page *runsPage
+	now := c.now()
 	if resp.decodeErr == nil {
-		page = w.page(sessionID)
-	} else if page, err = decodeRunsPageSlowly(resp.body, sessionID); err != nil {
-		return nil, &APIError{Endpoint: EndpointListRuns, HTTPStatus: resp.status, LogID: logID(resp.header), Msg: err.Error()}
+		page = w.page(sessionID, now)
+	} else if page, err = decodeRunsPageSlowly(resp.body, sessionID, now); err != nil {
+		return nil, c.apiError(EndpointListRuns, resp, err.Error())
 	}
 	switch {
 	case page.entries > 2*size:
-		return nil, &APIError{Endpoint: EndpointListRuns, HTTPStatus: resp.status, LogID: logID(resp.header),
-			Msg: fmt.Sprintf("page has %d runs, more than twice the page size %d", page.entries, size)}
+		return nil, c.apiError(EndpointListRuns, resp, fmt.Sprintf("page has %d runs, more than twice the page size %d", page.entries, size))
 	case page.hasMore && page.pageToken == "":
-		return nil, &APIError{Endpoint: EndpointListRuns, HTTPStatus: resp.status, LogID: logID(resp.header),
-			Msg: "page has more runs but no page token"}
+		return nil, c.apiError(EndpointListRuns, resp, "page has more runs but no page token")
 	}
 	return page, nil
 }

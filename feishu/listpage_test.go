@@ -160,3 +160,22 @@ func TestPageOfMoreThanTwiceThePageSizeIsAnError(t *testing.T) {
 		})
 	}
 }
+
+func TestPageNestedTooDeeplySaysSo(t *testing.T) {
+	// encoding/json refuses nesting deeper than 10,000 levels; the error
+	// must say that rather than quote the start of the body only.
+	deep := strings.Repeat("[", 10001) + strings.Repeat("]", 10001)
+	for _, tc := range []struct{ name, body string }{
+		{"in a run", page(false, "", `{"id":"run_1","status":"COMPLETED","metadata":`+deep+`}`)},
+		{"in the envelope", `{"code":0,"msg":` + deep + `}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _ := newStaticServer(t, nil, nil, jsonOK(tc.body))
+			_, err := c.ListRunsPage(context.Background(), testSession, "")
+			var apiErr *feishu.APIError
+			if !errors.As(err, &apiErr) || !strings.Contains(apiErr.Msg, "nested too deeply") || !strings.Contains(apiErr.Msg, "max depth") {
+				t.Fatalf("err = %v, want an APIError saying the body is nested too deeply", err)
+			}
+		})
+	}
+}

@@ -29,8 +29,9 @@ type Observer interface {
 	// err is nil on success.
 	ObserveTokenRenewal(err error)
 	// ObserveMalformedRun is called for a run whose fields could not all be
-	// decoded (e.g. a timestamp that is not milliseconds). The run is still
-	// returned, with the bad field zero.
+	// decoded (e.g. a timestamp that is not milliseconds, or one before 2020
+	// or more than a day after Config.Now). The run is still returned, with
+	// the bad field zero.
 	ObserveMalformedRun(sessionID, runID string, err error)
 }
 

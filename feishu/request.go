@@ -105,7 +105,7 @@ func (c *Client) do(ctx context.Context, ep Endpoint, build func(ctx context.Con
 			}
 			continue
 		}
-		apiErr := checkResponse(ep, resp)
+		apiErr := checkResponse(ep, resp, c.known)
 		if apiErr == nil {
 			return resp, nil
 		}
@@ -228,30 +228,53 @@ func resultCode(r *response) string {
 	return "http_" + strconv.Itoa(r.status)
 }
 
-// checkResponse returns nil for HTTP 2xx with code 0, else an *APIError.
-func checkResponse(ep Endpoint, r *response) *APIError {
-	e := &APIError{Endpoint: ep, HTTPStatus: r.status, LogID: logID(r.header)}
+// checkResponse returns nil for HTTP 2xx with code 0, else an *APIError
+// whose texts show none of the known credentials, should the answer quote
+// the request back.
+func checkResponse(ep Endpoint, r *response, known *knownSecrets) *APIError {
+	if r.envelopeErr == nil && !r.tooLarge && r.envelope.Code != nil && *r.envelope.Code == CodeOK && is2xx(r.status) {
+		return nil
+	}
+	ms := known.masks()
+	e := &APIError{Endpoint: ep, HTTPStatus: r.status, LogID: scrub(ms, logID(r.header))}
 	switch {
 	case r.tooLarge:
 		e.Msg = r.envelopeErr.Error()
 		return e
 	case r.envelopeErr != nil:
-		e.Msg = bodyExcerpt(ep, r.body)
+		e.Msg = bodyExcerpt(ep, r.body, ms)
+		if why := tooDeep(r.envelopeErr); why != "" {
+			e.Msg = why + ": " + e.Msg
+		}
 		return e
 	}
 	b := r.envelope
 	if b.Code != nil {
 		e.Code = *b.Code
 	}
-	e.Msg = b.Msg
-	switch {
-	case b.Code == nil && is2xx(r.status):
-		e.Msg = "response without a code: " + bodyExcerpt(ep, r.body)
-		return e
-	case e.Code == CodeOK && is2xx(r.status):
-		return nil
+	e.Msg = scrub(ms, b.Msg)
+	if b.Code == nil && is2xx(r.status) {
+		e.Msg = "response without a code: " + bodyExcerpt(ep, r.body, ms)
 	}
 	return e
+}
+
+// apiError is an *APIError about an answer that passed checkResponse but
+// is not what was asked for, its texts scrubbed as checkResponse does.
+func (c *Client) apiError(ep Endpoint, r *response, msg string) *APIError {
+	ms := c.known.masks()
+	return &APIError{Endpoint: ep, HTTPStatus: r.status, LogID: scrub(ms, logID(r.header)), Msg: scrub(ms, msg)}
+}
+
+// tooDeep says why a body was refused if encoding/json found it nested
+// deeper than it allows (10,000 levels), which an excerpt of the body's
+// start would not show; else "".
+func tooDeep(err error) string {
+	var syn *json.SyntaxError
+	if errors.As(err, &syn) && strings.Contains(syn.Error(), "exceeded max depth") {
+		return fmt.Sprintf("JSON nested too deeply (%v, at byte %d)", syn, syn.Offset)
+	}
+	return ""
 }
 
 func is2xx(status int) bool { return status >= 200 && status < 300 }
@@ -267,15 +290,18 @@ func logID(h http.Header) string {
 // bodyExcerpt is a short, single-line, valid UTF-8 excerpt of a body that is
 // not the JSON expected, to tell a plain-text 404 from an HTML error page.
 // The token endpoint's answer may hold a token, so it is not quoted then.
-func bodyExcerpt(ep Endpoint, body []byte) string {
+// The known credentials ms are replaced before the body is cut, so that no
+// part of one is left at the cut.
+func bodyExcerpt(ep Endpoint, body []byte, ms []mask) string {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return "empty body"
 	}
 	if ep == EndpointTenantToken && bytes.Contains(body, []byte("access_token")) {
 		return fmt.Sprintf("malformed token response (%d bytes, not quoted)", len(body))
 	}
-	head := body[:min(len(body), 4*excerptBytes)]
-	s := strings.Join(strings.Fields(strings.ToValidUTF8(string(head), "\uFFFD")), " ")
+	head := scrub(ms, string(body[:min(len(body), 4*excerptBytes+longest(ms))]))
+	head = head[:min(len(head), 4*excerptBytes)]
+	s := strings.Join(strings.Fields(strings.ToValidUTF8(head, "\uFFFD")), " ")
 	return truncate(s, excerptBytes)
 }
 

@@ -50,7 +50,9 @@ func FinalStatuses() []RunStatus {
 }
 
 // Run is one run of an Aily session, decoded from the API's wire form.
-// Timestamps are zero when the API left them out or sent a malformed value.
+// Timestamps are zero when the API left them out or sent a malformed value,
+// or one outside the plausible window (before 2020, or more than a day after
+// the client's clock).
 type Run struct {
 	ID        string
 	AppID     string // the Aily app (spring_…), not the Feishu credential app (cli_…)

@@ -147,10 +147,8 @@ func (t *tenantToken) renew(ctx context.Context) (string, error) {
 		Expire float64 `json:"expire"`
 	}
 	if err := json.Unmarshal(resp.body, &body); err != nil || body.Token == "" {
-		return "", fmt.Errorf("get tenant token of app %s: %w", t.appID, &APIError{
-			Endpoint: EndpointTenantToken, HTTPStatus: resp.status, LogID: logID(resp.header),
-			Msg: "malformed token response: no tenant_access_token, or expire not a number",
-		})
+		return "", fmt.Errorf("get tenant token of app %s: %w", t.appID, t.c.apiError(EndpointTenantToken, resp,
+			"malformed token response: no tenant_access_token, or expire not a number"))
 	}
 	// A missing or non-positive expire leaves the token a lifetime of 0: it
 	// serves the callers waiting for it, and the next call renews it.
@@ -159,6 +157,7 @@ func (t *tenantToken) renew(ctx context.Context) (string, error) {
 	lifetime := time.Duration(max(body.Expire, 0) * float64(time.Second))
 	margin := max(minRenewMargin, lifetime/renewFraction)
 	margin = min(margin, lifetime/2)
+	t.c.known.addToken(body.Token)
 	t.mu.Lock()
 	t.tok = body.Token
 	t.expires = asked.Add(lifetime)
@@ -170,8 +169,9 @@ func (t *tenantToken) renew(ctx context.Context) (string, error) {
 // userTokenFile reads a user_access_token from a file, again whenever the
 // file changes, so that whatever refreshes the token can rewrite the file.
 type userTokenFile struct {
-	path string
-	obs  Observer
+	path  string
+	obs   Observer
+	known *knownSecrets
 
 	mu    sync.Mutex
 	tok   string // "" when not read yet or dropped
@@ -221,6 +221,7 @@ func (u *userTokenFile) token(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("user access token file %s: %w", u.path, err)
 	}
+	u.known.addToken(tok)
 	u.tok, u.mtime, u.size = tok, fi.ModTime(), fi.Size()
 	return tok, nil
 }

@@ -92,6 +92,27 @@ func (m *millis) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// Timestamps outside [earliestPlausible, now+maxAhead] are treated as
+// unparseable: no Aily run predates 2020, and a clock a day ahead of the
+// exporter's is wrong, not early. One such value (a year 9999 ended_at) would
+// otherwise be observed as a run of 9.22e9 s and spoil a histogram's sum.
+var earliestPlausible = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+
+const maxAhead = 24 * time.Hour
+
+// checkPlausible zeroes a timestamp outside the plausible window at now and
+// says why in err.
+func (m *millis) checkPlausible(now time.Time) {
+	if m.err != nil || m.t.IsZero() {
+		return
+	}
+	if m.t.Before(earliestPlausible) || m.t.After(now.Add(maxAhead)) {
+		m.err = fmt.Errorf("timestamp %s is outside the plausible window (from %s to a day after the clock's %s)",
+			m.t.UTC().Format(time.RFC3339), earliestPlausible.Format("2006-01-02"), now.UTC().Format(time.RFC3339))
+		m.t = time.Time{}
+	}
+}
+
 // parseDigits parses 1 to 18 ASCII digits, which always fit an int64.
 func parseDigits(b []byte) (int64, bool) {
 	if len(b) == 0 || len(b) > 18 {
@@ -118,7 +139,7 @@ func (w *wireRunsPage) decode(body []byte, size int) (apiBody, error) {
 // page turns a decoded body into a page: a run with malformed fields is kept
 // with them zero and reported in malformed, and an entry without an ID is
 // dropped and reported.
-func (w *wireRunsPage) page(sessionID string) *runsPage {
+func (w *wireRunsPage) page(sessionID string, now time.Time) *runsPage {
 	page := &runsPage{}
 	if w.Data == nil {
 		return page
@@ -127,15 +148,15 @@ func (w *wireRunsPage) page(sessionID string) *runsPage {
 	page.entries = len(w.Data.Runs)
 	page.runs = make([]Run, 0, len(w.Data.Runs))
 	for i := range w.Data.Runs {
-		page.add(&w.Data.Runs[i], sessionID, nil)
+		page.add(&w.Data.Runs[i], sessionID, nil, now)
 	}
 	return page
 }
 
 // add converts a decoded run and adds it to the page, or reports it;
-// decodeErr is an error met decoding it.
-func (p *runsPage) add(w *wireRun, sessionID string, decodeErr error) {
-	r, err := w.run(sessionID, decodeErr)
+// decodeErr is an error met decoding it, now the client's clock.
+func (p *runsPage) add(w *wireRun, sessionID string, decodeErr error, now time.Time) {
+	r, err := w.run(sessionID, decodeErr, now)
 	switch {
 	case r.ID == "":
 		p.malformed = append(p.malformed, malformedRun{err: errors.Join(err, errors.New("run without an id"))})
@@ -147,8 +168,12 @@ func (p *runsPage) add(w *wireRun, sessionID string, decodeErr error) {
 }
 
 // run converts a decoded run. Its error joins decodeErr and the errors of
-// its malformed timestamps; nil when the run is whole.
-func (w *wireRun) run(sessionID string, decodeErr error) (Run, error) {
+// its malformed timestamps, those outside the plausible window at now
+// included; nil when the run is whole.
+func (w *wireRun) run(sessionID string, decodeErr error, now time.Time) (Run, error) {
+	for _, m := range []*millis{&w.CreatedAt, &w.StartedAt, &w.EndedAt} {
+		m.checkPlausible(now)
+	}
 	r := Run{
 		ID:        w.ID,
 		AppID:     w.AppID,
@@ -186,12 +211,12 @@ func (w *wireRun) run(sessionID string, decodeErr error) (Run, error) {
 // decodeRunsPage decodes a list-runs body: in one pass when it is
 // well-formed, else as decodeRunsPageSlowly does. Only a body that is not a
 // JSON object, or whose envelope is of the wrong shape, is an error.
-func decodeRunsPage(body []byte, sessionID string, size int) (*runsPage, error) {
+func decodeRunsPage(body []byte, sessionID string, size int, now time.Time) (*runsPage, error) {
 	var w wireRunsPage
 	if _, err := w.decode(body, size); err != nil {
-		return decodeRunsPageSlowly(body, sessionID)
+		return decodeRunsPageSlowly(body, sessionID, now)
 	}
-	return w.page(sessionID), nil
+	return w.page(sessionID, now), nil
 }
 
 // decodeRunsPageSlowly decodes a body whose one-pass decoding failed: a field
@@ -199,7 +224,7 @@ func decodeRunsPage(body []byte, sessionID string, size int) (*runsPage, error) 
 // is in, so each run is decoded on its own, and a run with such a field is
 // kept with that field zero and reported, like a malformed timestamp. It
 // costs a pass over the body and one per run, and only such rare bodies pay.
-func decodeRunsPageSlowly(body []byte, sessionID string) (*runsPage, error) {
+func decodeRunsPageSlowly(body []byte, sessionID string, now time.Time) (*runsPage, error) {
 	var w struct {
 		apiBody
 		Data *struct {
@@ -221,7 +246,7 @@ func decodeRunsPageSlowly(body []byte, sessionID string) (*runsPage, error) {
 		var r wireRun
 		// On a field of the wrong type Unmarshal still fills the other
 		// fields and returns the first such error.
-		page.add(&r, sessionID, json.Unmarshal(raw, &r))
+		page.add(&r, sessionID, json.Unmarshal(raw, &r), now)
 	}
 	return page, nil
 }

@@ -71,7 +71,7 @@ func TestWellFormedPageDecodesInOnePass(t *testing.T) {
 	if env.Code == nil || *env.Code != 0 || env.Msg != "success" {
 		t.Errorf("envelope = %+v, want code 0 msg success", env)
 	}
-	p := w.page("session_x")
+	p := w.page("session_x", time.Now())
 	if len(p.runs) != 2 || p.runs[0].ID != "run_a" || p.runs[1].ID != "run_b" || p.entries != 3 || p.pageToken != "p2" || !p.hasMore {
 		t.Fatalf("page = %+v", p)
 	}
@@ -91,7 +91,7 @@ func TestPageWithAFieldOfTheWrongTypeKeepsItsOtherRuns(t *testing.T) {
 	if _, err := w.decode(body, 20); err == nil {
 		t.Fatal("one-pass decode of a status 42 succeeded; the test needs a body it cannot decode")
 	}
-	p, err := decodeRunsPage(body, "session_x", 20)
+	p, err := decodeRunsPage(body, "session_x", 20, time.Now())
 	if err != nil {
 		t.Fatalf("decodeRunsPage: %v", err)
 	}

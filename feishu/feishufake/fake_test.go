@@ -770,3 +770,33 @@ func TestListingFollowsEveryChangeOfTheRunsOrTheOrder(t *testing.T) {
 		}
 	}
 }
+
+func TestEchoCredentialsQuotesTheRequestsCredentials(t *testing.T) {
+	f := New(Options{})
+	f.AddApp("cli_echo", "echoed-secret")
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	for _, form := range []EchoForm{EchoJSON, EchoText, EchoHTML} {
+		f.SetFault(Scope{}, Fault{Kind: EchoCredentials, Echo: form})
+		resp, err := http.Post(srv.URL+TokenPath, "application/json", strings.NewReader(`{"app_id":"cli_echo","app_secret":"echoed-secret"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if !strings.Contains(string(body), "echoed-secret") {
+			t.Errorf("form %d: token answer %q does not quote the secret", form, body)
+		}
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+ListRunsPath("session_x"), nil)
+		req.Header.Set("Authorization", "Bearer t-echoed-token")
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if !strings.Contains(string(body), "Bearer t-echoed-token") {
+			t.Errorf("form %d: list answer %q does not quote the Authorization header", form, body)
+		}
+	}
+}

@@ -42,6 +42,26 @@ const (
 	// has_more true, so a client that does not notice loops forever. List
 	// endpoint only.
 	RepeatPageToken
+	// EchoCredentials answers with the request's credentials quoted back,
+	// as a careless gateway or proxy might: on the token endpoint the
+	// request body (app_secret included), elsewhere the Authorization
+	// header. Fault.Echo chooses the form. Every endpoint.
+	EchoCredentials
+)
+
+// EchoForm is the form of an EchoCredentials answer.
+type EchoForm int
+
+// The forms of an EchoCredentials answer.
+const (
+	// EchoJSON is a JSON error whose msg quotes the credentials: on the
+	// token endpoint HTTP 200 code 10003, elsewhere HTTP 400 with
+	// Fault.Code (default 99991663).
+	EchoJSON EchoForm = iota
+	// EchoText is an HTTP 400 text/plain body quoting them.
+	EchoText
+	// EchoHTML is an HTTP 502 HTML error page quoting them.
+	EchoHTML
 )
 
 // String returns the kind's Go name, as test names use it.
@@ -65,6 +85,8 @@ func (k FaultKind) String() string {
 		return "Slow"
 	case RepeatPageToken:
 		return "RepeatPageToken"
+	case EchoCredentials:
+		return "EchoCredentials"
 	}
 	return fmt.Sprintf("FaultKind(%d)", int(k))
 }
@@ -116,6 +138,11 @@ type Fault struct {
 	HTTPStatus int
 	// EmptyBody makes ServerError's body empty instead of JSON.
 	EmptyBody bool
+	// Echo is EchoCredentials' form.
+	Echo EchoForm
+	// Code is the code of an EchoJSON answer off the token endpoint; 0
+	// means 99991663.
+	Code int
 }
 
 type activeFault struct {

@@ -1,10 +1,12 @@
 package feishufake
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"strconv"
@@ -110,6 +112,10 @@ func (f *Fake) serveToken(w http.ResponseWriter, r *http.Request) {
 	if !sleepCtx(r.Context(), h.delay) {
 		return
 	}
+	if h.answer != nil && h.answer.Kind == EchoCredentials {
+		writeEcho(w, h.answer, feishu.CodeTokenInvalidParam, http.StatusOK, "invalid param, request body: "+string(body))
+		return
+	}
 	if h.answer != nil && h.answer.Kind != MalformedJSON {
 		f.writeFault(w, h.answer, false)
 		return
@@ -208,6 +214,11 @@ func (f *Fake) serveListRuns(w http.ResponseWriter, r *http.Request, sessionID s
 	f.mu.Unlock()
 
 	if !sleepCtx(r.Context(), f.latency+h.delay) {
+		return
+	}
+	if h.answer != nil && h.answer.Kind == EchoCredentials {
+		writeEcho(w, h.answer, cmp.Or(h.answer.Code, feishu.CodeTokenInvalid), http.StatusBadRequest,
+			msgTokenInvalid+", Authorization: "+r.Header.Get("Authorization"))
 		return
 	}
 	if h.answer != nil && h.answer.Kind != MalformedJSON {
@@ -330,6 +341,11 @@ func (f *Fake) serveGetRun(w http.ResponseWriter, r *http.Request, sessionID, ru
 	if !sleepCtx(r.Context(), f.latency+h.delay) {
 		return
 	}
+	if h.answer != nil && h.answer.Kind == EchoCredentials {
+		writeEcho(w, h.answer, cmp.Or(h.answer.Code, feishu.CodeTokenInvalid), http.StatusBadRequest,
+			msgTokenInvalid+", Authorization: "+r.Header.Get("Authorization"))
+		return
+	}
 	if h.answer != nil && h.answer.Kind != MalformedJSON {
 		f.writeFault(w, h.answer, true)
 		return
@@ -389,6 +405,24 @@ func (f *Fake) writeFault(w http.ResponseWriter, fl *Fault, withErrorInfo bool) 
 		writeJSON(w, status, body, false)
 	default: // NotFoundText, and kinds this version does not know
 		writeNotFoundText(w)
+	}
+}
+
+// writeEcho answers an EchoCredentials fault: echo is the text quoting the
+// request's credentials; code and jsonStatus are those of the EchoJSON form.
+func writeEcho(w http.ResponseWriter, fl *Fault, code, jsonStatus int, echo string) {
+	switch fl.Echo {
+	case EchoText:
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, "400 bad request: "+echo+"\n")
+	case EchoHTML:
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(http.StatusBadGateway)
+		_, _ = io.WriteString(w, "<html><head><title>502 Bad Gateway</title></head>\n<body><h1>502 Bad Gateway</h1>\n<pre>"+
+			html.EscapeString(echo)+"</pre></body></html>\n")
+	default:
+		writeJSON(w, jsonStatus, errorBody(code, echo, ""), false)
 	}
 }
 

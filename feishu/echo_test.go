@@ -1,0 +1,191 @@
+package feishu_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+)
+
+// leakForms are the ways an answer may quote a credential: as it is,
+// JSON-escaped (as the client sends the app secret) and HTML-escaped.
+func leakForms(v string) []string {
+	j, _ := json.Marshal(v)
+	js := strings.Trim(string(j), `"`)
+	forms := []string{v, js, html.EscapeString(v), html.EscapeString(js)}
+	slices.Sort(forms)
+	return slices.Compact(forms)
+}
+
+// assertNoLeak fails the test if err's text, its APIError's fields or the
+// token renewals observed quote any of the credentials.
+func assertNoLeak(t *testing.T, err error, obs *observer, creds ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("err = nil, want an error")
+	}
+	texts := map[string]string{"Error()": err.Error()}
+	var apiErr *feishu.APIError
+	if errors.As(err, &apiErr) {
+		texts["APIError.Msg"], texts["APIError.LogID"], texts["APIError.Error()"] = apiErr.Msg, apiErr.LogID, apiErr.Error()
+	}
+	obs.mu.Lock()
+	for _, r := range obs.renewals {
+		if r != nil {
+			texts["renewal error"] += r.Error() + "\n"
+		}
+	}
+	obs.mu.Unlock()
+	for _, c := range creds {
+		if c == "" {
+			continue
+		}
+		for _, f := range leakForms(c) {
+			for where, text := range texts {
+				if strings.Contains(text, f) {
+					t.Errorf("%s quotes a credential (%q): %s", where, f, text)
+				}
+			}
+		}
+	}
+}
+
+func TestCredentialsEchoedByTheAPIAreScrubbedFromErrors(t *testing.T) {
+	const oddSecret = `p&ss<wörd>"/\ with spaces`
+	for _, tc := range []struct {
+		name   string
+		secret string
+		scope  feishu.Endpoint
+		fault  feishufake.Fault
+		marker string // what an error quoting a JSON msg shows instead
+	}{
+		{"token endpoint: code 10003 quoting the request", testAppSecret, feishu.EndpointTenantToken,
+			feishufake.Fault{Kind: feishufake.EchoCredentials, Echo: feishufake.EchoJSON}, "<secret>"},
+		{"token endpoint: text/plain 400", testAppSecret, feishu.EndpointTenantToken,
+			feishufake.Fault{Kind: feishufake.EchoCredentials, Echo: feishufake.EchoText}, "<secret>"},
+		{"token endpoint: HTML 502", testAppSecret, feishu.EndpointTenantToken,
+			feishufake.Fault{Kind: feishufake.EchoCredentials, Echo: feishufake.EchoHTML}, "<secret>"},
+		{"token endpoint: a secret with characters that get escaped", oddSecret, feishu.EndpointTenantToken,
+			feishufake.Fault{Kind: feishufake.EchoCredentials, Echo: feishufake.EchoJSON}, "<secret>"},
+		{"token endpoint: HTML 502 of a secret with characters that get escaped", oddSecret, feishu.EndpointTenantToken,
+			feishufake.Fault{Kind: feishufake.EchoCredentials, Echo: feishufake.EchoHTML}, "<secret>"},
+		{"list: 99991663 quoting the Authorization header", testAppSecret, feishu.EndpointListRuns,
+			feishufake.Fault{Kind: feishufake.EchoCredentials, Echo: feishufake.EchoJSON}, "<token>"},
+		{"list: text/plain 400", testAppSecret, feishu.EndpointListRuns,
+			feishufake.Fault{Kind: feishufake.EchoCredentials, Echo: feishufake.EchoText}, "<token>"},
+		{"list: HTML 502", testAppSecret, feishu.EndpointListRuns,
+			feishufake.Fault{Kind: feishufake.EchoCredentials, Echo: feishufake.EchoHTML}, "<token>"},
+		{"get run: 99991663 quoting the Authorization header", testAppSecret, feishu.EndpointGetRun,
+			feishufake.Fault{Kind: feishufake.EchoCredentials, Echo: feishufake.EchoJSON}, "<token>"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t, feishufake.Options{})
+			e.fake.AddApp(testAppID, tc.secret)
+			ids := e.addRuns(testSession, 3)
+			e.fake.SetFault(feishufake.Scope{Endpoint: tc.scope}, tc.fault)
+			c := e.client(t, func(c *feishu.Config) { c.AppSecret = feishu.Secret(tc.secret) })
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var err error
+			if tc.scope == feishu.EndpointGetRun {
+				_, err = c.GetRun(ctx, testSession, ids[0])
+			} else {
+				_, err = c.ListRuns(ctx, testSession)
+			}
+			assertNoLeak(t, err, e.obs, append(e.Bearers(), tc.secret)...)
+			// An excerpt of a text or HTML body may end before the echo.
+			if tc.fault.Echo == feishufake.EchoJSON && !strings.Contains(err.Error(), tc.marker) {
+				t.Errorf("err = %v, want the echo shown with %s in place of the credential", err, tc.marker)
+			}
+			if tc.scope != feishu.EndpointTenantToken && len(e.Bearers()) == 0 {
+				t.Error("no request carried a token: the test proves nothing")
+			}
+		})
+	}
+}
+
+func TestUserTokenEchoedWith99991668IsScrubbedFromErrors(t *testing.T) {
+	e := newTestEnv(t, feishufake.Options{})
+	e.addRuns(testSession, 3)
+	e.fake.AddUserToken("u-first0123456789")
+	path := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(path, []byte("u-first0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.fake.SetFault(feishufake.Scope{Endpoint: feishu.EndpointListRuns},
+		feishufake.Fault{Kind: feishufake.EchoCredentials, Code: feishu.CodeTokenUserInvalid})
+	c := e.client(t, func(c *feishu.Config) { c.AppID, c.AppSecret, c.UserAccessTokenFile = "", "", path })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := c.ListRuns(ctx, testSession)
+	if !hasCode(err, feishu.CodeTokenUserInvalid) {
+		t.Fatalf("err = %v, want code 99991668", err)
+	}
+	assertNoLeak(t, err, e.obs, append(e.Bearers(), "u-first0123456789")...)
+	if !strings.Contains(err.Error(), "Bearer <token>") {
+		t.Errorf("err = %v, want the echo shown with <token> in place of the token", err)
+	}
+}
+
+func TestTokenRejectedThenRenewedIsScrubbedFromLaterErrors(t *testing.T) {
+	// A token the API rejected is still a credential: an answer to the
+	// request with the renewed token that quotes the old one (a proxy
+	// reporting the previous request, say) must not show it either.
+	var mu sync.Mutex
+	issued := 0
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.URL.Path == feishufake.TokenPath {
+			issued++
+			_, _ = fmt.Fprintf(w, `{"code":0,"msg":"ok","tenant_access_token":"t-issued%02d-0123456789","expire":7200}`, issued)
+			return
+		}
+		if r.Header.Get("Authorization") == "Bearer t-issued01-0123456789" {
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"code":99991663,"msg":"Invalid access token for authorization"}`))
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = fmt.Fprintf(w, "bad request; previous Authorization: Bearer t-issued01-0123456789, this one: %s\n", r.Header.Get("Authorization"))
+	})
+	obs := &observer{}
+	c := newClientOf(t, h, func(c *feishu.Config) { c.Observer = obs })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := c.ListRuns(ctx, testSession)
+	assertNoLeak(t, err, obs, "t-issued01-0123456789", "t-issued02-0123456789", testAppSecret)
+	if !strings.Contains(err.Error(), "previous Authorization: Bearer <token>, this one: Bearer <token>") {
+		t.Errorf("err = %v, want both tokens shown as <token>", err)
+	}
+}
+
+func TestSecretAtAnExcerptsCutLeavesNoPartOfIt(t *testing.T) {
+	// The excerpt of a text body is cut at 100 bytes; a secret straddling
+	// the cut must not leave its first bytes behind.
+	for pad := 80; pad <= 100; pad += 4 {
+		body := strings.Repeat("x", pad) + " " + testAppSecret + " trailing text"
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(body))
+		})
+		_, err := newClientOf(t, h).ListRuns(context.Background(), testSession)
+		if err == nil || strings.Contains(err.Error(), testAppSecret[:6]) {
+			t.Errorf("secret after %d bytes: err = %v, want an error without any part of the secret", pad, err)
+		}
+	}
+}
