@@ -520,7 +520,15 @@ func TestDockerfileBuildsWithThePinnedGo(t *testing.T) {
 	}
 	// The configuration is a directory in the image, so that a directory
 	// can be mounted over it.
-	if cmd := find("Dockerfile", `(?m)^CMD \["--config.file=([^"]+)"\]$`); filepath.Dir(cmd) != "/etc/aily_exporter" {
+	if cmd := find("Dockerfile", `(?m)^CMD \["--config.file=([^"]+)"`); filepath.Dir(cmd) != "/etc/aily_exporter" {
 		t.Errorf("the image's default configuration %s is not in /etc/aily_exporter", cmd)
+	}
+	// The state is kept in a volume the non-root user can write.
+	state := find("Dockerfile", `(?m)^CMD \[.*"--storage.path=([^"]+)"`)
+	if vol := find("Dockerfile", `(?m)^VOLUME (\S+)$`); vol != state {
+		t.Errorf("the image keeps its state in %s but declares the volume %s", state, vol)
+	}
+	if !strings.Contains(read("Dockerfile"), "--chown=65532:65532 "+state) {
+		t.Errorf("the state directory %s is not owned by the nonroot user 65532 in the image", state)
 	}
 }
