@@ -331,7 +331,7 @@ type appView struct {
 // collect serves one scrape bounded by ctx: it polls what is due, then
 // reports every session from its latest state.
 func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric) {
-	c.w.Poll(ctx)
+	cutOff := c.w.Poll(ctx)
 	c.save()
 	now := c.opts.Watch.Now
 	if now == nil {
@@ -352,6 +352,11 @@ func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric) {
 		v := views[s.App]
 		if v == nil {
 			return
+		}
+		if cutOff[watch.SessionKey{App: s.App, ID: s.ID}] {
+			// This scrape's deadline cut its poll off: down in this answer,
+			// its last state kept for the others.
+			s.Polled, s.Up, s.Runs = true, false, nil
 		}
 		v.states[s.State]++
 		tracked += s.Tracked

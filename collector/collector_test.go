@@ -595,3 +595,38 @@ func TestCollectorRestartStartsAtZero(t *testing.T) {
 		clk.Advance(10 * time.Second)
 	}
 }
+
+func TestShortDeadlineOfOneScrapeDoesNotDecideWhatOthersSee(t *testing.T) {
+	clk := feishufake.NewClock(t0)
+	lister := newMemLister()
+	lister.set("s1", run("r1", inProgress, 1, 2, none))
+	c := newTestCollector(t, clk, nil, 5*time.Second)
+	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
+	gather(t, context.Background(), c) // the baseline
+
+	// A scrape with a deadline too short for the poll: down in its answer.
+	clk.Advance(10 * time.Second)
+	lister.mu.Lock()
+	lister.blocks["s1"] = true
+	lister.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	mfs := gather(t, ctx, c)
+	if got, _ := value(mfs, "aily_session_up", sess("a", "s1")); got != 0 {
+		t.Errorf("the scrape whose deadline cut the poll shows aily_session_up %v, want 0", got)
+	}
+
+	// The next scrape is not served that failure: the session is still due
+	// and polled, not backed off as if it had failed.
+	clk.Advance(time.Second)
+	lister.mu.Lock()
+	lister.blocks["s1"] = false
+	lister.mu.Unlock()
+	mfs = gather(t, context.Background(), c)
+	if got, _ := value(mfs, "aily_session_up", sess("a", "s1")); got != 1 {
+		t.Errorf("the next scrape shows aily_session_up %v, want 1", got)
+	}
+	if got, _ := value(mfs, "aily_sessions", map[string]string{"app": "a", "state": "failing"}); got != 0 {
+		t.Errorf("aily_sessions{state=\"failing\"} = %v after a cut-off poll, want 0", got)
+	}
+}

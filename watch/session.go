@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"context"
 	"hash/fnv"
 	"sync"
 	"time"
@@ -51,6 +52,9 @@ type Session struct {
 	// saved is the session's record as of its last finished poll, what a
 	// save writes even while a poll is under way.
 	saved *Record
+	// pollCtx is the context of the poll under way; cutBy that of the
+	// last poll a deadline cut off, until a poll ends otherwise.
+	pollCtx, cutBy context.Context
 	// pollDeadline is the deadline of the poll under way: past it, the poll
 	// is reported cut off even if the API has not let go of it yet.
 	pollDeadline time.Time

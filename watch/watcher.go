@@ -262,7 +262,12 @@ type candidate struct {
 // for them and for polls other scrapes started. A session not reached stays
 // due, and first in line. Polls run on after ctx is cancelled, for scrapes
 // sharing them, but never past its deadline.
-func (w *Watcher) Poll(ctx context.Context) {
+//
+// It returns the sessions whose poll ctx's deadline cut off: the scrape
+// reports them down. Their state is left as it was (what the poll counted
+// is kept), so that one request's short deadline does not decide what other
+// scrapers are served: they go on seeing the last state.
+func (w *Watcher) Poll(ctx context.Context) (cutOff map[SessionKey]bool) {
 	now := w.opts.Now()
 	deadline, ok := ctx.Deadline()
 	if !ok {
@@ -275,6 +280,7 @@ func (w *Watcher) Poll(ctx context.Context) {
 	overdue := &tally{n: make(map[string]int)}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, w.opts.Concurrency)
+	var started []*Session
 start:
 	for i, c := range cands {
 		b := budgets[c.s.app.name]
@@ -290,11 +296,12 @@ start:
 			}
 			break start
 		}
-		done, ok := c.s.begin(deadline)
+		done, ok := c.s.begin(pctx, deadline)
 		if !ok {
 			<-sem
 			continue
 		}
+		started = append(started, c.s)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -303,7 +310,8 @@ start:
 			if c.api == nil {
 				api = nil
 			}
-			if w.pollSession(pctx, c.s, api, done) {
+			switch w.pollSession(pctx, c.s, api, done) {
+			case budgetCut, deadlineCut:
 				overdue.add(c.s.app.name)
 			}
 		}()
@@ -326,6 +334,17 @@ start:
 	}
 	go func() { <-all; cancel() }()
 
+	for _, s := range started {
+		s.mu.Lock()
+		if s.cutBy == pctx || (s.polling != nil && s.pollCtx == pctx) {
+			if cutOff == nil {
+				cutOff = make(map[SessionKey]bool)
+			}
+			cutOff[SessionKey{s.app.name, s.id}] = true
+		}
+		s.mu.Unlock()
+	}
+
 	overdue.mu.Lock()
 	defer overdue.mu.Unlock()
 	w.mu.Lock()
@@ -333,7 +352,11 @@ start:
 	for name := range w.apps {
 		w.overdue[name] = overdue.n[name]
 	}
+	return cutOff
 }
+
+// SessionKey names a session: its app and ID.
+type SessionKey struct{ App, ID string }
 
 // tally counts per app, safely for concurrent polls.
 type tally struct {
@@ -410,22 +433,31 @@ func (w *Watcher) budgets(cands []candidate, left time.Duration) map[string]*bud
 
 // begin marks the session as being polled; false if it already is or was
 // removed.
-func (s *Session) begin(deadline time.Time) (chan struct{}, bool) {
+func (s *Session) begin(ctx context.Context, deadline time.Time) (chan struct{}, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.polling != nil || s.removed {
 		return nil, false
 	}
-	s.polling, s.pollDeadline = make(chan struct{}), deadline
+	s.polling, s.pollCtx, s.pollDeadline = make(chan struct{}), ctx, deadline
 	return s.polling, true
 }
+
+// pollOutcome is how a poll ended.
+type pollOutcome int
+
+const (
+	pollDone    pollOutcome = iota // done, successfully or not (the zero value)
+	budgetCut                      // the request budget ran out: progress kept, still due
+	deadlineCut                    // the scrape's deadline cut it: progress kept, still due
+)
 
 // errCutOff is the error of a poll still under way at its scrape's deadline.
 var errCutOff = errors.New("poll cut off by the scrape deadline")
 
-// pollSession polls one session and records the outcome; it reports whether
-// the request budget cut the poll short.
-func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done chan struct{}) (cut bool) {
+// pollSession polls one session and records the outcome.
+func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done chan struct{}) (outcome pollOutcome) {
+	outcome = pollDone
 	start := w.opts.Now()
 	p := &poll{ctx: ctx, api: api, id: s.id, t: &s.tracker, c: &s.cursor, now: start, full: w.opts.FullInterval}
 	var err error
@@ -435,6 +467,7 @@ func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done cha
 		err = p.run()
 	}
 	if err != nil && ctx.Err() != nil && !errors.Is(err, errBudget) {
+		outcome = deadlineCut
 		err = fmt.Errorf("%w: %w", errCutOff, err)
 	}
 	took := w.opts.Now().Sub(start)
@@ -445,7 +478,7 @@ func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done cha
 	defer s.mu.Unlock()
 	defer close(done)
 	defer w.commits.Add(1)
-	s.polling = nil
+	s.polling, s.pollCtx = nil, nil
 	if !s.removed && !p.obs.Empty() {
 		w.rec.Record(s, &p.obs)
 	}
@@ -456,30 +489,42 @@ func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done cha
 	}
 	s.lastCreated = t.lastCreated
 	defer func() { s.saved = s.record() }()
-	cut = errors.Is(err, errBudget)
-	if cut && p.requests <= 1 {
-		// Not reached after all: it stays due, and first in line.
-		return true
+	if outcome == deadlineCut {
+		// Its state stays as it was, for other scrapers; the scrape whose
+		// deadline it was reports it down.
+		s.cutBy = ctx
+		level.Debug(w.opts.Logger).Log("msg", "A poll was cut off by the scrape deadline", "app", s.app.name,
+			"session_id", s.id, "err", err)
+		if t.Baselined() {
+			st := t.State()
+			s.view = &st
+		}
+		return deadlineCut
 	}
-	s.lastPoll, s.took = start, took
-	if cut {
+	if errors.Is(err, errBudget) {
+		outcome = budgetCut
+		if p.requests <= 1 {
+			// Not reached after all: it stays due, and first in line.
+			return budgetCut
+		}
 		err = nil // it read what the budget allowed and goes on next time
 	}
+	s.lastPoll, s.took = start, took
 	w.logOutcome(s, err)
-	s.polled, s.err = true, err
+	s.polled, s.err, s.cutBy = true, err, nil
 	if err != nil {
 		s.failures++
-		return cut
+		return outcome
 	}
 	s.failures = 0
 	if t.Baselined() {
-		if !cut {
+		if outcome != budgetCut {
 			s.lastSuccess = start
 		}
 		st := t.State()
 		s.view = &st
 	}
-	return cut
+	return outcome
 }
 
 // logOutcome logs a poll's outcome when it changes the session's health: a
