@@ -12,6 +12,7 @@ import (
 	"github.com/go-kit/log"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
 )
 
 // failingAPI fails every call in a way chosen per session: an API error, a
@@ -51,8 +52,8 @@ func (b *syncBuffer) String() string {
 func TestLogLinesCarryNoFormattingErrors(t *testing.T) {
 	logs := &syncBuffer{}
 	api := &failingAPI{memAPI: *newMemAPI(newestFirst, 10)}
-	now := t0
-	w := New(Options{Now: func() time.Time { return now }, MinInterval: -1, IdleInterval: time.Second,
+	clk := feishufake.NewClock(t0)
+	w := New(Options{Now: clk.Now, MinInterval: -1, IdleInterval: time.Second,
 		Logger: log.NewLogfmtLogger(logs)}, &countRecorder{finished: map[string]int{}, created: map[string]int{}})
 	w.SetApps([]App{
 		{Name: "a", API: api, Sessions: []string{"api-error", "deadline", "bare", "fine"}},
@@ -62,7 +63,7 @@ func TestLogLinesCarryNoFormattingErrors(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		w.Poll(ctx)
 		cancel()
-		now = now.Add(time.Duration(i+1) * time.Minute)
+		clk.Advance(time.Duration(i+1) * time.Minute)
 	}
 	// The polls cut off by the deadline may end after Poll returns: the next
 	// Poll waits for them.
