@@ -630,3 +630,42 @@ func TestShortDeadlineOfOneScrapeDoesNotDecideWhatOthersSee(t *testing.T) {
 		t.Errorf("aily_sessions{state=\"failing\"} = %v after a cut-off poll, want 0", got)
 	}
 }
+
+func TestLabelsTheAPICanBlowUpAreBounded(t *testing.T) {
+	clk := feishufake.NewClock(t0)
+	lister := newMemLister()
+	c := newTestCollector(t, clk, nil, 0)
+	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
+	gather(t, context.Background(), c) // the baseline
+	var runs []feishu.Run
+	for i := range 1000 {
+		runs = append(runs, run(fmt.Sprintf("r%04d", i), feishu.RunStatus(fmt.Sprintf("STATUS_%04d", i)), 1, 2, none))
+	}
+	long := run("long", feishu.RunStatus(strings.Repeat("X", 10000)), 1, 2, none)
+	f := run("f", failed, 1, 2, 3)
+	f.Error = &feishu.RunError{Code: strings.Repeat("e", 10000)}
+	lister.set("s1", append(runs, long, f)...)
+	clk.Advance(10 * time.Second)
+	mfs := gather(t, context.Background(), c)
+
+	statuses := 0
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if len(lp.GetValue()) > 128 {
+					t.Errorf("%s has a label %s of %d bytes, want at most 128", mf.GetName(), lp.GetName(), len(lp.GetValue()))
+				}
+			}
+		}
+		if mf.GetName() == "aily_runs" {
+			statuses = len(mf.GetMetric())
+		}
+	}
+	// The 7 documented statuses, at most 8 others, and "other" for the rest.
+	if statuses > 7+8+1 {
+		t.Errorf("aily_runs has %d series for one session, want at most 16", statuses)
+	}
+	if got, _ := value(mfs, "aily_runs", map[string]string{"app": "a", "session_id": "s1", "status": "other"}); got < 1000-8 {
+		t.Errorf(`aily_runs{status="other"} = %v, want the runs of every status beyond the first 8 others`, got)
+	}
+}
