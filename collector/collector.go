@@ -66,7 +66,8 @@ type Collector struct {
 	apiMu   sync.RWMutex // guards apiApps; held while APIObserver writes a series
 	apiApps map[string]bool
 
-	saving saving
+	saving    saving
+	malformed onceSet // runs already logged as malformed
 }
 
 type sessionKey struct{ app, id string }

@@ -669,3 +669,18 @@ func TestLabelsTheAPICanBlowUpAreBounded(t *testing.T) {
 		t.Errorf(`aily_runs{status="other"} = %v, want the runs of every status beyond the first 8 others`, got)
 	}
 }
+
+func TestMalformedRunIsLoggedOnce(t *testing.T) {
+	clk := feishufake.NewClock(t0)
+	logs := &syncBuffer{}
+	c := newTestCollector(t, clk, logs, 0)
+	c.SetApps([]App{{Name: "a", API: newMemLister(), PerSession: true, Sessions: []string{"s1"}}})
+	obs := c.APIObserver("a")
+	for range 3 {
+		obs.ObserveMalformedRun("s1", "r1", errors.New("ended_at: timestamp out of range"))
+	}
+	obs.ObserveMalformedRun("s1", "r2", errors.New("ended_at: timestamp out of range"))
+	if n := strings.Count(logs.String(), "run with a malformed field"); n != 2 {
+		t.Errorf("%d log lines for two malformed runs listed five times, want 2:\n%s", n, logs.String())
+	}
+}

@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"sync"
 	"time"
 
 	"github.com/go-kit/log/level"
@@ -46,9 +47,35 @@ func (o apiObserver) ObserveRateLimited(feishu.Endpoint, time.Duration) {
 // aily_api_requests_total{endpoint="tenant_token"} and in aily_session_up.
 func (o apiObserver) ObserveTokenRenewal(error) {}
 
-// ObserveMalformedRun logs at debug level: the run is still counted in the
-// status metrics, and only the histograms miss it.
+// ObserveMalformedRun logs at debug level, once per run: the run is still
+// counted in the status metrics, and only the histograms miss it.
 func (o apiObserver) ObserveMalformedRun(sessionID, runID string, err error) {
+	if !o.c.malformed.first(o.app + "\x00" + sessionID + "\x00" + runID) {
+		return
+	}
 	level.Debug(o.c.opts.Logger).Log("msg", "run with a malformed field", "app", o.app,
 		"session_id", sessionID, "run_id", runID, "err", err)
+}
+
+// maxMalformedLogged bounds the runs remembered as logged malformed; past it
+// the memory starts again, and a run may be logged once more.
+const maxMalformedLogged = 10000
+
+// onceSet tells, for a key, whether it is seen for the first time.
+type onceSet struct {
+	mu   sync.Mutex
+	seen map[string]struct{}
+}
+
+func (s *onceSet) first(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.seen[key]; ok {
+		return false
+	}
+	if s.seen == nil || len(s.seen) >= maxMalformedLogged {
+		s.seen = make(map[string]struct{})
+	}
+	s.seen[key] = struct{}{}
+	return true
 }
