@@ -693,6 +693,11 @@ func TestMissingSessionsFileIsAWarning(t *testing.T) {
 	if !hasLine(body, sessionUp("personal", "session_user", 1)) {
 		t.Errorf("the other app is not watched:\n%s", body)
 	}
+	e.scrape()
+	e.scrape()
+	if n := len(regexp.MustCompile(`level=warn [^\n]*Keeping the sessions last read`).FindAllString(e.logs.String(), -1)); n > 1 {
+		t.Errorf("three scrapes without the file warned %d times, want at most once", n)
+	}
 
 	// The file appears: the next scrape watches its sessions.
 	e.write("helpdesk.sessions", "session_from_file\n")

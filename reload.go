@@ -98,6 +98,9 @@ type exporter struct {
 	mu      sync.Mutex
 	cfg     *config.Config
 	clients map[string]appClient // by app name
+	// sessionsFileErr is, per app, the problem last logged with its
+	// sessions_file, so that it is logged when it changes, not every scrape.
+	sessionsFileErr map[string]string
 }
 
 func newExporter(o exporterOptions) *exporter {
@@ -122,8 +125,9 @@ func newExporter(o exporterOptions) *exporter {
 			Name: "aily_exporter_config_last_reload_success_timestamp_seconds",
 			Help: "Timestamp of the last successful configuration reload.",
 		}),
-		reloads: make(chan chan error),
-		clients: map[string]appClient{},
+		reloads:         make(chan chan error),
+		clients:         map[string]appClient{},
+		sessionsFileErr: map[string]string{},
 	}
 }
 
@@ -246,8 +250,19 @@ func (e *exporter) refreshSessions() {
 	for _, app := range e.cfg.Apps {
 		c, err := app.RefreshSessions()
 		if err != nil {
-			level.Warn(e.logger).Log("msg", "Keeping the sessions last read", "app", app.Name, "err", err)
+			// Once per problem, not once per scrape: a file mounted late
+			// would otherwise warn every few seconds until it appears.
+			if msg := err.Error(); e.sessionsFileErr[app.Name] != msg {
+				level.Warn(e.logger).Log("msg", "Keeping the sessions last read", "app", app.Name, "err", err)
+				e.sessionsFileErr[app.Name] = msg
+			} else {
+				level.Debug(e.logger).Log("msg", "Keeping the sessions last read", "app", app.Name, "err", err)
+			}
 			continue
+		}
+		if _, failed := e.sessionsFileErr[app.Name]; failed {
+			level.Info(e.logger).Log("msg", "Sessions file readable again", "app", app.Name, "file", app.SessionsFile)
+			delete(e.sessionsFileErr, app.Name)
 		}
 		if c {
 			level.Info(e.logger).Log("msg", "Sessions file changed", "app", app.Name, "file", app.SessionsFile,
