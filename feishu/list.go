@@ -148,6 +148,7 @@ func (c *Client) getPage(ctx context.Context, sessionID, pageToken string, size 
 	}
 	endpoint := c.base + "/open-apis/aily/v1/sessions/" + url.PathEscape(sessionID) + "/runs?" + q.Encode()
 	var w wireRunsPage
+	ctx = withBodyLimit(ctx, pageBodyLimit(size))
 	resp, err := c.getWithToken(ctx, EndpointListRuns, endpoint, func(body []byte) (apiBody, error) {
 		return w.decode(body, size)
 	})
@@ -197,3 +198,14 @@ func (c *Client) getWithToken(ctx context.Context, ep Endpoint, endpoint string,
 		return resp, nil
 	}
 }
+
+// perRunBytes is more than a run takes on the wire: its fields are bounded
+// (IDs of at most 64 characters, an error message of 64, metadata of 255),
+// and even escaped at six bytes a character they stay under it.
+const perRunBytes = 4 << 10
+
+// pageBodyLimit bounds the body of a page of size runs: a page holds at most
+// twice the page size (more is refused anyway), so a larger body is refused
+// before it is read whole and decoded, and a wrong answer cannot cost more
+// memory than a page should.
+func pageBodyLimit(size int) int64 { return 64<<10 + int64(2*size)*perRunBytes }

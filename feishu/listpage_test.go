@@ -179,3 +179,19 @@ func TestPageNestedTooDeeplySaysSo(t *testing.T) {
 		})
 	}
 }
+
+func TestHugePageIsRefusedBeforeItIsDecoded(t *testing.T) {
+	// 100,000 runs in one 6.7 MB page once peaked at 186 MB of RSS: a page
+	// body is capped by the page size asked, well below the client's cap.
+	runs := make([]string, 100000)
+	for i := range runs {
+		runs[i] = fmt.Sprintf(`{"id":"run_%06d","status":"COMPLETED","created_at":"1711975665710"}`, i)
+	}
+	h := &staticHandler{responses: []cannedResponse{jsonOK(page(false, "", runs...))}}
+	c := newClientOf(t, h, func(c *feishu.Config) { c.PageSize = 50 })
+	_, err := c.ListRunsPage(context.Background(), testSession, "")
+	var apiErr *feishu.APIError
+	if !errors.As(err, &apiErr) || !strings.Contains(apiErr.Msg, "response body larger than") {
+		t.Fatalf("err = %v, want the body refused as too large", err)
+	}
+}

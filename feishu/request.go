@@ -143,23 +143,35 @@ func (c *Client) attempt(ep Endpoint, req *http.Request, decode bodyDecoder) (*r
 		return nil, fmt.Errorf("feishu %s: %w", ep, err)
 	}
 	defer func() { _ = resp.Body.Close() }()
+	limit := c.maxBody
+	if l, ok := req.Context().Value(bodyLimitKey{}).(int64); ok && l < limit {
+		limit = l
+	}
 	var r *response
-	if resp.ContentLength > c.maxBody {
-		r = tooLargeResponse(resp.StatusCode, resp.Header, c.maxBody)
+	if resp.ContentLength > limit {
+		r = tooLargeResponse(resp.StatusCode, resp.Header, limit)
 	} else {
-		body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
+		body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 		if err != nil {
 			c.obs.ObserveRequest(ep, failureCode(req), c.now().Sub(start))
 			return nil, fmt.Errorf("feishu %s: read response (HTTP %d): %w", ep, resp.StatusCode, err)
 		}
-		if int64(len(body)) > c.maxBody {
-			r = tooLargeResponse(resp.StatusCode, resp.Header, c.maxBody)
+		if int64(len(body)) > limit {
+			r = tooLargeResponse(resp.StatusCode, resp.Header, limit)
 		} else {
 			r = newResponse(resp.StatusCode, resp.Header, body, decode)
 		}
 	}
 	c.obs.ObserveRequest(ep, resultCode(r), c.now().Sub(start))
 	return r, nil
+}
+
+// bodyLimitKey carries a request's own body cap, below the client's.
+type bodyLimitKey struct{}
+
+// withBodyLimit caps the bodies of the requests made under ctx at n bytes.
+func withBodyLimit(ctx context.Context, n int64) context.Context {
+	return context.WithValue(ctx, bodyLimitKey{}, n)
 }
 
 // failureCode is the code label of a request that got no (whole) answer:
