@@ -139,7 +139,9 @@ func (h *metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sw := &scrapeWriter{ResponseWriter: w}
-	promhttp.HandlerFor(prometheus.Gatherers{h.persistent, scrape}, promhttp.HandlerOpts{
+	// The scrape's registry first: it polls and saves the state, which the
+	// persistent registry's aily_state_* then report, for this scrape.
+	promhttp.HandlerFor(prometheus.Gatherers{scrape, h.persistent}, promhttp.HandlerOpts{
 		ErrorLog: promhttpLogger{h.logger},
 		// A failing session is a series (aily_session_up 0), not a failed
 		// scrape; anything else going wrong still leaves the rest served.

@@ -92,6 +92,13 @@ func configYAML(apiURL string, helpdeskSessions ...string) string {
 
 func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
+	return newTestEnvWith(t, "")
+}
+
+// newTestEnvWith is newTestEnv with the state kept in storageDir (none when
+// empty), read before the first configuration as at start.
+func newTestEnvWith(t *testing.T, storageDir string) *testEnv {
+	t.Helper()
 	t.Setenv("AILY_TEST_APP_SECRET", appSecret)
 	e := &testEnv{t: t, fake: feishufake.New(feishufake.Options{}), dir: t.TempDir(), logs: &syncBuffer{}, reloaded: make(chan error, 10)}
 	e.fake.AddApp("cli_helpdesk", appSecret)
@@ -114,7 +121,15 @@ func newTestEnv(t *testing.T) *testEnv {
 	e.write("aily.yml", configYAML(e.api.URL, "session_ok", "session_bad"))
 
 	logger, _ := newLogger(e.logs, "debug", "logfmt")
+	var store *storage
+	if storageDir != "" {
+		var err error
+		if store, err = openStorage(storageDir, logger); err != nil {
+			t.Fatal(err)
+		}
+	}
 	e.exporter = newExporter(exporterOptions{
+		storage: store,
 		logger:  logger,
 		source:  func() (*config.Config, error) { return config.Load(filepath.Join(e.dir, "aily.yml")) },
 		clients: clientOptions{timeout: 10 * time.Second, pageSize: 50, rateLimit: 0},
