@@ -3,7 +3,8 @@
 #   make build   the binary ./aily_exporter, version-stamped
 #   make test    everything CI runs: gofmt, go vet, staticcheck, govulncheck, the built
 #                binary's Go version, go test -race, promtool check metrics on the golden scrape, the alert rule
-#                tests and the end-to-end test against a real Prometheus
+#                tests, the Helm chart (helm lint/template) and the end-to-end test against a real Prometheus
+#   make generate  copy dashboards/alerts.yml and aily.json into the Helm chart
 #
 # Tools not on PATH are installed, pinned, into ./bin.
 
@@ -28,6 +29,9 @@ GOVULNCHECK_VERSION := v1.9.0
 # offline (CI reaches only the module proxy) and gives the same answer twice.
 VULNDB_VERSION      := v0.0.0-20261105234957-e22db6528018
 PROMTOOL_VERSION    := v0.316.0
+# helm renders and lints the chart offline (make test-helm); about 2–3 min to
+# build cold through the module proxy, once.
+HELM_VERSION        := v3.22.0
 
 # A tool on PATH wins; otherwise the pinned one in ./bin, installed on first use.
 STATICCHECK := $(or $(shell command -v staticcheck 2>/dev/null),$(GOBIN)/staticcheck)
@@ -54,12 +58,20 @@ GOLDEN := collector/testdata/golden.prom
 # closing summary.
 TEST_LOG := $(GOBIN)/go-test.log
 
-.PHONY: all build test fmt-check vet staticcheck vulncheck check-go-version test-go check-metrics test-rules test-e2e test-summary clean
+.PHONY: all build generate test fmt-check vet staticcheck vulncheck check-go-version test-go check-metrics test-rules test-helm test-e2e test-summary clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BINARY) .
+
+# The Helm chart carries copies of the alerting rules and the dashboard that
+# users download from dashboards/ (a chart cannot read files outside itself);
+# run this after changing them. A test (go test ./deploy/...) fails while the
+# copies differ.
+CHART := deploy/helm/aily-exporter
+generate:
+	cp dashboards/alerts.yml dashboards/aily.json $(CHART)/files/
 
 # The steps run one after another even under make -j, and stop at the first
 # failure; each go test run prints its own summary before failing.
@@ -73,6 +85,7 @@ test:
 	@$(MAKE) --no-print-directory test-go
 	@$(MAKE) --no-print-directory check-metrics
 	@$(MAKE) --no-print-directory test-rules
+	@$(MAKE) --no-print-directory test-helm
 	@$(MAKE) --no-print-directory test-e2e
 	@$(MAKE) --no-print-directory test-summary
 
@@ -122,6 +135,15 @@ test-rules: $(PROMTOOL)
 	$(PROMTOOL) check rules dashboards/alerts.yml
 	$(PROMTOOL) test rules dashboards/alerts_test.yml
 	$(PROMTOOL) check config dashboards/prometheus.yml
+	$(PROMTOOL) check config deploy/compose/prometheus/prometheus.yml
+
+# The Helm chart: helm lint and helm template with the defaults and every
+# documented variation (ci/*-values.yaml), every object decoded strictly into
+# its Go type, the PrometheusRule through promtool check rules.
+test-helm: $(GOBIN)/helm $(PROMTOOL)
+	@echo "==> helm lint / helm template (deploy/helm/)"
+	@PATH="$(dir $(PROMTOOL)):$$PATH" AILY_HELM=$(GOBIN)/helm \
+		.ci/gotest $(TEST_LOG) -count=1 ./deploy/helm/
 
 # The end-to-end test: the exporter in --demo mode under a real Prometheus
 # (the one on PATH, else bin/prometheus); about 70 s, it logs its wall time.
@@ -132,7 +154,7 @@ test-e2e: $(PROMETHEUS)
 
 test-summary:
 	@.ci/gotest --summary $(TEST_LOG)
-	@echo "make test: gofmt, go vet, staticcheck, govulncheck, the binary's Go version, go test -race, promtool check metrics, rule tests and the end-to-end test passed"
+	@echo "make test: gofmt, go vet, staticcheck, govulncheck, the binary's Go version, go test -race, promtool check metrics, rule tests, the Helm chart and the end-to-end test passed"
 
 $(GOBIN)/staticcheck:
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
@@ -150,6 +172,9 @@ $(GOBIN)/vulndb/index/db.json:
 # prometheus package instead, which brings promtool on PATH.
 $(GOBIN)/promtool:
 	$(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+
+$(GOBIN)/helm:
+	$(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
 $(GOBIN)/prometheus:
 	$(GO) install github.com/prometheus/prometheus/cmd/prometheus@$(PROMTOOL_VERSION)
