@@ -147,6 +147,9 @@ func (h *metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// scrape; anything else going wrong still leaves the rest served.
 		ErrorHandling: promhttp.ContinueOnError,
 		Registry:      h.instrumentation,
+		// OpenMetrics, when the scraper asks for it, carries the exemplars
+		// (the run_id of the latest run) of the failure and duration metrics.
+		EnableOpenMetrics: true,
 	}).ServeHTTP(sw, r)
 	switch {
 	case sw.err == nil:
