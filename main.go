@@ -441,8 +441,8 @@ func checkTelemetryPath(p string) error {
 		(p != clean && p != clean+"/"):
 		return fmt.Errorf("%s %q must be a plain path, such as /metrics: no spaces, '{', '}', '?' or '#', no '.' or '..' segments, no doubled '/'",
 			flag, p)
-	case p == "/config" || strings.HasPrefix(p, "/-/"):
-		return fmt.Errorf("%s %q is taken by another endpoint: /config and the paths under /-/ are the exporter's own (see the README's Endpoints)",
+	case p == "/config" || p == "/status" || p == "/status.json" || strings.HasPrefix(p, "/-/"):
+		return fmt.Errorf("%s %q is taken by another endpoint: /config, /status, /status.json and the paths under /-/ are the exporter's own (see the README's Endpoints)",
 			flag, p)
 	}
 	return nil

@@ -303,3 +303,15 @@ func (c *Collector) FinishedBySession() map[watch.SessionKey][4]float64 {
 
 // finalIndex returns the index of st in feishu.FinalStatuses(), or -1.
 func finalIndex(st feishu.RunStatus) int { return slices.Index(feishu.FinalStatuses(), st) }
+
+// AppNames returns the names of the configured apps, sorted.
+func (c *Collector) AppNames() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	names := make([]string, 0, len(c.apps))
+	for name := range c.apps {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
