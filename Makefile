@@ -147,6 +147,8 @@ test-helm: $(GOBIN)/helm $(PROMTOOL)
 
 # The end-to-end test: the exporter in --demo mode under a real Prometheus
 # (the one on PATH, else bin/prometheus); about 70 s, it logs its wall time.
+# With chromium on PATH (.ci/run installs Debian's) it also loads /status in
+# headless Chromium; without it that check is skipped, except under CI.
 test-e2e: $(PROMETHEUS)
 	@echo "==> end-to-end test (dashboards/)"
 	@PATH="$(dir $(PROMETHEUS)):$$PATH" AILY_E2E=1 \

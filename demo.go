@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/go-kit/log"
@@ -21,6 +22,9 @@ import (
 type demo struct {
 	sim     *feishufake.Simulator
 	baseURL string
+	// failingSession, when set, is watched under the first app though the
+	// simulator does not know it: its polls fail.
+	failingSession string
 }
 
 // startDemo serves the simulator's fake API and control handler on
@@ -56,20 +60,24 @@ func startDemo(ctx context.Context, f *flags, logger log.Logger) (*demo, error) 
 	base := "http://" + loopback(f.demoAPIAddress, ln.Addr())
 	level.Info(logger).Log("msg", "Demo mode: watching the built-in Aily simulator, no Feishu account used",
 		"simulator", base, "burst", "curl -X POST "+base+"/simulator/burst")
-	return &demo{sim: sim, baseURL: base}, nil
+	return &demo{sim: sim, baseURL: base, failingSession: f.demoFailingSession}, nil
 }
 
 // config is the configuration --demo runs with: the simulator's apps and
 // sessions. A reload reads them again.
 func (d *demo) config() (*config.Config, error) {
 	cfg := &config.Config{}
-	for _, a := range d.sim.Apps() {
+	for i, a := range d.sim.Apps() {
+		sessions := a.Sessions
+		if i == 0 && d.failingSession != "" {
+			sessions = append(slices.Clip(sessions), d.failingSession)
+		}
 		cfg.Apps = append(cfg.Apps, &config.App{
 			Name:      a.Name,
 			AppID:     a.AppID,
 			AppSecret: feishu.Secret(a.AppSecret),
 			BaseURL:   d.baseURL,
-			Sessions:  a.Sessions,
+			Sessions:  sessions,
 		})
 	}
 	return cfg, nil

@@ -75,6 +75,8 @@ func (e *exporter) routes(o routeOptions) http.Handler {
 		}
 		fmt.Fprintln(w, "Config reloaded")
 	})
+	mux.Handle("/status", e.statusHandler(false))
+	mux.Handle("/status.json", e.statusHandler(true))
 	mux.HandleFunc("/config", func(w http.ResponseWriter, _ *http.Request) {
 		b, err := e.redactedConfig()
 		if err != nil {
@@ -92,6 +94,7 @@ func (e *exporter) routes(o routeOptions) http.Handler {
 			Profiling:   "false", // no /debug/pprof is served
 			Links: []web.LandingLinks{
 				{Address: o.telemetryPath, Text: "Metrics"},
+				{Address: "/status", Text: "Status", Description: "sessions, their state and freshness, recent failed runs"},
 				{Address: "/config", Text: "Configuration", Description: "the loaded configuration, secrets redacted"},
 				{Address: "/-/healthy", Text: "Health"},
 				{Address: "/-/ready", Text: "Readiness"},
@@ -147,6 +150,9 @@ func (h *metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// scrape; anything else going wrong still leaves the rest served.
 		ErrorHandling: promhttp.ContinueOnError,
 		Registry:      h.instrumentation,
+		// OpenMetrics, when the scraper asks for it, carries the exemplars
+		// (the run_id of the latest run) of the failure and duration metrics.
+		EnableOpenMetrics: true,
 	}).ServeHTTP(sw, r)
 	switch {
 	case sw.err == nil:

@@ -73,6 +73,7 @@ type flags struct {
 	demoSpeed              float64
 	demoBurstInterval      time.Duration
 	demoAPIAddress         string
+	demoFailingSession     string
 }
 
 // addFlags defines the command line on a; main passes kingpin.CommandLine,
@@ -123,6 +124,8 @@ func addFlags(a *kingpin.Application) *flags {
 		Hidden().Default("10m").DurationVar(&f.demoBurstInterval)
 	a.Flag("demo.api-address", "where the demo simulator serves its fake Feishu API and POST /simulator/burst").
 		Hidden().Default("127.0.0.1:0").StringVar(&f.demoAPIAddress)
+	a.Flag("demo.failing-session", "a session ID the demo watches under its first app but the simulator does not know, so that its polls fail (a failing session to look at on /status)").
+		Hidden().Default("").StringVar(&f.demoFailingSession)
 	f.web = kingpinflag.AddFlags(a, ":9851")
 	return f
 }
@@ -441,8 +444,8 @@ func checkTelemetryPath(p string) error {
 		(p != clean && p != clean+"/"):
 		return fmt.Errorf("%s %q must be a plain path, such as /metrics: no spaces, '{', '}', '?' or '#', no '.' or '..' segments, no doubled '/'",
 			flag, p)
-	case p == "/config" || strings.HasPrefix(p, "/-/"):
-		return fmt.Errorf("%s %q is taken by another endpoint: /config and the paths under /-/ are the exporter's own (see the README's Endpoints)",
+	case p == "/config" || p == "/status" || p == "/status.json" || strings.HasPrefix(p, "/-/"):
+		return fmt.Errorf("%s %q is taken by another endpoint: /config, /status, /status.json and the paths under /-/ are the exporter's own (see the README's Endpoints)",
 			flag, p)
 	}
 	return nil

@@ -563,6 +563,7 @@ func TestFlagsOutOfRange(t *testing.T) {
 		{[]string{"--web.telemetry-path="}, `--web.telemetry-path "" must start with "/"`},
 		{[]string{"--web.telemetry-path=/-/healthy"}, `--web.telemetry-path "/-/healthy" is taken by another endpoint`},
 		{[]string{"--web.telemetry-path=/config"}, `--web.telemetry-path "/config" is taken by another endpoint`},
+		{[]string{"--web.telemetry-path=/status"}, `--web.telemetry-path "/status" is taken by another endpoint`},
 		{[]string{"--web.telemetry-path=/-/metrics"}, `--web.telemetry-path "/-/metrics" is taken by another endpoint`},
 		{[]string{"--web.telemetry-path=GET /metrics"}, `--web.telemetry-path "GET /metrics" must start with "/"`},
 		{[]string{"--web.telemetry-path=/my metrics"}, `--web.telemetry-path "/my metrics" must be a plain path`},

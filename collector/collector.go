@@ -63,8 +63,16 @@ type Collector struct {
 	apps   map[string]*appState
 	counts map[sessionKey]*counts
 
-	apiMu   sync.RWMutex // guards apiApps; held while APIObserver writes a series
-	apiApps map[string]bool
+	// failed are each app's most recent failed runs, failLog their log
+	// lines, finishedOnly the finished runs per session of apps with
+	// per_session: false (those with per_session: true have them in counts).
+	failed       map[string]*failedRing
+	failLog      failureLog
+	finishedOnly map[sessionKey][4]float64
+
+	apiMu    sync.RWMutex // guards apiApps and apiStats; held while APIObserver writes a series
+	apiApps  map[string]bool
+	apiStats map[string]*apiStats
 
 	saving    saving
 	malformed onceSet // runs already logged as malformed
@@ -88,9 +96,12 @@ type counts struct {
 	finished [4]float64 // by feishu.FinalStatuses()
 	created  float64
 	failures map[string]float64
-	extra    []feishu.RunStatus // undocumented statuses seen, reported at 0 when absent
-	duration [4]*histogram      // by feishu.FinalStatuses(); nil until a run is observed
-	queue    *histogram
+	// failureExemplar is, by error code, the latest run counted in
+	// failures; not saved with the state.
+	failureExemplar map[string]exemplar
+	extra           []feishu.RunStatus // undocumented statuses seen, reported at 0 when absent
+	duration        [4]*histogram      // by feishu.FinalStatuses(); nil until a run is observed
+	queue           *histogram
 }
 
 // maxFailureCodes bounds the distinct error_code values of an app, so that an
@@ -120,7 +131,12 @@ func New(opts Options) *Collector {
 		apps:    make(map[string]*appState),
 		counts:  make(map[sessionKey]*counts),
 		apiApps: make(map[string]bool),
+
+		failed:       make(map[string]*failedRing),
+		finishedOnly: make(map[sessionKey][4]float64),
+		apiStats:     make(map[string]*apiStats),
 	}
+	c.failLog.logger = opts.Logger
 	c.w = watch.New(opts.Watch, recorder{c})
 	return c
 }
@@ -169,6 +185,17 @@ func (c *Collector) SetApps(apps []App) {
 			delete(c.counts, k)
 		}
 	}
+	for k := range c.finishedOnly {
+		if !configured[k] || newApps[k.app].perSession {
+			delete(c.finishedOnly, k)
+		}
+	}
+	for name := range c.failed {
+		if newApps[name] == nil {
+			delete(c.failed, name)
+		}
+	}
+	c.failLog.forget(func(app string) bool { return newApps[app] != nil })
 	c.apps = newApps
 	c.mu.Unlock()
 
@@ -176,6 +203,7 @@ func (c *Collector) SetApps(apps []App) {
 	for name := range c.apiApps {
 		if newApps[name] == nil {
 			delete(c.apiApps, name)
+			delete(c.apiStats, name)
 			labels := prometheus.Labels{"app": name}
 			c.m.apiRequests.DeletePartialMatch(labels)
 			c.m.apiDuration.DeletePartialMatch(labels)
@@ -185,6 +213,7 @@ func (c *Collector) SetApps(apps []App) {
 	for name := range newApps {
 		if !c.apiApps[name] {
 			c.apiApps[name] = true
+			c.apiStats[name] = &apiStats{}
 			c.m.apiThrottled.WithLabelValues(name) // from 0, so the first throttle is seen
 		}
 	}
@@ -216,31 +245,46 @@ func (r recorder) Record(s *watch.Session, obs *watch.Observation) {
 	if as == nil {
 		return
 	}
+	now := c.now()
+	c.failLog.flush(now)
+	k := sessionKey{as.name, s.ID()}
 	cs := &as.total
 	if as.perSession {
-		k := sessionKey{as.name, s.ID()}
 		if cs = c.counts[k]; cs == nil {
 			cs = &counts{}
 			c.counts[k] = cs
 		}
 	}
-	for _, f := range obs.Finished {
-		i := slices.Index(feishu.FinalStatuses(), f.Run.Status)
+	for j := range obs.Finished {
+		f := &obs.Finished[j]
+		i := finalIndex(f.Run.Status)
 		if i < 0 {
 			continue
 		}
 		cs.finished[i]++
+		if !as.perSession {
+			n := c.finishedOnly[k]
+			n[i]++
+			c.finishedOnly[k] = n
+		}
+		ex := exemplar{runID: f.Run.ID, sessionID: s.ID(), at: now}
 		if f.Timed {
 			if cs.duration[i] == nil {
 				cs.duration[i] = newHistogram(c.opts.DurationBuckets)
 			}
-			cs.duration[i].observe(f.Seconds)
+			cs.duration[i].observeWithExemplar(f.Seconds, ex)
 		}
 		if f.Run.Status == feishu.StatusFailed {
 			if cs.failures == nil {
 				cs.failures = make(map[string]float64)
 			}
-			cs.failures[as.failureCode(f.Run.Error)]++
+			code := as.failureCode(f.Run.Error)
+			cs.failures[code]++
+			if cs.failureExemplar == nil {
+				cs.failureExemplar = make(map[string]exemplar)
+			}
+			cs.failureExemplar[code] = ex
+			c.noteFailed(as.name, s.ID(), f, now)
 		}
 	}
 	for _, st := range obs.Started {
@@ -317,6 +361,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.collect(ctx, ch)
 }
 
+// now returns the time by the watcher's clock.
+func (c *Collector) now() time.Time {
+	if c.opts.Watch.Now != nil {
+		return c.opts.Watch.Now()
+	}
+	return time.Now()
+}
+
 // Watcher returns the watcher behind the collector.
 func (c *Collector) Watcher() *watch.Watcher { return c.w }
 
@@ -334,11 +386,10 @@ type appView struct {
 func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric) {
 	cutOff := c.w.Poll(ctx)
 	c.save()
-	now := c.opts.Watch.Now
-	if now == nil {
-		now = time.Now
-	}
-	t := now()
+	t := c.now()
+	c.mu.Lock()
+	c.failLog.flush(t)
+	c.mu.Unlock()
 
 	views := make(map[string]*appView)
 	c.mu.Lock()
@@ -490,7 +541,11 @@ func (c *Collector) countMetrics(rm *runMetrics, cs *counts, labels ...string) [
 	}
 	ms = append(ms, prometheus.MustNewConstMetric(rm.created, prometheus.CounterValue, cs.created, labels...))
 	for code, n := range cs.failures {
-		ms = append(ms, prometheus.MustNewConstMetric(rm.failures, prometheus.CounterValue, n, append(labels, code)...))
+		m := prometheus.MustNewConstMetric(rm.failures, prometheus.CounterValue, n, append(labels, code)...)
+		if ex, ok := cs.failureExemplar[code]; ok {
+			m = ex.attach(m, 1)
+		}
+		ms = append(ms, m)
 	}
 	if cs.queue != nil {
 		ms = append(ms, cs.queue.metric(rm.queue, labels...))

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/watch"
 )
 
 // t0 is when the sessions began to be watched in these tests.
@@ -37,3 +38,5 @@ const (
 	completed  = feishu.StatusCompleted
 	failed     = feishu.StatusFailed
 )
+
+type watchKey = watch.SessionKey

@@ -64,6 +64,16 @@ type histogram struct {
 	// created, when not zero, is exposed as the created timestamp. It is
 	// kept in the state so that a restored histogram does not look new.
 	created time.Time
+
+	// exemplars are, per classic bucket and last the +Inf one, the latest
+	// observation given an exemplar; nil until one is. Not saved.
+	exemplars []observedExemplar
+}
+
+// observedExemplar is an exemplar with the value observed.
+type observedExemplar struct {
+	exemplar
+	value float64
 }
 
 type nativeBucket struct {
@@ -91,6 +101,19 @@ func newHistogram(classicBounds []float64) *histogram {
 		schema:        nativeSchema,
 		zeroThreshold: prometheus.DefNativeHistogramZeroThreshold,
 	}
+}
+
+// observeWithExemplar adds v, and makes ex the exemplar of the classic
+// bucket v falls into.
+func (h *histogram) observeWithExemplar(v float64, ex exemplar) {
+	h.observe(v)
+	if math.IsNaN(v) {
+		return
+	}
+	if h.exemplars == nil {
+		h.exemplars = make([]observedExemplar, len(h.bounds)+1)
+	}
+	h.exemplars[sort.SearchFloat64s(h.bounds, v)] = observedExemplar{ex, v}
 }
 
 // observe adds v. A NaN counts in count and sum (making the sum NaN) and in
@@ -214,6 +237,18 @@ func (h *histogram) metric(desc *prometheus.Desc, labelValues ...string) prometh
 		buckets[i].CumulativeCount = &cumulative[i]
 		buckets[i].UpperBound = &upper[i]
 		his.Bucket[i] = &buckets[i]
+	}
+	if h.exemplars != nil {
+		for i := range his.Bucket {
+			his.Bucket[i].Exemplar = h.exemplars[i].proto(h.exemplars[i].value)
+		}
+		// As client_golang: a +Inf bucket is written only to carry an
+		// exemplar; exposition adds it otherwise.
+		if ex := h.exemplars[n].proto(h.exemplars[n].value); ex != nil {
+			his.Bucket = append(his.Bucket, &dto.Bucket{
+				CumulativeCount: new(h.count), UpperBound: new(math.Inf(+1)), Exemplar: ex,
+			})
+		}
 	}
 	his.PositiveSpan, his.PositiveDelta = nativeSpans(h.positive)
 	his.NegativeSpan, his.NegativeDelta = nativeSpans(h.negative)

@@ -32,6 +32,9 @@ func (o apiObserver) ObserveRequest(ep feishu.Endpoint, code string, took time.D
 	}
 	o.c.m.apiRequests.WithLabelValues(o.app, string(ep), code).Inc()
 	o.c.m.apiDuration.WithLabelValues(o.app, string(ep)).Observe(max(took.Seconds(), 0))
+	if s := o.c.apiStats[o.app]; s != nil {
+		s.request(o.c.now())
+	}
 }
 
 func (o apiObserver) ObserveRateLimited(feishu.Endpoint, time.Duration) {
@@ -41,11 +44,33 @@ func (o apiObserver) ObserveRateLimited(feishu.Endpoint, time.Duration) {
 		return
 	}
 	o.c.m.apiThrottled.WithLabelValues(o.app).Inc()
+	if s := o.c.apiStats[o.app]; s != nil {
+		s.mu.Lock()
+		s.rateLimited++
+		s.mu.Unlock()
+	}
 }
 
-// ObserveTokenRenewal is not a metric: a failed renewal shows in
-// aily_api_requests_total{endpoint="tenant_token"} and in aily_session_up.
-func (o apiObserver) ObserveTokenRenewal(error) {}
+// ObserveTokenRenewal is not a metric (a failed renewal shows in
+// aily_api_requests_total{endpoint="tenant_token"} and in aily_session_up):
+// the status page shows the last failure. The client's errors never hold a
+// secret.
+func (o apiObserver) ObserveTokenRenewal(err error) {
+	o.c.apiMu.RLock()
+	defer o.c.apiMu.RUnlock()
+	s := o.c.apiStats[o.app]
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.tokenErr, s.tokenErrAt = err.Error(), o.c.now()
+		return
+	}
+	s.tokenOKAt = o.c.now()
+	s.tokenErr, s.tokenErrAt = "", time.Time{}
+}
 
 // ObserveMalformedRun logs at debug level, once per run: the run is still
 // counted in the status metrics, and only the histograms miss it.

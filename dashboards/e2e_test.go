@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,6 +25,10 @@ import (
 
 	"go.yaml.in/yaml/v3"
 )
+
+// failingSession is a session the demo watches but its simulator does not
+// know: the status page must show it failing.
+const failingSession = "session_e2e_missing"
 
 // The end-to-end test runs the real binary in --demo mode under a real
 // Prometheus that loads alerts.yml, and checks the dashboard's queries and the
@@ -105,6 +110,7 @@ func TestEndToEnd(t *testing.T) {
 		fmt.Sprintf("--demo.speed=%d", demoSpeed),
 		"--demo.burst-interval="+demoBurstInterval,
 		"--demo.api-address="+apiAddr,
+		"--demo.failing-session="+failingSession,
 		"--web.listen-address="+exporterAddr,
 	)
 	waitFor(t, "the exporter to serve /metrics", 30*time.Second, []*process{exporter}, func() error {
@@ -117,6 +123,8 @@ func TestEndToEnd(t *testing.T) {
 		"--config.file="+cfg,
 		"--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
 		"--web.listen-address="+promAddr,
+		// Exemplars (the run_id of the latest failed run) are kept.
+		"--enable-feature=exemplar-storage",
 	)
 	procs := []*process{exporter, prometheus}
 	prom := promAPI{base: "http://" + promAddr}
@@ -237,6 +245,40 @@ func TestEndToEnd(t *testing.T) {
 	}) {
 		return // the later steps need this one
 	}
+
+	t.Run("an exemplar names a failed run", func(t *testing.T) {
+		// Prometheus negotiates OpenMetrics, whose exemplars it stores.
+		waitFor(t, "an exemplar of aily_run_failures_total with a run_id", 60*time.Second, procs, func() error {
+			var data []struct {
+				SeriesLabels map[string]string `json:"seriesLabels"`
+				Exemplars    []struct {
+					Labels map[string]string `json:"labels"`
+				} `json:"exemplars"`
+			}
+			now := time.Now()
+			err := prom.get("/api/v1/query_exemplars", url.Values{
+				"query": {"aily_run_failures_total"},
+				"start": {strconv.FormatInt(now.Add(-time.Hour).Unix(), 10)},
+				"end":   {strconv.FormatInt(now.Unix(), 10)},
+			}, &data)
+			if err != nil {
+				return err
+			}
+			for _, d := range data {
+				for _, ex := range d.Exemplars {
+					if strings.HasPrefix(ex.Labels["run_id"], "run_") && ex.Labels["session_id"] != "" {
+						t.Logf("exemplar %v of %v", ex.Labels, d.SeriesLabels)
+						return nil
+					}
+				}
+			}
+			return fmt.Errorf("no exemplar with a run_id among %d series", len(data))
+		})
+	})
+
+	t.Run("status page in a browser", func(t *testing.T) {
+		checkStatusPageInBrowser(t, "http://"+exporterAddr)
+	})
 
 	t.Run("every dashboard query returns data", func(t *testing.T) {
 		queries := dashboardQueries(t)

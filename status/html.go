@@ -1,0 +1,195 @@
+package status
+
+import (
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"io"
+	"net/url"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/watch"
+)
+
+// maxShownMessageBytes bounds an error message on the HTML page; the JSON
+// carries what the collector keeps.
+const maxShownMessageBytes = 300
+
+// WriteHTML renders p as the status page: plain HTML with its style inline,
+// no script and no external asset, so that it renders offline. Every value
+// is escaped by html/template.
+func WriteHTML(w io.Writer, p *Page) error {
+	return pageTemplate.Execute(w, p)
+}
+
+// WriteJSON writes p as JSON.
+func WriteJSON(w io.Writer, p *Page) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(p)
+}
+
+// link returns the status page's address for q.
+func link(path string, q Query) string {
+	v := url.Values{}
+	if q.App != "" {
+		v.Set("app", q.App)
+	}
+	if q.Sort != "" {
+		v.Set("sort", q.Sort)
+	}
+	if q.Page > 1 {
+		v.Set("page", strconv.Itoa(q.Page))
+	}
+	if len(v) == 0 {
+		return path
+	}
+	return path + "?" + v.Encode()
+}
+
+// age writes seconds as a short duration: 4s, 3m12s, 2h5m, 3d4h.
+func age(s *float64) string {
+	if s == nil {
+		return "—"
+	}
+	d := time.Duration(*s * float64(time.Second))
+	switch {
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	case d < time.Hour:
+		return d.Round(time.Second).String()
+	case d < 48*time.Hour:
+		return d.Round(time.Minute).String()
+	}
+	days := int(d / (24 * time.Hour))
+	return fmt.Sprintf("%dd%dh", days, int((d-time.Duration(days)*24*time.Hour)/time.Hour))
+}
+
+// shorten cuts s to maxShownMessageBytes on a rune boundary, with a marker.
+func shorten(s string) string {
+	if len(s) <= maxShownMessageBytes {
+		return s
+	}
+	cut := maxShownMessageBytes
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+var pageTemplate = template.Must(template.New("status").Funcs(template.FuncMap{
+	"age":     age,
+	"shorten": shorten,
+	"states":  watch.SessionStates,
+	"final":   feishu.FinalStatuses,
+	"time": func(t time.Time) string {
+		return t.UTC().Format("2006-01-02 15:04:05Z")
+	},
+	"ptime": func(t *time.Time) string {
+		if t == nil {
+			return "never"
+		}
+		return t.UTC().Format("2006-01-02 15:04:05Z")
+	},
+	"link": link,
+	"withApp": func(q Query, app string) Query {
+		q.App, q.Page = app, 1
+		return q
+	},
+	"withSort": func(q Query, sort string) Query {
+		q.Sort, q.Page = sort, 1
+		return q
+	},
+	"withPage": func(q Query, page int) Query {
+		q.Page = page
+		return q
+	},
+	"add": func(a, b int) int { return a + b },
+	"budget": func(a App) string {
+		if a.BudgetPerMinute <= 0 {
+			return fmt.Sprintf("%d / no limit", a.RequestsLastMinute)
+		}
+		return fmt.Sprintf("%d / %s (%.0f%%)", a.RequestsLastMinute, strconv.FormatFloat(a.BudgetPerMinute, 'f', -1, 64),
+			100*float64(a.RequestsLastMinute)/a.BudgetPerMinute)
+	},
+}).Parse(pageHTML))
+
+const pageHTML = `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Aily Exporter status</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; margin-bottom: 1.5em; font-size: 0.92em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }
+th { background: #f2f2f2; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; }
+.state-failing { background: #fbe3e3; color: #8a1010; font-weight: bold; }
+.state-pending { background: #fff5d6; }
+.state-active { background: #e3f5e3; }
+.state-idle { color: #666; }
+.msg { max-width: 40em; white-space: pre-wrap; overflow-wrap: anywhere; }
+.err { color: #8a1010; }
+code { font-size: 0.95em; }
+nav a { margin-right: 0.8em; }
+</style>
+</head>
+<body>
+<h1>Aily Exporter status</h1>
+<p>Generated {{time .Generated}}. <a href="/">Home</a> · <a href="{{link "/status.json" .Query}}">This page as JSON</a>{{if .Query.App}} · <a href="{{link "/status" (withApp .Query "")}}">All apps</a>{{end}}</p>
+
+<h2>Apps</h2>
+<table id="apps">
+<thead><tr><th>App</th>{{range states}}<th>{{.}}</th>{{end}}<th>Requests last minute / budget</th><th>Overdue</th><th>Rate limited</th><th>Token</th></tr></thead>
+<tbody>
+{{range .Apps}}<tr data-app="{{.Name}}">
+<td><a href="{{link "/status" (withApp $.Query .Name)}}">{{.Name}}</a></td>
+{{$a := .}}{{range states}}<td class="n{{if and (eq (print .) "failing") (gt (index $a.Sessions .) 0)}} state-failing{{end}}">{{index $a.Sessions .}}</td>{{end}}
+<td class="n">{{budget .}}</td>
+<td class="n">{{.Overdue}}</td>
+<td class="n">{{.RateLimited}}</td>
+<td>{{if .Token.Healthy}}ok{{if .Token.RenewedAt}} (renewed {{ptime .Token.RenewedAt}}){{end}}{{else}}<span class="err">{{.Token.Error}}</span> ({{ptime .Token.ErrorAt}}){{end}}</td>
+</tr>
+{{end}}</tbody>
+</table>
+
+<h2>Recent failed runs{{if .Query.App}} of {{.Query.App}}{{end}}</h2>
+{{if .FailedRuns}}<table id="failed-runs">
+<thead><tr><th>Time</th><th>App</th><th>Session</th><th>Run ID</th><th>Error code</th><th>Error message</th><th>Duration</th></tr></thead>
+<tbody>
+{{range .FailedRuns}}<tr class="failed-run" data-run-id="{{.RunID}}">
+<td>{{time .Time}}</td><td>{{.App}}</td><td><code>{{.SessionID}}</code></td><td><code>{{.RunID}}</code></td><td><code>{{.Code}}</code></td>
+<td class="msg">{{shorten .Message}}</td><td class="n">{{age .DurationSeconds}}</td>
+</tr>
+{{end}}</tbody>
+</table>{{else}}<p id="failed-runs-none">No failed run since the exporter started.</p>{{end}}
+
+<h2>Sessions{{if .Query.App}} of {{.Query.App}}{{end}}</h2>
+<form method="get" action="/status">
+<label>App <select name="app"><option value="">all</option>{{range .Apps}}<option value="{{.Name}}"{{if eq .Name $.Query.App}} selected{{end}}>{{.Name}}</option>{{end}}</select></label>
+{{if .Query.Sort}}<input type="hidden" name="sort" value="{{.Query.Sort}}">{{end}}
+<button type="submit">Filter</button>
+</form>
+<p>{{.SessionsTotal}} sessions{{if gt .Pages 1}}, page {{.Query.Page}} of {{.Pages}}{{end}}. Sort by
+<a href="{{link "/status" (withSort .Query "")}}">app and session</a> · <a href="{{link "/status" (withSort .Query "state")}}">state</a> (failing first).</p>
+<table id="sessions">
+<thead><tr><th>App</th><th>Session</th><th>State</th><th>Last successful poll</th><th>Age</th><th>Last error</th><th>Runs in flight</th><th>Oldest in flight</th>{{range final}}<th>{{.}}</th>{{end}}</tr></thead>
+<tbody>
+{{range .Sessions}}<tr class="session" data-app="{{.App}}" data-session-id="{{.ID}}" data-state="{{.State}}">
+<td>{{.App}}</td><td><code>{{.ID}}</code></td><td class="state-{{.State}}">{{.State}}</td>
+<td>{{ptime .LastSuccess}}</td><td class="n">{{age .AgeSeconds}}</td>
+<td class="msg err">{{shorten .Error}}</td>
+<td>{{range $st, $n := .InFlight}}{{$st}} {{$n}}<br>{{else}}none{{end}}</td><td class="n">{{age .OldestSeconds}}</td>
+{{$s := .}}{{range final}}<td class="n">{{index $s.Finished .}}</td>{{end}}
+</tr>
+{{end}}</tbody>
+</table>
+{{if gt .Pages 1}}<nav>{{if gt .Query.Page 1}}<a href="{{link "/status" (withPage .Query (add .Query.Page -1))}}" rel="prev">← previous</a>{{end}}
+{{if lt .Query.Page .Pages}}<a href="{{link "/status" (withPage .Query (add .Query.Page 1))}}" rel="next">next →</a>{{end}}</nav>{{end}}
+</body>
+</html>
+`

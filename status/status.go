@@ -1,0 +1,237 @@
+// Package status assembles what the exporter's status page shows: per app,
+// its sessions by state, its use of the Feishu API and its token's health;
+// per session, its state, freshness, last error and runs; and the most recent
+// failed runs. The same Page is rendered as HTML (/status) and JSON
+// (/status.json).
+package status
+
+import (
+	"cmp"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/aily-exporter/aily_exporter/collector"
+	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/watch"
+)
+
+// DefaultPerPage is how many sessions a page lists.
+const DefaultPerPage = 100
+
+// Options are what the page knows besides the collector.
+type Options struct {
+	// RateLimit is each app's request budget in requests per second
+	// (--feishu.rate-limit); 0 means none.
+	RateLimit float64
+	// PerPage is how many sessions a page lists; default DefaultPerPage.
+	PerPage int
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Query is what the page is asked for: ?app=, ?sort=, ?page=.
+type Query struct {
+	// App filters sessions and failed runs to one app; "" for all.
+	App string
+	// Sort is "state" (failing first, then pending, active, idle) or ""
+	// (by app and session ID).
+	Sort string
+	// Page is the page of sessions, from 1.
+	Page int
+}
+
+// Page is the status page's data.
+type Page struct {
+	Generated time.Time `json:"generated"`
+	Query     Query     `json:"query"`
+	Apps      []App     `json:"apps"`
+	// FailedRuns are the most recent failed runs (at most
+	// collector.MaxFailedRuns per app), of the app asked for or of all,
+	// the most recent first.
+	FailedRuns []FailedRun `json:"failed_runs"`
+	// Sessions are the page's sessions; SessionsTotal how many match the
+	// query over all pages.
+	Sessions      []Session `json:"sessions"`
+	SessionsTotal int       `json:"sessions_total"`
+	Pages         int       `json:"pages"`
+	PerPage       int       `json:"per_page"`
+}
+
+// App is an app's line.
+type App struct {
+	Name string `json:"name"`
+	// Sessions counts its sessions by state: pending, active, idle, failing.
+	Sessions map[watch.SessionState]int `json:"sessions"`
+	// RequestsLastMinute are the HTTP requests to Feishu in the last 60 s;
+	// BudgetPerMinute what --feishu.rate-limit allows in 60 s (0: no limit).
+	RequestsLastMinute int     `json:"requests_last_minute"`
+	BudgetPerMinute    float64 `json:"budget_per_minute"`
+	// Overdue are the sessions the last scrape found due but could not reach.
+	Overdue int `json:"overdue"`
+	// RateLimited are the "slow down" answers since the exporter started.
+	RateLimited uint64 `json:"rate_limited"`
+	// Token is the health of its access token.
+	Token Token `json:"token"`
+}
+
+// Token is an app's token health: the error of its last renewal if that
+// failed, and when a renewal last succeeded.
+type Token struct {
+	Healthy   bool       `json:"healthy"`
+	Error     string     `json:"error,omitempty"`
+	ErrorAt   *time.Time `json:"error_at,omitempty"`
+	RenewedAt *time.Time `json:"renewed_at,omitempty"`
+}
+
+// Session is a session's line.
+type Session struct {
+	App   string             `json:"app"`
+	ID    string             `json:"id"`
+	State watch.SessionState `json:"state"`
+	// LastSuccess is when its last successful poll began, AgeSeconds how
+	// long ago; nil before its first.
+	LastSuccess *time.Time `json:"last_success,omitempty"`
+	AgeSeconds  *float64   `json:"last_success_age_seconds,omitempty"`
+	// Error is its most recent poll's error, in words; "" when it worked.
+	Error string `json:"error,omitempty"`
+	// InFlight counts its runs not final by status; OldestSeconds is the
+	// age of the oldest of them. Both as of its last successful poll.
+	InFlight      map[feishu.RunStatus]int `json:"in_flight"`
+	OldestSeconds *float64                 `json:"oldest_in_flight_seconds,omitempty"`
+	// Finished counts the runs seen reaching each final status since its
+	// watch began.
+	Finished map[feishu.RunStatus]int `json:"finished"`
+}
+
+// FailedRun is a failed run's line.
+type FailedRun struct {
+	Time      time.Time `json:"time"`
+	App       string    `json:"app"`
+	SessionID string    `json:"session_id"`
+	RunID     string    `json:"run_id"`
+	Code      string    `json:"error_code"`
+	Message   string    `json:"error_message"`
+	// DurationSeconds is ended_at − started_at; nil when not known.
+	DurationSeconds *float64 `json:"duration_seconds,omitempty"`
+}
+
+// stateOrder is the order of sort=state: what needs attention first.
+var stateOrder = map[watch.SessionState]int{watch.Failing: 0, watch.Pending: 1, watch.Active: 2, watch.Idle: 3}
+
+// Build returns the page for q from what the collector knows now.
+func Build(c *collector.Collector, o Options, q Query) *Page {
+	if o.PerPage <= 0 {
+		o.PerPage = DefaultPerPage
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	now := o.Now()
+	p := &Page{Generated: now, Query: q, PerPage: o.PerPage, FailedRuns: []FailedRun{}, Sessions: []Session{}}
+
+	overdue := c.Watcher().Overdue()
+	apps := map[string]*App{}
+	for _, name := range c.AppNames() {
+		api := c.APIStatus(name, now)
+		a := App{
+			Name:               name,
+			Sessions:           map[watch.SessionState]int{},
+			RequestsLastMinute: api.RequestsLastMinute,
+			BudgetPerMinute:    o.RateLimit * 60,
+			Overdue:            overdue[name],
+			RateLimited:        api.RateLimited,
+			Token:              Token{Healthy: api.TokenError == "", Error: api.TokenError},
+		}
+		for _, st := range watch.SessionStates() {
+			a.Sessions[st] = 0
+		}
+		if !api.TokenErrorAt.IsZero() {
+			a.Token.ErrorAt = &api.TokenErrorAt
+		}
+		if !api.TokenRenewedAt.IsZero() {
+			a.Token.RenewedAt = &api.TokenRenewedAt
+		}
+		p.Apps = append(p.Apps, a)
+	}
+	for i := range p.Apps {
+		apps[p.Apps[i].Name] = &p.Apps[i]
+	}
+
+	finished := c.FinishedBySession()
+	var sessions []Session
+	c.Watcher().EachSnapshot(func(s *watch.Snapshot) {
+		if a := apps[s.App]; a != nil {
+			a.Sessions[s.State]++
+		}
+		if q.App != "" && s.App != q.App {
+			return
+		}
+		sessions = append(sessions, session(s, finished[watch.SessionKey{App: s.App, ID: s.ID}], now))
+	})
+	if q.Sort == "state" {
+		slices.SortStableFunc(sessions, func(a, b Session) int {
+			return cmp.Compare(stateOrder[a.State], stateOrder[b.State])
+		})
+	}
+	p.SessionsTotal = len(sessions)
+	p.Pages = max((len(sessions)+o.PerPage-1)/o.PerPage, 1)
+	p.Query.Page = min(max(q.Page, 1), p.Pages)
+	from := (p.Query.Page - 1) * o.PerPage
+	p.Sessions = append(p.Sessions, sessions[from:min(from+o.PerPage, len(sessions))]...)
+
+	for _, f := range c.FailedRuns(q.App) {
+		fr := FailedRun{Time: f.Time, App: f.App, SessionID: f.SessionID, RunID: f.RunID, Code: f.Code, Message: f.Message}
+		if f.Timed {
+			fr.DurationSeconds = seconds(f.Duration)
+		}
+		p.FailedRuns = append(p.FailedRuns, fr)
+	}
+	return p
+}
+
+// session returns the line of a session.
+func session(s *watch.Snapshot, finished [4]float64, now time.Time) Session {
+	out := Session{App: s.App, ID: s.ID, State: s.State, InFlight: map[feishu.RunStatus]int{}, Finished: map[feishu.RunStatus]int{}}
+	if !s.LastSuccess.IsZero() {
+		t := s.LastSuccess
+		out.LastSuccess, out.AgeSeconds = &t, seconds(now.Sub(t))
+	}
+	if s.Err != nil {
+		out.Error = s.Err.Error()
+	}
+	for i, st := range feishu.FinalStatuses() {
+		out.Finished[st] = int(finished[i])
+	}
+	if s.Runs != nil {
+		var oldest time.Time
+		for st, n := range s.Runs.InFlight {
+			out.InFlight[st] = n
+			if o := s.Runs.Oldest[st]; !o.IsZero() && (oldest.IsZero() || o.Before(oldest)) {
+				oldest = o
+			}
+		}
+		if !oldest.IsZero() {
+			out.OldestSeconds = seconds(now.Sub(oldest))
+		}
+	}
+	return out
+}
+
+func seconds(d time.Duration) *float64 {
+	s := max(d, 0).Round(time.Millisecond).Seconds()
+	return &s
+}
+
+// ParseQuery reads ?app=, ?sort= and ?page=; a page that is not a number is
+// the first.
+func ParseQuery(get func(string) string) Query {
+	q := Query{App: get("app"), Page: 1}
+	if get("sort") == "state" {
+		q.Sort = "state"
+	}
+	if n, err := strconv.Atoi(get("page")); err == nil {
+		q.Page = n
+	}
+	return q
+}
