@@ -4,6 +4,11 @@
 #   make test    everything CI runs: gofmt, go vet, staticcheck, govulncheck, go test -race,
 #                promtool check metrics on the golden scrape, the alert rule
 #                tests and the end-to-end test against a real Prometheus
+#   make mutation  mutation testing with gremlins of the counting and planning
+#                code (./watch; others with PKGS="./watch ./feishu"): fails under
+#                90% efficacy (killed / (killed + lived)); slow (minutes per
+#                package), so not part of make test. The JSON reports land in
+#                ./bin/mutation-*.json
 #
 # Tools not on PATH are installed, pinned, into ./bin.
 
@@ -26,6 +31,7 @@ GOVULNCHECK_VERSION := v1.9.0
 # offline (CI reaches only the module proxy) and gives the same answer twice.
 VULNDB_VERSION      := v0.0.0-20261105234957-e22db6528018
 PROMTOOL_VERSION    := v0.316.0
+GREMLINS_VERSION    := v0.6.0
 
 # A tool on PATH wins; otherwise the pinned one in ./bin, installed on first use.
 STATICCHECK := $(or $(shell command -v staticcheck 2>/dev/null),$(GOBIN)/staticcheck)
@@ -52,7 +58,7 @@ GOLDEN := collector/testdata/golden.prom
 # closing summary.
 TEST_LOG := $(GOBIN)/go-test.log
 
-.PHONY: all build test fmt-check vet staticcheck vulncheck test-go check-metrics test-rules test-e2e test-summary clean
+.PHONY: all build test fmt-check vet staticcheck vulncheck test-go check-metrics test-rules test-e2e test-summary mutation clean
 
 all: build
 
@@ -121,8 +127,23 @@ test-summary:
 	@.ci/gotest --summary $(TEST_LOG)
 	@echo "make test: gofmt, go vet, staticcheck, govulncheck, go test -race, promtool check metrics, rule tests and the end-to-end test passed"
 
+# Mutation testing. With gremlins' defaults every mutant times out on a
+# 2-core machine: one worker, and a generous timeout coefficient.
+PKGS              ?= ./watch
+MUTATION_EFFICACY ?= 90
+mutation: $(GOBIN)/gremlins
+	@for pkg in $(PKGS); do \
+		echo "==> gremlins unleash $$pkg (efficacy threshold $(MUTATION_EFFICACY)%)"; \
+		report="$(GOBIN)/mutation-$$(echo "$$pkg" | tr -c 'a-zA-Z0-9\n' '-' | sed 's/^-*//').json"; \
+		$(GOBIN)/gremlins unleash --workers 1 --timeout-coefficient 10 \
+			--threshold-efficacy $(MUTATION_EFFICACY) --output "$$report" "$$pkg" || exit 1; \
+	done
+
 $(GOBIN)/staticcheck:
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+$(GOBIN)/gremlins:
+	$(GO) install github.com/go-gremlins/gremlins/cmd/gremlins@$(GREMLINS_VERSION)
 
 $(GOBIN)/govulncheck:
 	$(GO) install golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION)
