@@ -21,6 +21,7 @@ type memAPI struct {
 	order    order
 	size     int
 	lists    int            // list-runs requests
+	listsOf  map[string]int // list-runs requests by session, never reset
 	gets     int            // get-run requests
 	onPage   func(page int) // called after each page is computed
 	badToken bool           // every page token is refused (2700001)
@@ -71,6 +72,10 @@ func (m *memAPI) sorted(session string) []feishu.Run {
 func (m *memAPI) ListRunsPage(_ context.Context, session, token string) (feishu.RunsPage, error) {
 	m.mu.Lock()
 	m.lists++
+	if m.listsOf == nil {
+		m.listsOf = map[string]int{}
+	}
+	m.listsOf[session]++
 	off := 0
 	if token != "" {
 		n, err := strconv.Atoi(strings.TrimPrefix(token, "o"))
@@ -109,6 +114,13 @@ func (m *memAPI) GetRun(_ context.Context, session, id string) (feishu.Run, erro
 }
 
 func (m *memAPI) PageSize() int { return m.size }
+
+// listed returns the list-runs requests made for a session so far.
+func (m *memAPI) listed(session string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.listsOf[session]
+}
 
 // requests returns the list and get requests made since the last call.
 func (m *memAPI) requests() (lists, gets int) {
