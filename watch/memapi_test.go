@@ -47,6 +47,16 @@ func (m *memAPI) put(runs ...feishu.Run) {
 	}
 }
 
+// remove deletes runs of a session: the API stops listing them.
+func (m *memAPI) remove(session string, ids ...string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.cache = nil
+	for _, id := range ids {
+		delete(m.runs[session], id)
+	}
+}
+
 func (m *memAPI) sorted(session string) []feishu.Run {
 	if out, ok := m.cache[session]; ok {
 		return out
