@@ -237,3 +237,53 @@ func TestSessionStates(t *testing.T) {
 		t.Errorf("session broken: error %v, want the API's error, not a cut-off", err)
 	}
 }
+
+func TestPollCutByTheBudgetAfterAGetRunCountsAsAPoll(t *testing.T) {
+	clk := &clock{now: t0}
+	mem := newMemAPI(newestFirst, 10)
+	mem.put(longHistory(100, 10)...)
+	w := New(Options{Now: clk.Now, RateLimit: 1}, nopRecorder{})
+	w.SetApps([]App{{Name: "a", API: mem, Sessions: []string{"s1"}}})
+	pollWithin(w, 20*time.Second) // a budget of 21: the baseline's 10 pages
+	if !snapshots(w)["s1"].Up {
+		t.Fatal("baseline failed")
+	}
+	clk.Advance(10 * time.Second)
+	mem.requests()
+	// A budget of 1: the first page, then the get run of the run in flight
+	// deep down is refused.
+	pollWithin(w, 500*time.Millisecond)
+	if lists, gets := mem.requests(); lists != 1 || gets != 0 {
+		t.Fatalf("poll with a budget of 1 made %d list and %d get requests, want 1 and 0", lists, gets)
+	}
+	// It read a page: the session is not due again before the min interval.
+	pollWithin(w, 20*time.Second)
+	if lists, gets := mem.requests(); lists+gets != 0 {
+		t.Errorf("a scrape right after made %d requests, want none: the session was polled", lists+gets)
+	}
+	if snap := snapshots(w)["s1"]; !snap.Up {
+		t.Errorf("session down after a poll cut by the budget: %v", snap.Err)
+	}
+}
+
+// lateAPI answers the first page as the poll's deadline passes.
+type lateAPI struct{ *memAPI }
+
+func (a lateAPI) ListRunsPage(ctx context.Context, session, token string) (feishu.RunsPage, error) {
+	<-ctx.Done()
+	return a.memAPI.ListRunsPage(context.Background(), session, token)
+}
+
+func TestPollAnsweredAsTheDeadlinePassesIsNotCutOff(t *testing.T) {
+	mem := newMemAPI(newestFirst, 10)
+	mem.put(longHistory(5, -1)...)
+	w := New(Options{Now: (&clock{now: t0}).Now}, nopRecorder{})
+	w.SetApps([]App{{Name: "a", API: lateAPI{mem}, Sessions: []string{"s1"}}})
+	pollWithin(w, 50*time.Millisecond)
+	// The next scrape waits for the poll still under way (the session is
+	// not due again).
+	pollWithin(w, 10*time.Second)
+	if snap := snapshots(w)["s1"]; !snap.Up || snap.State == Failing {
+		t.Errorf("session answered at the deadline: up %v, state %s, error %v; want up", snap.Up, snap.State, snap.Err)
+	}
+}
