@@ -25,8 +25,11 @@ type memAPI struct {
 	gets     int            // get-run requests
 	onPage   func(page int) // called after each page is computed
 	badToken bool           // every page token is refused (2700001)
-	pageNo   int
-	cache    map[string][]feishu.Run // sorted runs, until the next put
+	// emptyLast ends a listing whose last page is full with an empty page,
+	// as some APIs do.
+	emptyLast bool
+	pageNo    int
+	cache     map[string][]feishu.Run // sorted runs, until the next put
 }
 
 func newMemAPI(o order, size int) *memAPI {
@@ -99,6 +102,10 @@ func (m *memAPI) ListRunsPage(_ context.Context, session, token string) (feishu.
 	runs := m.sorted(session)
 	start, end := min(off, len(runs)), min(off+m.size, len(runs))
 	page := feishu.RunsPage{Runs: slices.Clone(runs[start:end]), HasMore: end < len(runs)}
+	if m.emptyLast && end-start == m.size && end == len(runs) {
+		// A listing whose last page is full ends with an empty one.
+		page.HasMore = true
+	}
 	if page.HasMore {
 		page.NextPageToken = "o" + strconv.Itoa(end)
 	}

@@ -416,6 +416,22 @@ func TestPollOldestFirstResumedPageWithoutTheRunsItShowedListsInFull(t *testing.
 	p.wantCounted("n1")
 }
 
+func TestPollOldestFirstResumesFromAnEmptyLastPage(t *testing.T) {
+	mem := newMemAPI(oldestFirst, 10)
+	mem.emptyLast = true
+	mem.put(longHistory(20, -1)...)
+	p := newPolled(t, mem)
+	if lists, _ := p.mustPoll(1); lists != 3 {
+		t.Fatalf("baseline made %d requests, want 3 (two full pages, an empty one)", lists)
+	}
+	// The empty page shows no run the resumed one must show again.
+	mem.put(run("n1", completed, 2, 3, 4))
+	if lists, gets := p.mustPoll(10); lists+gets != 1 {
+		t.Errorf("poll made %d list and %d get requests, want 1 (the resumed page)", lists, gets)
+	}
+	p.wantCounted("n1")
+}
+
 // noIDs is an API whose get run answers leave the run's ID out.
 type noIDs struct{ *memAPI }
 

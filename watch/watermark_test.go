@@ -196,6 +196,18 @@ func TestTrackerPositionFollowsNewRuns(t *testing.T) {
 	}
 }
 
+func TestTrackerUnseenIsOldestFirst(t *testing.T) {
+	tr := NewTracker(t0)
+	fullListing(tr, []feishu.Run{
+		run("a", inProgress, 3, 3, none), run("b", inProgress, 2, 2, none),
+		run("c", inProgress, 1, 1, none), run("d", inProgress, 2, 2, none),
+	}, at(5))
+	tr.BeginPass()
+	if got, want := tr.Unseen(), []string{"c", "b", "d", "a"}; !cmp.Equal(got, want) {
+		t.Errorf("unseen %v, want %v (by created_at, then ID)", got, want)
+	}
+}
+
 func TestTrackerBaselineListedOldestFirstRemembersOnlyTheSettleWindow(t *testing.T) {
 	// Runs two minutes apart, listed oldest first: each is the newest so far
 	// when seen, and each one pushes the one before out of the settle window.
