@@ -6,9 +6,9 @@
 #                tests and the end-to-end test against a real Prometheus
 #   make mutation  mutation testing with gremlins of the counting and planning
 #                code (./watch; others with PKGS="./watch ./feishu"): fails under
-#                90% efficacy (killed / (killed + lived)); slow (minutes per
-#                package), so not part of make test. The JSON reports land in
-#                ./bin/mutation-*.json
+#                90% efficacy (killed / (killed + lived); MUTATION_EFFICACY to
+#                change it); about 5 minutes per package on 2 cores, so not part
+#                of make test. Reports in ./bin/mutation-*.json and *.log
 #
 # Tools not on PATH are installed, pinned, into ./bin.
 
@@ -128,16 +128,24 @@ test-summary:
 	@echo "make test: gofmt, go vet, staticcheck, govulncheck, go test -race, promtool check metrics, rule tests and the end-to-end test passed"
 
 # Mutation testing. With gremlins' defaults every mutant times out on a
-# 2-core machine: one worker, and a generous timeout coefficient.
-# gremlins fails at or below --threshold-efficacy: 89.99 lets exactly 90% pass.
+# 2-core machine: one worker, and a generous timeout coefficient. gremlins
+# derives the timeout from its coverage run, so that run must not come from
+# the test cache (GOFLAGS=-count=1). Its --threshold-efficacy flag is not
+# applied in v0.6.0 (it exits 0 under any threshold), so the efficacy is read
+# off its summary and checked here.
 PKGS              ?= ./watch
-MUTATION_EFFICACY ?= 89.99
+MUTATION_EFFICACY ?= 90
 mutation: $(GOBIN)/gremlins
 	@for pkg in $(PKGS); do \
-		echo "==> gremlins unleash $$pkg (efficacy threshold $(MUTATION_EFFICACY)%)"; \
-		report="$(GOBIN)/mutation-$$(echo "$$pkg" | tr -c 'a-zA-Z0-9\n' '-' | sed 's/^-*//').json"; \
-		$(GOBIN)/gremlins unleash --workers 1 --timeout-coefficient 10 \
-			--threshold-efficacy $(MUTATION_EFFICACY) --output "$$report" "$$pkg" || exit 1; \
+		name=$$(echo "$$pkg" | tr -c 'a-zA-Z0-9\n' '-' | sed 's/^-*//'); \
+		echo "==> gremlins unleash $$pkg (report in $(GOBIN)/mutation-$$name.json)"; \
+		GOFLAGS=-count=1 $(GOBIN)/gremlins unleash --workers 1 --timeout-coefficient 10 \
+			--output "$(GOBIN)/mutation-$$name.json" "$$pkg" | tee "$(GOBIN)/mutation-$$name.log"; \
+		eff=$$(sed -n 's/.*Test efficacy: \([0-9.]*\)%.*/\1/p' "$(GOBIN)/mutation-$$name.log"); \
+		if [ -z "$$eff" ]; then echo "$$pkg: gremlins reported no efficacy"; exit 1; fi; \
+		awk -v e="$$eff" -v min="$(MUTATION_EFFICACY)" 'BEGIN { exit !(e >= min) }' || \
+			{ echo "$$pkg: mutation efficacy $$eff% is under $(MUTATION_EFFICACY)%"; exit 1; }; \
+		echo "$$pkg: mutation efficacy $$eff% (at least $(MUTATION_EFFICACY)% required)"; \
 	done
 
 $(GOBIN)/staticcheck:
