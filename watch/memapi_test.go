@@ -21,11 +21,15 @@ type memAPI struct {
 	order    order
 	size     int
 	lists    int            // list-runs requests
+	listsOf  map[string]int // list-runs requests by session, never reset
 	gets     int            // get-run requests
 	onPage   func(page int) // called after each page is computed
 	badToken bool           // every page token is refused (2700001)
-	pageNo   int
-	cache    map[string][]feishu.Run // sorted runs, until the next put
+	// emptyLast ends a listing whose last page is full with an empty page,
+	// as some APIs do.
+	emptyLast bool
+	pageNo    int
+	cache     map[string][]feishu.Run // sorted runs, until the next put
 }
 
 func newMemAPI(o order, size int) *memAPI {
@@ -43,6 +47,16 @@ func (m *memAPI) put(runs ...feishu.Run) {
 			m.runs[r.SessionID] = s
 		}
 		s[r.ID] = r
+	}
+}
+
+// remove deletes runs of a session: the API stops listing them.
+func (m *memAPI) remove(session string, ids ...string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.cache = nil
+	for _, id := range ids {
+		delete(m.runs[session], id)
 	}
 }
 
@@ -71,6 +85,10 @@ func (m *memAPI) sorted(session string) []feishu.Run {
 func (m *memAPI) ListRunsPage(_ context.Context, session, token string) (feishu.RunsPage, error) {
 	m.mu.Lock()
 	m.lists++
+	if m.listsOf == nil {
+		m.listsOf = map[string]int{}
+	}
+	m.listsOf[session]++
 	off := 0
 	if token != "" {
 		n, err := strconv.Atoi(strings.TrimPrefix(token, "o"))
@@ -84,6 +102,10 @@ func (m *memAPI) ListRunsPage(_ context.Context, session, token string) (feishu.
 	runs := m.sorted(session)
 	start, end := min(off, len(runs)), min(off+m.size, len(runs))
 	page := feishu.RunsPage{Runs: slices.Clone(runs[start:end]), HasMore: end < len(runs)}
+	if m.emptyLast && end-start == m.size && end == len(runs) {
+		// A listing whose last page is full ends with an empty one.
+		page.HasMore = true
+	}
 	if page.HasMore {
 		page.NextPageToken = "o" + strconv.Itoa(end)
 	}
@@ -109,6 +131,13 @@ func (m *memAPI) GetRun(_ context.Context, session, id string) (feishu.Run, erro
 }
 
 func (m *memAPI) PageSize() int { return m.size }
+
+// listed returns the list-runs requests made for a session so far.
+func (m *memAPI) listed(session string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.listsOf[session]
+}
 
 // requests returns the list and get requests made since the last call.
 func (m *memAPI) requests() (lists, gets int) {

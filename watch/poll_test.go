@@ -173,6 +173,10 @@ func TestPollRunInsertedWhilePagingIsCountedOnce(t *testing.T) {
 					t.Errorf("run %s counted created %d times", id, c)
 				}
 			}
+			// The runs a shifted page shows again are not tallied twice.
+			if got := p.tracker.State().Final[finalIndex(completed)]; got != 100+n {
+				t.Errorf("aily_runs{status=COMPLETED} %d, want %d", got, 100+n)
+			}
 		})
 	}
 }
@@ -316,5 +320,194 @@ func TestPollRunsInFlightTheAPIStopsListingAreForgottenAndCostNoMore(t *testing.
 			}
 			p.wantCounted()
 		})
+	}
+}
+
+// listingAt returns n runs of session s1 listed in order o, final except
+// those at the positions given (0 = first listed), which are in flight. All
+// were created before t0, a second apart.
+func listingAt(o order, n int, inflight ...int) []feishu.Run {
+	runs := make([]feishu.Run, n)
+	for pos := range n {
+		// Position pos in order o is the run created k-th.
+		k := pos
+		if o == newestFirst {
+			k = n - 1 - pos
+		}
+		c := float64(-2*n + k)
+		runs[pos] = run(fmt.Sprintf("h%05d", k), completed, c, c, c+0.5)
+		if slices.Contains(inflight, pos) {
+			runs[pos] = run(runs[pos].ID, inProgress, c, c, none)
+		}
+	}
+	return runs
+}
+
+func TestPollRecordsWhereRunsInFlightStand(t *testing.T) {
+	for _, o := range orders {
+		t.Run(o.String(), func(t *testing.T) {
+			mem := newMemAPI(o, 10)
+			mem.put(listingAt(o, 28, 2, 25)...)
+			p := newPolled(t, mem)
+			check := func(when string) {
+				t.Helper()
+				for pos, r := range mem.sorted("s1") {
+					if r.Status == inProgress {
+						if got := p.tracker.Position(r.ID, o == newestFirst); got != int64(pos) {
+							t.Errorf("%s: run %s recorded at position %d, listed at %d", when, r.ID, got, pos)
+						}
+					}
+				}
+			}
+			p.mustPoll(1)
+			check("after the baseline")
+			// Three new runs: newest first they push the others down; oldest
+			// first they come after them.
+			for i := range 3 {
+				mem.put(run(fmt.Sprintf("n%d", i), completed, float64(2+i), float64(2+i), float64(3+i)))
+			}
+			p.mustPoll(10)
+			check("after an incremental poll")
+		})
+	}
+}
+
+func TestPollNewestFirstPagesOnOrGetsRunsInFlightWhicheverIsCheaper(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		n        int   // runs listed at the baseline
+		inflight []int // their positions then
+		newRuns  int   // runs created before the poll measured
+		// what the poll costs
+		lists, gets int
+	}{
+		{name: "one run in flight two pages down is got", n: 40, inflight: []int{25}, lists: 1, gets: 1},
+		{name: "three runs in flight on the next page are paged to", n: 40, inflight: []int{12, 14, 16}, lists: 2},
+		// At equal cost get run is preferred: its answer does not depend on
+		// where the run is estimated to stand.
+		{name: "one run in flight on the next page is got", n: 40, inflight: []int{15}, lists: 1, gets: 1},
+		{name: "after two pages of new runs, three runs in flight two pages further are paged to",
+			n: 60, inflight: []int{18, 19, 20}, newRuns: 12, lists: 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mem := newMemAPI(newestFirst, 10)
+			mem.put(listingAt(newestFirst, tc.n, tc.inflight...)...)
+			p := newPolled(t, mem)
+			p.mustPoll(1)
+			for i := range tc.newRuns {
+				mem.put(run(fmt.Sprintf("n%02d", i), completed, float64(2+i), float64(2+i), float64(3+i)))
+			}
+			if lists, gets := p.mustPoll(20); lists != tc.lists || gets != tc.gets {
+				t.Errorf("poll made %d list and %d get requests, want %d and %d", lists, gets, tc.lists, tc.gets)
+			}
+			if p.cursor.needFull {
+				t.Error("the poll asked for a full listing")
+			}
+		})
+	}
+}
+
+func TestPollOldestFirstGetsRunsInFlightOnEarlierPagesOrListsInFull(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		n        int
+		inflight []int
+		newRuns  int
+		// what the poll costs
+		lists, gets int
+	}{
+		{name: "as many runs in flight as pages before the last are got", n: 25, inflight: []int{3, 5}, lists: 1, gets: 2},
+		{name: "more runs in flight than pages before the last: a full listing", n: 25, inflight: []int{3, 5, 7}, lists: 1 + 3},
+		{name: "pages the poll read on count as pages before the last", n: 15, inflight: []int{3}, newRuns: 10, lists: 2, gets: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mem := newMemAPI(oldestFirst, 10)
+			mem.put(listingAt(oldestFirst, tc.n, tc.inflight...)...)
+			p := newPolled(t, mem)
+			p.mustPoll(1)
+			for i := range tc.newRuns {
+				mem.put(run(fmt.Sprintf("n%02d", i), completed, float64(2+i), float64(2+i), float64(3+i)))
+			}
+			if lists, gets := p.mustPoll(20); lists != tc.lists || gets != tc.gets {
+				t.Errorf("poll made %d list and %d get requests, want %d and %d", lists, gets, tc.lists, tc.gets)
+			}
+		})
+	}
+}
+
+func TestPollOldestFirstResumedPageWithoutTheRunsItShowedListsInFull(t *testing.T) {
+	mem := newMemAPI(oldestFirst, 10)
+	runs := longHistory(25, -1)
+	mem.put(runs...)
+	p := newPolled(t, mem)
+	p.mustPoll(1)
+	// The API stops listing the ten oldest runs: the page the poll resumes
+	// from now lies past the end, and a new run sits before it.
+	for _, r := range runs[:10] {
+		mem.remove("s1", r.ID)
+	}
+	mem.put(run("n1", completed, 2, 3, 4))
+	p.mustPoll(10)
+	p.wantCounted("n1")
+}
+
+func TestPollOldestFirstResumesFromAnEmptyLastPage(t *testing.T) {
+	mem := newMemAPI(oldestFirst, 10)
+	mem.emptyLast = true
+	mem.put(longHistory(20, -1)...)
+	p := newPolled(t, mem)
+	if lists, _ := p.mustPoll(1); lists != 3 {
+		t.Fatalf("baseline made %d requests, want 3 (two full pages, an empty one)", lists)
+	}
+	// The empty page shows no run the resumed one must show again.
+	mem.put(run("n1", completed, 2, 3, 4))
+	if lists, gets := p.mustPoll(10); lists+gets != 1 {
+		t.Errorf("poll made %d list and %d get requests, want 1 (the resumed page)", lists, gets)
+	}
+	p.wantCounted("n1")
+}
+
+// noIDs is an API whose get run answers leave the run's ID out.
+type noIDs struct{ *memAPI }
+
+func (a noIDs) GetRun(ctx context.Context, session, id string) (feishu.Run, error) {
+	r, err := a.memAPI.GetRun(ctx, session, id)
+	r.ID = ""
+	return r, err
+}
+
+func TestPollRunGotWithoutItsIDIsCounted(t *testing.T) {
+	mem := newMemAPI(newestFirst, 10)
+	runs := longHistory(100, 10)
+	mem.put(runs...)
+	p := newPolled(t, mem)
+	p.api = noIDs{mem}
+	p.mustPoll(1)
+	deep := runs[10]
+	deep.Status, deep.EndedAt = completed, at(5)
+	mem.put(deep)
+	if _, gets := p.mustPoll(10); gets != 1 {
+		t.Fatalf("poll made %d get requests, want 1", gets)
+	}
+	p.wantCounted(deep.ID)
+}
+
+func TestPollPageShowingOnlyThePageBeforeIsSkipped(t *testing.T) {
+	mem := newMemAPI(newestFirst, 2)
+	mem.put(longHistory(6, -1)...)
+	// Two runs created while the first page is read push it whole onto the
+	// second.
+	mem.onPage = func(page int) {
+		if page == 1 {
+			mem.put(run("n1", completed, 1, 1, 2), run("n2", completed, 2, 2, 3))
+		}
+	}
+	p := newPolled(t, mem)
+	p.mustPoll(5)
+	mem.onPage = nil
+	p.mustPoll(10)
+	p.wantCounted("n1", "n2")
+	if got := p.tracker.State().Final[finalIndex(completed)]; got != 8 {
+		t.Errorf("aily_runs{status=COMPLETED} %d, want 8", got)
 	}
 }

@@ -154,6 +154,11 @@ func TestTrackerBaselineOverSeveralPolls(t *testing.T) {
 	if tr.Baselined() {
 		t.Fatal("baselined after the first page of several")
 	}
+	// r3 in flight, r2 counted by the baseline (ended after the watch
+	// began) and remembered until the baseline completes.
+	if n := tr.Len(); n != 3 {
+		t.Errorf("after the first page the tracker remembers %d runs, want 3 (r3 in flight, r2 counted and remembered)", n)
+	}
 	// Page 2 in the next poll: a run created meanwhile pushed r2 down onto
 	// it, now with r3 finished too (seen final here for the first time).
 	see(run("r2", completed, -4, -4, 3), run("r3", completed, -2, -2, 9), run("r1", completed, -10, -10, -6))
@@ -180,5 +185,105 @@ func TestTrackerPositionFollowsNewRuns(t *testing.T) {
 	}
 	if got := tr.Unseen(); !cmp.Equal(got, []string{"deep"}) {
 		t.Errorf("unseen in the last pass: %v, want [deep]", got)
+	}
+	// Seen again further down after those two: only the runs created since
+	// push it, including one without a created_at.
+	tr.SetPosition("deep", 130)
+	undated := run("n3", completed, none, 11, 12)
+	incremental(tr, []feishu.Run{undated}, at(20))
+	if got := tr.Position("deep", true); got != 131 {
+		t.Errorf("newest first, after a run without created_at: position %d, want 131", got)
+	}
+}
+
+func TestTrackerUnseenIsOldestFirst(t *testing.T) {
+	tr := NewTracker(t0)
+	fullListing(tr, []feishu.Run{
+		run("a", inProgress, 3, 3, none), run("b", inProgress, 2, 2, none),
+		run("c", inProgress, 1, 1, none), run("d", inProgress, 2, 2, none),
+	}, at(5))
+	tr.BeginPass()
+	if got, want := tr.Unseen(), []string{"c", "b", "d", "a"}; !cmp.Equal(got, want) {
+		t.Errorf("unseen %v, want %v (by created_at, then ID)", got, want)
+	}
+}
+
+func TestTrackerBaselineListedOldestFirstRemembersOnlyTheSettleWindow(t *testing.T) {
+	// Runs two minutes apart, listed oldest first: each is the newest so far
+	// when seen, and each one pushes the one before out of the settle window.
+	tr := NewTracker(t0)
+	var obs Observation
+	tr.StartSweep()
+	for i := range 1000 {
+		c := float64(-240000 + 120*i)
+		r := run(fmt.Sprintf("h%04d", i), completed, c, c, c+1)
+		tr.See(&r, true, &obs)
+	}
+	if n := tr.Len(); n > 2 {
+		t.Errorf("half-way through a baseline of 1,000 runs two minutes apart, the tracker remembers %d runs, want at most 2", n)
+	}
+	tr.EndSweep(at(1))
+}
+
+func TestTrackerStateReportsTheAppsOfItsRuns(t *testing.T) {
+	tr := NewTracker(t0)
+	a, b, c, none := run("r1", completed, -10, -10, -9), run("r2", completed, -8, -8, -7), run("r3", completed, -6, -6, -5), run("r4", completed, -4, -4, -3)
+	a.AppID, b.AppID, c.AppID, none.AppID = "spring_b", "spring_a", "spring_b", ""
+	fullListing(tr, []feishu.Run{a, b, c, none}, at(1))
+	if got, want := tr.State().AppIDs, []string{"spring_a", "spring_b"}; !cmp.Equal(got, want) {
+		t.Errorf("apps %q, want %q (sorted, once each, none empty)", got, want)
+	}
+}
+
+func TestObservationEmpty(t *testing.T) {
+	r := run("r1", completed, 1, 2, 3)
+	for _, tc := range []struct {
+		name string
+		obs  Observation
+		want bool
+	}{
+		{"nothing counted is empty", Observation{}, true},
+		{"a run finished is not empty", Observation{Finished: []RunTiming{{Run: r}}}, false},
+		{"a run started is not empty", Observation{Started: []RunTiming{{Run: r}}}, false},
+		{"a run created is not empty", Observation{Created: []feishu.Run{r}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.obs.Empty(); got != tc.want {
+				t.Errorf("Empty() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRunInFlightMissingFromCompletePassesIsForgottenAfterTwo(t *testing.T) {
+	tr := NewTracker(t0)
+	fullListing(tr, []feishu.Run{run("gone", inProgress, 1, 1, none), run("stays", inProgress, 2, 2, none)}, at(3))
+	pass := func() {
+		tr.BeginPass()
+		var obs Observation
+		r := run("stays", inProgress, 2, 2, none)
+		tr.See(&r, false, &obs)
+		tr.EndCompletePass()
+	}
+	pass()
+	if n := tr.InFlight(); n != 2 {
+		t.Fatalf("after one complete pass without it: %d runs in flight, want 2 (one absence may be a shifted page)", n)
+	}
+	pass()
+	if n := tr.InFlight(); n != 1 {
+		t.Fatalf("after two complete passes without it: %d runs in flight, want 1", n)
+	}
+	// Seen again in between, it is kept: absences count in a row.
+	fullListing(tr, []feishu.Run{run("back", inProgress, 3, 3, none), run("stays", inProgress, 2, 2, none)}, at(10))
+	pass()
+	tr.BeginPass()
+	var obs Observation
+	for _, r := range []feishu.Run{run("back", inProgress, 3, 3, none), run("stays", inProgress, 2, 2, none)} {
+		tr.See(&r, false, &obs)
+	}
+	tr.EndCompletePass()
+	pass()
+	if n := tr.InFlight(); n != 2 {
+		t.Errorf("a run seen between two absences: %d runs in flight, want 2", n)
 	}
 }

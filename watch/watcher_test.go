@@ -1,0 +1,289 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-kit/log"
+
+	"github.com/aily-exporter/aily_exporter/feishu"
+)
+
+// clock is a fake clock for a Watcher's Options.Now.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// runsOf returns n final runs of session, created a second apart and ended
+// before t0.
+func runsOf(session string, n int) []feishu.Run {
+	runs := history(n)
+	for i := range runs {
+		runs[i].SessionID = session
+		runs[i].ID = session + "/" + runs[i].ID
+	}
+	return runs
+}
+
+// pollWithin runs one scrape's polls with a deadline of d (wall-clock time,
+// as the watcher's deadlines are).
+func pollWithin(w *Watcher, d time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	w.Poll(ctx)
+}
+
+// snapshots returns what each session shows, by ID.
+func snapshots(w *Watcher) map[string]Snapshot {
+	out := map[string]Snapshot{}
+	w.EachSnapshot(func(s *Snapshot) { out[s.ID] = *s })
+	return out
+}
+
+type nopRecorder struct{}
+
+func (nopRecorder) Record(*Session, *Observation) {}
+
+// loggerFunc is a go-kit logger that can be told apart from another.
+type loggerFunc struct{ log.Logger }
+
+func TestNewOptions(t *testing.T) {
+	t.Run("zero options take the defaults", func(t *testing.T) {
+		o := New(Options{}, nopRecorder{}).opts
+		if o.MinInterval != DefaultMinInterval || o.IdleAfter != DefaultIdleAfter || o.IdleInterval != DefaultIdleInterval ||
+			o.FullInterval != DefaultFullInterval || o.Concurrency != DefaultConcurrency || o.Timeout != DefaultTimeout ||
+			o.Now == nil || o.Logger == nil {
+			t.Errorf("options %+v, want the defaults", o)
+		}
+	})
+	t.Run("options given are kept", func(t *testing.T) {
+		l := &loggerFunc{log.NewNopLogger()}
+		o := New(Options{MinInterval: 1, IdleAfter: 2, IdleInterval: 3, FullInterval: 4, Concurrency: 5, Timeout: 6, Logger: l}, nopRecorder{}).opts
+		if o.MinInterval != 1 || o.IdleAfter != 2 || o.IdleInterval != 3 || o.FullInterval != 4 || o.Concurrency != 5 || o.Timeout != 6 {
+			t.Errorf("options %+v, want those given", o)
+		}
+		if o.Logger != log.Logger(l) {
+			t.Error("the logger given was replaced")
+		}
+	})
+	t.Run("a negative min interval means 0", func(t *testing.T) {
+		if o := New(Options{MinInterval: -1}, nopRecorder{}).opts; o.MinInterval != 0 {
+			t.Errorf("min interval %v, want 0", o.MinInterval)
+		}
+	})
+}
+
+func TestPlanPollsSessionsWithoutBaselineOrWithRunsInFlightFirst(t *testing.T) {
+	clk := &clock{now: t0}
+	w := New(Options{Now: clk.Now}, nopRecorder{})
+	mem := newMemAPI(newestFirst, 10)
+	w.SetApps([]App{{Name: "a", API: mem, Sessions: []string{"idle", "inflight", "pending", "recent"}}})
+	clk.Advance(24 * time.Hour)
+	now := clk.Now()
+	for _, s := range w.sessions {
+		switch s.id {
+		case "idle": // the most overdue of all, but nothing in flight
+			s.baselined, s.lastPoll = true, now.Add(-3*time.Hour)
+		case "inflight":
+			s.baselined, s.inflight, s.lastPoll = true, 1, now.Add(-time.Hour)
+		case "recent": // idle, and not due yet
+			s.baselined, s.lastPoll = true, now.Add(-time.Minute)
+		}
+	}
+	cands, _ := w.plan(now)
+	var got []string
+	for _, c := range cands {
+		got = append(got, c.s.id)
+	}
+	if want := []string{"pending", "inflight", "idle"}; !slices.Equal(got, want) {
+		t.Errorf("planned %v, want %v (without baseline or in flight first, most overdue first within each)", got, want)
+	}
+}
+
+func TestFullListingsAreSpreadOverTheFullInterval(t *testing.T) {
+	const every = 6 * time.Hour
+	seen := map[time.Duration]bool{}
+	for i := range 20 {
+		off := fullListingOffset("a", fmt.Sprintf("s%02d", i), every)
+		if off < 0 || off >= every {
+			t.Errorf("offset of s%02d: %v, want within [0, %v)", i, off, every)
+		}
+		seen[off] = true
+	}
+	if len(seen) < 10 {
+		t.Errorf("20 sessions got %d distinct offsets, want them spread", len(seen))
+	}
+	if off := fullListingOffset("a", "s00", 0); off != 0 {
+		t.Errorf("offset with no full interval: %v, want 0", off)
+	}
+}
+
+func TestBudgets(t *testing.T) {
+	// A rate of 1 req/s and a 10.5 s deadline: a budget of 11 requests
+	// (a burst of one second's worth, then the rate).
+	const rate, deadline, budget = 1, 10500 * time.Millisecond, 11
+
+	t.Run("one poll spends at most half the budget while others are due", func(t *testing.T) {
+		mem := newMemAPI(newestFirst, 10)
+		mem.put(runsOf("big", 200)...)
+		mem.put(runsOf("small", 5)...)
+		w := New(Options{Now: (&clock{now: t0}).Now, RateLimit: rate}, nopRecorder{})
+		w.SetApps([]App{{Name: "a", API: mem, Sessions: []string{"big", "small"}}})
+		pollWithin(w, deadline)
+		if got := mem.listed("big"); got != budget/2 {
+			t.Errorf("the long baseline made %d requests, want %d (half the budget)", got, budget/2)
+		}
+		if got := mem.listed("small"); got != 1 {
+			t.Errorf("the other session made %d requests, want 1", got)
+		}
+	})
+	t.Run("a session due alone may spend the whole budget, and its cut baseline shows up and pending", func(t *testing.T) {
+		mem := newMemAPI(newestFirst, 10)
+		mem.put(runsOf("big", 200)...)
+		w := New(Options{Now: (&clock{now: t0}).Now, RateLimit: rate}, nopRecorder{})
+		w.SetApps([]App{{Name: "a", API: mem, Sessions: []string{"big"}}})
+		pollWithin(w, deadline)
+		if got := mem.listed("big"); got != budget {
+			t.Errorf("the baseline made %d requests, want %d (the whole budget)", got, budget)
+		}
+		snap := snapshots(w)["big"]
+		if !snap.Polled || !snap.Up || snap.State != Pending {
+			t.Errorf("after a baseline cut by the budget: polled %v, up %v, state %s; want polled, up, pending", snap.Polled, snap.Up, snap.State)
+		}
+	})
+	t.Run("polls running together never exceed the app's budget", func(t *testing.T) {
+		mem := newMemAPI(newestFirst, 10)
+		for _, s := range []string{"s1", "s2", "s3"} {
+			mem.put(runsOf(s, 200)...)
+		}
+		// The first page of each waits for the others: all three polls are
+		// under way before any spends more than one request.
+		var first sync.WaitGroup
+		first.Add(3)
+		mem.onPage = func(page int) {
+			if page <= 3 {
+				first.Done()
+				first.Wait()
+			}
+		}
+		w := New(Options{Now: (&clock{now: t0}).Now, RateLimit: rate}, nopRecorder{})
+		w.SetApps([]App{{Name: "a", API: mem, Sessions: []string{"s1", "s2", "s3"}}})
+		pollWithin(w, deadline)
+		if lists, _ := mem.requests(); lists != budget {
+			t.Errorf("three polls of long baselines made %d requests, want the budget, %d", lists, budget)
+		}
+	})
+	t.Run("sessions the budget cannot reach are overdue", func(t *testing.T) {
+		mem := newMemAPI(newestFirst, 10)
+		w := New(Options{Now: (&clock{now: t0}).Now, RateLimit: 0.01}, nopRecorder{})
+		w.SetApps([]App{{Name: "a", API: mem, Sessions: []string{"s1", "s2", "s3"}}})
+		pollWithin(w, deadline)
+		if lists, _ := mem.requests(); lists != 1 {
+			t.Errorf("a budget of 1 request: %d made", lists)
+		}
+		if got := w.Overdue()["a"]; got != 2 {
+			t.Errorf("overdue %d, want 2", got)
+		}
+	})
+}
+
+// brokenAPI answers every request with a server error.
+type brokenAPI struct{ memAPI }
+
+func (*brokenAPI) ListRunsPage(context.Context, string, string) (feishu.RunsPage, error) {
+	return feishu.RunsPage{}, &feishu.APIError{Endpoint: feishu.EndpointListRuns, HTTPStatus: http.StatusInternalServerError, Code: -1, Msg: "boom"}
+}
+
+func TestSessionStates(t *testing.T) {
+	// Watched from an hour after the runs were created: none is recent.
+	clk := &clock{now: t0.Add(time.Hour)}
+	mem := newMemAPI(newestFirst, 10)
+	mem.put(runsOf("history", 30)...)
+	mem.put(runsOf("busy", 30)...)
+	mem.put(feishu.Run{ID: "busy/r", SessionID: "busy", Status: inProgress, CreatedAt: at(-5)})
+	w := New(Options{Now: clk.Now}, nopRecorder{})
+	w.SetApps([]App{
+		{Name: "a", API: mem, Sessions: []string{"busy", "history"}},
+		{Name: "b", API: &brokenAPI{}, Sessions: []string{"broken"}},
+	})
+	pollWithin(w, 10*time.Second)
+	clk.Advance(time.Second)
+	snaps := snapshots(w)
+	for id, want := range map[string]SessionState{"busy": Active, "history": Idle, "broken": Failing} {
+		if got := snaps[id].State; got != want {
+			t.Errorf("session %s: state %s, want %s", id, got, want)
+		}
+	}
+	if err := snaps["broken"].Err; err == nil || errors.Is(err, errCutOff) {
+		t.Errorf("session broken: error %v, want the API's error, not a cut-off", err)
+	}
+}
+
+func TestPollCutByTheBudgetAfterAGetRunCountsAsAPoll(t *testing.T) {
+	clk := &clock{now: t0}
+	mem := newMemAPI(newestFirst, 10)
+	mem.put(longHistory(100, 10)...)
+	w := New(Options{Now: clk.Now, RateLimit: 1}, nopRecorder{})
+	w.SetApps([]App{{Name: "a", API: mem, Sessions: []string{"s1"}}})
+	pollWithin(w, 20*time.Second) // a budget of 21: the baseline's 10 pages
+	if !snapshots(w)["s1"].Up {
+		t.Fatal("baseline failed")
+	}
+	clk.Advance(10 * time.Second)
+	mem.requests()
+	// A budget of 1: the first page, then the get run of the run in flight
+	// deep down is refused.
+	pollWithin(w, 500*time.Millisecond)
+	if lists, gets := mem.requests(); lists != 1 || gets != 0 {
+		t.Fatalf("poll with a budget of 1 made %d list and %d get requests, want 1 and 0", lists, gets)
+	}
+	// It read a page: the session is not due again before the min interval.
+	pollWithin(w, 20*time.Second)
+	if lists, gets := mem.requests(); lists+gets != 0 {
+		t.Errorf("a scrape right after made %d requests, want none: the session was polled", lists+gets)
+	}
+	if snap := snapshots(w)["s1"]; !snap.Up {
+		t.Errorf("session down after a poll cut by the budget: %v", snap.Err)
+	}
+}
+
+// lateAPI answers the first page as the poll's deadline passes.
+type lateAPI struct{ *memAPI }
+
+func (a lateAPI) ListRunsPage(ctx context.Context, session, token string) (feishu.RunsPage, error) {
+	<-ctx.Done()
+	return a.memAPI.ListRunsPage(context.Background(), session, token)
+}
+
+func TestPollAnsweredAsTheDeadlinePassesIsNotCutOff(t *testing.T) {
+	mem := newMemAPI(newestFirst, 10)
+	mem.put(longHistory(5, -1)...)
+	w := New(Options{Now: (&clock{now: t0}).Now}, nopRecorder{})
+	w.SetApps([]App{{Name: "a", API: lateAPI{mem}, Sessions: []string{"s1"}}})
+	pollWithin(w, 50*time.Millisecond)
+	// The next scrape waits for the poll still under way (the session is
+	// not due again).
+	pollWithin(w, 10*time.Second)
+	if snap := snapshots(w)["s1"]; !snap.Up || snap.State == Failing {
+		t.Errorf("session answered at the deadline: up %v, state %s, error %v; want up", snap.Up, snap.State, snap.Err)
+	}
+}
