@@ -33,12 +33,12 @@ type Options struct {
 // Query is what the page is asked for: ?app=, ?sort=, ?page=.
 type Query struct {
 	// App filters sessions and failed runs to one app; "" for all.
-	App string
+	App string `json:"app"`
 	// Sort is "state" (failing first, then pending, active, idle) or ""
 	// (by app and session ID).
-	Sort string
+	Sort string `json:"sort"`
 	// Page is the page of sessions, from 1.
-	Page int
+	Page int `json:"page"`
 }
 
 // Page is the status page's data.
