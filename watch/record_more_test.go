@@ -81,7 +81,7 @@ func TestInFlightRecordOfLongFieldsEncodes(t *testing.T) {
 }
 
 func TestIDsAndStatusesEncodeAsEncodingJSONWould(t *testing.T) {
-	for _, s := range []string{"run_4dfrxvctjqzzj", "", `"`, `\`, "<", ">", "&", "\x01", "\x7f", "é", "运行", "a b"} {
+	for _, s := range []string{"run_4dfrxvctjqzzj", "", `"`, `\`, "<", ">", "&", "\x01", "\x7f", "é", "运行", "a b", "\u2028", "\xff"} {
 		want, _ := json.Marshal(s)
 		if got := string(appendJSONString(nil, s)); got != string(want) {
 			t.Errorf("%q encodes as %s, want %s", s, got, want)
