@@ -127,7 +127,7 @@ func New(opts Options) *Collector {
 	}
 	c := &Collector{
 		opts:    opts,
-		m:       newMetrics(opts.DurationBuckets),
+		m:       newMetrics(),
 		apps:    make(map[string]*appState),
 		counts:  make(map[sessionKey]*counts),
 		apiApps: make(map[string]bool),

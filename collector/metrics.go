@@ -16,8 +16,10 @@ func DefaultDurationBuckets() []float64 {
 }
 
 // Native (sparse) bucket settings of the run histograms: a 10% bucket width
-// resolves p95 well from seconds to hours, ~100 buckets bound the memory of a
-// series, and a reset at most hourly keeps rate() over the buckets usable.
+// resolves p95 well from seconds to hours, and ~100 buckets bound the memory
+// of a series. nativeMinReset is the client_golang setting the histograms
+// were first made with, which the tests compare against; ours never reset
+// (see histogram), since their counts are kept across restarts.
 const (
 	nativeBucketFactor    = 1.1
 	nativeMaxBucketNumber = 100
@@ -83,7 +85,7 @@ func newRunMetrics(scope ...string) runMetrics {
 	}
 }
 
-func newMetrics(buckets []float64) *metrics {
+func newMetrics() *metrics {
 	session := []string{"app", "session_id"}
 	return &metrics{
 		perSession: newRunMetrics("app", "session_id"),
