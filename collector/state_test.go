@@ -100,6 +100,8 @@ func TestStateCarriesCountersAcrossARestart(t *testing.T) {
 		{"aily_runs_created_total", map[string]string{"app": "a", "session_id": "s1"}, 2},
 		{"aily_runs_finished_total", map[string]string{"app": "b", "status": "COMPLETED"}, 1},
 		{"aily_run_duration_seconds", map[string]string{"app": "b", "status": "COMPLETED"}, 1},
+		{"aily_run_queue_seconds", map[string]string{"app": "a", "session_id": "s1"}, 2},
+		{"aily_run_queue_seconds", map[string]string{"app": "b"}, 1},
 	} {
 		if got, ok := value(mfs, tc.metric, tc.labels); !ok || got != tc.want {
 			t.Errorf("%s%v = %v (present %v), want %v", tc.metric, tc.labels, got, ok, tc.want)
@@ -248,5 +250,35 @@ func TestChangedBucketsRestartTheHistogramsButKeepTheCounters(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "upper bound") && !strings.Contains(logs.String(), "classic bucket") {
 		t.Errorf("no warning says why the histogram starts afresh:\n%s", logs.String())
+	}
+}
+
+func TestSavesOnlyWhenPollsRecordedSomethingAndRetriesAFailure(t *testing.T) {
+	clk := feishufake.NewClock(t0)
+	lister := newMemLister()
+	lister.set("s1", run("r1", inProgress, 1, 2, none))
+	saver := &memSaver{}
+	c := newTestCollector(t, clk, nil, 10*time.Second)
+	c.opts.Saver = saver
+	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
+	gather(t, context.Background(), c)
+	if saver.saves != 1 {
+		t.Fatalf("%d saves after the first scrape, want 1", saver.saves)
+	}
+	// Within the min interval nothing is polled: nothing to save.
+	clk.Advance(time.Second)
+	gather(t, context.Background(), c)
+	if saver.saves != 1 {
+		t.Errorf("%d saves after a scrape that polled nothing, want still 1", saver.saves)
+	}
+	// A failed save is tried again by the next scrape, polled or not.
+	clk.Advance(10 * time.Second)
+	saver.err = errors.New("disk full")
+	gather(t, context.Background(), c)
+	saver.err = nil
+	clk.Advance(time.Second)
+	gather(t, context.Background(), c)
+	if saver.saves != 2 {
+		t.Errorf("%d saves, want 2: the save that failed must be retried", saver.saves)
 	}
 }
