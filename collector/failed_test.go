@@ -55,6 +55,9 @@ func TestFailedRunsAreKeptNewestFirstAndBounded(t *testing.T) {
 			t.Errorf("failed run %+v", f)
 		}
 	}
+	if got[0].RunID != "r119" || got[MaxFailedRuns-1].RunID != "r020" {
+		t.Errorf("failed runs from %s to %s, want the newest first: r119 to r020", got[0].RunID, got[MaxFailedRuns-1].RunID)
+	}
 	if len(ids) != MaxFailedRuns || ids["r000"] || !ids["r119"] {
 		t.Errorf("kept %d distinct runs, r000 %v, r119 %v: want the %d most recent", len(ids), ids["r000"], ids["r119"], MaxFailedRuns)
 	}
