@@ -201,31 +201,42 @@ type page struct {
 	hookAt int // page number to report to the OnPage hook; -1 for none
 }
 
-func (f *Fake) serveListRuns(w http.ResponseWriter, r *http.Request, sessionID string) {
-	tok, hasBearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+// admitRunRequest does what a runs request meets before its answer: it is
+// counted, its faults are taken, its delay waited, and a fault that answers
+// it is written. It returns the request's token, and false when the request
+// is answered (or its caller gone).
+func (f *Fake) admitRunRequest(w http.ResponseWriter, r *http.Request, ep feishu.Endpoint, sessionID string) (tok string, hasBearer bool, h hit, ok bool) {
+	tok, hasBearer = strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	tok = strings.TrimSpace(tok)
 
 	f.mu.Lock()
-	f.requests[string(feishu.EndpointListRuns)]++
+	f.requests[string(ep)]++
 	// The app scope of a fault follows the token even when it has expired:
 	// the gateway throttles per app before it checks the token.
 	appID := f.tokens[tok].appID
-	h := f.takeFaultsLocked(feishu.EndpointListRuns, appID, sessionID)
+	h = f.takeFaultsLocked(ep, appID, sessionID)
 	f.mu.Unlock()
 
 	if !sleepCtx(r.Context(), f.latency+h.delay) {
-		return
+		return tok, hasBearer, h, false
 	}
 	if h.answer != nil && h.answer.Kind == EchoCredentials {
 		writeEcho(w, h.answer, cmp.Or(h.answer.Code, feishu.CodeTokenInvalid), http.StatusBadRequest,
 			msgTokenInvalid+", Authorization: "+r.Header.Get("Authorization"))
-		return
+		return tok, hasBearer, h, false
 	}
 	if h.answer != nil && h.answer.Kind != MalformedJSON {
 		f.writeFault(w, h.answer, true)
+		return tok, hasBearer, h, false
+	}
+	return tok, hasBearer, h, true
+}
+
+func (f *Fake) serveListRuns(w http.ResponseWriter, r *http.Request, sessionID string) {
+	tok, hasBearer, h, ok := f.admitRunRequest(w, r, feishu.EndpointListRuns, sessionID)
+	if !ok {
 		return
 	}
-
 	p := f.listPage(w, r, sessionID, tok, hasBearer, h.repeatToken)
 	if p.hookAt >= 0 {
 		f.mu.Lock()
@@ -329,25 +340,8 @@ type getRunData struct {
 // HTTP 400 code 2700001 "param is invalid": the real answer is undocumented,
 // and that is the only error the aily runs pages document.
 func (f *Fake) serveGetRun(w http.ResponseWriter, r *http.Request, sessionID, runID string) {
-	tok, hasBearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	tok = strings.TrimSpace(tok)
-
-	f.mu.Lock()
-	f.requests[string(feishu.EndpointGetRun)]++
-	appID := f.tokens[tok].appID
-	h := f.takeFaultsLocked(feishu.EndpointGetRun, appID, sessionID)
-	f.mu.Unlock()
-
-	if !sleepCtx(r.Context(), f.latency+h.delay) {
-		return
-	}
-	if h.answer != nil && h.answer.Kind == EchoCredentials {
-		writeEcho(w, h.answer, cmp.Or(h.answer.Code, feishu.CodeTokenInvalid), http.StatusBadRequest,
-			msgTokenInvalid+", Authorization: "+r.Header.Get("Authorization"))
-		return
-	}
-	if h.answer != nil && h.answer.Kind != MalformedJSON {
-		f.writeFault(w, h.answer, true)
+	tok, hasBearer, h, ok := f.admitRunRequest(w, r, feishu.EndpointGetRun, sessionID)
+	if !ok {
 		return
 	}
 
