@@ -263,7 +263,6 @@ func (s *Session) restore(r *Record) error {
 		st := t.State()
 		s.view = &st
 	}
-	s.saved = r
 	return nil
 }
 

@@ -49,8 +49,10 @@ type Session struct {
 	err         error // of the most recent poll
 	polled      bool  // a poll has finished
 	view        *State
-	// saved is the session's record as of its last finished poll, what a
-	// save writes even while a poll is under way.
+	// saved is the session's record as it was when the poll under way
+	// began, what a save writes while the poll holds the tracker; nil
+	// between polls, when the record is made from the tracker itself, so
+	// that an idle session does not carry a copy of its state.
 	saved *Record
 	// pollCtx is the context of the poll under way; cutBy that of the
 	// last poll a deadline cut off, until a poll ends otherwise.

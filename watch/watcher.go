@@ -207,7 +207,6 @@ func (w *Watcher) newSession(ap *app, id string, now time.Time) *Session {
 	}
 	s.added, s.tracker = now, Tracker{watchStart: now}
 	s.cursor.nextFull = now.Add(fullListingOffset(ap.name, id, w.opts.FullInterval))
-	s.saved = s.record()
 	return s
 }
 
@@ -224,7 +223,8 @@ func (w *Watcher) Restore(records []*Record) {
 }
 
 // Records calls fn with the record of every configured session, each as of
-// its last finished poll, while no poll records its outcome: what fn saves
+// its last finished poll (a session being polled as it was when its poll
+// began), while no poll records its outcome: what fn saves
 // together with the counters is one consistent moment. It returns how many
 // polls were recorded by then, to compare with Commits.
 func (w *Watcher) Records(fn func([]*Record)) uint64 {
@@ -236,8 +236,14 @@ func (w *Watcher) Records(fn func([]*Record)) uint64 {
 	records := make([]*Record, 0, len(sessions))
 	for _, s := range sessions {
 		s.mu.Lock()
-		if !s.removed && s.saved != nil {
-			records = append(records, s.saved)
+		switch {
+		case s.removed:
+		case s.polling != nil:
+			if s.saved != nil {
+				records = append(records, s.saved)
+			}
+		default:
+			records = append(records, s.record())
 		}
 		s.mu.Unlock()
 	}
@@ -440,6 +446,10 @@ func (s *Session) begin(ctx context.Context, deadline time.Time) (chan struct{},
 		return nil, false
 	}
 	s.polling, s.pollCtx, s.pollDeadline = make(chan struct{}), ctx, deadline
+	// What a save writes while this poll holds the tracker: the session as
+	// it was before, consistent with the counters, to which the poll adds
+	// only when it ends.
+	s.saved = s.record()
 	return s.polling, true
 }
 
@@ -488,7 +498,7 @@ func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done cha
 		s.lastNewRun = start
 	}
 	s.lastCreated = t.lastCreated
-	defer func() { s.saved = s.record() }()
+	s.saved = nil
 	if outcome == deadlineCut {
 		// Its state stays as it was, for other scrapers; the scrape whose
 		// deadline it was reports it down.
