@@ -6,8 +6,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aily-exporter/aily_exporter/collector"
+	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/state"
 )
 
@@ -45,7 +47,10 @@ func TestFailedSavesAreCountedAndTheExporterServes(t *testing.T) {
 	if err := os.WriteFile(dir, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e.fake.PutRun(e.fake.Runs("session_ok")[0]) // something to poll
+	// A run finishes: what counts it must be saved before it is served.
+	now := time.Now()
+	e.fake.PutRun(feishu.Run{ID: "run_new", AppID: "spring_demo__c", SessionID: "session_ok", Status: feishu.StatusCompleted,
+		CreatedAt: now, StartedAt: now, EndedAt: now.Add(time.Millisecond)})
 	body := e.scrape()
 	if !hasLine(body, sessionUp("helpdesk", "session_ok", 1)) {
 		t.Errorf("the exporter does not serve while saves fail:\n%s", body)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/go-kit/log/level"
 
@@ -63,13 +64,24 @@ var ErrForeignState = errors.New("the saved state is for other apps than the con
 // saving serialises saves and remembers what the last one covered.
 type saving struct {
 	mu      sync.Mutex
-	commits uint64 // the watcher's commits covered by the last save
-	failed  bool   // the last save failed (logged once until one works)
+	commits uint64    // the watcher's commits covered by the last save
+	counted uint64    // the watcher's counting polls covered by the last save
+	at      time.Time // when the last save succeeded
+	failed  bool      // the last save failed (logged once until one works)
 }
 
-// save writes the state if polls recorded something since the last save.
-// A scrape calls it after its polls and before it answers, so that no count
-// reaches /metrics before it is on disk.
+// stateRefresh is how long a state that changed without counting anything
+// (listing positions, a baseline under way, statuses in flight) may wait to
+// be saved. Only counts must be on disk before they are served; the rest, if
+// lost, costs a few requests after a restart, and with thousands of idle
+// sessions polled at every scrape, saving for it each time would cost a
+// write of the whole state per scrape.
+const stateRefresh = time.Minute
+
+// save writes the state if polls counted something since the last save, or
+// changed something and the last save is older than stateRefresh. A scrape
+// calls it after its polls and before it answers, so that no count reaches
+// /metrics before it is on disk.
 func (c *Collector) save() {
 	if c.opts.Saver == nil {
 		return
@@ -77,6 +89,9 @@ func (c *Collector) save() {
 	c.saving.mu.Lock()
 	defer c.saving.mu.Unlock()
 	if c.w.Commits() == c.saving.commits {
+		return
+	}
+	if c.w.Counted() == c.saving.counted && !c.saving.failed && c.now().Sub(c.saving.at) < stateRefresh {
 		return
 	}
 	c.saveLocked()
@@ -94,10 +109,12 @@ func (c *Collector) Save() error {
 
 func (c *Collector) saveLocked() error {
 	var st State
+	var counted uint64
 	commits := c.w.Records(func(rs []*watch.Record) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		st = c.stateLocked(rs)
+		counted = c.w.Counted() // no poll commits while Records runs
 	})
 	err := c.opts.Saver.Save(&st)
 	switch {
@@ -108,7 +125,7 @@ func (c *Collector) saveLocked() error {
 	}
 	c.saving.failed = err != nil
 	if err == nil {
-		c.saving.commits = commits
+		c.saving.commits, c.saving.counted, c.saving.at = commits, counted, c.now()
 	}
 	return err
 }

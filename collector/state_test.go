@@ -253,7 +253,7 @@ func TestChangedBucketsRestartTheHistogramsButKeepTheCounters(t *testing.T) {
 	}
 }
 
-func TestSavesOnlyWhenPollsRecordedSomethingAndRetriesAFailure(t *testing.T) {
+func TestSavesWhatWasCountedAtOnceTheRestLaterAndRetriesAFailure(t *testing.T) {
 	clk := feishufake.NewClock(t0)
 	lister := newMemLister()
 	lister.set("s1", run("r1", inProgress, 1, 2, none))
@@ -261,7 +261,7 @@ func TestSavesOnlyWhenPollsRecordedSomethingAndRetriesAFailure(t *testing.T) {
 	c := newTestCollector(t, clk, nil, 10*time.Second)
 	c.opts.Saver = saver
 	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
-	gather(t, context.Background(), c)
+	gather(t, context.Background(), c) // the baseline counts r1 created
 	if saver.saves != 1 {
 		t.Fatalf("%d saves after the first scrape, want 1", saver.saves)
 	}
@@ -271,14 +271,26 @@ func TestSavesOnlyWhenPollsRecordedSomethingAndRetriesAFailure(t *testing.T) {
 	if saver.saves != 1 {
 		t.Errorf("%d saves after a scrape that polled nothing, want still 1", saver.saves)
 	}
-	// A failed save is tried again by the next scrape, polled or not.
+	// Polled, nothing counted: the save waits for the refresh interval.
+	clk.Advance(10 * time.Second)
+	gather(t, context.Background(), c)
+	if saver.saves != 1 {
+		t.Errorf("%d saves after a poll that counted nothing, want still 1", saver.saves)
+	}
+	clk.Advance(stateRefresh)
+	gather(t, context.Background(), c)
+	if saver.saves != 2 {
+		t.Errorf("%d saves after the refresh interval, want 2", saver.saves)
+	}
+	// Counted: saved at once; a failure is tried again by the next scrape.
+	lister.set("s1", run("r1", completed, 1, 2, 100))
 	clk.Advance(10 * time.Second)
 	saver.err = errors.New("disk full")
 	gather(t, context.Background(), c)
 	saver.err = nil
 	clk.Advance(time.Second)
 	gather(t, context.Background(), c)
-	if saver.saves != 2 {
-		t.Errorf("%d saves, want 2: the save that failed must be retried", saver.saves)
+	if saver.saves != 3 {
+		t.Errorf("%d saves, want 3: the save that failed must be retried", saver.saves)
 	}
 }

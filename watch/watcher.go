@@ -93,6 +93,7 @@ type Watcher struct {
 	// at all, with the counters it added.
 	commitMu sync.RWMutex
 	commits  atomic.Uint64 // polls recorded so far
+	counted  atomic.Uint64 // of those, polls that counted something
 }
 
 // app is what the watcher keeps of a configured app.
@@ -253,6 +254,10 @@ func (w *Watcher) Records(fn func([]*Record)) uint64 {
 
 // Commits returns how many polls have recorded their outcome so far.
 func (w *Watcher) Commits() uint64 { return w.commits.Load() }
+
+// Counted returns how many polls have counted something so far (a run
+// created, started or finished): the polls whose outcome the counters show.
+func (w *Watcher) Counted() uint64 { return w.counted.Load() }
 
 // candidate is a session due for a poll.
 type candidate struct {
@@ -491,6 +496,7 @@ func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done cha
 	s.polling, s.pollCtx = nil, nil
 	if !s.removed && !p.obs.Empty() {
 		w.rec.Record(s, &p.obs)
+		w.counted.Add(1)
 	}
 	t := &s.tracker
 	s.baselined, s.inflight, s.tracked = t.Baselined(), t.InFlight(), t.Len()
