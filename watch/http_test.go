@@ -115,8 +115,8 @@ func TestLongHistoryOverHTTP(t *testing.T) {
 			w := watch.New(watch.Options{Now: a.clock.Now}, cnt)
 			w.SetApps([]watch.App{{Name: "a", API: a.client, Sessions: []string{"s1"}}})
 			poll(w, time.Minute)
-			if n := len(a.requests()); n != 201 {
-				t.Fatalf("baseline: %d requests, want 201 (10,001 runs in pages of 50)", n)
+			if n := len(a.requests()); n != 401 {
+				t.Fatalf("baseline: %d requests, want 401 (10,001 runs in pages of 50, each boundary checked)", n)
 			}
 			var want []string
 			for i := range 30 {

@@ -78,6 +78,10 @@ type sweepCursor struct {
 	last    time.Time
 	up      bool
 	down    bool
+	// prevToken fetched the page of prevIDs, so that the boundary to the
+	// next page can be checked (pageAfter); unverified: one could not be.
+	prevToken  string
+	unverified bool
 }
 
 // errBudget is returned by a budgeted API once the scrape's request budget
@@ -135,44 +139,59 @@ func (p *poll) run() error {
 // than the newest one known (every run since has been read) and every run in
 // flight has been seen or is refreshed with get run, whichever of paging on
 // and get run is cheaper. It reports doubt when the listing does not behave
-// as expected.
+// as expected, or a page boundary could not be checked (pageAfter).
 func (p *poll) newestFirst() (doubt bool, err error) {
 	t := p.t
 	// The newest run the last complete listing saw: once a page reaches runs
 	// older than it, every run created since has been read.
 	known := t.Newest()
+	var prev boundary
 	var token string
-	var prevIDs []string
 	var pos int64
 	var lastCreated time.Time
 	reached := false
-	for pages := 1; ; pages++ {
-		page, err := p.page(token)
-		if err != nil {
-			if token != "" && refused(err) {
-				return true, nil
-			}
-			return false, err
+	see := func(runs []feishu.Run, again bool) error {
+		if again {
+			p.seeAll(runs, false)
+			return nil
 		}
-		for i := range page.Runs {
-			r := &page.Runs[i]
+		for i := range runs {
+			r := &runs[i]
 			if r.CreatedAt.IsZero() {
 				continue
 			}
 			if !lastCreated.IsZero() && r.CreatedAt.After(lastCreated) {
-				// created_at rises: the listing is not newest first now.
-				p.c.order = orderUnknown
-				return true, nil
+				return errOrderChanged
 			}
 			lastCreated = r.CreatedAt
 		}
-		for i := shownAgain(page.Runs, prevIDs); i < len(page.Runs); i++ {
-			t.See(&page.Runs[i], false, &p.obs)
-			t.SetPosition(page.Runs[i].ID, pos+int64(i))
+		for i := shownAgain(runs, prev.ids); i < len(runs); i++ {
+			t.See(&runs[i], false, &p.obs)
+			t.SetPosition(runs[i].ID, pos+int64(i))
+		}
+		return nil
+	}
+	for pages := 1; ; pages++ {
+		page, _, checked, err := p.pageAfter(prev, token, see)
+		switch {
+		case errors.Is(err, errOrderChanged):
+			// created_at rises: the listing is not newest first now.
+			p.c.order = orderUnknown
+			return true, nil
+		case err != nil:
+			if token != "" && refused(err) {
+				return true, nil
+			}
+			return false, err
+		case !checked:
+			return true, nil
 		}
 		pos += int64(len(page.Runs))
 		if !page.HasMore {
 			// Read from the first page to the last: a complete listing.
+			if err := p.confirmMissing(false); err != nil {
+				return false, err
+			}
 			t.Advance(p.now)
 			t.EndCompletePass()
 			return false, nil
@@ -198,7 +217,7 @@ func (p *poll) newestFirst() (doubt bool, err error) {
 				return p.refresh(unseen)
 			}
 		}
-		prevIDs = ids(page.Runs, prevIDs)
+		prev = boundaryAfter(token, page.Runs, prev.ids)
 		token = page.NextPageToken
 	}
 }
@@ -209,41 +228,61 @@ func (p *poll) newestFirst() (doubt bool, err error) {
 func (p *poll) oldestFirst() (doubt bool, err error) {
 	t, c := p.t, p.c
 	token, pos, index := c.lastToken, c.lastPos, c.lastIndex
+	// The first page needs no boundary check: it is the page read last time,
+	// and showing one of that page's runs proves it starts no later.
+	var prev boundary
 	var lastCreated time.Time
-	for first := true; ; first = false {
-		page, err := p.page(token)
-		if err != nil {
-			if token != "" && refused(err) {
-				return true, nil
-			}
-			return false, err
+	first := true
+	see := func(runs []feishu.Run, again bool) error {
+		if again {
+			p.seeAll(runs, false)
+			return nil
 		}
-		if first && len(c.lastIDs) > 0 && !overlaps(page.Runs, c.lastIDs) {
-			return true, nil
+		if first && len(c.lastIDs) > 0 && !overlaps(runs, c.lastIDs) {
+			return errNoOverlap
 		}
-		for i := range page.Runs {
-			r := &page.Runs[i]
+		first = false
+		for i := range runs {
+			r := &runs[i]
 			if r.CreatedAt.IsZero() {
 				continue
 			}
 			if !lastCreated.IsZero() && r.CreatedAt.Before(lastCreated) {
-				c.order = orderUnknown
-				return true, nil
+				return errOrderChanged
 			}
 			lastCreated = r.CreatedAt
 		}
-		for i := range page.Runs {
-			t.See(&page.Runs[i], false, &p.obs)
-			t.SetPosition(page.Runs[i].ID, pos+int64(i))
+		for i := range runs {
+			t.See(&runs[i], false, &p.obs)
+			t.SetPosition(runs[i].ID, pos+int64(i))
+		}
+		return nil
+	}
+	for {
+		page, pageToken, checked, err := p.pageAfter(prev, token, see)
+		switch {
+		case errors.Is(err, errNoOverlap):
+			return true, nil
+		case errors.Is(err, errOrderChanged):
+			c.order = orderUnknown
+			return true, nil
+		case err != nil:
+			if token != "" && refused(err) {
+				return true, nil
+			}
+			return false, err
+		case !checked:
+			return true, nil
 		}
 		if !page.HasMore {
-			c.lastToken, c.lastPos, c.lastIndex = token, pos, index
+			c.lastToken, c.lastPos, c.lastIndex = pageToken, pos, index
 			c.lastIDs = edgeIDs(page.Runs, c.lastIDs)
 			break
 		}
 		if len(page.Runs) < p.api.PageSize() {
 			return true, nil
 		}
+		prev = boundaryAfter(pageToken, page.Runs, prev.ids)
 		pos += int64(len(page.Runs))
 		index++
 		token = page.NextPageToken
@@ -257,6 +296,183 @@ func (p *poll) oldestFirst() (doubt bool, err error) {
 		return p.refresh(unseen)
 	}
 	return true, nil
+}
+
+// errOrderChanged and errNoOverlap end an incremental listing in doubt: the
+// runs' created_at go against the order the session was seen in, or a resumed
+// page shows none of the runs it showed last time.
+var (
+	errOrderChanged = errors.New("listing order changed")
+	errNoOverlap    = errors.New("resumed page shows none of its runs")
+)
+
+// maxRechecks bounds how often one page boundary is read again while the
+// listing keeps moving in front of it.
+const maxRechecks = 3
+
+// boundary is the page before the one to read: the token that fetched it,
+// its run IDs (nil when there is none: the first page read) and its last
+// run's created_at.
+type boundary struct {
+	token string
+	ids   []string
+	last  time.Time
+}
+
+// boundaryAfter returns the boundary after a page fetched with token.
+func boundaryAfter(token string, runs []feishu.Run, buf []string) boundary {
+	b := boundary{token: token, ids: ids(runs, buf)}
+	if len(runs) > 0 {
+		b.last = runs[len(runs)-1].CreatedAt
+	}
+	return b
+}
+
+// settled reports whether a run slipping between the page before and runs
+// could only be older than the tracker's horizon: created between two runs
+// that both are. Such a run was seen by an earlier listing (each one checks
+// the boundaries above the horizon), so the boundary needs no check. Before
+// the baseline every boundary is checked.
+func (p *poll) settled(prev boundary, runs []feishu.Run) bool {
+	h := p.t.Horizon()
+	if h.IsZero() || len(runs) == 0 || prev.last.IsZero() || runs[0].CreatedAt.IsZero() {
+		return false
+	}
+	return prev.last.Before(h) && runs[0].CreatedAt.Before(h)
+}
+
+// pageAfter reads the page at token, which follows prev, passes its runs to
+// see, and checks the boundary between the two pages.
+//
+// Page tokens may be positions: a run that leaves the listing in front of the
+// boundary between the two requests (old runs vanish; the API promises no
+// history) moves every later run one place up, so the run that moved into the
+// page already read is on neither page. Reading prev again after the next page
+// tells: unmoved (or only pushed down by runs created in front, which repeats
+// runs and never skips one), the boundary holds. Moved, its runs are passed to
+// see again (again = true: the run that slipped between is among them) and the
+// next page is read again, until two readings of prev agree around one of the
+// next page. A boundary still moving after maxRechecks readings is reported
+// unchecked: the caller must not take the listing as complete.
+//
+// It returns the page read last and the token that fetched it: prev read
+// again when the listing shrank so much that it became the last page.
+func (p *poll) pageAfter(prev boundary, token string, see func(runs []feishu.Run, again bool) error) (page feishu.RunsPage, pageToken string, checked bool, err error) {
+	// shown holds, once a boundary moved, the runs passed to see around it,
+	// so that runs read again are passed once (a full listing tallies them).
+	var shown map[string]struct{}
+	for try := 0; ; try++ {
+		page, err := p.page(token)
+		if err != nil {
+			return page, token, false, err
+		}
+		runs := page.Runs
+		if try > 0 {
+			runs = unshown(runs, shown)
+		}
+		if err := see(runs, try > 0); err != nil {
+			return page, token, false, err
+		}
+		if prev.ids == nil || (try == 0 && p.settled(prev, page.Runs)) {
+			return page, token, true, nil
+		}
+		again, err := p.page(prev.token)
+		if err != nil {
+			return page, token, false, err
+		}
+		if unmoved(again.Runs, prev.ids) {
+			return page, token, true, nil
+		}
+		if shown == nil {
+			shown = make(map[string]struct{}, 2*len(prev.ids))
+			for _, id := range prev.ids {
+				shown[id] = struct{}{}
+			}
+			unshown(page.Runs, shown)
+		}
+		if err := see(unshown(again.Runs, shown), true); err != nil {
+			return page, token, false, err
+		}
+		if !again.HasMore {
+			// prev is now the last page: read whole, just now.
+			return again, prev.token, true, nil
+		}
+		if try+1 >= maxRechecks {
+			return page, token, false, nil
+		}
+		prev.ids = ids(again.Runs, nil)
+		token = again.NextPageToken
+	}
+}
+
+// unshown returns the runs not in shown, and adds them to it.
+func unshown(runs []feishu.Run, shown map[string]struct{}) []feishu.Run {
+	var out []feishu.Run
+	for i := range runs {
+		if _, ok := shown[runs[i].ID]; !ok {
+			shown[runs[i].ID] = struct{}{}
+			out = append(out, runs[i])
+		}
+	}
+	return out
+}
+
+// unmoved reports whether a page read again shows the runs it showed before,
+// or those runs pushed down behind runs created in front of them.
+func unmoved(runs []feishu.Run, before []string) bool {
+	if len(runs) == len(before) && startsWith(runs, before) {
+		return true
+	}
+	for d := 1; d < len(runs); d++ {
+		n := min(len(runs)-d, len(before))
+		if startsWith(runs[d:d+n], before[:n]) {
+			return true
+		}
+	}
+	return false
+}
+
+// startsWith reports whether the runs begin with the IDs given.
+func startsWith(runs []feishu.Run, ids []string) bool {
+	if len(runs) < len(ids) {
+		return false
+	}
+	for i, id := range ids {
+		if runs[i].ID != id {
+			return false
+		}
+	}
+	return true
+}
+
+// seeAll sees every run of a page read again.
+func (p *poll) seeAll(runs []feishu.Run, inSweep bool) {
+	for i := range runs {
+		p.t.See(&runs[i], inSweep, &p.obs)
+	}
+}
+
+// confirmMissing asks get run, before a complete listing ends, for each run
+// in flight that the listing did not show and that would now be forgotten:
+// a run that ended and then left the listing before a poll saw it final is
+// still counted, once, when get run finds it. A run get run does not find
+// either is forgotten.
+func (p *poll) confirmMissing(sweep bool) error {
+	for _, id := range p.t.AboutToBeForgotten(sweep) {
+		p.requests++
+		r, err := p.api.GetRun(p.ctx, p.id, id)
+		if err != nil {
+			if refused(err) {
+				continue
+			}
+			return fmt.Errorf("get run %s: %w", id, err)
+		}
+		if r.ID == "" {
+			r.ID = id
+		}
+		p.t.See(&r, sweep, &p.obs)
+	}
+	return nil
 }
 
 // refresh gets each run with get run. A run the API no longer finds is
@@ -281,7 +497,9 @@ func (p *poll) refresh(ids []string) (doubt bool, err error) {
 }
 
 // sweep starts or continues a full listing and reads on until its last page,
-// the budget or the deadline.
+// the budget or the deadline. Its page boundaries are checked as pageAfter
+// says; a listing with a boundary it could not check does not move the
+// watermark, and the next poll lists in full again.
 func (p *poll) sweep() error {
 	t, c := p.t, p.c
 	if !t.Sweeping() || c.sweep == nil {
@@ -289,19 +507,13 @@ func (p *poll) sweep() error {
 		c.sweep = &sweepCursor{}
 	}
 	sw := c.sweep
-	for {
-		page, err := p.page(sw.token)
-		if err != nil {
-			if sw.token != "" && refused(err) {
-				// The saved page token stopped working: begin again.
-				t.AbandonSweep()
-				c.sweep = nil
-			}
-			return err
+	see := func(runs []feishu.Run, again bool) error {
+		if again {
+			p.seeAll(runs, true)
+			return nil
 		}
-		sw.pages++
-		for i := shownAgain(page.Runs, sw.prevIDs); i < len(page.Runs); i++ {
-			r := &page.Runs[i]
+		for i := shownAgain(runs, sw.prevIDs); i < len(runs); i++ {
+			r := &runs[i]
 			if !r.CreatedAt.IsZero() {
 				if !sw.last.IsZero() {
 					sw.up = sw.up || r.CreatedAt.After(sw.last)
@@ -312,7 +524,30 @@ func (p *poll) sweep() error {
 			t.See(r, true, &p.obs)
 			t.SetPosition(r.ID, sw.pos+int64(i))
 		}
+		return nil
+	}
+	for {
+		var prev boundary
+		// A record saved before page tokens were kept has only the IDs: its
+		// first boundary goes unchecked.
+		if len(sw.prevIDs) > 0 && (sw.pages == 1 || sw.prevToken != "") {
+			prev = boundary{token: sw.prevToken, ids: sw.prevIDs, last: sw.last}
+		}
+		page, pageToken, checked, err := p.pageAfter(prev, sw.token, see)
+		if err != nil {
+			if sw.token != "" && refused(err) {
+				// The saved page token stopped working: begin again.
+				t.AbandonSweep()
+				c.sweep = nil
+			}
+			return err
+		}
+		sw.unverified = sw.unverified || !checked
+		sw.pages++
 		if !page.HasMore {
+			if err := p.confirmMissing(true); err != nil {
+				return err
+			}
 			c.order = orderUnknown
 			switch {
 			case sw.up && !sw.down:
@@ -320,16 +555,21 @@ func (p *poll) sweep() error {
 			case sw.down && !sw.up:
 				c.order = newestFirst
 			}
-			c.lastToken, c.lastPos, c.lastIndex = sw.token, sw.pos, sw.pages-1
+			c.lastToken, c.lastPos, c.lastIndex = pageToken, sw.pos, sw.pages-1
 			c.lastIDs = edgeIDs(page.Runs, c.lastIDs)
 			c.sweep = nil
-			c.needFull = false
+			c.needFull = sw.unverified
 			c.nextFull = p.now.Add(p.full)
-			t.EndSweep(p.now)
+			if sw.unverified {
+				t.EndUncheckedSweep(p.now)
+			} else {
+				t.EndSweep(p.now)
+			}
 			return nil
 		}
 		sw.pos += int64(len(page.Runs))
 		sw.prevIDs = ids(page.Runs, sw.prevIDs)
+		sw.prevToken = pageToken
 		sw.token = page.NextPageToken
 	}
 }

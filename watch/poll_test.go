@@ -96,8 +96,9 @@ func TestPollNewRunInLongHistoryCostsAtMostTwoRequests(t *testing.T) {
 			mem := newMemAPI(o, 50)
 			mem.put(longHistory(10000, -1)...)
 			p := newPolled(t, mem)
-			if lists, _ := p.mustPoll(1); lists != 200 {
-				t.Fatalf("baseline made %d requests, want 200 (10,000 runs in pages of 50)", lists)
+			// 200 pages, and each of their 199 boundaries read again (pageAfter).
+			if lists, _ := p.mustPoll(1); lists != 399 {
+				t.Fatalf("baseline made %d requests, want 399 (10,000 runs in pages of 50, each boundary checked)", lists)
 			}
 			if p.cursor.order != o {
 				t.Fatalf("order read off the baseline: %v, want %v", p.cursor.order, o)
@@ -106,8 +107,10 @@ func TestPollNewRunInLongHistoryCostsAtMostTwoRequests(t *testing.T) {
 				now := float64(10 + 10*i)
 				mem.put(run(fmt.Sprintf("new%02d", i), completed, now-5, now-4, now-1))
 				lists, gets := p.mustPoll(now)
-				if lists+gets > 2 {
-					t.Fatalf("poll %d made %d list and %d get requests, want at most 2 in all", i, lists, gets)
+				// The resumed page, a new one when the run opens it, and the
+				// check of the boundary between them (pageAfter).
+				if lists+gets > 3 {
+					t.Fatalf("poll %d made %d list and %d get requests, want at most 3 in all", i, lists, gets)
 				}
 			}
 			var want []string
@@ -196,8 +199,10 @@ func TestPollPageTokenThatStopsResumingFallsBackToAFullListing(t *testing.T) {
 	}
 	mem.badToken = false
 	lists, _ := p.mustPoll(20)
-	if lists != 10 {
-		t.Errorf("fallback made %d list requests, want 10 (a full listing of 96 runs)", lists)
+	// Ten pages; the six boundaries among runs newer than the horizon are
+	// checked, the three among older runs need not be.
+	if lists != 16 {
+		t.Errorf("fallback made %d list requests, want 16 (a full listing of 96 runs, 6 boundaries checked)", lists)
 	}
 	p.wantCounted("n1")
 }
@@ -262,8 +267,8 @@ func TestPollBaselineSpreadOverSeveralPolls(t *testing.T) {
 			deep.Status, deep.EndedAt = failed, at(4)
 			mem.put(deep)
 			for i := 0; !p.tracker.Baselined(); i++ {
-				if i > 3 {
-					t.Fatal("baseline not done after 7 polls of 3 requests")
+				if i > 7 {
+					t.Fatal("baseline not done after 11 polls of 3 requests (10 pages, 9 boundaries checked)")
 				}
 				_, _, _ = p.poll(float64(10 + i))
 			}
@@ -382,12 +387,13 @@ func TestPollNewestFirstPagesOnOrGetsRunsInFlightWhicheverIsCheaper(t *testing.T
 		lists, gets int
 	}{
 		{name: "one run in flight two pages down is got", n: 40, inflight: []int{25}, lists: 1, gets: 1},
-		{name: "three runs in flight on the next page are paged to", n: 40, inflight: []int{12, 14, 16}, lists: 2},
+		// Paging on costs a check of the boundary (pageAfter).
+		{name: "three runs in flight on the next page are paged to", n: 40, inflight: []int{12, 14, 16}, lists: 3},
 		// At equal cost get run is preferred: its answer does not depend on
 		// where the run is estimated to stand.
 		{name: "one run in flight on the next page is got", n: 40, inflight: []int{15}, lists: 1, gets: 1},
 		{name: "after two pages of new runs, three runs in flight two pages further are paged to",
-			n: 60, inflight: []int{18, 19, 20}, newRuns: 12, lists: 4},
+			n: 60, inflight: []int{18, 19, 20}, newRuns: 12, lists: 5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mem := newMemAPI(newestFirst, 10)
@@ -417,8 +423,8 @@ func TestPollOldestFirstGetsRunsInFlightOnEarlierPagesOrListsInFull(t *testing.T
 		lists, gets int
 	}{
 		{name: "as many runs in flight as pages before the last are got", n: 25, inflight: []int{3, 5}, lists: 1, gets: 2},
-		{name: "more runs in flight than pages before the last: a full listing", n: 25, inflight: []int{3, 5, 7}, lists: 1 + 3},
-		{name: "pages the poll read on count as pages before the last", n: 15, inflight: []int{3}, newRuns: 10, lists: 2, gets: 1},
+		{name: "more runs in flight than pages before the last: a full listing", n: 25, inflight: []int{3, 5, 7}, lists: 1 + 3 + 2},
+		{name: "pages the poll read on count as pages before the last", n: 15, inflight: []int{3}, newRuns: 10, lists: 3, gets: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mem := newMemAPI(oldestFirst, 10)
@@ -456,8 +462,8 @@ func TestPollOldestFirstResumesFromAnEmptyLastPage(t *testing.T) {
 	mem.emptyLast = true
 	mem.put(longHistory(20, -1)...)
 	p := newPolled(t, mem)
-	if lists, _ := p.mustPoll(1); lists != 3 {
-		t.Fatalf("baseline made %d requests, want 3 (two full pages, an empty one)", lists)
+	if lists, _ := p.mustPoll(1); lists != 5 {
+		t.Fatalf("baseline made %d requests, want 5 (two full pages, an empty one, two boundaries checked)", lists)
 	}
 	// The empty page shows no run the resumed one must show again.
 	mem.put(run("n1", completed, 2, 3, 4))

@@ -162,6 +162,10 @@ type SweepCursorRecord struct {
 	Last    int64    `json:"last,omitempty"`
 	Up      bool     `json:"up,omitempty"`
 	Down    bool     `json:"down,omitempty"`
+	// PrevToken fetched the page of PrevIDs; Unverified marks a listing one
+	// of whose page boundaries could not be checked.
+	PrevToken  string `json:"prev_token,omitempty"`
+	Unverified bool   `json:"unverified,omitempty"`
 }
 
 func millisOf(t time.Time) int64 {
@@ -238,6 +242,7 @@ func (c *cursor) record() CursorRecord {
 		r.Sweep = &SweepCursorRecord{
 			Token: sw.token, PrevIDs: slices.Clone(sw.prevIDs), Pos: sw.pos, Pages: sw.pages,
 			Last: millisOf(sw.last), Up: sw.up, Down: sw.down,
+			PrevToken: sw.prevToken, Unverified: sw.unverified,
 		}
 	}
 	return r
@@ -331,6 +336,7 @@ func cursorFromRecord(r *CursorRecord) (cursor, error) {
 		c.sweep = &sweepCursor{
 			token: sw.Token, prevIDs: slices.Clone(sw.PrevIDs), pos: sw.Pos, pages: sw.Pages,
 			last: timeOf(sw.Last), up: sw.Up, down: sw.Down,
+			prevToken: sw.PrevToken, unverified: sw.Unverified,
 		}
 	}
 	return c, nil

@@ -301,6 +301,15 @@ func (t *Tracker) horizon() time.Time {
 	return t.newest.Add(-settleWindow)
 }
 
+// Horizon returns, after the baseline, the created_at before which a run not
+// remembered is history; zero before it.
+func (t *Tracker) Horizon() time.Time {
+	if !t.baselined {
+		return time.Time{}
+	}
+	return t.horizon()
+}
+
 // Advance moves the watermark to the newest run seen, but not past now: a
 // run stamped in the future (an API clock ahead of ours) must not make every
 // run created until then look like history. Call it only after a listing has
@@ -354,7 +363,16 @@ func (t *Tracker) AbandonSweep() {
 // listed plus what finished while it ran, runs in flight it did not see are
 // counted missing (and forgotten after forgetAfter listings), and the first
 // one is the baseline.
-func (t *Tracker) EndSweep(now time.Time) {
+func (t *Tracker) EndSweep(now time.Time) { t.endSweep(now, true) }
+
+// EndUncheckedSweep completes a full listing one of whose page boundaries
+// could not be checked, so that a run may have slipped between two pages:
+// as EndSweep, but the watermark stays where it was (unless this is the
+// baseline, which has none), so that such a run still counts when a later
+// listing shows it.
+func (t *Tracker) EndUncheckedSweep(now time.Time) { t.endSweep(now, !t.baselined) }
+
+func (t *Tracker) endSweep(now time.Time, advance bool) {
 	s := t.sweep
 	if s == nil {
 		return
@@ -382,7 +400,27 @@ func (t *Tracker) EndSweep(now time.Time) {
 		t.baselined = true
 		t.countedAtBaseline = nil
 	}
-	t.advance(now)
+	if advance {
+		t.advance(now)
+	}
+}
+
+// AboutToBeForgotten returns the runs in flight that the listing under way
+// has not shown (the full listing when sweep, else the current pass) and
+// that its completion would forget, sorted.
+func (t *Tracker) AboutToBeForgotten(sweep bool) []string {
+	var ids []string
+	for id, ir := range t.inflight {
+		missing := ir.seenPass != t.pass
+		if sweep {
+			missing = ir.inSweep && !ir.seenBySweep
+		}
+		if missing && ir.missed+1 >= forgetAfter {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // Forget drops a run in flight that the API says no longer exists.

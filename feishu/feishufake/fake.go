@@ -15,7 +15,11 @@
 //     of the session, the offset and the page number; pages are computed on
 //     each request from the current list, so runs inserted while paging shift
 //     later pages like a real offset-paged API;
-//   - the listing order is oldest first unless SetOrder says otherwise.
+//   - the listing order is oldest first unless SetOrder or SetSessionOrder
+//     says otherwise;
+//   - with Options.VanishAfter set, a final run disappears from the listing
+//     some time after it ended (the API promises no history), which shifts
+//     the positional page tokens of later pages; get run still finds it.
 package feishufake
 
 import (
@@ -57,6 +61,16 @@ type Options struct {
 	// the real API's round trip; default 0. The token endpoint is not
 	// delayed.
 	Latency time.Duration
+	// VanishAfter, when positive, hides a final run from the listing once it
+	// ended at least this long ago and has been listed on
+	// VanishAfterListings pages (so that a client polling often has seen it
+	// final). Runs behind it move up one place, as with an offset-paged API
+	// whose old records expire: a page token handed out before points one
+	// run further than it did. Get run still finds a vanished run.
+	VanishAfter time.Duration
+	// VanishAfterListings is how many list pages must have shown a final
+	// run before it may vanish; default 0 (as soon as VanishAfter passed).
+	VanishAfterListings int
 }
 
 // Order is the order in which the list endpoint returns runs. The real order
@@ -84,6 +98,8 @@ type Fake struct {
 	tokenTTL    time.Duration
 	maxPageSize int
 	latency     time.Duration
+	vanishAfter time.Duration
+	vanishSeen  int
 	logIDPrefix string
 
 	mu         sync.Mutex
@@ -94,11 +110,20 @@ type Fake struct {
 	sessions   map[string]map[string]feishu.Run // session ID → run ID → run
 	sorted     map[string][]feishu.Run          // session ID → its runs in listing order, while unchanged
 	order      Order
-	faults     []*activeFault
-	onPage     func(sessionID string, page int)
-	requests   map[string]int
-	logSeq     uint64
+	orders     map[string]Order // per-session orders set by SetSessionOrder
+	// listed counts the list pages that showed each run (session ID, run
+	// ID), and vanished holds the runs hidden from the listing since.
+	listed   map[runKey]int
+	vanished map[runKey]bool
+	vanishes int
+	faults   []*activeFault
+	onPage   func(sessionID string, page int)
+	requests map[string]int
+	logSeq   uint64
 }
+
+// runKey names a run within the fake.
+type runKey struct{ session, run string }
 
 // tenantAuth is an issued tenant token.
 type tenantAuth struct {
@@ -113,6 +138,11 @@ func New(opts Options) *Fake {
 		tokenTTL:    opts.TokenTTL,
 		maxPageSize: opts.MaxPageSize,
 		latency:     max(opts.Latency, 0),
+		vanishAfter: opts.VanishAfter,
+		vanishSeen:  max(opts.VanishAfterListings, 0),
+		orders:      map[string]Order{},
+		listed:      map[runKey]int{},
+		vanished:    map[runKey]bool{},
 		logIDPrefix: randomHex(4),
 		apps:        map[string]string{},
 		tokens:      map[string]tenantAuth{},
@@ -243,14 +273,20 @@ func (f *Fake) sortedRunsLocked(sessionID string) ([]feishu.Run, bool) {
 	}
 	runs := make([]feishu.Run, 0, len(s))
 	for _, r := range s {
-		runs = append(runs, r)
+		if !f.vanished[runKey{sessionID, r.ID}] {
+			runs = append(runs, r)
+		}
+	}
+	order, ok := f.orders[sessionID]
+	if !ok {
+		order = f.order
 	}
 	slices.SortFunc(runs, func(a, b feishu.Run) int {
 		c := a.CreatedAt.Compare(b.CreatedAt)
 		if c == 0 {
 			c = cmp.Compare(a.ID, b.ID)
 		}
-		if f.order == NewestFirst {
+		if order == NewestFirst {
 			c = -c
 		}
 		return c
@@ -265,6 +301,40 @@ func (f *Fake) SetOrder(o Order) {
 	defer f.mu.Unlock()
 	f.order = o
 	clear(f.sorted)
+}
+
+// SetSessionOrder chooses one session's listing order, overriding SetOrder.
+func (f *Fake) SetSessionOrder(sessionID string, o Order) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.orders[sessionID] = o
+	delete(f.sorted, sessionID)
+}
+
+// Vanished returns how many runs have vanished from the listing so far.
+func (f *Fake) Vanished() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.vanishes
+}
+
+// vanishLocked hides from a session's listing the final runs that ended at
+// least VanishAfter before now and were listed often enough.
+func (f *Fake) vanishLocked(sessionID string, now time.Time) {
+	if f.vanishAfter <= 0 {
+		return
+	}
+	for id, r := range f.sessions[sessionID] {
+		k := runKey{sessionID, id}
+		if f.vanished[k] || !r.Status.Final() || r.EndedAt.IsZero() ||
+			now.Sub(r.EndedAt) < f.vanishAfter || f.listed[k] < f.vanishSeen {
+			continue
+		}
+		f.vanished[k] = true
+		delete(f.listed, k)
+		f.vanishes++
+		delete(f.sorted, sessionID)
+	}
 }
 
 // OnPage sets a hook called each time the list endpoint has computed page

@@ -800,3 +800,59 @@ func TestEchoCredentialsQuotesTheRequestsCredentials(t *testing.T) {
 		}
 	}
 }
+
+// A final run vanishes from the listing once it ended VanishAfter ago and
+// was listed VanishAfterListings times; later runs move up a place, so a
+// page token handed out before points one run further; get run still finds
+// the run.
+func TestVanishedRunsLeaveTheListingAndShiftPageTokens(t *testing.T) {
+	e := newEnv(t, Options{VanishAfter: 90 * time.Second, VanishAfterListings: 1})
+	for i := range 6 {
+		r := mkRun("session_a", i, feishu.StatusCompleted)
+		r.EndedAt = t0.Add(time.Duration(i) * time.Second)
+		e.fake.PutRun(r)
+	}
+	tok := e.token(t)
+	q := url.Values{"page_size": {"3"}}
+	first := e.list(t, tok, "session_a", q).page(t)
+	if len(first.Data.Runs) != 3 || first.Data.PageToken == nil {
+		t.Fatalf("first page %+v", first.Data)
+	}
+	// run_000..002 were listed once; 90 s after they ended they go.
+	e.clock.Advance(92 * time.Second)
+	q.Set("page_token", *first.Data.PageToken)
+	next := e.list(t, tok, "session_a", q).page(t)
+	var got []string
+	for _, r := range next.Data.Runs {
+		got = append(got, r.ID)
+	}
+	// Positions 3.. of the shrunk listing: run_003..005 moved to 0..2.
+	if len(got) != 0 {
+		t.Errorf("page after the vanishing: %v, want none (the runs moved up past the token)", got)
+	}
+	if n := e.fake.Vanished(); n != 3 {
+		t.Errorf("Vanished() = %d, want 3", n)
+	}
+	// run_003..005 were never listed: they stay.
+	if ids := len(e.fake.Runs("session_a")); ids != 3 {
+		t.Errorf("listing holds %d runs, want 3", ids)
+	}
+	if r := e.get(t, tok, "session_a", "run_000"); r.code(t) != 0 {
+		t.Errorf("get run of a vanished run: code %d, want 0", r.code(t))
+	}
+}
+
+func TestSessionOrderOverridesTheDefault(t *testing.T) {
+	e := newEnv(t, Options{})
+	for i := range 3 {
+		e.fake.PutRun(mkRun("session_a", i, feishu.StatusCompleted))
+		e.fake.PutRun(mkRun("session_b", i, feishu.StatusCompleted))
+	}
+	e.fake.SetSessionOrder("session_b", NewestFirst)
+	if a := e.fake.Runs("session_a"); a[0].ID != "run_000" {
+		t.Errorf("session_a starts with %s, want run_000 (oldest first)", a[0].ID)
+	}
+	if b := e.fake.Runs("session_b"); b[0].ID != "run_002" {
+		t.Errorf("session_b starts with %s, want run_002 (newest first)", b[0].ID)
+	}
+}

@@ -264,6 +264,7 @@ func (f *Fake) listPage(w http.ResponseWriter, r *http.Request, sessionID, tok s
 	if code, msg := f.authLocked(tok, hasBearer, now); code != 0 {
 		return fail(code, msg)
 	}
+	f.vanishLocked(sessionID, now)
 	runs, known := f.sortedRunsLocked(sessionID)
 	if !known {
 		return fail(feishu.CodeParamInvalid, msgParamInvalid)
@@ -291,6 +292,9 @@ func (f *Fake) listPage(w http.ResponseWriter, r *http.Request, sessionID, tok s
 	data := &listRunsData{Runs: make([]wireRun, 0, end-start), HasMore: end < len(runs)}
 	for _, run := range runs[start:end] {
 		data.Runs = append(data.Runs, toWire(run))
+		if f.vanishAfter > 0 && run.Status.Final() {
+			f.listed[runKey{sessionID, run.ID}]++
+		}
 	}
 	switch {
 	case repeatToken:
