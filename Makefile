@@ -5,6 +5,11 @@
 #                binary's Go version, go test -race, promtool check metrics on the golden scrape, the alert rule
 #                tests, the Helm chart (helm lint/template) and the end-to-end test against a real Prometheus
 #   make generate  copy dashboards/alerts.yml and aily.json into the Helm chart
+#   make soak    the ground-truth soak (not part of make test): the real binary
+#                against the fake API with every fault, vanishing runs, both
+#                listing orders, an HA pair, a reload and a restart, for
+#                SOAK_MINUTES (default 20); prints every series that differs
+#                from the truth, and fails if one does
 #   make mutation  mutation testing with gremlins of the counting and planning
 #                code (./watch; others with PKGS="./watch ./feishu"): fails under
 #                90% efficacy (killed / (killed + lived); MUTATION_EFFICACY to
@@ -64,7 +69,7 @@ GOLDEN := collector/testdata/golden.prom
 # closing summary.
 TEST_LOG := $(GOBIN)/go-test.log
 
-.PHONY: all build generate test fmt-check vet staticcheck vulncheck check-go-version test-go check-metrics test-rules test-helm test-e2e test-summary mutation clean
+.PHONY: all build generate soak test fmt-check vet staticcheck vulncheck check-go-version test-go check-metrics test-rules test-helm test-e2e test-summary mutation clean
 
 all: build
 
@@ -100,13 +105,14 @@ fmt-check:
 	@files=$$(gofmt -l $$(find . -name '*.go' -not -path './bin/*' -not -path './.cache/*')); \
 	if [ -n "$$files" ]; then echo "not gofmt'ed (run gofmt -w):"; echo "$$files"; exit 1; fi
 
+# -tags soak: the soak test is vetted and checked too, though only make soak runs it.
 vet:
 	@echo "==> go vet"
-	$(GO) vet ./...
+	$(GO) vet -tags soak ./...
 
 staticcheck: $(STATICCHECK)
 	@echo "==> staticcheck"
-	$(STATICCHECK) ./...
+	$(STATICCHECK) -tags soak ./...
 
 # govulncheck against the pinned database: fails if our code reaches a known
 # vulnerability of the standard library or of a module we require.
@@ -163,6 +169,11 @@ test-e2e: $(PROMETHEUS)
 test-summary:
 	@.ci/gotest --summary $(TEST_LOG)
 	@echo "make test: gofmt, go vet, staticcheck, govulncheck, the binary's Go version, go test -race, promtool check metrics, rule tests, the Helm chart and the end-to-end test passed"
+
+SOAK_MINUTES ?= 20
+soak:
+	@echo "==> soak: $(SOAK_MINUTES) minutes of runs and faults, then about 5 minutes to settle"
+	SOAK_MINUTES=$(SOAK_MINUTES) $(GO) test -tags soak -count=1 -timeout 0 -v -run TestSoak ./soak/
 
 # Mutation testing. With gremlins' defaults every mutant times out on a
 # 2-core machine: one worker, and a generous timeout coefficient. gremlins
