@@ -34,7 +34,7 @@ func (p *polled) poll(now float64) (lists, gets int, err error) {
 	p.mem.requests()
 	api := p.api
 	if p.perPoll > 0 {
-		api = budgetedAPI{API: p.mem, b: (&budget{left: 1 << 30, perPoll: p.perPoll}).forPoll()}
+		api = budgetedAPI{API: p.mem, b: (&budget{left: 1 << 30, perPoll: p.perPoll}).startPoll()}
 	}
 	pl := &poll{ctx: context.Background(), api: api, id: "s1", t: p.tracker, c: &p.cursor, now: at(now), full: 6 * time.Hour}
 	err = pl.run()

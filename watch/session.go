@@ -3,6 +3,7 @@ package watch
 import (
 	"context"
 	"hash/fnv"
+	"math"
 	"sync"
 	"time"
 )
@@ -45,10 +46,14 @@ type Session struct {
 	lastNewRun  time.Time // when a poll last saw a run new after the baseline
 	lastCreated time.Time // created_at of the newest run seen
 	took        time.Duration
-	failures    int   // failed polls in a row
-	err         error // of the most recent poll
-	polled      bool  // a poll has finished
-	view        *State
+	// activity is the session's recent change rate (per second) as of
+	// activitySince, which the freshness policy reads (pollValue).
+	activity      float64
+	activitySince time.Time
+	failures      int   // failed polls in a row
+	err           error // of the most recent poll
+	polled        bool  // a poll has finished
+	view          *State
 	// saved is the session's record as it was when the poll under way
 	// began, what a save writes while the poll holds the tracker; nil
 	// between polls, when the record is made from the tracker itself, so
@@ -74,27 +79,59 @@ func (s *Session) ID() string { return s.id }
 // App returns the name of the session's app.
 func (s *Session) App() string { return s.app.name }
 
-// due returns when the session is next due for a poll, and its class: 0 for
-// sessions without a baseline or with runs in flight, polled first, 1 for
-// the others. s.mu is held.
-func (s *Session) due(o *Options, now time.Time) (time.Time, int) {
-	class := 1
-	if !s.baselined || s.inflight > 0 {
-		class = 0
-	}
+// rank tells whether the session may be polled now and where it stands in
+// line: its class and, within the class, its key (highest first). s.mu is
+// held.
+func (s *Session) rank(o *Options, now time.Time) (class int, key float64, ok bool) {
 	if s.lastPoll.IsZero() {
-		return s.added, class
+		// Never polled: first in line, longest waiting first.
+		return classNew, now.Sub(s.added).Seconds(), true
 	}
-	var every time.Duration
+	every := o.MinInterval
+	if s.failures > 0 {
+		every = max(backoff(o.MinInterval, o.IdleInterval, s.failures), o.MinInterval)
+	}
+	stale := now.Sub(s.lastPoll)
+	if stale < every {
+		return 0, 0, false
+	}
 	switch {
-	case s.failures > 0:
-		every = backoff(o.MinInterval, o.IdleInterval, s.failures)
-	case s.state(o, now) == Idle:
-		every = o.IdleInterval
-	default:
-		every = o.MinInterval
+	case !s.baselined || s.inflight > 0:
+		return classActive, stale.Seconds(), true
+	case stale >= o.IdleInterval:
+		return classStale, stale.Seconds(), true
 	}
-	return s.lastPoll.Add(max(every, o.MinInterval)), class
+	return classRest, s.pollValue(o, now, stale), true
+}
+
+// quietRate is the change rate assumed of a session with no activity seen:
+// about one change a day, so that its poll's value still grows with
+// staleness.
+const quietRate = 1.0 / (24 * 60 * 60)
+
+// pollValue is the expected value of polling the session now: the
+// likelihood that it changed since its last poll, from its recent activity
+// (a Poisson rate), times how stale it is. s.mu is held.
+func (s *Session) pollValue(o *Options, now time.Time, stale time.Duration) float64 {
+	rate := s.activityAt(o, now) + quietRate
+	st := stale.Seconds()
+	return -math.Expm1(-rate*st) * st
+}
+
+// activityAt returns the session's recent change rate, per second, decayed
+// to now with the time constant Options.IdleAfter. s.mu is held.
+func (s *Session) activityAt(o *Options, now time.Time) float64 {
+	if s.activity == 0 {
+		return 0
+	}
+	return s.activity * math.Exp(-now.Sub(s.activitySince).Seconds()/o.IdleAfter.Seconds())
+}
+
+// noteActivity adds a poll's changes (runs created, started, finished) to
+// the session's change rate. s.mu is held.
+func (s *Session) noteActivity(o *Options, at time.Time, changes int) {
+	s.activity = s.activityAt(o, at) + float64(changes)/o.IdleAfter.Seconds()
+	s.activitySince = at
 }
 
 // backoff is the wait after n failed polls in a row: the min interval,

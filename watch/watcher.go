@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -68,6 +69,9 @@ type App struct {
 	Name     string
 	API      API
 	Sessions []string
+	// DailyBudget is the list and get-run requests the app may make a day
+	// on average; 0 means no average cap (only Options.RateLimit).
+	DailyBudget float64
 }
 
 // Recorder takes what polls count. Record is called with the session's lock
@@ -86,7 +90,8 @@ type Watcher struct {
 	apps     map[string]*app
 	sessions []*Session // sorted by app, then ID
 	overdue  map[string]int
-	restored map[[2]string]*Record // records to carry on from, by app and ID, until SetApps
+	daily    map[string]*dailyBudget // by app
+	restored map[[2]string]*Record   // records to carry on from, by app and ID, until SetApps
 
 	// commitMu is held for reading while a poll records its outcome, and
 	// for writing by Records, so that a save sees every poll whole or not
@@ -130,7 +135,7 @@ func New(opts Options, rec Recorder) *Watcher {
 	if opts.Logger == nil {
 		opts.Logger = log.NewNopLogger()
 	}
-	return &Watcher{opts: opts, rec: rec, apps: map[string]*app{}, overdue: map[string]int{}}
+	return &Watcher{opts: opts, rec: rec, apps: map[string]*app{}, overdue: map[string]int{}, daily: map[string]*dailyBudget{}}
 }
 
 // SetApps sets the apps and sessions to watch, at start and on every reload.
@@ -157,6 +162,11 @@ func (w *Watcher) SetApps(apps []App) (removed []*Session) {
 		}
 		ap.api = a.API
 		newApps[a.Name] = ap
+		if d := w.daily[a.Name]; d != nil {
+			d.set(a.DailyBudget, now)
+		} else {
+			w.daily[a.Name] = newDailyBudget(a.DailyBudget, now)
+		}
 		for _, id := range a.Sessions {
 			k := key{a.Name, id}
 			if kept[k] || id == "" {
@@ -182,6 +192,11 @@ func (w *Watcher) SetApps(apps []App) (removed []*Session) {
 	for name := range w.overdue {
 		if newApps[name] == nil {
 			delete(w.overdue, name)
+		}
+	}
+	for name := range w.daily {
+		if newApps[name] == nil {
+			delete(w.daily, name)
 		}
 	}
 	slices.SortFunc(sessions, func(a, b *Session) int {
@@ -263,16 +278,22 @@ func (w *Watcher) Counted() uint64 { return w.counted.Load() }
 type candidate struct {
 	s     *Session
 	api   API
-	due   time.Time
 	class int
+	// key orders candidates within a class, highest first: how long
+	// overdue, or the expected value of a poll (freshness policy).
+	key float64
 }
 
-// Poll polls the sessions due now, in order (sessions without a baseline
-// and with runs in flight first, then the others; most overdue first within
-// each), while ctx's deadline and each app's request budget allow, and waits
-// for them and for polls other scrapes started. A session not reached stays
-// due, and first in line. Polls run on after ctx is cancelled, for scrapes
-// sharing them, but never past its deadline.
+// Poll polls sessions in the order of the freshness policy (the README's
+// polling policy): sessions never polled first, then those with a baseline
+// under way or runs in flight, then those past the staleness target
+// (Options.IdleInterval), most stale first, then the others by the expected
+// value of a poll. It spends what each app's request budget allows: the
+// scrape's share of the rate limit and of the daily budget, within ctx's
+// deadline. It waits for the polls and for those other scrapes started. A
+// session polled less than Options.MinInterval ago is not polled again.
+// Polls run on after ctx is cancelled, for scrapes sharing them, but never
+// past its deadline.
 //
 // It returns the sessions whose poll ctx's deadline cut off: the scrape
 // reports them down. Their state is left as it was (what the poll counted
@@ -287,28 +308,36 @@ func (w *Watcher) Poll(ctx context.Context) (cutOff map[SessionKey]bool) {
 	pctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 
 	cands, waits := w.plan(now)
-	budgets := w.budgets(cands, time.Until(deadline))
+	budgets := w.budgets(cands, time.Until(deadline), now)
 	overdue := &tally{n: make(map[string]int)}
+	late := func(c candidate) {
+		if c.class == classNew || c.class == classStale {
+			overdue.add(c.s.app.name)
+		}
+	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, w.opts.Concurrency)
 	var started []*Session
 start:
 	for i, c := range cands {
 		b := budgets[c.s.app.name]
-		if !b.available() {
-			overdue.add(c.s.app.name)
+		pb := b.startPoll()
+		if pb == nil {
+			late(c)
 			continue
 		}
 		select {
 		case sem <- struct{}{}:
 		case <-pctx.Done():
+			pb.refund()
 			for _, c := range cands[i:] {
-				overdue.add(c.s.app.name)
+				late(c)
 			}
 			break start
 		}
 		done, ok := c.s.begin(pctx, deadline)
 		if !ok {
+			pb.refund()
 			<-sem
 			continue
 		}
@@ -317,13 +346,13 @@ start:
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			var api API = budgetedAPI{API: c.api, b: b.forPoll()}
+			var api API = budgetedAPI{API: c.api, b: pb}
 			if c.api == nil {
 				api = nil
 			}
 			switch w.pollSession(pctx, c.s, api, done) {
 			case budgetCut, deadlineCut:
-				overdue.add(c.s.app.name)
+				late(c)
 			}
 		}()
 	}
@@ -339,11 +368,21 @@ start:
 		}
 		close(all)
 	}()
+	// Once every poll is done, what they did not spend goes back to the
+	// daily budgets: at once when they are done by now, so that the next
+	// scrape finds it there.
+	finish := func() {
+		cancel()
+		for _, b := range budgets {
+			b.settle(w.opts.Now())
+		}
+	}
 	select {
 	case <-all:
+		finish()
 	case <-ctx.Done():
+		go func() { <-all; finish() }()
 	}
-	go func() { <-all; cancel() }()
 
 	for _, s := range started {
 		s.mu.Lock()
@@ -381,8 +420,16 @@ func (t *tally) add(app string) {
 	t.n[app]++
 }
 
-// plan returns the sessions due now, in the order to poll them, and the
-// polls other scrapes have under way.
+// The classes of candidates, polled in this order.
+const (
+	classNew    = iota // never polled
+	classActive        // baseline under way, or runs in flight
+	classStale         // past the staleness target
+	classRest          // by the expected value of a poll
+)
+
+// plan returns the sessions that may be polled now, in the order to poll
+// them, and the polls other scrapes have under way.
 func (w *Watcher) plan(now time.Time) ([]candidate, []chan struct{}) {
 	w.mu.Lock()
 	sessions := w.sessions
@@ -397,9 +444,8 @@ func (w *Watcher) plan(now time.Time) ([]candidate, []chan struct{}) {
 			waits = append(waits, s.polling)
 		case s.removed:
 		default:
-			due, class := s.due(&w.opts, now)
-			if !due.After(now) {
-				cands = append(cands, candidate{s: s, due: due, class: class})
+			if class, key, ok := s.rank(&w.opts, now); ok {
+				cands = append(cands, candidate{s: s, class: class, key: key})
 			}
 		}
 		s.mu.Unlock()
@@ -410,18 +456,26 @@ func (w *Watcher) plan(now time.Time) ([]candidate, []chan struct{}) {
 	}
 	w.mu.Unlock()
 	slices.SortFunc(cands, func(a, b candidate) int {
-		return cmp.Or(cmp.Compare(a.class, b.class), a.due.Compare(b.due),
+		return cmp.Or(cmp.Compare(a.class, b.class), cmp.Compare(b.key, a.key),
 			cmp.Compare(a.s.app.name, b.s.app.name), cmp.Compare(a.s.id, b.s.id))
 	})
 	return cands, waits
 }
 
-// budgets returns each app's request budget for a scrape with left to go.
-func (w *Watcher) budgets(cands []candidate, left time.Duration) map[string]*budget {
+// budgets returns each app's request budget for a scrape with left to go:
+// what the rate limit lets through by the deadline, within what the daily
+// budget has to spend now.
+func (w *Watcher) budgets(cands []candidate, left time.Duration, now time.Time) map[string]*budget {
 	due := make(map[string]int)
 	for _, c := range cands {
 		due[c.s.app.name]++
 	}
+	w.mu.Lock()
+	daily := make(map[string]*dailyBudget, len(due))
+	for name := range due {
+		daily[name] = w.daily[name]
+	}
+	w.mu.Unlock()
 	budgets := make(map[string]*budget, len(due))
 	for name, n := range due {
 		b := &budget{unlimited: w.opts.RateLimit <= 0}
@@ -430,16 +484,38 @@ func (w *Watcher) budgets(cands []candidate, left time.Duration) map[string]*bud
 			// full burst (as many as the rate, refilled between scrapes),
 			// then the rate.
 			b.left = max(int(w.opts.RateLimit*(left.Seconds()+1)), 1)
-			// One poll may spend at most half of it while others wait, so
-			// that a long baseline cannot take every request of a scrape.
-			b.perPoll = b.left
-			if n > 1 {
-				b.perPoll = max(b.left/2, 1)
+		}
+		if d := daily[name]; d != nil {
+			want := b.left
+			if b.unlimited {
+				want = math.MaxInt32
 			}
+			if got, unlimited := d.reserve(want, now); !unlimited {
+				b.unlimited, b.left, b.reserved = false, got, got
+			}
+			b.daily = d
+		}
+		// One poll may spend at most half of it while others wait, so
+		// that a long baseline cannot take every request of a scrape.
+		b.perPoll = b.left
+		if n > 1 {
+			b.perPoll = max(b.left/2, 1)
 		}
 		budgets[name] = b
 	}
 	return budgets
+}
+
+// Budgets returns what each app's daily budget stands at.
+func (w *Watcher) Budgets() map[string]BudgetStatus {
+	now := w.opts.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[string]BudgetStatus, len(w.daily))
+	for name, d := range w.daily {
+		out[name] = d.status(now)
+	}
+	return out
 }
 
 // begin marks the session as being polled; false if it already is or was
@@ -502,6 +578,9 @@ func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done cha
 	s.baselined, s.inflight, s.tracked = t.Baselined(), t.InFlight(), t.Len()
 	if p.newRuns {
 		s.lastNewRun = start
+	}
+	if changes := len(p.obs.Created) + len(p.obs.Started) + len(p.obs.Finished); changes > 0 && t.Baselined() {
+		s.noteActivity(&w.opts, start, changes)
 	}
 	s.lastCreated = t.lastCreated
 	s.saved = nil
@@ -599,28 +678,69 @@ type budget struct {
 	unlimited bool
 	left      int
 	perPoll   int
+	spent     int
+	// reserved is what was taken out of daily for this scrape.
+	reserved int
+	daily    *dailyBudget
 }
 
-func (b *budget) available() bool {
+// settle gives the daily budget what the scrape did not spend and records
+// what it did.
+func (b *budget) settle(now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.unlimited || b.left > 0
+	if b.daily != nil {
+		b.daily.settle(b.reserved, b.spent, now)
+		b.daily, b.reserved = nil, 0
+	}
 }
 
-// forPoll returns the share of the budget one poll may spend.
-func (b *budget) forPoll() *pollBudget { return &pollBudget{b: b, left: b.perPoll} }
+// startPoll returns the share of the budget one poll may spend, with its
+// first request taken at once, so that polls started together cannot start
+// more polls than the budget pays for; nil when the budget is spent.
+func (b *budget) startPoll() *pollBudget {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.unlimited {
+		return &pollBudget{b: b, left: b.perPoll}
+	}
+	if b.left <= 0 {
+		return nil
+	}
+	b.left--
+	b.spent++
+	return &pollBudget{b: b, left: b.perPoll - 1, prepaid: true}
+}
 
 type pollBudget struct {
-	b    *budget
-	left int
+	b       *budget
+	left    int
+	prepaid bool // the first request is paid for
+}
+
+// refund gives back the first request of a poll that did not start.
+func (p *pollBudget) refund() {
+	if !p.prepaid {
+		return
+	}
+	p.prepaid = false
+	p.b.mu.Lock()
+	defer p.b.mu.Unlock()
+	p.b.left++
+	p.b.spent--
 }
 
 // take spends one request, or reports that the budget is spent.
 func (p *pollBudget) take() bool {
+	if p.prepaid {
+		p.prepaid = false
+		return true
+	}
 	b := p.b
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.unlimited {
+		b.spent++
 		return true
 	}
 	if b.left <= 0 || p.left <= 0 {
@@ -628,6 +748,7 @@ func (p *pollBudget) take() bool {
 	}
 	b.left--
 	p.left--
+	b.spent++
 	return true
 }
 

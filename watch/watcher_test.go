@@ -92,21 +92,26 @@ func TestNewOptions(t *testing.T) {
 	})
 }
 
-func TestPlanPollsSessionsWithoutBaselineOrWithRunsInFlightFirst(t *testing.T) {
+func TestPlanPollsNewSessionsThenActiveThenStaleThenByValue(t *testing.T) {
 	clk := &clock{now: t0}
 	w := New(Options{Now: clk.Now}, nopRecorder{})
 	mem := newMemAPI(newestFirst, 10)
-	w.SetApps([]App{{Name: "a", API: mem, Sessions: []string{"idle", "inflight", "pending", "recent"}}})
+	w.SetApps([]App{{Name: "a", API: mem, Sessions: []string{"busy", "idle", "inflight", "just", "pending", "quiet"}}})
 	clk.Advance(24 * time.Hour)
 	now := clk.Now()
 	for _, s := range w.sessions {
 		switch s.id {
-		case "idle": // the most overdue of all, but nothing in flight
+		case "idle": // past the staleness target (5m), nothing in flight
 			s.baselined, s.lastPoll = true, now.Add(-3*time.Hour)
 		case "inflight":
 			s.baselined, s.inflight, s.lastPoll = true, 1, now.Add(-time.Hour)
-		case "recent": // idle, and not due yet
+		case "just": // polled within the min interval: not again
+			s.baselined, s.lastPoll = true, now.Add(-time.Second)
+		case "quiet", "busy": // equally stale; busy had runs lately
 			s.baselined, s.lastPoll = true, now.Add(-time.Minute)
+		}
+		if s.id == "busy" {
+			s.noteActivity(&w.opts, now.Add(-2*time.Minute), 5)
 		}
 	}
 	cands, _ := w.plan(now)
@@ -114,8 +119,25 @@ func TestPlanPollsSessionsWithoutBaselineOrWithRunsInFlightFirst(t *testing.T) {
 	for _, c := range cands {
 		got = append(got, c.s.id)
 	}
-	if want := []string{"pending", "inflight", "idle"}; !slices.Equal(got, want) {
-		t.Errorf("planned %v, want %v (without baseline or in flight first, most overdue first within each)", got, want)
+	if want := []string{"pending", "inflight", "idle", "busy", "quiet"}; !slices.Equal(got, want) {
+		t.Errorf("planned %v, want %v (never polled, in flight, past the staleness target, then by the value of a poll)", got, want)
+	}
+}
+
+func TestPollValueGrowsWithStalenessAndActivity(t *testing.T) {
+	o := &Options{IdleAfter: 10 * time.Minute}
+	now := t0
+	quiet, busy := &Session{}, &Session{}
+	busy.noteActivity(o, now, 10)
+	if q1, q2 := quiet.pollValue(o, now, time.Minute), quiet.pollValue(o, now, 2*time.Minute); q2 <= q1 {
+		t.Errorf("quiet session: value %g after 2m, not above %g after 1m", q2, q1)
+	}
+	if q, b := quiet.pollValue(o, now, time.Minute), busy.pollValue(o, now, time.Minute); b <= q {
+		t.Errorf("after 1m: busy session's value %g not above the quiet one's %g", b, q)
+	}
+	// Activity fades with the idle-after time constant.
+	if a, b := busy.activityAt(o, now), busy.activityAt(o, now.Add(10*time.Minute)); b >= a/2 {
+		t.Errorf("activity %g ten minutes later, want well under %g", b, a)
 	}
 }
 
