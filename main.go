@@ -58,6 +58,7 @@ type flags struct {
 	feishuPageSize         int
 	feishuConcurrency      int
 	feishuRateLimit        float64
+	pollDailyBudget        float64
 	scrapeTimeoutOffset    time.Duration
 	pollMinInterval        time.Duration
 	pollIdleAfter          time.Duration
@@ -106,6 +107,8 @@ func addFlags(a *kingpin.Application) *flags {
 		Default("10m").DurationVar(&f.pollIdleAfter)
 	a.Flag("poll.idle-interval", "how often an idle session is polled; the cap of a failing session's back-off").
 		Default("5m").DurationVar(&f.pollIdleInterval)
+	a.Flag("poll.daily-budget", "list and get-run requests each app may make a day on average, spent where they buy the most freshness (see the README's polling policy); an app's daily_budget overrides it; 0: no average cap, only --feishu.rate-limit").
+		Default("100000").Float64Var(&f.pollDailyBudget)
 	a.Flag("poll.full-interval", "how often a session is listed in full, as a safety net for incremental listing (see the README's polling policy)").
 		Default("6h").DurationVar(&f.pollFullInterval)
 	a.Flag("storage.path", "where the exporter keeps its state across restarts (counting state, counters, listing positions); empty: no state. --demo keeps none unless this is given").
@@ -199,10 +202,11 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) int {
 		}
 	}
 	e := newExporter(exporterOptions{
-		logger:  logger,
-		source:  source,
-		clients: clients,
-		storage: store,
+		logger:      logger,
+		source:      source,
+		clients:     clients,
+		storage:     store,
+		dailyBudget: f.pollDailyBudget,
 		collector: collector.Options{
 			Watch: watch.Options{
 				MinInterval:  zeroMeansNone(f.pollMinInterval),
@@ -353,6 +357,8 @@ func checkFlags(f *flags) error {
 		return fmt.Errorf("--feishu.concurrency %d must be at least 1", f.feishuConcurrency)
 	case !(f.feishuRateLimit >= 0) || math.IsInf(f.feishuRateLimit, 0):
 		return fmt.Errorf("--feishu.rate-limit %v must be a number ≥ 0 (0: no limit)", f.feishuRateLimit)
+	case !(f.pollDailyBudget >= 0) || math.IsInf(f.pollDailyBudget, 0):
+		return fmt.Errorf("--poll.daily-budget %v must be a number of requests a day ≥ 0 (0: no average cap)", f.pollDailyBudget)
 	case f.scrapeTimeoutOffset < 0:
 		return fmt.Errorf("--scrape.timeout-offset %v must not be negative", f.scrapeTimeoutOffset)
 	case f.scrapeMinInterval < 0:

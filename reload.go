@@ -75,6 +75,9 @@ type exporterOptions struct {
 	onReload func(error)
 	// storage, when set, is the state on disk (--storage.path).
 	storage *storage
+	// dailyBudget is --poll.daily-budget, what an app without daily_budget
+	// may spend a day; 0 no cap.
+	dailyBudget float64
 }
 
 // exporter holds the loaded configuration, the Feishu clients built from it
@@ -86,6 +89,8 @@ type exporter struct {
 	collector *collector.Collector
 	onReload  func(error)
 	storage   *storage
+	// dailyBudget is --poll.daily-budget.
+	dailyBudget float64
 
 	reloadSuccess   prometheus.Gauge
 	reloadTimestamp prometheus.Gauge
@@ -111,12 +116,13 @@ func newExporter(o exporterOptions) *exporter {
 		o.collector.Saver = o.storage
 	}
 	return &exporter{
-		logger:    o.logger,
-		source:    o.source,
-		clientOpt: o.clients,
-		collector: collector.New(o.collector),
-		onReload:  o.onReload,
-		storage:   o.storage,
+		logger:      o.logger,
+		source:      o.source,
+		clientOpt:   o.clients,
+		collector:   collector.New(o.collector),
+		onReload:    o.onReload,
+		storage:     o.storage,
+		dailyBudget: o.dailyBudget,
 		reloadSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "aily_exporter_config_last_reload_successful",
 			Help: "Aily exporter config loaded successfully.",
@@ -217,6 +223,9 @@ func (e *exporter) reload() (err error) {
 	for _, w := range cfg.Warnings() {
 		level.Warn(e.logger).Log("msg", "Configuration accepted with a warning", "warning", w)
 	}
+	for _, a := range apps {
+		logBudget(e.logger, a.Name, a.DailyBudget, len(a.Sessions))
+	}
 	return nil
 }
 
@@ -225,11 +234,12 @@ func (e *exporter) collectorApps() []collector.App {
 	apps := make([]collector.App, 0, len(e.cfg.Apps))
 	for _, app := range e.cfg.Apps {
 		apps = append(apps, collector.App{
-			Name:       app.Name,
-			API:        e.clients[app.Name].client,
-			Sessions:   app.AllSessions(),
-			PerSession: app.SeriesPerSession(),
-			Identity:   appIdentity(app),
+			Name:        app.Name,
+			API:         e.clients[app.Name].client,
+			Sessions:    app.AllSessions(),
+			PerSession:  app.SeriesPerSession(),
+			Identity:    appIdentity(app),
+			DailyBudget: app.RequestBudget(e.dailyBudget),
 		})
 	}
 	return apps
@@ -283,4 +293,17 @@ func (e *exporter) redactedConfig() ([]byte, error) {
 		return nil, errors.New("no configuration loaded")
 	}
 	return e.cfg.Redacted()
+}
+
+// logBudget tells, at start and at every reload, what an app may spend: its
+// daily budget, the average rate it allows and what that gives each session.
+func logBudget(logger log.Logger, app string, perDay float64, sessions int) {
+	if perDay <= 0 {
+		level.Info(logger).Log("msg", "Request budget", "app", app, "daily_budget", "none (only --feishu.rate-limit)", "sessions", sessions)
+		return
+	}
+	perSecond := perDay / (24 * time.Hour).Seconds()
+	level.Info(logger).Log("msg", "Request budget", "app", app, "daily_budget", perDay,
+		"per_second", fmt.Sprintf("%.3g", perSecond), "sessions", sessions,
+		"each_session_every", (time.Duration(float64(sessions) / perSecond * float64(time.Second))).Round(time.Second).String())
 }

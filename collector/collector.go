@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
@@ -30,6 +31,9 @@ type App struct {
 	// Identity names where the app's runs come from (its credentials' app,
 	// the API's address); saved state is restored only under the same one.
 	Identity string
+	// DailyBudget is the list and get-run requests the app may make a day;
+	// 0 means no average cap. See watch.App.
+	DailyBudget float64
 }
 
 // Options configure a Collector. Zero values take the defaults given.
@@ -69,6 +73,8 @@ type Collector struct {
 	failed       map[string]*failedRing
 	failLog      failureLog
 	finishedOnly map[sessionKey][4]float64
+	// spendLogged is when each app's spend was last logged (logSpend).
+	spendLogged map[string]time.Time
 
 	apiMu    sync.RWMutex // guards apiApps and apiStats; held while APIObserver writes a series
 	apiApps  map[string]bool
@@ -148,7 +154,7 @@ func New(opts Options) *Collector {
 func (c *Collector) SetApps(apps []App) {
 	wapps := make([]watch.App, len(apps))
 	for i, a := range apps {
-		wapps[i] = watch.App{Name: a.Name, API: a.API, Sessions: a.Sessions}
+		wapps[i] = watch.App{Name: a.Name, API: a.API, Sessions: a.Sessions, DailyBudget: a.DailyBudget}
 	}
 	removed := c.w.SetApps(wapps)
 
@@ -208,6 +214,7 @@ func (c *Collector) SetApps(apps []App) {
 			c.m.apiRequests.DeletePartialMatch(labels)
 			c.m.apiDuration.DeletePartialMatch(labels)
 			c.m.apiThrottled.DeletePartialMatch(labels)
+			c.m.staleness.DeletePartialMatch(labels)
 		}
 	}
 	for name := range newApps {
@@ -361,6 +368,25 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.collect(ctx, ch)
 }
 
+// logSpend logs an app's projected spend at debug level once an hour.
+func (c *Collector) logSpend(app string, b watch.BudgetStatus, now time.Time) {
+	c.mu.Lock()
+	last, ok := c.spendLogged[app]
+	if ok && now.Sub(last) < time.Hour {
+		c.mu.Unlock()
+		return
+	}
+	if c.spendLogged == nil {
+		c.spendLogged = make(map[string]time.Time)
+	}
+	c.spendLogged[app] = now
+	c.mu.Unlock()
+	if !ok {
+		return // the first hour's projection is mostly the baselines
+	}
+	level.Debug(c.opts.Logger).Log("msg", "Request spend", "app", app, "projected_per_day", int(b.ProjectedPerDay), "daily_budget", b.PerDay)
+}
+
 // now returns the time by the watcher's clock.
 func (c *Collector) now() time.Time {
 	if c.opts.Watch.Now != nil {
@@ -412,6 +438,9 @@ func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric) {
 		}
 		v.states[s.State]++
 		tracked += s.Tracked
+		if !s.LastSuccess.IsZero() {
+			c.m.staleness.WithLabelValues(s.App).Observe(max(t.Sub(s.LastSuccess).Seconds(), 0))
+		}
 		if s.Polled && !s.Up {
 			allUp = false
 		}
@@ -425,7 +454,12 @@ func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric) {
 	})
 
 	overdue := c.w.Overdue()
+	budgets := c.w.Budgets()
 	for name, v := range views {
+		b := budgets[name]
+		ch <- prometheus.MustNewConstMetric(c.m.budget, prometheus.GaugeValue, b.PerDay, name)
+		ch <- prometheus.MustNewConstMetric(c.m.spend, prometheus.GaugeValue, b.ProjectedPerDay, name)
+		c.logSpend(name, b, t)
 		for _, st := range watch.SessionStates() {
 			ch <- prometheus.MustNewConstMetric(c.m.sessions, prometheus.GaugeValue, float64(v.states[st]), name, string(st))
 		}

@@ -288,7 +288,31 @@ aily_sessions{app="helpdesk",state="active"} 1
 aily_sessions{app="helpdesk",state="failing"} 0
 aily_sessions{app="helpdesk",state="idle"} 0
 aily_sessions{app="helpdesk",state="pending"} 0
-# HELP aily_sessions_overdue Sessions due for a poll that the last scrape could not reach (deadline or request budget).
+# HELP aily_poll_budget_requests_per_day The app's daily request budget in force (--poll.daily-budget or daily_budget): list and get-run requests a day; 0 when there is no average cap.
+# TYPE aily_poll_budget_requests_per_day gauge
+aily_poll_budget_requests_per_day{app="helpdesk"} 0
+# HELP aily_poll_spend_requests_per_day List and get-run requests a day at the pace of the last hour (of the time since start, in the first hour).
+# TYPE aily_poll_spend_requests_per_day gauge
+aily_poll_spend_requests_per_day{app="helpdesk"} 2880
+# HELP aily_session_staleness_seconds Age of each session's last successful poll, observed for every session at every scrape: how fresh the numbers served are.
+# TYPE aily_session_staleness_seconds histogram
+aily_session_staleness_seconds_bucket{app="helpdesk",le="5"} 2
+aily_session_staleness_seconds_bucket{app="helpdesk",le="10"} 2
+aily_session_staleness_seconds_bucket{app="helpdesk",le="15"} 2
+aily_session_staleness_seconds_bucket{app="helpdesk",le="30"} 2
+aily_session_staleness_seconds_bucket{app="helpdesk",le="60"} 2
+aily_session_staleness_seconds_bucket{app="helpdesk",le="120"} 2
+aily_session_staleness_seconds_bucket{app="helpdesk",le="300"} 2
+aily_session_staleness_seconds_bucket{app="helpdesk",le="600"} 2
+aily_session_staleness_seconds_bucket{app="helpdesk",le="1800"} 2
+aily_session_staleness_seconds_bucket{app="helpdesk",le="3600"} 2
+aily_session_staleness_seconds_bucket{app="helpdesk",le="7200"} 2
+aily_session_staleness_seconds_bucket{app="helpdesk",le="21600"} 2
+aily_session_staleness_seconds_bucket{app="helpdesk",le="86400"} 2
+aily_session_staleness_seconds_bucket{app="helpdesk",le="+Inf"} 2
+aily_session_staleness_seconds_sum{app="helpdesk"} 0
+aily_session_staleness_seconds_count{app="helpdesk"} 2
+# HELP aily_sessions_overdue Sessions never polled, or not polled within the staleness target (--poll.idle-interval), that the last scrape could not poll (request budget or deadline).
 # TYPE aily_sessions_overdue gauge
 aily_sessions_overdue{app="helpdesk"} 0
 # HELP aily_tracked_runs Runs held in memory to count each finished run exactly once.

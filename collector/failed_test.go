@@ -183,7 +183,7 @@ func TestExemplarsNameTheLatestRun(t *testing.T) {
 			t.Errorf("OpenMetrics scrape lacks\n  %s\nin:\n%s", want, grepLines(om, "aily_run_failures_total", "aily_run_duration_seconds_bucket"))
 		}
 	}
-	if text := get("text/plain"); strings.Contains(text, "run_latest") || strings.Count(text, `le="+Inf"`) != strings.Count(text, "aily_run_duration_seconds_count")+strings.Count(text, "aily_run_queue_seconds_count") {
+	if text := get("text/plain"); strings.Contains(text, "run_latest") || strings.Count(text, `le="+Inf"`) != strings.Count(text, "aily_run_duration_seconds_count")+strings.Count(text, "aily_run_queue_seconds_count")+strings.Count(text, "aily_session_staleness_seconds_count") {
 		t.Errorf("the text format carries an exemplar or an extra +Inf bucket:\n%s", grepLines(text, "+Inf", "run_latest"))
 	}
 }

@@ -50,6 +50,9 @@ type metrics struct {
 	pollTook     *prometheus.Desc
 	sessions     *prometheus.Desc
 	overdue      *prometheus.Desc
+	budget       *prometheus.Desc
+	spend        *prometheus.Desc
+	staleness    *prometheus.HistogramVec
 	up           *prometheus.Desc
 	trackedRuns  *prometheus.Desc
 	apiRequests  *prometheus.CounterVec
@@ -109,8 +112,19 @@ func newMetrics() *metrics {
 			"Configured sessions by polling state: pending (no baseline yet), active, idle, failing.",
 			[]string{"app", "state"}, nil),
 		overdue: prometheus.NewDesc(name("sessions_overdue"),
-			"Sessions due for a poll that the last scrape could not reach (deadline or request budget).",
+			"Sessions never polled, or not polled within the staleness target (--poll.idle-interval), that the last scrape could not poll (request budget or deadline).",
 			[]string{"app"}, nil),
+		budget: prometheus.NewDesc(name("poll_budget_requests_per_day"),
+			"The app's daily request budget in force (--poll.daily-budget or daily_budget): list and get-run requests a day; 0 when there is no average cap.",
+			[]string{"app"}, nil),
+		spend: prometheus.NewDesc(name("poll_spend_requests_per_day"),
+			"List and get-run requests a day at the pace of the last hour (of the time since start, in the first hour).",
+			[]string{"app"}, nil),
+		staleness: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "session_staleness_seconds",
+			Help:    "Age of each session's last successful poll, observed for every session at every scrape: how fresh the numbers served are.",
+			Buckets: []float64{5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400},
+		}, []string{"app"}),
 		up: prometheus.NewDesc(name("up"),
 			"1 if every session's most recent poll succeeded.",
 			nil, nil),
@@ -135,5 +149,5 @@ func newMetrics() *metrics {
 
 // vectors returns the metrics that keep state across scrapes.
 func (m *metrics) vectors() []prometheus.Collector {
-	return []prometheus.Collector{m.apiRequests, m.apiDuration, m.apiThrottled}
+	return []prometheus.Collector{m.apiRequests, m.apiDuration, m.apiThrottled, m.staleness}
 }

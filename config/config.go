@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -63,6 +64,9 @@ type App struct {
 	// session_id label; false sums them per app and leaves out the
 	// aily_session_* series, for apps with thousands of sessions.
 	PerSession *bool `yaml:"per_session,omitempty"`
+	// DailyBudget overrides --poll.daily-budget for this app: the list and
+	// get-run requests it may make a day on average; 0 means no average cap.
+	DailyBudget *float64 `yaml:"daily_budget,omitempty"`
 
 	// secretFromFile is AppSecretFile's content, read at load. A pointer
 	// because fmt prints unexported fields by reflection, bypassing
@@ -202,6 +206,10 @@ func (a *App) resolve(dir string, lookupEnv func(string) (string, bool)) (warnin
 	}
 	if !namePattern.MatchString(a.Name) {
 		return nil, fmt.Errorf("name %q may hold only letters, digits, '_' and '-'", a.Name)
+	}
+
+	if b := a.DailyBudget; b != nil && (*b < 0 || math.IsNaN(*b) || math.IsInf(*b, 0)) {
+		return nil, fmt.Errorf("daily_budget %v must be a number of requests a day, 0 (no cap) or more", *b)
 	}
 
 	warnings, err = a.resolveCredentials(dir, lookupEnv)
@@ -424,6 +432,15 @@ func checkSessionID(id string) error {
 // SeriesPerSession reports whether the app's run metrics carry session_id
 // (per_session, true when not set).
 func (a *App) SeriesPerSession() bool { return a.PerSession == nil || *a.PerSession }
+
+// RequestBudget returns the app's daily request budget: daily_budget, or def
+// (--poll.daily-budget) when it is not set; 0 means no average cap.
+func (a *App) RequestBudget(def float64) float64 {
+	if a.DailyBudget != nil {
+		return *a.DailyBudget
+	}
+	return def
+}
 
 // Secret returns the app secret to use: app_secret after ${VAR} expansion, or
 // the content of app_secret_file. It is empty for a user-token app.

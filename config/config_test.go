@@ -667,3 +667,20 @@ func TestRefreshSessionsOfAFileGrownTooLarge(t *testing.T) {
 		t.Errorf("sessions (-want +got):\n%s", diff)
 	}
 }
+
+func TestDailyBudgetOverridesTheFlagAndMustNotBeNegative(t *testing.T) {
+	cfg, err := parse([]byte("apps:\n  - name: a\n    app_id: cli_a\n    app_secret: s\n    sessions: [s1]\n    daily_budget: 5000\n  - name: b\n    app_id: cli_b\n    app_secret: s\n    sessions: [s1]\n"), t.TempDir(), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Apps[0].RequestBudget(100000); got != 5000 {
+		t.Errorf("app a: budget %v, want its daily_budget, 5000", got)
+	}
+	if got := cfg.Apps[1].RequestBudget(100000); got != 100000 {
+		t.Errorf("app b: budget %v, want the flag's, 100000", got)
+	}
+	_, err = parse([]byte("apps:\n  - name: a\n    app_id: cli_a\n    app_secret: s\n    sessions: [s1]\n    daily_budget: -1\n"), t.TempDir(), env)
+	if err == nil || !strings.Contains(err.Error(), "daily_budget -1") {
+		t.Errorf("a negative daily_budget: error %v, want one naming daily_budget -1", err)
+	}
+}

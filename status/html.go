@@ -108,6 +108,18 @@ var pageTemplate = template.Must(template.New("status").Funcs(template.FuncMap{
 		return q
 	},
 	"add": func(a, b int) int { return a + b },
+	"daily": func(a App) string {
+		if a.DailyBudget <= 0 {
+			return fmt.Sprintf("none / %.0f", a.ProjectedPerDay)
+		}
+		return fmt.Sprintf("%.0f / %.0f", a.DailyBudget, a.ProjectedPerDay)
+	},
+	"staleness": func(a App) string {
+		if a.StalenessMaxSeconds == nil {
+			return "–"
+		}
+		return fmt.Sprintf("%s / %s", secondsText(*a.StalenessMedianSeconds), secondsText(*a.StalenessMaxSeconds))
+	},
 	"budget": func(a App) string {
 		if a.BudgetPerMinute <= 0 {
 			return fmt.Sprintf("%d / no limit", a.RequestsLastMinute)
@@ -144,12 +156,14 @@ nav a { margin-right: 0.8em; }
 
 <h2>Apps</h2>
 <table id="apps">
-<thead><tr><th>App</th>{{range states}}<th>{{.}}</th>{{end}}<th>Requests last minute / budget</th><th>Overdue</th><th>Rate limited</th><th>Token</th></tr></thead>
+<thead><tr><th>App</th>{{range states}}<th>{{.}}</th>{{end}}<th>Requests last minute / budget</th><th>Daily budget / projected spend</th><th>Staleness median / max</th><th>Overdue</th><th>Rate limited</th><th>Token</th></tr></thead>
 <tbody>
 {{range .Apps}}<tr data-app="{{.Name}}">
 <td><a href="{{link "/status" (withApp $.Query .Name)}}">{{.Name}}</a></td>
 {{$a := .}}{{range states}}<td class="n{{if and (eq (print .) "failing") (gt (index $a.Sessions .) 0)}} state-failing{{end}}">{{index $a.Sessions .}}</td>{{end}}
 <td class="n">{{budget .}}</td>
+<td class="n">{{daily .}}</td>
+<td class="n">{{staleness .}}</td>
 <td class="n">{{.Overdue}}</td>
 <td class="n">{{.RateLimited}}</td>
 <td>{{if .Token.Healthy}}ok{{if .Token.RenewedAt}} (renewed {{ptime .Token.RenewedAt}}){{end}}{{else}}<span class="err">{{.Token.Error}}</span> ({{ptime .Token.ErrorAt}}){{end}}</td>
@@ -193,3 +207,8 @@ nav a { margin-right: 0.8em; }
 </body>
 </html>
 `
+
+// secondsText writes a duration in seconds as Go does, to the second.
+func secondsText(s float64) string {
+	return (time.Duration(s * float64(time.Second))).Round(time.Second).String()
+}

@@ -67,8 +67,17 @@ type App struct {
 	// BudgetPerMinute what --feishu.rate-limit allows in 60 s (0: no limit).
 	RequestsLastMinute int     `json:"requests_last_minute"`
 	BudgetPerMinute    float64 `json:"budget_per_minute"`
-	// Overdue are the sessions the last scrape found due but could not reach.
+	// Overdue are the sessions never polled or past the staleness target
+	// that the last scrape could not poll.
 	Overdue int `json:"overdue"`
+	// DailyBudget is the app's daily request budget (0: no average cap);
+	// ProjectedPerDay the spend a day at the last hour's pace.
+	DailyBudget     float64 `json:"daily_budget"`
+	ProjectedPerDay float64 `json:"projected_requests_per_day"`
+	// StalenessMedianSeconds and StalenessMaxSeconds are the median and the
+	// largest age of its sessions' last successful poll; nil before any.
+	StalenessMedianSeconds *float64 `json:"staleness_median_seconds"`
+	StalenessMaxSeconds    *float64 `json:"staleness_max_seconds"`
 	// RateLimited are the "slow down" answers since the exporter started.
 	RateLimited uint64 `json:"rate_limited"`
 	// Token is the health of its access token.
@@ -131,6 +140,7 @@ func Build(c *collector.Collector, o Options, q Query) *Page {
 	p := &Page{Generated: now, Query: q, PerPage: o.PerPage, FailedRuns: []FailedRun{}, Sessions: []Session{}}
 
 	overdue := c.Watcher().Overdue()
+	budgets := c.Watcher().Budgets()
 	apps := map[string]*App{}
 	for _, name := range c.AppNames() {
 		api := c.APIStatus(name, now)
@@ -140,6 +150,8 @@ func Build(c *collector.Collector, o Options, q Query) *Page {
 			RequestsLastMinute: api.RequestsLastMinute,
 			BudgetPerMinute:    o.RateLimit * 60,
 			Overdue:            overdue[name],
+			DailyBudget:        budgets[name].PerDay,
+			ProjectedPerDay:    budgets[name].ProjectedPerDay,
 			RateLimited:        api.RateLimited,
 			Token:              Token{Healthy: api.TokenError == "", Error: api.TokenError},
 		}
@@ -160,15 +172,25 @@ func Build(c *collector.Collector, o Options, q Query) *Page {
 
 	finished := c.FinishedBySession()
 	var sessions []Session
+	ages := map[string][]time.Duration{}
 	c.Watcher().EachSnapshot(func(s *watch.Snapshot) {
 		if a := apps[s.App]; a != nil {
 			a.Sessions[s.State]++
+		}
+		if !s.LastSuccess.IsZero() {
+			ages[s.App] = append(ages[s.App], now.Sub(s.LastSuccess))
 		}
 		if q.App != "" && s.App != q.App {
 			return
 		}
 		sessions = append(sessions, session(s, finished[watch.SessionKey{App: s.App, ID: s.ID}], now))
 	})
+	for name, a := range apps {
+		if d := ages[name]; len(d) > 0 {
+			slices.Sort(d)
+			a.StalenessMedianSeconds, a.StalenessMaxSeconds = seconds(d[len(d)/2]), seconds(d[len(d)-1])
+		}
+	}
 	if q.Sort == "state" {
 		slices.SortStableFunc(sessions, func(a, b Session) int {
 			return cmp.Compare(stateOrder[a.State], stateOrder[b.State])

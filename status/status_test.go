@@ -132,3 +132,38 @@ func BenchmarkStatusPage5000Sessions(b *testing.B) {
 		}
 	})
 }
+
+func TestAppsShowTheirDailyBudgetSpendAndStaleness(t *testing.T) {
+	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	now := t0
+	clock := func() time.Time { return now }
+	c := collector.New(collector.Options{Watch: watch.Options{Concurrency: 8, Now: clock}})
+	c.SetApps([]collector.App{{Name: "a", API: manyRuns{t0: t0}, PerSession: true, DailyBudget: 50000,
+		Sessions: []string{"session_1", "session_2", "session_3"}}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c.Watcher().Poll(ctx)
+	now = t0.Add(90 * time.Second)
+
+	p := Build(c, Options{Now: clock}, Query{})
+	a := p.Apps[0]
+	if a.DailyBudget != 50000 {
+		t.Errorf("daily budget %v, want 50000", a.DailyBudget)
+	}
+	// Three requests in the first 90 s: 3 × 86400/90 a day.
+	if a.ProjectedPerDay != 2880 {
+		t.Errorf("projected spend %v a day, want 2880", a.ProjectedPerDay)
+	}
+	if a.StalenessMaxSeconds == nil || *a.StalenessMaxSeconds != 90 || *a.StalenessMedianSeconds != 90 {
+		t.Errorf("staleness median %v max %v, want 90 s both", a.StalenessMedianSeconds, a.StalenessMaxSeconds)
+	}
+	var html bytes.Buffer
+	if err := WriteHTML(&html, p); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"50000 / 2880", "1m30s / 1m30s"} {
+		if !strings.Contains(html.String(), want) {
+			t.Errorf("the page lacks %q", want)
+		}
+	}
+}
