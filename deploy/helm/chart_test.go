@@ -64,10 +64,12 @@ type object struct {
 }
 
 // render runs helm template and decodes every object strictly: a field that
-// its Go type does not have (a misspelt one) fails the test.
-func render(t *testing.T, helm, variation string) []object {
+// its Go type does not have (a misspelt one) fails the test. extra are more
+// arguments of helm template.
+func render(t *testing.T, helm, variation string, extra ...string) []object {
 	t.Helper()
 	args := append([]string{"template", "rel", chart, "--namespace", "monitoring"}, valuesArgs(variation)...)
+	args = append(args, extra...)
 	out, err := exec.Command(helm, args...).Output()
 	if err != nil {
 		t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, stderrOf(err))
@@ -686,4 +688,165 @@ func TestValuesSchemaCoversValuesYAML(t *testing.T) {
 		}
 	}
 	walk("", s, values)
+}
+
+// notes renders the chart's NOTES.txt, which helm template leaves out: a
+// copy of the chart with a template that includes it into a ConfigMap.
+func notes(t *testing.T, helm string, args ...string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), chart)
+	if err := os.CopyFS(dir, os.DirFS(chart)); err != nil {
+		t.Fatal(err)
+	}
+	const wrapper = `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: notes
+data:
+  notes: {{ include (print $.Template.BasePath "/NOTES.txt") . | toJson }}
+`
+	if err := os.WriteFile(filepath.Join(dir, "templates", "zz-notes.yaml"), []byte(wrapper), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args = append([]string{"template", "rel", dir, "--namespace", "monitoring", "--show-only", "templates/zz-notes.yaml"}, args...)
+	out, err := exec.Command(helm, args...).Output()
+	if err != nil {
+		t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, stderrOf(err))
+	}
+	var cm corev1.ConfigMap
+	if err := sigsyaml.UnmarshalStrict(out, &cm); err != nil {
+		t.Fatal(err)
+	}
+	return cm.Data["notes"]
+}
+
+// secretCommand is NOTES.txt's command that creates the Secret: its
+// namespace, name and keys.
+var secretCommand = regexp.MustCompile(`kubectl -n (\S+) create secret generic (\S+)((?: --from-file=\S+)+)`)
+
+// TestNotes: NOTES.txt says how to reach /metrics and /status, that the
+// default image is not published and how to build it, and how to create the
+// Secret the pod mounts: with the name the workload mounts and the keys
+// that the apps' app_secret_file read.
+func TestNotes(t *testing.T) {
+	helm := helmPath(t)
+	for _, variation := range variations {
+		name := variation
+		if name == "" {
+			name = "defaults"
+		}
+		t.Run(name, func(t *testing.T) {
+			n := notes(t, helm, valuesArgs(variation)...)
+			scheme := "http"
+			if variation == "web-config" {
+				scheme = "https"
+			}
+			for _, want := range []string{
+				"kubectl -n monitoring port-forward svc/rel-aily-exporter 9851:9851",
+				scheme + "://localhost:9851/metrics",
+				"open " + scheme + "://localhost:9851/status",
+				"aily_exporter:0.1.0 is not published",
+				"docker build -t <registry>/aily_exporter:0.1.0",
+				"docker push <registry>/aily_exporter:0.1.0",
+				"--set image.repository=<registry>/aily_exporter",
+			} {
+				if !strings.Contains(n, want) {
+					t.Errorf("NOTES lack %q:\n%s", want, n)
+				}
+			}
+			m := secretCommand.FindStringSubmatch(n)
+			switch variation {
+			case "demo":
+				if m != nil || strings.Contains(n, "SECRET") {
+					t.Errorf("the demo's NOTES ask for a Secret:\n%s", n)
+				}
+				return
+			case "default", "web-config": // the chart creates the Secret from values
+				if m != nil || !strings.Contains(n, "the chart created the Secret rel-aily-exporter") {
+					t.Errorf("NOTES do not say that the chart created the Secret:\n%s", n)
+				}
+				return
+			}
+			if m == nil {
+				t.Fatalf("NOTES have no kubectl create secret:\n%s", n)
+			}
+			checkSecretCommand(t, helm, variation, n, m)
+		})
+	}
+
+	t.Run("no Secret set", func(t *testing.T) {
+		// The apps read a secret file, but neither existingSecret nor secrets is set.
+		n := notes(t, helm, "--values", filepath.Join(chart, "ci", "ha-values.yaml"), "--set", "existingSecret=")
+		m := secretCommand.FindStringSubmatch(n)
+		if m == nil || !strings.Contains(n, "--set existingSecret="+m[2]) {
+			t.Fatalf("NOTES do not say to create a Secret and set existingSecret:\n%s", n)
+		}
+		checkSecretCommand(t, helm, "ha", n, m)
+	})
+
+	t.Run("published image", func(t *testing.T) {
+		n := notes(t, helm, "--set", "image.repository=registry.example.com/aily_exporter")
+		if strings.Contains(n, "not published") || strings.Contains(n, "docker build") {
+			t.Errorf("NOTES say to build an image that is set:\n%s", n)
+		}
+	})
+}
+
+// checkSecretCommand checks NOTES' kubectl create secret against what the
+// chart renders with existingSecret set to the Secret it creates: the same
+// namespace, the Secret the pod mounts, a key for each app_secret_file (with
+// no app, the example app_secret_file NOTES give).
+func checkSecretCommand(t *testing.T, helm, variation, notes string, m []string) {
+	t.Helper()
+	ns, name := m[1], m[2]
+	if ns != "monitoring" {
+		t.Errorf("kubectl create secret in %s, the release is in monitoring", ns)
+	}
+	var keys []string
+	for _, f := range strings.Fields(m[3]) {
+		key, file, _ := strings.Cut(strings.TrimPrefix(f, "--from-file="), "=")
+		if file == "" {
+			t.Errorf("%s: --from-file without a file", f)
+		}
+		keys = append(keys, key)
+	}
+
+	objects := render(t, helm, variation, "--set", "existingSecret="+name)
+	_, pod, _ := podSpec(t, objects)
+	var mounted string
+	for _, v := range pod.Volumes {
+		if v.Name == "secrets" && v.Secret != nil {
+			mounted = v.Secret.SecretName
+		}
+	}
+	var wantKeys []string
+	for _, cm := range find[*corev1.ConfigMap](objects) {
+		if _, ok := cm.Data["aily.yml"]; !ok {
+			continue
+		}
+		var cfg config.Config
+		if err := yaml.Unmarshal([]byte(cm.Data["aily.yml"]), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range cfg.Apps {
+			if k, ok := strings.CutPrefix(a.AppSecretFile, "/etc/aily_exporter/secrets/"); ok {
+				wantKeys = append(wantKeys, k)
+			}
+		}
+	}
+	if mounted != name {
+		t.Errorf("NOTES create the Secret %s, the pod mounts %q", name, mounted)
+	}
+	if len(wantKeys) == 0 {
+		for _, k := range keys {
+			if !strings.Contains(notes, "app_secret_file: /etc/aily_exporter/secrets/"+k) {
+				t.Errorf("NOTES create the key %s with no app_secret_file reading it:\n%s", k, notes)
+			}
+		}
+		if len(keys) == 0 {
+			t.Error("NOTES create a Secret without keys")
+		}
+	} else if !slices.Equal(keys, wantKeys) {
+		t.Errorf("NOTES create the keys %v, the apps read %v", keys, wantKeys)
+	}
 }
