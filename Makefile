@@ -151,7 +151,8 @@ test-rules: $(PROMTOOL)
 
 # The Helm chart: helm lint and helm template with the defaults and every
 # documented variation (ci/*-values.yaml), every object decoded strictly into
-# its Go type, the PrometheusRule through promtool check rules.
+# its Go type, the PrometheusRule through promtool check rules; misspelt keys
+# refused by values.schema.json; the notes' commands.
 test-helm: $(GOBIN)/helm $(PROMTOOL)
 	@echo "==> helm lint / helm template (deploy/helm/)"
 	@PATH="$(dir $(PROMTOOL)):$$PATH" AILY_HELM=$(GOBIN)/helm \

@@ -10,11 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/aily-exporter/aily_exporter/config"
 	"github.com/google/go-cmp/cmp"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"go.yaml.in/yaml/v3"
@@ -62,10 +64,12 @@ type object struct {
 }
 
 // render runs helm template and decodes every object strictly: a field that
-// its Go type does not have (a misspelt one) fails the test.
-func render(t *testing.T, helm, variation string) []object {
+// its Go type does not have (a misspelt one) fails the test. extra are more
+// arguments of helm template.
+func render(t *testing.T, helm, variation string, extra ...string) []object {
 	t.Helper()
 	args := append([]string{"template", "rel", chart, "--namespace", "monitoring"}, valuesArgs(variation)...)
+	args = append(args, extra...)
 	out, err := exec.Command(helm, args...).Output()
 	if err != nil {
 		t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, stderrOf(err))
@@ -431,5 +435,418 @@ func TestRenderedArgsAreDocumentedFlags(t *testing.T) {
 				t.Errorf("default argument %q, the README's default is %s", a, def)
 			}
 		}
+	}
+}
+
+// schemaFile is the chart's JSON Schema of its values, which helm checks
+// the values against on install, upgrade, template and lint.
+const schemaFile = chart + "/values.schema.json"
+
+// TestValuesSchemaRefusesMistakes: a misspelt key, at the top level, in an
+// object of the chart or in an app of the exporter's configuration, and a
+// value of the wrong type, fail helm lint --strict and helm template with an
+// error that names the key; values.yaml's defaults and the ci/ variations
+// pass (TestChartLintsAndRenders), and so do the cases below that are right.
+func TestValuesSchemaRefusesMistakes(t *testing.T) {
+	helm := helmPath(t)
+	const app = `config:
+  apps:
+    - name: helpdesk
+      app_id: cli_a5xxxxxxxxxxxxx
+`
+	for _, c := range []struct {
+		name, values string
+		// want are strings the error must hold: the key, and what is wrong.
+		want []string
+	}{
+		{"misspelt top-level key", "serviceMonitr:\n  enabled: true\n",
+			[]string{"'serviceMonitr' not allowed"}},
+		{"misspelt app key", app + "      app_secret_fle: /etc/aily_exporter/secrets/helpdesk\n      sessions: [session_4dfunz7sp1g8m]\n",
+			[]string{"/config/apps/0", "'app_secret_fle' not allowed"}},
+		{"misspelt config key", "config:\n  aps: []\n",
+			[]string{"/config", "'aps' not allowed"}},
+		{"misspelt key of serviceMonitor", "serviceMonitor:\n  intervl: 30s\n",
+			[]string{"/serviceMonitor", "'intervl' not allowed"}},
+		{"misspelt flag", "flags:\n  feishu.timout: 10s\n",
+			[]string{"/flags", "'feishu.timout' not allowed"}},
+		{"duration without a unit", "flags:\n  feishu.timeout: 10\n",
+			[]string{"/flags/feishu.timeout", "want string"}},
+		{"image tag read as a number", "image:\n  tag: 1.10\n",
+			[]string{"/image/tag", "want string"}},
+		{"probe scheme in lower case", "webConfig:\n  scheme: https\n",
+			[]string{"/webConfig/scheme", "'HTTP', 'HTTPS'"}},
+		{"label value read as a number", "dashboard:\n  labels:\n    grafana_dashboard: 1\n",
+			[]string{"/dashboard/labels/grafana_dashboard", "want string"}},
+		{"app name with a space", "config:\n  apps:\n    - name: help desk\n      app_id: x\n      app_secret_file: /s\n      sessions: [s]\n",
+			[]string{"/config/apps/0/name", "does not match pattern"}},
+		{"both app_secret and app_secret_file", app + "      app_secret: s\n      app_secret_file: /s\n      sessions: [s]\n",
+			[]string{"/config/apps/0/app_secret_file"}},
+		{"user token with app credentials", app + "      app_secret_file: /s\n      user_access_token_file: /t\n      sessions: [s]\n",
+			[]string{"/config/apps/0/app_id", "/config/apps/0/app_secret_file"}},
+		{"app_id without a secret", app + "      sessions: [s]\n",
+			[]string{"/config/apps/0", "missing property 'app_secret'", "missing property 'app_secret_file'"}},
+		{"no credentials", "config:\n  apps:\n    - name: helpdesk\n      sessions: [s]\n",
+			[]string{"/config/apps/0", "missing property 'app_id'", "missing property 'user_access_token_file'"}},
+		{"no sessions", app + "      app_secret_file: /s\n      sessions: []\n",
+			[]string{"/config/apps/0/sessions", "minItems", "missing property 'sessions_file'"}},
+		{"session listed twice", app + "      app_secret_file: /s\n      sessions: [s1, s1]\n",
+			[]string{"/config/apps/0/sessions", "equal"}},
+		{"base_url with a path", app + "      app_secret_file: /s\n      base_url: https://open.feishu.cn/open-apis\n      sessions: [s]\n",
+			[]string{"/config/apps/0/base_url", "does not match pattern"}},
+
+		// Right, and accepted.
+		{"every key of an app and both kinds of credentials", `config:
+  apps:
+    - name: helpdesk
+      app_id: cli_a5xxxxxxxxxxxxx
+      app_secret: "${HELPDESK_SECRET}"
+      base_url: https://open.larksuite.com/
+      sessions: [session_4dfunz7sp1g8m]
+      sessions_file: /etc/aily_exporter/sessions/helpdesk.sessions
+      per_session: false
+    - name: sales_2
+      user_access_token_file: /etc/aily_exporter/secrets/sales
+      sessions: []
+      sessions_file: /etc/aily_exporter/sessions/sales.sessions
+existingSecret: aily-secrets
+`, nil},
+		{"a parent chart's global and condition", "global: {imageRegistry: r.example.com}\nenabled: true\n", nil},
+		{"other documented forms", `podDisruptionBudget: {maxUnavailable: 50%}
+persistence: {enabled: true, size: 2147483648}
+serviceMonitor: {enabled: true, interval: 1m, scrapeTimeout: 55s}
+flags: {poll.min-interval: 1m30s, feishu.rate-limit: 2.5, web.disable-exporter-metrics: true}
+`, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "values.yaml")
+			if err := os.WriteFile(file, []byte(c.values), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			for _, args := range [][]string{
+				{"lint", "--strict", chart, "--values", file},
+				{"template", "rel", chart, "--values", file},
+			} {
+				out, err := exec.Command(helm, args...).CombinedOutput()
+				switch {
+				case c.want == nil && err != nil:
+					t.Errorf("helm %s refused right values: %v\n%s", args[0], err, out)
+				case c.want != nil && err == nil:
+					t.Errorf("helm %s accepted %s:\n%s", args[0], c.name, c.values)
+				case c.want != nil:
+					for _, w := range c.want {
+						if !strings.Contains(string(out), w) {
+							t.Errorf("helm %s: the error lacks %q:\n%s", args[0], w, out)
+						}
+					}
+				}
+			}
+		})
+	}
+	// --set gives a number for what looks like one: a tag of digits and
+	// letters stays a string.
+	if out, err := exec.Command(helm, "template", "rel", chart, "--set", "image.tag=v1.0.0,replicaCount=2,flags.feishu\\.page-size=100").CombinedOutput(); err != nil {
+		t.Errorf("helm template --set: %v\n%s", err, out)
+	}
+}
+
+// schemaNode is the part of a JSON Schema the tests read.
+type schemaNode struct {
+	Type                 any                    `json:"type"`
+	Ref                  string                 `json:"$ref"`
+	Properties           map[string]*schemaNode `json:"properties"`
+	AdditionalProperties any                    `json:"additionalProperties"`
+	Defs                 map[string]*schemaNode `json:"$defs"`
+	Enum                 []any                  `json:"enum"`
+	OneOf                []*schemaNode          `json:"oneOf"`
+}
+
+func readSchema(t *testing.T) *schemaNode {
+	t.Helper()
+	b, err := os.ReadFile(schemaFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s schemaNode
+	if err := json.Unmarshal(b, &s); err != nil {
+		t.Fatalf("%s: %v", schemaFile, err)
+	}
+	return &s
+}
+
+// closed reports whether the schema refuses keys it does not list.
+func (s *schemaNode) closed() bool { return s.AdditionalProperties == false }
+
+// typed reports whether the schema says what a value must be.
+func (s *schemaNode) typed() bool {
+	return s.Type != nil || s.Ref != "" || s.Enum != nil || s.OneOf != nil
+}
+
+func keysOf[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// yamlKeys are the YAML keys of a struct's fields.
+func yamlKeys(v any) []string {
+	var keys []string
+	typ := reflect.TypeOf(v)
+	for i := range typ.NumField() {
+		if name, _, _ := strings.Cut(typ.Field(i).Tag.Get("yaml"), ","); name != "" && name != "-" {
+			keys = append(keys, name)
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// TestValuesSchemaHasTheExportersConfigKeys: the schema of config lists
+// exactly the keys the exporter decodes (config.Config and config.App, read
+// strictly), and refuses any other; a key added to the exporter must be
+// added to the schema, or the chart would refuse it.
+func TestValuesSchemaHasTheExportersConfigKeys(t *testing.T) {
+	s := readSchema(t)
+	cfg := s.Properties["config"]
+	if cfg == nil || !cfg.closed() {
+		t.Fatal("the schema's config is missing or takes any key")
+	}
+	if got, want := keysOf(cfg.Properties), yamlKeys(config.Config{}); !slices.Equal(got, want) {
+		t.Errorf("schema config keys %v, the exporter's configuration has %v", got, want)
+	}
+	app := s.Defs["app"]
+	if apps := cfg.Properties["apps"]; apps == nil || app == nil {
+		t.Fatal("the schema has no config.apps or no $defs/app")
+	}
+	if !app.closed() {
+		t.Error("the schema's app takes any key: a misspelt one would reach the exporter, which refuses it at start")
+	}
+	if got, want := keysOf(app.Properties), yamlKeys(config.App{}); !slices.Equal(got, want) {
+		t.Errorf("schema app keys %v, config.App has %v", got, want)
+	}
+}
+
+// TestValuesSchemaCoversValuesYAML: every value of values.yaml has a type in
+// the schema, and every object values.yaml documents (the top level,
+// image, flags, serviceMonitor…) lists exactly its keys in the schema and
+// refuses others, unless it is a Kubernetes or Prometheus Operator type
+// passed through as it is.
+func TestValuesSchemaCoversValuesYAML(t *testing.T) {
+	s := readSchema(t)
+	b, err := os.ReadFile(filepath.Join(chart, "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values map[string]any
+	if err := yaml.Unmarshal(b, &values); err != nil {
+		t.Fatal(err)
+	}
+	// Passed through to Kubernetes or the Prometheus Operator, which check
+	// them; or maps whose keys are the user's (labels, secrets, files).
+	open := []string{"resources", "podSecurityContext", "securityContext", "affinity", "webConfig.config",
+		"serviceMonitor.tlsConfig", "serviceMonitor.basicAuth"}
+	// Not in values.yaml, but allowed: what a parent chart sets.
+	parent := []string{"global", "enabled"}
+
+	var walk func(path string, node *schemaNode, value map[string]any)
+	walk = func(path string, node *schemaNode, value map[string]any) {
+		if node.Ref != "" {
+			node = s.Defs[strings.TrimPrefix(node.Ref, "#/$defs/")]
+		}
+		if node.Properties == nil {
+			if slices.Contains(open, path) || node.AdditionalProperties != nil {
+				return // a Kubernetes type, or a map of the user's keys with typed values
+			}
+			t.Errorf("%s: the schema lists no keys, and does not type the values of a map", path)
+			return
+		}
+		if !node.closed() {
+			t.Errorf("%s: the schema takes keys it does not list", path)
+		}
+		want := keysOf(value)
+		if path == "" {
+			want = append(want, parent...)
+			slices.Sort(want)
+		}
+		if got := keysOf(node.Properties); !slices.Equal(got, want) {
+			t.Errorf("%s: schema keys %v, values.yaml has %v", path, got, want)
+		}
+		for k, v := range value {
+			p := strings.TrimPrefix(path+"."+k, ".")
+			sub := node.Properties[k]
+			if sub == nil {
+				continue
+			}
+			if !sub.typed() {
+				t.Errorf("%s: no type in the schema", p)
+			}
+			if m, ok := v.(map[string]any); ok && !slices.Contains(open, p) {
+				walk(p, sub, m)
+			}
+		}
+	}
+	walk("", s, values)
+}
+
+// notes renders the chart's NOTES.txt, which helm template leaves out: a
+// copy of the chart with a template that includes it into a ConfigMap.
+func notes(t *testing.T, helm string, args ...string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), chart)
+	if err := os.CopyFS(dir, os.DirFS(chart)); err != nil {
+		t.Fatal(err)
+	}
+	const wrapper = `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: notes
+data:
+  notes: {{ include (print $.Template.BasePath "/NOTES.txt") . | toJson }}
+`
+	if err := os.WriteFile(filepath.Join(dir, "templates", "zz-notes.yaml"), []byte(wrapper), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args = append([]string{"template", "rel", dir, "--namespace", "monitoring", "--show-only", "templates/zz-notes.yaml"}, args...)
+	out, err := exec.Command(helm, args...).Output()
+	if err != nil {
+		t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, stderrOf(err))
+	}
+	var cm corev1.ConfigMap
+	if err := sigsyaml.UnmarshalStrict(out, &cm); err != nil {
+		t.Fatal(err)
+	}
+	return cm.Data["notes"]
+}
+
+// secretCommand is NOTES.txt's command that creates the Secret: its
+// namespace, name and keys.
+var secretCommand = regexp.MustCompile(`kubectl -n (\S+) create secret generic (\S+)((?: --from-file=\S+)+)`)
+
+// TestNotes: NOTES.txt says how to reach /metrics and /status, that the
+// default image is not published and how to build it, and how to create the
+// Secret the pod mounts: with the name the workload mounts and the keys
+// that the apps' app_secret_file read.
+func TestNotes(t *testing.T) {
+	helm := helmPath(t)
+	for _, variation := range variations {
+		name := variation
+		if name == "" {
+			name = "defaults"
+		}
+		t.Run(name, func(t *testing.T) {
+			n := notes(t, helm, valuesArgs(variation)...)
+			scheme := "http"
+			if variation == "web-config" {
+				scheme = "https"
+			}
+			for _, want := range []string{
+				"kubectl -n monitoring port-forward svc/rel-aily-exporter 9851:9851",
+				scheme + "://localhost:9851/metrics",
+				"open " + scheme + "://localhost:9851/status",
+				"aily_exporter:0.1.0 is not published",
+				"docker build -t <registry>/aily_exporter:0.1.0",
+				"docker push <registry>/aily_exporter:0.1.0",
+				"--set image.repository=<registry>/aily_exporter",
+			} {
+				if !strings.Contains(n, want) {
+					t.Errorf("NOTES lack %q:\n%s", want, n)
+				}
+			}
+			m := secretCommand.FindStringSubmatch(n)
+			switch variation {
+			case "demo":
+				if m != nil || strings.Contains(n, "SECRET") {
+					t.Errorf("the demo's NOTES ask for a Secret:\n%s", n)
+				}
+				return
+			case "default", "web-config": // the chart creates the Secret from values
+				if m != nil || !strings.Contains(n, "the chart created the Secret rel-aily-exporter") {
+					t.Errorf("NOTES do not say that the chart created the Secret:\n%s", n)
+				}
+				return
+			}
+			if m == nil {
+				t.Fatalf("NOTES have no kubectl create secret:\n%s", n)
+			}
+			checkSecretCommand(t, helm, variation, n, m)
+		})
+	}
+
+	t.Run("no Secret set", func(t *testing.T) {
+		// The apps read a secret file, but neither existingSecret nor secrets is set.
+		n := notes(t, helm, "--values", filepath.Join(chart, "ci", "ha-values.yaml"), "--set", "existingSecret=")
+		m := secretCommand.FindStringSubmatch(n)
+		if m == nil || !strings.Contains(n, "--set existingSecret="+m[2]) {
+			t.Fatalf("NOTES do not say to create a Secret and set existingSecret:\n%s", n)
+		}
+		checkSecretCommand(t, helm, "ha", n, m)
+	})
+
+	t.Run("published image", func(t *testing.T) {
+		n := notes(t, helm, "--set", "image.repository=registry.example.com/aily_exporter")
+		if strings.Contains(n, "not published") || strings.Contains(n, "docker build") {
+			t.Errorf("NOTES say to build an image that is set:\n%s", n)
+		}
+	})
+}
+
+// checkSecretCommand checks NOTES' kubectl create secret against what the
+// chart renders with existingSecret set to the Secret it creates: the same
+// namespace, the Secret the pod mounts, a key for each app_secret_file (with
+// no app, the example app_secret_file NOTES give).
+func checkSecretCommand(t *testing.T, helm, variation, notes string, m []string) {
+	t.Helper()
+	ns, name := m[1], m[2]
+	if ns != "monitoring" {
+		t.Errorf("kubectl create secret in %s, the release is in monitoring", ns)
+	}
+	var keys []string
+	for _, f := range strings.Fields(m[3]) {
+		key, file, _ := strings.Cut(strings.TrimPrefix(f, "--from-file="), "=")
+		if file == "" {
+			t.Errorf("%s: --from-file without a file", f)
+		}
+		keys = append(keys, key)
+	}
+
+	objects := render(t, helm, variation, "--set", "existingSecret="+name)
+	_, pod, _ := podSpec(t, objects)
+	var mounted string
+	for _, v := range pod.Volumes {
+		if v.Name == "secrets" && v.Secret != nil {
+			mounted = v.Secret.SecretName
+		}
+	}
+	var wantKeys []string
+	for _, cm := range find[*corev1.ConfigMap](objects) {
+		if _, ok := cm.Data["aily.yml"]; !ok {
+			continue
+		}
+		var cfg config.Config
+		if err := yaml.Unmarshal([]byte(cm.Data["aily.yml"]), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range cfg.Apps {
+			if k, ok := strings.CutPrefix(a.AppSecretFile, "/etc/aily_exporter/secrets/"); ok {
+				wantKeys = append(wantKeys, k)
+			}
+		}
+	}
+	if mounted != name {
+		t.Errorf("NOTES create the Secret %s, the pod mounts %q", name, mounted)
+	}
+	if len(wantKeys) == 0 {
+		for _, k := range keys {
+			if !strings.Contains(notes, "app_secret_file: /etc/aily_exporter/secrets/"+k) {
+				t.Errorf("NOTES create the key %s with no app_secret_file reading it:\n%s", k, notes)
+			}
+		}
+		if len(keys) == 0 {
+			t.Error("NOTES create a Secret without keys")
+		}
+	} else if !slices.Equal(keys, wantKeys) {
+		t.Errorf("NOTES create the keys %v, the apps read %v", keys, wantKeys)
 	}
 }
