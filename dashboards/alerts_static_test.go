@@ -15,7 +15,7 @@ import (
 // "Dashboard and alerts" section, one heading per alert.
 const runbookBase = "https://github.com/aily-exporter/aily_exporter/blob/main/README.md#"
 
-// wantAlerts are the alerts issues 4, 7 and 8 ask for.
+// wantAlerts are the alerts issues 4, 7, 8 and 14 ask for.
 var wantAlerts = []string{
 	"AilyRunFailureRatioHigh",
 	"AilyRunFailuresSpike",
@@ -24,6 +24,7 @@ var wantAlerts = []string{
 	"AilyExporterDown",
 	"AilyAPIRateLimited",
 	"AilyPollBudgetExhausted",
+	"AilyPollSpendOverBudget",
 	"AilySessionStale",
 	"AilyAppDown",
 }

@@ -14,7 +14,9 @@ import (
 // README's metrics table. The end-to-end test checks that a scrape of
 // aily_exporter --demo has these and no others. The aily_state_* families (the
 // state kept in --storage.path) join the list with the change that exports
-// them.
+// them. The aily_poll_* and aily_session_staleness_seconds families are issue
+// 14's (the daily request budget), which the dashboard's "API budget and
+// freshness" row reads.
 var metricFamilies = []string{
 	"aily_runs",
 	"aily_runs_finished_total",
@@ -30,6 +32,9 @@ var metricFamilies = []string{
 	"aily_session_poll_duration_seconds",
 	"aily_sessions",
 	"aily_sessions_overdue",
+	"aily_session_staleness_seconds",
+	"aily_poll_budget_requests_per_day",
+	"aily_poll_spend_requests_per_day",
 	"aily_up",
 	"aily_api_requests_total",
 	"aily_api_request_duration_seconds",
@@ -46,6 +51,7 @@ var histogramFamilies = []string{
 	"aily_run_duration_seconds",
 	"aily_run_queue_seconds",
 	"aily_api_request_duration_seconds",
+	"aily_session_staleness_seconds",
 }
 
 // familyLabels tells which of the app and session_id labels each family has,
@@ -65,6 +71,9 @@ var familyLabels = map[string]struct{ app, session bool }{
 	"aily_session_poll_duration_seconds":          {true, true},
 	"aily_sessions":                               {true, false},
 	"aily_sessions_overdue":                       {true, false},
+	"aily_session_staleness_seconds":              {true, false},
+	"aily_poll_budget_requests_per_day":           {true, false},
+	"aily_poll_spend_requests_per_day":            {true, false},
 	"aily_api_requests_total":                     {true, false},
 	"aily_api_request_duration_seconds":           {true, false},
 	"aily_api_rate_limited_total":                 {true, false},
@@ -280,15 +289,19 @@ func checkExpr(t *testing.T, title, expr string) {
 	}
 }
 
-// TestDashboardCoversIssue checks that the panels issues 4 and 7 ask for are
-// there, by the metrics they read.
+// TestDashboardCoversIssue checks that the panels issues 4, 7 and 14 ask for
+// are there, by the metrics they read.
 func TestDashboardCoversIssue(t *testing.T) {
 	d := readDashboard(t)
 	var exprs []string
 	types := map[string]bool{}
 	thresholdPanels := map[string]bool{}
+	rows := map[string]bool{}
 	for _, p := range allPanels(d) {
 		types[p.Type] = true
+		if p.Type == "row" {
+			rows[p.Title] = true
+		}
 		for _, tg := range p.Targets {
 			exprs = append(exprs, tg.Expr)
 		}
@@ -320,10 +333,17 @@ func TestDashboardCoversIssue(t *testing.T) {
 		"sum by (app, state) (max without (instance, pod) (aily_sessions{",
 		"aily_sessions_overdue{",
 		"max by (app) (time() - aily_session_last_success_timestamp_seconds{",
+		"aily_poll_budget_requests_per_day{",
+		"aily_poll_spend_requests_per_day{",
+		"histogram_quantile(0.5, sum by (app, le) (rate(aily_session_staleness_seconds_bucket{",
+		"histogram_quantile(0.99, sum by (app, le) (rate(aily_session_staleness_seconds_bucket{",
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("no panel query contains %s", want)
 		}
+	}
+	if !rows["API budget and freshness"] {
+		t.Error(`no row "API budget and freshness" (issue 14)`)
 	}
 	for _, typ := range []string{"stat", "timeseries", "table", "heatmap"} {
 		if !types[typ] {
@@ -334,6 +354,7 @@ func TestDashboardCoversIssue(t *testing.T) {
 		"Failure ratio (10m)",
 		"Oldest run age by status",
 		"Time since the last successful poll (oldest, by app)",
+		"Staleness p50 / p99",
 	} {
 		if !thresholdPanels[title] {
 			t.Errorf("panel %q has no threshold line", title)
