@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-kit/log"
@@ -87,6 +88,12 @@ type exporter struct {
 	onReload  func(error)
 	storage   *storage
 
+	// started is when the exporter was made, lastScrape the UnixNano of the
+	// last request for the metrics (0 before the first): polling is driven
+	// by scrapes, and /status says when none has come yet.
+	started    time.Time
+	lastScrape atomic.Int64
+
 	reloadSuccess   prometheus.Gauge
 	reloadTimestamp prometheus.Gauge
 	// reloads carries /-/reload requests to runReloader, which answers on
@@ -117,6 +124,7 @@ func newExporter(o exporterOptions) *exporter {
 		collector: collector.New(o.collector),
 		onReload:  o.onReload,
 		storage:   o.storage,
+		started:   time.Now(),
 		reloadSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "aily_exporter_config_last_reload_successful",
 			Help: "Aily exporter config loaded successfully.",
