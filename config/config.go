@@ -500,36 +500,22 @@ func ParseSessions(b []byte) ([]string, error) {
 }
 
 // Redacted returns the configuration as YAML with every secret replaced by
-// "<secret>", for the /config endpoint.
+// "<secret>", for the /config endpoint, and per_session as in force.
 func (c *Config) Redacted() ([]byte, error) {
-	// A struct of its own, so that redaction does not depend on how
-	// feishu.Secret marshals: the secret field only ever holds the placeholder.
-	type redactedApp struct {
-		Name                string   `yaml:"name"`
-		AppID               string   `yaml:"app_id,omitempty"`
-		AppSecret           string   `yaml:"app_secret,omitempty"`
-		AppSecretFile       string   `yaml:"app_secret_file,omitempty"`
-		UserAccessTokenFile string   `yaml:"user_access_token_file,omitempty"`
-		BaseURL             string   `yaml:"base_url,omitempty"`
-		Sessions            []string `yaml:"sessions,omitempty"`
-		SessionsFile        string   `yaml:"sessions_file,omitempty"`
-	}
 	out := struct {
-		Apps []redactedApp `yaml:"apps"`
+		Apps []App `yaml:"apps"`
 	}{}
 	for _, a := range c.Apps {
-		r := redactedApp{
-			Name:                a.Name,
-			AppID:               a.AppID,
-			AppSecretFile:       a.AppSecretFile,
-			UserAccessTokenFile: a.UserAccessTokenFile,
-			BaseURL:             a.BaseURL,
-			Sessions:            a.Sessions,
-			SessionsFile:        a.SessionsFile,
+		// A copy of the App itself, so that a field added to it shows here
+		// without being declared twice. The secret field is overwritten with
+		// the placeholder, so that redaction does not depend on how
+		// feishu.Secret marshals either.
+		r := *a
+		if r.AppSecret != "" {
+			r.AppSecret = redactedSecret
 		}
-		if a.AppSecret != "" {
-			r.AppSecret = "<secret>"
-		}
+		perSession := a.SeriesPerSession()
+		r.PerSession = &perSession
 		out.Apps = append(out.Apps, r)
 	}
 	b, err := yaml.Marshal(out)
@@ -538,3 +524,6 @@ func (c *Config) Redacted() ([]byte, error) {
 	}
 	return b, nil
 }
+
+// redactedSecret is what /config shows instead of a secret.
+const redactedSecret feishu.Secret = "<secret>"

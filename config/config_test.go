@@ -4,12 +4,16 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/aily-exporter/aily_exporter/feishu"
 )
 
 // env is the environment the tests' ${VAR} references see.
@@ -354,6 +358,7 @@ func TestSecretsNeverPrint(t *testing.T) {
     app_id: cli_b
     app_secret_file: sec
     sessions: [s]
+    per_session: false
 `,
 	})
 	cfg, err := load(filepath.Join(dir, "aily.yml"), env)
@@ -371,12 +376,14 @@ func TestSecretsNeverPrint(t *testing.T) {
       base_url: https://open.feishu.cn
       sessions:
         - s
+      per_session: true
     - name: b
       app_id: cli_b
       app_secret_file: %s
       base_url: https://open.feishu.cn
       sessions:
         - s
+      per_session: false
 `, filepath.Join(dir, "sec"))
 	if diff := cmp.Diff(want, string(red)); diff != "" {
 		t.Errorf("Redacted() (-want +got):\n%s", diff)
@@ -391,6 +398,54 @@ func TestSecretsNeverPrint(t *testing.T) {
 			if strings.Contains(shown, secret) {
 				t.Errorf("%q shows the secret %q", shown, secret)
 			}
+		}
+	}
+}
+
+// TestRedactedShowsEveryField sets every field of an App that the file can
+// set, and expects each in /config's YAML, the secret as "<secret>": a field
+// added to App later cannot be left out of /config.
+func TestRedactedShowsEveryField(t *testing.T) {
+	const secret = "the-secret-value"
+	var app App
+	v := reflect.ValueOf(&app).Elem()
+	var keys []string
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if !f.IsExported() || key == "" || key == "-" {
+			continue
+		}
+		keys = append(keys, key)
+		switch fv := v.Field(i); {
+		case f.Type == reflect.TypeFor[feishu.Secret]():
+			fv.SetString(secret)
+		case fv.Kind() == reflect.String:
+			fv.SetString("value of " + key)
+		case f.Type == reflect.TypeFor[[]string]():
+			fv.Set(reflect.ValueOf([]string{"value of " + key}))
+		case f.Type == reflect.TypeFor[*bool]():
+			fv.Set(reflect.ValueOf(new(false)))
+		default:
+			t.Fatalf("field %s of type %s: teach this test to set it", f.Name, f.Type)
+		}
+	}
+	red, err := (&Config{Apps: []*App{&app}}).Redacted()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Apps []map[string]any `yaml:"apps"`
+	}
+	if err := yaml.Unmarshal(red, &got); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(red), secret) || got.Apps[0]["app_secret"] != "<secret>" {
+		t.Errorf("the secret is not redacted:\n%s", red)
+	}
+	for _, key := range keys {
+		if _, ok := got.Apps[0][key]; !ok {
+			t.Errorf("/config leaves out %s:\n%s", key, red)
 		}
 	}
 }
