@@ -63,8 +63,6 @@ type flags struct {
 	pollIdleAfter          time.Duration
 	pollIdleInterval       time.Duration
 	pollFullInterval       time.Duration
-	scrapeMinInterval      time.Duration // deprecated spelling of pollMinInterval
-	scrapeMinIntervalSet   bool
 	storagePath            string
 	storagePathSet         bool
 	durationBuckets        string
@@ -110,8 +108,6 @@ func addFlags(a *kingpin.Application) *flags {
 		Default("6h").DurationVar(&f.pollFullInterval)
 	a.Flag("storage.path", "where the exporter keeps its state across restarts (counting state, counters, listing positions); empty: no state. --demo keeps none unless this is given").
 		Default("data/").IsSetByUser(&f.storagePathSet).StringVar(&f.storagePath)
-	a.Flag("scrape.min-interval", "deprecated: use --poll.min-interval").
-		Hidden().Default("5s").IsSetByUser(&f.scrapeMinIntervalSet).DurationVar(&f.scrapeMinInterval)
 	a.Flag("collector.duration-buckets", "classic buckets of the duration histograms, in seconds").
 		Default("1,2.5,5,10,20,30,60,120,300,600,1800,3600").StringVar(&f.durationBuckets)
 	a.Flag("log.level", "Only log messages with the given severity or above. One of: [debug, info, warn, error]").
@@ -183,11 +179,6 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) int {
 		source = demo.config
 	}
 
-	if f.scrapeMinIntervalSet {
-		level.Warn(logger).Log("msg", "--scrape.min-interval is deprecated and will be removed: use --poll.min-interval",
-			"poll.min-interval", f.scrapeMinInterval)
-		f.pollMinInterval = f.scrapeMinInterval
-	}
 	var store *storage
 	if f.demo && !f.storagePathSet {
 		f.storagePath = "" // the simulator starts afresh each time: so does the demo
@@ -355,8 +346,6 @@ func checkFlags(f *flags) error {
 		return fmt.Errorf("--feishu.rate-limit %v must be a number ≥ 0 (0: no limit)", f.feishuRateLimit)
 	case f.scrapeTimeoutOffset < 0:
 		return fmt.Errorf("--scrape.timeout-offset %v must not be negative", f.scrapeTimeoutOffset)
-	case f.scrapeMinInterval < 0:
-		return fmt.Errorf("--scrape.min-interval %v must not be negative", f.scrapeMinInterval)
 	case f.pollMinInterval < 0:
 		return fmt.Errorf("--poll.min-interval %v must not be negative", f.pollMinInterval)
 	case f.pollIdleAfter <= 0:
