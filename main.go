@@ -145,7 +145,7 @@ func main() {
 }
 
 // run is the exporter's life after flag parsing; it returns the exit code.
-func run(ctx context.Context, f *flags, stdout, stderr io.Writer) int {
+func run(ctx context.Context, f *flags, stdout, stderr io.Writer) (code int) {
 	if err := checkFlags(f); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -184,6 +184,15 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) int {
 		f.storagePath = "" // the simulator starts afresh each time: so does the demo
 	}
 	if f.storagePath != "" {
+		// A start that fails (no aily.yml, a port in use) must not leave
+		// behind an empty directory it made, which the next start, or
+		// someone looking for their data, would take for state.
+		made := missingDirs(f.storagePath)
+		defer func() {
+			if code != 0 {
+				removeEmptyDirs(made)
+			}
+		}()
 		if store, err = openStorage(f.storagePath, logger); err != nil {
 			level.Error(logger).Log("msg", "Cannot keep the state", "err", err)
 			return 1
