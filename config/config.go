@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -114,7 +115,7 @@ func parse(data []byte, dir string, lookupEnv func(string) (string, bool)) (*Con
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("the file is empty: at least one app is required under apps")
 		}
-		return nil, yamlError(err)
+		return nil, yamlError(err, data)
 	}
 	// A second decode into a node only to say on which line each app starts;
 	// strictness was checked above.
@@ -154,24 +155,46 @@ func parse(data []byte, dir string, lookupEnv func(string) (string, bool)) (*Con
 }
 
 // yamlError words yaml.v3's decoding errors for people: the line and the
-// unknown key, without Go type names.
-func yamlError(err error) error {
+// unknown key, or the key whose value has the wrong shape and the shape
+// expected, without Go type names.
+func yamlError(err error, data []byte) error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
 		return fmt.Errorf("parse YAML: %w", err)
 	}
-	msgs := make([]string, len(te.Errors))
-	for i, m := range te.Errors {
-		msgs[i] = unknownField.ReplaceAllStringFunc(m, func(s string) string {
+	shapes := shapeErrors(data, &Config{})
+	var msgs []string
+	for _, m := range te.Errors {
+		if len(shapes) > 0 && strings.Contains(m, "cannot unmarshal") {
+			continue // said better by the shapes, merged below in line order
+		}
+		msgs = append(msgs, unknownField.ReplaceAllStringFunc(m, func(s string) string {
 			sub := unknownField.FindStringSubmatch(s)
 			where := "at the top level"
 			if sub[2] == "App" {
 				where = "in an app"
 			}
 			return fmt.Sprintf("unknown key %q %s", sub[1], where)
-		})
+		}))
+	}
+	for _, sh := range shapes {
+		i := 0
+		for i < len(msgs) && lineOf(msgs[i]) <= sh.line {
+			i++
+		}
+		msgs = slices.Insert(msgs, i, sh.msg)
 	}
 	return fmt.Errorf("parse YAML: %s", strings.Join(msgs, "; "))
+}
+
+// lineOf reads the line of a yaml.v3 error message ("line 3: …"); 0 if it
+// has none.
+func lineOf(msg string) int {
+	var n int
+	if _, err := fmt.Sscanf(msg, "line %d:", &n); err != nil {
+		return 0
+	}
+	return n
 }
 
 // appLines returns the line each item of apps starts on.

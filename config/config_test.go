@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -126,9 +127,29 @@ func TestLoadInvalid(t *testing.T) {
 			want: "parse YAML",
 		},
 		{
-			name: "wrong type",
+			name: "apps given a mapping names the file, line, key and the shape expected",
+			yaml: "apps:\n  name: a\n" + "  app_id: cli_a\n  sessions: [s]\n",
+			want: `aily.yml: parse YAML: line 2: apps must be a list of apps, each item starting with "- " (such as "- name: …"), not a mapping`,
+		},
+		{
+			name: "a list where a string belongs",
 			yaml: "apps:\n  - name: [a, b]\n",
-			want: "line 2: cannot unmarshal",
+			want: "line 2: apps[0].name must be a string, not a list",
+		},
+		{
+			name: "a string where a list belongs",
+			yaml: "apps:\n  - name: a\n" + creds + "    sessions: session_1\n",
+			want: `line 5: apps[0].sessions must be a list of strings, one "- " item a line or [a, b], not "session_1"`,
+		},
+		{
+			name: "a word where true or false belongs, after an unknown key",
+			yaml: "apps:\n  - name: a\n" + creds + "    sesions: [s]\n    per_session: maybe\n",
+			want: `line 5: unknown key "sesions" in an app; line 6: apps[0].per_session must be true or false, not "maybe"`,
+		},
+		{
+			name: "a list as the whole file",
+			yaml: "- name: a\n",
+			want: "line 1: the file must be a mapping of keys to values (apps), not a list",
 		},
 		{
 			name: "missing name",
@@ -322,6 +343,10 @@ func TestLoadInvalid(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "hunter") || strings.Contains(err.Error(), "ter@2") {
 				t.Errorf("error %q shows a password", err)
+			}
+			// Users write YAML, not Go: no Go type, no YAML tag.
+			if regexp.MustCompile(`(config|feishu)\.[A-Z]|\[\]\*|!!`).MatchString(err.Error()) {
+				t.Errorf("error %q names a Go type or a YAML tag", err)
 			}
 		})
 	}
