@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -72,6 +73,9 @@ type flags struct {
 	demoBurstInterval      time.Duration
 	demoAPIAddress         string
 	demoFailingSession     string
+	// demoFlagsSet tells, by name, which --demo.* flags the command line
+	// gives: they mean something only with --demo.
+	demoFlagsSet map[string]*bool
 }
 
 // addFlags defines the command line on a; main passes kingpin.CommandLine,
@@ -114,14 +118,20 @@ func addFlags(a *kingpin.Application) *flags {
 		Default("info").EnumVar(&f.logLevel, "debug", "info", "warn", "error")
 	a.Flag("log.format", "Output format of log messages. One of: [logfmt, json]").
 		Default("logfmt").EnumVar(&f.logFormat, "logfmt", "json")
-	a.Flag("demo.speed", "how many times faster than real time the demo simulator runs").
-		Hidden().Default("1").Float64Var(&f.demoSpeed)
-	a.Flag("demo.burst-interval", "how often (in simulated time) the demo simulator starts a burst of failures; negative: never").
-		Hidden().Default("10m").DurationVar(&f.demoBurstInterval)
-	a.Flag("demo.api-address", "where the demo simulator serves its fake Feishu API and POST /simulator/burst").
-		Hidden().Default("127.0.0.1:0").StringVar(&f.demoAPIAddress)
-	a.Flag("demo.failing-session", "a session ID the demo watches under its first app but the simulator does not know, so that its polls fail (a failing session to look at on /status)").
-		Hidden().Default("").StringVar(&f.demoFailingSession)
+	f.demoFlagsSet = map[string]*bool{}
+	demoFlag := func(name, help string) *kingpin.FlagClause {
+		set := new(bool)
+		f.demoFlagsSet[name] = set
+		return a.Flag(name, help).Hidden().IsSetByUser(set)
+	}
+	demoFlag("demo.speed", "how many times faster than real time the demo simulator runs").
+		Default("1").Float64Var(&f.demoSpeed)
+	demoFlag("demo.burst-interval", "how often (in simulated time) the demo simulator starts a burst of failures; negative: never").
+		Default("10m").DurationVar(&f.demoBurstInterval)
+	demoFlag("demo.api-address", "where the demo simulator serves its fake Feishu API and POST /simulator/burst").
+		Default("127.0.0.1:0").StringVar(&f.demoAPIAddress)
+	demoFlag("demo.failing-session", "a session ID the demo watches under its first app but the simulator does not know, so that its polls fail (a failing session to look at on /status)").
+		Default("").StringVar(&f.demoFailingSession)
 	f.web = kingpinflag.AddFlags(a, ":9851")
 	return f
 }
@@ -338,11 +348,25 @@ func newLogger(w io.Writer, lvl, format string) (log.Logger, *slog.Logger) {
 }
 
 // checkFlags rejects numeric flags out of range, which would otherwise
-// silently fall back to a default deeper down, and a --web.telemetry-path
-// the HTTP server cannot serve.
+// silently fall back to a default deeper down, a --web.telemetry-path the
+// HTTP server cannot serve, and --demo.* flags without --demo, which would
+// otherwise be silently ignored.
 func checkFlags(f *flags) error {
 	if err := checkTelemetryPath(f.telemetryPath); err != nil {
 		return err
+	}
+	if !f.demo {
+		var given []string
+		for name, set := range f.demoFlagsSet {
+			if *set {
+				given = append(given, "--"+name)
+			}
+		}
+		if len(given) > 0 {
+			slices.Sort(given)
+			return fmt.Errorf("%s given without --demo: the --demo.* flags configure the demo simulator only; add --demo, or leave them out",
+				strings.Join(given, ", "))
+		}
 	}
 	switch {
 	case f.feishuTimeout <= 0:
