@@ -75,8 +75,8 @@ func (e *exporter) routes(o routeOptions) http.Handler {
 		}
 		fmt.Fprintln(w, "Config reloaded")
 	})
-	mux.Handle("/status", e.statusHandler(false))
-	mux.Handle("/status.json", e.statusHandler(true))
+	mux.Handle("/status", e.statusHandler(false, o.telemetryPath))
+	mux.Handle("/status.json", e.statusHandler(true, o.telemetryPath))
 	mux.HandleFunc("/config", func(w http.ResponseWriter, _ *http.Request) {
 		b, err := e.redactedConfig()
 		if err != nil {
@@ -131,6 +131,8 @@ type metricsHandler struct {
 }
 
 func (h *metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Noted as it arrives: /status tells "no scrape yet" from "polling".
+	h.exporter.lastScrape.Store(time.Now().UnixNano())
 	timeout := scrapeTimeout(r.Header, h.timeoutOffset)
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()

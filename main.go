@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -64,8 +65,6 @@ type flags struct {
 	pollIdleAfter          time.Duration
 	pollIdleInterval       time.Duration
 	pollFullInterval       time.Duration
-	scrapeMinInterval      time.Duration // deprecated spelling of pollMinInterval
-	scrapeMinIntervalSet   bool
 	storagePath            string
 	storagePathSet         bool
 	durationBuckets        string
@@ -75,6 +74,9 @@ type flags struct {
 	demoBurstInterval      time.Duration
 	demoAPIAddress         string
 	demoFailingSession     string
+	// demoFlagsSet tells, by name, which --demo.* flags the command line
+	// gives: they mean something only with --demo.
+	demoFlagsSet map[string]*bool
 }
 
 // addFlags defines the command line on a; main passes kingpin.CommandLine,
@@ -113,22 +115,26 @@ func addFlags(a *kingpin.Application) *flags {
 		Default("6h").DurationVar(&f.pollFullInterval)
 	a.Flag("storage.path", "where the exporter keeps its state across restarts (counting state, counters, listing positions); empty: no state. --demo keeps none unless this is given").
 		Default("data/").IsSetByUser(&f.storagePathSet).StringVar(&f.storagePath)
-	a.Flag("scrape.min-interval", "deprecated: use --poll.min-interval").
-		Hidden().Default("5s").IsSetByUser(&f.scrapeMinIntervalSet).DurationVar(&f.scrapeMinInterval)
 	a.Flag("collector.duration-buckets", "classic buckets of the duration histograms, in seconds").
 		Default("1,2.5,5,10,20,30,60,120,300,600,1800,3600").StringVar(&f.durationBuckets)
 	a.Flag("log.level", "Only log messages with the given severity or above. One of: [debug, info, warn, error]").
 		Default("info").EnumVar(&f.logLevel, "debug", "info", "warn", "error")
 	a.Flag("log.format", "Output format of log messages. One of: [logfmt, json]").
 		Default("logfmt").EnumVar(&f.logFormat, "logfmt", "json")
-	a.Flag("demo.speed", "how many times faster than real time the demo simulator runs").
-		Hidden().Default("1").Float64Var(&f.demoSpeed)
-	a.Flag("demo.burst-interval", "how often (in simulated time) the demo simulator starts a burst of failures; negative: never").
-		Hidden().Default("10m").DurationVar(&f.demoBurstInterval)
-	a.Flag("demo.api-address", "where the demo simulator serves its fake Feishu API and POST /simulator/burst").
-		Hidden().Default("127.0.0.1:0").StringVar(&f.demoAPIAddress)
-	a.Flag("demo.failing-session", "a session ID the demo watches under its first app but the simulator does not know, so that its polls fail (a failing session to look at on /status)").
-		Hidden().Default("").StringVar(&f.demoFailingSession)
+	f.demoFlagsSet = map[string]*bool{}
+	demoFlag := func(name, help string) *kingpin.FlagClause {
+		set := new(bool)
+		f.demoFlagsSet[name] = set
+		return a.Flag(name, help).Hidden().IsSetByUser(set)
+	}
+	demoFlag("demo.speed", "how many times faster than real time the demo simulator runs").
+		Default("1").Float64Var(&f.demoSpeed)
+	demoFlag("demo.burst-interval", "how often (in simulated time) the demo simulator starts a burst of failures; negative: never").
+		Default("10m").DurationVar(&f.demoBurstInterval)
+	demoFlag("demo.api-address", "where the demo simulator serves its fake Feishu API and POST /simulator/burst").
+		Default("127.0.0.1:0").StringVar(&f.demoAPIAddress)
+	demoFlag("demo.failing-session", "a session ID the demo watches under its first app but the simulator does not know, so that its polls fail (a failing session to look at on /status)").
+		Default("").StringVar(&f.demoFailingSession)
 	f.web = kingpinflag.AddFlags(a, ":9851")
 	return f
 }
@@ -152,7 +158,7 @@ func main() {
 }
 
 // run is the exporter's life after flag parsing; it returns the exit code.
-func run(ctx context.Context, f *flags, stdout, stderr io.Writer) int {
+func run(ctx context.Context, f *flags, stdout, stderr io.Writer) (code int) {
 	if err := checkFlags(f); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -186,16 +192,20 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) int {
 		source = demo.config
 	}
 
-	if f.scrapeMinIntervalSet {
-		level.Warn(logger).Log("msg", "--scrape.min-interval is deprecated and will be removed: use --poll.min-interval",
-			"poll.min-interval", f.scrapeMinInterval)
-		f.pollMinInterval = f.scrapeMinInterval
-	}
 	var store *storage
 	if f.demo && !f.storagePathSet {
 		f.storagePath = "" // the simulator starts afresh each time: so does the demo
 	}
 	if f.storagePath != "" {
+		// A start that fails (no aily.yml, a port in use) must not leave
+		// behind an empty directory it made, which the next start, or
+		// someone looking for their data, would take for state.
+		made := missingDirs(f.storagePath)
+		defer func() {
+			if code != 0 {
+				removeEmptyDirs(made)
+			}
+		}()
 		if store, err = openStorage(f.storagePath, logger); err != nil {
 			level.Error(logger).Log("msg", "Cannot keep the state", "err", err)
 			return 1
@@ -342,11 +352,25 @@ func newLogger(w io.Writer, lvl, format string) (log.Logger, *slog.Logger) {
 }
 
 // checkFlags rejects numeric flags out of range, which would otherwise
-// silently fall back to a default deeper down, and a --web.telemetry-path
-// the HTTP server cannot serve.
+// silently fall back to a default deeper down, a --web.telemetry-path the
+// HTTP server cannot serve, and --demo.* flags without --demo, which would
+// otherwise be silently ignored.
 func checkFlags(f *flags) error {
 	if err := checkTelemetryPath(f.telemetryPath); err != nil {
 		return err
+	}
+	if !f.demo {
+		var given []string
+		for name, set := range f.demoFlagsSet {
+			if *set {
+				given = append(given, "--"+name)
+			}
+		}
+		if len(given) > 0 {
+			slices.Sort(given)
+			return fmt.Errorf("%s given without --demo: the --demo.* flags configure the demo simulator only; add --demo, or leave them out",
+				strings.Join(given, ", "))
+		}
 	}
 	switch {
 	case f.feishuTimeout <= 0:
@@ -361,8 +385,6 @@ func checkFlags(f *flags) error {
 		return fmt.Errorf("--poll.daily-budget %v must be a number of requests a day ≥ 0 (0: no average cap)", f.pollDailyBudget)
 	case f.scrapeTimeoutOffset < 0:
 		return fmt.Errorf("--scrape.timeout-offset %v must not be negative", f.scrapeTimeoutOffset)
-	case f.scrapeMinInterval < 0:
-		return fmt.Errorf("--scrape.min-interval %v must not be negative", f.scrapeMinInterval)
 	case f.pollMinInterval < 0:
 		return fmt.Errorf("--poll.min-interval %v must not be negative", f.pollMinInterval)
 	case f.pollIdleAfter <= 0:

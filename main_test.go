@@ -512,7 +512,6 @@ func TestFlagDefaults(t *testing.T) {
 		"poll.idle-after":              "10m",
 		"poll.idle-interval":           "5m",
 		"poll.full-interval":           "6h",
-		"scrape.min-interval":          "5s",
 		"collector.duration-buckets":   "1,2.5,5,10,20,30,60,120,300,600,1800,3600",
 		"log.level":                    "info",
 		"log.format":                   "logfmt",
@@ -542,6 +541,21 @@ func TestFlagDefaults(t *testing.T) {
 	}
 }
 
+// TestRemovedFlagsAreRefused: a flag that is gone is an error at start, not
+// a value silently taken (--scrape.min-interval used to win over
+// --poll.min-interval); CHANGELOG.md says what replaces it.
+func TestRemovedFlagsAreRefused(t *testing.T) {
+	for _, flag := range []string{"--scrape.min-interval=10s"} {
+		a := kingpin.New(programName, "")
+		addFlags(a)
+		err := parseFlags(a, []string{flag})
+		name, _, _ := strings.Cut(flag, "=")
+		if err == nil || !strings.Contains(err.Error(), "unknown long flag '"+name+"'") {
+			t.Errorf("%s: %v, want an unknown flag", flag, err)
+		}
+	}
+}
+
 func TestFlagsOutOfRange(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -552,13 +566,16 @@ func TestFlagsOutOfRange(t *testing.T) {
 		{[]string{"--feishu.concurrency=-1"}, "--feishu.concurrency -1 must be at least 1"},
 		{[]string{"--feishu.rate-limit=-5"}, "--feishu.rate-limit -5 must be a number"},
 		{[]string{"--scrape.timeout-offset=-1s"}, "--scrape.timeout-offset -1s must not be negative"},
-		{[]string{"--scrape.min-interval=-1s"}, "--scrape.min-interval -1s must not be negative"},
 		{[]string{"--poll.min-interval=-1s"}, "--poll.min-interval -1s must not be negative"},
 		{[]string{"--poll.idle-after=0s"}, "--poll.idle-after 0s must be above 0"},
 		{[]string{"--poll.idle-interval=0s"}, "--poll.idle-interval 0s must be above 0"},
 		{[]string{"--poll.full-interval=-1h"}, "--poll.full-interval -1h0m0s must be above 0"},
 		{[]string{"--collector.duration-buckets=5,1"}, "buckets must be increasing"},
 		{[]string{"--demo", "--demo.speed=0"}, "--demo.speed 0 must be above 0"},
+		{[]string{"--demo.speed=10"}, "--demo.speed given without --demo"},
+		{[]string{"--demo.failing-session=s", "--demo.api-address=127.0.0.1:9999"},
+			"--demo.api-address, --demo.failing-session given without --demo"},
+		{[]string{"--config.check", "--demo.burst-interval=1m"}, "--demo.burst-interval given without --demo"},
 		{[]string{"--web.telemetry-path=metrics"}, `--web.telemetry-path "metrics" must start with "/"`},
 		{[]string{"--web.telemetry-path="}, `--web.telemetry-path "" must start with "/"`},
 		{[]string{"--web.telemetry-path=/-/healthy"}, `--web.telemetry-path "/-/healthy" is taken by another endpoint`},

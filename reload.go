@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-kit/log"
@@ -92,6 +93,12 @@ type exporter struct {
 	// dailyBudget is --poll.daily-budget.
 	dailyBudget float64
 
+	// started is when the exporter was made, lastScrape the UnixNano of the
+	// last request for the metrics (0 before the first): polling is driven
+	// by scrapes, and /status says when none has come yet.
+	started    time.Time
+	lastScrape atomic.Int64
+
 	reloadSuccess   prometheus.Gauge
 	reloadTimestamp prometheus.Gauge
 	// reloads carries /-/reload requests to runReloader, which answers on
@@ -123,6 +130,7 @@ func newExporter(o exporterOptions) *exporter {
 		onReload:    o.onReload,
 		storage:     o.storage,
 		dailyBudget: o.dailyBudget,
+		started:     time.Now(),
 		reloadSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "aily_exporter_config_last_reload_successful",
 			Help: "Aily exporter config loaded successfully.",

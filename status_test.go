@@ -193,3 +193,56 @@ func TestStatusPageShowsATokenFailureWithoutSecrets(t *testing.T) {
 		})
 	}
 }
+
+func TestStatusPageBeforeTheFirstScrape(t *testing.T) {
+	e := newTestEnv(t)
+	body, p := e.statusPage("")
+	if p.LastScrape != nil || !strings.Contains(p.Notice, "No scrape of /metrics has come") ||
+		!strings.Contains(p.Notice, "scrape configuration") {
+		t.Errorf("before any scrape: last scrape %v, notice %q; want none, and a notice saying so", p.LastScrape, p.Notice)
+	}
+	if !strings.Contains(body, `id="no-scrape-yet"`) || !strings.Contains(body, html.EscapeString(p.Notice)) {
+		t.Errorf("the HTML does not show the notice")
+	}
+	for _, a := range p.Apps {
+		if a.Token.State != status.TokenNotFetched || a.Token.Healthy {
+			t.Errorf("app %s before any scrape: token %+v, want not fetched yet", a.Name, a.Token)
+		}
+	}
+	if n := strings.Count(body, `<td class="token">not fetched yet</td>`); n != 2 {
+		t.Errorf("the HTML shows %d tokens not fetched yet, want 2", n)
+	}
+
+	e.scrape()
+	body, p = e.statusPage("")
+	if p.LastScrape == nil || p.Notice != "" || strings.Contains(body, "no-scrape-yet") {
+		t.Errorf("after a scrape: last scrape %v, notice %q", p.LastScrape, p.Notice)
+	}
+	for _, a := range p.Apps {
+		if a.Token.State != status.TokenOK || !a.Token.Healthy {
+			t.Errorf("app %s after a scrape: token %+v, want ok", a.Name, a.Token)
+		}
+	}
+}
+
+func TestStatusPageOfAnUnknownAppIsNotFound(t *testing.T) {
+	e := newTestEnv(t)
+	e.scrape()
+	code, body := e.do(http.MethodGet, "/status?app=nosuchapp", nil, time.Minute)
+	if code != http.StatusNotFound || !strings.Contains(body, "nosuchapp") ||
+		!strings.Contains(body, `href="/status?app=helpdesk"`) || !strings.Contains(body, `href="/status?app=personal"`) {
+		t.Errorf("GET /status?app=nosuchapp: HTTP %d, want 404 listing the apps\n%s", code, body)
+	}
+	if strings.Contains(body, "No failed run") {
+		t.Errorf("the 404 reads as an app with no failed run:\n%s", body)
+	}
+	code, js := e.do(http.MethodGet, "/status.json?app=nosuchapp", nil, time.Minute)
+	var got struct {
+		Error string   `json:"error"`
+		Apps  []string `json:"apps"`
+	}
+	if err := json.Unmarshal([]byte(js), &got); err != nil || code != http.StatusNotFound ||
+		!slices.Equal(got.Apps, []string{"helpdesk", "personal"}) || got.Error == "" {
+		t.Errorf("GET /status.json?app=nosuchapp: HTTP %d, %+v (%v); want 404 with the apps\n%s", code, got, err, js)
+	}
+}

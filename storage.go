@@ -3,6 +3,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
@@ -48,6 +51,32 @@ func openStorage(dir string, logger log.Logger) (*storage, error) {
 		level.Info(logger).Log("msg", "No saved state: every session starts with a baseline", "dir", dir)
 	}
 	return s, nil
+}
+
+// missingDirs returns path and those of its parents that do not exist yet,
+// the deepest first: the directories that opening the storage there makes.
+func missingDirs(path string) []string {
+	var out []string
+	for p := filepath.Clean(path); ; p = filepath.Dir(p) {
+		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+			return out
+		}
+		out = append(out, p)
+		if filepath.Dir(p) == p {
+			return out
+		}
+	}
+}
+
+// removeEmptyDirs removes dirs, the deepest first, as long as they are empty:
+// a directory that holds anything (a state saved meanwhile) stays, and so do
+// its parents.
+func removeEmptyDirs(dirs []string) {
+	for _, d := range dirs {
+		if os.Remove(d) != nil {
+			return
+		}
+	}
 }
 
 // Save writes the collector's state (collector.Saver).

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -118,7 +119,7 @@ func parse(data []byte, dir string, lookupEnv func(string) (string, bool)) (*Con
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("the file is empty: at least one app is required under apps")
 		}
-		return nil, yamlError(err)
+		return nil, yamlError(err, data)
 	}
 	// A second decode into a node only to say on which line each app starts;
 	// strictness was checked above.
@@ -158,24 +159,46 @@ func parse(data []byte, dir string, lookupEnv func(string) (string, bool)) (*Con
 }
 
 // yamlError words yaml.v3's decoding errors for people: the line and the
-// unknown key, without Go type names.
-func yamlError(err error) error {
+// unknown key, or the key whose value has the wrong shape and the shape
+// expected, without Go type names.
+func yamlError(err error, data []byte) error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
 		return fmt.Errorf("parse YAML: %w", err)
 	}
-	msgs := make([]string, len(te.Errors))
-	for i, m := range te.Errors {
-		msgs[i] = unknownField.ReplaceAllStringFunc(m, func(s string) string {
+	shapes := shapeErrors(data, &Config{})
+	var msgs []string
+	for _, m := range te.Errors {
+		if len(shapes) > 0 && strings.Contains(m, "cannot unmarshal") {
+			continue // said better by the shapes, merged below in line order
+		}
+		msgs = append(msgs, unknownField.ReplaceAllStringFunc(m, func(s string) string {
 			sub := unknownField.FindStringSubmatch(s)
 			where := "at the top level"
 			if sub[2] == "App" {
 				where = "in an app"
 			}
 			return fmt.Sprintf("unknown key %q %s", sub[1], where)
-		})
+		}))
+	}
+	for _, sh := range shapes {
+		i := 0
+		for i < len(msgs) && lineOf(msgs[i]) <= sh.line {
+			i++
+		}
+		msgs = slices.Insert(msgs, i, sh.msg)
 	}
 	return fmt.Errorf("parse YAML: %s", strings.Join(msgs, "; "))
+}
+
+// lineOf reads the line of a yaml.v3 error message ("line 3: …"); 0 if it
+// has none.
+func lineOf(msg string) int {
+	var n int
+	if _, err := fmt.Sscanf(msg, "line %d:", &n); err != nil {
+		return 0
+	}
+	return n
 }
 
 // appLines returns the line each item of apps starts on.
@@ -517,36 +540,22 @@ func ParseSessions(b []byte) ([]string, error) {
 }
 
 // Redacted returns the configuration as YAML with every secret replaced by
-// "<secret>", for the /config endpoint.
+// "<secret>", for the /config endpoint, and per_session as in force.
 func (c *Config) Redacted() ([]byte, error) {
-	// A struct of its own, so that redaction does not depend on how
-	// feishu.Secret marshals: the secret field only ever holds the placeholder.
-	type redactedApp struct {
-		Name                string   `yaml:"name"`
-		AppID               string   `yaml:"app_id,omitempty"`
-		AppSecret           string   `yaml:"app_secret,omitempty"`
-		AppSecretFile       string   `yaml:"app_secret_file,omitempty"`
-		UserAccessTokenFile string   `yaml:"user_access_token_file,omitempty"`
-		BaseURL             string   `yaml:"base_url,omitempty"`
-		Sessions            []string `yaml:"sessions,omitempty"`
-		SessionsFile        string   `yaml:"sessions_file,omitempty"`
-	}
 	out := struct {
-		Apps []redactedApp `yaml:"apps"`
+		Apps []App `yaml:"apps"`
 	}{}
 	for _, a := range c.Apps {
-		r := redactedApp{
-			Name:                a.Name,
-			AppID:               a.AppID,
-			AppSecretFile:       a.AppSecretFile,
-			UserAccessTokenFile: a.UserAccessTokenFile,
-			BaseURL:             a.BaseURL,
-			Sessions:            a.Sessions,
-			SessionsFile:        a.SessionsFile,
+		// A copy of the App itself, so that a field added to it shows here
+		// without being declared twice. The secret field is overwritten with
+		// the placeholder, so that redaction does not depend on how
+		// feishu.Secret marshals either.
+		r := *a
+		if r.AppSecret != "" {
+			r.AppSecret = redactedSecret
 		}
-		if a.AppSecret != "" {
-			r.AppSecret = "<secret>"
-		}
+		perSession := a.SeriesPerSession()
+		r.PerSession = &perSession
 		out.Apps = append(out.Apps, r)
 	}
 	b, err := yaml.Marshal(out)
@@ -555,3 +564,6 @@ func (c *Config) Redacted() ([]byte, error) {
 	}
 	return b, nil
 }
+
+// redactedSecret is what /config shows instead of a secret.
+const redactedSecret feishu.Secret = "<secret>"

@@ -4,12 +4,17 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/aily-exporter/aily_exporter/feishu"
 )
 
 // env is the environment the tests' ${VAR} references see.
@@ -122,9 +127,29 @@ func TestLoadInvalid(t *testing.T) {
 			want: "parse YAML",
 		},
 		{
-			name: "wrong type",
+			name: "apps given a mapping names the file, line, key and the shape expected",
+			yaml: "apps:\n  name: a\n" + "  app_id: cli_a\n  sessions: [s]\n",
+			want: `aily.yml: parse YAML: line 2: apps must be a list of apps, each item starting with "- " (such as "- name: …"), not a mapping`,
+		},
+		{
+			name: "a list where a string belongs",
 			yaml: "apps:\n  - name: [a, b]\n",
-			want: "line 2: cannot unmarshal",
+			want: "line 2: apps[0].name must be a string, not a list",
+		},
+		{
+			name: "a string where a list belongs",
+			yaml: "apps:\n  - name: a\n" + creds + "    sessions: session_1\n",
+			want: `line 5: apps[0].sessions must be a list of strings, one "- " item a line or [a, b], not "session_1"`,
+		},
+		{
+			name: "a word where true or false belongs, after an unknown key",
+			yaml: "apps:\n  - name: a\n" + creds + "    sesions: [s]\n    per_session: maybe\n",
+			want: `line 5: unknown key "sesions" in an app; line 6: apps[0].per_session must be true or false, not "maybe"`,
+		},
+		{
+			name: "a list as the whole file",
+			yaml: "- name: a\n",
+			want: "line 1: the file must be a mapping of keys to values (apps), not a list",
 		},
 		{
 			name: "missing name",
@@ -319,6 +344,10 @@ func TestLoadInvalid(t *testing.T) {
 			if strings.Contains(err.Error(), "hunter") || strings.Contains(err.Error(), "ter@2") {
 				t.Errorf("error %q shows a password", err)
 			}
+			// Users write YAML, not Go: no Go type, no YAML tag.
+			if regexp.MustCompile(`(config|feishu)\.[A-Z]|\[\]\*|!!`).MatchString(err.Error()) {
+				t.Errorf("error %q names a Go type or a YAML tag", err)
+			}
 		})
 	}
 }
@@ -354,6 +383,7 @@ func TestSecretsNeverPrint(t *testing.T) {
     app_id: cli_b
     app_secret_file: sec
     sessions: [s]
+    per_session: false
 `,
 	})
 	cfg, err := load(filepath.Join(dir, "aily.yml"), env)
@@ -371,12 +401,14 @@ func TestSecretsNeverPrint(t *testing.T) {
       base_url: https://open.feishu.cn
       sessions:
         - s
+      per_session: true
     - name: b
       app_id: cli_b
       app_secret_file: %s
       base_url: https://open.feishu.cn
       sessions:
         - s
+      per_session: false
 `, filepath.Join(dir, "sec"))
 	if diff := cmp.Diff(want, string(red)); diff != "" {
 		t.Errorf("Redacted() (-want +got):\n%s", diff)
@@ -391,6 +423,56 @@ func TestSecretsNeverPrint(t *testing.T) {
 			if strings.Contains(shown, secret) {
 				t.Errorf("%q shows the secret %q", shown, secret)
 			}
+		}
+	}
+}
+
+// TestRedactedShowsEveryField sets every field of an App that the file can
+// set, and expects each in /config's YAML, the secret as "<secret>": a field
+// added to App later cannot be left out of /config.
+func TestRedactedShowsEveryField(t *testing.T) {
+	const secret = "the-secret-value"
+	var app App
+	v := reflect.ValueOf(&app).Elem()
+	var keys []string
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if !f.IsExported() || key == "" || key == "-" {
+			continue
+		}
+		keys = append(keys, key)
+		switch fv := v.Field(i); {
+		case f.Type == reflect.TypeFor[feishu.Secret]():
+			fv.SetString(secret)
+		case fv.Kind() == reflect.String:
+			fv.SetString("value of " + key)
+		case f.Type == reflect.TypeFor[[]string]():
+			fv.Set(reflect.ValueOf([]string{"value of " + key}))
+		case f.Type == reflect.TypeFor[*bool]():
+			fv.Set(reflect.ValueOf(new(false)))
+		case f.Type == reflect.TypeFor[*float64]():
+			fv.Set(reflect.ValueOf(new(1234.0)))
+		default:
+			t.Fatalf("field %s of type %s: teach this test to set it", f.Name, f.Type)
+		}
+	}
+	red, err := (&Config{Apps: []*App{&app}}).Redacted()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Apps []map[string]any `yaml:"apps"`
+	}
+	if err := yaml.Unmarshal(red, &got); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(red), secret) || got.Apps[0]["app_secret"] != "<secret>" {
+		t.Errorf("the secret is not redacted:\n%s", red)
+	}
+	for _, key := range keys {
+		if _, ok := got.Apps[0][key]; !ok {
+			t.Errorf("/config leaves out %s:\n%s", key, red)
 		}
 	}
 }

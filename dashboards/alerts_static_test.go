@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -26,6 +27,16 @@ var wantAlerts = []string{
 	"AilyPollBudgetExhausted",
 	"AilyPollSpendOverBudget",
 	"AilySessionStale",
+	"AilyAppDown",
+}
+
+// wantStatusURL are the alerts about runs and sessions, which link to the
+// exporter's status page filtered to their app (the README's "Status page").
+var wantStatusURL = []string{
+	"AilyRunFailureRatioHigh",
+	"AilyRunFailuresSpike",
+	"AilyRunStuck",
+	"AilySessionDown",
 	"AilyAppDown",
 }
 
@@ -96,6 +107,10 @@ func TestAlertRules(t *testing.T) {
 			}
 			if r.For == "" {
 				t.Errorf("%s: no for: a single evaluation should not page", r.Alert)
+			}
+			if u := r.Annotations["status_url"]; slices.Contains(wantStatusURL, r.Alert) &&
+				!strings.HasSuffix(u, "/status?app={{ $labels.app | urlquery }}") {
+				t.Errorf("%s: status_url %q, want the status page of the alert's app", r.Alert, u)
 			}
 		}
 	}

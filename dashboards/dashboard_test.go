@@ -3,6 +3,7 @@ package dashboards
 import (
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -491,5 +492,46 @@ func TestTrackedRunsAndUpAreNotOnOneAxis(t *testing.T) {
 	}
 	if !found {
 		t.Log("aily_tracked_runs and aily_up are in separate panels")
+	}
+}
+
+// TestREADMENamesThePanels checks the README's tour of the dashboard
+// against aily.json: each panel it lists by name (an italic name opening a
+// list item, a bold row) is named as in the dashboard, and every panel but the
+// stats, whose names the README weaves into a sentence, is named in it.
+func TestREADMENamesThePanels(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "\n### The Grafana dashboard\n")
+	if !ok {
+		t.Fatal(`README.md has no section "### The Grafana dashboard"`)
+	}
+	section, _, _ = strings.Cut(section, "\n### ")
+
+	titles := map[string]string{} // title → type
+	for _, p := range allPanels(readDashboard(t)) {
+		titles[p.Title] = p.Type
+	}
+	for _, m := range regexp.MustCompile(`(?m)^\s+- \*([^*]+)\*`).FindAllStringSubmatch(section, -1) {
+		if _, ok := titles[m[1]]; !ok {
+			t.Errorf("the README lists a panel *%s*, which aily.json has not (by that name)", m[1])
+		}
+	}
+	for _, m := range regexp.MustCompile(`(?m)^\d+\. \*\*([^*]+?)\.\*\*`).FindAllStringSubmatch(section, -1) {
+		if titles[m[1]] != "row" {
+			t.Errorf("the README names a row **%s**, which aily.json has not (by that name)", m[1])
+		}
+	}
+	named := map[string]bool{}
+	// Single stars only: a bold row is not a panel's name.
+	for _, m := range regexp.MustCompile(`(?:^|[^*\w])\*([^*\s][^*]*)\*(?:[^*\w]|$)`).FindAllStringSubmatch(section, -1) {
+		named[m[1]] = true
+	}
+	for title, typ := range titles {
+		if typ != "row" && typ != "stat" && !named[title] {
+			t.Errorf("the README does not name the panel *%s*", title)
+		}
 	}
 }

@@ -27,9 +27,31 @@ func WriteHTML(w io.Writer, p *Page) error {
 
 // WriteJSON writes p as JSON.
 func WriteJSON(w io.Writer, p *Page) error {
+	return writeJSON(w, p)
+}
+
+// WriteUnknownAppHTML renders the answer to q when q.App is not configured:
+// the configured apps, each linked to its page.
+func WriteUnknownAppHTML(w io.Writer, e *UnknownAppError, q Query) error {
+	return unknownAppTemplate.Execute(w, struct {
+		Err   *UnknownAppError
+		Query Query
+	}{e, q})
+}
+
+// WriteUnknownAppJSON writes e as JSON: the error in words, the app asked
+// for and the configured apps.
+func WriteUnknownAppJSON(w io.Writer, e *UnknownAppError) error {
+	return writeJSON(w, struct {
+		Error string `json:"error"`
+		*UnknownAppError
+	}{e.Error(), e})
+}
+
+func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(p)
+	return enc.Encode(v)
 }
 
 // link returns the status page's address for q.
@@ -129,6 +151,30 @@ var pageTemplate = template.Must(template.New("status").Funcs(template.FuncMap{
 	},
 }).Parse(pageHTML))
 
+var unknownAppTemplate = template.Must(template.New("unknown-app").Funcs(template.FuncMap{
+	"link": link,
+	"withApp": func(q Query, app string) Query {
+		q.App, q.Page = app, 1
+		return q
+	},
+}).Parse(`<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Aily Exporter status: no app {{.Err.App}}</title>
+<style>body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }</style>
+</head>
+<body>
+<h1>No app {{printf "%q" .Err.App}}</h1>
+<p>No app of that name is configured. The configured apps:</p>
+<ul id="apps">
+{{range .Err.Apps}}<li><a href="{{link "/status" (withApp $.Query .)}}">{{.}}</a></li>
+{{end}}</ul>
+<p><a href="{{link "/status" (withApp .Query "")}}">All apps</a> · <a href="/">Home</a></p>
+</body>
+</html>
+`))
+
 const pageHTML = `<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -146,13 +192,15 @@ td.n { text-align: right; font-variant-numeric: tabular-nums; }
 .state-idle { color: #666; }
 .msg { max-width: 40em; white-space: pre-wrap; overflow-wrap: anywhere; }
 .err { color: #8a1010; }
+.notice { background: #fff5d6; border: 1px solid #e0c060; padding: 0.6em 0.8em; max-width: 60em; }
 code { font-size: 0.95em; }
 nav a { margin-right: 0.8em; }
 </style>
 </head>
 <body>
 <h1>Aily Exporter status</h1>
-<p>Generated {{time .Generated}}. <a href="/">Home</a> · <a href="{{link "/status.json" .Query}}">This page as JSON</a>{{if .Query.App}} · <a href="{{link "/status" (withApp .Query "")}}">All apps</a>{{end}}</p>
+{{if .Notice}}<p id="no-scrape-yet" class="notice">{{.Notice}}</p>
+{{end}}<p>Generated {{time .Generated}}.{{if .LastScrape}} Last scrape {{ptime .LastScrape}}.{{end}} <a href="/">Home</a> · <a href="{{link "/status.json" .Query}}">This page as JSON</a>{{if .Query.App}} · <a href="{{link "/status" (withApp .Query "")}}">All apps</a>{{end}}</p>
 
 <h2>Apps</h2>
 <table id="apps">
@@ -166,7 +214,7 @@ nav a { margin-right: 0.8em; }
 <td class="n">{{staleness .}}</td>
 <td class="n">{{.Overdue}}</td>
 <td class="n">{{.RateLimited}}</td>
-<td>{{if .Token.Healthy}}ok{{if .Token.RenewedAt}} (renewed {{ptime .Token.RenewedAt}}){{end}}{{else}}<span class="err">{{.Token.Error}}</span> ({{ptime .Token.ErrorAt}}){{end}}</td>
+<td class="token">{{if eq .Token.State "ok"}}ok{{if .Token.RenewedAt}} (renewed {{ptime .Token.RenewedAt}}){{end}}{{else if eq .Token.State "failed"}}<span class="err">{{.Token.Error}}</span> ({{ptime .Token.ErrorAt}}){{else}}{{.Token.State}}{{end}}</td>
 </tr>
 {{end}}</tbody>
 </table>

@@ -7,8 +7,10 @@ package status
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aily-exporter/aily_exporter/collector"
@@ -28,6 +30,14 @@ type Options struct {
 	PerPage int
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Started is when the exporter started; LastScrape when the metrics
+	// were last scraped, zero before the first scrape. Polling is driven by
+	// scrapes, so before the first one nothing has been polled.
+	Started    time.Time
+	LastScrape time.Time
+	// TelemetryPath is where the metrics are served (--web.telemetry-path);
+	// default /metrics.
+	TelemetryPath string
 }
 
 // Query is what the page is asked for: ?app=, ?sort=, ?page=.
@@ -45,7 +55,13 @@ type Query struct {
 type Page struct {
 	Generated time.Time `json:"generated"`
 	Query     Query     `json:"query"`
-	Apps      []App     `json:"apps"`
+	// Started is when the exporter started. LastScrape is when the metrics
+	// were last scraped, nil before the first scrape; Notice then says what
+	// that means and what to check.
+	Started    time.Time  `json:"started"`
+	LastScrape *time.Time `json:"last_scrape"`
+	Notice     string     `json:"notice,omitempty"`
+	Apps       []App      `json:"apps"`
 	// FailedRuns are the most recent failed runs (at most
 	// collector.MaxFailedRuns per app), of the app asked for or of all,
 	// the most recent first.
@@ -84,14 +100,28 @@ type App struct {
 	Token Token `json:"token"`
 }
 
-// Token is an app's token health: the error of its last renewal if that
-// failed, and when a renewal last succeeded.
+// Token is an app's token health: whether a token was fetched yet, the error
+// of its last renewal if that failed, and when a renewal last succeeded.
 type Token struct {
+	State TokenState `json:"state"`
+	// Healthy is State == TokenOK.
 	Healthy   bool       `json:"healthy"`
 	Error     string     `json:"error,omitempty"`
 	ErrorAt   *time.Time `json:"error_at,omitempty"`
 	RenewedAt *time.Time `json:"renewed_at,omitempty"`
 }
+
+// TokenState is where an app's token stands.
+type TokenState string
+
+// The token states. A token is fetched (or a user token file read) at the
+// first poll that needs it, and polls come only with scrapes: until then the
+// state is TokenNotFetched, which is neither good nor bad news.
+const (
+	TokenNotFetched TokenState = "not fetched yet"
+	TokenOK         TokenState = "ok"
+	TokenFailed     TokenState = "failed"
+)
 
 // Session is a session's line.
 type Session struct {
@@ -128,21 +158,48 @@ type FailedRun struct {
 // stateOrder is the order of sort=state: what needs attention first.
 var stateOrder = map[watch.SessionState]int{watch.Failing: 0, watch.Pending: 1, watch.Active: 2, watch.Idle: 3}
 
-// Build returns the page for q from what the collector knows now.
-func Build(c *collector.Collector, o Options, q Query) *Page {
+// UnknownAppError is Build's error when the query asks for an app that is
+// not configured: a typo, or an app a reload removed.
+type UnknownAppError struct {
+	App string `json:"app"`
+	// Apps are the configured apps, sorted.
+	Apps []string `json:"apps"`
+}
+
+func (e *UnknownAppError) Error() string {
+	return fmt.Sprintf("no app %q is configured; the configured apps are: %s", e.App, strings.Join(e.Apps, ", "))
+}
+
+// Build returns the page for q from what the collector knows now, or an
+// *UnknownAppError when q.App is not a configured app.
+func Build(c *collector.Collector, o Options, q Query) (*Page, error) {
 	if o.PerPage <= 0 {
 		o.PerPage = DefaultPerPage
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.TelemetryPath == "" {
+		o.TelemetryPath = "/metrics"
+	}
+	names := c.AppNames()
+	if q.App != "" && !slices.Contains(names, q.App) {
+		// An empty page would read as "this app is fine, nothing failed".
+		return nil, &UnknownAppError{App: q.App, Apps: names}
+	}
 	now := o.Now()
-	p := &Page{Generated: now, Query: q, PerPage: o.PerPage, FailedRuns: []FailedRun{}, Sessions: []Session{}}
+	p := &Page{Generated: now, Query: q, Started: o.Started, PerPage: o.PerPage, FailedRuns: []FailedRun{}, Sessions: []Session{}}
+	if o.LastScrape.IsZero() {
+		p.Notice = noScrapeYet(o.TelemetryPath, o.Started, now)
+	} else {
+		t := o.LastScrape
+		p.LastScrape = &t
+	}
 
 	overdue := c.Watcher().Overdue()
 	budgets := c.Watcher().Budgets()
 	apps := map[string]*App{}
-	for _, name := range c.AppNames() {
+	for _, name := range names {
 		api := c.APIStatus(name, now)
 		a := App{
 			Name:               name,
@@ -153,7 +210,13 @@ func Build(c *collector.Collector, o Options, q Query) *Page {
 			DailyBudget:        budgets[name].PerDay,
 			ProjectedPerDay:    budgets[name].ProjectedPerDay,
 			RateLimited:        api.RateLimited,
-			Token:              Token{Healthy: api.TokenError == "", Error: api.TokenError},
+			Token:              Token{State: TokenOK, Healthy: true},
+		}
+		switch {
+		case api.TokenError != "":
+			a.Token = Token{State: TokenFailed, Error: api.TokenError}
+		case api.TokenRenewedAt.IsZero():
+			a.Token = Token{State: TokenNotFetched}
 		}
 		for _, st := range watch.SessionStates() {
 			a.Sessions[st] = 0
@@ -209,7 +272,22 @@ func Build(c *collector.Collector, o Options, q Query) *Page {
 		}
 		p.FailedRuns = append(p.FailedRuns, fr)
 	}
-	return p
+	return p, nil
+}
+
+// noScrapeYet is the page's notice before the first scrape.
+func noScrapeYet(telemetryPath string, started, now time.Time) string {
+	since := ""
+	if !started.IsZero() {
+		since = " " + max(now.Sub(started), 0).Round(time.Second).String() + " ago"
+	}
+	return fmt.Sprintf("No scrape of %s has come since the exporter started%s. "+
+		"Sessions are polled only when Prometheus scrapes %s: until the first scrape every session stays pending, "+
+		"no token is fetched and no run is counted. If this lasts longer than a scrape interval, "+
+		"check the Prometheus scrape configuration (a job whose target is this exporter's address and port, "+
+		"as in dashboards/prometheus.yml; see the README's Prometheus configuration) "+
+		"and the target's state on Prometheus' Targets page.",
+		telemetryPath, since, telemetryPath)
 }
 
 // session returns the line of a session.

@@ -3,8 +3,10 @@ package status
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -47,13 +49,23 @@ func collectorWith(tb testing.TB, n int, now func() time.Time) *collector.Collec
 	return c
 }
 
+// mustBuild is Build for a query whose app exists.
+func mustBuild(tb testing.TB, c *collector.Collector, o Options, q Query) *Page {
+	tb.Helper()
+	p, err := Build(c, o, q)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
 func TestThousandsOfSessionsArePaged(t *testing.T) {
 	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	now := func() time.Time { return t0 }
 	c := collectorWith(t, 5000, now)
 	o := Options{RateLimit: 20, Now: now}
 
-	p := Build(c, o, Query{Page: 2})
+	p := mustBuild(t, c, o, Query{Page: 2})
 	if p.SessionsTotal != 5000 || p.Pages != 50 || len(p.Sessions) != DefaultPerPage || p.Sessions[0].ID != "session_00101" {
 		t.Fatalf("page 2: total %d, %d pages, %d sessions from %s; want 5000, 50, 100 from session_00101",
 			p.SessionsTotal, p.Pages, len(p.Sessions), p.Sessions[0].ID)
@@ -61,20 +73,20 @@ func TestThousandsOfSessionsArePaged(t *testing.T) {
 	if a := p.Apps[0]; a.Sessions[watch.Failing] != 500 || a.Sessions[watch.Active] != 4500 || a.BudgetPerMinute != 1200 {
 		t.Errorf("app a = %+v; want 500 failing, 4500 active, a budget of 1200 a minute", a)
 	}
-	if p := Build(c, o, Query{Page: 99}); p.Query.Page != 50 || len(p.Sessions) != 100 {
+	if p := mustBuild(t, c, o, Query{Page: 99}); p.Query.Page != 50 || len(p.Sessions) != 100 {
 		t.Errorf("page 99 of 50 gives page %d with %d sessions, want the last", p.Query.Page, len(p.Sessions))
 	}
-	p = Build(c, o, Query{Sort: "state"})
+	p = mustBuild(t, c, o, Query{Sort: "state"})
 	if p.Sessions[0].State != watch.Failing || p.Sessions[0].ID != "session_00010" || p.Sessions[0].Error == "" {
 		t.Errorf("sorted by state, the first session is %+v; want the failing session_00010 with its error", p.Sessions[0])
 	}
-	s := Build(c, o, Query{Page: 1}).Sessions[0]
+	s := mustBuild(t, c, o, Query{Page: 1}).Sessions[0]
 	if s.InFlight[feishu.StatusInProgress] != 1 || s.OldestSeconds == nil || *s.OldestSeconds != 60 {
 		t.Errorf("session_00001 = %+v; want one IN_PROGRESS run, a minute old", s)
 	}
 
 	var buf bytes.Buffer
-	if err := WriteHTML(&buf, Build(c, o, Query{Page: 2, Sort: "state"})); err != nil {
+	if err := WriteHTML(&buf, mustBuild(t, c, o, Query{Page: 2, Sort: "state"})); err != nil {
 		t.Fatal(err)
 	}
 	html := buf.String()
@@ -116,7 +128,7 @@ func BenchmarkStatusPage5000Sessions(b *testing.B) {
 		var buf bytes.Buffer
 		for b.Loop() {
 			buf.Reset()
-			if err := WriteHTML(&buf, Build(c, o, Query{Sort: "state"})); err != nil {
+			if err := WriteHTML(&buf, mustBuild(b, c, o, Query{Sort: "state"})); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -126,7 +138,7 @@ func BenchmarkStatusPage5000Sessions(b *testing.B) {
 		var buf bytes.Buffer
 		for b.Loop() {
 			buf.Reset()
-			if err := WriteJSON(&buf, Build(c, o, Query{Sort: "state"})); err != nil {
+			if err := WriteJSON(&buf, mustBuild(b, c, o, Query{Sort: "state"})); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -145,7 +157,10 @@ func TestAppsShowTheirDailyBudgetSpendAndStaleness(t *testing.T) {
 	c.Watcher().Poll(ctx)
 	now = t0.Add(90 * time.Second)
 
-	p := Build(c, Options{Now: clock}, Query{})
+	p, err := Build(c, Options{Now: clock}, Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	a := p.Apps[0]
 	if a.DailyBudget != 50000 {
 		t.Errorf("daily budget %v, want 50000", a.DailyBudget)
@@ -165,5 +180,110 @@ func TestAppsShowTheirDailyBudgetSpendAndStaleness(t *testing.T) {
 		if !strings.Contains(html.String(), want) {
 			t.Errorf("the page lacks %q", want)
 		}
+	}
+}
+
+func TestBeforeTheFirstScrapeThePageSaysSo(t *testing.T) {
+	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	now := func() time.Time { return t0 }
+	c := collector.New(collector.Options{Watch: watch.Options{Now: now}})
+	c.SetApps([]collector.App{{Name: "a", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"session_1"}}})
+	o := Options{Now: now, Started: t0.Add(-42 * time.Second), TelemetryPath: "/m"}
+
+	p := mustBuild(t, c, o, Query{})
+	if p.LastScrape != nil || p.Started != o.Started {
+		t.Errorf("last scrape %v, started %v; want none, %v", p.LastScrape, p.Started, o.Started)
+	}
+	for _, want := range []string{"No scrape of /m has come since the exporter started 42s ago",
+		"polled only when Prometheus scrapes /m", "scrape configuration"} {
+		if !strings.Contains(p.Notice, want) {
+			t.Errorf("the notice %q does not say %q", p.Notice, want)
+		}
+	}
+	if tok := p.Apps[0].Token; tok.State != TokenNotFetched || tok.Healthy {
+		t.Errorf("token before any fetch = %+v, want not fetched yet and not healthy", tok)
+	}
+	var html, js bytes.Buffer
+	if err := WriteHTML(&html, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteJSON(&js, p); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`<p id="no-scrape-yet" class="notice">`, `<td class="token">not fetched yet</td>`} {
+		if !strings.Contains(html.String(), want) {
+			t.Errorf("the HTML lacks %s:\n%s", want, html.String())
+		}
+	}
+	for _, want := range []string{`"last_scrape": null`, `"notice": "No scrape of /m`, `"state": "not fetched yet"`} {
+		if !strings.Contains(js.String(), want) {
+			t.Errorf("the JSON lacks %s:\n%s", want, js.String())
+		}
+	}
+
+	// After a scrape, and a token renewal.
+	o.LastScrape = t0.Add(-time.Second)
+	c.APIObserver("a").ObserveTokenRenewal(nil)
+	p = mustBuild(t, c, o, Query{})
+	if p.Notice != "" || p.LastScrape == nil || !p.LastScrape.Equal(o.LastScrape) {
+		t.Errorf("after a scrape: notice %q, last scrape %v; want none, %v", p.Notice, p.LastScrape, o.LastScrape)
+	}
+	if tok := p.Apps[0].Token; tok.State != TokenOK || !tok.Healthy || tok.RenewedAt == nil {
+		t.Errorf("token after a renewal = %+v, want ok", tok)
+	}
+	html.Reset()
+	if err := WriteHTML(&html, p); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(html.String(), "no-scrape-yet") || !strings.Contains(html.String(), "Last scrape 2025-03-01 11:59:59Z") {
+		t.Errorf("after a scrape the HTML still says none came, or not when the last was:\n%s", html.String())
+	}
+
+	c.APIObserver("a").ObserveTokenRenewal(errors.New("tenant token: code 10003: invalid param"))
+	if tok := mustBuild(t, c, o, Query{}).Apps[0].Token; tok.State != TokenFailed || tok.Healthy || tok.Error == "" {
+		t.Errorf("token after a failed renewal = %+v, want failed with the error", tok)
+	}
+}
+
+func TestAnUnknownAppIsNotFoundWithTheAppsListed(t *testing.T) {
+	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	now := func() time.Time { return t0 }
+	c := collector.New(collector.Options{Watch: watch.Options{Now: now}})
+	c.SetApps([]collector.App{
+		{Name: "helpdesk", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"s1"}},
+		{Name: "sales", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"s2"}},
+	})
+	q := Query{App: "nosuchapp", Sort: "state", Page: 1}
+	_, err := Build(c, Options{Now: now}, q)
+	var unknown *UnknownAppError
+	if !errors.As(err, &unknown) || unknown.App != "nosuchapp" || !slices.Equal(unknown.Apps, []string{"helpdesk", "sales"}) {
+		t.Fatalf("Build(?app=nosuchapp) = %v, want an *UnknownAppError listing helpdesk and sales", err)
+	}
+	var html, js bytes.Buffer
+	if err := WriteUnknownAppHTML(&html, unknown, q); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`No app &#34;nosuchapp&#34;`, `<a href="/status?app=helpdesk&amp;sort=state">helpdesk</a>`,
+		`<a href="/status?app=sales&amp;sort=state">sales</a>`} {
+		if !strings.Contains(html.String(), want) {
+			t.Errorf("the HTML lacks %s:\n%s", want, html.String())
+		}
+	}
+	if err := WriteUnknownAppJSON(&js, unknown); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Error string   `json:"error"`
+		App   string   `json:"app"`
+		Apps  []string `json:"apps"`
+	}
+	if err := json.Unmarshal(js.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.App != "nosuchapp" || !slices.Equal(got.Apps, []string{"helpdesk", "sales"}) || !strings.Contains(got.Error, "helpdesk, sales") {
+		t.Errorf("JSON = %+v", got)
+	}
+	if _, err := Build(c, Options{Now: now}, Query{App: "sales"}); err != nil {
+		t.Errorf("a configured app: %v", err)
 	}
 }
