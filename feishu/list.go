@@ -189,7 +189,10 @@ func (c *Client) getWithToken(ctx context.Context, ep Endpoint, endpoint string,
 			return req, nil
 		}, decode)
 		if err != nil {
-			if !retried && c.creds.rejects(err) {
+			if c.creds.rejects(err) {
+				if retried {
+					return nil, c.creds.refused(tok, err)
+				}
 				c.creds.invalidate(tok)
 				continue
 			}
