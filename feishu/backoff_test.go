@@ -205,6 +205,24 @@ func TestRequestsThatGetNoAnswerNameTheHost(t *testing.T) {
 	if want := "feishu list_runs at " + host + ": context deadline exceeded"; !strings.HasSuffix(err.Error(), want) {
 		t.Errorf("error %q does not end %q", err, want)
 	}
+
+	// A context that ended before the call: no request, and still the
+	// host, whichever the call.
+	before := e.fake.Requests("list_runs") + e.fake.Requests("get_run")
+	ended, end := context.WithCancel(context.Background())
+	end()
+	for name, call := range map[string]func() error{
+		"ListRunsPage": func() error { _, err := c.ListRunsPage(ended, testSession, ""); return err },
+		"GetRun":       func() error { _, err := c.GetRun(ended, testSession, "run_x"); return err },
+	} {
+		err := call()
+		if !errors.As(err, &te) || te.Host != host || !errors.Is(err, context.Canceled) {
+			t.Errorf("%s with an ended context: err = %v, want a *TransportError at %s wrapping context.Canceled", name, err, host)
+		}
+	}
+	if after := e.fake.Requests("list_runs") + e.fake.Requests("get_run"); after != before {
+		t.Errorf("%d requests with an ended context", after-before)
+	}
 }
 
 func TestATokenEndpointThatNeverAnswersFailsTheAppAtOnceAfterwards(t *testing.T) {
