@@ -2,9 +2,12 @@ package main
 
 import (
 	"fmt"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,29 +23,41 @@ import (
 // never be shown.
 const wrongSecret = "sekrit-wrong-secret-9876543210"
 
+// appsEnv is what manySessionsEnv makes.
+type appsEnv struct {
+	sessions int    // of the app helpdesk
+	secret   string // helpdesk's app_secret
+	clk      *feishufake.Clock
+	timeout  time.Duration // --feishu.timeout
+	apiURL   string        // base_url of both apps; "" the fake's
+}
+
 // manySessionsEnv is the exporter, with the flags' defaults for requests
-// and polling, in front of the fake: the app helpdesk with n sessions and
-// the secret given, and the user-token app personal with one. The exporter
-// and the clients run on clk.
-func manySessionsEnv(t *testing.T, n int, secret string, clk *feishufake.Clock, timeout time.Duration) *testEnv {
+// and polling but --feishu.timeout, in front of the fake (or o.apiURL): the
+// app helpdesk with o.sessions sessions and o.secret, and the user-token app
+// personal with one. The exporter and the clients run on o.clk.
+func manySessionsEnv(t *testing.T, o appsEnv) *testEnv {
 	t.Helper()
-	t.Setenv("AILY_TEST_APP_SECRET", secret)
-	e := &testEnv{t: t, fake: feishufake.New(feishufake.Options{Now: clk.Now}), dir: t.TempDir(), logs: &syncBuffer{}, reloaded: make(chan error, 10)}
+	t.Setenv("AILY_TEST_APP_SECRET", o.secret)
+	e := &testEnv{t: t, fake: feishufake.New(feishufake.Options{Now: o.clk.Now}), dir: t.TempDir(), logs: &syncBuffer{}, reloaded: make(chan error, 10)}
 	e.fake.AddApp("cli_helpdesk", appSecret)
 	e.fake.AddUserToken(userToken)
 	e.fake.AddSession("session_user")
 	var ids strings.Builder
-	for _, id := range sessionIDs(n) {
+	for _, id := range sessionIDs(o.sessions) {
 		e.fake.AddSession(id)
 		ids.WriteString(id + "\n")
 	}
 	e.api = httptest.NewServer(e.fake)
 	t.Cleanup(e.api.Close)
+	if o.apiURL == "" {
+		o.apiURL = e.api.URL
+	}
 	e.write("user.token", userToken+"\n")
 	e.write("helpdesk.sessions", ids.String())
-	e.write("aily.yml", configYAML(e.api.URL))
-	e.start(clientOptions{timeout: timeout, pageSize: 50, rateLimit: 20, concurrency: 4, now: clk.Now},
-		collector.Options{Watch: watch.Options{Concurrency: 4, RateLimit: 20, Now: clk.Now}})
+	e.write("aily.yml", configYAML(o.apiURL))
+	e.start(clientOptions{timeout: o.timeout, pageSize: 50, rateLimit: 20, concurrency: 4, now: o.clk.Now},
+		collector.Options{Watch: watch.Options{Concurrency: 4, RateLimit: 20, Now: o.clk.Now}})
 	return e
 }
 
@@ -99,7 +114,7 @@ func appLogLines(t *testing.T, logs, app, lvl string) (lines []logLine, perSessi
 
 func TestAWrongSecretIsOneFactPerApp(t *testing.T) {
 	clk := feishufake.NewClock(time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC))
-	e := manySessionsEnv(t, 300, wrongSecret, clk, 10*time.Second)
+	e := manySessionsEnv(t, appsEnv{sessions: 300, secret: wrongSecret, clk: clk, timeout: 10 * time.Second})
 
 	const scrapes = 6
 	for i := range scrapes {
@@ -156,5 +171,98 @@ func TestAWrongSecretIsOneFactPerApp(t *testing.T) {
 	}
 	if works != 1 || len(perSession) != 0 {
 		t.Errorf("%d info lines say the app works again (%d lines name a session), want 1 for the app:\n%s", works, len(perSession), e.logs.String())
+	}
+}
+
+// silentAPI is an address that accepts connections and never answers.
+func silentAPI(t *testing.T) (url, host string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	return "http://" + ln.Addr().String(), ln.Addr().String()
+}
+
+// scrapeWithin scrapes as Prometheus would with a scrape timeout of d.
+func (e *testEnv) scrapeWithin(d time.Duration) string {
+	e.t.Helper()
+	code, body := e.do(http.MethodGet, "/metrics", http.Header{"X-Prometheus-Scrape-Timeout-Seconds": {fmt.Sprint(d.Seconds())}}, time.Minute)
+	if code != http.StatusOK {
+		e.t.Fatalf("GET /metrics: HTTP %d\n%s", code, body)
+	}
+	return body
+}
+
+func TestAnAPIThatNeverAnswersIsOneWarningNamingTheHostAndTheTimeout(t *testing.T) {
+	clk := feishufake.NewClock(time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC))
+	url, host := silentAPI(t)
+	e := manySessionsEnv(t, appsEnv{sessions: 20, secret: appSecret, clk: clk, timeout: 100 * time.Millisecond, apiURL: url})
+	for range 3 {
+		e.scrapeWithin(10 * time.Second)
+		clk.Advance(15 * time.Second)
+	}
+	for _, app := range []string{"helpdesk", "personal"} {
+		warns, perSession := appLogLines(t, e.logs.String(), app, "warn")
+		if len(warns) != 1 || len(perSession) != 0 {
+			t.Fatalf("app %s: %d warnings (%d naming a session), want 1 for the app:\n%s", app, len(warns), len(perSession), e.logs.String())
+		}
+		w := warns[0]
+		if !strings.Contains(w["err"], host) || !strings.Contains(w["hint"], host) || !strings.Contains(w["hint"], "--feishu.timeout") {
+			t.Errorf("app %s: the warning does not name the host %s and --feishu.timeout: %v", app, host, w)
+		}
+	}
+}
+
+func TestRepeatedCutOffsAreOneWarningPerApp(t *testing.T) {
+	clk := feishufake.NewClock(time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC))
+	url, host := silentAPI(t)
+	// A request may take longer than the scrape: the scrape deadline cuts
+	// the polls off.
+	e := manySessionsEnv(t, appsEnv{sessions: 20, secret: appSecret, clk: clk, timeout: time.Minute, apiURL: url})
+	for range 3 {
+		body := e.scrapeWithin(1500 * time.Millisecond) // a deadline of 0.5s
+		if !hasLine(body, sessionUp("helpdesk", "session_000", 0)) {
+			t.Fatalf("the session cut off is not down:\n%s", body)
+		}
+		clk.Advance(15 * time.Second)
+	}
+	// The four polls each scrape starts are of helpdesk (its sessions come
+	// first), and all of them are cut off.
+	for _, app := range []string{"helpdesk"} {
+		warns, perSession := appLogLines(t, e.logs.String(), app, "warn")
+		if len(warns) != 1 || len(perSession) != 0 {
+			t.Fatalf("app %s: %d warnings (%d naming a session), want 1 for the app:\n%s", app, len(warns), len(perSession), e.logs.String())
+		}
+		w := warns[0]
+		if !strings.Contains(w["msg"], "cut off by the scrape deadline") || !strings.Contains(w["err"], host) {
+			t.Errorf("app %s: the warning does not say polls were cut off at %s: %v", app, host, w)
+		}
+		for _, setting := range []string{"scrape_timeout", "--scrape.timeout-offset", "--feishu.timeout"} {
+			if !strings.Contains(w["hint"], setting) {
+				t.Errorf("app %s: the warning's hint does not name %s: %v", app, setting, w)
+			}
+		}
 	}
 }
