@@ -155,7 +155,7 @@ func (t *tenantToken) token(ctx context.Context) (string, error) {
 		go t.renew(context.WithoutCancel(ctx), r)
 	}
 	t.mu.Unlock()
-	if failed != nil || r == nil {
+	if failed != nil {
 		// Backing off, or the renewal that ends the back-off may fail
 		// alike or hang: the caller does not wait for it. A token inside
 		// its renewal margin is still valid: use it.
