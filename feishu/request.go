@@ -177,8 +177,7 @@ func (c *Client) transportError(ep Endpoint, err error) *TransportError {
 // query, and the request timeout when that is what ended it.
 func (c *Client) requestError(ep Endpoint, req *http.Request, err error) *TransportError {
 	e := c.transportError(ep, err)
-	var ue *url.Error
-	if errors.As(err, &ue) {
+	if ue, ok := err.(*url.Error); ok { // what http.Client.Do returns
 		e.Err = ue.Err
 	}
 	var te interface{ Timeout() bool }
