@@ -291,7 +291,7 @@ func (c *Collector) SetApps(apps []App) {
 func (c *Collector) dropApp(as *appState) {
 	for k := range c.counts {
 		if k.app == as.name {
-			delete(c.counts, k)
+			c.dropSession(k.app, k.id)
 		}
 	}
 }
