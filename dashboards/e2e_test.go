@@ -246,6 +246,10 @@ func TestEndToEnd(t *testing.T) {
 		return // the later steps need this one
 	}
 
+	t.Run("increase() sees the first increment of every series", func(t *testing.T) {
+		checkIncreaseSeesEveryIncrement(t, prom, procs)
+	})
+
 	t.Run("an exemplar names a failed run", func(t *testing.T) {
 		// Prometheus negotiates OpenMetrics, whose exemplars it stores.
 		waitFor(t, "an exemplar of aily_run_failures_total with a run_id", 60*time.Second, procs, func() error {
@@ -676,8 +680,14 @@ func (p promAPI) resultCount(expr string) (int, error) {
 // scalar runs an instant query expected to give one sample and returns its
 // value; no sample is an error.
 func (p promAPI) scalar(expr string) (float64, error) {
+	return p.scalarQuery(url.Values{"query": {expr}})
+}
+
+// scalarQuery is scalar with the query's parameters (query, time).
+func (p promAPI) scalarQuery(q url.Values) (float64, error) {
+	expr := q.Get("query")
 	var d queryData
-	if err := p.get("/api/v1/query", url.Values{"query": {expr}}, &d); err != nil {
+	if err := p.get("/api/v1/query", q, &d); err != nil {
 		return 0, err
 	}
 	var series []struct {
