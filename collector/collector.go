@@ -94,6 +94,9 @@ type Collector struct {
 	finishedOnly map[sessionKey][4]float64
 	// spendLogged is when each app's spend was last logged (logSpend).
 	spendLogged map[string]time.Time
+	// staleNext are the staleness observations of the last scrape, made at
+	// the next one.
+	staleNext []staleness
 
 	apiMu    sync.RWMutex // guards apiApps and apiStats; held while APIObserver writes a series
 	apiApps  map[string]bool
@@ -289,6 +292,7 @@ func (c *Collector) SetApps(apps []App) {
 			c.apiApps[name] = true
 			c.apiStats[name] = &apiStats{}
 			c.m.apiThrottled.WithLabelValues(name) // from 0, so the first throttle is seen
+			c.m.staleness.WithLabelValues(name)    // from 0: observations show from the next scrape on
 		}
 	}
 	c.apiMu.Unlock()
@@ -491,6 +495,15 @@ func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric) {
 
 	allUp := true
 	tracked := 0
+	var stale []staleness
+	c.mu.Lock()
+	for _, o := range c.staleNext {
+		if c.apps[o.app] != nil {
+			c.m.staleness.WithLabelValues(o.app).Observe(o.seconds)
+		}
+	}
+	c.staleNext = nil
+	c.mu.Unlock()
 	c.w.EachSnapshot(func(s *watch.Snapshot) {
 		v := views[s.App]
 		if v == nil {
@@ -504,7 +517,7 @@ func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric) {
 		v.states[s.State]++
 		tracked += s.Tracked
 		if !s.LastSuccess.IsZero() {
-			c.m.staleness.WithLabelValues(s.App).Observe(max(t.Sub(s.LastSuccess).Seconds(), 0))
+			stale = append(stale, staleness{s.App, max(t.Sub(s.LastSuccess).Seconds(), 0)})
 		}
 		if s.Polled && !s.Up {
 			allUp = false
@@ -536,8 +549,20 @@ func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric) {
 	for _, v := range c.m.vectors() {
 		v.Collect(ch)
 	}
+	// Observed at the next scrape, so that the histogram of a new app is
+	// first served empty and increase() sees its first observations (a
+	// histogram sent on ch is read after collect returns).
+	c.mu.Lock()
+	c.staleNext = append(c.staleNext, stale...)
+	c.mu.Unlock()
 	ch <- prometheus.MustNewConstMetric(c.m.up, prometheus.GaugeValue, boolValue(allUp))
 	ch <- prometheus.MustNewConstMetric(c.m.trackedRuns, prometheus.GaugeValue, float64(tracked))
+}
+
+// staleness is the age of a session's last successful poll at a scrape.
+type staleness struct {
+	app     string
+	seconds float64
 }
 
 // add sums a session's current state into the app's.

@@ -311,7 +311,7 @@ aily_sessions{app="helpdesk",state="pending"} 0
 aily_poll_budget_requests_per_day{app="helpdesk"} 0
 # HELP aily_poll_spend_requests_per_day List and get-run requests a day at the pace of the last hour (of the time since start, in the first hour).
 # TYPE aily_poll_spend_requests_per_day gauge
-aily_poll_spend_requests_per_day{app="helpdesk"} 2880
+aily_poll_spend_requests_per_day{app="helpdesk"} 4320
 # HELP aily_session_staleness_seconds Age of each session's last successful poll, observed for every session at every scrape: how fresh the numbers served are.
 # TYPE aily_session_staleness_seconds histogram
 aily_session_staleness_seconds_bucket{app="helpdesk",le="5"} 2
@@ -728,5 +728,30 @@ func TestMalformedRunIsLoggedOnce(t *testing.T) {
 	obs.ObserveMalformedRun("s1", "r2", errors.New("ended_at: timestamp out of range"))
 	if n := strings.Count(logs.String(), "run with a malformed field"); n != 2 {
 		t.Errorf("%d log lines for two malformed runs listed five times, want 2:\n%s", n, logs.String())
+	}
+}
+
+// The staleness histogram of an app is first served empty, its first
+// observations from the next scrape on: increase() sees every one.
+func TestStalenessHistogramIsFirstServedEmpty(t *testing.T) {
+	clk := feishufake.NewClock(t0)
+	lister := newMemLister()
+	lister.set("s1", run("r", completed, -30, -20, -10))
+	c := newTestCollector(t, clk, nil, 0)
+	c.SetApps([]App{{Name: "helpdesk", API: lister, PerSession: true, Sessions: []string{"s1"}}})
+	count := func() (uint64, bool) {
+		for _, mf := range gather(t, context.Background(), c) {
+			if mf.GetName() == "aily_session_staleness_seconds" {
+				return mf.GetMetric()[0].GetHistogram().GetSampleCount(), true
+			}
+		}
+		return 0, false
+	}
+	if n, ok := count(); !ok || n != 0 {
+		t.Fatalf("first scrape: staleness histogram present %v with %d observations, want present and empty", ok, n)
+	}
+	clk.Advance(10 * time.Second)
+	if n, _ := count(); n != 1 {
+		t.Errorf("second scrape: %d observations, want the first scrape's 1", n)
 	}
 }
