@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/http/httptest"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -71,6 +72,9 @@ func chaos(t *testing.T, seed uint64) {
 		run feishu.Run
 		end time.Time
 	}
+	// mu guards what the page hook (on the fake's goroutines) shares with
+	// the loop: the generator, the truth and the runs in flight.
+	var mu sync.Mutex
 	var inflight []live
 	truth := map[string]bool{}
 	seq := 0
@@ -84,6 +88,8 @@ func chaos(t *testing.T, seed uint64) {
 	}
 	creating := true
 	fake.OnPage(func(session string, _ int) {
+		mu.Lock()
+		defer mu.Unlock()
 		if creating && rng.IntN(10) == 0 {
 			create(session)
 		}
@@ -105,6 +111,7 @@ func chaos(t *testing.T, seed uint64) {
 	for step := range 1500 { // 1,500 s
 		clk.Advance(time.Second)
 		now := clk.Now()
+		mu.Lock()
 		for _, id := range ids {
 			if rng.IntN(8) == 0 && step < 1300 {
 				create(id)
@@ -128,6 +135,7 @@ func chaos(t *testing.T, seed uint64) {
 				fake.SetFault(feishufake.Scope{}, feishufake.Fault{Kind: feishufake.InvalidToken, Times: 1 + rng.IntN(3)})
 			}
 		}
+		mu.Unlock()
 		if step%3 == 0 {
 			poll(w, 10*time.Second)
 		}
@@ -135,9 +143,13 @@ func chaos(t *testing.T, seed uint64) {
 	fake.ClearFaults()
 	for range 40 {
 		clk.Advance(5 * time.Second)
+		mu.Lock()
 		finish(clk.Now())
+		mu.Unlock()
 		poll(w, 10*time.Second)
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	if len(inflight) != 0 {
 		t.Fatalf("%d runs still in flight", len(inflight))
 	}
