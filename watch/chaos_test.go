@@ -1,3 +1,8 @@
+// The chaos test runs for seconds: mutation testing (make mutation, which
+// builds with the mutation tag) relies on the unit tests instead.
+
+//go:build !mutation
+
 package watch_test
 
 import (
