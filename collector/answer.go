@@ -1,0 +1,248 @@
+package collector
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/go-kit/log/level"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/aily-exporter/aily_exporter/watch"
+)
+
+// A scrape answers after its polls: it saves the state, then the registry
+// gathers, checks and sorts every series and promhttp encodes, compresses
+// and sends them. With many series that takes seconds, so the time it takes
+// is reserved out of the scrape's deadline, as measured by the scrapes
+// before, and the polls get what is left; when nothing is left they get no
+// time and the scrape serves the last state (docs/performance.md).
+
+// DefaultSecondsPerSeries is the time answering a scrape is assumed to take
+// per series until a scrape has measured it: BenchmarkAnswer's figure for
+// 100,000 sessions with per_session: true on a 2 vCPU VM (13.1 µs), the
+// slowest per series it measures (docs/performance.md).
+const DefaultSecondsPerSeries = 13e-6
+
+// DefaultSaveSecondsPerSession is the time saving the state is assumed to
+// take per configured session until a save has measured it:
+// BenchmarkSaveState's figure for 10,000 sessions with 10 runs in flight
+// each, rounded up.
+const DefaultSaveSecondsPerSession = 20e-6
+
+// Series expected of a session of an app with per_session: true, and of an
+// app, before a scrape has counted them: a session of BenchmarkAnswer, and
+// an app with per_session: false and a few error codes.
+const (
+	guessSeriesPerSession = 22
+	guessSeriesPerApp     = 30
+)
+
+// answerCost estimates how long a scrape takes to answer after its polls,
+// from what the answers before took.
+type answerCost struct {
+	mu sync.Mutex
+	// encode is per series answered, save per configured session.
+	encode, save rate
+	// saving is whether a save may follow the polls (a Saver is set).
+	saving bool
+	// sessions are those configured; guess the series expected of the
+	// configuration, series those of the last answer since it changed (0
+	// before one).
+	sessions, guess, series int
+	// starved is whether the last scrape left the polls no time, so that
+	// it is logged when it changes.
+	starved bool
+	// now is the clock answers and saves are timed by.
+	now func() time.Time
+}
+
+func newAnswerCost(secondsPerSeries float64, saving bool) *answerCost {
+	return &answerCost{
+		encode: rate{perUnit: secondsPerSeries},
+		save:   rate{perUnit: DefaultSaveSecondsPerSession},
+		saving: saving,
+		now:    time.Now,
+	}
+}
+
+// configure takes the apps and sessions configured now: until a scrape
+// answers, the series expected are guessed from them.
+func (a *answerCost) configure(apps []App) {
+	sessions, guess := 0, 0
+	for _, app := range apps {
+		sessions += len(app.Sessions)
+		guess += guessSeriesPerApp
+		if app.PerSession {
+			guess += guessSeriesPerSession * len(app.Sessions)
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.sessions != sessions || a.guess != guess {
+		a.series = 0
+	}
+	a.sessions, a.guess = sessions, guess
+}
+
+// expected returns the series the next answer is expected to have, and the
+// time to keep out of a scrape's deadline for answering after its polls.
+// a.mu is held.
+func (a *answerCost) expected() (series int, reserve time.Duration) {
+	series = a.series
+	if series == 0 {
+		series = a.guess
+	}
+	reserve = a.encode.of(series)
+	if a.saving {
+		reserve += a.save.of(a.sessions)
+	}
+	return series, reserve
+}
+
+// answered records an answer of series series that took took after the
+// polls and the save.
+func (a *answerCost) answered(series int, took time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.encode.observe(series, took)
+	a.series = series
+}
+
+// saved records a save of the state of sessions sessions that took took.
+func (a *answerCost) saved(sessions int, took time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.save.observe(max(sessions, 1), took)
+}
+
+// rate is a running estimate of the seconds a unit of work takes (a series
+// answered, a session saved). It follows a measurement above it at once,
+// since an answer that comes too late is lost, and one below it halfway, so
+// that a slow answer (a long GC, a slow reader) is forgotten within a few
+// scrapes.
+type rate struct{ perUnit float64 }
+
+func (r *rate) observe(units int, took time.Duration) {
+	if units <= 0 || took < 0 {
+		return
+	}
+	v := took.Seconds() / float64(units)
+	if v >= r.perUnit {
+		r.perUnit = v
+	} else {
+		r.perUnit = (r.perUnit + v) / 2
+	}
+}
+
+func (r rate) of(units int) time.Duration {
+	return time.Duration(r.perUnit * float64(units) * float64(time.Second))
+}
+
+// timedSaver measures every save of the state for answerCost.
+type timedSaver struct {
+	Saver
+	cost *answerCost
+}
+
+func (s timedSaver) Save(st *State) error {
+	start := s.cost.now()
+	err := s.Saver.Save(st)
+	s.cost.saved(len(st.Sessions), s.cost.now().Sub(start))
+	return err
+}
+
+// pollContext returns the context of a scrape's polls: ctx with its
+// deadline (or the watcher's timeout from now) less the time reserved for
+// answering. ok is false when that leaves the polls no time.
+func (c *Collector) pollContext(ctx context.Context) (pctx context.Context, cancel context.CancelFunc, ok bool) {
+	now := time.Now()
+	deadline, has := ctx.Deadline()
+	if !has {
+		timeout := c.opts.Watch.Timeout
+		if timeout <= 0 {
+			timeout = watch.DefaultTimeout
+		}
+		deadline = now.Add(timeout)
+	}
+	c.cost.mu.Lock()
+	series, reserve := c.cost.expected()
+	pollDeadline := deadline.Add(-reserve)
+	starved := !pollDeadline.After(now)
+	changed := starved != c.cost.starved
+	c.cost.starved = starved
+	c.cost.mu.Unlock()
+	switch {
+	case changed && starved:
+		level.Warn(c.opts.Logger).Log("msg", "No time left for polling: answering the scrape is expected to take all of its deadline, so sessions keep their last state; set per_session: false for apps with many sessions, shard them over several exporters, or raise scrape_timeout",
+			"deadline", deadline.Sub(now).Round(time.Millisecond), "reserved_for_answering", reserve.Round(time.Millisecond), "series", series)
+	case changed:
+		level.Info(c.opts.Logger).Log("msg", "Polling again: the scrape's deadline leaves time for it",
+			"deadline", deadline.Sub(now).Round(time.Millisecond), "reserved_for_answering", reserve.Round(time.Millisecond))
+	}
+	if starved {
+		return nil, nil, false
+	}
+	pctx, cancel = context.WithDeadline(ctx, pollDeadline)
+	return pctx, cancel, true
+}
+
+// Scrape is the prometheus.Collector of one scrape (see ForScrape).
+type Scrape struct {
+	c   *Collector
+	ctx context.Context
+
+	mu sync.Mutex
+	// answering is when the polls and the save were done and the answer
+	// began; zero until Collect has got there.
+	answering time.Time
+}
+
+// Describe sends nothing: the collector is unchecked (see Collector).
+func (s *Scrape) Describe(chan<- *prometheus.Desc) {}
+
+// Collect polls what is due within the scrape's deadline, less the time
+// reserved for answering, and sends every series.
+func (s *Scrape) Collect(ch chan<- prometheus.Metric) { s.c.collect(s.ctx, ch, s) }
+
+// Answered tells that the scrape's answer, of series series, has been sent.
+// The time it took since the polls and the save, per series, is what the
+// next scrapes reserve for answering. Call it only for an answer sent in
+// full: one cut short says nothing of the time a whole one takes.
+func (s *Scrape) Answered(series int) {
+	s.mu.Lock()
+	start := s.answering
+	s.mu.Unlock()
+	if start.IsZero() {
+		return
+	}
+	s.c.cost.answered(series, s.c.cost.now().Sub(start))
+}
+
+// startAnswer notes that the polls and the save are done.
+func (s *Scrape) startAnswer() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.answering = s.c.cost.now()
+}
+
+// AnswerCost is what the collector expects answering a scrape to take after
+// its polls.
+type AnswerCost struct {
+	// Series are those of the last answer, or those expected of the
+	// configuration until one is measured.
+	Series int
+	// SecondsPerSeries is the running estimate of answering a series.
+	SecondsPerSeries float64
+	// Reserve is what the next scrape keeps out of its deadline for
+	// answering: its series, and saving the state when there is one.
+	Reserve time.Duration
+}
+
+// AnswerCost returns what the collector expects answering a scrape to take.
+func (c *Collector) AnswerCost() AnswerCost {
+	c.cost.mu.Lock()
+	defer c.cost.mu.Unlock()
+	series, reserve := c.cost.expected()
+	return AnswerCost{Series: series, SecondsPerSeries: c.cost.encode.perUnit, Reserve: reserve}
+}

@@ -1,0 +1,353 @@
+package collector
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-kit/log"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/watch"
+)
+
+// deadlineLister is a memLister that notes the deadline of every listing.
+type deadlineLister struct {
+	*memLister
+	mu        sync.Mutex
+	deadlines []time.Time
+}
+
+func (l *deadlineLister) ListRunsPage(ctx context.Context, session, cursor string) (feishu.RunsPage, error) {
+	d, _ := ctx.Deadline()
+	l.mu.Lock()
+	l.deadlines = append(l.deadlines, d)
+	l.mu.Unlock()
+	return l.memLister.ListRunsPage(ctx, session, cursor)
+}
+
+// takeDeadlines returns the deadlines noted since the last call.
+func (l *deadlineLister) takeDeadlines() []time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	d := l.deadlines
+	l.deadlines = nil
+	return d
+}
+
+// answerClock is a clock moved by hand, for timing answers and saves.
+type answerClock struct{ ns atomic.Int64 }
+
+func (c *answerClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *answerClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// newAnswerCollector returns a collector of one app with sessions sessions,
+// each with one finished run, every session due at every scrape, answers
+// assumed to take secondsPerSeries until measured, and its lister.
+func newAnswerCollector(t testing.TB, sessions int, secondsPerSeries float64, saver Saver, logs *syncBuffer) (*Collector, *deadlineLister) {
+	t.Helper()
+	l := &deadlineLister{memLister: newMemLister()}
+	ids := make([]string, sessions)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("session_%06d", i)
+		l.set(ids[i], run("r"+ids[i], feishu.StatusCompleted, 0, 1, 2))
+	}
+	var logger log.Logger = log.NewNopLogger()
+	if logs != nil {
+		logger = log.NewLogfmtLogger(logs)
+	}
+	c := New(Options{
+		Watch: watch.Options{
+			Concurrency: 4, MinInterval: -1, IdleInterval: time.Nanosecond,
+			Now: func() time.Time { return t0.Add(time.Hour) },
+		},
+		Logger:           logger,
+		Saver:            saver,
+		SecondsPerSeries: secondsPerSeries,
+	})
+	c.SetApps([]App{{Name: "big", API: l, Sessions: ids, PerSession: true}})
+	return c, l
+}
+
+// scrapeWithDeadline gathers one scrape bounded by deadline, as /metrics
+// does, and returns its Scrape, what it served and how many series.
+func scrapeWithDeadline(t testing.TB, c *Collector, deadline time.Time) (*Scrape, []*dto.MetricFamily, int) {
+	t.Helper()
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	sc := c.ForScrape(ctx)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(sc)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, mf := range mfs {
+		n += len(mf.GetMetric())
+	}
+	return sc, mfs, n
+}
+
+func TestPollsGetTheDeadlineLessTheTimeReservedForAnswering(t *testing.T) {
+	// 1 ms a series, as if answering were slow: 3 sessions of an app with
+	// per_session: true are expected to answer 30 + 3×22 series.
+	c, l := newAnswerCollector(t, 3, 1e-3, nil, nil)
+	reserve := c.AnswerCost().Reserve
+	if want := 96 * time.Millisecond; reserve != want {
+		t.Fatalf("reserve before any answer = %v, want %v (96 series at 1 ms)", reserve, want)
+	}
+	deadline := time.Now().Add(time.Hour)
+	scrapeWithDeadline(t, c, deadline)
+	got := l.takeDeadlines()
+	if len(got) != 3 {
+		t.Fatalf("%d listings, want one for each of the 3 sessions", len(got))
+	}
+	for _, d := range got {
+		if want := deadline.Add(-reserve); !d.Equal(want) {
+			t.Errorf("a poll's deadline is %v, want the scrape's less %v: %v", d, reserve, want)
+		}
+	}
+}
+
+func TestNoPollsWhenAnsweringTakesTheWholeDeadline(t *testing.T) {
+	logs := &syncBuffer{}
+	// 1 s a series: 96 s to answer, more than the minute of the deadline.
+	c, l := newAnswerCollector(t, 3, 1, nil, logs)
+	if r := c.AnswerCost().Reserve; r != 96*time.Second {
+		t.Fatalf("reserve = %v, want 96s", r)
+	}
+	for range 2 {
+		_, mfs, _ := scrapeWithDeadline(t, c, time.Now().Add(time.Minute))
+		if d := l.takeDeadlines(); len(d) != 0 {
+			t.Fatalf("%d polls, want none: answering takes the whole deadline", len(d))
+		}
+		// Served from the last state: pending, none down.
+		if v, _ := value(mfs, "aily_sessions", map[string]string{"app": "big", "state": "pending"}); v != 3 {
+			t.Errorf("aily_sessions{state=pending} = %v, want 3", v)
+		}
+		if n := seriesWith(mfs, "session_id", "session_000000"); n == 0 {
+			t.Errorf("the sessions' series are not served")
+		}
+	}
+	warned := regexp.MustCompile(`level=warn msg="No time left for polling[^"]*" deadline=\S+ reserved_for_answering=1m36s series=96`)
+	if n := len(warned.FindAllString(logs.String(), -1)); n != 1 {
+		t.Errorf("%d warnings in two scrapes without time for polling, want 1:\n%s", n, logs.String())
+	}
+
+	// A deadline beyond the reserve: polling again, and told.
+	scrapeWithDeadline(t, c, time.Now().Add(time.Hour))
+	if d := l.takeDeadlines(); len(d) != 3 {
+		t.Errorf("%d polls with a deadline beyond the reserve, want 3", len(d))
+	}
+	if !regexp.MustCompile(`level=info msg="Polling again`).MatchString(logs.String()) {
+		t.Errorf("polling again is not logged:\n%s", logs.String())
+	}
+}
+
+func TestTheReserveIsMeasuredFromTheAnswersBefore(t *testing.T) {
+	clock := &answerClock{}
+	c, l := newAnswerCollector(t, 3, 1e-3, nil, nil)
+	c.cost.now = clock.Now
+
+	// The first answer: 100 series in 2 s, 20 ms each, above the assumed
+	// 1 ms: taken at once.
+	sc, _, _ := scrapeWithDeadline(t, c, time.Now().Add(time.Hour))
+	clock.Advance(2 * time.Second)
+	sc.Answered(100)
+	if got, want := c.AnswerCost(), (AnswerCost{Series: 100, SecondsPerSeries: 0.02, Reserve: 2 * time.Second}); got != want {
+		t.Errorf("after an answer of 100 series in 2 s: %+v, want %+v", got, want)
+	}
+	l.takeDeadlines()
+	deadline := time.Now().Add(time.Hour)
+	sc, _, _ = scrapeWithDeadline(t, c, deadline)
+	for _, d := range l.takeDeadlines() {
+		if want := deadline.Add(-2 * time.Second); !d.Equal(want) {
+			t.Errorf("a poll's deadline is %v, want the scrape's less the 2 s measured: %v", d, want)
+		}
+	}
+
+	// A faster answer (10 ms a series): the estimate comes down halfway.
+	clock.Advance(time.Second)
+	sc.Answered(100)
+	if got, want := c.AnswerCost(), (AnswerCost{Series: 100, SecondsPerSeries: 0.015, Reserve: 1500 * time.Millisecond}); got != want {
+		t.Errorf("after an answer of 100 series in 1 s: %+v, want %+v", got, want)
+	}
+
+	// An answer of a Scrape that never collected says nothing.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c.ForScrape(ctx).Answered(1)
+	if got := c.AnswerCost().Series; got != 100 {
+		t.Errorf("an answer never collected was taken: series %d, want 100", got)
+	}
+
+	// A new configuration: series guessed again until an answer.
+	c.SetApps([]App{{Name: "big", API: l, Sessions: []string{"session_000000"}, PerSession: true}})
+	if got, want := c.AnswerCost(), (AnswerCost{Series: 52, SecondsPerSeries: 0.015, Reserve: 780 * time.Millisecond}); got != want {
+		t.Errorf("after a reload to one session: %+v, want %+v", got, want)
+	}
+}
+
+// slowSaver is a Saver whose saves take took by the clock.
+type slowSaver struct {
+	clock *answerClock
+	took  time.Duration
+	saves atomic.Int32
+}
+
+func (s *slowSaver) Save(*State) error {
+	s.clock.Advance(s.took)
+	s.saves.Add(1)
+	return nil
+}
+
+func TestTheReserveHoldsTheSaveOfTheState(t *testing.T) {
+	clock := &answerClock{}
+	saver := &slowSaver{clock: clock, took: 3 * time.Second}
+	c, _ := newAnswerCollector(t, 3, 1e-3, saver, nil)
+	c.cost.now = clock.Now
+	// Before a save: DefaultSaveSecondsPerSession for each of 3 sessions.
+	want := 96*time.Millisecond + 3*time.Duration(DefaultSaveSecondsPerSession*float64(time.Second))
+	if r := c.AnswerCost().Reserve; r != want {
+		t.Errorf("reserve before a save = %v, want %v", r, want)
+	}
+	sc, _, _ := scrapeWithDeadline(t, c, time.Now().Add(time.Hour))
+	if saver.saves.Load() != 1 {
+		t.Fatalf("%d saves, want 1", saver.saves.Load())
+	}
+	// The save's 3 s are not part of the answer's time.
+	clock.Advance(100 * time.Millisecond)
+	sc.Answered(100)
+	if got, want := c.AnswerCost(), (AnswerCost{Series: 100, SecondsPerSeries: 1e-3, Reserve: 3100 * time.Millisecond}); got != want {
+		t.Errorf("after a save of 3 s and an answer of 100 series in 100 ms: %+v, want %+v", got, want)
+	}
+}
+
+func TestRateFollowsARiseAtOnceAndAFallHalfway(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		from  float64
+		units int
+		took  time.Duration
+		want  float64
+	}{
+		{"slower: taken at once", 1e-6, 1000, 10 * time.Millisecond, 1e-5},
+		{"faster: halfway", 1e-5, 1000, 0, 5e-6},
+		{"the same", 1e-5, 1000, 10 * time.Millisecond, 1e-5},
+		{"no units: ignored", 1e-5, 0, time.Second, 1e-5},
+		{"a negative time: ignored", 1e-5, 1000, -time.Second, 1e-5},
+	} {
+		r := rate{perUnit: tc.from}
+		r.observe(tc.units, tc.took)
+		if r.perUnit != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, r.perUnit, tc.want)
+		}
+	}
+}
+
+// discardWriter is an http.ResponseWriter that counts what it is sent.
+type discardWriter struct {
+	header http.Header
+	n      int
+}
+
+func (w *discardWriter) Header() http.Header         { return w.header }
+func (w *discardWriter) Write(p []byte) (int, error) { w.n += len(p); return len(p), nil }
+func (w *discardWriter) WriteHeader(int)             {}
+
+// prometheusRequest is a scrape as Prometheus sends it: OpenMetrics
+// preferred, gzip.
+func prometheusRequest() *http.Request {
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	req.Header.Set("Accept", "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+	req.Header.Set("Accept-Encoding", "gzip")
+	return req
+}
+
+// answer serves one scrape bounded by deadline as /metrics does, through
+// promhttp, and tells the collector the answer was sent. It returns the
+// series answered.
+func answer(t testing.TB, c *Collector, deadline time.Time) int {
+	t.Helper()
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	sc := c.ForScrape(ctx)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(sc)
+	series := 0
+	g := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		mfs, err := reg.Gather()
+		for _, mf := range mfs {
+			series += len(mf.GetMetric())
+		}
+		return mfs, err
+	})
+	w := &discardWriter{header: http.Header{}}
+	promhttp.HandlerFor(g, promhttp.HandlerOpts{EnableOpenMetrics: true}).ServeHTTP(w, prometheusRequest())
+	if w.n == 0 {
+		t.Fatal("nothing answered")
+	}
+	sc.Answered(series)
+	return series
+}
+
+// TestManySessionsAnswerWithinTheDeadline checks, with many sessions and
+// answers timed by the real clock, that what a scrape reserves for
+// answering is what the answers before took, and that the polls get the
+// rest of the deadline, or nothing when the deadline is shorter than that.
+// No assertion depends on how fast the machine is.
+func TestManySessionsAnswerWithinTheDeadline(t *testing.T) {
+	sessions := 2_000
+	if testing.Short() {
+		sessions = 200
+	}
+	c, l := newAnswerCollector(t, sessions, DefaultSecondsPerSeries, nil, nil)
+
+	series := answer(t, c, time.Now().Add(time.Hour)) // the baseline of every session
+	if d := l.takeDeadlines(); len(d) != sessions {
+		t.Fatalf("%d sessions polled, want %d", len(d), sessions)
+	}
+	cost := c.AnswerCost()
+	if cost.Series != series || cost.Reserve <= 0 {
+		t.Fatalf("after an answer of %d series: %+v, want those series and a reserve above 0", series, cost)
+	}
+	t.Logf("%d sessions: %d series answered in about %v (%.2f µs a series)", sessions, series, cost.Reserve,
+		cost.SecondsPerSeries*1e6)
+
+	// A deadline shorter than the measured reserve: no polls, and every
+	// session is served from its last state, up.
+	_, mfs, _ := scrapeWithDeadline(t, c, time.Now().Add(cost.Reserve/2))
+	if d := l.takeDeadlines(); len(d) != 0 {
+		t.Errorf("%d sessions polled within a deadline half the time answering takes, want none", len(d))
+	}
+	if v, _ := value(mfs, "aily_sessions", map[string]string{"app": "big", "state": "idle"}); int(v) != sessions {
+		t.Errorf("aily_sessions{state=idle} = %v, want all %d sessions served from their last state", v, sessions)
+	}
+	if n := seriesWith(mfs, "session_id", fmt.Sprintf("session_%06d", sessions-1)); n == 0 {
+		t.Error("the last session's series are not served")
+	}
+
+	// A longer deadline: the polls get it less the reserve.
+	reserve := c.AnswerCost().Reserve
+	deadline := time.Now().Add(time.Hour)
+	answer(t, c, deadline)
+	got := l.takeDeadlines()
+	if len(got) != sessions {
+		t.Fatalf("%d sessions polled, want %d", len(got), sessions)
+	}
+	for _, d := range got {
+		if want := deadline.Add(-reserve); !d.Equal(want) {
+			t.Fatalf("a poll's deadline is %v, want the scrape's less the %v measured: %v", d, reserve, want)
+		}
+	}
+}
