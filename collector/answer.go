@@ -11,12 +11,18 @@ import (
 	"github.com/aily-exporter/aily_exporter/watch"
 )
 
-// A scrape answers after its polls: it saves the state, then the registry
-// gathers, checks and sorts every series and promhttp encodes, compresses
-// and sends them. With many series that takes seconds, so the time it takes
-// is reserved out of the scrape's deadline, as measured by the scrapes
-// before, and the polls get what is left; when nothing is left they get no
-// time and the scrape serves the last state (docs/performance.md).
+// A scrape answers after its polls: it saves the state, then the collector
+// reads every session, the registry gathers, checks and sorts every series
+// and promhttp encodes, compresses and sends them. With many sessions that
+// takes seconds, so the time it takes is reserved out of the scrape's
+// deadline, as measured by the scrapes before, and the polls get what is
+// left; when nothing is left they get no time and the scrape serves the last
+// state (docs/performance.md).
+//
+// The time to answer is reckoned per series answered, each configured
+// session counting as one series more: every answer reads every session,
+// whether it has series of its own (per_session: true) or is summed into
+// its app's (per_session: false).
 
 // DefaultSecondsPerSeries is the time answering a scrape is assumed to take
 // per series until a scrape has measured it: BenchmarkAnswer's figure for
@@ -42,7 +48,8 @@ const (
 // from what the answers before took.
 type answerCost struct {
 	mu sync.Mutex
-	// encode is per series answered, save per configured session.
+	// encode is per series answered (sessions included, see above), save
+	// per configured session.
 	encode, save rate
 	// saving is whether a save may follow the polls (a Saver is set).
 	saving bool
@@ -93,11 +100,17 @@ func (a *answerCost) expected() (series int, reserve time.Duration) {
 	if series == 0 {
 		series = a.guess
 	}
-	reserve = a.encode.of(series)
-	if a.saving {
-		reserve += a.save.of(a.sessions)
-	}
+	reserve = a.encode.of(series+a.sessions) + a.savingTime()
 	return series, reserve
+}
+
+// savingTime returns the part of the reserve for saving the state. a.mu is
+// held.
+func (a *answerCost) savingTime() time.Duration {
+	if !a.saving {
+		return 0
+	}
+	return a.save.of(a.sessions)
 }
 
 // answered records an answer of series series that took took after the
@@ -105,7 +118,7 @@ func (a *answerCost) expected() (series int, reserve time.Duration) {
 func (a *answerCost) answered(series int, took time.Duration) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.encode.observe(series, took)
+	a.encode.observe(series+a.sessions, took)
 	a.series = series
 }
 
@@ -179,6 +192,7 @@ func (c *Collector) pollContext(ctx context.Context) (pctx context.Context, canc
 	case changed:
 		level.Info(c.opts.Logger).Log("msg", "Polling again: the scrape's deadline leaves time for it",
 			"deadline", deadline.Sub(now).Round(time.Millisecond), "reserved_for_answering", reserve.Round(time.Millisecond))
+
 	}
 	if starved {
 		return nil, nil, false
@@ -232,10 +246,12 @@ type AnswerCost struct {
 	// Series are those of the last answer, or those expected of the
 	// configuration until one is measured.
 	Series int
-	// SecondsPerSeries is the running estimate of answering a series.
+	// SecondsPerSeries is the running estimate of answering a series, each
+	// configured session counting as one series more.
 	SecondsPerSeries float64
 	// Reserve is what the next scrape keeps out of its deadline for
-	// answering: its series, and saving the state when there is one.
+	// answering: its series and sessions, and saving the state when there
+	// is one.
 	Reserve time.Duration
 }
 
