@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -98,20 +99,29 @@ func scrapeWithDeadline(t testing.TB, c *Collector, deadline time.Time) (*Scrape
 	return sc, mfs, n
 }
 
-func TestPollsGetTheDeadlineLessTheTimeReservedForAnswering(t *testing.T) {
-	// 1 ms a series, as if answering were slow: 3 sessions of an app with
-	// per_session: true are expected to answer 30 + 3×22 series, and count
-	// as 3 more.
-	c, l := newAnswerCollector(t, 3, 1e-3, nil, nil)
-	reserve := c.AnswerCost().Reserve
-	if want := 99 * time.Millisecond; reserve != want {
-		t.Fatalf("reserve before any answer = %v, want %v (96 series and 3 sessions at 1 ms)", reserve, want)
+// checkCost fails the test unless cost has the series given, and the
+// seconds a series and the reserve given (to a nanosecond).
+func checkCost(t *testing.T, what string, cost AnswerCost, series int, perSeries float64, reserve time.Duration) {
+	t.Helper()
+	if cost.Series != series || math.Abs(cost.SecondsPerSeries-perSeries) > 1e-12 || (cost.Reserve-reserve).Abs() > time.Nanosecond {
+		t.Errorf("%s: %+v, want %d series, %g s a series, reserve %v", what, cost, series, perSeries, reserve)
 	}
+}
+
+// The tests below have 16 sessions of an app with per_session: true:
+// expected to answer 30 + 16×22 = 382 series before an answer is measured,
+// and to read 16 sessions, as long as 1 series more: 383 series' time.
+
+func TestPollsGetTheDeadlineLessTheTimeReservedForAnswering(t *testing.T) {
+	// 1 ms a series, as if answering were slow.
+	c, l := newAnswerCollector(t, 16, 1e-3, nil, nil)
+	reserve := c.AnswerCost().Reserve
+	checkCost(t, "before any answer", c.AnswerCost(), 382, 1e-3, 383*time.Millisecond)
 	deadline := time.Now().Add(time.Hour)
 	scrapeWithDeadline(t, c, deadline)
 	got := l.takeDeadlines()
-	if len(got) != 3 {
-		t.Fatalf("%d listings, want one for each of the 3 sessions", len(got))
+	if len(got) != 16 {
+		t.Fatalf("%d listings, want one for each of the 16 sessions", len(got))
 	}
 	for _, d := range got {
 		if want := deadline.Add(-reserve); !d.Equal(want) {
@@ -122,33 +132,31 @@ func TestPollsGetTheDeadlineLessTheTimeReservedForAnswering(t *testing.T) {
 
 func TestNoPollsWhenAnsweringTakesTheWholeDeadline(t *testing.T) {
 	logs := &syncBuffer{}
-	// 1 s a series: 99 s to answer, more than the minute of the deadline.
-	c, l := newAnswerCollector(t, 3, 1, nil, logs)
-	if r := c.AnswerCost().Reserve; r != 99*time.Second {
-		t.Fatalf("reserve = %v, want 99s", r)
-	}
+	// 1 s a series: 383 s to answer, more than the minute of the deadline.
+	c, l := newAnswerCollector(t, 16, 1, nil, logs)
+	checkCost(t, "before any answer", c.AnswerCost(), 382, 1, 383*time.Second)
 	for range 2 {
 		_, mfs, _ := scrapeWithDeadline(t, c, time.Now().Add(time.Minute))
 		if d := l.takeDeadlines(); len(d) != 0 {
 			t.Fatalf("%d polls, want none: answering takes the whole deadline", len(d))
 		}
 		// Served from the last state: pending, none down.
-		if v, _ := value(mfs, "aily_sessions", map[string]string{"app": "big", "state": "pending"}); v != 3 {
-			t.Errorf("aily_sessions{state=pending} = %v, want 3", v)
+		if v, _ := value(mfs, "aily_sessions", map[string]string{"app": "big", "state": "pending"}); v != 16 {
+			t.Errorf("aily_sessions{state=pending} = %v, want 16", v)
 		}
-		if n := seriesWith(mfs, "session_id", "session_000000"); n == 0 {
+		if n := seriesWith(mfs, "session_id", "session_000015"); n == 0 {
 			t.Errorf("the sessions' series are not served")
 		}
 	}
-	warned := regexp.MustCompile(`level=warn msg="No time left for polling[^"]*" deadline=\S+ reserved_for_answering=1m39s series=96`)
+	warned := regexp.MustCompile(`level=warn msg="No time left for polling[^"]*" deadline=\S+ reserved_for_answering=6m23s series=382`)
 	if n := len(warned.FindAllString(logs.String(), -1)); n != 1 {
 		t.Errorf("%d warnings in two scrapes without time for polling, want 1:\n%s", n, logs.String())
 	}
 
 	// A deadline beyond the reserve: polling again, and told.
 	scrapeWithDeadline(t, c, time.Now().Add(time.Hour))
-	if d := l.takeDeadlines(); len(d) != 3 {
-		t.Errorf("%d polls with a deadline beyond the reserve, want 3", len(d))
+	if d := l.takeDeadlines(); len(d) != 16 {
+		t.Errorf("%d polls with a deadline beyond the reserve, want 16", len(d))
 	}
 	if !regexp.MustCompile(`level=info msg="Polling again`).MatchString(logs.String()) {
 		t.Errorf("polling again is not logged:\n%s", logs.String())
@@ -157,17 +165,15 @@ func TestNoPollsWhenAnsweringTakesTheWholeDeadline(t *testing.T) {
 
 func TestTheReserveIsMeasuredFromTheAnswersBefore(t *testing.T) {
 	clock := &answerClock{}
-	c, l := newAnswerCollector(t, 3, 1e-3, nil, nil)
+	c, l := newAnswerCollector(t, 16, 1e-3, nil, nil)
 	c.cost.now = clock.Now
 
-	// The first answer: 97 series (and 3 sessions) in 2 s, 20 ms each,
-	// above the assumed 1 ms: taken at once.
+	// The first answer: 399 series (and 16 sessions, as long as one more)
+	// in 2 s, 5 ms each, above the assumed 1 ms: taken at once.
 	sc, _, _ := scrapeWithDeadline(t, c, time.Now().Add(time.Hour))
 	clock.Advance(2 * time.Second)
-	sc.Answered(97)
-	if got, want := c.AnswerCost(), (AnswerCost{Series: 97, SecondsPerSeries: 0.02, Reserve: 2 * time.Second}); got != want {
-		t.Errorf("after an answer of 97 series and 3 sessions in 2 s: %+v, want %+v", got, want)
-	}
+	sc.Answered(399)
+	checkCost(t, "after 399 series in 2 s", c.AnswerCost(), 399, 5e-3, 2*time.Second)
 	l.takeDeadlines()
 	deadline := time.Now().Add(time.Hour)
 	sc, _, _ = scrapeWithDeadline(t, c, deadline)
@@ -177,27 +183,22 @@ func TestTheReserveIsMeasuredFromTheAnswersBefore(t *testing.T) {
 		}
 	}
 
-	// A faster answer (10 ms a series): the estimate comes down halfway.
+	// A faster answer (2.5 ms a series): the estimate comes down halfway.
 	clock.Advance(time.Second)
-	sc.Answered(97)
-	if got, want := c.AnswerCost(), (AnswerCost{Series: 97, SecondsPerSeries: 0.015, Reserve: 1500 * time.Millisecond}); got != want {
-		t.Errorf("after an answer of 97 series in 1 s: %+v, want %+v", got, want)
-	}
+	sc.Answered(399)
+	checkCost(t, "then 399 series in 1 s", c.AnswerCost(), 399, 3.75e-3, 1500*time.Millisecond)
 
 	// An answer of a Scrape that never collected says nothing.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c.ForScrape(ctx).Answered(1)
-	if got := c.AnswerCost().Series; got != 97 {
-		t.Errorf("an answer never collected was taken: series %d, want 97", got)
-	}
+	checkCost(t, "after an answer never collected", c.AnswerCost(), 399, 3.75e-3, 1500*time.Millisecond)
 
-	// A new configuration: series guessed again until an answer.
+	// A new configuration: series guessed again until an answer, 30 + 22
+	// and 1/16 for the session.
 	c.SetApps([]App{{Name: "big", API: l, Sessions: []string{"session_000000"}, PerSession: true}})
-	// 52 series and a session at 15 ms.
-	if got := c.AnswerCost(); got.Series != 52 || (got.Reserve-795*time.Millisecond).Abs() > time.Microsecond {
-		t.Errorf("after a reload to one session: %+v, want 52 series and a reserve of 795ms", got)
-	}
+	checkCost(t, "after a reload to one session", c.AnswerCost(), 52, 3.75e-3,
+		time.Duration(52.0625*3.75e-3*float64(time.Second)))
 }
 
 // slowSaver is a Saver whose saves take took by the clock.
@@ -216,30 +217,27 @@ func (s *slowSaver) Save(*State) error {
 func TestTheReserveHoldsTheSaveOfTheState(t *testing.T) {
 	clock := &answerClock{}
 	saver := &slowSaver{clock: clock, took: 3 * time.Second}
-	c, _ := newAnswerCollector(t, 3, 1e-3, saver, nil)
+	c, _ := newAnswerCollector(t, 16, 1e-3, saver, nil)
 	c.cost.now = clock.Now
-	// Before a save: DefaultSaveSecondsPerSession for each of 3 sessions.
-	want := 99*time.Millisecond + 3*time.Duration(DefaultSaveSecondsPerSession*float64(time.Second))
-	if r := c.AnswerCost().Reserve; r != want {
-		t.Errorf("reserve before a save = %v, want %v", r, want)
-	}
+	// Before a save: DefaultSaveSecondsPerSession for each of 16 sessions.
+	checkCost(t, "before a save", c.AnswerCost(), 382, 1e-3,
+		383*time.Millisecond+time.Duration(16*DefaultSaveSecondsPerSession*float64(time.Second)))
 	sc, _, _ := scrapeWithDeadline(t, c, time.Now().Add(time.Hour))
 	if saver.saves.Load() != 1 {
 		t.Fatalf("%d saves, want 1", saver.saves.Load())
 	}
-	// The save's 3 s are not part of the answer's time.
+	// The save's 3 s are not part of the answer's time: 399 series in
+	// 100 ms, 0.25 ms each, bring the estimate halfway down to 0.625 ms.
 	clock.Advance(100 * time.Millisecond)
-	sc.Answered(97)
-	if got, want := c.AnswerCost(), (AnswerCost{Series: 97, SecondsPerSeries: 1e-3, Reserve: 3100 * time.Millisecond}); got != want {
-		t.Errorf("after a save of 3 s and an answer of 97 series in 100 ms: %+v, want %+v", got, want)
-	}
+	sc.Answered(399)
+	checkCost(t, "after a save of 3 s and 399 series in 100 ms", c.AnswerCost(), 399, 6.25e-4, 3250*time.Millisecond)
 }
 
 func TestRateFollowsARiseAtOnceAndAFallHalfway(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		from  float64
-		units int
+		units float64
 		took  time.Duration
 		want  float64
 	}{
