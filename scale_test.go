@@ -209,25 +209,29 @@ func TestScrapeWhoseAnswerTakesItsWholeDeadlineDoesNotPoll(t *testing.T) {
 	}
 	srv := httptest.NewServer(x.routes(routeOptions{telemetryPath: "/metrics", timeoutOffset: 500 * time.Millisecond}))
 	defer srv.Close()
-	req, err := http.NewRequest(http.MethodGet, srv.URL+"/metrics", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", "3")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("HTTP %d, want 200:\n%s", resp.StatusCode, b)
-	}
-	if n := e.fake.Requests(string(feishu.EndpointListRuns)); n != 0 {
-		t.Errorf("%d listings, want none: the answer was to take the whole deadline", n)
-	}
-	if !hasLine(string(b), `aily_sessions{app="helpdesk",state="pending"} 3`) {
-		t.Errorf("the sessions are not served from their last state (pending):\n%s", b)
+	// Twice: the first scrape's reserve is a guess; the second's is
+	// measured, and warns.
+	for range 2 {
+		req, err := http.NewRequest(http.MethodGet, srv.URL+"/metrics", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", "3")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("HTTP %d, want 200:\n%s", resp.StatusCode, b)
+		}
+		if n := e.fake.Requests(string(feishu.EndpointListRuns)); n != 0 {
+			t.Errorf("%d listings, want none: the answer was to take the whole deadline", n)
+		}
+		if !hasLine(string(b), `aily_sessions{app="helpdesk",state="pending"} 3`) {
+			t.Errorf("the sessions are not served from their last state (pending):\n%s", b)
+		}
 	}
 	if !regexp.MustCompile(`level=warn [^\n]*No time left for polling`).MatchString(logs.String()) {
 		t.Errorf("no warning that polls got no time:\n%s", logs.String())

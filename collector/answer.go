@@ -62,9 +62,9 @@ type answerCost struct {
 	// configuration, series those of the last answer since it changed (0
 	// before one).
 	sessions, guess, series int
-	// starved is whether the last scrape left the polls no time, so that
-	// it is logged when it changes.
-	starved bool
+	// warned is whether the polls were last left no time by a measured
+	// answer, and it was logged; told again when they get time again.
+	warned bool
 	// now is the clock answers and saves are timed by.
 	now func() time.Time
 }
@@ -193,14 +193,18 @@ func (c *Collector) pollContext(ctx context.Context) (pctx context.Context, canc
 	series, reserve := c.cost.expected()
 	pollDeadline := deadline.Add(-reserve)
 	starved := !pollDeadline.After(now)
-	changed := starved != c.cost.starved
-	c.cost.starved = starved
+	// A reserve guessed from a new configuration, before an answer is
+	// measured, may be too large (sessions that were never polled have few
+	// series): it is followed, but warns only once measured.
+	warn := starved && c.cost.series > 0 && !c.cost.warned
+	relief := !starved && c.cost.warned
+	c.cost.warned = (c.cost.warned || warn) && !relief
 	c.cost.mu.Unlock()
 	switch {
-	case changed && starved:
+	case warn:
 		level.Warn(c.opts.Logger).Log("msg", "No time left for polling: answering the scrape is expected to take all of its deadline, so sessions keep their last state; set per_session: false for apps with many sessions, shard them over several exporters, or raise scrape_timeout",
 			"deadline", deadline.Sub(now).Round(time.Millisecond), "reserved_for_answering", reserve.Round(time.Millisecond), "series", series)
-	case changed:
+	case relief:
 		level.Info(c.opts.Logger).Log("msg", "Polling again: the scrape's deadline leaves time for it",
 			"deadline", deadline.Sub(now).Round(time.Millisecond), "reserved_for_answering", reserve.Round(time.Millisecond))
 
