@@ -297,7 +297,7 @@ func (a *App) resolve(dir string, lookupEnv func(string) (string, bool)) (warnin
 // without a warning. Each of its sessions adds some 20 series to every
 // scrape; well beyond this many, answering a scrape takes seconds and the
 // time left for polling within the scrape's deadline shrinks to nothing
-// (the README's Performance).
+// (docs/performance.md).
 const ManySessions = 10_000
 
 // SizeWarning returns, for an app with per_session: true and more than
