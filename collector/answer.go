@@ -45,7 +45,7 @@ const sessionsPerSeries = 16
 // app, before a scrape has counted them: a session of BenchmarkAnswer, and
 // an app with per_session: false and a few error codes.
 const (
-	guessSeriesPerSession = 22
+	guessSeriesPerSession = 25
 	guessSeriesPerApp     = 30
 )
 

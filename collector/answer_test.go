@@ -109,14 +109,14 @@ func checkCost(t *testing.T, what string, cost AnswerCost, series int, perSeries
 }
 
 // The tests below have 16 sessions of an app with per_session: true:
-// expected to answer 30 + 16×22 = 382 series before an answer is measured,
-// and to read 16 sessions, as long as 1 series more: 383 series' time.
+// expected to answer 30 + 16×25 = 430 series before an answer is measured,
+// and to read 16 sessions, as long as 1 series more: 431 series' time.
 
 func TestPollsGetTheDeadlineLessTheTimeReservedForAnswering(t *testing.T) {
 	// 1 ms a series, as if answering were slow.
 	c, l := newAnswerCollector(t, 16, 1e-3, nil, nil)
 	reserve := c.AnswerCost().Reserve
-	checkCost(t, "before any answer", c.AnswerCost(), 382, 1e-3, 383*time.Millisecond)
+	checkCost(t, "before any answer", c.AnswerCost(), 430, 1e-3, 431*time.Millisecond)
 	deadline := time.Now().Add(time.Hour)
 	scrapeWithDeadline(t, c, deadline)
 	got := l.takeDeadlines()
@@ -133,11 +133,11 @@ func TestPollsGetTheDeadlineLessTheTimeReservedForAnswering(t *testing.T) {
 func TestNoPollsWhenAnsweringTakesTheWholeDeadline(t *testing.T) {
 	logs := &syncBuffer{}
 	clock := &answerClock{}
-	// 1 s a series: 383 s to answer, more than the minute of the deadline.
+	// 1 s a series: 431 s to answer, more than the minute of the deadline.
 	c, l := newAnswerCollector(t, 16, 1, nil, logs)
 	c.cost.now = clock.Now
-	checkCost(t, "before any answer", c.AnswerCost(), 382, 1, 383*time.Second)
-	warned := regexp.MustCompile(`level=warn msg="No time left for polling[^"]*" deadline=\S+ reserved_for_answering=6m23s series=382`)
+	checkCost(t, "before any answer", c.AnswerCost(), 430, 1, 431*time.Second)
+	warned := regexp.MustCompile(`level=warn msg="No time left for polling[^"]*" deadline=\S+ reserved_for_answering=7m11s series=430`)
 	for i := range 3 {
 		sc, mfs, _ := scrapeWithDeadline(t, c, time.Now().Add(time.Minute))
 		if d := l.takeDeadlines(); len(d) != 0 {
@@ -156,8 +156,8 @@ func TestNoPollsWhenAnsweringTakesTheWholeDeadline(t *testing.T) {
 		if n := len(warned.FindAllString(logs.String(), -1)); n != want {
 			t.Errorf("after scrape %d: %d warnings that the polls got no time, want %d:\n%s", i+1, n, want, logs.String())
 		}
-		clock.Advance(383 * time.Second)
-		sc.Answered(382)
+		clock.Advance(431 * time.Second)
+		sc.Answered(430)
 	}
 
 	// A deadline beyond the reserve: polling again, and told.
@@ -201,11 +201,11 @@ func TestTheReserveIsMeasuredFromTheAnswersBefore(t *testing.T) {
 	c.ForScrape(ctx).Answered(1)
 	checkCost(t, "after an answer never collected", c.AnswerCost(), 399, 3.75e-3, 1500*time.Millisecond)
 
-	// A new configuration: series guessed again until an answer, 30 + 22
+	// A new configuration: series guessed again until an answer, 30 + 25
 	// and 1/16 for the session.
 	c.SetApps([]App{{Name: "big", API: l, Sessions: []string{"session_000000"}, PerSession: true}})
-	checkCost(t, "after a reload to one session", c.AnswerCost(), 52, 3.75e-3,
-		time.Duration(52.0625*3.75e-3*float64(time.Second)))
+	checkCost(t, "after a reload to one session", c.AnswerCost(), 55, 3.75e-3,
+		time.Duration(55.0625*3.75e-3*float64(time.Second)))
 }
 
 // slowSaver is a Saver whose saves take took by the clock.
@@ -227,8 +227,8 @@ func TestTheReserveHoldsTheSaveOfTheState(t *testing.T) {
 	c, _ := newAnswerCollector(t, 16, 1e-3, saver, nil)
 	c.cost.now = clock.Now
 	// Before a save: DefaultSaveSecondsPerSession for each of 16 sessions.
-	checkCost(t, "before a save", c.AnswerCost(), 382, 1e-3,
-		383*time.Millisecond+time.Duration(16*DefaultSaveSecondsPerSession*float64(time.Second)))
+	checkCost(t, "before a save", c.AnswerCost(), 430, 1e-3,
+		431*time.Millisecond+time.Duration(16*DefaultSaveSecondsPerSession*float64(time.Second)))
 	sc, _, _ := scrapeWithDeadline(t, c, time.Now().Add(time.Hour))
 	if saver.saves.Load() != 1 {
 		t.Fatalf("%d saves, want 1", saver.saves.Load())

@@ -294,7 +294,7 @@ func (a *App) resolve(dir string, lookupEnv func(string) (string, bool)) (warnin
 }
 
 // ManySessions is the most sessions an app with per_session: true has
-// without a warning. Each of its sessions adds some 20 series to every
+// without a warning. Each of its sessions adds some 25 series to every
 // scrape; well beyond this many, answering a scrape takes seconds and the
 // time left for polling within the scrape's deadline shrinks to nothing
 // (docs/performance.md).
@@ -310,7 +310,7 @@ func (a *App) SizeWarning() string {
 	if n <= ManySessions {
 		return ""
 	}
-	return fmt.Sprintf("%d sessions with per_session: true: every scrape serves some 20 series for each session, "+
+	return fmt.Sprintf("%d sessions with per_session: true: every scrape serves some 25 series for each session, "+
 		"and answering that many takes time out of the scrape's deadline, leaving less or none for polling; "+
 		"above %d sessions, set per_session: false, or shard: split the sessions over several exporters",
 		n, ManySessions)

@@ -801,7 +801,7 @@ func TestManySessionsWithPerSessionWarn(t *testing.T) {
 			}
 			var want []string
 			if tc.warn {
-				want = []string{`app "big" (line 2): 10001 sessions with per_session: true: every scrape serves some 20 series for each session, ` +
+				want = []string{`app "big" (line 2): 10001 sessions with per_session: true: every scrape serves some 25 series for each session, ` +
 					`and answering that many takes time out of the scrape's deadline, leaving less or none for polling; ` +
 					`above 10000 sessions, set per_session: false, or shard: split the sessions over several exporters`}
 			}
