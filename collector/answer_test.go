@@ -358,3 +358,25 @@ func TestManySessionsAnswerWithinTheDeadline(t *testing.T) {
 		}
 	}
 }
+
+func TestNoSessionSeriesForAClientThatWentAway(t *testing.T) {
+	c, _ := newAnswerCollector(t, 16, DefaultSecondsPerSeries, nil, nil)
+	scrapeWithDeadline(t, c, time.Now().Add(time.Hour)) // the baselines
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the client went away
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c.ForScrape(ctx))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := seriesWith(mfs, "app", "big"); n == 0 {
+		t.Error("no series of the app at all")
+	}
+	for i := range 16 {
+		if n := seriesWith(mfs, "session_id", fmt.Sprintf("session_%06d", i)); n != 0 {
+			t.Errorf("session_%06d: %d series made for a client that went away, want none", i, n)
+		}
+	}
+}

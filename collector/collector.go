@@ -6,6 +6,7 @@ package collector
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -520,6 +521,11 @@ func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric, sc
 	}
 	c.staleNext = nil
 	c.mu.Unlock()
+	// A client that went away (ctx cancelled before its deadline) would get
+	// no more of the sessions' series: they are not made, which with many
+	// sessions saves most of the answer's time, and they are not taken as
+	// served (hold.go).
+	gone := false
 	c.w.EachSnapshot(func(s *watch.Snapshot) {
 		v := views[s.App]
 		if v == nil {
@@ -539,7 +545,9 @@ func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric, sc
 			allUp = false
 		}
 		if v.perSession {
-			c.collectSession(ch, s, t, scrape)
+			if gone = gone || errors.Is(ctx.Err(), context.Canceled); !gone {
+				c.collectSession(ch, s, t, scrape)
+			}
 			return
 		}
 		if s.Runs != nil {
