@@ -25,9 +25,9 @@ import (
 // A session counts as 1/sessionsPerSeries of a series.
 
 // DefaultSecondsPerSeries is the time answering a scrape is assumed to take
-// per series until a scrape has measured it: BenchmarkAnswer's figure for
-// 100,000 sessions with per_session: true on a 2 vCPU VM (13.1 µs), the
-// slowest per series it measures (docs/performance.md).
+// per series until a scrape has measured it: BenchmarkAnswer measures 9 to
+// 18 µs a series on a 2 vCPU VM, 10.6 to 17.7 µs at 100,000 sessions with
+// per_session: true (docs/performance.md).
 const DefaultSecondsPerSeries = 13e-6
 
 // DefaultSaveSecondsPerSession is the time saving the state is assumed to
@@ -38,7 +38,8 @@ const DefaultSaveSecondsPerSession = 20e-6
 
 // sessionsPerSeries is how many configured sessions take as long to read
 // as a series takes to answer: BenchmarkAnswer reads a session of an app
-// with per_session: false in 0.8 µs, and answers a series in 13 µs.
+// with per_session: false in 0.45 to 1.1 µs, and answers a series in 9 to
+// 18 µs.
 const sessionsPerSeries = 16
 
 // Series expected of a session of an app with per_session: true, and of an
