@@ -6,6 +6,7 @@ package collector
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -50,6 +51,10 @@ type Options struct {
 	// Saver, when set, is given the state after every scrape whose polls
 	// recorded something, before the scrape is answered.
 	Saver Saver
+	// SecondsPerSeries is the time answering a scrape is assumed to take
+	// per series until a scrape has measured it; default
+	// DefaultSecondsPerSeries.
+	SecondsPerSeries float64
 }
 
 // Collector is a prometheus.Collector for the runs of the configured
@@ -104,6 +109,8 @@ type Collector struct {
 
 	saving    saving
 	malformed onceSet // runs already logged as malformed
+
+	cost *answerCost // the time a scrape's answer takes after its polls
 }
 
 type sessionKey struct{ app, id string }
@@ -166,6 +173,13 @@ func New(opts Options) *Collector {
 	if opts.Watch.Logger == nil {
 		opts.Watch.Logger = opts.Logger
 	}
+	if opts.SecondsPerSeries <= 0 {
+		opts.SecondsPerSeries = DefaultSecondsPerSeries
+	}
+	cost := newAnswerCost(opts.SecondsPerSeries, opts.Saver != nil)
+	if opts.Saver != nil {
+		opts.Saver = timedSaver{Saver: opts.Saver, cost: cost}
+	}
 	c := &Collector{
 		opts:    opts,
 		m:       newMetrics(),
@@ -176,6 +190,7 @@ func New(opts Options) *Collector {
 		failed:       make(map[string]*failedRing),
 		finishedOnly: make(map[sessionKey][4]float64),
 		apiStats:     make(map[string]*apiStats),
+		cost:         cost,
 	}
 	c.failLog.logger = opts.Logger
 	c.empty = newHistogram(opts.DurationBuckets).fields()
@@ -222,6 +237,7 @@ func (c *Collector) SetApps(apps []App) {
 		wapps[i] = watch.App{Name: a.Name, API: a.API, Sessions: a.Sessions, DailyBudget: a.DailyBudget}
 	}
 	removed := c.w.SetApps(wapps)
+	c.cost.configure(apps)
 
 	c.mu.Lock()
 	newApps := make(map[string]*appState, len(apps))
@@ -403,20 +419,13 @@ func labelValue(s string) string {
 	return s[:cut] + marker
 }
 
-// ForScrape returns a prometheus.Collector for one scrape, bounded by ctx:
-// sessions not polled by ctx's deadline keep their last state. Register it
-// in a registry made for the request.
-func (c *Collector) ForScrape(ctx context.Context) prometheus.Collector {
-	return scrape{c: c, ctx: ctx}
+// ForScrape returns the collector of one scrape, bounded by ctx: its polls
+// end the time reserved for answering before ctx's deadline, and sessions
+// not polled by then keep their last state. Register it in a registry made
+// for the request, and call its Answered once the answer is sent.
+func (c *Collector) ForScrape(ctx context.Context) *Scrape {
+	return &Scrape{c: c, ctx: ctx}
 }
-
-type scrape struct {
-	c   *Collector
-	ctx context.Context
-}
-
-func (s scrape) Describe(chan<- *prometheus.Desc)    {}
-func (s scrape) Collect(ch chan<- prometheus.Metric) { s.c.collect(s.ctx, ch) }
 
 // Describe sends nothing: the collector is unchecked (see Collector).
 func (c *Collector) Describe(chan<- *prometheus.Desc) {}
@@ -429,7 +438,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	c.collect(ctx, ch)
+	c.collect(ctx, ch, nil)
 }
 
 // logSpend logs an app's projected spend at debug level once an hour.
@@ -471,14 +480,22 @@ type appView struct {
 	oldest map[feishu.RunStatus]time.Time
 }
 
-// collect serves one scrape bounded by ctx: it polls what is due, then
-// reports every session from its latest state.
-func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric) {
-	cutOff := c.w.Poll(ctx)
+// collect serves one scrape bounded by ctx: it polls what is due until the
+// time reserved for answering, then reports every session from its latest
+// state. sc, when set, is told when the answer begins.
+func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric, sc *Scrape) {
+	var cutOff map[watch.SessionKey]bool
+	if pctx, cancel, ok := c.pollContext(ctx); ok {
+		cutOff = c.w.Poll(pctx)
+		cancel()
+	}
 	c.mu.Lock()
 	c.release(c.now())
 	c.mu.Unlock()
 	c.save()
+	if sc != nil {
+		sc.startAnswer()
+	}
 	t := c.now()
 	c.mu.Lock()
 	c.failLog.flush(t)
@@ -504,6 +521,11 @@ func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric) {
 	}
 	c.staleNext = nil
 	c.mu.Unlock()
+	// A client that went away (ctx cancelled before its deadline) would get
+	// no more of the sessions' series: they are not made, which with many
+	// sessions saves most of the answer's time, and they are not taken as
+	// served (hold.go).
+	gone := false
 	c.w.EachSnapshot(func(s *watch.Snapshot) {
 		v := views[s.App]
 		if v == nil {
@@ -523,7 +545,9 @@ func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric) {
 			allUp = false
 		}
 		if v.perSession {
-			c.collectSession(ch, s, t, scrape)
+			if gone = gone || errors.Is(ctx.Err(), context.Canceled); !gone {
+				c.collectSession(ch, s, t, scrape)
+			}
 			return
 		}
 		if s.Runs != nil {
