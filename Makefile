@@ -181,14 +181,15 @@ soak:
 # derives the timeout from its coverage run, so that run must not come from
 # the test cache (GOFLAGS=-count=1). Its --threshold-efficacy flag is not
 # applied in v0.6.0 (it exits 0 under any threshold), so the efficacy is read
-# off its summary and checked here.
+# off its summary and checked here. The mutation tag leaves out the slow
+# randomized tests (watch/chaos_test.go): each mutant runs the unit tests.
 PKGS              ?= ./watch
 MUTATION_EFFICACY ?= 90
 mutation: $(GOBIN)/gremlins
 	@for pkg in $(PKGS); do \
 		name=$$(echo "$$pkg" | tr -c 'a-zA-Z0-9\n' '-' | sed 's/^-*//'); \
 		echo "==> gremlins unleash $$pkg (report in $(GOBIN)/mutation-$$name.json)"; \
-		GOFLAGS=-count=1 $(GOBIN)/gremlins unleash --workers 1 --timeout-coefficient 10 \
+		GOFLAGS=-count=1 $(GOBIN)/gremlins unleash --workers 1 --timeout-coefficient 10 --tags mutation \
 			--output "$(GOBIN)/mutation-$$name.json" "$$pkg" | tee "$(GOBIN)/mutation-$$name.log"; \
 		eff=$$(sed -n 's/.*Test efficacy: \([0-9.]*\)%.*/\1/p' "$(GOBIN)/mutation-$$name.log"); \
 		if [ -z "$$eff" ]; then echo "$$pkg: gremlins reported no efficacy"; exit 1; fi; \

@@ -288,6 +288,10 @@ func (e *exporter) refreshSessions() {
 		if c {
 			level.Info(e.logger).Log("msg", "Sessions file changed", "app", app.Name, "file", app.SessionsFile,
 				"sessions", len(app.AllSessions()))
+			// As at a reload: the file may have taken the app past the size.
+			if w := app.SizeWarning(); w != "" {
+				level.Warn(e.logger).Log("msg", "Configuration accepted with a warning", "app", app.Name, "warning", w)
+			}
 			changed = true
 		}
 	}

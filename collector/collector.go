@@ -6,13 +6,16 @@ package collector
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/watch"
@@ -48,6 +51,10 @@ type Options struct {
 	// Saver, when set, is given the state after every scrape whose polls
 	// recorded something, before the scrape is answered.
 	Saver Saver
+	// SecondsPerSeries is the time answering a scrape is assumed to take
+	// per series until a scrape has measured it; default
+	// DefaultSecondsPerSeries.
+	SecondsPerSeries float64
 }
 
 // Collector is a prometheus.Collector for the runs of the configured
@@ -63,9 +70,26 @@ type Collector struct {
 	m    *metrics
 	w    *watch.Watcher
 
-	mu     sync.Mutex // guards apps and counts; taken after a session's lock, never before
+	setMu  sync.Mutex // serialises SetApps and Restore
+	mu     sync.Mutex // guards apps, counts and what follows them; taken after a session's lock, never before
 	apps   map[string]*appState
 	counts map[sessionKey]*counts
+
+	// First increments wait until their series have been served at zero
+	// (hold.go). unready are the sessions of apps with per_session: true
+	// whose known series are not ready yet, apart from those of a new app
+	// (appState.unready): sessions added to an app by a reload, and
+	// sessions restored while they were waiting; restored the sessions
+	// Restore gave counts, by whether they were waiting, until the next
+	// SetApps; scrapes the number of scrapes served; releases how many times
+	// held increments were shown, for save.
+	unready  map[sessionKey]*servedMark
+	restored map[sessionKey]bool
+	scrapes  uint64
+	releases atomic.Uint64
+	// empty are the fields of a histogram without observations, shared by
+	// every histogram series served before its first observation.
+	empty *dto.Histogram
 
 	// failed are each app's most recent failed runs, failLog their log
 	// lines, finishedOnly the finished runs per session of apps with
@@ -75,6 +99,9 @@ type Collector struct {
 	finishedOnly map[sessionKey][4]float64
 	// spendLogged is when each app's spend was last logged (logSpend).
 	spendLogged map[string]time.Time
+	// staleNext are the staleness observations of the last scrape, made at
+	// the next one.
+	staleNext []staleness
 
 	apiMu    sync.RWMutex // guards apiApps and apiStats; held while APIObserver writes a series
 	apiApps  map[string]bool
@@ -82,6 +109,8 @@ type Collector struct {
 
 	saving    saving
 	malformed onceSet // runs already logged as malformed
+
+	cost *answerCost // the time a scrape's answer takes after its polls
 }
 
 type sessionKey struct{ app, id string }
@@ -93,11 +122,16 @@ type appState struct {
 	perSession bool
 	codes      map[string]struct{} // error codes with their own series, at most maxFailureCodes
 	total      counts              // the app's counters when !perSession
+	// unready is how a new app's known series (of its sessions, or its
+	// sums) have been served while they are not ready for their first
+	// increment; nil once they are.
+	unready *servedMark
 }
 
 // counts are the counters and histograms of a session, or of an app whose
 // run metrics are summed. Sessions that never counted anything have none:
-// they export 0.
+// they export 0. Increments whose series are not ready for them yet wait in
+// held (hold.go).
 type counts struct {
 	finished [4]float64 // by feishu.FinalStatuses()
 	created  float64
@@ -108,6 +142,14 @@ type counts struct {
 	extra           []feishu.RunStatus // undocumented statuses seen, reported at 0 when absent
 	duration        [4]*histogram      // by feishu.FinalStatuses(); nil until a run is observed
 	queue           *histogram
+
+	// held are the increments not shown yet: of the known series (all
+	// above but failures) while they are not ready, and of the error codes
+	// in newCodes. nil when none.
+	held *counts
+	// newCodes are the error codes whose series waits for its first
+	// increment (held.failures has it), and how it has been served.
+	newCodes map[string]*servedMark
 }
 
 // maxFailureCodes bounds the distinct error_code values of an app, so that an
@@ -131,6 +173,13 @@ func New(opts Options) *Collector {
 	if opts.Watch.Logger == nil {
 		opts.Watch.Logger = opts.Logger
 	}
+	if opts.SecondsPerSeries <= 0 {
+		opts.SecondsPerSeries = DefaultSecondsPerSeries
+	}
+	cost := newAnswerCost(opts.SecondsPerSeries, opts.Saver != nil)
+	if opts.Saver != nil {
+		opts.Saver = timedSaver{Saver: opts.Saver, cost: cost}
+	}
 	c := &Collector{
 		opts:    opts,
 		m:       newMetrics(),
@@ -141,8 +190,10 @@ func New(opts Options) *Collector {
 		failed:       make(map[string]*failedRing),
 		finishedOnly: make(map[sessionKey][4]float64),
 		apiStats:     make(map[string]*apiStats),
+		cost:         cost,
 	}
 	c.failLog.logger = opts.Logger
+	c.empty = newHistogram(opts.DurationBuckets).fields()
 	c.w = watch.New(opts.Watch, recorder{c})
 	return c
 }
@@ -152,11 +203,41 @@ func New(opts Options) *Collector {
 // stay keep their counters, histograms and state; sessions that go lose their
 // series and memory. Apps that go lose their aily_api_* series.
 func (c *Collector) SetApps(apps []App) {
+	c.setMu.Lock()
+	defer c.setMu.Unlock()
+	// The sessions watched so far have been served at every scrape since.
+	watched := make(map[sessionKey]bool)
+	c.w.EachSnapshot(func(s *watch.Snapshot) { watched[sessionKey{s.App, s.ID}] = true })
+	// The series of sessions new to the collector are not ready for a first
+	// increment: say so before the watcher can count anything for them. A
+	// new app's sessions wait with the app (below).
+	mark := &servedMark{}
+	c.mu.Lock()
+	for _, a := range apps {
+		if as := c.apps[a.Name]; !a.PerSession || as == nil || !as.perSession {
+			continue
+		}
+		for _, id := range a.Sessions {
+			k := sessionKey{a.Name, id}
+			waiting, restored := c.restored[k]
+			if watched[k] || restored && !waiting || c.unready[k] != nil {
+				continue
+			}
+			if c.unready == nil {
+				c.unready = make(map[sessionKey]*servedMark)
+			}
+			c.unready[k] = mark
+		}
+	}
+	c.restored = nil
+	c.mu.Unlock()
+
 	wapps := make([]watch.App, len(apps))
 	for i, a := range apps {
 		wapps[i] = watch.App{Name: a.Name, API: a.API, Sessions: a.Sessions, DailyBudget: a.DailyBudget}
 	}
 	removed := c.w.SetApps(wapps)
+	c.cost.configure(apps)
 
 	c.mu.Lock()
 	newApps := make(map[string]*appState, len(apps))
@@ -166,7 +247,7 @@ func (c *Collector) SetApps(apps []App) {
 			if as != nil {
 				c.dropApp(as)
 			}
-			as = &appState{name: a.Name, perSession: a.PerSession, codes: make(map[string]struct{})}
+			as = &appState{name: a.Name, perSession: a.PerSession, codes: make(map[string]struct{}), unready: mark}
 		}
 		as.identity = a.Identity
 		newApps[a.Name] = as
@@ -189,6 +270,11 @@ func (c *Collector) SetApps(apps []App) {
 	for k := range c.counts {
 		if !configured[k] {
 			delete(c.counts, k)
+		}
+	}
+	for k := range c.unready {
+		if !configured[k] || !newApps[k.app].perSession {
+			delete(c.unready, k)
 		}
 	}
 	for k := range c.finishedOnly {
@@ -222,6 +308,7 @@ func (c *Collector) SetApps(apps []App) {
 			c.apiApps[name] = true
 			c.apiStats[name] = &apiStats{}
 			c.m.apiThrottled.WithLabelValues(name) // from 0, so the first throttle is seen
+			c.m.staleness.WithLabelValues(name)    // from 0: observations show from the next scrape on
 		}
 	}
 	c.apiMu.Unlock()
@@ -239,6 +326,7 @@ func (c *Collector) dropApp(as *appState) {
 // dropSession forgets a session's series. c.mu is held.
 func (c *Collector) dropSession(app, id string) {
 	delete(c.counts, sessionKey{app, id})
+	delete(c.unready, sessionKey{app, id})
 }
 
 // recorder adds what polls count to the counters and histograms.
@@ -262,13 +350,19 @@ func (r recorder) Record(s *watch.Session, obs *watch.Observation) {
 			c.counts[k] = cs
 		}
 	}
+	// The increments of the known series: shown, or held until the series
+	// are ready for them.
+	known := cs
+	if !c.knownReady(as, k) {
+		known = cs.holding()
+	}
 	for j := range obs.Finished {
 		f := &obs.Finished[j]
 		i := finalIndex(f.Run.Status)
 		if i < 0 {
 			continue
 		}
-		cs.finished[i]++
+		known.finished[i]++
 		if !as.perSession {
 			n := c.finishedOnly[k]
 			n[i]++
@@ -276,33 +370,19 @@ func (r recorder) Record(s *watch.Session, obs *watch.Observation) {
 		}
 		ex := exemplar{runID: f.Run.ID, sessionID: s.ID(), at: now}
 		if f.Timed {
-			if cs.duration[i] == nil {
-				cs.duration[i] = newHistogram(c.opts.DurationBuckets)
-			}
-			cs.duration[i].observeWithExemplar(f.Seconds, ex)
+			known.observeDuration(i, f.Seconds, ex, c.opts.DurationBuckets)
 		}
 		if f.Run.Status == feishu.StatusFailed {
-			if cs.failures == nil {
-				cs.failures = make(map[string]float64)
-			}
-			code := as.failureCode(f.Run.Error)
-			cs.failures[code]++
-			if cs.failureExemplar == nil {
-				cs.failureExemplar = make(map[string]exemplar)
-			}
-			cs.failureExemplar[code] = ex
+			cs.countFailure(as.failureCode(f.Run.Error), ex)
 			c.noteFailed(as.name, s.ID(), f, now)
 		}
 	}
 	for _, st := range obs.Started {
 		if st.Timed {
-			if cs.queue == nil {
-				cs.queue = newHistogram(c.opts.DurationBuckets)
-			}
-			cs.queue.observe(st.Seconds)
+			known.observeQueue(st.Seconds, c.opts.DurationBuckets)
 		}
 	}
-	cs.created += float64(len(obs.Created))
+	known.created += float64(len(obs.Created))
 }
 
 // failureCode returns the error_code label for a FAILED run of the app.
@@ -339,20 +419,13 @@ func labelValue(s string) string {
 	return s[:cut] + marker
 }
 
-// ForScrape returns a prometheus.Collector for one scrape, bounded by ctx:
-// sessions not polled by ctx's deadline keep their last state. Register it
-// in a registry made for the request.
-func (c *Collector) ForScrape(ctx context.Context) prometheus.Collector {
-	return scrape{c: c, ctx: ctx}
+// ForScrape returns the collector of one scrape, bounded by ctx: its polls
+// end the time reserved for answering before ctx's deadline, and sessions
+// not polled by then keep their last state. Register it in a registry made
+// for the request, and call its Answered once the answer is sent.
+func (c *Collector) ForScrape(ctx context.Context) *Scrape {
+	return &Scrape{c: c, ctx: ctx}
 }
-
-type scrape struct {
-	c   *Collector
-	ctx context.Context
-}
-
-func (s scrape) Describe(chan<- *prometheus.Desc)    {}
-func (s scrape) Collect(ch chan<- prometheus.Metric) { s.c.collect(s.ctx, ch) }
 
 // Describe sends nothing: the collector is unchecked (see Collector).
 func (c *Collector) Describe(chan<- *prometheus.Desc) {}
@@ -365,7 +438,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	c.collect(ctx, ch)
+	c.collect(ctx, ch, nil)
 }
 
 // logSpend logs an app's projected spend at debug level once an hour.
@@ -407,14 +480,27 @@ type appView struct {
 	oldest map[feishu.RunStatus]time.Time
 }
 
-// collect serves one scrape bounded by ctx: it polls what is due, then
-// reports every session from its latest state.
-func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric) {
-	cutOff := c.w.Poll(ctx)
+// collect serves one scrape bounded by ctx: it polls what is due until the
+// time reserved for answering, then reports every session from its latest
+// state. sc, when set, is told when the answer begins.
+func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric, sc *Scrape) {
+	var cutOff map[watch.SessionKey]bool
+	if pctx, cancel, ok := c.pollContext(ctx); ok {
+		cutOff = c.w.Poll(pctx)
+		cancel()
+	}
+	c.mu.Lock()
+	c.release(c.now())
+	c.mu.Unlock()
 	c.save()
+	if sc != nil {
+		sc.startAnswer()
+	}
 	t := c.now()
 	c.mu.Lock()
 	c.failLog.flush(t)
+	c.scrapes++
+	scrape := c.scrapes
 	c.mu.Unlock()
 
 	views := make(map[string]*appView)
@@ -426,6 +512,20 @@ func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric) {
 
 	allUp := true
 	tracked := 0
+	var stale []staleness
+	c.mu.Lock()
+	for _, o := range c.staleNext {
+		if c.apps[o.app] != nil {
+			c.m.staleness.WithLabelValues(o.app).Observe(o.seconds)
+		}
+	}
+	c.staleNext = nil
+	c.mu.Unlock()
+	// A client that went away (ctx cancelled before its deadline) would get
+	// no more of the sessions' series: they are not made, which with many
+	// sessions saves most of the answer's time, and they are not taken as
+	// served (hold.go).
+	gone := false
 	c.w.EachSnapshot(func(s *watch.Snapshot) {
 		v := views[s.App]
 		if v == nil {
@@ -439,13 +539,15 @@ func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric) {
 		v.states[s.State]++
 		tracked += s.Tracked
 		if !s.LastSuccess.IsZero() {
-			c.m.staleness.WithLabelValues(s.App).Observe(max(t.Sub(s.LastSuccess).Seconds(), 0))
+			stale = append(stale, staleness{s.App, max(t.Sub(s.LastSuccess).Seconds(), 0)})
 		}
 		if s.Polled && !s.Up {
 			allUp = false
 		}
 		if v.perSession {
-			c.collectSession(ch, s, t)
+			if gone = gone || errors.Is(ctx.Err(), context.Canceled); !gone {
+				c.collectSession(ch, s, t, scrape)
+			}
 			return
 		}
 		if s.Runs != nil {
@@ -468,14 +570,26 @@ func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.m.tokenUp, prometheus.GaugeValue, boolValue(tok == TokenOK), name)
 		}
 		if !v.perSession {
-			c.collectApp(ch, name, v, t)
+			c.collectApp(ch, name, v, t, scrape)
 		}
 	}
 	for _, v := range c.m.vectors() {
 		v.Collect(ch)
 	}
+	// Observed at the next scrape, so that the histogram of a new app is
+	// first served empty and increase() sees its first observations (a
+	// histogram sent on ch is read after collect returns).
+	c.mu.Lock()
+	c.staleNext = append(c.staleNext, stale...)
+	c.mu.Unlock()
 	ch <- prometheus.MustNewConstMetric(c.m.up, prometheus.GaugeValue, boolValue(allUp))
 	ch <- prometheus.MustNewConstMetric(c.m.trackedRuns, prometheus.GaugeValue, float64(tracked))
+}
+
+// staleness is the age of a session's last successful poll at a scrape.
+type staleness struct {
+	app     string
+	seconds float64
 }
 
 // add sums a session's current state into the app's.
@@ -497,8 +611,9 @@ func (v *appView) add(st *watch.State) {
 	}
 }
 
-// collectSession sends a session's series (per_session: true).
-func (c *Collector) collectSession(ch chan<- prometheus.Metric, s *watch.Snapshot, now time.Time) {
+// collectSession sends a session's series (per_session: true) in the
+// scrape numbered scrape.
+func (c *Collector) collectSession(ch chan<- prometheus.Metric, s *watch.Snapshot, now time.Time, scrape uint64) {
 	app, id := s.App, s.ID
 	if s.Polled {
 		ch <- prometheus.MustNewConstMetric(c.m.sessionUp, prometheus.GaugeValue, boolValue(s.Up), app, id)
@@ -525,7 +640,13 @@ func (c *Collector) collectSession(ch chan<- prometheus.Metric, s *watch.Snapsho
 	if p == nil {
 		p = &counts{}
 	}
-	ms := c.countMetrics(&c.m.perSession, p, app, id)
+	if as := c.apps[app]; as != nil && as.unready != nil {
+		as.unready.serve(scrape, now)
+	}
+	if m := c.unready[sessionKey{app, id}]; m != nil {
+		m.serve(scrape, now)
+	}
+	ms := c.countMetrics(&c.m.perSession, p, scrape, now, app, id)
 	extra := slices.Clone(p.extra)
 	c.mu.Unlock()
 
@@ -544,8 +665,9 @@ func (c *Collector) collectSession(ch chan<- prometheus.Metric, s *watch.Snapsho
 	}
 }
 
-// collectApp sends the summed run series of an app with per_session: false.
-func (c *Collector) collectApp(ch chan<- prometheus.Metric, app string, v *appView, now time.Time) {
+// collectApp sends the summed run series of an app with per_session: false
+// in the scrape numbered scrape.
+func (c *Collector) collectApp(ch chan<- prometheus.Metric, app string, v *appView, now time.Time, scrape uint64) {
 	c.mu.Lock()
 	as := c.apps[app]
 	if as == nil {
@@ -555,7 +677,10 @@ func (c *Collector) collectApp(ch chan<- prometheus.Metric, app string, v *appVi
 	if v.runs != nil {
 		as.total.extra = noteStatuses(as.total.extra, v.runs)
 	}
-	ms := c.countMetrics(&c.m.perApp, &as.total, app)
+	if as.unready != nil {
+		as.unready.serve(scrape, now)
+	}
+	ms := c.countMetrics(&c.m.perApp, &as.total, scrape, now, app)
 	extra := slices.Clone(as.total.extra)
 	c.mu.Unlock()
 
@@ -567,25 +692,38 @@ func (c *Collector) collectApp(ch chan<- prometheus.Metric, app string, v *appVi
 	}
 }
 
-// countMetrics returns the counters and histograms of cs. c.mu is held.
-func (c *Collector) countMetrics(rm *runMetrics, cs *counts, labels ...string) []prometheus.Metric {
-	ms := make([]prometheus.Metric, 0, 6+len(cs.failures)+len(cs.duration))
+// countMetrics returns the counters and histograms of cs, as the scrape
+// numbered scrape serves them at now: every known series, at zero when
+// nothing is counted, and the failures of every error code counted, at zero
+// while the first is held. c.mu is held.
+func (c *Collector) countMetrics(rm *runMetrics, cs *counts, scrape uint64, now time.Time, labels ...string) []prometheus.Metric {
+	ms := make([]prometheus.Metric, 0, 10+len(cs.failures)+len(cs.newCodes))
 	for i, st := range feishu.FinalStatuses() {
 		ms = append(ms, prometheus.MustNewConstMetric(rm.finished, prometheus.CounterValue, cs.finished[i], append(labels, string(st))...))
 		if h := cs.duration[i]; h != nil {
 			ms = append(ms, h.metric(rm.duration, append(labels, string(st))...))
+		} else {
+			ms = append(ms, histogramWith(c.empty, rm.duration, append(labels, string(st))...))
 		}
 	}
 	ms = append(ms, prometheus.MustNewConstMetric(rm.created, prometheus.CounterValue, cs.created, labels...))
 	for code, n := range cs.failures {
 		m := prometheus.MustNewConstMetric(rm.failures, prometheus.CounterValue, n, append(labels, code)...)
-		if ex, ok := cs.failureExemplar[code]; ok {
+		if ex, ok := cs.failureExemplar[code]; ok && n > 0 {
 			m = ex.attach(m, 1)
 		}
 		ms = append(ms, m)
 	}
+	for code, m := range cs.newCodes {
+		m.serve(scrape, now)
+		if _, shown := cs.failures[code]; !shown {
+			ms = append(ms, prometheus.MustNewConstMetric(rm.failures, prometheus.CounterValue, 0, append(labels, code)...))
+		}
+	}
 	if cs.queue != nil {
 		ms = append(ms, cs.queue.metric(rm.queue, labels...))
+	} else {
+		ms = append(ms, histogramWith(c.empty, rm.queue, labels...))
 	}
 	return ms
 }

@@ -211,7 +211,7 @@ func TestCollectorExposition(t *testing.T) {
 	c.SetApps([]App{{Name: "helpdesk", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 
 	clk.Advance(10 * time.Second)
-	gather(t, context.Background(), c) // the baseline
+	baselineServedTwice(t, c)
 
 	clk.Advance(20 * time.Second) // t0+30
 	failedRun := run("r1", failed, -60, -50, 25)
@@ -226,6 +226,24 @@ func TestCollectorExposition(t *testing.T) {
 	want := `
 # HELP aily_run_duration_seconds Seconds from started_at to ended_at of runs seen finishing, by final status.
 # TYPE aily_run_duration_seconds histogram
+aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="CANCELLED",le="1"} 0
+aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="CANCELLED",le="10"} 0
+aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="CANCELLED",le="60"} 0
+aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="CANCELLED",le="+Inf"} 0
+aily_run_duration_seconds_sum{app="helpdesk",session_id="s1",status="CANCELLED"} 0
+aily_run_duration_seconds_count{app="helpdesk",session_id="s1",status="CANCELLED"} 0
+aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="COMPLETED",le="1"} 0
+aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="COMPLETED",le="10"} 0
+aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="COMPLETED",le="60"} 0
+aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="COMPLETED",le="+Inf"} 0
+aily_run_duration_seconds_sum{app="helpdesk",session_id="s1",status="COMPLETED"} 0
+aily_run_duration_seconds_count{app="helpdesk",session_id="s1",status="COMPLETED"} 0
+aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="EXPIRED",le="1"} 0
+aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="EXPIRED",le="10"} 0
+aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="EXPIRED",le="60"} 0
+aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="EXPIRED",le="+Inf"} 0
+aily_run_duration_seconds_sum{app="helpdesk",session_id="s1",status="EXPIRED"} 0
+aily_run_duration_seconds_count{app="helpdesk",session_id="s1",status="EXPIRED"} 0
 aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="FAILED",le="1"} 0
 aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="FAILED",le="10"} 0
 aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="FAILED",le="60"} 0
@@ -234,7 +252,7 @@ aily_run_duration_seconds_sum{app="helpdesk",session_id="s1",status="FAILED"} 75
 aily_run_duration_seconds_count{app="helpdesk",session_id="s1",status="FAILED"} 1
 # HELP aily_run_failures_total FAILED runs by error.code; at most 20 codes per app, the rest as "other", runs without a code as "unknown".
 # TYPE aily_run_failures_total counter
-aily_run_failures_total{app="helpdesk",error_code="sp_ec_sm_900101",session_id="s1"} 1
+aily_run_failures_total{app="helpdesk",error_code="sp_ec_sm_900101",session_id="s1"} 0
 # HELP aily_run_queue_seconds Seconds from created_at to started_at of runs seen starting.
 # TYPE aily_run_queue_seconds histogram
 aily_run_queue_seconds_bucket{app="helpdesk",session_id="s1",le="1"} 0
@@ -293,7 +311,7 @@ aily_sessions{app="helpdesk",state="pending"} 0
 aily_poll_budget_requests_per_day{app="helpdesk"} 0
 # HELP aily_poll_spend_requests_per_day List and get-run requests a day at the pace of the last hour (of the time since start, in the first hour).
 # TYPE aily_poll_spend_requests_per_day gauge
-aily_poll_spend_requests_per_day{app="helpdesk"} 2880
+aily_poll_spend_requests_per_day{app="helpdesk"} 4320
 # HELP aily_session_staleness_seconds Age of each session's last successful poll, observed for every session at every scrape: how fresh the numbers served are.
 # TYPE aily_session_staleness_seconds histogram
 aily_session_staleness_seconds_bucket{app="helpdesk",le="5"} 2
@@ -426,6 +444,10 @@ func TestCollectorFailureCodesCapped(t *testing.T) {
 	r.Error = &feishu.RunError{Code: "code_s2"}
 	lister.set("s2", r)
 	clk.Advance(10 * time.Second)
+	gather(t, context.Background(), c)
+	// Every code is new to its session: served at zero in two scrapes
+	// before its failures show.
+	gather(t, context.Background(), c)
 	mfs := gather(t, context.Background(), c)
 
 	codes := map[string]float64{}
@@ -593,7 +615,7 @@ func TestCollectorRestartStartsAtZero(t *testing.T) {
 	clk := feishufake.NewClock(t0)
 	first := newTestCollector(t, clk, nil, 0)
 	first.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
-	gather(t, context.Background(), first)
+	baselineServedTwice(t, first)
 	lister.set("s1",
 		run("a", completed, -300, -290, -200),
 		run("b", failed, -250, -240, -100),
@@ -706,5 +728,30 @@ func TestMalformedRunIsLoggedOnce(t *testing.T) {
 	obs.ObserveMalformedRun("s1", "r2", errors.New("ended_at: timestamp out of range"))
 	if n := strings.Count(logs.String(), "run with a malformed field"); n != 2 {
 		t.Errorf("%d log lines for two malformed runs listed five times, want 2:\n%s", n, logs.String())
+	}
+}
+
+// The staleness histogram of an app is first served empty, its first
+// observations from the next scrape on: increase() sees every one.
+func TestStalenessHistogramIsFirstServedEmpty(t *testing.T) {
+	clk := feishufake.NewClock(t0)
+	lister := newMemLister()
+	lister.set("s1", run("r", completed, -30, -20, -10))
+	c := newTestCollector(t, clk, nil, 0)
+	c.SetApps([]App{{Name: "helpdesk", API: lister, PerSession: true, Sessions: []string{"s1"}}})
+	count := func() (uint64, bool) {
+		for _, mf := range gather(t, context.Background(), c) {
+			if mf.GetName() == "aily_session_staleness_seconds" {
+				return mf.GetMetric()[0].GetHistogram().GetSampleCount(), true
+			}
+		}
+		return 0, false
+	}
+	if n, ok := count(); !ok || n != 0 {
+		t.Fatalf("first scrape: staleness histogram present %v with %d observations, want present and empty", ok, n)
+	}
+	clk.Advance(10 * time.Second)
+	if n, _ := count(); n != 1 {
+		t.Errorf("second scrape: %d observations, want the first scrape's 1", n)
 	}
 }

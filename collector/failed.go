@@ -315,12 +315,20 @@ func (c *Collector) APIStatus(app string, now time.Time) APIStatus {
 // FinishedBySession returns, per session, the runs seen reaching each final
 // status (in the order of feishu.FinalStatuses()) since its watch began; a
 // session of an app with per_session: false, since the exporter started.
+// Runs whose count /metrics does not show yet (held until the series has
+// been served at zero) are included.
 func (c *Collector) FinishedBySession() map[watch.SessionKey][4]float64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := make(map[watch.SessionKey][4]float64, len(c.counts)+len(c.finishedOnly))
 	for k, cs := range c.counts {
-		out[watch.SessionKey{App: k.app, ID: k.id}] = cs.finished
+		f := cs.finished
+		if cs.held != nil {
+			for i, n := range cs.held.finished {
+				f[i] += n
+			}
+		}
+		out[watch.SessionKey{App: k.app, ID: k.id}] = f
 	}
 	for k, f := range c.finishedOnly {
 		out[watch.SessionKey{App: k.app, ID: k.id}] = f

@@ -145,11 +145,12 @@ func TestExemplarsNameTheLatestRun(t *testing.T) {
 		{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}},
 		{Name: "b", API: lister, PerSession: false, Sessions: []string{"s2"}},
 	})
-	gather(t, context.Background(), c)
+	baselineServedTwice(t, c)
 	lister.set("s1", failedRun("run_first", "sp_ec_x", "m"), run("run_slow", completed, 1, 2, 5000))
 	lister.set("s2", failedRun("run_b", "sp_ec_x", "m"))
 	clk.Advance(10 * time.Second)
 	gather(t, context.Background(), c)
+	gather(t, context.Background(), c) // the new code's series served at zero twice
 	lister.set("s1", failedRun("run_first", "sp_ec_x", "m"), run("run_slow", completed, 1, 2, 5000),
 		failedRun("run_latest", "sp_ec_x", "m"))
 	clk.Advance(10 * time.Second)

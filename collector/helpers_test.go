@@ -1,6 +1,8 @@
 package collector
 
 import (
+	"context"
+	"testing"
 	"time"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
@@ -40,3 +42,14 @@ const (
 )
 
 type watchKey = watch.SessionKey
+
+// baselineServedTwice scrapes c twice: the sessions' baseline, and a second
+// scrape, so that their known series have been served at zero in two
+// scrapes. With no min interval (newTestCollector's default), the next
+// scrape then shows at once what it counts for them; an error code new to a
+// session is still served at zero first.
+func baselineServedTwice(t *testing.T, c *Collector) {
+	t.Helper()
+	gather(t, context.Background(), c)
+	gather(t, context.Background(), c)
+}

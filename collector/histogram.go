@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"time"
 
@@ -146,6 +147,56 @@ func (h *histogram) observe(v float64) {
 	}
 }
 
+// add adds the observations of o, a histogram with the same classic bounds,
+// to h, as if h had observed them: the native buckets at the coarser of the
+// two schemas, halved further while there are more than
+// nativeMaxBucketNumber; o's exemplars, the later ones, where it has some.
+// Zero buckets are added as they are (both histograms have the default zero
+// threshold). o is left as it was.
+func (h *histogram) add(o *histogram) {
+	h.count += o.count
+	h.sum += o.sum
+	for i := range h.buckets {
+		h.buckets[i] += o.buckets[i]
+	}
+	h.zeroCount += o.zeroCount
+	for h.schema > o.schema {
+		h.schema--
+		h.positive = halveNative(h.positive)
+		h.negative = halveNative(h.negative)
+	}
+	for _, side := range []struct {
+		dst *[]nativeBucket
+		src []nativeBucket
+	}{{&h.positive, o.positive}, {&h.negative, o.negative}} {
+		src := side.src
+		if o.schema > h.schema {
+			src = slices.Clone(src)
+			for range o.schema - h.schema {
+				src = halveNative(src)
+			}
+		}
+		for _, b := range src {
+			*side.dst = addNative(*side.dst, b.index, b.count)
+		}
+	}
+	for len(h.positive)+len(h.negative) > nativeMaxBucketNumber && h.schema > nativeSchemaMinimum {
+		h.schema--
+		h.positive = halveNative(h.positive)
+		h.negative = halveNative(h.negative)
+	}
+	if o.exemplars != nil {
+		if h.exemplars == nil {
+			h.exemplars = make([]observedExemplar, len(h.bounds)+1)
+		}
+		for i, e := range o.exemplars {
+			if e.runID != "" {
+				h.exemplars[i] = e
+			}
+		}
+	}
+}
+
 // nativeIndex returns the index of the native bucket of |v| at schema, the
 // way client_golang computes it; ±Inf goes to the bucket after the one of
 // ±math.MaxFloat64.
@@ -212,12 +263,23 @@ func halveNative(bs []nativeBucket) []nativeBucket {
 // The metric is a copy: later observations do not change it. Label values
 // that do not fit desc give an invalid metric, which fails the gathering.
 func (h *histogram) metric(desc *prometheus.Desc, labelValues ...string) prometheus.Metric {
+	return histogramWith(h.fields(), desc, labelValues...)
+}
+
+// histogramWith returns the histogram fields his as a prometheus.Metric of
+// desc with the label values; its Write shares his, which must not change.
+func histogramWith(his *dto.Histogram, desc *prometheus.Desc, labelValues ...string) prometheus.Metric {
 	// A constant histogram checks desc and the label values and makes the
-	// label pairs; Write then replaces its dto.Histogram with this one.
+	// label pairs; Write then replaces its dto.Histogram with his.
 	labels, err := prometheus.NewConstHistogram(desc, 0, 0, nil, labelValues...)
 	if err != nil {
 		return prometheus.NewInvalidMetric(desc, err)
 	}
+	return &histogramMetric{Metric: labels, histogram: his}
+}
+
+// fields returns the histogram as client_golang writes it, a copy.
+func (h *histogram) fields() *dto.Histogram {
 	n := len(h.bounds)
 	buckets := make([]dto.Bucket, n)
 	upper := make([]float64, n)
@@ -260,7 +322,7 @@ func (h *histogram) metric(desc *prometheus.Desc, labelValues ...string) prometh
 	if !h.created.IsZero() {
 		his.CreatedTimestamp = timestamppb.New(h.created)
 	}
-	return &histogramMetric{Metric: labels, histogram: his}
+	return his
 }
 
 // histogramMetric is the Metric returned by histogram.metric.

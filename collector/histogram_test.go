@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -494,4 +495,59 @@ func BenchmarkHistogramObserve(b *testing.B) {
 			h.Observe(values[i%len(values)])
 		}
 	})
+}
+
+func TestHistogramAddIsObservingTheSame(t *testing.T) {
+	// Sums added in another order may differ in the last bits.
+	approx := cmp.Options{equalHistograms, cmpopts.EquateApprox(1e-12, 0)}
+	for _, tc := range histogramCases {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, split := range []int{0, len(tc.values) / 3, len(tc.values)} {
+				all, h, o := newHistogram(tc.bounds), newHistogram(tc.bounds), newHistogram(tc.bounds)
+				for i, v := range tc.values {
+					all.observe(v)
+					if i < split {
+						h.observe(v)
+					} else {
+						o.observe(v)
+					}
+				}
+				before := o.state()
+				h.add(o)
+				// Observed one by one, a histogram may keep more than
+				// nativeMaxBucketNumber buckets until the next observation
+				// halves them again; added, it has at most that many: the
+				// same buckets at a coarser schema.
+				if h.schema > all.schema || len(h.positive)+len(h.negative) > nativeMaxBucketNumber {
+					t.Errorf("added: schema %d with %d buckets, observed: schema %d", h.schema, len(h.positive)+len(h.negative), all.schema)
+				}
+				for all.schema > h.schema {
+					all.schema--
+					all.positive, all.negative = halveNative(all.positive), halveNative(all.negative)
+				}
+				want, got := histogramFields(t, all.metric(testDesc, "x")), histogramFields(t, h.metric(testDesc, "x"))
+				if diff := cmp.Diff(want, got, approx); diff != "" {
+					t.Errorf("the first %d observed, the rest added (-observed +added):\n%s", split, diff)
+				}
+				if diff := cmp.Diff(before, o.state(), cmpopts.EquateNaNs()); diff != "" {
+					t.Errorf("add changed the histogram added (-before +after):\n%s", diff)
+				}
+			}
+		})
+	}
+}
+
+func TestHistogramAddKeepsTheLaterExemplars(t *testing.T) {
+	h, o := newHistogram([]float64{1, 10}), newHistogram([]float64{1, 10})
+	h.observeWithExemplar(0.5, exemplar{runID: "run_old_fast"})
+	h.observeWithExemplar(5, exemplar{runID: "run_old_slow"})
+	o.observeWithExemplar(7, exemplar{runID: "run_new_slow"})
+	h.add(o)
+	var got []string
+	for _, e := range h.exemplars {
+		got = append(got, e.runID)
+	}
+	if want := []string{"run_old_fast", "run_new_slow", ""}; !slices.Equal(got, want) {
+		t.Errorf("exemplars by bucket %q, want %q", got, want)
+	}
 }

@@ -34,12 +34,18 @@ type AppState struct {
 	PerSession bool        `json:"per_session"`
 	Codes      []string    `json:"codes,omitempty"`
 	Totals     CountsState `json:"totals"`
+	// Holding says that the app's summed series (per_session: false) were
+	// not ready for a first increment yet: after a restart they wait again.
+	Holding bool `json:"holding,omitempty"`
 }
 
 // SessionState is a session's saved state.
 type SessionState struct {
 	Watch  *watch.Record `json:"watch"`
 	Counts *CountsState  `json:"counts,omitempty"`
+	// Holding says that the session's known series were not ready for a
+	// first increment yet: after a restart they wait again.
+	Holding bool `json:"holding,omitempty"`
 }
 
 // CountsState is the saved form of counts.
@@ -50,6 +56,11 @@ type CountsState struct {
 	Extra    []string                  `json:"extra_statuses,omitempty"`
 	Duration map[string]HistogramState `json:"duration,omitempty"` // by final status
 	Queue    *HistogramState           `json:"queue,omitempty"`
+	// Held are the increments counted but not shown yet, waiting for their
+	// series to be served at zero: the error codes in Held.Failures wait
+	// again after a restart; the rest waits if Holding is set where this
+	// is saved.
+	Held *CountsState `json:"held,omitempty"`
 }
 
 // Saver writes the collector's state where it lasts (the state file).
@@ -63,11 +74,12 @@ var ErrForeignState = errors.New("the saved state is for other apps than the con
 
 // saving serialises saves and remembers what the last one covered.
 type saving struct {
-	mu      sync.Mutex
-	commits uint64    // the watcher's commits covered by the last save
-	counted uint64    // the watcher's counting polls covered by the last save
-	at      time.Time // when the last save succeeded
-	failed  bool      // the last save failed (logged once until one works)
+	mu       sync.Mutex
+	commits  uint64    // the watcher's commits covered by the last save
+	counted  uint64    // the watcher's counting polls covered by the last save
+	releases uint64    // the collector's releases of held counts covered by the last save
+	at       time.Time // when the last save succeeded
+	failed   bool      // the last save failed (logged once until one works)
 }
 
 // stateRefresh is how long a state that changed without counting anything
@@ -79,19 +91,21 @@ type saving struct {
 const stateRefresh = time.Minute
 
 // save writes the state if polls counted something since the last save, or
-// changed something and the last save is older than stateRefresh. A scrape
-// calls it after its polls and before it answers, so that no count reaches
-// /metrics before it is on disk.
+// held counts were released to be shown, or polls changed something and the
+// last save is older than stateRefresh. A scrape calls it after its polls
+// and releases and before it answers, so that no count reaches /metrics
+// before it is on disk.
 func (c *Collector) save() {
 	if c.opts.Saver == nil {
 		return
 	}
 	c.saving.mu.Lock()
 	defer c.saving.mu.Unlock()
-	if c.w.Commits() == c.saving.commits {
+	released := c.releases.Load() != c.saving.releases
+	if c.w.Commits() == c.saving.commits && !released {
 		return
 	}
-	if c.w.Counted() == c.saving.counted && !c.saving.failed && c.now().Sub(c.saving.at) < stateRefresh {
+	if c.w.Counted() == c.saving.counted && !released && !c.saving.failed && c.now().Sub(c.saving.at) < stateRefresh {
 		return
 	}
 	c.saveLocked()
@@ -109,12 +123,13 @@ func (c *Collector) Save() error {
 
 func (c *Collector) saveLocked() error {
 	var st State
-	var counted uint64
+	var counted, releases uint64
 	commits := c.w.Records(func(rs []*watch.Record) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		st = c.stateLocked(rs)
 		counted = c.w.Counted() // no poll commits while Records runs
+		releases = c.releases.Load()
 	})
 	err := c.opts.Saver.Save(&st)
 	switch {
@@ -125,7 +140,7 @@ func (c *Collector) saveLocked() error {
 	}
 	c.saving.failed = err != nil
 	if err == nil {
-		c.saving.commits, c.saving.counted, c.saving.at = commits, counted, c.now()
+		c.saving.commits, c.saving.counted, c.saving.releases, c.saving.at = commits, counted, releases, c.now()
 	}
 	return err
 }
@@ -141,7 +156,8 @@ func (c *Collector) stateLocked(records []*watch.Record) State {
 	slices.Sort(names)
 	for _, name := range names {
 		as := c.apps[name]
-		a := AppState{Name: name, Identity: as.identity, PerSession: as.perSession, Totals: as.total.state()}
+		a := AppState{Name: name, Identity: as.identity, PerSession: as.perSession, Totals: as.total.state(),
+			Holding: !as.perSession && as.unready != nil}
 		for code := range as.codes {
 			a.Codes = append(a.Codes, code)
 		}
@@ -150,6 +166,9 @@ func (c *Collector) stateLocked(records []*watch.Record) State {
 	}
 	for _, r := range records {
 		ss := SessionState{Watch: r}
+		if as := c.apps[r.App]; as != nil && as.perSession {
+			ss.Holding = !c.knownReady(as, sessionKey{r.App, r.ID})
+		}
 		if cs := c.counts[sessionKey{r.App, r.ID}]; cs != nil {
 			s := cs.state()
 			ss.Counts = &s
@@ -185,6 +204,10 @@ func (cs *counts) state() CountsState {
 		q := cs.queue.state()
 		q.Bounds = nil
 		s.Queue = &q
+	}
+	if cs.held != nil {
+		h := cs.held.state()
+		s.Held = &h
 	}
 	return s
 }
@@ -232,6 +255,24 @@ func countsFromState(s *CountsState, saved, buckets []float64) (*counts, error) 
 			cs.queue = h
 		}
 	}
+	if s.Held != nil {
+		h, err := countsFromState(s.Held, saved, buckets)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("held: %w", err))
+		}
+		if h != nil {
+			h.held = nil
+			cs.held = h
+			// The series of these codes are served at zero again before
+			// their first increment.
+			for code := range h.failures {
+				if cs.newCodes == nil {
+					cs.newCodes = make(map[string]*servedMark)
+				}
+				cs.newCodes[code] = &servedMark{}
+			}
+		}
+	}
 	return cs, errors.Join(errs...)
 }
 
@@ -245,6 +286,8 @@ func (c *Collector) Restore(st *State, apps []App) error {
 	for _, a := range apps {
 		configured[a.Name] = a
 	}
+	c.setMu.Lock()
+	defer c.setMu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	kept := make(map[string]bool)
@@ -276,6 +319,9 @@ func (c *Collector) Restore(st *State, apps []App) error {
 			if cs != nil {
 				as.total = *cs
 			}
+			if a.Holding || cs == nil {
+				as.unready = &servedMark{}
+			}
 		}
 		c.apps[a.Name] = as
 	}
@@ -290,7 +336,15 @@ func (c *Collector) Restore(st *State, apps []App) error {
 		}
 		records = append(records, ss.Watch)
 		as := c.apps[ss.Watch.App]
-		if ss.Counts == nil || as == nil || !as.perSession {
+		if as == nil || !as.perSession {
+			continue
+		}
+		k := sessionKey{ss.Watch.App, ss.Watch.ID}
+		if ss.Counts == nil {
+			if c.restored == nil {
+				c.restored = make(map[sessionKey]bool)
+			}
+			c.restored[k] = ss.Holding
 			continue
 		}
 		cs, err := countsFromState(ss.Counts, st.DurationBuckets, c.opts.DurationBuckets)
@@ -299,7 +353,11 @@ func (c *Collector) Restore(st *State, apps []App) error {
 				"app", ss.Watch.App, "session_id", ss.Watch.ID, "err", err)
 		}
 		if cs != nil {
-			c.counts[sessionKey{ss.Watch.App, ss.Watch.ID}] = cs
+			c.counts[k] = cs
+			if c.restored == nil {
+				c.restored = make(map[sessionKey]bool)
+			}
+			c.restored[k] = ss.Holding
 		}
 	}
 	c.w.Restore(records)

@@ -60,7 +60,7 @@ func TestStateCarriesCountersAcrossARestart(t *testing.T) {
 	}
 	c := newC()
 	c.SetApps(apps)
-	gather(t, context.Background(), c) // the baseline
+	baselineServedTwice(t, c)
 	f := run("r1", failed, 1, 2, 12)
 	f.Error = &feishu.RunError{Code: "sp_ec_1"}
 	lister.set("s1", f, run("q1", queued, 3, none, none))
@@ -70,6 +70,9 @@ func TestStateCarriesCountersAcrossARestart(t *testing.T) {
 	if saver.saves == 0 {
 		t.Fatal("a scrape that counted runs saved nothing")
 	}
+	// The error code, new, shows once served at zero in two scrapes.
+	gather(t, context.Background(), c)
+	gather(t, context.Background(), c)
 	before, err := testutil.GatherAndCount(prometheusRegistry(t, c))
 	if err != nil || before == 0 {
 		t.Fatalf("gather: %v", err)
@@ -229,7 +232,7 @@ func TestChangedBucketsRestartTheHistogramsButKeepTheCounters(t *testing.T) {
 	c := newTestCollector(t, clk, nil, 0)
 	c.opts.Saver = saver
 	c.SetApps(apps)
-	gather(t, context.Background(), c)
+	baselineServedTwice(t, c)
 	lister.set("s1", run("r1", completed, 1, 2, 7))
 	clk.Advance(10 * time.Second)
 	gather(t, context.Background(), c)
@@ -245,8 +248,8 @@ func TestChangedBucketsRestartTheHistogramsButKeepTheCounters(t *testing.T) {
 	if got, _ := value(mfs, "aily_runs_finished_total", map[string]string{"app": "a", "session_id": "s1", "status": "COMPLETED"}); got != 1 {
 		t.Errorf("finished counter after a restart with other buckets = %v, want 1", got)
 	}
-	if _, ok := value(mfs, "aily_run_duration_seconds", map[string]string{"app": "a", "session_id": "s1", "status": "COMPLETED"}); ok {
-		t.Error("a histogram saved with other buckets was restored")
+	if got, _ := value(mfs, "aily_run_duration_seconds", map[string]string{"app": "a", "session_id": "s1", "status": "COMPLETED"}); got != 0 {
+		t.Errorf("a histogram saved with other buckets was restored: count %v, want 0", got)
 	}
 	if !strings.Contains(logs.String(), "upper bound") && !strings.Contains(logs.String(), "classic bucket") {
 		t.Errorf("no warning says why the histogram starts afresh:\n%s", logs.String())
@@ -256,12 +259,12 @@ func TestChangedBucketsRestartTheHistogramsButKeepTheCounters(t *testing.T) {
 func TestSavesWhatWasCountedAtOnceTheRestLaterAndRetriesAFailure(t *testing.T) {
 	clk := feishufake.NewClock(t0)
 	lister := newMemLister()
-	lister.set("s1", run("r1", inProgress, 1, 2, none))
+	lister.set("s1", run("r1", inProgress, -2, -1, none))
 	saver := &memSaver{}
 	c := newTestCollector(t, clk, nil, 10*time.Second)
 	c.opts.Saver = saver
 	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
-	gather(t, context.Background(), c) // the baseline counts r1 created
+	gather(t, context.Background(), c) // the baseline: saved though it counts nothing, the first time
 	if saver.saves != 1 {
 		t.Fatalf("%d saves after the first scrape, want 1", saver.saves)
 	}
@@ -283,7 +286,7 @@ func TestSavesWhatWasCountedAtOnceTheRestLaterAndRetriesAFailure(t *testing.T) {
 		t.Errorf("%d saves after the refresh interval, want 2", saver.saves)
 	}
 	// Counted: saved at once; a failure is tried again by the next scrape.
-	lister.set("s1", run("r1", completed, 1, 2, 100))
+	lister.set("s1", run("r1", completed, -2, -1, 100))
 	clk.Advance(10 * time.Second)
 	saver.err = errors.New("disk full")
 	gather(t, context.Background(), c)

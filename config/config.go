@@ -287,7 +287,33 @@ func (a *App) resolve(dir string, lookupEnv func(string) (string, bool)) (warnin
 		}
 		return nil, errors.New("no sessions: set sessions or sessions_file (the API cannot list sessions)")
 	}
+	if w := a.SizeWarning(); w != "" {
+		warnings = append(warnings, w)
+	}
 	return warnings, nil
+}
+
+// ManySessions is the most sessions an app with per_session: true has
+// without a warning. Each of its sessions adds some 25 series to every
+// scrape; well beyond this many, answering a scrape takes seconds and the
+// time left for polling within the scrape's deadline shrinks to nothing
+// (docs/performance.md).
+const ManySessions = 10_000
+
+// SizeWarning returns, for an app with per_session: true and more than
+// ManySessions sessions, what to do about it; "" otherwise.
+func (a *App) SizeWarning() string {
+	if !a.SeriesPerSession() {
+		return ""
+	}
+	n := len(a.AllSessions())
+	if n <= ManySessions {
+		return ""
+	}
+	return fmt.Sprintf("%d sessions with per_session: true: every scrape serves some 25 series for each session, "+
+		"and answering that many takes time out of the scrape's deadline, leaving less or none for polling; "+
+		"above %d sessions, set per_session: false, or shard: split the sessions over several exporters",
+		n, ManySessions)
 }
 
 // resolveCredentials checks the app's credentials, expands ${VAR} in

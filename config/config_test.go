@@ -766,3 +766,48 @@ func TestDailyBudgetOverridesTheFlagAndMustNotBeNegative(t *testing.T) {
 		t.Errorf("a negative daily_budget: error %v, want one naming daily_budget -1", err)
 	}
 }
+
+func TestManySessionsWithPerSessionWarn(t *testing.T) {
+	ids := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "session_%06d\n", i)
+		}
+		return b.String()
+	}
+	for _, tc := range []struct {
+		name       string
+		sessions   int
+		perSession string // the per_session line, if any
+		inline     string // sessions written in the file itself
+		warn       bool
+	}{
+		{name: "10,000 sessions, per_session by default", sessions: ManySessions},
+		{name: "10,001 sessions, per_session by default", sessions: ManySessions + 1, warn: true},
+		{name: "10,001 sessions, per_session: true", sessions: ManySessions + 1, perSession: "per_session: true", warn: true},
+		{name: "10,001 sessions, per_session: false", sessions: ManySessions + 1, perSession: "per_session: false"},
+		{name: "10,000 in the file and one more inline", sessions: ManySessions, inline: "sessions: [session_inline]", warn: true},
+		{name: "10,000 in the file, one of them again inline", sessions: ManySessions, inline: "sessions: [session_000000]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := writeFiles(t, map[string]string{
+				"aily.yml": "apps:\n  - name: big\n    app_id: cli_a\n    app_secret: x\n    sessions_file: big.sessions\n" +
+					"    " + tc.perSession + "\n    " + tc.inline + "\n",
+				"big.sessions": ids(tc.sessions),
+			})
+			cfg, err := load(filepath.Join(dir, "aily.yml"), env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []string
+			if tc.warn {
+				want = []string{`app "big" (line 2): 10001 sessions with per_session: true: every scrape serves some 25 series for each session, ` +
+					`and answering that many takes time out of the scrape's deadline, leaving less or none for polling; ` +
+					`above 10000 sessions, set per_session: false, or shard: split the sessions over several exporters`}
+			}
+			if diff := cmp.Diff(want, cfg.Warnings(), cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("Warnings() (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -19,7 +19,8 @@ const burstShare = 5 * time.Minute
 // at once. Safe for concurrent use.
 type dailyBudget struct {
 	mu     sync.Mutex
-	perDay float64 // 0: no average cap
+	capped bool    // false: no average cap
+	perDay float64 // 0 when not capped
 	rate   float64 // refill, per second
 	depth  float64
 	tokens float64
@@ -41,12 +42,12 @@ func (b *dailyBudget) set(perDay float64, now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.refill(now)
-	if perDay <= 0 || math.IsNaN(perDay) || math.IsInf(perDay, 0) {
-		b.perDay, b.rate, b.depth, b.tokens = 0, 0, 0, 0
+	if !(perDay > 0) || math.IsInf(perDay, 0) {
+		b.capped, b.perDay, b.rate, b.depth, b.tokens = false, 0, 0, 0, 0
 		return
 	}
-	fresh := b.perDay == 0
-	b.perDay = perDay
+	fresh := !b.capped
+	b.capped, b.perDay = true, perDay
 	b.depth = max(perDay*burstShare.Seconds()/(24*time.Hour).Seconds(), 1)
 	b.rate = max(perDay-b.depth, 0) / (24 * time.Hour).Seconds()
 	if fresh {
@@ -57,12 +58,16 @@ func (b *dailyBudget) set(perDay float64, now time.Time) {
 
 // refill brings the tokens up to now. b.mu is held.
 func (b *dailyBudget) refill(now time.Time) {
-	if d := now.Sub(b.at).Seconds(); d > 0 {
-		b.tokens = min(b.tokens+d*b.rate, b.depth)
+	// A clock going back refills nothing.
+	b.tokens = min(b.tokens+max(now.Sub(b.at).Seconds(), 0)*b.rate, b.depth)
+	b.at = later(b.at, now)
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
 	}
-	if now.After(b.at) {
-		b.at = now
-	}
+	return a
 }
 
 // reserve takes up to want requests out of the budget for one scrape and
@@ -71,7 +76,7 @@ func (b *dailyBudget) refill(now time.Time) {
 func (b *dailyBudget) reserve(want int, now time.Time) (got int, unlimited bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.perDay == 0 {
+	if !b.capped {
 		return want, true
 	}
 	b.refill(now)
@@ -85,8 +90,8 @@ func (b *dailyBudget) reserve(want int, now time.Time) (got int, unlimited bool)
 func (b *dailyBudget) settle(reserved, spent int, now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.perDay > 0 && reserved > spent {
-		b.tokens = min(b.tokens+float64(reserved-spent), b.depth)
+	if b.capped {
+		b.tokens = min(b.tokens+float64(max(reserved-spent, 0)), b.depth)
 	}
 	b.spent.add(spent, now)
 }
@@ -119,9 +124,6 @@ type spendLog struct {
 }
 
 func (l *spendLog) add(n int, now time.Time) {
-	if n <= 0 {
-		return
-	}
 	m := now.Unix() / 60
 	s := &l.minutes[m%60]
 	if s.at != m {
@@ -140,9 +142,6 @@ func (l *spendLog) projected(now time.Time) float64 {
 			total += s.n
 		}
 	}
-	window := time.Hour
-	if up := now.Sub(l.start); up < window {
-		window = max(up, time.Minute)
-	}
+	window := min(max(now.Sub(l.start), time.Minute), time.Hour)
 	return float64(total) * (24 * time.Hour).Seconds() / window.Seconds()
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/aily-exporter/aily_exporter/feishu"
 )
 
 func TestDailyBudgetBucket(t *testing.T) {
@@ -120,4 +122,87 @@ func TestNeverPolledSessionsComeFirst(t *testing.T) {
 		}
 	}
 	t.Fatal("new sessions still waiting after five scrapes (50 s)")
+}
+
+// A session with a run in flight for a long time is polled every
+// --poll.min-interval only while the budget allows it: with a budget for one
+// request every 10 s over 10 sessions it waits half a round robin (50 s)
+// between polls, and every quiet session is still polled within 1.5 round
+// robins.
+func TestRunsInFlightDoNotStarveTheOthers(t *testing.T) {
+	clk := &clock{now: t0}
+	mem := newMemAPI(newestFirst, 10)
+	ids := []string{"busy"}
+	for i := range 9 {
+		ids = append(ids, fmt.Sprintf("quiet%d", i))
+	}
+	mem.put(feishu.Run{ID: "long", SessionID: "busy", Status: feishu.StatusInProgress, CreatedAt: t0.Add(-time.Second)})
+	w := New(Options{Now: clk.Now}, nopRecorder{})
+	w.SetApps([]App{{Name: "a", API: mem, Sessions: ids, DailyBudget: 8640}}) // 0.1 a second
+	last := map[string]time.Time{}
+	worst := map[string]time.Duration{}
+	for range 200 {
+		before := map[string]int{}
+		for _, id := range ids {
+			before[id] = mem.listed(id)
+		}
+		pollWithin(w, 10*time.Second)
+		now := clk.Now()
+		for _, id := range ids {
+			if mem.listed(id) > before[id] {
+				if l, ok := last[id]; ok {
+					worst[id] = max(worst[id], now.Sub(l))
+				}
+				last[id] = now
+			}
+		}
+		clk.Advance(10 * time.Second)
+	}
+	if worst["busy"] < 50*time.Second {
+		t.Errorf("the session with a run in flight was polled again after %v, want at least 50 s (half of 10 sessions at 0.1/s)", worst["busy"])
+	}
+	for _, id := range ids[1:] {
+		if worst[id] == 0 || worst[id] > 150*time.Second {
+			t.Errorf("quiet session %s waited up to %v between polls, want at most 150 s", id, worst[id])
+		}
+	}
+}
+
+// A session quiet for an hour that wakes up with a short run has it counted
+// within the round-robin bound: 40 sessions at the default budget (1.16
+// requests a second), scraped every 10 s, are each polled within 40 s.
+func TestQuietSessionThatWakesUpIsCountedWithinTheBound(t *testing.T) {
+	clk := &clock{now: t0}
+	mem := newMemAPI(newestFirst, 50)
+	var ids []string
+	for i := range 40 {
+		ids = append(ids, fmt.Sprintf("s%02d", i))
+	}
+	rec := &delayRecorder{now: clk.Now, from: t0}
+	w := New(Options{Now: clk.Now}, rec)
+	w.SetApps([]App{{Name: "a", API: mem, Sessions: ids, DailyBudget: 100000}})
+	for range 360 { // an hour
+		pollWithin(w, 10*time.Second)
+		clk.Advance(10 * time.Second)
+	}
+	bound := 40 / (100000.0 / 86400)
+	for i, id := range []string{"s07", "s23", "s31"} {
+		start := clk.Now().Add(time.Duration(i) * time.Second)
+		mem.put(feishu.Run{ID: id + "/wake", SessionID: id, Status: feishu.StatusCompleted,
+			CreatedAt: start, StartedAt: start, EndedAt: start.Add(5 * time.Second)})
+	}
+	for range 12 {
+		clk.Advance(10 * time.Second)
+		pollWithin(w, 10*time.Second)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.delays) != 3 {
+		t.Fatalf("%d of the 3 runs counted", len(rec.delays))
+	}
+	for _, d := range rec.delays {
+		if d > bound {
+			t.Errorf("a run was counted %.0f s after its end, want within the bound, %.0f s", d, bound)
+		}
+	}
 }

@@ -87,7 +87,8 @@ func (d *delayRecorder) Record(_ *Session, obs *Observation) {
 func simulateFreshness(n int, perDay float64, scrapeEvery time.Duration) freshness {
 	rng := rand.New(rand.NewPCG(uint64(n), uint64(perDay)))
 	clk := &clock{now: t0}
-	mem := newMemAPI(newestFirst, 20)
+	// Pages of 50, --feishu.page-size's default.
+	mem := newMemAPI(newestFirst, 50)
 	ids := make([]string, n)
 	events := &simEvents{}
 	quiet := func() time.Duration { return 2*time.Minute + time.Duration(rng.Float64()*float64(18*time.Minute)) }
@@ -122,8 +123,8 @@ func simulateFreshness(n int, perDay float64, scrapeEvery time.Duration) freshne
 
 	rate := perDay / (24 * 60 * 60)
 	bound := max(scrapeEvery.Seconds(), float64(n)/rate)
-	warmup := time.Duration(max(1800, 1.5*bound) * float64(time.Second))
-	measure := time.Duration(max(3600, 3*bound) * float64(time.Second))
+	warmup := time.Duration(max(1800, bound) * float64(time.Second))
+	measure := time.Duration(max(3600, 2*bound) * float64(time.Second))
 	rec := &delayRecorder{now: clk.Now, from: t0.Add(warmup)}
 	w := New(Options{Now: clk.Now, RateLimit: 20}, rec)
 	w.SetApps([]App{{Name: "a", API: mem, Sessions: ids, DailyBudget: perDay}})

@@ -23,6 +23,7 @@ type api struct {
 	fake   *feishufake.Fake
 	clock  *feishufake.Clock
 	client *feishu.Client
+	url    string
 
 	mu  sync.Mutex
 	log []string // session of each list-runs or get-run request, in order
@@ -42,6 +43,7 @@ func newAPI(t *testing.T, pageSize int) *api {
 		a.fake.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
+	a.url = srv.URL
 	c, err := feishu.NewClient(feishu.Config{
 		BaseURL: srv.URL, AppID: "cli_test", AppSecret: "secret", PageSize: pageSize,
 		MaxConcurrency: 8, Now: a.clock.Now,

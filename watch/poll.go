@@ -384,7 +384,7 @@ func (p *poll) pageAfter(prev boundary, token string, see func(runs []feishu.Run
 			return page, token, true, nil
 		}
 		if shown == nil {
-			shown = make(map[string]struct{}, 2*len(prev.ids))
+			shown = make(map[string]struct{})
 			for _, id := range prev.ids {
 				shown[id] = struct{}{}
 			}
@@ -459,16 +459,12 @@ func (p *poll) seeAll(runs []feishu.Run, inSweep bool) {
 // either is forgotten.
 func (p *poll) confirmMissing(sweep bool) error {
 	for _, id := range p.t.AboutToBeForgotten(sweep) {
-		p.requests++
-		r, err := p.api.GetRun(p.ctx, p.id, id)
+		r, err := p.getRun(id)
 		if err != nil {
 			if refused(err) {
 				continue
 			}
-			return fmt.Errorf("get run %s: %w", id, err)
-		}
-		if r.ID == "" {
-			r.ID = id
+			return err
 		}
 		p.t.See(&r, sweep, &p.obs)
 	}
@@ -479,21 +475,31 @@ func (p *poll) confirmMissing(sweep bool) error {
 // doubt: the next poll lists in full.
 func (p *poll) refresh(ids []string) (doubt bool, err error) {
 	for _, id := range ids {
-		p.requests++
-		r, err := p.api.GetRun(p.ctx, p.id, id)
+		r, err := p.getRun(id)
 		if err != nil {
 			if refused(err) {
 				doubt = true
 				continue
 			}
-			return doubt, fmt.Errorf("get run %s: %w", id, err)
-		}
-		if r.ID == "" {
-			r.ID = id
+			return doubt, err
 		}
 		p.t.See(&r, false, &p.obs)
 	}
 	return doubt, nil
+}
+
+// getRun gets one run with get run, counting the request; an answer without
+// the run's ID is taken as that run.
+func (p *poll) getRun(id string) (feishu.Run, error) {
+	p.requests++
+	r, err := p.api.GetRun(p.ctx, p.id, id)
+	if err != nil {
+		return r, fmt.Errorf("get run %s: %w", id, err)
+	}
+	if r.ID == "" {
+		r.ID = id
+	}
+	return r, nil
 }
 
 // sweep starts or continues a full listing and reads on until its last page,
@@ -530,7 +536,7 @@ func (p *poll) sweep() error {
 		var prev boundary
 		// A record saved before page tokens were kept has only the IDs: its
 		// first boundary goes unchecked.
-		if len(sw.prevIDs) > 0 && (sw.pages == 1 || sw.prevToken != "") {
+		if sw.prevIDs != nil && (sw.pages == 1 || sw.prevToken != "") {
 			prev = boundary{token: sw.prevToken, ids: sw.prevIDs, last: sw.last}
 		}
 		page, pageToken, checked, err := p.pageAfter(prev, sw.token, see)

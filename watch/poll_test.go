@@ -90,7 +90,7 @@ func longHistory(n, deep int) []feishu.Run {
 
 var orders = []order{newestFirst, oldestFirst}
 
-func TestPollNewRunInLongHistoryCostsAtMostTwoRequests(t *testing.T) {
+func TestPollNewRunInLongHistoryCostsAtMostThreeRequests(t *testing.T) {
 	for _, o := range orders {
 		t.Run(o.String(), func(t *testing.T) {
 			mem := newMemAPI(o, 50)

@@ -82,7 +82,12 @@ func (s *Session) App() string { return s.app.name }
 // rank tells whether the session may be polled now and where it stands in
 // line: its class and, within the class, its key (highest first). s.mu is
 // held.
-func (s *Session) rank(o *Options, now time.Time) (class int, key float64, ok bool) {
+//
+// activeEvery is how often a session with runs in flight is polled: every
+// Options.MinInterval while the budget allows it, longer when the app's
+// budget is too small for that (planAhead), so that sessions with runs in
+// flight cannot starve the others.
+func (s *Session) rank(o *Options, now time.Time, activeEvery time.Duration) (class int, key float64, ok bool) {
 	if s.lastPoll.IsZero() {
 		// Never polled: first in line, longest waiting first.
 		return classNew, now.Sub(s.added).Seconds(), true
@@ -96,7 +101,9 @@ func (s *Session) rank(o *Options, now time.Time) (class int, key float64, ok bo
 		return 0, 0, false
 	}
 	switch {
-	case !s.baselined || s.inflight > 0:
+	case !s.baselined:
+		return classActive, stale.Seconds(), true
+	case s.inflight > 0 && stale >= activeEvery:
 		return classActive, stale.Seconds(), true
 	case stale >= o.IdleInterval:
 		return classStale, stale.Seconds(), true

@@ -1,6 +1,7 @@
 package watch_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -125,6 +126,14 @@ func TestRunThatEndsAndVanishesBetweenPollsIsCountedFromGetRun(t *testing.T) {
 	for _, order := range []feishufake.Order{feishufake.NewestFirst, feishufake.OldestFirst} {
 		t.Run(order.String(), func(t *testing.T) {
 			a := newAPI(t, 5)
+			// Retries after the server errors below do not wait: the fake
+			// clock decides what vanishes, not the wall clock.
+			client, err := feishu.NewClient(feishu.Config{BaseURL: a.url, AppID: "cli_test", AppSecret: "secret", PageSize: 5,
+				Now: a.clock.Now, Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.client = client
 			a.fake = feishufake.New(feishufake.Options{Now: a.clock.Now, VanishAfter: 90 * time.Second})
 			a.fake.AddApp("cli_test", "secret")
 			a.fake.SetOrder(order)

@@ -1,0 +1,98 @@
+package watch
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/aily-exporter/aily_exporter/feishu"
+)
+
+// pagingAPI is a memAPI of one session of n runs, oldest first in pages of
+// 5, and a poll over it before its baseline (every boundary is checked).
+func pagingAPI(t *testing.T, n int) (*memAPI, *poll) {
+	t.Helper()
+	mem := newMemAPI(oldestFirst, 5)
+	for i := range n {
+		mem.put(run(fmt.Sprintf("r%02d", i), completed, float64(i), float64(i), float64(i)+0.5))
+	}
+	tr := NewTracker(t0)
+	return mem, &poll{ctx: context.Background(), api: mem, id: "s1", t: tr, c: &cursor{}}
+}
+
+// firstPage reads the first page as the boundary before the second.
+func firstPage(t *testing.T, mem *memAPI) boundary {
+	t.Helper()
+	page, err := mem.ListRunsPage(context.Background(), "s1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return boundaryAfter("", page.Runs, nil)
+}
+
+func TestBoundaryThatKeepsMovingIsReportedUnchecked(t *testing.T) {
+	mem, p := pagingAPI(t, 30)
+	prev := firstPage(t, mem)
+	// Every request finds the oldest run gone: the page before never holds
+	// still.
+	mem.onPage = func(int) { mem.remove("s1", mem.sorted("s1")[0].ID) }
+	_, _, checked, err := p.pageAfter(prev, "o5", func([]feishu.Run, bool) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked {
+		t.Error("a boundary moving at every reading was reported checked")
+	}
+	if p.requests != 2*maxRechecks {
+		t.Errorf("%d requests, want %d (the next page and the page before, %d times)", p.requests, 2*maxRechecks, maxRechecks)
+	}
+}
+
+func TestPageBeforeThatBecameTheLastIsTheListingsEnd(t *testing.T) {
+	mem, p := pagingAPI(t, 10)
+	prev := firstPage(t, mem)
+	// Right after the second page is read, the first five runs vanish: the
+	// first page now holds the last five and nothing follows.
+	mem.onPage = func(int) {
+		mem.onPage = nil
+		for i := range 5 {
+			mem.remove("s1", fmt.Sprintf("r%02d", i))
+		}
+	}
+	var seen []string
+	page, token, checked, err := p.pageAfter(prev, "o5", func(runs []feishu.Run, _ bool) error {
+		for _, r := range runs {
+			seen = append(seen, r.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !checked || token != "" || page.HasMore || len(page.Runs) != 5 || page.Runs[0].ID != "r05" {
+		t.Errorf("got page %v from token %q (checked %v, has more %v), want r05… from the first page's token, checked, the end",
+			ids(page.Runs, nil), token, checked, page.HasMore)
+	}
+	if len(seen) != 5 {
+		t.Errorf("runs passed to see: %v, want r05–r09 once each", seen)
+	}
+}
+
+func TestBoundaryAfterAnEmptyPage(t *testing.T) {
+	b := boundaryAfter("o5", nil, nil)
+	if b.token != "o5" || len(b.ids) != 0 || !b.last.IsZero() {
+		t.Errorf("boundary after an empty page: %+v, want the token, no IDs, no last created_at", b)
+	}
+}
+
+func TestSpendOfMinutesAnHourOldIsLeftOut(t *testing.T) {
+	b := newDailyBudget(0, t0)
+	for m := range 60 {
+		b.settle(0, 10, t0.Add(time.Duration(m)*time.Minute))
+	}
+	// An hour on, minute 0 has left the window; no request this minute.
+	if got, want := b.status(t0.Add(60*time.Minute)).ProjectedPerDay, float64(59*10*24); got != want {
+		t.Errorf("projected %v a day, want %v (minutes 1–59 of the last hour)", got, want)
+	}
+}

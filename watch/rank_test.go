@@ -1,0 +1,44 @@
+package watch
+
+import (
+	"math"
+	"testing"
+	"time"
+)
+
+func TestRankWaitsTheMinIntervalAndAFailingSessionsBackOff(t *testing.T) {
+	o := &Options{MinInterval: 5 * time.Second, IdleInterval: 5 * time.Minute, IdleAfter: 10 * time.Minute}
+	s := &Session{baselined: true, lastPoll: t0}
+	if _, _, ok := s.rank(o, t0.Add(5*time.Second-time.Millisecond), o.MinInterval); ok {
+		t.Error("a session polled just under --poll.min-interval ago may be polled")
+	}
+	if _, _, ok := s.rank(o, t0.Add(5*time.Second), o.MinInterval); !ok {
+		t.Error("a session polled --poll.min-interval ago may not be polled")
+	}
+	// Three failures in a row: 5 s, 10 s, 20 s.
+	s.failures = 3
+	if _, _, ok := s.rank(o, t0.Add(19*time.Second), o.MinInterval); ok {
+		t.Error("a session failing three times in a row may be polled after 19 s, before its 20 s back-off")
+	}
+	if _, _, ok := s.rank(o, t0.Add(20*time.Second), o.MinInterval); !ok {
+		t.Error("a session failing three times in a row may not be polled after its 20 s back-off")
+	}
+}
+
+func TestActivityIsChangesPerIdleAfterFadingWithIt(t *testing.T) {
+	o := &Options{IdleAfter: 10 * time.Minute}
+	s := &Session{}
+	s.noteActivity(o, t0, 6)
+	if got, want := s.activityAt(o, t0), 6.0/600; math.Abs(got-want) > 1e-12 {
+		t.Errorf("6 changes: %g a second, want 6 per 10 minutes, %g", got, want)
+	}
+	if got, want := s.activityAt(o, t0.Add(time.Minute)), 6.0/600*math.Exp(-0.1); math.Abs(got-want) > 1e-12 {
+		t.Errorf("a minute later: %g a second, want %g (e^-1/10 of it)", got, want)
+	}
+	// The value of a poll: the chance of a change (Poisson) times staleness.
+	stale := 30 * time.Second
+	rate := 6.0/600 + quietRate
+	if got, want := s.pollValue(o, t0, stale), (1-math.Exp(-rate*30))*30; math.Abs(got-want) > 1e-9 {
+		t.Errorf("value of a poll after 30 s: %g, want %g", got, want)
+	}
+}
