@@ -383,6 +383,12 @@ func (p *poll) pageAfter(prev boundary, token string, see func(runs []feishu.Run
 		if unmoved(again.Runs, prev.ids) {
 			return page, token, true, nil
 		}
+		if !overlaps(again.Runs, prev.ids) {
+			// Moved by a page or more: runs from behind the boundary may now
+			// stand in front of the page before, where this listing will not
+			// look again.
+			return page, token, false, nil
+		}
 		if shown == nil {
 			shown = make(map[string]struct{})
 			for _, id := range prev.ids {
