@@ -610,6 +610,8 @@ func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done cha
 	if !s.removed && !p.obs.Empty() {
 		w.rec.Record(s, &p.obs)
 		w.counted.Add(1)
+		level.Debug(w.opts.Logger).Log("msg", "Counted runs", "app", s.app.name, "session_id", s.id,
+			"created", createdIDs(p.obs.Created), "started", timedIDs(p.obs.Started), "finished", timedIDs(p.obs.Finished))
 	}
 	t := &s.tracker
 	s.baselined, s.inflight, s.tracked = t.Baselined(), t.InFlight(), t.Len()
@@ -657,6 +659,36 @@ func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done cha
 		s.view = &st
 	}
 	return outcome
+}
+
+// createdIDs and timedIDs print the IDs of an observation's runs in a debug
+// line (which runs were counted, for tracing a count back to the API's
+// answers), and only when the line is logged.
+type (
+	createdIDs []feishu.Run
+	timedIDs   []RunTiming
+)
+
+func (c createdIDs) String() string {
+	b := make([]byte, 0, 16*len(c))
+	for i := range c {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, c[i].ID...)
+	}
+	return string(b)
+}
+
+func (t timedIDs) String() string {
+	b := make([]byte, 0, 16*len(t))
+	for i := range t {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, t[i].Run.ID...)
+	}
+	return string(b)
 }
 
 // logOutcome logs a poll's outcome when it changes the session's health: a
