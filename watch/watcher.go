@@ -670,23 +670,27 @@ type (
 )
 
 func (c createdIDs) String() string {
-	b := make([]byte, 0, 16*len(c))
-	for i := range c {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, c[i].ID...)
-	}
-	return string(b)
+	return joinIDs(len(c), func(i int) string { return c[i].ID })
 }
 
 func (t timedIDs) String() string {
-	b := make([]byte, 0, 16*len(t))
-	for i := range t {
+	return joinIDs(len(t), func(i int) string { return t[i].Run.ID })
+}
+
+// maxLoggedIDs bounds the line of a poll that counted a long history (a
+// baseline of runs that ended after the watch began).
+const maxLoggedIDs = 1000
+
+func joinIDs(n int, id func(int) string) string {
+	b := make([]byte, 0, 16*min(n, maxLoggedIDs))
+	for i := range min(n, maxLoggedIDs) {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, t[i].Run.ID...)
+		b = append(b, id(i)...)
+	}
+	if n > maxLoggedIDs {
+		b = fmt.Appendf(b, ",+%d", n-maxLoggedIDs)
 	}
 	return string(b)
 }
