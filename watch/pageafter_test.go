@@ -52,13 +52,12 @@ func TestBoundaryThatKeepsMovingIsReportedUnchecked(t *testing.T) {
 func TestPageBeforeThatBecameTheLastIsTheListingsEnd(t *testing.T) {
 	mem, p := pagingAPI(t, 10)
 	prev := firstPage(t, mem)
-	// Right after the second page is read, the first five runs vanish: the
-	// first page now holds the last five and nothing follows.
+	// Right after the second page is read, five runs vanish, four in front
+	// of the boundary: the first page now holds r04 and the last four, and
+	// nothing follows.
 	mem.onPage = func(int) {
 		mem.onPage = nil
-		for i := range 5 {
-			mem.remove("s1", fmt.Sprintf("r%02d", i))
-		}
+		mem.remove("s1", "r00", "r01", "r02", "r03", "r05")
 	}
 	var seen []string
 	page, token, checked, err := p.pageAfter(prev, "o5", func(runs []feishu.Run, _ bool) error {
@@ -70,12 +69,31 @@ func TestPageBeforeThatBecameTheLastIsTheListingsEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !checked || token != "" || page.HasMore || len(page.Runs) != 5 || page.Runs[0].ID != "r05" {
-		t.Errorf("got page %v from token %q (checked %v, has more %v), want r05… from the first page's token, checked, the end",
+	if !checked || token != "" || page.HasMore || len(page.Runs) != 5 || page.Runs[0].ID != "r04" {
+		t.Errorf("got page %v from token %q (checked %v, has more %v), want r04 r06… from the first page's token, checked, the end",
 			ids(page.Runs, nil), token, checked, page.HasMore)
 	}
 	if len(seen) != 5 {
 		t.Errorf("runs passed to see: %v, want r05–r09 once each", seen)
+	}
+}
+
+// Five runs vanishing in front of a boundary of pages of 5 move the runs
+// behind it in front of the page before, which the listing has passed:
+// the boundary cannot be repaired and is reported unchecked.
+func TestBoundaryMovedByAPageIsUnchecked(t *testing.T) {
+	mem, p := pagingAPI(t, 20)
+	prev := firstPage(t, mem)
+	mem.onPage = func(int) {
+		mem.onPage = nil
+		mem.remove("s1", "r00", "r01", "r02", "r03", "r04")
+	}
+	_, _, checked, err := p.pageAfter(prev, "o5", func([]feishu.Run, bool) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked {
+		t.Error("a boundary moved by a whole page was reported checked")
 	}
 }
 

@@ -173,18 +173,8 @@ func (p *poll) newestFirst() (doubt bool, err error) {
 	}
 	for pages := 1; ; pages++ {
 		page, _, checked, err := p.pageAfter(prev, token, see)
-		switch {
-		case errors.Is(err, errOrderChanged):
-			// created_at rises: the listing is not newest first now.
-			p.c.order = orderUnknown
-			return true, nil
-		case err != nil:
-			if token != "" && refused(err) {
-				return true, nil
-			}
-			return false, err
-		case !checked:
-			return true, nil
+		if stop, doubt, err := p.incrementalEnd(token, checked, err); stop {
+			return doubt, err
 		}
 		pos += int64(len(page.Runs))
 		if !page.HasMore {
@@ -260,19 +250,8 @@ func (p *poll) oldestFirst() (doubt bool, err error) {
 	}
 	for {
 		page, pageToken, checked, err := p.pageAfter(prev, token, see)
-		switch {
-		case errors.Is(err, errNoOverlap):
-			return true, nil
-		case errors.Is(err, errOrderChanged):
-			c.order = orderUnknown
-			return true, nil
-		case err != nil:
-			if token != "" && refused(err) {
-				return true, nil
-			}
-			return false, err
-		case !checked:
-			return true, nil
+		if stop, doubt, err := p.incrementalEnd(token, checked, err); stop {
+			return doubt, err
 		}
 		if !page.HasMore {
 			c.lastToken, c.lastPos, c.lastIndex = pageToken, pos, index
@@ -296,6 +275,29 @@ func (p *poll) oldestFirst() (doubt bool, err error) {
 		return p.refresh(unseen)
 	}
 	return true, nil
+}
+
+// incrementalEnd tells whether an incremental listing ends after reading a
+// page at token, and with what: doubt (the next poll lists in full) when the
+// order changed, a resumed page lost its overlap, a page token was refused or
+// a boundary could not be checked; the error of any other failure.
+func (p *poll) incrementalEnd(token string, checked bool, err error) (stop, doubt bool, _ error) {
+	switch {
+	case errors.Is(err, errNoOverlap):
+		return true, true, nil
+	case errors.Is(err, errOrderChanged):
+		// created_at goes against the order the session was seen in.
+		p.c.order = orderUnknown
+		return true, true, nil
+	case err != nil:
+		if token != "" && refused(err) {
+			return true, true, nil
+		}
+		return true, false, err
+	case !checked:
+		return true, true, nil
+	}
+	return false, false, nil
 }
 
 // errOrderChanged and errNoOverlap end an incremental listing in doubt: the
@@ -382,6 +384,12 @@ func (p *poll) pageAfter(prev boundary, token string, see func(runs []feishu.Run
 		}
 		if unmoved(again.Runs, prev.ids) {
 			return page, token, true, nil
+		}
+		if !overlaps(again.Runs, prev.ids) {
+			// Moved by a page or more: runs from behind the boundary may now
+			// stand in front of the page before, where this listing will not
+			// look again.
+			return page, token, false, nil
 		}
 		if shown == nil {
 			shown = make(map[string]struct{})

@@ -194,9 +194,14 @@ func (t *Tracker) See(r *feishu.Run, inSweep bool, obs *Observation) {
 		t.first(r, !t.baselined, obs)
 	case !t.baselined:
 		t.first(r, true, obs)
+	case r.CreatedAt.Before(t.newest.Add(-settleWindow)) && r.Status.Final():
+		// Older than the watermark and final: seen before, and settled then.
 	case r.CreatedAt.Before(t.newest.Add(-settleWindow)):
-		// Older than the watermark and not in flight: seen before, and
-		// settled then.
+		// In flight, older than the watermark, and not known: a listing
+		// that could not be checked passed it by. It is followed to its
+		// end like a new run.
+		t.newRuns++
+		t.first(r, false, obs)
 	default:
 		t.newRuns++
 		t.first(r, false, obs)

@@ -627,6 +627,8 @@ func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done cha
 	if !s.removed && !p.obs.Empty() {
 		w.rec.Record(s, &p.obs)
 		w.counted.Add(1)
+		level.Debug(w.opts.Logger).Log("msg", "Counted runs", "app", s.app.name, "session_id", s.id,
+			"created", createdIDs(p.obs.Created), "started", timedIDs(p.obs.Started), "finished", timedIDs(p.obs.Finished))
 	}
 	t := &s.tracker
 	s.baselined, s.inflight, s.tracked = t.Baselined(), t.InFlight(), t.Len()
@@ -675,6 +677,40 @@ func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done cha
 		s.view = &st
 	}
 	return outcome
+}
+
+// createdIDs and timedIDs print the IDs of an observation's runs in a debug
+// line (which runs were counted, for tracing a count back to the API's
+// answers), and only when the line is logged.
+type (
+	createdIDs []feishu.Run
+	timedIDs   []RunTiming
+)
+
+func (c createdIDs) String() string {
+	return joinIDs(len(c), func(i int) string { return c[i].ID })
+}
+
+func (t timedIDs) String() string {
+	return joinIDs(len(t), func(i int) string { return t[i].Run.ID })
+}
+
+// maxLoggedIDs bounds the line of a poll that counted a long history (a
+// baseline of runs that ended after the watch began).
+const maxLoggedIDs = 1000
+
+func joinIDs(n int, id func(int) string) string {
+	b := make([]byte, 0, 16*min(n, maxLoggedIDs))
+	for i := range min(n, maxLoggedIDs) {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, id(i)...)
+	}
+	if n > maxLoggedIDs {
+		b = fmt.Appendf(b, ",+%d", n-maxLoggedIDs)
+	}
+	return string(b)
 }
 
 // logOutcome logs a poll's outcome when it changes the session's health: a
