@@ -147,18 +147,22 @@ func (t *tenantToken) token(ctx context.Context) (string, error) {
 		return tok, nil
 	}
 	r := t.renewing
+	started := false
 	if r == nil && (failed == nil || !now.Before(t.retryAt)) {
 		r = &renewal{done: make(chan struct{})}
 		t.renewing = r
+		started = true
 		// Not cut short by the context of the caller who starts it: the
 		// callers waiting for it share it. renewTimeout bounds it.
 		go t.renew(context.WithoutCancel(ctx), r)
 	}
 	t.mu.Unlock()
-	if failed != nil {
-		// Backing off, or the renewal that ends the back-off may fail
-		// alike or hang: the caller does not wait for it. A token inside
-		// its renewal margin is still valid: use it.
+	if failed != nil && !started {
+		// Backing off, or another caller's renewal ends the back-off and
+		// may fail alike or hang: this caller does not wait for it. The
+		// caller who starts that renewal does, within its own context, so
+		// that the poll which ends a back-off is not failed for nothing. A
+		// token inside its renewal margin is still valid: use it.
 		if tok != "" {
 			return tok, nil
 		}

@@ -383,8 +383,8 @@ func TestCutOffsAreLoggedOncePerAppWhenTheyStartAndEnd(t *testing.T) {
 		defer cancel()
 		cut := w.Poll(ctx)
 		// The polls cut off end just after the deadline: the next scrape
-		// waits for them.
-		pollWithin(w, 0)
+		// must not find them under way.
+		waitForPolls(t, w)
 		return cut
 	}
 	for range 3 {
@@ -552,4 +552,24 @@ func TestTheTroubleshootingTableQuotesTheAppsLogLines(t *testing.T) {
 			t.Errorf("the README's troubleshooting section does not quote the log line %q", msg)
 		}
 	}
+}
+
+// waitForPolls waits until no poll of w is under way.
+func waitForPolls(t *testing.T, w *Watcher) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		w.mu.Lock()
+		sessions := w.sessions
+		w.mu.Unlock()
+		busy := false
+		for _, s := range sessions {
+			s.mu.Lock()
+			busy = busy || s.polling != nil
+			s.mu.Unlock()
+		}
+		if !busy {
+			return
+		}
+	}
+	t.Fatal("polls still under way after 10 s")
 }
