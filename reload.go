@@ -24,6 +24,8 @@ type clientOptions struct {
 	pageSize    int
 	rateLimit   float64
 	concurrency int
+	// now is the clients' clock; nil is time.Now (tests set it).
+	now func() time.Time
 }
 
 // newClient builds app's client; obs may be nil.
@@ -38,6 +40,7 @@ func (o clientOptions) newClient(app *config.App, obs feishu.Observer) (*feishu.
 		PageSize:            o.pageSize,
 		RateLimit:           o.rateLimit,
 		Observer:            obs,
+		Now:                 o.now,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("app %q: %w", app.Name, err)

@@ -212,10 +212,10 @@ func Build(c *collector.Collector, o Options, q Query) (*Page, error) {
 			RateLimited:        api.RateLimited,
 			Token:              Token{State: TokenOK, Healthy: true},
 		}
-		switch {
-		case api.TokenError != "":
+		switch api.Token() {
+		case collector.TokenFailed:
 			a.Token = Token{State: TokenFailed, Error: api.TokenError}
-		case api.TokenRenewedAt.IsZero():
+		case collector.TokenNotFetched:
 			a.Token = Token{State: TokenNotFetched}
 		}
 		for _, st := range watch.SessionStates() {
