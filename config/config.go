@@ -61,9 +61,9 @@ type App struct {
 	Sessions []string `yaml:"sessions,omitempty"`
 	// SessionsFile names a file of further session IDs, one a line.
 	SessionsFile string `yaml:"sessions_file,omitempty"`
-	// PerSession, true unless set false, gives the app's run metrics a
-	// session_id label; false sums them per app and leaves out the
-	// aily_session_* series, for apps with thousands of sessions.
+	// PerSession true gives the app's run metrics a session_id label;
+	// false sums them per app and leaves out the aily_session_* series.
+	// Unset, it is true for an app of at most ManySessions sessions.
 	PerSession *bool `yaml:"per_session,omitempty"`
 	// DailyBudget overrides --poll.daily-budget for this app: the list and
 	// get-run requests it may make a day on average; 0 means no average cap.
@@ -293,22 +293,25 @@ func (a *App) resolve(dir string, lookupEnv func(string) (string, bool)) (warnin
 	return warnings, nil
 }
 
-// ManySessions is the most sessions an app with per_session: true has
-// without a warning. Each of its sessions adds some 25 series to every
-// scrape; well beyond this many, answering a scrape takes seconds and the
-// time left for polling within the scrape's deadline shrinks to nothing
+// ManySessions is the most sessions an app has per-session series for
+// unless per_session says otherwise. Each session adds some 25 series to
+// every scrape: answering 10,000 sessions' takes about 3 s, 100,000
+// sessions' half a minute, more than any usual scrape_timeout
 // (docs/performance.md).
 const ManySessions = 10_000
 
-// SizeWarning returns, for an app with per_session: true and more than
-// ManySessions sessions, what to do about it; "" otherwise.
+// SizeWarning returns, for an app of more than ManySessions sessions whose
+// run metrics are per session or were summed because of its size, what that
+// means and what to do; "" otherwise.
 func (a *App) SizeWarning() string {
-	if !a.SeriesPerSession() {
-		return ""
-	}
 	n := len(a.AllSessions())
-	if n <= ManySessions {
+	switch {
+	case n <= ManySessions || (a.PerSession != nil && !*a.PerSession):
 		return ""
+	case a.PerSession == nil:
+		return fmt.Sprintf("%d sessions: the run metrics are summed per app (per_session is not set, and above %d sessions "+
+			"it means false); set per_session: false to say so, or shard the sessions over several exporters to keep "+
+			"series per session", n, ManySessions)
 	}
 	return fmt.Sprintf("%d sessions with per_session: true: every scrape serves some 25 series for each session, "+
 		"and answering that many takes time out of the scrape's deadline, leaving less or none for polling; "+
@@ -478,9 +481,16 @@ func checkSessionID(id string) error {
 	return nil
 }
 
-// SeriesPerSession reports whether the app's run metrics carry session_id
-// (per_session, true when not set).
-func (a *App) SeriesPerSession() bool { return a.PerSession == nil || *a.PerSession }
+// SeriesPerSession reports whether the app's run metrics carry session_id:
+// per_session, or when it is not set, whether the app has at most
+// ManySessions sessions, so that a scrape of an app of any size answers
+// within its deadline by default.
+func (a *App) SeriesPerSession() bool {
+	if a.PerSession != nil {
+		return *a.PerSession
+	}
+	return len(a.AllSessions()) <= ManySessions
+}
 
 // RequestBudget returns the app's daily request budget: daily_budget, or def
 // (--poll.daily-budget) when it is not set; 0 means no average cap.

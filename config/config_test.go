@@ -781,12 +781,13 @@ func TestManySessionsWithPerSessionWarn(t *testing.T) {
 		perSession string // the per_session line, if any
 		inline     string // sessions written in the file itself
 		warn       bool
+		summed     bool // warned that the run metrics are summed by default
 	}{
 		{name: "10,000 sessions, per_session by default", sessions: ManySessions},
-		{name: "10,001 sessions, per_session by default", sessions: ManySessions + 1, warn: true},
+		{name: "10,001 sessions, per_session by default", sessions: ManySessions + 1, summed: true},
 		{name: "10,001 sessions, per_session: true", sessions: ManySessions + 1, perSession: "per_session: true", warn: true},
 		{name: "10,001 sessions, per_session: false", sessions: ManySessions + 1, perSession: "per_session: false"},
-		{name: "10,000 in the file and one more inline", sessions: ManySessions, inline: "sessions: [session_inline]", warn: true},
+		{name: "10,000 in the file and one more inline", sessions: ManySessions, inline: "sessions: [session_inline]", summed: true},
 		{name: "10,000 in the file, one of them again inline", sessions: ManySessions, inline: "sessions: [session_000000]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -805,8 +806,17 @@ func TestManySessionsWithPerSessionWarn(t *testing.T) {
 					`and answering that many takes time out of the scrape's deadline, leaving less or none for polling; ` +
 					`above 10000 sessions, set per_session: false, or shard: split the sessions over several exporters`}
 			}
+			if tc.summed {
+				want = []string{`app "big" (line 2): 10001 sessions: the run metrics are summed per app (per_session is not set, ` +
+					`and above 10000 sessions it means false); set per_session: false to say so, or shard the sessions over ` +
+					`several exporters to keep series per session`}
+			}
 			if diff := cmp.Diff(want, cfg.Warnings(), cmpopts.EquateEmpty()); diff != "" {
 				t.Errorf("Warnings() (-want +got):\n%s", diff)
+			}
+			perSession := tc.perSession == "per_session: true" || (tc.perSession == "" && len(cfg.Apps[0].AllSessions()) <= ManySessions)
+			if got := cfg.Apps[0].SeriesPerSession(); got != perSession {
+				t.Errorf("SeriesPerSession() = %v, want %v", got, perSession)
 			}
 		})
 	}
