@@ -235,7 +235,7 @@ nav a { margin-right: 0.8em; }
 {{range .Apps}}{{$app := .Name}}{{with .SessionsURL}}<tr class="sessions-url" data-app="{{$app}}" data-up="{{.Up}}">
 <td>{{$app}}</td><td><code>{{.URL}}</code></td><td class="n">{{seconds .RefreshIntervalSeconds}}</td>
 <td>{{ptime .LastSuccess}}</td><td class="n">{{.Sessions}}</td>
-<td class="msg{{if not .Up}} err{{end}}">{{if .Up}}ok ({{ptime .LastAttempt}}){{else if .LastAttempt}}{{shorten .LastError}} ({{ptime .LastAttempt}}); the sessions last fetched are kept{{else}}not yet{{end}}</td>
+<td class="msg{{if not .Up}} err{{end}}">{{if .Up}}ok ({{ptime .LastAttempt}}){{else if .LastAttempt}}{{shorten .LastError}} ({{ptime .LastAttempt}}){{if .LastSuccess}}; the sessions last fetched are kept{{end}}{{else}}not yet{{end}}</td>
 </tr>
 {{end}}{{end}}</tbody>
 </table>

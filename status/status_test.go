@@ -297,6 +297,7 @@ func TestAppsShowTheirSessionsURL(t *testing.T) {
 		{Name: "fetched", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"s1"}},
 		{Name: "failing", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"s2"}},
 		{Name: "static", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"s3"}},
+		{Name: "never", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"s4"}},
 	})
 	const refused = `HTTP 401 Unauthorized: want 200 and the list of session IDs`
 	o := Options{Now: now, Discovery: map[string]discovery.Status{
@@ -304,6 +305,8 @@ func TestAppsShowTheirSessionsURL(t *testing.T) {
 			LastAttempt: t0.Add(-10 * time.Second), LastSuccess: t0.Add(-10 * time.Second), Sessions: 1},
 		"failing": {URL: "https://agent.example.com/sessions?app=failing", RefreshInterval: 30 * time.Second,
 			LastAttempt: t0.Add(-5 * time.Second), LastSuccess: t0.Add(-time.Hour), LastError: refused, Sessions: 7},
+		"never": {URL: "https://agent.example.com/sessions?app=never", RefreshInterval: time.Minute,
+			LastAttempt: t0.Add(-5 * time.Second), LastError: "GET: connection refused"},
 	}}
 	p := mustBuild(t, c, o, Query{})
 	byName := map[string]App{}
@@ -339,8 +342,11 @@ func TestAppsShowTheirSessionsURL(t *testing.T) {
 			t.Errorf("the HTML lacks %s:\n%s", want, html.String())
 		}
 	}
-	if n := strings.Count(html.String(), `<tr class="sessions-url"`); n != 2 {
-		t.Errorf("%d sessions_url rows, want 2 (the app without one has none)", n)
+	if strings.Count(html.String(), "are kept") != 1 {
+		t.Errorf("the app whose URL never answered says its sessions are kept:\n%s", html.String())
+	}
+	if n := strings.Count(html.String(), `<tr class="sessions-url"`); n != 3 {
+		t.Errorf("%d sessions_url rows, want 3 (the app without one has none)", n)
 	}
 	for _, want := range []string{`"sessions_url": {`, `"url": "https://agent.example.com/sessions?app=failing"`, `"last_error": "HTTP 401`, `"up": false`} {
 		if !strings.Contains(js.String(), want) {
