@@ -44,7 +44,8 @@ func (c *HTTPClient) Prometheus() promconfig.HTTPClientConfig {
 // redacted returns a copy of c with every secret in it (basic_auth's
 // password, authorization's credentials, bearer_token, oauth2's
 // client_secret, tls_config's key, secret headers…) replaced by "<secret>",
-// and a password in proxy_url by "xxxxx". It finds them by their type,
+// and a password in proxy_url by "xxxxx" (as promconfig.URL also marshals
+// it). It finds them by their type,
 // promconfig.Secret, wherever they are, so that a field prometheus/common
 // adds later is redacted too, and does not depend on how Secret marshals
 // (promconfig.MarshalSecretValue, a package-level switch, would show them).
@@ -60,9 +61,8 @@ var (
 	urlType    = reflect.TypeFor[promconfig.URL]()
 )
 
-// redactValue returns a deep copy of v with its secrets replaced. A struct
-// is first copied whole (unexported fields too, shared), then each exported
-// field replaced by its redacted copy.
+// redactValue returns a deep copy of v with its secrets replaced, for
+// marshaling: the unexported fields of structs are left out.
 func redactValue(v reflect.Value) reflect.Value {
 	out := reflect.New(v.Type()).Elem()
 	switch {
@@ -90,7 +90,6 @@ func redactValue(v reflect.Value) reflect.Value {
 		out.Set(reflect.New(v.Type().Elem()))
 		out.Elem().Set(redactValue(v.Elem()))
 	case reflect.Struct:
-		out.Set(v)
 		for i := range v.NumField() {
 			if v.Type().Field(i).IsExported() {
 				out.Field(i).Set(redactValue(v.Field(i)))
