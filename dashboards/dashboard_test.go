@@ -17,7 +17,9 @@ import (
 // state kept in --storage.path) join the list with the change that exports
 // them. The aily_poll_* and aily_session_staleness_seconds families are issue
 // 14's (the daily request budget), which the dashboard's "API budget and
-// freshness" row reads.
+// freshness" row reads. The aily_sessions_discover* families are served only
+// for apps with a sessions_url, which the demo has not, and no panel reads
+// them.
 var metricFamilies = []string{
 	"aily_runs",
 	"aily_runs_finished_total",
