@@ -12,8 +12,8 @@ import (
 )
 
 // metricFamilies are the exporter's aily_ metric families, exactly: the
-// README's metrics table. The end-to-end test checks that a scrape of
-// aily_exporter --demo has these and no others. The aily_state_* families (the
+// metrics tables of the README and docs/metrics.md. The end-to-end test
+// checks that a scrape of aily_exporter --demo has these and no others. The aily_state_* families (the
 // state kept in --storage.path) join the list with the change that exports
 // them. The aily_poll_* and aily_session_staleness_seconds families are issue
 // 14's (the daily request budget), which the dashboard's "API budget and
@@ -495,20 +495,23 @@ func TestTrackedRunsAndUpAreNotOnOneAxis(t *testing.T) {
 	}
 }
 
-// TestREADMENamesThePanels checks the README's tour of the dashboard
+// TestDocsNameThePanels checks the tour of the dashboard in docs/alerts.md
 // against aily.json: each panel it lists by name (an italic name opening a
 // list item, a bold row) is named as in the dashboard, and every panel but the
-// stats, whose names the README weaves into a sentence, is named in it.
-func TestREADMENamesThePanels(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "README.md"))
+// stats, whose names the tour weaves into a sentence, is named in it.
+func TestDocsNameThePanels(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "docs", "alerts.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, section, ok := strings.Cut(string(b), "\n### The Grafana dashboard\n")
+	_, section, ok := strings.Cut(string(b), "\n## The Grafana dashboard\n")
 	if !ok {
-		t.Fatal(`README.md has no section "### The Grafana dashboard"`)
+		t.Fatal(`docs/alerts.md has no section "## The Grafana dashboard"`)
 	}
-	section, _, _ = strings.Cut(section, "\n### ")
+	// The section ends at the next heading, whatever its level.
+	if end := regexp.MustCompile(`\n#{1,6} `).FindStringIndex(section); end != nil {
+		section = section[:end[0]]
+	}
 
 	titles := map[string]string{} // title → type
 	for _, p := range allPanels(readDashboard(t)) {
@@ -516,12 +519,12 @@ func TestREADMENamesThePanels(t *testing.T) {
 	}
 	for _, m := range regexp.MustCompile(`(?m)^\s+- \*([^*]+)\*`).FindAllStringSubmatch(section, -1) {
 		if _, ok := titles[m[1]]; !ok {
-			t.Errorf("the README lists a panel *%s*, which aily.json has not (by that name)", m[1])
+			t.Errorf("docs/alerts.md lists a panel *%s*, which aily.json has not (by that name)", m[1])
 		}
 	}
 	for _, m := range regexp.MustCompile(`(?m)^\d+\. \*\*([^*]+?)\.\*\*`).FindAllStringSubmatch(section, -1) {
 		if titles[m[1]] != "row" {
-			t.Errorf("the README names a row **%s**, which aily.json has not (by that name)", m[1])
+			t.Errorf("docs/alerts.md names a row **%s**, which aily.json has not (by that name)", m[1])
 		}
 	}
 	named := map[string]bool{}
@@ -531,7 +534,7 @@ func TestREADMENamesThePanels(t *testing.T) {
 	}
 	for title, typ := range titles {
 		if typ != "row" && typ != "stat" && !named[title] {
-			t.Errorf("the README does not name the panel *%s*", title)
+			t.Errorf("docs/alerts.md does not name the panel *%s*", title)
 		}
 	}
 }
