@@ -12,8 +12,9 @@ import (
 )
 
 // metricFamilies are the exporter's aily_ metric families, exactly: the
-// metrics tables of the README and docs/metrics.md. The end-to-end test
-// checks that a scrape of aily_exporter --demo has these and no others. The aily_state_* families (the
+// metrics tables of the README and docs/metrics.md (TestDocsListTheMetrics).
+// The end-to-end test checks that a scrape of aily_exporter --demo has these
+// and no others. The aily_state_* families (the
 // state kept in --storage.path) join the list with the change that exports
 // them. The aily_poll_* and aily_session_staleness_seconds families are issue
 // 14's (the daily request budget), which the dashboard's "API budget and
@@ -535,6 +536,38 @@ func TestDocsNameThePanels(t *testing.T) {
 	for title, typ := range titles {
 		if typ != "row" && typ != "stat" && !named[title] {
 			t.Errorf("docs/alerts.md does not name the panel *%s*", title)
+		}
+	}
+}
+
+// TestDocsListTheMetrics checks the metrics tables of the README and of
+// docs/metrics.md against metricFamilies: each names every family, and no
+// other. The aily_state_* families, exported only with --storage.path, are
+// in the tables too.
+func TestDocsListTheMetrics(t *testing.T) {
+	want := slices.Concat(metricFamilies, []string{
+		"aily_state_last_save_timestamp_seconds",
+		"aily_state_save_duration_seconds",
+		"aily_state_bytes",
+		"aily_state_save_failures_total",
+	})
+	slices.Sort(want)
+	row := regexp.MustCompile("(?m)^\\| (`aily_[^|]*)\\|")
+	name := regexp.MustCompile("`(aily_[a-z_]+)`")
+	for _, doc := range []string{"README.md", filepath.Join("docs", "metrics.md")} {
+		b, err := os.ReadFile(filepath.Join("..", doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var listed []string
+		for _, r := range row.FindAllStringSubmatch(string(b), -1) {
+			for _, n := range name.FindAllStringSubmatch(r[1], -1) {
+				listed = append(listed, n[1])
+			}
+		}
+		slices.Sort(listed)
+		if !slices.Equal(listed, want) {
+			t.Errorf("%s lists the metrics\n%v\nwant\n%v", doc, listed, want)
 		}
 	}
 }
