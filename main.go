@@ -229,6 +229,8 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) (code int) {
 			DurationBuckets: buckets,
 		},
 	})
+	// After the server's shutdown: the sessions_url sources stop last.
+	defer e.close()
 	if err := e.reload(); err != nil {
 		level.Error(logger).Log("msg", "Error loading config", "err", err)
 		return 1
@@ -291,15 +293,22 @@ func newHTTPServer(h http.Handler, logger log.Logger) *http.Server {
 }
 
 // checkConfig is --config.check: it loads the file, builds every app's client
-// (which makes no request), checks the --web.config.file if one is given
-// (TLS certificates, basic auth users), and prints the first problem or
-// "config OK", after any warnings.
+// and sessions_url client (which makes no request: a TLS file that is not
+// there is found, a URL that does not answer is not), checks the
+// --web.config.file if one is given (TLS certificates, basic auth users),
+// and prints the first problem or "config OK", after any warnings.
 func checkConfig(path, webConfig string, clients clientOptions, stdout, stderr io.Writer) int {
 	cfg, err := config.Load(path)
 	if err == nil {
 		for _, app := range cfg.Apps {
 			if _, err = clients.newClient(app, nil); err != nil {
 				break
+			}
+			if app.SessionsURL != "" {
+				if _, err = newSource(app, 0, nil); err != nil {
+					err = fmt.Errorf("app %q: %w", app.Name, err)
+					break
+				}
 			}
 		}
 	}

@@ -18,7 +18,10 @@ import (
 // state kept in --storage.path) join the list with the change that exports
 // them. The aily_poll_* and aily_session_staleness_seconds families are issue
 // 14's (the daily request budget), which the dashboard's "API budget and
-// freshness" row reads.
+// freshness" row reads. aily_app_token_up is issue 15's (the token back-off).
+// The aily_sessions_discover* families are served only for apps with a
+// sessions_url, which the demo has not, and no panel reads them: they are not
+// in this list, but the metrics tables name them (TestDocsListTheMetrics).
 var metricFamilies = []string{
 	"aily_runs",
 	"aily_runs_finished_total",
@@ -41,6 +44,7 @@ var metricFamilies = []string{
 	"aily_api_requests_total",
 	"aily_api_request_duration_seconds",
 	"aily_api_rate_limited_total",
+	"aily_app_token_up",
 	"aily_tracked_runs",
 	"aily_exporter_build_info",
 	"aily_exporter_config_last_reload_successful",
@@ -79,6 +83,7 @@ var familyLabels = map[string]struct{ app, session bool }{
 	"aily_api_requests_total":                     {true, false},
 	"aily_api_request_duration_seconds":           {true, false},
 	"aily_api_rate_limited_total":                 {true, false},
+	"aily_app_token_up":                           {true, false},
 }
 
 // familyOf folds a series name into its family: the classic histogram
@@ -542,14 +547,18 @@ func TestDocsNameThePanels(t *testing.T) {
 
 // TestDocsListTheMetrics checks the metrics tables of the README and of
 // docs/metrics.md against metricFamilies: each names every family, and no
-// other. The aily_state_* families, exported only with --storage.path, are
-// in the tables too.
+// other. The aily_state_* families, exported only with --storage.path, and
+// the aily_sessions_discover* families, exported only for apps with a
+// sessions_url, are in the tables too.
 func TestDocsListTheMetrics(t *testing.T) {
 	want := slices.Concat(metricFamilies, []string{
 		"aily_state_last_save_timestamp_seconds",
 		"aily_state_save_duration_seconds",
 		"aily_state_bytes",
 		"aily_state_save_failures_total",
+		"aily_sessions_discovery_up",
+		"aily_sessions_discovery_last_success_timestamp_seconds",
+		"aily_sessions_discovered",
 	})
 	slices.Sort(want)
 	row := regexp.MustCompile("(?m)^\\| (`aily_[^|]*)\\|")

@@ -494,6 +494,12 @@ func TestValuesSchemaRefusesMistakes(t *testing.T) {
 			[]string{"/config/apps/0/sessions", "equal"}},
 		{"base_url with a path", app + "      app_secret_file: /s\n      base_url: https://open.feishu.cn/open-apis\n      sessions: [s]\n",
 			[]string{"/config/apps/0/base_url", "does not match pattern"}},
+		{"sessions_url with a password in it", app + "      app_secret_file: /s\n      sessions_url: https://u:pw@agent.example.com/sessions\n",
+			[]string{"/config/apps/0/sessions_url", "does not match pattern"}},
+		{"sessions_refresh_interval without sessions_url", app + "      app_secret_file: /s\n      sessions: [s]\n      sessions_refresh_interval: 5m\n",
+			[]string{"/config/apps/0", "'sessions_url' required, if 'sessions_refresh_interval' exists"}},
+		{"misspelt key in sessions_http_config", app + "      app_secret_file: /s\n      sessions_url: https://agent.example.com/sessions\n      sessions_http_config: {basicauth: {}}\n",
+			[]string{"/config/apps/0/sessions_http_config", "'basicauth' not allowed"}},
 
 		// Right, and accepted.
 		{"every key of an app and both kinds of credentials", `config:
@@ -509,6 +515,14 @@ func TestValuesSchemaRefusesMistakes(t *testing.T) {
       user_access_token_file: /etc/aily_exporter/secrets/sales
       sessions: []
       sessions_file: /etc/aily_exporter/sessions/sales.sessions
+    - name: agents
+      app_id: cli_b7xxxxxxxxxxxxx
+      app_secret_file: /etc/aily_exporter/secrets/agents
+      sessions_url: https://agent.example.com/aily/sessions?app=agents
+      sessions_refresh_interval: 30s
+      sessions_http_config:
+        bearer_token_file: /etc/aily_exporter/secrets/agents-token
+        tls_config: {ca_file: /etc/aily_exporter/secrets/ca.pem}
 existingSecret: aily-secrets
 `, nil},
 		{"a parent chart's global and condition", "global: {imageRegistry: r.example.com}\nenabled: true\n", nil},
