@@ -1,6 +1,6 @@
 // Package collector is the Prometheus face of the watch package: it polls
 // the sessions that are due at each scrape and turns what the watcher knows
-// into the metrics the README lists, current state as gauges made afresh on
+// into the metrics docs/metrics.md lists, current state as gauges made afresh on
 // every scrape, and counters and histograms that count every run once.
 package collector
 

@@ -12,9 +12,9 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// runbookBase is where every alert's runbook_url points: the README's
-// "Dashboard and alerts" section, one heading per alert.
-const runbookBase = "https://github.com/aily-exporter/aily_exporter/blob/main/README.md#"
+// runbookBase is where every alert's runbook_url points: docs/alerts.md,
+// "Dashboard and alerts", one heading per alert.
+const runbookBase = "https://github.com/aily-exporter/aily_exporter/blob/main/docs/alerts.md#"
 
 // wantAlerts are the alerts issues 4, 7, 8 and 14 ask for.
 var wantAlerts = []string{
@@ -31,7 +31,8 @@ var wantAlerts = []string{
 }
 
 // wantStatusURL are the alerts about runs and sessions, which link to the
-// exporter's status page filtered to their app (the README's "Status page").
+// exporter's status page filtered to their app (docs/troubleshooting.md,
+// "The status page").
 var wantStatusURL = []string{
 	"AilyRunFailureRatioHigh",
 	"AilyRunFailuresSpike",
@@ -79,7 +80,7 @@ func readYAML(t *testing.T, path string, v any) {
 
 // TestAlertRules checks what promtool does not: every alert of wantAlerts
 // is there, in group aily, with a severity, summary, description and a
-// runbook_url to its README section.
+// runbook_url to its section of docs/alerts.md.
 func TestAlertRules(t *testing.T) {
 	var rf ruleFile
 	readYAML(t, "alerts.yml", &rf)
@@ -161,22 +162,28 @@ func readYAMLLoose(t *testing.T, path string, v any) {
 	}
 }
 
-// TestRunbooksInREADME checks that every alert's runbook_url lands on a
-// heading of the README: GitHub's anchor of "#### AilyRunStuck" is
+// TestRunbooksInDocs checks that every alert's runbook_url lands on a
+// heading of docs/alerts.md: GitHub's anchor of "### AilyRunStuck" is
 // #ailyrunstuck.
-func TestRunbooksInREADME(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "README.md"))
+func TestRunbooksInDocs(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "docs", "alerts.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	readme := string(b)
+	doc := string(b)
 	for _, a := range wantAlerts {
 		heading := regexp.MustCompile(`(?m)^#{2,6} ` + a + `\s*$`)
-		if !heading.MatchString(readme) {
-			t.Errorf("README.md has no heading %q for the runbook_url #%s", a, strings.ToLower(a))
+		if !heading.MatchString(doc) {
+			t.Errorf("docs/alerts.md has no heading %q for the runbook_url #%s", a, strings.ToLower(a))
 		}
 	}
-	if strings.Contains(readme, "<!-- dashboards:") {
-		t.Error("README.md still has the dashboards placeholder")
+	for _, name := range []string{"README.md", filepath.Join("docs", "alerts.md")} {
+		b, err := os.ReadFile(filepath.Join("..", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), "<!-- dashboards:") {
+			t.Errorf("%s still has the dashboards placeholder", name)
+		}
 	}
 }

@@ -325,7 +325,7 @@ func noScrapeYet(telemetryPath string, started, now time.Time) string {
 		"Sessions are polled only when Prometheus scrapes %s: until the first scrape every session stays pending, "+
 		"no token is fetched and no run is counted. If this lasts longer than a scrape interval, "+
 		"check the Prometheus scrape configuration (a job whose target is this exporter's address and port, "+
-		"as in dashboards/prometheus.yml; see the README's Prometheus configuration) "+
+		"as in dashboards/prometheus.yml; see Prometheus configuration in docs/alerts.md) "+
 		"and the target's state on Prometheus' Targets page.",
 		telemetryPath, since, telemetryPath)
 }

@@ -539,17 +539,20 @@ func TestACredentialFailureSaysNothingOfTheListing(t *testing.T) {
 }
 
 func TestTheTroubleshootingTableQuotesTheAppsLogLines(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
+	doc, err := os.ReadFile("../docs/troubleshooting.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, section, _ := strings.Cut(string(readme), "\n## Troubleshooting\n")
+	_, section, found := strings.Cut(string(doc), "\n## Failed calls\n")
+	if !found {
+		t.Fatal(`docs/troubleshooting.md has no section "Failed calls"`)
+	}
 	section, _, _ = strings.Cut(section, "\n## ")
 	section = strings.Join(strings.Fields(section), " ") // lines wrap
 	for _, msg := range []string{msgCredentialFails, msgHostSilent, msgRequestsRefused, msgAppWorks, msgCutOff, msgCutOffEnds,
 		"Polling a session failed", "A poll was cut off by the scrape deadline"} {
 		if !strings.Contains(section, "`"+msg) {
-			t.Errorf("the README's troubleshooting section does not quote the log line %q", msg)
+			t.Errorf("docs/troubleshooting.md's failed calls section does not quote the log line %q", msg)
 		}
 	}
 }

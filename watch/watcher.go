@@ -1,6 +1,6 @@
 // Package watch keeps watch over Aily sessions within the Feishu API's
-// budget: which sessions are due for a poll (the polling policy in the
-// README), how a poll reads only what changed since the last one
+// budget: which sessions are due for a poll (the polling policy in
+// docs/polling.md), how a poll reads only what changed since the last one
 // (incremental listing, in either listing order), and which runs to count so
 // that each is counted exactly once. It knows nothing about Prometheus; the
 // collector package turns what it sees into metrics.
@@ -285,8 +285,8 @@ type candidate struct {
 	key float64
 }
 
-// Poll polls sessions in the order of the freshness policy (the README's
-// polling policy): sessions never polled first, then those with a baseline
+// Poll polls sessions in the order of the freshness policy (docs/polling.md,
+// "Which sessions a scrape polls"): sessions never polled first, then those with a baseline
 // under way or runs in flight, then those past the staleness target
 // (Options.IdleInterval), most stale first, then the others by the expected
 // value of a poll. It spends what each app's request budget allows: the
@@ -485,7 +485,8 @@ func (w *Watcher) plan(now time.Time) ([]candidate, []chan struct{}) {
 // app's sessions (its sessions ÷ its average rate), so that sessions with
 // runs in flight, polled every Options.MinInterval while the budget allows,
 // cannot starve the others. 2 keeps the freshness benchmark's p99 within
-// 1.5 × the round-robin bound (README, Performance).
+// 1.5 × the round-robin bound (docs/performance.md, "Freshness within the
+// daily budget").
 const activeShare = 2
 
 // activeEvery returns, per app, how often a session with runs in flight is
