@@ -6,6 +6,8 @@ import (
 	"math"
 	"sync"
 	"time"
+
+	"github.com/aily-exporter/aily_exporter/feishu"
 )
 
 // SessionState is a session's polling state, as aily_sessions reports it.
@@ -93,7 +95,12 @@ func (s *Session) rank(o *Options, now time.Time, activeEvery time.Duration) (cl
 		return classNew, now.Sub(s.added).Seconds(), true
 	}
 	every := o.MinInterval
-	if s.failures > 0 {
+	if s.failures > 0 && !feishu.IsCredential(s.err) {
+		// A session whose app's credential fails is not backed off on its
+		// own: the app's token is (feishu), and a poll meanwhile fails at
+		// once without a request, so that the first poll after a renewal
+		// that works comes at once, not a session back-off later, while
+		// runs may end and leave the listing.
 		every = max(backoff(o.MinInterval, o.IdleInterval, s.failures), o.MinInterval)
 	}
 	stale := now.Sub(s.lastPoll)
