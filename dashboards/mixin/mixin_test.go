@@ -178,6 +178,8 @@ func TestObjectiveReachesTheSLORulesAndDashboard(t *testing.T) {
 	}{
 		// Four thresholds and two burn rates in each alert's description.
 		{"prometheusAlerts", ".prometheusAlerts", 12},
+		// The SLO row: the error budget left and the burn rate over 4 windows.
+		{"grafanaDashboards", ".grafanaDashboards", 5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			def := marshal(t, evaluate(t, `(import "mixin.libsonnet")`+tc.output))
