@@ -35,7 +35,7 @@ func (e *exporter) routes(o routeOptions) http.Handler {
 	// deadline. The runs' metrics are gathered from a registry made per
 	// request, bound to that request's deadline.
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(versioncollector.NewCollector(programName), e.reloadSuccess, e.reloadTimestamp)
+	reg.MustRegister(versioncollector.NewCollector(programName), e.reloadSuccess, e.reloadTimestamp, newDiscoveryMetrics(e))
 	if e.storage != nil {
 		reg.MustRegister(newStateMetrics(e.storage.store))
 	}

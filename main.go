@@ -46,7 +46,7 @@ const (
 	shutdownTimeout = 10 * time.Second
 )
 
-// flags are the command line (the README lists them).
+// flags are the command line (docs/configuration.md lists them).
 type flags struct {
 	configFile             string
 	configFileSet          bool
@@ -83,7 +83,7 @@ type flags struct {
 // tests a fresh application.
 func addFlags(a *kingpin.Application) *flags {
 	f := &flags{}
-	a.Flag("config.file", "the YAML configuration file (see the README)").
+	a.Flag("config.file", "the YAML configuration file (see docs/configuration.md)").
 		Default("aily.yml").IsSetByUser(&f.configFileSet).StringVar(&f.configFile)
 	a.Flag("config.check", "parse and validate the configuration and the --web.config.file, print what is wrong, exit 0/1").
 		Default("false").BoolVar(&f.configCheck)
@@ -109,9 +109,9 @@ func addFlags(a *kingpin.Application) *flags {
 		Default("10m").DurationVar(&f.pollIdleAfter)
 	a.Flag("poll.idle-interval", "how often an idle session is polled; the cap of a failing session's back-off").
 		Default("5m").DurationVar(&f.pollIdleInterval)
-	a.Flag("poll.daily-budget", "list and get-run requests each app may make a day on average, spent where they buy the most freshness (see the README's polling policy); an app's daily_budget overrides it; 0: no average cap, only --feishu.rate-limit").
+	a.Flag("poll.daily-budget", "list and get-run requests each app may make a day on average, spent where they buy the most freshness (see docs/polling.md); an app's daily_budget overrides it; 0: no average cap, only --feishu.rate-limit").
 		Default("100000").Float64Var(&f.pollDailyBudget)
-	a.Flag("poll.full-interval", "how often a session is listed in full, as a safety net for incremental listing (see the README's polling policy)").
+	a.Flag("poll.full-interval", "how often a session is listed in full, as a safety net for incremental listing (see docs/polling.md)").
 		Default("6h").DurationVar(&f.pollFullInterval)
 	a.Flag("storage.path", "where the exporter keeps its state across restarts (counting state, counters, listing positions); empty: no state. --demo keeps none unless this is given").
 		Default("data/").IsSetByUser(&f.storagePathSet).StringVar(&f.storagePath)
@@ -229,6 +229,8 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) (code int) {
 			DurationBuckets: buckets,
 		},
 	})
+	// After the server's shutdown: the sessions_url sources stop last.
+	defer e.close()
 	if err := e.reload(); err != nil {
 		level.Error(logger).Log("msg", "Error loading config", "err", err)
 		return 1
@@ -291,15 +293,22 @@ func newHTTPServer(h http.Handler, logger log.Logger) *http.Server {
 }
 
 // checkConfig is --config.check: it loads the file, builds every app's client
-// (which makes no request), checks the --web.config.file if one is given
-// (TLS certificates, basic auth users), and prints the first problem or
-// "config OK", after any warnings.
+// and sessions_url client (which makes no request: a TLS file that is not
+// there is found, a URL that does not answer is not), checks the
+// --web.config.file if one is given (TLS certificates, basic auth users),
+// and prints the first problem or "config OK", after any warnings.
 func checkConfig(path, webConfig string, clients clientOptions, stdout, stderr io.Writer) int {
 	cfg, err := config.Load(path)
 	if err == nil {
 		for _, app := range cfg.Apps {
 			if _, err = clients.newClient(app, nil); err != nil {
 				break
+			}
+			if app.SessionsURL != "" {
+				if _, err = newSource(app, 0, nil); err != nil {
+					err = fmt.Errorf("app %q: %w", app.Name, err)
+					break
+				}
 			}
 		}
 	}

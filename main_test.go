@@ -36,6 +36,8 @@ import (
 const (
 	appSecret = "sekrit-app-secret-0123456789"
 	userToken = "u-sekrit-user-token-0123456789"
+	// sessionsURLPassword is the basic auth password of sessions_url.
+	sessionsURLPassword = "sekrit-sessions-url-password"
 )
 
 // tenantToken matches the tokens the fake issues.
@@ -145,6 +147,7 @@ func newTestEnvWith(t *testing.T, storageDir string) *testEnv {
 	<-e.reloaded
 	e.server = httptest.NewServer(e.exporter.routes(routeOptions{telemetryPath: "/metrics", timeoutOffset: time.Second}))
 	t.Cleanup(e.server.Close)
+	t.Cleanup(e.exporter.close)
 	t.Cleanup(func() { e.checkNoSecret("the logs", e.logs.String()) })
 	return e
 }
@@ -159,7 +162,7 @@ func (e *testEnv) write(name, content string) {
 // checkNoSecret fails the test if s shows a credential.
 func (e *testEnv) checkNoSecret(what, s string) {
 	e.t.Helper()
-	for _, secret := range []string{appSecret, userToken} {
+	for _, secret := range []string{appSecret, userToken, sessionsURLPassword} {
 		if strings.Contains(s, secret) {
 			e.t.Errorf("%s show the secret %q", what, secret)
 		}

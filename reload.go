@@ -24,6 +24,8 @@ type clientOptions struct {
 	pageSize    int
 	rateLimit   float64
 	concurrency int
+	// now is the clients' clock; nil is time.Now (tests set it).
+	now func() time.Time
 }
 
 // newClient builds app's client; obs may be nil.
@@ -38,6 +40,7 @@ func (o clientOptions) newClient(app *config.App, obs feishu.Observer) (*feishu.
 		PageSize:            o.pageSize,
 		RateLimit:           o.rateLimit,
 		Observer:            obs,
+		Now:                 o.now,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("app %q: %w", app.Name, err)
@@ -79,6 +82,9 @@ type exporterOptions struct {
 	// dailyBudget is --poll.daily-budget, what an app without daily_budget
 	// may spend a day; 0 no cap.
 	dailyBudget float64
+	// discoveryTimeout bounds one fetch of a sessions_url; 0: the
+	// discovery package's default (tests shorten it).
+	discoveryTimeout time.Duration
 }
 
 // exporter holds the loaded configuration, the Feishu clients built from it
@@ -92,6 +98,14 @@ type exporter struct {
 	storage   *storage
 	// dailyBudget is --poll.daily-budget.
 	dailyBudget float64
+	// discoveryTimeout bounds one fetch of a sessions_url.
+	discoveryTimeout time.Duration
+
+	// ctx ends the goroutines of the sessions_url sources (close), each of
+	// which sources counts.
+	ctx         context.Context
+	stopSources context.CancelFunc
+	sources     sync.WaitGroup
 
 	// started is when the exporter was made, lastScrape the UnixNano of the
 	// last request for the metrics (0 before the first): polling is driven
@@ -113,6 +127,8 @@ type exporter struct {
 	// sessionsFileErr is, per app, the problem last logged with its
 	// sessions_file, so that it is logged when it changes, not every scrape.
 	sessionsFileErr map[string]string
+	// discoveries are the sessions_url sources, by app name.
+	discoveries map[string]*appDiscovery
 }
 
 func newExporter(o exporterOptions) *exporter {
@@ -122,15 +138,19 @@ func newExporter(o exporterOptions) *exporter {
 	if o.storage != nil {
 		o.collector.Saver = o.storage
 	}
+	ctx, stop := context.WithCancel(context.Background())
 	return &exporter{
-		logger:      o.logger,
-		source:      o.source,
-		clientOpt:   o.clients,
-		collector:   collector.New(o.collector),
-		onReload:    o.onReload,
-		storage:     o.storage,
-		dailyBudget: o.dailyBudget,
-		started:     time.Now(),
+		ctx:              ctx,
+		stopSources:      stop,
+		discoveryTimeout: o.discoveryTimeout,
+		logger:           o.logger,
+		source:           o.source,
+		clientOpt:        o.clients,
+		collector:        collector.New(o.collector),
+		onReload:         o.onReload,
+		storage:          o.storage,
+		dailyBudget:      o.dailyBudget,
+		started:          time.Now(),
 		reloadSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "aily_exporter_config_last_reload_successful",
 			Help: "Aily exporter config loaded successfully.",
@@ -142,6 +162,7 @@ func newExporter(o exporterOptions) *exporter {
 		reloads:         make(chan chan error),
 		clients:         map[string]appClient{},
 		sessionsFileErr: map[string]string{},
+		discoveries:     map[string]*appDiscovery{},
 	}
 }
 
@@ -186,9 +207,12 @@ func (e *exporter) requestReload(ctx context.Context) error {
 	}
 }
 
-// reload loads the configuration and builds its clients; only if all of
+// reload loads the configuration and builds its clients and its
+// sessions_url sources, and fetches the URLs new to it once; only if all of
 // that succeeds does it swap them in and hand the apps to the collector.
-// Otherwise the running configuration stays.
+// Otherwise the running configuration stays. A first fetch that fails is
+// no failure of the reload: the app goes on with its other sessions, and
+// with the sessions its source fetches later.
 func (e *exporter) reload() (err error) {
 	defer func() {
 		if err != nil {
@@ -208,6 +232,12 @@ func (e *exporter) reload() (err error) {
 	if cfg == nil || len(cfg.Apps) == 0 {
 		return errors.New("the configuration has no apps")
 	}
+	sources, fresh, err := e.discoverySources(cfg)
+	if err != nil {
+		return err
+	}
+	// Outside e.mu, so that scrapes go on meanwhile.
+	e.firstFetch(fresh)
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -225,6 +255,7 @@ func (e *exporter) reload() (err error) {
 		clients[app.Name] = appClient{key: key, client: c}
 	}
 	e.cfg, e.clients = cfg, clients
+	e.swapDiscoveries(sources)
 	apps := e.collectorApps()
 	e.storage.restore(e.collector, apps)
 	e.collector.SetApps(apps)
@@ -253,11 +284,14 @@ func (e *exporter) collectorApps() []collector.App {
 	return apps
 }
 
-// refreshSessions re-reads every sessions_file, before each scrape, and
-// tells the collector if one changed. Checking at scrape time costs a read of
-// a small file per app and needs no goroutine or timer, and a change is seen
-// by the very next scrape, the only moment it can matter. A file that cannot
-// be read or parsed keeps the sessions last read from it.
+// refreshSessions re-reads every sessions_file, and takes the list each
+// sessions_url source last fetched, before each scrape, and tells the
+// collector if one changed. Checking at scrape time costs a read of a small
+// file per app and needs no timer, and a change is seen by the very next
+// scrape, the only moment it can matter. A file that cannot be read or
+// parsed keeps the sessions last read from it; a URL that fails, those last
+// fetched from it. Sessions that leave both are dropped as a reload drops
+// them.
 func (e *exporter) refreshSessions() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -266,26 +300,11 @@ func (e *exporter) refreshSessions() {
 	}
 	changed := false
 	for _, app := range e.cfg.Apps {
-		c, err := app.RefreshSessions()
-		if err != nil {
-			// Once per problem, not once per scrape: a file mounted late
-			// would otherwise warn every few seconds until it appears.
-			if msg := err.Error(); e.sessionsFileErr[app.Name] != msg {
-				level.Warn(e.logger).Log("msg", "Keeping the sessions last read", "app", app.Name, "err", err)
-				e.sessionsFileErr[app.Name] = msg
-			} else {
-				level.Debug(e.logger).Log("msg", "Keeping the sessions last read", "app", app.Name, "err", err)
-			}
-			continue
-		}
-		if _, failed := e.sessionsFileErr[app.Name]; failed {
-			level.Info(e.logger).Log("msg", "Sessions file readable again", "app", app.Name, "file", app.SessionsFile)
-			delete(e.sessionsFileErr, app.Name)
-		}
-		if c {
-			level.Info(e.logger).Log("msg", "Sessions file changed", "app", app.Name, "file", app.SessionsFile,
-				"sessions", len(app.AllSessions()))
-			// As at a reload: the file may have taken the app past the size.
+		fromFile := e.refreshSessionsFile(app)
+		fromURL := e.refreshURLSessions(app)
+		if fromFile || fromURL {
+			// As at a reload: the file or the URL may have taken the app
+			// past the size.
 			if w := app.SizeWarning(); w != "" {
 				level.Warn(e.logger).Log("msg", "Configuration accepted with a warning", "app", app.Name, "warning", w)
 			}
@@ -295,6 +314,32 @@ func (e *exporter) refreshSessions() {
 	if changed {
 		e.collector.SetApps(e.collectorApps())
 	}
+}
+
+// refreshSessionsFile re-reads app's sessions_file and reports whether its
+// sessions changed. e.mu is held.
+func (e *exporter) refreshSessionsFile(app *config.App) bool {
+	c, err := app.RefreshSessions()
+	if err != nil {
+		// Once per problem, not once per scrape: a file mounted late
+		// would otherwise warn every few seconds until it appears.
+		if msg := err.Error(); e.sessionsFileErr[app.Name] != msg {
+			level.Warn(e.logger).Log("msg", "Keeping the sessions last read", "app", app.Name, "err", err)
+			e.sessionsFileErr[app.Name] = msg
+		} else {
+			level.Debug(e.logger).Log("msg", "Keeping the sessions last read", "app", app.Name, "err", err)
+		}
+		return false
+	}
+	if _, failed := e.sessionsFileErr[app.Name]; failed {
+		level.Info(e.logger).Log("msg", "Sessions file readable again", "app", app.Name, "file", app.SessionsFile)
+		delete(e.sessionsFileErr, app.Name)
+	}
+	if c {
+		level.Info(e.logger).Log("msg", "Sessions file changed", "app", app.Name, "file", app.SessionsFile,
+			"sessions", len(app.AllSessions()))
+	}
+	return c
 }
 
 // redactedConfig is the running configuration for /config.

@@ -39,8 +39,9 @@ func manySessions(n int) string {
 }
 
 // sizeWarning matches the warning of an app with more than
-// config.ManySessions sessions and per_session: true.
-var sizeWarning = regexp.MustCompile(`level=warn [^\n]*helpdesk[^\n]*10001 sessions with per_session: true[^\n]*set per_session: false, or shard`)
+// config.ManySessions sessions and per_session not set: its run metrics are
+// summed per app.
+var sizeWarning = regexp.MustCompile(`level=warn [^\n]*helpdesk[^\n]*10001 sessions: the run metrics are summed per app[^\n]*or shard`)
 
 func TestManySessionsWarnAtStart(t *testing.T) {
 	e := newTestEnv(t) // for its files; run loads them itself
@@ -85,7 +86,7 @@ func TestManySessionsWarnAtReloadAndConfigCheck(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	code := checkConfig(filepath.Join(e.dir, "aily.yml"), "", clientOptions{timeout: time.Second}, &stdout, &stderr)
 	if code != 0 || stdout.String() != "config OK\n" ||
-		!strings.Contains(stderr.String(), `warning: app "helpdesk" (line 2): 10001 sessions with per_session: true`) {
+		!strings.Contains(stderr.String(), `warning: app "helpdesk" (line 2): 10001 sessions: the run metrics are summed per app`) {
 		t.Errorf("--config.check: exit %d, stdout %q, stderr %q; want 0, config OK and the warning", code, stdout.String(), stderr.String())
 	}
 
@@ -106,6 +107,11 @@ func TestManySessionsWarnWhenTheSessionsFileGrows(t *testing.T) {
 	e.exporter.refreshSessions() // as the next scrape does
 	if !sizeWarning.MatchString(e.logs.String()) {
 		t.Errorf("no warning when the sessions file takes the app to 10,001 sessions:\n%s", e.logs.String())
+	}
+	// The scrape answers the app's sums, not 10,001 sessions' series.
+	body := e.scrape()
+	if strings.Contains(body, `aily_runs_created_total{app="helpdesk",session_id=`) || !strings.Contains(body, `aily_runs_created_total{app="helpdesk"}`) {
+		t.Errorf("with 10,001 sessions and per_session not set, the scrape does not sum the run metrics per app:\n%.2000s", body)
 	}
 }
 

@@ -21,6 +21,7 @@ func (e *exporter) statusHandler(asJSON bool, telemetryPath string) http.Handler
 			RateLimit:     e.clientOpt.rateLimit,
 			Started:       e.started,
 			TelemetryPath: telemetryPath,
+			Discovery:     e.discoveryStatus(),
 		}
 		if ns := e.lastScrape.Load(); ns != 0 {
 			o.LastScrape = time.Unix(0, ns)

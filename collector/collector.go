@@ -1,6 +1,6 @@
 // Package collector is the Prometheus face of the watch package: it polls
 // the sessions that are due at each scrape and turns what the watcher knows
-// into the metrics the README lists, current state as gauges made afresh on
+// into the metrics docs/metrics.md lists, current state as gauges made afresh on
 // every scrape, and counters and histograms that count every run once.
 package collector
 
@@ -566,6 +566,9 @@ func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric, sc
 			ch <- prometheus.MustNewConstMetric(c.m.sessions, prometheus.GaugeValue, float64(v.states[st]), name, string(st))
 		}
 		ch <- prometheus.MustNewConstMetric(c.m.overdue, prometheus.GaugeValue, float64(overdue[name]), name)
+		if tok := c.APIStatus(name, t).Token(); tok != TokenNotFetched {
+			ch <- prometheus.MustNewConstMetric(c.m.tokenUp, prometheus.GaugeValue, boolValue(tok == TokenOK), name)
+		}
 		if !v.perSession {
 			c.collectApp(ch, name, v, t, scrape)
 		}

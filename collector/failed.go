@@ -265,6 +265,33 @@ type APIStatus struct {
 	TokenRenewedAt time.Time
 }
 
+// TokenState is where an app's token stands: aily_app_token_up and the
+// status page both read it.
+type TokenState int
+
+// The token states. A token is fetched (or a user token file read) at the
+// first poll that needs it, and polls come only with scrapes.
+const (
+	// TokenNotFetched: no attempt yet; aily_app_token_up is absent.
+	TokenNotFetched TokenState = iota
+	// TokenOK: the last attempt worked; aily_app_token_up 1.
+	TokenOK
+	// TokenFailed: the last attempt failed, or the API refused the token
+	// just obtained; aily_app_token_up 0.
+	TokenFailed
+)
+
+// Token returns where the app's token stands.
+func (s APIStatus) Token() TokenState {
+	switch {
+	case s.TokenError != "":
+		return TokenFailed
+	case s.TokenRenewedAt.IsZero():
+		return TokenNotFetched
+	}
+	return TokenOK
+}
+
 // APIStatus returns what the app's Feishu client did, by the clock now.
 func (c *Collector) APIStatus(app string, now time.Time) APIStatus {
 	c.apiMu.RLock()

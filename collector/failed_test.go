@@ -93,7 +93,7 @@ func TestFailedRunLogIsRateLimited(t *testing.T) {
 	lister.set("s1", runs...)
 	clk.Advance(10 * time.Second)
 	gather(t, context.Background(), c)
-	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	lines := infoLines(logs.String())
 	perRun := 0
 	for _, l := range lines {
 		if strings.Contains(l, `msg="Run failed"`) {
@@ -115,7 +115,7 @@ func TestFailedRunLogIsRateLimited(t *testing.T) {
 	// The second has passed by the next scrape: one line says what was left out.
 	clk.Advance(10 * time.Second)
 	gather(t, context.Background(), c)
-	lines = strings.Split(strings.TrimSpace(logs.String()), "\n")
+	lines = infoLines(logs.String())
 	if len(lines) != failedRunsLoggedPerSecond+1 || !strings.Contains(lines[len(lines)-1], "990 more failed runs of app a in the last second") {
 		t.Errorf("want one summary line after the %d per-run lines, got %d lines, last %q", failedRunsLoggedPerSecond, len(lines), lines[len(lines)-1])
 	}
@@ -217,3 +217,14 @@ func grepLines(s string, subs ...string) string {
 }
 
 func sessionKeyOf(app, id string) watchKey { return watchKey{App: app, ID: id} }
+
+// infoLines returns the log lines an operator sees at the default level.
+func infoLines(logs string) []string {
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(logs), "\n") {
+		if !strings.Contains(l, "level=debug") {
+			out = append(out, l)
+		}
+	}
+	return out
+}

@@ -58,6 +58,7 @@ type metrics struct {
 	apiRequests  *prometheus.CounterVec
 	apiDuration  *prometheus.HistogramVec
 	apiThrottled *prometheus.CounterVec
+	tokenUp      *prometheus.Desc
 }
 
 func name(n string) string { return prometheus.BuildFQName(namespace, "", n) }
@@ -140,6 +141,9 @@ func newMetrics() *metrics {
 			Help:    "Seconds a request to the Feishu API took, by endpoint.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"app", "endpoint"}),
+		tokenUp: prometheus.NewDesc(name("app_token_up"),
+			"1 if the app's last attempt to obtain its access token (or to read its user access token file) worked, 0 if it failed or the API refused the token; absent before the first attempt.",
+			[]string{"app"}, nil),
 		apiThrottled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "api_rate_limited_total",
 			Help: "Feishu API responses that asked to slow down (HTTP 429 or code 99991400).",

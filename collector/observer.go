@@ -51,10 +51,9 @@ func (o apiObserver) ObserveRateLimited(feishu.Endpoint, time.Duration) {
 	}
 }
 
-// ObserveTokenRenewal is not a metric (a failed renewal shows in
-// aily_api_requests_total{endpoint="tenant_token"} and in aily_session_up):
-// the status page shows the last failure. The client's errors never hold a
-// secret.
+// ObserveTokenRenewal keeps the outcome of the app's last token attempt,
+// which aily_app_token_up and the status page's token state show (the status
+// page with the error). The client's errors never hold a secret.
 func (o apiObserver) ObserveTokenRenewal(err error) {
 	o.c.apiMu.RLock()
 	defer o.c.apiMu.RUnlock()

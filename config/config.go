@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -61,9 +62,20 @@ type App struct {
 	Sessions []string `yaml:"sessions,omitempty"`
 	// SessionsFile names a file of further session IDs, one a line.
 	SessionsFile string `yaml:"sessions_file,omitempty"`
-	// PerSession, true unless set false, gives the app's run metrics a
-	// session_id label; false sums them per app and leaves out the
-	// aily_session_* series, for apps with thousands of sessions.
+	// SessionsURL is fetched every SessionsRefreshInterval for further
+	// session IDs, as Prometheus' http_sd fetches targets: a JSON array of
+	// IDs, or the sessions_file format (docs/discovery.md).
+	SessionsURL string `yaml:"sessions_url,omitempty"`
+	// SessionsRefreshInterval is how often SessionsURL is fetched;
+	// DefaultSessionsRefreshInterval when left out.
+	SessionsRefreshInterval time.Duration `yaml:"sessions_refresh_interval,omitempty"`
+	// SessionsHTTPConfig are the HTTP client settings of SessionsURL's
+	// fetches: credentials, TLS, proxy. A pointer, so that fmt prints an
+	// address rather than the secrets it holds.
+	SessionsHTTPConfig *HTTPClient `yaml:"sessions_http_config,omitempty"`
+	// PerSession true gives the app's run metrics a session_id label;
+	// false sums them per app and leaves out the aily_session_* series.
+	// Unset, it is true for an app of at most ManySessions sessions.
 	PerSession *bool `yaml:"per_session,omitempty"`
 	// DailyBudget overrides --poll.daily-budget for this app: the list and
 	// get-run requests it may make a day on average; 0 means no average cap.
@@ -75,7 +87,17 @@ type App struct {
 	secretFromFile *feishu.Secret
 	fileContent    []byte   // SessionsFile's content as last read
 	fileSessions   []string // the IDs parsed from fileContent
+	urlSessions    []string // the IDs last fetched from SessionsURL
 }
+
+// DefaultSessionsRefreshInterval is how often sessions_url is fetched when
+// sessions_refresh_interval is left out, as Prometheus' http_sd.
+const DefaultSessionsRefreshInterval = time.Minute
+
+// minSessionsRefreshInterval is the shortest sessions_refresh_interval: the
+// URL is someone's service, and sessions are polled no faster than
+// --poll.min-interval anyway.
+const minSessionsRefreshInterval = time.Second
 
 var (
 	namePattern = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
@@ -86,7 +108,8 @@ var (
 	// bareEnv matches the $NAME that is not expanded, which deserves a
 	// warning: it is more often a mistaken reference than part of a secret.
 	bareEnv = regexp.MustCompile(`\$[A-Za-z_][A-Za-z0-9_]*`)
-	// unknownField rewrites yaml.v3's "field x not found in type config.App".
+	// unknownField rewrites yaml.v3's "field x not found in type config.App"
+	// (or config.plain, a type of prometheus/common's, in sessions_http_config).
 	unknownField = regexp.MustCompile(`field (\S+) not found in type config\.(\w+)`)
 )
 
@@ -118,6 +141,11 @@ func parse(data []byte, dir string, lookupEnv func(string) (string, bool)) (*Con
 	if err := dec.Decode(&cfg); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("the file is empty: at least one app is required under apps")
+		}
+		if te := (*yaml.TypeError)(nil); !errors.As(err, &te) {
+			if located := httpClientError(data); located != nil {
+				return nil, located
+			}
 		}
 		return nil, yamlError(err, data)
 	}
@@ -174,9 +202,16 @@ func yamlError(err error, data []byte) error {
 		}
 		msgs = append(msgs, unknownField.ReplaceAllStringFunc(m, func(s string) string {
 			sub := unknownField.FindStringSubmatch(s)
-			where := "at the top level"
-			if sub[2] == "App" {
+			var where string
+			switch sub[2] {
+			case "Config":
+				where = "at the top level"
+			case "App":
 				where = "in an app"
+			default:
+				// Deeper down, in sessions_http_config, whose types are
+				// prometheus/common's: the path says where.
+				where = "in " + keyPath(data, lineOf(m), sub[1])
 			}
 			return fmt.Sprintf("unknown key %q %s", sub[1], where)
 		}))
@@ -259,13 +294,16 @@ func (a *App) resolve(dir string, lookupEnv func(string) (string, bool)) (warnin
 
 	listed := make(map[string]bool, len(a.Sessions))
 	for i, id := range a.Sessions {
-		if err := checkSessionID(id); err != nil {
+		if err := CheckSessionID(id); err != nil {
 			return nil, fmt.Errorf("sessions[%d]: %w", i, err)
 		}
 		if listed[id] {
 			return nil, fmt.Errorf("sessions[%d]: session %q is listed twice", i, id)
 		}
 		listed[id] = true
+	}
+	if err := a.resolveSessionsURL(dir); err != nil {
+		return nil, err
 	}
 	missing := false
 	if a.SessionsFile != "" {
@@ -281,11 +319,13 @@ func (a *App) resolve(dir string, lookupEnv func(string) (string, bool)) (warnin
 			return nil, err
 		}
 	}
-	if len(a.AllSessions()) == 0 && !missing {
+	// An app whose sessions all come from sessions_url has none until the
+	// first fetch, which comes after the load: none is no error then.
+	if len(a.AllSessions()) == 0 && !missing && a.SessionsURL == "" {
 		if a.SessionsFile != "" {
 			return nil, fmt.Errorf("no sessions: sessions is empty and sessions_file %s lists none", a.SessionsFile)
 		}
-		return nil, errors.New("no sessions: set sessions or sessions_file (the API cannot list sessions)")
+		return nil, errors.New("no sessions: set sessions, sessions_file or sessions_url (the API cannot list sessions; see docs/discovery.md)")
 	}
 	if w := a.SizeWarning(); w != "" {
 		warnings = append(warnings, w)
@@ -293,22 +333,69 @@ func (a *App) resolve(dir string, lookupEnv func(string) (string, bool)) (warnin
 	return warnings, nil
 }
 
-// ManySessions is the most sessions an app with per_session: true has
-// without a warning. Each of its sessions adds some 25 series to every
-// scrape; well beyond this many, answering a scrape takes seconds and the
-// time left for polling within the scrape's deadline shrinks to nothing
+// resolveSessionsURL checks sessions_url and the keys that go with it,
+// applies the default refresh interval, and makes the relative paths of
+// sessions_http_config (bearer_token_file, tls_config's ca_file…) absolute
+// against dir.
+func (a *App) resolveSessionsURL(dir string) error {
+	if a.SessionsURL == "" {
+		switch {
+		case a.SessionsRefreshInterval != 0:
+			return errors.New("sessions_refresh_interval is set without sessions_url: it is how often sessions_url is fetched")
+		case a.SessionsHTTPConfig != nil:
+			return errors.New("sessions_http_config is set without sessions_url: it is how sessions_url is fetched")
+		}
+		return nil
+	}
+	u, err := url.Parse(a.SessionsURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+		return fmt.Errorf("sessions_url %q must be an absolute http(s) URL, such as https://agent.example.com/aily/sessions",
+			redactURL(a.SessionsURL, u))
+	}
+	if u.User != nil {
+		// /config, /status and the logs show the URL: a password has no
+		// place in it.
+		return fmt.Errorf("sessions_url %q must not hold user info: set sessions_http_config's basic_auth instead",
+			redactURL(a.SessionsURL, u))
+	}
+	switch {
+	case a.SessionsRefreshInterval == 0:
+		a.SessionsRefreshInterval = DefaultSessionsRefreshInterval
+	case a.SessionsRefreshInterval < minSessionsRefreshInterval:
+		return fmt.Errorf("sessions_refresh_interval %v must be at least %v", a.SessionsRefreshInterval, minSessionsRefreshInterval)
+	}
+	if a.SessionsHTTPConfig != nil {
+		hc := a.SessionsHTTPConfig.Prometheus()
+		hc.SetDirectory(dir)
+		// Validate also moves bearer_token(_file) under authorization, as
+		// Prometheus does.
+		if err := hc.Validate(); err != nil {
+			return fmt.Errorf("sessions_http_config: %w", err)
+		}
+		*a.SessionsHTTPConfig = HTTPClient(hc)
+	}
+	return nil
+}
+
+// ManySessions is the most sessions an app has per-session series for
+// unless per_session says otherwise. Each session adds some 25 series to
+// every scrape: answering 10,000 sessions' takes about 3 s, 100,000
+// sessions' half a minute, more than any usual scrape_timeout
 // (docs/performance.md).
 const ManySessions = 10_000
 
-// SizeWarning returns, for an app with per_session: true and more than
-// ManySessions sessions, what to do about it; "" otherwise.
+// SizeWarning returns, for an app of more than ManySessions sessions whose
+// run metrics are per session or were summed because of its size, what that
+// means and what to do; "" otherwise.
 func (a *App) SizeWarning() string {
-	if !a.SeriesPerSession() {
-		return ""
-	}
 	n := len(a.AllSessions())
-	if n <= ManySessions {
+	switch {
+	case n <= ManySessions || (a.PerSession != nil && !*a.PerSession):
 		return ""
+	case a.PerSession == nil:
+		return fmt.Sprintf("%d sessions: the run metrics are summed per app (per_session is not set, and above %d sessions "+
+			"it means false); set per_session: false to say so, or shard the sessions over several exporters to keep "+
+			"series per session", n, ManySessions)
 	}
 	return fmt.Sprintf("%d sessions with per_session: true: every scrape serves some 25 series for each session, "+
 		"and answering that many takes time out of the scrape's deadline, leaving less or none for polling; "+
@@ -466,7 +553,9 @@ func absolute(dir, path string) string {
 	return filepath.Join(dir, path)
 }
 
-func checkSessionID(id string) error {
+// CheckSessionID returns what is wrong with id as a session ID, nil if
+// nothing: an empty ID, or one with a character that cannot be in one.
+func CheckSessionID(id string) error {
 	if strings.TrimSpace(id) == "" {
 		return errors.New("empty session ID")
 	}
@@ -478,9 +567,16 @@ func checkSessionID(id string) error {
 	return nil
 }
 
-// SeriesPerSession reports whether the app's run metrics carry session_id
-// (per_session, true when not set).
-func (a *App) SeriesPerSession() bool { return a.PerSession == nil || *a.PerSession }
+// SeriesPerSession reports whether the app's run metrics carry session_id:
+// per_session, or when it is not set, whether the app has at most
+// ManySessions sessions, so that a scrape of an app of any size answers
+// within its deadline by default.
+func (a *App) SeriesPerSession() bool {
+	if a.PerSession != nil {
+		return *a.PerSession
+	}
+	return len(a.AllSessions()) <= ManySessions
+}
 
 // RequestBudget returns the app's daily request budget: daily_budget, or def
 // (--poll.daily-budget) when it is not set; 0 means no average cap.
@@ -501,11 +597,12 @@ func (a *App) Secret() feishu.Secret {
 }
 
 // AllSessions returns the sessions to watch: those of sessions, then those of
-// sessions_file as last read, each once.
+// sessions_file as last read, then those last fetched from sessions_url,
+// each once.
 func (a *App) AllSessions() []string {
-	out := make([]string, 0, len(a.Sessions)+len(a.fileSessions))
+	out := make([]string, 0, len(a.Sessions)+len(a.fileSessions)+len(a.urlSessions))
 	seen := make(map[string]bool, cap(out))
-	for _, ids := range [][]string{a.Sessions, a.fileSessions} {
+	for _, ids := range [][]string{a.Sessions, a.fileSessions, a.urlSessions} {
 		for _, id := range ids {
 			if !seen[id] {
 				seen[id] = true
@@ -515,6 +612,11 @@ func (a *App) AllSessions() []string {
 	}
 	return out
 }
+
+// SetURLSessions sets the sessions last fetched from sessions_url; the
+// fetching is the caller's (package discovery). It is not safe for
+// concurrent use.
+func (a *App) SetURLSessions(ids []string) { a.urlSessions = slices.Clone(ids) }
 
 // RefreshSessions re-reads sessions_file and reports whether its content
 // changed. On an error the sessions last read are kept. It is cheap when
@@ -542,7 +644,8 @@ func (a *App) RefreshSessions() (changed bool, err error) {
 
 // ParseSessions parses a sessions file: one session ID a line; blank lines
 // and everything after a # are ignored; an ID listed twice counts once (such
-// files are often generated, and a repeat is harmless).
+// files are often generated, and a repeat is harmless). sessions_url's
+// text/plain answers are read by it too.
 func ParseSessions(b []byte) ([]string, error) {
 	var ids []string
 	seen := map[string]bool{}
@@ -554,7 +657,7 @@ func ParseSessions(b []byte) ([]string, error) {
 		if line == "" {
 			continue
 		}
-		if err := checkSessionID(line); err != nil {
+		if err := CheckSessionID(line); err != nil {
 			return nil, fmt.Errorf("line %d: %w", n+1, err)
 		}
 		if !seen[line] {
@@ -580,6 +683,7 @@ func (c *Config) Redacted() ([]byte, error) {
 		if r.AppSecret != "" {
 			r.AppSecret = redactedSecret
 		}
+		r.SessionsHTTPConfig = a.SessionsHTTPConfig.redacted()
 		perSession := a.SeriesPerSession()
 		r.PerSession = &perSession
 		out.Apps = append(out.Apps, r)

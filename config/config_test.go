@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	promconfig "github.com/prometheus/common/config"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
@@ -298,7 +299,7 @@ func TestLoadInvalid(t *testing.T) {
 		{
 			name: "no sessions",
 			yaml: "apps:\n  - name: a\n" + creds,
-			want: `app "a" (line 2): no sessions: set sessions or sessions_file`,
+			want: `app "a" (line 2): no sessions: set sessions, sessions_file or sessions_url`,
 		},
 		{
 			name:  "sessions file listing none",
@@ -327,6 +328,63 @@ func TestLoadInvalid(t *testing.T) {
 			yaml: "apps:\n  - \n",
 			want: "apps[0] (line 2): empty app",
 		},
+		{
+			name: "sessions_url not http(s)",
+			yaml: "apps:\n  - name: a\n" + creds + "    sessions_url: ftp://agent.example.com/sessions\n",
+			want: `app "a" (line 2): sessions_url "ftp://agent.example.com/sessions" must be an absolute http(s) URL`,
+		},
+		{
+			name: "sessions_url relative",
+			yaml: "apps:\n  - name: a\n" + creds + "    sessions_url: /sessions\n",
+			want: `sessions_url "/sessions" must be an absolute http(s) URL`,
+		},
+		{
+			name: "sessions_url with a password does not print it and says where credentials go",
+			yaml: "apps:\n  - name: a\n" + creds + "    sessions_url: https://u:hunter2@agent.example.com/sessions\n",
+			want: `sessions_url "https://u:xxxxx@agent.example.com/sessions" must not hold user info: set sessions_http_config's basic_auth instead`,
+		},
+		{
+			name: "sessions_refresh_interval without sessions_url",
+			yaml: "apps:\n  - name: a\n" + creds + "    sessions: [s]\n    sessions_refresh_interval: 5m\n",
+			want: `app "a" (line 2): sessions_refresh_interval is set without sessions_url`,
+		},
+		{
+			name: "sessions_http_config without sessions_url",
+			yaml: "apps:\n  - name: a\n" + creds + "    sessions: [s]\n    sessions_http_config: {follow_redirects: false}\n",
+			want: `app "a" (line 2): sessions_http_config is set without sessions_url`,
+		},
+		{
+			name: "sessions_refresh_interval too short",
+			yaml: "apps:\n  - name: a\n" + creds + "    sessions_url: https://agent.example.com/s\n    sessions_refresh_interval: 100ms\n",
+			want: `app "a" (line 2): sessions_refresh_interval 100ms must be at least 1s`,
+		},
+		{
+			name: "sessions_refresh_interval without a unit",
+			yaml: "apps:\n  - name: a\n" + creds + "    sessions_url: https://agent.example.com/s\n    sessions_refresh_interval: 60\n",
+			want: `line 6: apps[0].sessions_refresh_interval must be a duration such as 30s or 5m, not "60"`,
+		},
+		{
+			name: "unknown key in sessions_http_config names its line and path",
+			yaml: "apps:\n  - name: a\n" + creds + "    sessions_url: https://agent.example.com/s\n    sessions_http_config:\n      tls_config:\n        ca_fil: ca.pem\n",
+			want: `line 8: unknown key "ca_fil" in apps[0].sessions_http_config.tls_config`,
+		},
+		{
+			name: "a list where sessions_http_config's proxy_url belongs",
+			yaml: "apps:\n  - name: a\n" + creds + "    sessions_url: https://agent.example.com/s\n    sessions_http_config:\n      proxy_url: [a]\n",
+			want: `line 7: apps[0].sessions_http_config.proxy_url must be a URL such as http://proxy.example.com:3128, not a list`,
+		},
+		{
+			name: "two kinds of credentials in sessions_http_config",
+			yaml: "apps:\n  - name: a\n" + creds + "    sessions_url: https://agent.example.com/s\n    sessions_http_config:\n" +
+				"      basic_auth: {username: u, password: hunter2}\n      bearer_token: hunter3\n",
+			want: `app "a" (line 2): sessions_http_config: at most one of basic_auth, oauth2, bearer_token & bearer_token_file must be configured`,
+		},
+		{
+			name: "tls_config checked while decoding still names the app and line",
+			yaml: "apps:\n  - name: a\n" + creds + "    sessions: [s]\n  - name: b\n" + creds + "    sessions_url: https://agent.example.com/s\n" +
+				"    sessions_http_config:\n      tls_config: {ca: x, ca_file: y}\n",
+			want: `app "b" (line 6): sessions_http_config (line 10): at most one of ca, ca_file & ca_ref must be configured`,
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			files := map[string]string{"aily.yml": tc.yaml}
@@ -349,6 +407,66 @@ func TestLoadInvalid(t *testing.T) {
 				t.Errorf("error %q names a Go type or a YAML tag", err)
 			}
 		})
+	}
+}
+
+func TestLoadSessionsURL(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"aily.yml": `apps:
+  - name: only-url
+    app_id: cli_a
+    app_secret: x
+    sessions_url: https://agent.example.com/aily/sessions?app=helpdesk
+    sessions_http_config:
+      bearer_token_file: agent.token
+      tls_config:
+        ca_file: ca.pem
+  - name: all-three
+    app_id: cli_b
+    app_secret: x
+    sessions: [s1, s2]
+    sessions_file: b.sessions
+    sessions_url: http://127.0.0.1:8080/sessions
+    sessions_refresh_interval: 15s
+`,
+		"b.sessions": "s2\ns3\n",
+	})
+	cfg, err := load(filepath.Join(dir, "aily.yml"), env)
+	if err != nil {
+		t.Fatalf("an app with only sessions_url, and one with all three sources: %v", err)
+	}
+	onlyURL, all := cfg.Apps[0], cfg.Apps[1]
+	if onlyURL.SessionsRefreshInterval != time.Minute || all.SessionsRefreshInterval != 15*time.Second {
+		t.Errorf("refresh intervals %v and %v, want the default 1m and the 15s set", onlyURL.SessionsRefreshInterval, all.SessionsRefreshInterval)
+	}
+	hc := onlyURL.SessionsHTTPConfig.Prometheus()
+	if hc.Authorization == nil || hc.Authorization.Type != "Bearer" || hc.Authorization.CredentialsFile != filepath.Join(dir, "agent.token") {
+		t.Errorf("bearer_token_file = %+v, want it as Prometheus reads it: a Bearer authorization from the file, relative to the configuration's directory", hc.Authorization)
+	}
+	if hc.TLSConfig.CAFile != filepath.Join(dir, "ca.pem") || !hc.FollowRedirects || !hc.EnableHTTP2 {
+		t.Errorf("tls_config.ca_file %q, follow_redirects %v, enable_http2 %v; want the path made absolute and Prometheus' defaults",
+			hc.TLSConfig.CAFile, hc.FollowRedirects, hc.EnableHTTP2)
+	}
+	if all.SessionsHTTPConfig != nil || all.SessionsHTTPConfig.Prometheus().FollowRedirects != true {
+		t.Errorf("an app without sessions_http_config gets %+v, want Prometheus' defaults", all.SessionsHTTPConfig.Prometheus())
+	}
+	if n := len(onlyURL.AllSessions()); n != 0 {
+		t.Errorf("an app with only sessions_url has %d sessions before any fetch", n)
+	}
+
+	// The sessions fetched join the others, each once, in the order sessions,
+	// sessions_file, sessions_url; a new list replaces the last.
+	all.SetURLSessions([]string{"s3", "s4", "s1", "s5"})
+	if diff := cmp.Diff([]string{"s1", "s2", "s3", "s4", "s5"}, all.AllSessions()); diff != "" {
+		t.Errorf("sessions after a fetch (-want +got):\n%s", diff)
+	}
+	all.SetURLSessions([]string{"s5"})
+	if diff := cmp.Diff([]string{"s1", "s2", "s3", "s5"}, all.AllSessions()); diff != "" {
+		t.Errorf("sessions after the next fetch (-want +got):\n%s", diff)
+	}
+	onlyURL.SetURLSessions(nil)
+	if n := len(onlyURL.AllSessions()); n != 0 {
+		t.Errorf("an empty list fetched leaves %d sessions", n)
 	}
 }
 
@@ -453,6 +571,10 @@ func TestRedactedShowsEveryField(t *testing.T) {
 			fv.Set(reflect.ValueOf(new(false)))
 		case f.Type == reflect.TypeFor[*float64]():
 			fv.Set(reflect.ValueOf(new(1234.0)))
+		case f.Type == reflect.TypeFor[time.Duration]():
+			fv.Set(reflect.ValueOf(90 * time.Second))
+		case f.Type == reflect.TypeFor[*HTTPClient]():
+			fv.Set(reflect.ValueOf(&HTTPClient{BasicAuth: &promconfig.BasicAuth{Username: "u", Password: secret}}))
 		default:
 			t.Fatalf("field %s of type %s: teach this test to set it", f.Name, f.Type)
 		}
@@ -467,12 +589,89 @@ func TestRedactedShowsEveryField(t *testing.T) {
 	if err := yaml.Unmarshal(red, &got); err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(string(red), secret) || got.Apps[0]["app_secret"] != "<secret>" {
+	if strings.Contains(string(red), secret) || got.Apps[0]["app_secret"] != "<secret>" ||
+		!strings.Contains(string(red), "password: <secret>") {
 		t.Errorf("the secret is not redacted:\n%s", red)
 	}
 	for _, key := range keys {
 		if _, ok := got.Apps[0][key]; !ok {
 			t.Errorf("/config leaves out %s:\n%s", key, red)
+		}
+	}
+}
+
+// TestRedactedHidesSessionsHTTPSecrets sets every secret sessions_http_config
+// can hold and expects none in /config's YAML, even with prometheus/common's
+// switch that makes its Secret marshal as the value.
+func TestRedactedHidesSessionsHTTPSecrets(t *testing.T) {
+	dir := writeFiles(t, map[string]string{"aily.yml": `apps:
+  - name: a
+    app_id: cli_a
+    app_secret: x
+    sessions_url: https://agent.example.com/sessions
+    sessions_http_config:
+      oauth2:
+        client_id: id
+        client_secret: oauth-client-secret
+        token_url: https://auth.example.com/token
+        proxy_url: http://u:oauth-proxy-password@proxy.example.com:3128
+      tls_config:
+        cert: CERT
+        key: tls-private-key
+      proxy_url: http://u:proxy-password@proxy.example.com:3128
+      proxy_connect_header:
+        Proxy-Authorization: [proxy-header-secret]
+      http_headers:
+        X-Agent-Key:
+          secrets: [header-secret]
+  - name: b
+    app_id: cli_b
+    app_secret: x
+    sessions_url: https://agent.example.com/sessions
+    sessions_http_config:
+      basic_auth: {username: u, password: basic-auth-password}
+  - name: c
+    app_id: cli_c
+    app_secret: x
+    sessions_url: https://agent.example.com/sessions
+    sessions_http_config:
+      bearer_token: bearer-token-value
+`})
+	cfg, err := load(filepath.Join(dir, "aily.yml"), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func(v bool) { promconfig.MarshalSecretValue = v }(promconfig.MarshalSecretValue)
+	promconfig.MarshalSecretValue = true
+	red, err := cfg.Redacted()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"oauth-client-secret", "oauth-proxy-password", "tls-private-key", "proxy-password",
+		"proxy-header-secret", "header-secret", "basic-auth-password", "bearer-token-value"} {
+		if strings.Contains(string(red), secret) {
+			t.Errorf("/config shows %q:\n%s", secret, red)
+		}
+	}
+	for _, shown := range []string{"client_id: id", "cert: CERT", "username: u", "http://u:xxxxx@proxy.example.com:3128", "sessions_url: https://agent.example.com/sessions"} {
+		if !strings.Contains(string(red), shown) {
+			t.Errorf("/config does not show %q:\n%s", shown, red)
+		}
+	}
+	if n := strings.Count(string(red), "<secret>"); n != 9 {
+		t.Errorf("%d secrets redacted, want 9 (three app secrets, six of sessions_http_config):\n%s", n, red)
+	}
+	// Redacting copies: the running configuration keeps its secrets.
+	if got := cfg.Apps[1].SessionsHTTPConfig.BasicAuth.Password; got != "basic-auth-password" {
+		t.Errorf("redacting changed the running configuration's password to %q", got)
+	}
+	if got := cfg.Apps[0].SessionsHTTPConfig.ProxyURL.String(); !strings.Contains(got, "proxy-password") {
+		t.Errorf("redacting changed the running configuration's proxy_url to %q", got)
+	}
+	// fmt shows an address, not the secrets.
+	for _, app := range cfg.Apps {
+		if s := fmt.Sprintf("%v %+v %#v", *app, *app, *app); strings.Contains(s, "password") || strings.Contains(s, "secret-value") {
+			t.Errorf("fmt shows the app's sessions_http_config: %s", s)
 		}
 	}
 }
@@ -781,12 +980,13 @@ func TestManySessionsWithPerSessionWarn(t *testing.T) {
 		perSession string // the per_session line, if any
 		inline     string // sessions written in the file itself
 		warn       bool
+		summed     bool // warned that the run metrics are summed by default
 	}{
 		{name: "10,000 sessions, per_session by default", sessions: ManySessions},
-		{name: "10,001 sessions, per_session by default", sessions: ManySessions + 1, warn: true},
+		{name: "10,001 sessions, per_session by default", sessions: ManySessions + 1, summed: true},
 		{name: "10,001 sessions, per_session: true", sessions: ManySessions + 1, perSession: "per_session: true", warn: true},
 		{name: "10,001 sessions, per_session: false", sessions: ManySessions + 1, perSession: "per_session: false"},
-		{name: "10,000 in the file and one more inline", sessions: ManySessions, inline: "sessions: [session_inline]", warn: true},
+		{name: "10,000 in the file and one more inline", sessions: ManySessions, inline: "sessions: [session_inline]", summed: true},
 		{name: "10,000 in the file, one of them again inline", sessions: ManySessions, inline: "sessions: [session_000000]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -805,8 +1005,17 @@ func TestManySessionsWithPerSessionWarn(t *testing.T) {
 					`and answering that many takes time out of the scrape's deadline, leaving less or none for polling; ` +
 					`above 10000 sessions, set per_session: false, or shard: split the sessions over several exporters`}
 			}
+			if tc.summed {
+				want = []string{`app "big" (line 2): 10001 sessions: the run metrics are summed per app (per_session is not set, ` +
+					`and above 10000 sessions it means false); set per_session: false to say so, or shard the sessions over ` +
+					`several exporters to keep series per session`}
+			}
 			if diff := cmp.Diff(want, cfg.Warnings(), cmpopts.EquateEmpty()); diff != "" {
 				t.Errorf("Warnings() (-want +got):\n%s", diff)
+			}
+			perSession := tc.perSession == "per_session: true" || (tc.perSession == "" && len(cfg.Apps[0].AllSessions()) <= ManySessions)
+			if got := cfg.Apps[0].SeriesPerSession(); got != perSession {
+				t.Errorf("SeriesPerSession() = %v, want %v", got, perSession)
 			}
 		})
 	}

@@ -7,8 +7,17 @@ import (
 	"strings"
 	"time"
 
+	promconfig "github.com/prometheus/common/config"
 	"go.yaml.in/yaml/v3"
 )
+
+// scalarTypes are the struct or number types of sessions_http_config that
+// YAML writes as a string, decoded by their own UnmarshalYAML, and how to
+// say what they look like.
+var scalarTypes = map[reflect.Type]string{
+	reflect.TypeFor[promconfig.URL]():        "a URL such as http://proxy.example.com:3128",
+	reflect.TypeFor[promconfig.TLSVersion](): "a TLS version such as TLS12 or TLS13",
+}
 
 // shapeError is a value of the wrong shape in the file: a mapping where a
 // list belongs, a list where a string does, a word where true or false does.
@@ -49,6 +58,12 @@ func walkShape(n *yaml.Node, t reflect.Type, path string, out *[]shapeError) {
 		}
 		*out = append(*out, shapeError{n.Line, fmt.Sprintf("line %d: %s must be %s, not %s", n.Line, what, expectedShape(t), shapeOf(n))})
 	}
+	if _, ok := scalarTypes[t]; ok {
+		if n.Kind != yaml.ScalarNode || n.Decode(reflect.New(t).Interface()) != nil {
+			wrong()
+		}
+		return
+	}
 	switch t.Kind() {
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
@@ -87,15 +102,60 @@ func walkShape(n *yaml.Node, t reflect.Type, path string, out *[]shapeError) {
 	}
 }
 
-// fieldByKey returns the field of struct t that the YAML key decodes into.
+// fieldByKey returns the field of struct t that the YAML key decodes into,
+// looking into inlined structs (sessions_http_config's proxy settings).
 func fieldByKey(t reflect.Type, key string) (reflect.StructField, bool) {
 	for i := range t.NumField() {
 		f := t.Field(i)
-		if f.IsExported() && yamlKey(f) == key {
+		if !f.IsExported() {
+			continue
+		}
+		if _, opts, _ := strings.Cut(f.Tag.Get("yaml"), ","); opts == "inline" && f.Type.Kind() == reflect.Struct {
+			if inner, ok := fieldByKey(f.Type, key); ok {
+				return inner, true
+			}
+			continue
+		}
+		if yamlKey(f) == key {
 			return f, true
 		}
 	}
 	return reflect.StructField{}, false
+}
+
+// keyPath returns the path (apps[0].sessions_http_config.tls_config) of the
+// mapping in which key stands on line; "the file" if it is not found.
+func keyPath(data []byte, line int, key string) string {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 {
+		return "the file"
+	}
+	var find func(n *yaml.Node, path string) (string, bool)
+	find = func(n *yaml.Node, path string) (string, bool) {
+		switch n.Kind {
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i]
+				if k.Line == line && k.Value == key {
+					return path, true
+				}
+				if p, ok := find(n.Content[i+1], join(path, k.Value)); ok {
+					return p, true
+				}
+			}
+		case yaml.SequenceNode:
+			for i, item := range n.Content {
+				if p, ok := find(item, path+"["+strconv.Itoa(i)+"]"); ok {
+					return p, true
+				}
+			}
+		}
+		return "", false
+	}
+	if p, ok := find(doc.Content[0], ""); ok && p != "" {
+		return p
+	}
+	return "the file"
 }
 
 // yamlKey is the key of f in YAML, as yaml.v3 names it.
@@ -118,6 +178,9 @@ func join(path, key string) string {
 func expectedShape(t reflect.Type) string {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
+	}
+	if shape, ok := scalarTypes[t]; ok {
+		return shape
 	}
 	switch {
 	case t == reflect.TypeFor[time.Duration]():

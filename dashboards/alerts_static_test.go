@@ -12,13 +12,14 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// runbookBase is where every alert's runbook_url points: the README's
-// "Dashboard and alerts" section, one heading per alert, or the page of
-// runbookDocs.
+// runbookBase is where every alert's runbook_url points, followed by the
+// page of its runbook (runbookDoc) and "#" and its heading's anchor:
+// docs/alerts.md ("Dashboard and alerts"), one heading per alert, or the page
+// of runbookDocs.
 const runbookBase = "https://github.com/aily-exporter/aily_exporter/blob/main/"
 
-// runbookDocs are the alerts whose runbooks are not in the README, and the
-// page that has them.
+// runbookDocs are the alerts whose runbooks are not in docs/alerts.md, and
+// the page that has them.
 var runbookDocs = map[string]string{
 	"AilyErrorBudgetBurnFast": "docs/slo.md",
 	"AilyErrorBudgetBurnSlow": "docs/slo.md",
@@ -29,7 +30,7 @@ func runbookDoc(alert string) string {
 	if doc, ok := runbookDocs[alert]; ok {
 		return doc
 	}
-	return "README.md"
+	return "docs/alerts.md"
 }
 
 // sloGroup is the group of the run success SLO: its recording rules and its
@@ -75,7 +76,8 @@ var wantAlerts = []string{
 }
 
 // wantStatusURL are the alerts about runs and sessions, which link to the
-// exporter's status page filtered to their app (the README's "Status page").
+// exporter's status page filtered to their app (docs/troubleshooting.md,
+// "The status page").
 var wantStatusURL = []string{
 	"AilyRunFailureRatioHigh",
 	"AilyRunFailuresSpike",
@@ -127,7 +129,7 @@ func readYAML(t *testing.T, path string, v any) {
 // TestAlertRules checks what promtool does not: every alert of wantAlerts
 // is there, in group aily (the SLO's in group aily-slo, with the recording
 // rules of wantRecorded), with a severity, summary, description and a
-// runbook_url to its section of the README (or of runbookDocs).
+// runbook_url to its section of docs/alerts.md (or of runbookDocs).
 func TestAlertRules(t *testing.T) {
 	var rf ruleFile
 	readYAML(t, "alerts.yml", &rf)
@@ -244,10 +246,10 @@ func readYAMLLoose(t *testing.T, path string, v any) {
 	}
 }
 
-// TestRunbooksInREADME checks that every alert's runbook_url lands on a
-// heading of the README (or of its page in runbookDocs): GitHub's anchor of
-// "#### AilyRunStuck" is #ailyrunstuck.
-func TestRunbooksInREADME(t *testing.T) {
+// TestRunbooksInDocs checks that every alert's runbook_url lands on a
+// heading of docs/alerts.md (or of its page in runbookDocs): GitHub's anchor
+// of "### AilyRunStuck" is #ailyrunstuck.
+func TestRunbooksInDocs(t *testing.T) {
 	pages := map[string]string{}
 	for _, a := range wantAlerts {
 		doc := runbookDoc(a)
@@ -263,8 +265,13 @@ func TestRunbooksInREADME(t *testing.T) {
 			t.Errorf("%s has no heading %q for the runbook_url #%s", doc, a, strings.ToLower(a))
 		}
 	}
-	readme := pages["README.md"]
-	if strings.Contains(readme, "<!-- dashboards:") {
-		t.Error("README.md still has the dashboards placeholder")
+	for _, name := range []string{"README.md", filepath.Join("docs", "alerts.md")} {
+		b, err := os.ReadFile(filepath.Join("..", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), "<!-- dashboards:") {
+			t.Errorf("%s still has the dashboards placeholder", name)
+		}
 	}
 }

@@ -12,12 +12,16 @@ import (
 )
 
 // metricFamilies are the exporter's aily_ metric families, exactly: the
-// README's metrics table. The end-to-end test checks that a scrape of
-// aily_exporter --demo has these and no others. The aily_state_* families (the
+// metrics tables of the README and docs/metrics.md (TestDocsListTheMetrics).
+// The end-to-end test checks that a scrape of aily_exporter --demo has these
+// and no others. The aily_state_* families (the
 // state kept in --storage.path) join the list with the change that exports
 // them. The aily_poll_* and aily_session_staleness_seconds families are issue
 // 14's (the daily request budget), which the dashboard's "API budget and
-// freshness" row reads.
+// freshness" row reads. aily_app_token_up is issue 15's (the token back-off).
+// The aily_sessions_discover* families are served only for apps with a
+// sessions_url, which the demo has not, and no panel reads them: they are not
+// in this list, but the metrics tables name them (TestDocsListTheMetrics).
 var metricFamilies = []string{
 	"aily_runs",
 	"aily_runs_finished_total",
@@ -40,6 +44,7 @@ var metricFamilies = []string{
 	"aily_api_requests_total",
 	"aily_api_request_duration_seconds",
 	"aily_api_rate_limited_total",
+	"aily_app_token_up",
 	"aily_tracked_runs",
 	"aily_exporter_build_info",
 	"aily_exporter_config_last_reload_successful",
@@ -78,6 +83,7 @@ var familyLabels = map[string]struct{ app, session bool }{
 	"aily_api_requests_total":                     {true, false},
 	"aily_api_request_duration_seconds":           {true, false},
 	"aily_api_rate_limited_total":                 {true, false},
+	"aily_app_token_up":                           {true, false},
 }
 
 // familyOf folds a series name into its family: the classic histogram
@@ -545,20 +551,23 @@ func TestTrackedRunsAndUpAreNotOnOneAxis(t *testing.T) {
 	}
 }
 
-// TestREADMENamesThePanels checks the README's tour of the dashboard
+// TestDocsNameThePanels checks the tour of the dashboard in docs/alerts.md
 // against aily.json: each panel it lists by name (an italic name opening a
 // list item, a bold row) is named as in the dashboard, and every panel but the
-// stats, whose names the README weaves into a sentence, is named in it.
-func TestREADMENamesThePanels(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "README.md"))
+// stats, whose names the tour weaves into a sentence, is named in it.
+func TestDocsNameThePanels(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "docs", "alerts.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, section, ok := strings.Cut(string(b), "\n### The Grafana dashboard\n")
+	_, section, ok := strings.Cut(string(b), "\n## The Grafana dashboard\n")
 	if !ok {
-		t.Fatal(`README.md has no section "### The Grafana dashboard"`)
+		t.Fatal(`docs/alerts.md has no section "## The Grafana dashboard"`)
 	}
-	section, _, _ = strings.Cut(section, "\n### ")
+	// The section ends at the next heading, whatever its level.
+	if end := regexp.MustCompile(`\n#{1,6} `).FindStringIndex(section); end != nil {
+		section = section[:end[0]]
+	}
 
 	titles := map[string]string{} // title → type
 	for _, p := range allPanels(readDashboard(t)) {
@@ -566,12 +575,12 @@ func TestREADMENamesThePanels(t *testing.T) {
 	}
 	for _, m := range regexp.MustCompile(`(?m)^\s+- \*([^*]+)\*`).FindAllStringSubmatch(section, -1) {
 		if _, ok := titles[m[1]]; !ok {
-			t.Errorf("the README lists a panel *%s*, which aily.json has not (by that name)", m[1])
+			t.Errorf("docs/alerts.md lists a panel *%s*, which aily.json has not (by that name)", m[1])
 		}
 	}
 	for _, m := range regexp.MustCompile(`(?m)^\d+\. \*\*([^*]+?)\.\*\*`).FindAllStringSubmatch(section, -1) {
 		if titles[m[1]] != "row" {
-			t.Errorf("the README names a row **%s**, which aily.json has not (by that name)", m[1])
+			t.Errorf("docs/alerts.md names a row **%s**, which aily.json has not (by that name)", m[1])
 		}
 	}
 	named := map[string]bool{}
@@ -581,7 +590,43 @@ func TestREADMENamesThePanels(t *testing.T) {
 	}
 	for title, typ := range titles {
 		if typ != "row" && typ != "stat" && !named[title] {
-			t.Errorf("the README does not name the panel *%s*", title)
+			t.Errorf("docs/alerts.md does not name the panel *%s*", title)
+		}
+	}
+}
+
+// TestDocsListTheMetrics checks the metrics tables of the README and of
+// docs/metrics.md against metricFamilies: each names every family, and no
+// other. The aily_state_* families, exported only with --storage.path, and
+// the aily_sessions_discover* families, exported only for apps with a
+// sessions_url, are in the tables too.
+func TestDocsListTheMetrics(t *testing.T) {
+	want := slices.Concat(metricFamilies, []string{
+		"aily_state_last_save_timestamp_seconds",
+		"aily_state_save_duration_seconds",
+		"aily_state_bytes",
+		"aily_state_save_failures_total",
+		"aily_sessions_discovery_up",
+		"aily_sessions_discovery_last_success_timestamp_seconds",
+		"aily_sessions_discovered",
+	})
+	slices.Sort(want)
+	row := regexp.MustCompile("(?m)^\\| (`aily_[^|]*)\\|")
+	name := regexp.MustCompile("`(aily_[a-z_]+)`")
+	for _, doc := range []string{"README.md", filepath.Join("docs", "metrics.md")} {
+		b, err := os.ReadFile(filepath.Join("..", doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var listed []string
+		for _, r := range row.FindAllStringSubmatch(string(b), -1) {
+			for _, n := range name.FindAllStringSubmatch(r[1], -1) {
+				listed = append(listed, n[1])
+			}
+		}
+		slices.Sort(listed)
+		if !slices.Equal(listed, want) {
+			t.Errorf("%s lists the metrics\n%v\nwant\n%v", doc, listed, want)
 		}
 	}
 }

@@ -112,6 +112,7 @@ type Config struct {
 // concurrent use; concurrent listings share the token and the rate limiter.
 type Client struct {
 	base        string
+	host        string // base's host, which errors name
 	http        *http.Client
 	creds       tokenSource
 	pageSize    atomic.Int64
@@ -169,6 +170,7 @@ func NewClient(cfg Config) (*Client, error) {
 
 	c := &Client{
 		base:        strings.TrimRight(u.String(), "/"),
+		host:        u.Host,
 		http:        cfg.HTTPClient,
 		maxPages:    cfg.MaxPages,
 		maxAttempts: cfg.MaxAttempts,

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // Platform codes the client and its callers branch on.
@@ -90,4 +91,60 @@ func isTokenRejected(err error) bool {
 		return true
 	}
 	return false
+}
+
+// TransportError is a request to the Feishu API that got no answer: the
+// connection failed, no answer came within the request timeout, or the
+// caller's context ended first. It names the endpoint and the host, never the
+// URL's path or query (page tokens, IDs), and holds no secret.
+type TransportError struct {
+	Endpoint Endpoint
+	Host     string // the API's host, with its port if the base URL has one
+	// Timeout is the request timeout when it passed with no (whole) answer;
+	// 0 when the request failed otherwise.
+	Timeout time.Duration
+	Err     error
+}
+
+func (e *TransportError) Error() string {
+	if e.Timeout > 0 {
+		return fmt.Sprintf("feishu %s at %s: no answer within the request timeout of %s: %v", e.Endpoint, e.Host, e.Timeout, e.Err)
+	}
+	return fmt.Sprintf("feishu %s at %s: %v", e.Endpoint, e.Host, e.Err)
+}
+
+// Unwrap returns the underlying error, so that errors.Is(err,
+// context.DeadlineExceeded) still tells a deadline.
+func (e *TransportError) Unwrap() error { return e.Err }
+
+// CredentialError is a request that failed on its app's credential, which
+// every request of the app shares: no token could be obtained (the token
+// endpoint failed or did not answer, or the user access token file could not
+// be read), or the API refused a token just renewed. Err says why: an
+// *APIError or a *TransportError when the API answered or did not.
+type CredentialError struct {
+	// Credential names the credential without any secret: "tenant token of
+	// app cli_…" or "user access token from file …".
+	Credential string
+	// Refused is true when the API refused the token, and so the request
+	// was sent; false when the request was not sent for want of a token.
+	Refused bool
+	Err     error
+}
+
+func (e *CredentialError) Error() string {
+	if e.Refused {
+		return fmt.Sprintf("%s refused: %v", e.Credential, e.Err)
+	}
+	return e.Err.Error()
+}
+
+// Unwrap returns the underlying error.
+func (e *CredentialError) Unwrap() error { return e.Err }
+
+// IsCredential reports whether err is a failure of the app's credential
+// (a *CredentialError), which fails every request of the app alike.
+func IsCredential(err error) bool {
+	var e *CredentialError
+	return errors.As(err, &e)
 }

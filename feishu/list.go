@@ -106,7 +106,7 @@ func (c *Client) PageSize() int { return int(c.pageSize.Load()) }
 // listRunsPage is ListRunsPage with its errors not yet wrapped.
 func (c *Client) listRunsPage(ctx context.Context, sessionID, pageToken string) (RunsPage, error) {
 	if err := ctx.Err(); err != nil {
-		return RunsPage{}, err
+		return RunsPage{}, c.transportError(EndpointListRuns, err)
 	}
 	page, err := c.fetchPage(ctx, sessionID, pageToken)
 	if err != nil {
@@ -175,6 +175,9 @@ func (c *Client) getPage(ctx context.Context, sessionID, pageToken string, size 
 // body with decode (see newResponse). If the token is refused it is dropped
 // and the request made once more with a new one.
 func (c *Client) getWithToken(ctx context.Context, ep Endpoint, endpoint string, decode bodyDecoder) (*response, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, c.transportError(ep, err)
+	}
 	for retried := false; ; retried = true {
 		tok, err := c.creds.token(ctx)
 		if err != nil {
@@ -189,7 +192,10 @@ func (c *Client) getWithToken(ctx context.Context, ep Endpoint, endpoint string,
 			return req, nil
 		}, decode)
 		if err != nil {
-			if !retried && c.creds.rejects(err) {
+			if c.creds.rejects(err) {
+				if retried {
+					return nil, c.creds.refused(tok, err)
+				}
 				c.creds.invalidate(tok)
 				continue
 			}

@@ -25,8 +25,11 @@ type Observer interface {
 	// ObserveRateLimited is called when the API said "slow down" (HTTP 429 or
 	// code 99991400); wait is how long the client will wait before retrying.
 	ObserveRateLimited(endpoint Endpoint, wait time.Duration)
-	// ObserveTokenRenewal is called after each attempt to obtain a new token;
-	// err is nil on success.
+	// ObserveTokenRenewal is called after each attempt to obtain a new token
+	// (a renewal, a read of the user access token file), and when the API
+	// refuses a token just obtained; err is nil on success, else a
+	// *CredentialError. Requests failed at once during a back-off after a
+	// failed renewal are not attempts.
 	ObserveTokenRenewal(err error)
 	// ObserveMalformedRun is called for a run whose fields could not all be
 	// decoded (e.g. a timestamp that is not milliseconds, or one before 2020

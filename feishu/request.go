@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -79,7 +80,7 @@ func (c *Client) do(ctx context.Context, ep Endpoint, build func(ctx context.Con
 	var rateLimited, failures int
 	for {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, c.transportError(ep, err)
 		}
 		if c.limiter != nil {
 			if err := c.limiter.Wait(ctx); err != nil {
@@ -97,7 +98,7 @@ func (c *Client) do(ctx context.Context, ep Endpoint, build func(ctx context.Con
 			if ctxErr := ctx.Err(); ctxErr != nil {
 				// The caller's deadline or cancellation, not a flaky network:
 				// report it as such and do not retry.
-				return nil, ctxErr
+				return nil, c.transportError(ep, ctxErr)
 			}
 			failures++
 			if err := c.backoff(ctx, failures, err); err != nil {
@@ -140,7 +141,7 @@ func (c *Client) attempt(ep Endpoint, req *http.Request, decode bodyDecoder) (*r
 	resp, err := c.http.Do(req)
 	if err != nil {
 		c.obs.ObserveRequest(ep, failureCode(req), c.now().Sub(start))
-		return nil, fmt.Errorf("feishu %s: %w", ep, err)
+		return nil, c.requestError(ep, req, err)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	limit := c.maxBody
@@ -154,7 +155,7 @@ func (c *Client) attempt(ep Endpoint, req *http.Request, decode bodyDecoder) (*r
 		body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 		if err != nil {
 			c.obs.ObserveRequest(ep, failureCode(req), c.now().Sub(start))
-			return nil, fmt.Errorf("feishu %s: read response (HTTP %d): %w", ep, resp.StatusCode, err)
+			return nil, c.requestError(ep, req, fmt.Errorf("read response (HTTP %d): %w", resp.StatusCode, err))
 		}
 		if int64(len(body)) > limit {
 			r = tooLargeResponse(resp.StatusCode, resp.Header, limit)
@@ -164,6 +165,26 @@ func (c *Client) attempt(ep Endpoint, req *http.Request, decode bodyDecoder) (*r
 	}
 	c.obs.ObserveRequest(ep, resultCode(r), c.now().Sub(start))
 	return r, nil
+}
+
+// transportError is a request to ep that got no answer because of err.
+func (c *Client) transportError(ep Endpoint, err error) *TransportError {
+	return &TransportError{Endpoint: ep, Host: c.host, Err: err}
+}
+
+// requestError is the *TransportError of a request that failed with err: the
+// error inside a *url.Error, whose text would quote the URL and with it its
+// query, and the request timeout when that is what ended it.
+func (c *Client) requestError(ep Endpoint, req *http.Request, err error) *TransportError {
+	e := c.transportError(ep, err)
+	if ue, ok := err.(*url.Error); ok { // what http.Client.Do returns
+		e.Err = ue.Err
+	}
+	var te interface{ Timeout() bool }
+	if req.Context().Err() == nil && c.http.Timeout > 0 && errors.As(err, &te) && te.Timeout() {
+		e.Timeout = c.http.Timeout
+	}
+	return e
 }
 
 // bodyLimitKey carries a request's own body cap, below the client's.

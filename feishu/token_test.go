@@ -298,10 +298,15 @@ func TestRejectedUserTokenIsReadAgainOnce(t *testing.T) {
 	if n := e.fake.Requests("list_runs"); n != 2 {
 		t.Errorf("list requests = %d, want 2 (one retry after re-reading the file)", n)
 	}
+	var ce *feishu.CredentialError
+	if !errors.As(err, &ce) || !ce.Refused {
+		t.Errorf("err = %#v, want a *CredentialError of a refused token", err)
+	}
 	e.obs.mu.Lock()
 	defer e.obs.mu.Unlock()
-	if len(e.obs.renewals) != 2 {
-		t.Errorf("token file reads observed = %d, want 2", len(e.obs.renewals))
+	// Two reads of the file, then the refusal of the token read again.
+	if len(e.obs.renewals) != 3 || e.obs.renewals[0] != nil || e.obs.renewals[1] != nil || !feishu.IsCredential(e.obs.renewals[2]) {
+		t.Errorf("token renewals observed = %v, want two reads and a refusal", e.obs.renewals)
 	}
 }
 

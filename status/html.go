@@ -129,7 +129,16 @@ var pageTemplate = template.Must(template.New("status").Funcs(template.FuncMap{
 		q.Page = page
 		return q
 	},
-	"add": func(a, b int) int { return a + b },
+	"add":     func(a, b int) int { return a + b },
+	"seconds": secondsText,
+	"discovered": func(apps []App) bool {
+		for _, a := range apps {
+			if a.SessionsURL != nil {
+				return true
+			}
+		}
+		return false
+	},
 	"daily": func(a App) string {
 		if a.DailyBudget <= 0 {
 			return fmt.Sprintf("none / %.0f", a.ProjectedPerDay)
@@ -219,6 +228,18 @@ nav a { margin-right: 0.8em; }
 {{end}}</tbody>
 </table>
 
+{{if discovered .Apps}}<h2>Sessions from sessions_url</h2>
+<table id="sessions-url">
+<thead><tr><th>App</th><th>URL</th><th>Every</th><th>Last success</th><th>Sessions</th><th>Last fetch</th></tr></thead>
+<tbody>
+{{range .Apps}}{{$app := .Name}}{{with .SessionsURL}}<tr class="sessions-url" data-app="{{$app}}" data-up="{{.Up}}">
+<td>{{$app}}</td><td><code>{{.URL}}</code></td><td class="n">{{seconds .RefreshIntervalSeconds}}</td>
+<td>{{ptime .LastSuccess}}</td><td class="n">{{.Sessions}}</td>
+<td class="msg{{if not .Up}} err{{end}}">{{if .Up}}ok ({{ptime .LastAttempt}}){{else if .LastAttempt}}{{shorten .LastError}} ({{ptime .LastAttempt}}){{if .LastSuccess}}; the sessions last fetched are kept{{end}}{{else}}not yet{{end}}</td>
+</tr>
+{{end}}{{end}}</tbody>
+</table>
+{{end}}
 <h2>Recent failed runs{{if .Query.App}} of {{.Query.App}}{{end}}</h2>
 {{if .FailedRuns}}<table id="failed-runs">
 <thead><tr><th>Time</th><th>App</th><th>Session</th><th>Run ID</th><th>Error code</th><th>Error message</th><th>Duration</th></tr></thead>

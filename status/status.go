@@ -1,5 +1,6 @@
 // Package status assembles what the exporter's status page shows: per app,
-// its sessions by state, its use of the Feishu API and its token's health;
+// its sessions by state, its use of the Feishu API, its token's health and
+// how the fetches of its sessions_url go;
 // per session, its state, freshness, last error and runs; and the most recent
 // failed runs. The same Page is rendered as HTML (/status) and JSON
 // (/status.json).
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/aily-exporter/aily_exporter/collector"
+	"github.com/aily-exporter/aily_exporter/discovery"
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/watch"
 )
@@ -38,6 +40,9 @@ type Options struct {
 	// TelemetryPath is where the metrics are served (--web.telemetry-path);
 	// default /metrics.
 	TelemetryPath string
+	// Discovery is, by app, how the fetches of its sessions_url go; apps
+	// without one are not in it.
+	Discovery map[string]discovery.Status
 }
 
 // Query is what the page is asked for: ?app=, ?sort=, ?page=.
@@ -98,6 +103,23 @@ type App struct {
 	RateLimited uint64 `json:"rate_limited"`
 	// Token is the health of its access token.
 	Token Token `json:"token"`
+	// SessionsURL is how the fetches of its sessions_url go; nil for an
+	// app without one.
+	SessionsURL *SessionsURL `json:"sessions_url,omitempty"`
+}
+
+// SessionsURL is where an app's sessions_url stands: the URL (it never
+// holds credentials: they are refused in it), when a fetch last succeeded,
+// the error of the most recent fetch if it failed, and how many sessions
+// the list in force (the last one fetched well) holds.
+type SessionsURL struct {
+	URL                    string     `json:"url"`
+	RefreshIntervalSeconds float64    `json:"refresh_interval_seconds"`
+	Up                     bool       `json:"up"`
+	LastAttempt            *time.Time `json:"last_attempt"`
+	LastSuccess            *time.Time `json:"last_success"`
+	LastError              string     `json:"last_error,omitempty"`
+	Sessions               int        `json:"sessions"`
 }
 
 // Token is an app's token health: whether a token was fetched yet, the error
@@ -212,10 +234,10 @@ func Build(c *collector.Collector, o Options, q Query) (*Page, error) {
 			RateLimited:        api.RateLimited,
 			Token:              Token{State: TokenOK, Healthy: true},
 		}
-		switch {
-		case api.TokenError != "":
+		switch api.Token() {
+		case collector.TokenFailed:
 			a.Token = Token{State: TokenFailed, Error: api.TokenError}
-		case api.TokenRenewedAt.IsZero():
+		case collector.TokenNotFetched:
 			a.Token = Token{State: TokenNotFetched}
 		}
 		for _, st := range watch.SessionStates() {
@@ -226,6 +248,9 @@ func Build(c *collector.Collector, o Options, q Query) (*Page, error) {
 		}
 		if !api.TokenRenewedAt.IsZero() {
 			a.Token.RenewedAt = &api.TokenRenewedAt
+		}
+		if d, ok := o.Discovery[name]; ok {
+			a.SessionsURL = sessionsURL(d)
 		}
 		p.Apps = append(p.Apps, a)
 	}
@@ -275,6 +300,21 @@ func Build(c *collector.Collector, o Options, q Query) (*Page, error) {
 	return p, nil
 }
 
+// sessionsURL returns an app's line of its sessions_url.
+func sessionsURL(d discovery.Status) *SessionsURL {
+	out := &SessionsURL{URL: d.URL, RefreshIntervalSeconds: d.RefreshInterval.Seconds(), Up: d.Up(),
+		LastError: d.LastError, Sessions: d.Sessions}
+	if !d.LastAttempt.IsZero() {
+		t := d.LastAttempt
+		out.LastAttempt = &t
+	}
+	if !d.LastSuccess.IsZero() {
+		t := d.LastSuccess
+		out.LastSuccess = &t
+	}
+	return out
+}
+
 // noScrapeYet is the page's notice before the first scrape.
 func noScrapeYet(telemetryPath string, started, now time.Time) string {
 	since := ""
@@ -285,7 +325,7 @@ func noScrapeYet(telemetryPath string, started, now time.Time) string {
 		"Sessions are polled only when Prometheus scrapes %s: until the first scrape every session stays pending, "+
 		"no token is fetched and no run is counted. If this lasts longer than a scrape interval, "+
 		"check the Prometheus scrape configuration (a job whose target is this exporter's address and port, "+
-		"as in dashboards/prometheus.yml; see the README's Prometheus configuration) "+
+		"as in dashboards/prometheus.yml; see Prometheus configuration in docs/alerts.md) "+
 		"and the target's state on Prometheus' Targets page.",
 		telemetryPath, since, telemetryPath)
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/aily-exporter/aily_exporter/collector"
+	"github.com/aily-exporter/aily_exporter/discovery"
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/watch"
 )
@@ -285,5 +286,80 @@ func TestAnUnknownAppIsNotFoundWithTheAppsListed(t *testing.T) {
 	}
 	if _, err := Build(c, Options{Now: now}, Query{App: "sales"}); err != nil {
 		t.Errorf("a configured app: %v", err)
+	}
+}
+
+func TestAppsShowTheirSessionsURL(t *testing.T) {
+	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	now := func() time.Time { return t0 }
+	c := collector.New(collector.Options{Watch: watch.Options{Now: now}})
+	c.SetApps([]collector.App{
+		{Name: "fetched", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"s1"}},
+		{Name: "failing", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"s2"}},
+		{Name: "static", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"s3"}},
+		{Name: "never", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"s4"}},
+	})
+	const refused = `HTTP 401 Unauthorized: want 200 and the list of session IDs`
+	o := Options{Now: now, Discovery: map[string]discovery.Status{
+		"fetched": {URL: "https://agent.example.com/sessions?app=fetched", RefreshInterval: time.Minute,
+			LastAttempt: t0.Add(-10 * time.Second), LastSuccess: t0.Add(-10 * time.Second), Sessions: 1},
+		"failing": {URL: "https://agent.example.com/sessions?app=failing", RefreshInterval: 30 * time.Second,
+			LastAttempt: t0.Add(-5 * time.Second), LastSuccess: t0.Add(-time.Hour), LastError: refused, Sessions: 7},
+		"never": {URL: "https://agent.example.com/sessions?app=never", RefreshInterval: time.Minute,
+			LastAttempt: t0.Add(-5 * time.Second), LastError: "GET: connection refused"},
+	}}
+	p := mustBuild(t, c, o, Query{})
+	byName := map[string]App{}
+	for _, a := range p.Apps {
+		byName[a.Name] = a
+	}
+	if u := byName["fetched"].SessionsURL; u == nil || !u.Up || u.Sessions != 1 || u.LastSuccess == nil || u.RefreshIntervalSeconds != 60 || u.LastError != "" {
+		t.Errorf("fetched: %+v, want up with 1 session", u)
+	}
+	if u := byName["failing"].SessionsURL; u == nil || u.Up || u.LastError != refused || u.Sessions != 7 || !u.LastSuccess.Equal(t0.Add(-time.Hour)) {
+		t.Errorf("failing: %+v, want down with its error, its last success and the 7 sessions kept", u)
+	}
+	if u := byName["static"].SessionsURL; u != nil {
+		t.Errorf("an app without sessions_url shows %+v", u)
+	}
+
+	var html, js bytes.Buffer
+	if err := WriteHTML(&html, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteJSON(&js, p); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`<tr class="sessions-url" data-app="fetched" data-up="true">`,
+		`<code>https://agent.example.com/sessions?app=fetched</code>`,
+		`ok (2025-03-01 11:59:50Z)`,
+		`<tr class="sessions-url" data-app="failing" data-up="false">`,
+		`<td class="n">30s</td>`,
+		`HTTP 401 Unauthorized: want 200 and the list of session IDs (2025-03-01 11:59:55Z); the sessions last fetched are kept`,
+	} {
+		if !strings.Contains(html.String(), want) {
+			t.Errorf("the HTML lacks %s:\n%s", want, html.String())
+		}
+	}
+	if strings.Count(html.String(), "are kept") != 1 {
+		t.Errorf("the app whose URL never answered says its sessions are kept:\n%s", html.String())
+	}
+	if n := strings.Count(html.String(), `<tr class="sessions-url"`); n != 3 {
+		t.Errorf("%d sessions_url rows, want 3 (the app without one has none)", n)
+	}
+	for _, want := range []string{`"sessions_url": {`, `"url": "https://agent.example.com/sessions?app=failing"`, `"last_error": "HTTP 401`, `"up": false`} {
+		if !strings.Contains(js.String(), want) {
+			t.Errorf("the JSON lacks %s:\n%s", want, js.String())
+		}
+	}
+
+	// No app with a sessions_url: no table.
+	html.Reset()
+	if err := WriteHTML(&html, mustBuild(t, c, Options{Now: now}, Query{})); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(html.String(), "sessions-url") {
+		t.Errorf("a sessions_url table without any sessions_url")
 	}
 }

@@ -603,10 +603,12 @@ func (p *poll) page(token string) (feishu.RunsPage, error) {
 
 // refused reports whether the API refused a parameter (code 2700001: a page
 // token it no longer takes, a run it does not know) or found nothing at the
-// path: both mean the listing's position is no longer valid.
+// path: both mean the listing's position is no longer valid. A failure of
+// the app's credential (a token endpoint answering 404) says nothing of
+// the listing.
 func refused(err error) bool {
 	var e *feishu.APIError
-	return errors.As(err, &e) && (e.Code == feishu.CodeParamInvalid || feishu.IsNotFound(err))
+	return errors.As(err, &e) && !feishu.IsCredential(err) && (e.Code == feishu.CodeParamInvalid || feishu.IsNotFound(err))
 }
 
 // overlaps reports whether any run is one of ids.

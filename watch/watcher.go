@@ -1,6 +1,6 @@
 // Package watch keeps watch over Aily sessions within the Feishu API's
-// budget: which sessions are due for a poll (the polling policy in the
-// README), how a poll reads only what changed since the last one
+// budget: which sessions are due for a poll (the polling policy in
+// docs/polling.md), how a poll reads only what changed since the last one
 // (incremental listing, in either listing order), and which runs to count so
 // that each is counted exactly once. It knows nothing about Prometheus; the
 // collector package turns what it sees into metrics.
@@ -103,8 +103,9 @@ type Watcher struct {
 
 // app is what the watcher keeps of a configured app.
 type app struct {
-	name string
-	api  API // guarded by Watcher.mu
+	name   string
+	api    API // guarded by Watcher.mu
+	health appHealth
 }
 
 // New returns a Watcher that gives what polls count to rec and watches no
@@ -284,8 +285,8 @@ type candidate struct {
 	key float64
 }
 
-// Poll polls sessions in the order of the freshness policy (the README's
-// polling policy): sessions never polled first, then those with a baseline
+// Poll polls sessions in the order of the freshness policy (docs/polling.md,
+// "Which sessions a scrape polls"): sessions never polled first, then those with a baseline
 // under way or runs in flight, then those past the staleness target
 // (Options.IdleInterval), most stale first, then the others by the expected
 // value of a poll. It spends what each app's request budget allows: the
@@ -384,23 +385,39 @@ start:
 		go func() { <-all; finish() }()
 	}
 
+	cutApps := make(map[*app]bool)
 	for _, s := range started {
 		s.mu.Lock()
-		if s.cutBy == pctx || (s.polling != nil && s.pollCtx == pctx) {
+		cut := s.cutBy == pctx || (s.polling != nil && s.pollCtx == pctx)
+		s.mu.Unlock()
+		if cut {
 			if cutOff == nil {
 				cutOff = make(map[SessionKey]bool)
 			}
 			cutOff[SessionKey{s.app.name, s.id}] = true
 		}
-		s.mu.Unlock()
+		cutApps[s.app] = cutApps[s.app] || cut
+	}
+	// The cut-offs are logged as they happen (pollSession), their end here:
+	// a scrape none of whose polls of the app was cut off.
+	for a, cut := range cutApps {
+		if !cut {
+			a.health.notCut(log.With(w.opts.Logger, "app", a.name))
+		}
 	}
 
 	overdue.mu.Lock()
 	defer overdue.mu.Unlock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for name := range w.apps {
-		w.overdue[name] = overdue.n[name]
+	for name, a := range w.apps {
+		n := overdue.n[name]
+		if a.health.credentialFails() {
+			// Its sessions are failing, not over budget: what is wrong is
+			// the credential, which the app's log line and token state say.
+			n = 0
+		}
+		w.overdue[name] = n
 	}
 	return cutOff
 }
@@ -468,7 +485,8 @@ func (w *Watcher) plan(now time.Time) ([]candidate, []chan struct{}) {
 // app's sessions (its sessions ÷ its average rate), so that sessions with
 // runs in flight, polled every Options.MinInterval while the budget allows,
 // cannot starve the others. 2 keeps the freshness benchmark's p99 within
-// 1.5 × the round-robin bound (README, Performance).
+// 1.5 × the round-robin bound (docs/performance.md, "Freshness within the
+// daily budget").
 const activeShare = 2
 
 // activeEvery returns, per app, how often a session with runs in flight is
@@ -627,6 +645,7 @@ func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done cha
 		// Its state stays as it was, for other scrapers; the scrape whose
 		// deadline it was reports it down.
 		s.cutBy = ctx
+		s.app.health.cut(log.With(w.opts.Logger, "app", s.app.name), err)
 		level.Debug(w.opts.Logger).Log("msg", "A poll was cut off by the scrape deadline", "app", s.app.name,
 			"session_id", s.id, "err", err)
 		if t.Baselined() {
@@ -670,50 +689,57 @@ type (
 )
 
 func (c createdIDs) String() string {
-	b := make([]byte, 0, 16*len(c))
-	for i := range c {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, c[i].ID...)
-	}
-	return string(b)
+	return joinIDs(len(c), func(i int) string { return c[i].ID })
 }
 
 func (t timedIDs) String() string {
-	b := make([]byte, 0, 16*len(t))
-	for i := range t {
+	return joinIDs(len(t), func(i int) string { return t[i].Run.ID })
+}
+
+// maxLoggedIDs bounds the line of a poll that counted a long history (a
+// baseline of runs that ended after the watch began).
+const maxLoggedIDs = 1000
+
+func joinIDs(n int, id func(int) string) string {
+	b := make([]byte, 0, 16*min(n, maxLoggedIDs))
+	for i := range min(n, maxLoggedIDs) {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, t[i].Run.ID...)
+		b = append(b, id(i)...)
+	}
+	if n > maxLoggedIDs {
+		b = fmt.Appendf(b, ",+%d", n-maxLoggedIDs)
 	}
 	return string(b)
 }
 
 // logOutcome logs a poll's outcome when it changes the session's health: a
 // first failure, a different failure, a recovery. Repeats go to debug, so
-// that a broken app does not flood the log. s.mu is held.
+// that a broken app does not flood the log. A failure every session of the
+// app shares (appWide) is logged once for the app, and so is its end; the
+// session's lines about it go to debug. s.mu is held.
 func (w *Watcher) logOutcome(s *Session, err error) {
-	l := log.With(w.opts.Logger, "app", s.app.name, "session_id", s.id)
+	al := log.With(w.opts.Logger, "app", s.app.name)
+	l := log.With(al, "session_id", s.id)
+	if appWide(err) {
+		s.app.health.failed(al, err)
+	} else {
+		s.app.health.works(al)
+	}
+	changed := err != nil && (s.err == nil || errorKey(s.err) != errorKey(err))
 	switch {
-	case err != nil && (s.err == nil || errorKey(s.err) != errorKey(err)):
+	case changed && !appWide(err):
 		level.Warn(l).Log("msg", "Polling a session failed", "err", err)
+	case changed:
+		level.Debug(l).Log("msg", "Polling a session failed", "err", err)
 	case err != nil:
 		level.Debug(l).Log("msg", "Polling a session failed again", "failures", s.failures+1, "err", err)
-	case s.err != nil:
+	case s.err != nil && !appWide(s.err):
 		level.Info(l).Log("msg", "Polling a session works again", "after_failures", s.failures)
+	case s.err != nil:
+		level.Debug(l).Log("msg", "Polling a session works again", "after_failures", s.failures)
 	}
-}
-
-// errorKey is what tells two failures apart: an API error's endpoint, status
-// and code (its message and log ID change on every call), or the text.
-func errorKey(err error) string {
-	var e *feishu.APIError
-	if errors.As(err, &e) {
-		return fmt.Sprintf("%s/%d/%d", e.Endpoint, e.HTTPStatus, e.Code)
-	}
-	return err.Error()
 }
 
 // EachSnapshot calls fn with what each configured session shows now, in
@@ -799,26 +825,42 @@ func (p *pollBudget) refund() {
 	p.b.spent--
 }
 
-// take spends one request, or reports that the budget is spent.
-func (p *pollBudget) take() bool {
+// take spends one request, or reports that the budget is spent. prepaid
+// says that it was the poll's first request, paid for by startPoll.
+func (p *pollBudget) take() (ok, prepaid bool) {
 	if p.prepaid {
 		p.prepaid = false
-		return true
+		return true, true
 	}
 	b := p.b
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.unlimited {
 		b.spent++
-		return true
+		return true, false
 	}
 	if b.left <= 0 || p.left <= 0 {
-		return false
+		return false, false
 	}
 	b.left--
 	p.left--
 	b.spent++
-	return true
+	return true, false
+}
+
+// untake gives back a request that take spent but that was not sent.
+func (p *pollBudget) untake(prepaid bool) {
+	b := p.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.spent--
+	if b.unlimited {
+		return
+	}
+	b.left++
+	if !prepaid {
+		p.left++
+	}
 }
 
 // budgetedAPI is an API that stops at a request budget.
@@ -828,15 +870,34 @@ type budgetedAPI struct {
 }
 
 func (a budgetedAPI) ListRunsPage(ctx context.Context, sessionID, pageToken string) (feishu.RunsPage, error) {
-	if !a.b.take() {
+	ok, prepaid := a.b.take()
+	if !ok {
 		return feishu.RunsPage{}, errBudget
 	}
-	return a.API.ListRunsPage(ctx, sessionID, pageToken)
+	page, err := a.API.ListRunsPage(ctx, sessionID, pageToken)
+	if notSent(err) {
+		a.b.untake(prepaid)
+	}
+	return page, err
 }
 
 func (a budgetedAPI) GetRun(ctx context.Context, sessionID, runID string) (feishu.Run, error) {
-	if !a.b.take() {
+	ok, prepaid := a.b.take()
+	if !ok {
 		return feishu.Run{}, errBudget
 	}
-	return a.API.GetRun(ctx, sessionID, runID)
+	r, err := a.API.GetRun(ctx, sessionID, runID)
+	if notSent(err) {
+		a.b.untake(prepaid)
+	}
+	return r, err
+}
+
+// notSent reports whether err says that the request was not sent: the app's
+// credential failed before it could be. Such a request costs no budget, so
+// that an app whose credential fails has every session polled (and failing
+// at once), none of them overdue.
+func notSent(err error) bool {
+	var ce *feishu.CredentialError
+	return errors.As(err, &ce) && !ce.Refused
 }

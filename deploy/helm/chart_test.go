@@ -352,10 +352,11 @@ func TestChartFilesAreCopies(t *testing.T) {
 	}
 }
 
-// readmeFlags are the flags of the README's flags table, with their defaults.
-func readmeFlags(t *testing.T) map[string]string {
+// documentedFlags are the flags of the full flags table (docs/configuration.md,
+// "Flags"), with their defaults.
+func documentedFlags(t *testing.T) map[string]string {
 	t.Helper()
-	f, err := os.Open("../../README.md")
+	f, err := os.Open("../../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +367,7 @@ func readmeFlags(t *testing.T) map[string]string {
 	for s := bufio.NewScanner(f); s.Scan(); {
 		line := s.Text()
 		switch {
-		case line == "### Flags":
+		case line == "## Flags":
 			in = true
 		case in && strings.HasPrefix(line, "#"):
 			return flags
@@ -385,9 +386,9 @@ var chartManaged = []string{"config.file", "config.check", "demo", "storage.path
 	"web.listen-address", "web.systemd-socket", "version"}
 
 func TestChartFlagsAreTheExportersDefaults(t *testing.T) {
-	readme := readmeFlags(t)
-	if len(readme) < 20 {
-		t.Fatalf("found %d flags in the README's flags table, want them all", len(readme))
+	documented := documentedFlags(t)
+	if len(documented) < 20 {
+		t.Fatalf("found %d flags in the flags table of docs/configuration.md, want them all", len(documented))
 	}
 	b, err := os.ReadFile(filepath.Join(chart, "values.yaml"))
 	if err != nil {
@@ -400,39 +401,39 @@ func TestChartFlagsAreTheExportersDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, v := range values.Flags {
-		want, ok := readme[name]
+		want, ok := documented[name]
 		if !ok {
-			t.Errorf("values.yaml flags.%s is not in the README's flags table", name)
+			t.Errorf("values.yaml flags.%s is not in the flags table of docs/configuration.md", name)
 			continue
 		}
 		if got := fmt.Sprint(v); got != want {
 			t.Errorf("values.yaml flags.%s = %s, the exporter's default is %s", name, got, want)
 		}
 	}
-	for name := range readme {
+	for name := range documented {
 		if _, ok := values.Flags[name]; !ok && !slices.Contains(chartManaged, name) {
-			t.Errorf("--%s is in the README's flags table but not in values.yaml flags", name)
+			t.Errorf("--%s is in the flags table of docs/configuration.md but not in values.yaml flags", name)
 		}
 	}
 }
 
 // TestRenderedArgsAreDocumentedFlags: every argument of every variation is a
-// flag of the README's table, and the default rendering passes the values'
+// flag of the documented table, and the default rendering passes the values'
 // flags as they are.
 func TestRenderedArgsAreDocumentedFlags(t *testing.T) {
 	helm := helmPath(t)
-	readme := readmeFlags(t)
+	documented := documentedFlags(t)
 	for _, variation := range variations {
 		_, pod, _ := podSpec(t, render(t, helm, variation))
 		for _, a := range pod.Containers[0].Args {
 			name, value, hasValue := strings.Cut(strings.TrimPrefix(a, "--"), "=")
-			def, ok := readme[name]
+			def, ok := documented[name]
 			if !strings.HasPrefix(a, "--") || !ok {
-				t.Errorf("%s: argument %q is not a flag of the README", variation, a)
+				t.Errorf("%s: argument %q is not a documented flag", variation, a)
 				continue
 			}
 			if variation == "" && hasValue && !slices.Contains(chartManaged, name) && value != def {
-				t.Errorf("default argument %q, the README's default is %s", a, def)
+				t.Errorf("default argument %q, the documented default is %s", a, def)
 			}
 		}
 	}
@@ -493,6 +494,12 @@ func TestValuesSchemaRefusesMistakes(t *testing.T) {
 			[]string{"/config/apps/0/sessions", "equal"}},
 		{"base_url with a path", app + "      app_secret_file: /s\n      base_url: https://open.feishu.cn/open-apis\n      sessions: [s]\n",
 			[]string{"/config/apps/0/base_url", "does not match pattern"}},
+		{"sessions_url with a password in it", app + "      app_secret_file: /s\n      sessions_url: https://u:pw@agent.example.com/sessions\n",
+			[]string{"/config/apps/0/sessions_url", "does not match pattern"}},
+		{"sessions_refresh_interval without sessions_url", app + "      app_secret_file: /s\n      sessions: [s]\n      sessions_refresh_interval: 5m\n",
+			[]string{"/config/apps/0", "'sessions_url' required, if 'sessions_refresh_interval' exists"}},
+		{"misspelt key in sessions_http_config", app + "      app_secret_file: /s\n      sessions_url: https://agent.example.com/sessions\n      sessions_http_config: {basicauth: {}}\n",
+			[]string{"/config/apps/0/sessions_http_config", "'basicauth' not allowed"}},
 
 		// Right, and accepted.
 		{"every key of an app and both kinds of credentials", `config:
@@ -508,6 +515,14 @@ func TestValuesSchemaRefusesMistakes(t *testing.T) {
       user_access_token_file: /etc/aily_exporter/secrets/sales
       sessions: []
       sessions_file: /etc/aily_exporter/sessions/sales.sessions
+    - name: agents
+      app_id: cli_b7xxxxxxxxxxxxx
+      app_secret_file: /etc/aily_exporter/secrets/agents
+      sessions_url: https://agent.example.com/aily/sessions?app=agents
+      sessions_refresh_interval: 30s
+      sessions_http_config:
+        bearer_token_file: /etc/aily_exporter/secrets/agents-token
+        tls_config: {ca_file: /etc/aily_exporter/secrets/ca.pem}
 existingSecret: aily-secrets
 `, nil},
 		{"a parent chart's global and condition", "global: {imageRegistry: r.example.com}\nenabled: true\n", nil},
