@@ -256,18 +256,30 @@ func TestDashboardPanels(t *testing.T) {
 
 var (
 	selectorRE = regexp.MustCompile(`\b(aily_[a-z_]+)\b(\{[^}]*\})?`)
+	// recordedRE is a series recorded by a rule of alerts.yml (aily:…).
+	recordedRE = regexp.MustCompile(`\b(aily:[a-z0-9_:]+)(\{[^}]*\})?`)
 	rangeRE    = regexp.MustCompile(`\[([^\]]+)\]`)
 )
 
-// checkExpr checks that a panel's query uses only the exporter's metrics, filters
-// by the app and session variables wherever the metric has those labels, and
+// checkExpr checks that a panel's query uses only the exporter's metrics and
+// the series alerts.yml records, filters by the app and session variables
+// wherever the series has those labels (a recorded series has app alone), and
 // takes its ranges from Grafana ($__rate_interval, $__range) unless it mirrors
-// an alert's fixed window.
+// an alert's fixed window or the SLO's 30 days.
 func checkExpr(t *testing.T, title, expr string) {
 	t.Helper()
 	matches := selectorRE.FindAllStringSubmatch(expr, -1)
-	if len(matches) == 0 {
-		t.Errorf("panel %q: %q reads no aily_ metric", title, expr)
+	recorded := recordedRE.FindAllStringSubmatch(expr, -1)
+	if len(matches) == 0 && len(recorded) == 0 {
+		t.Errorf("panel %q: %q reads no aily_ metric and no series alerts.yml records", title, expr)
+	}
+	for _, m := range recorded {
+		if !slices.Contains(recordedSeries(t), m[1]) {
+			t.Errorf("panel %q: %s is not recorded by a rule of alerts.yml", title, m[1])
+		}
+		if !strings.Contains(m[2], `app=~"$app"`) {
+			t.Errorf("panel %q: %s%s does not filter by $app", title, m[1], m[2])
+		}
 	}
 	for _, m := range matches {
 		family := familyOf(m[1])
@@ -290,14 +302,40 @@ func checkExpr(t *testing.T, title, expr string) {
 			if !strings.Contains(title, "(10m)") {
 				t.Errorf("panel %q: fixed range [10m] outside the failure ratio panel", title)
 			}
+		case "30d": // the SLO's period, over which the error budget is counted
+			if !strings.Contains(title, "(30d)") {
+				t.Errorf("panel %q: fixed range [30d] outside the error budget panel", title)
+			}
 		default:
 			t.Errorf("panel %q: range [%s], want $__rate_interval or $__range", title, r[1])
 		}
 	}
 }
 
-// TestDashboardCoversIssue checks that the panels issues 4, 7 and 14 ask for
-// are there, by the metrics they read.
+// recordedSeries are the series the recording rules of alerts.yml record.
+func recordedSeries(t *testing.T) []string {
+	t.Helper()
+	var rf struct {
+		Groups []struct {
+			Rules []struct {
+				Record string `yaml:"record"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	readYAMLLoose(t, "alerts.yml", &rf)
+	var out []string
+	for _, g := range rf.Groups {
+		for _, r := range g.Rules {
+			if r.Record != "" {
+				out = append(out, r.Record)
+			}
+		}
+	}
+	return out
+}
+
+// TestDashboardCoversIssue checks that the panels issues 4, 7, 14 and 18 ask
+// for are there, by the metrics they read.
 func TestDashboardCoversIssue(t *testing.T) {
 	d := readDashboard(t)
 	var exprs []string
@@ -344,6 +382,13 @@ func TestDashboardCoversIssue(t *testing.T) {
 		"aily_poll_spend_requests_per_day{",
 		"histogram_quantile(0.5, sum by (app, le) (rate(aily_session_staleness_seconds_bucket{",
 		"histogram_quantile(0.99, sum by (app, le) (rate(aily_session_staleness_seconds_bucket{",
+		// Issue 18: the error budget left over 30 days, and the burn rates.
+		"sum_over_time(aily:runs_failed:rate5m{",
+		"sum_over_time(aily:runs_finished:rate5m{",
+		"aily:run_failure_ratio:rate1h{",
+		"aily:run_failure_ratio:rate6h{",
+		"aily:run_failure_ratio:rate1d{",
+		"aily:run_failure_ratio:rate3d{",
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("no panel query contains %s", want)
@@ -351,6 +396,9 @@ func TestDashboardCoversIssue(t *testing.T) {
 	}
 	if !rows["API budget and freshness"] {
 		t.Error(`no row "API budget and freshness" (issue 14)`)
+	}
+	if !rows["Run success SLO"] {
+		t.Error(`no row "Run success SLO" (issue 18)`)
 	}
 	for _, typ := range []string{"stat", "timeseries", "table", "heatmap"} {
 		if !types[typ] {
@@ -362,6 +410,8 @@ func TestDashboardCoversIssue(t *testing.T) {
 		"Oldest run age by status",
 		"Time since the last successful poll (oldest, by app)",
 		"Staleness p50 / p99",
+		"Error budget left (30d)",
+		"Error budget burn rate",
 	} {
 		if !thresholdPanels[title] {
 			t.Errorf("panel %q has no threshold line", title)
