@@ -30,20 +30,20 @@ type Record struct {
 
 // TrackerRecord is a Tracker's state.
 type TrackerRecord struct {
-	WatchStart        int64            `json:"watch_start"`
-	Baselined         bool             `json:"baselined,omitempty"`
-	Newest            int64            `json:"newest,omitempty"`
-	SeenNewest        int64            `json:"seen_newest,omitempty"`
-	PrunedAt          int64            `json:"pruned_at,omitempty"`
-	InFlight          []InFlightRecord `json:"in_flight,omitempty"`
-	Recent            []RecentRecord   `json:"recent,omitempty"`
-	CountedAtBaseline []string         `json:"counted_at_baseline,omitempty"`
-	Undated           []string         `json:"undated,omitempty"`
-	Finals            [4]int           `json:"finals"`
-	Sweep             *SweepRecord     `json:"sweep,omitempty"`
-	NewRuns           int64            `json:"new_runs,omitempty"`
-	LastCreated       int64            `json:"last_created,omitempty"`
-	AppIDs            []string         `json:"app_ids,omitempty"`
+	WatchStart        int64               `json:"watch_start"`
+	Baselined         bool                `json:"baselined,omitempty"`
+	Newest            int64               `json:"newest,omitempty"`
+	SeenNewest        int64               `json:"seen_newest,omitempty"`
+	PrunedAt          int64               `json:"pruned_at,omitempty"`
+	InFlight          []InFlightRecord    `json:"in_flight,omitempty"`
+	Recent            []RecentRecord      `json:"recent,omitempty"`
+	CountedAtBaseline []string            `json:"counted_at_baseline,omitempty"`
+	Undated           []string            `json:"undated,omitempty"`
+	Finals            feishu.ByFinal[int] `json:"finals"`
+	Sweep             *SweepRecord        `json:"sweep,omitempty"`
+	NewRuns           int64               `json:"new_runs,omitempty"`
+	LastCreated       int64               `json:"last_created,omitempty"`
+	AppIDs            []string            `json:"app_ids,omitempty"`
 }
 
 // InFlightRecord is a run in flight. It encodes as a JSON array, the
@@ -136,8 +136,8 @@ type RecentRecord struct {
 
 // SweepRecord is the tally of a full listing under way.
 type SweepRecord struct {
-	Finals   [4]int            `json:"finals"`
-	Finished map[string]string `json:"finished,omitempty"`
+	Finals   feishu.ByFinal[int] `json:"finals"`
+	Finished map[string]string   `json:"finished,omitempty"`
 }
 
 // CursorRecord is where a session's listing stands.

@@ -61,7 +61,7 @@ type Tracker struct {
 	// finals are the final runs the API lists, by status (in the order of
 	// feishu.FinalStatuses), as of the last complete listing plus what
 	// finished since.
-	finals [4]int
+	finals feishu.ByFinal[int]
 	sweep  *sweepTally // non-nil while a full listing is under way
 
 	pass        uint64 // the current listing pass (BeginPass)
@@ -88,7 +88,7 @@ type inflightRun struct {
 
 // sweepTally counts a full listing spread over one or more polls.
 type sweepTally struct {
-	finals [4]int
+	finals feishu.ByFinal[int]
 	// finished are the runs the tracker saw finish while the listing was
 	// under way: counted apart, so that the listing seeing one of them final
 	// does not count it a second time.
@@ -499,7 +499,7 @@ type State struct {
 	// Final counts the final runs the API lists, in the order of
 	// feishu.FinalStatuses(), as of the last complete listing plus what
 	// finished since.
-	Final [4]int
+	Final feishu.ByFinal[int]
 	// InFlight counts the runs not final by status, exactly; nil when none.
 	InFlight map[feishu.RunStatus]int
 	// Oldest is the created_at of the oldest run in each status in flight;
@@ -544,17 +544,11 @@ func (t *Tracker) State() State {
 	return s
 }
 
-// finalIndex returns the index of a final status in feishu.FinalStatuses().
-func finalIndex(st feishu.RunStatus) int {
-	switch st {
-	case feishu.StatusCompleted:
-		return 0
-	case feishu.StatusFailed:
-		return 1
-	case feishu.StatusCancelled:
-		return 2
-	}
-	return 3 // EXPIRED, the last of the four final statuses
+// finalIndex returns the index of a final status; the tracker counts only
+// runs whose status is final.
+func finalIndex(st feishu.RunStatus) feishu.FinalIndex {
+	i, _ := feishu.FinalIndexOf(st)
+	return i
 }
 
 // UnknownStatus labels runs listed with no status at all.
