@@ -10,12 +10,13 @@ import (
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
 	"github.com/aily-exporter/aily_exporter/state"
+	"github.com/aily-exporter/aily_exporter/watch"
 	dto "github.com/prometheus/client_model/go"
 )
 
 // restoreFile restores c from a copy of the state file path, read as the
 // exporter reads it at start.
-func restoreFile(t *testing.T, c *Collector, path string, apps []App) {
+func restoreFile(t *testing.T, c *Collector, path string, apps []watch.App) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -25,16 +26,16 @@ func restoreFile(t *testing.T, c *Collector, path string, apps []App) {
 	if err := os.WriteFile(filepath.Join(dir, state.FileName), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s, err := state.Open(dir, state.Options{})
+	s, err := state.Open(dir, state.Options{Version: watch.StateVersion, Migrate: watch.MigrateState})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st State
+	var st watch.State
 	found, err := s.Load(&st, "aily_exporter")
 	if err != nil || !found {
 		t.Fatalf("load %s: found %v, %v", path, found, err)
 	}
-	if err := c.Restore(&st, apps); err != nil {
+	if err := c.w.Restore(&st, apps); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -59,7 +60,7 @@ func TestStateFileOfVersion1CarriesOn(t *testing.T) {
 	lister.set("s2", run("x1", completed, 1, 2, 14), x2)
 	lister.set("s3", y1, run("y2", completed, 1, 3, 47))
 	lister.set("s4", run("z1", completed, 39, 39.5, 44))
-	apps := []App{
+	apps := []watch.App{
 		{Name: "a", API: lister, PerSession: true, Identity: "cli_a", Sessions: []string{"s1", "s2", "s4"}},
 		{Name: "b", API: lister, PerSession: false, Identity: "cli_b", Sessions: []string{"s3"}},
 	}

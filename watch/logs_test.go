@@ -53,7 +53,7 @@ func TestLogLinesCarryNoFormattingErrors(t *testing.T) {
 	logs := &syncBuffer{}
 	api := &failingAPI{memAPI: *newMemAPI(newestFirst, 10)}
 	clk := feishufake.NewClock(t0)
-	w := New(Options{Now: clk.Now, MinInterval: -1, IdleInterval: time.Second,
+	w := NewRecorded(Options{Now: clk.Now, MinInterval: -1, IdleInterval: time.Second,
 		Logger: log.NewLogfmtLogger(logs)}, &countRecorder{finished: map[string]int{}, created: map[string]int{}})
 	w.SetApps([]App{
 		{Name: "a", API: api, Sessions: []string{"api-error", "deadline", "bare", "fine"}},

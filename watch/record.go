@@ -13,8 +13,9 @@ import (
 )
 
 // Record is what a session keeps across a restart: its exactly-once state,
-// where its listing stands and its schedule. Times are Unix milliseconds, 0
-// for none, so that a record encodes small and the same on every platform.
+// where its listing stands, its schedule and its counts. Times are Unix
+// milliseconds, 0 for none, so that a record encodes small and the same on
+// every platform.
 type Record struct {
 	App string `json:"app"`
 	ID  string `json:"id"`
@@ -26,6 +27,13 @@ type Record struct {
 
 	Tracker TrackerRecord `json:"tracker"`
 	Cursor  CursorRecord  `json:"cursor"`
+
+	// Counts are the session's counts when its app has per_session: true;
+	// nil when it counted nothing.
+	Counts *CountsRecord `json:"counts,omitempty"`
+	// Holding says that the session's known series were not ready for a
+	// first increment yet: after a restart they wait again.
+	Holding bool `json:"holding,omitempty"`
 }
 
 // TrackerRecord is a Tracker's state.
@@ -182,7 +190,8 @@ func timeOf(ms int64) time.Time {
 	return time.UnixMilli(ms)
 }
 
-// record returns the session's record. s.mu is held and no poll is under way.
+// record returns the session's record but its counts. s.mu is held and no
+// poll is under way.
 func (s *Session) record() *Record {
 	return &Record{
 		App: s.app.name, ID: s.id,
@@ -265,7 +274,7 @@ func (s *Session) restore(r *Record) error {
 	s.lastCreated = t.lastCreated
 	s.polled = !s.lastPoll.IsZero()
 	if t.Baselined() {
-		st := t.State()
+		st := t.Current()
 		s.view = &st
 	}
 	return nil

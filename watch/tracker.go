@@ -494,8 +494,8 @@ func (t *Tracker) Unseen() []string {
 // than it by settleWindow are history, known without being remembered.
 func (t *Tracker) Newest() time.Time { return t.newest }
 
-// State is a session's current runs as the tracker knows them.
-type State struct {
+// CurrentRuns are a session's current runs as the tracker knows them.
+type CurrentRuns struct {
 	// Final counts the final runs the API lists, in the order of
 	// feishu.FinalStatuses(), as of the last complete listing plus what
 	// finished since.
@@ -510,7 +510,7 @@ type State struct {
 }
 
 // Runs returns the runs in each status, final or not.
-func (s *State) Runs() map[feishu.RunStatus]int {
+func (s *CurrentRuns) Runs() map[feishu.RunStatus]int {
 	m := make(map[feishu.RunStatus]int, len(s.Final)+len(s.InFlight))
 	for i, st := range feishu.FinalStatuses() {
 		m[st] = s.Final[i]
@@ -521,9 +521,9 @@ func (s *State) Runs() map[feishu.RunStatus]int {
 	return m
 }
 
-// State returns the session's current runs.
-func (t *Tracker) State() State {
-	s := State{Final: t.finals, LastCreated: t.lastCreated, AppIDs: t.appIDs}
+// Current returns the session's current runs.
+func (t *Tracker) Current() CurrentRuns {
+	s := CurrentRuns{Final: t.finals, LastCreated: t.lastCreated, AppIDs: t.appIDs}
 	for _, ir := range t.inflight {
 		if s.InFlight == nil {
 			s.InFlight = make(map[feishu.RunStatus]int, 3)
