@@ -195,8 +195,15 @@ func (w *Watcher) SetApps(apps []App) {
 	now := w.opts.Now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	// countMu is taken after a session's lock, never before: the sessions
+	// that go are marked once it is released.
 	w.countMu.Lock()
-	defer w.countMu.Unlock()
+	countLocked := true
+	defer func() {
+		if countLocked {
+			w.countMu.Unlock()
+		}
+	}()
 
 	old := make(map[SessionKey]*Session, len(w.sessions))
 	for _, s := range w.sessions {
@@ -248,14 +255,7 @@ func (w *Watcher) SetApps(apps []App) {
 			sessions = append(sessions, s)
 		}
 	}
-	for k, s := range old {
-		if kept[k] {
-			continue
-		}
-		s.mu.Lock()
-		s.removed = true
-		s.mu.Unlock()
-	}
+
 	for name := range w.overdue {
 		if newApps[name] == nil {
 			delete(w.overdue, name)
@@ -273,6 +273,16 @@ func (w *Watcher) SetApps(apps []App) {
 	w.apps, w.sessions = newApps, sessions
 	// Records of sessions no longer configured are dropped with them.
 	w.restored = nil
+	w.countMu.Unlock()
+	countLocked = false
+	for k, s := range old {
+		if kept[k] {
+			continue
+		}
+		s.mu.Lock()
+		s.removed = true
+		s.mu.Unlock()
+	}
 }
 
 // resetCounts starts the app's counts afresh, its sessions' with them: it
