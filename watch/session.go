@@ -29,7 +29,7 @@ const (
 func SessionStates() []SessionState { return []SessionState{Pending, Active, Idle, Failing} }
 
 // Session is a watched session: its runs' exactly-once state, where its
-// listing stands and when it is due.
+// listing stands, when it is due, and what it counted.
 type Session struct {
 	app *app
 	id  string
