@@ -1,3 +1,11 @@
+// Parts of this file are adapted from github.com/prometheus/client_golang
+// (prometheus/histogram.go, v1.25.0), Copyright 2015 The Prometheus Authors,
+// licensed under the Apache License, Version 2.0: the native bucket bounds
+// (nativeBounds), and the way an observation's native bucket is found
+// (nativeIndex), the schema lowered (halveNative) and the buckets encoded as
+// spans (nativeSpans). Changed here to keep counts across restarts instead of
+// resetting. See LICENSE and NOTICE.
+
 // Package histogram is a run histogram as Prometheus exposes it, classic
 // and native buckets, that is saved and restored with the counts it belongs
 // to: client_golang's histograms can be neither. The watch package keeps
