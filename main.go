@@ -31,7 +31,6 @@ import (
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 	sloggokit "github.com/tjhop/slog-gokit"
 
-	"github.com/aily-exporter/aily_exporter/collector"
 	"github.com/aily-exporter/aily_exporter/config"
 	"github.com/aily-exporter/aily_exporter/watch"
 )
@@ -217,15 +216,13 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) (code int) {
 		clients:     clients,
 		storage:     store,
 		dailyBudget: f.pollDailyBudget,
-		collector: collector.Options{
-			Watch: watch.Options{
-				MinInterval:  zeroMeansNone(f.pollMinInterval),
-				IdleAfter:    f.pollIdleAfter,
-				IdleInterval: f.pollIdleInterval,
-				FullInterval: f.pollFullInterval,
-				RateLimit:    f.feishuRateLimit,
-				Concurrency:  f.feishuConcurrency,
-			},
+		watch: watch.Options{
+			MinInterval:     zeroMeansNone(f.pollMinInterval),
+			IdleAfter:       f.pollIdleAfter,
+			IdleInterval:    f.pollIdleInterval,
+			FullInterval:    f.pollFullInterval,
+			RateLimit:       f.feishuRateLimit,
+			Concurrency:     f.feishuConcurrency,
 			DurationBuckets: buckets,
 		},
 	})
@@ -264,7 +261,7 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) (code int) {
 	shutdownErr := srv.Shutdown(sctx)
 	if store != nil {
 		// After the last scrape: what it counted is kept for the next run.
-		if err := e.collector.Save(); err != nil {
+		if err := e.watcher.Save(); err != nil {
 			level.Error(logger).Log("msg", "Cannot save the state at shutdown", "err", err)
 		}
 	}

@@ -54,7 +54,7 @@ func TestLogLinesCarryNoFormattingErrors(t *testing.T) {
 	logs := &syncBuffer{}
 	api := &failingAPI{memAPI: *newMemAPI(newestFirst, 10)}
 	clk := feishufake.NewClock(t0)
-	w := New(Options{Now: clk.Now, MinInterval: -1, IdleInterval: time.Second,
+	w := NewRecorded(Options{Now: clk.Now, MinInterval: -1, IdleInterval: time.Second,
 		Logger: log.NewLogfmtLogger(logs)}, &countRecorder{finished: map[string]int{}, created: map[string]int{}})
 	w.SetApps([]App{
 		{Name: "a", API: api, Sessions: []string{"api-error", "deadline", "bare", "fine"}},
@@ -90,7 +90,7 @@ func TestCountedRunsAreLoggedAtDebug(t *testing.T) {
 	clk := feishufake.NewClock(at(100))
 	api := newMemAPI(newestFirst, 10)
 	api.put(run("old", feishu.StatusCompleted, 1, 2, 3))
-	w := New(Options{Now: clk.Now, MinInterval: -1, IdleInterval: time.Nanosecond, Logger: logger}, nopRecorder{})
+	w := New(Options{Now: clk.Now, MinInterval: -1, IdleInterval: time.Nanosecond, Logger: logger})
 	w.SetApps([]App{{Name: "a", API: api, Sessions: []string{"s1"}}})
 	pollWithin(w, time.Minute) // the baseline: nothing counted
 	if lines := logs.lines("debug", "Counted runs", true); len(lines) != 0 {
