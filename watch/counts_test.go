@@ -1,0 +1,228 @@
+package watch
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+)
+
+// countsEnv is a watcher of one app over memAPI, scraped as the collector
+// scrapes it: poll, release, serve the apps, serve the sessions.
+type countsEnv struct {
+	t   *testing.T
+	clk *feishufake.Clock
+	api *memAPI
+	w   *Watcher
+	n   uint64
+}
+
+func newCountsEnv(t *testing.T, perSession bool, sessions ...string) *countsEnv {
+	t.Helper()
+	e := &countsEnv{t: t, clk: feishufake.NewClock(at(100)), api: newMemAPI(newestFirst, 10)}
+	e.w = New(Options{Now: e.clk.Now, MinInterval: -1, IdleInterval: time.Nanosecond})
+	e.w.SetApps([]App{{Name: "a", API: e.api, PerSession: perSession, Sessions: sessions}})
+	return e
+}
+
+// scrape polls, then returns the counts served: per session ID, and the
+// app's sums under "".
+func (e *countsEnv) scrape() map[string]*CountsView {
+	e.t.Helper()
+	e.clk.Advance(time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	e.w.Poll(ctx)
+	cancel()
+	e.w.Release(e.clk.Now())
+	e.n++
+	sc := &Scrape{N: e.n, Now: e.clk.Now()}
+	out := map[string]*CountsView{}
+	for _, a := range e.w.ServeApps(sc) {
+		if !a.PerSession {
+			out[""] = a.Counts
+		}
+	}
+	e.w.ServeSnapshots(sc, func(s *Snapshot) {
+		if s.Counts != nil {
+			out[s.ID] = s.Counts
+		}
+	})
+	return out
+}
+
+func failedWith(id, session, code string, created float64) feishu.Run {
+	r := run(id, feishu.StatusFailed, created, created+1, created+3)
+	r.SessionID = session
+	if code != "" {
+		r.Error = &feishu.RunError{Code: code, Message: "failed"}
+	}
+	return r
+}
+
+func inSession(r feishu.Run, session string) feishu.Run {
+	r.SessionID = session
+	return r
+}
+
+// TestAPollsCountsAreWhatItSaw: each run once by its final status, created,
+// durations only of runs with both timestamps, queue times only of runs
+// that started.
+func TestAPollsCountsAreWhatItSaw(t *testing.T) {
+	e := newCountsEnv(t, true, "s1")
+	e.scrape() // the baseline of an empty session; the series served at zero
+	e.scrape()
+	e.api.put(
+		run("r1", feishu.StatusCompleted, 200, 201, 204),
+		run("r2", feishu.StatusCancelled, 205, none, 206), // never started
+		run("r3", feishu.StatusInProgress, 207, 208, none),
+		run("r4", feishu.StatusExpired, 209, 210, none), // no ended_at
+	)
+	c := e.scrape()["s1"]
+	if c == nil {
+		t.Fatal("no counts served for s1")
+	}
+	want := feishu.ByFinal[float64]{}
+	want[feishu.FinalCompleted], want[feishu.FinalCancelled], want[feishu.FinalExpired] = 1, 1, 1
+	if c.Finished != want || c.Created != 4 {
+		t.Errorf("finished %v, created %v; want %v and 4", c.Finished, c.Created, want)
+	}
+	if h := c.Duration[feishu.FinalCompleted]; h == nil || h.Count() != 1 || h.Fields().GetSampleSum() != 3 {
+		t.Errorf("COMPLETED durations: %v, want one of 3 s", h)
+	}
+	for _, i := range []feishu.FinalIndex{feishu.FinalCancelled, feishu.FinalExpired} {
+		if h := c.Duration[i]; h != nil && h.Count() != 0 {
+			t.Errorf("a run without started_at or ended_at observed in the %v durations", i)
+		}
+	}
+	if h := c.Queue; h == nil || h.Count() != 3 {
+		t.Errorf("queue times: %v, want 3 (every run that started)", h)
+	}
+}
+
+// TestSummedCountsAreTheApps: with per_session false the app's sums hold the
+// sessions' runs, and FinishedBySession still tells them apart.
+func TestSummedCountsAreTheApps(t *testing.T) {
+	e := newCountsEnv(t, false, "s1", "s2")
+	e.scrape()
+	e.scrape()
+	e.api.put(inSession(run("r1", feishu.StatusCompleted, 200, 201, 202), "s1"),
+		inSession(run("r2", feishu.StatusCompleted, 203, 204, 205), "s2"),
+		inSession(run("r3", feishu.StatusCancelled, 206, 207, 208), "s2"))
+	got := e.scrape()
+	if _, ok := got["s1"]; ok {
+		t.Error("a session of an app with per_session false serves counts of its own")
+	}
+	c := got[""]
+	if c == nil || c.Finished[feishu.FinalCompleted] != 2 || c.Finished[feishu.FinalCancelled] != 1 || c.Created != 3 {
+		t.Fatalf("the app's sums: %+v, want 2 COMPLETED, 1 CANCELLED, 3 created", c)
+	}
+	by := e.w.FinishedBySession()
+	if s1, s2 := by[SessionKey{"a", "s1"}], by[SessionKey{"a", "s2"}]; s1[feishu.FinalCompleted] != 1 || s2[feishu.FinalCompleted] != 1 || s2[feishu.FinalCancelled] != 1 {
+		t.Errorf("FinishedBySession: s1 %v, s2 %v", s1, s2)
+	}
+}
+
+// TestFailureCodesOfAnAppAreCapped: at most maxFailureCodes codes an app,
+// the rest as "other"; a run without a code as "unknown"; every failure
+// counted, and kept for the status page.
+func TestFailureCodesOfAnAppAreCapped(t *testing.T) {
+	e := newCountsEnv(t, true, "s1")
+	e.scrape()
+	e.scrape()
+	var runs []feishu.Run
+	for i := range maxFailureCodes + 2 {
+		runs = append(runs, failedWith(fmt.Sprintf("r%02d", i), "s1", fmt.Sprintf("code_%02d", i), float64(200+i)))
+	}
+	runs = append(runs, failedWith("r_nocode", "s1", "", 300))
+	e.api.put(runs...)
+	e.scrape()
+	e.scrape()
+	c := e.scrape()["s1"] // the new codes' series served at zero in two scrapes, their counts now
+	if c.Finished[feishu.FinalFailed] != maxFailureCodes+3 {
+		t.Errorf("FAILED %v, want %d", c.Finished[feishu.FinalFailed], maxFailureCodes+3)
+	}
+	total := 0.0
+	codes := 0
+	for code, n := range c.Failures {
+		total += n
+		if strings.HasPrefix(code, "code_") {
+			codes++
+		}
+	}
+	if codes != maxFailureCodes || c.Failures["other"] != 2 || c.Failures["unknown"] != 1 || total != maxFailureCodes+3 {
+		t.Errorf("failures by code %v: want %d codes, other 2, unknown 1", c.Failures, maxFailureCodes)
+	}
+	if n := len(e.w.FailedRuns("a")); n != maxFailureCodes+3 {
+		t.Errorf("%d failed runs kept for the status page, want %d", n, maxFailureCodes+3)
+	}
+}
+
+func TestFailureCodeIsCutAndKnownCodesStay(t *testing.T) {
+	a := &app{}
+	long := strings.Repeat("x", MaxValueBytes+10)
+	if got := a.failureCode(&feishu.RunError{Code: long}); len(got) > MaxValueBytes {
+		t.Errorf("a code of %d bytes is a label value of %d bytes, want at most %d", len(long), len(got), MaxValueBytes)
+	}
+	for i := range maxFailureCodes {
+		a.failureCode(&feishu.RunError{Code: fmt.Sprint("c", i)})
+	}
+	if got := a.failureCode(&feishu.RunError{Code: "c3"}); got != "c3" {
+		t.Errorf("a code already admitted, once the cap is reached: %q, want c3", got)
+	}
+	if got := a.failureCode(&feishu.RunError{Code: "new"}); got != "other" {
+		t.Errorf("a new code past the cap: %q, want other", got)
+	}
+	if got := a.failureCode(nil); got != "unknown" {
+		t.Errorf("no error: %q, want unknown", got)
+	}
+}
+
+// TestUndocumentedStatusesAreKeptUpToTheCap: aily_runs keeps reporting the
+// statuses the API added, sorted, at most maxExtraStatuses, none documented
+// and none longer than a label value.
+func TestUndocumentedStatusesAreKeptUpToTheCap(t *testing.T) {
+	in := map[feishu.RunStatus]int{feishu.StatusInProgress: 1, feishu.RunStatus(strings.Repeat("L", MaxValueBytes+1)): 1}
+	for i := range maxExtraStatuses + 3 {
+		in[feishu.RunStatus(fmt.Sprintf("NEW_%02d", i))] = 1
+	}
+	got := noteStatuses([]feishu.RunStatus{"NEW_05"}, in)
+	if len(got) != maxExtraStatuses || !slices.IsSorted(got) {
+		t.Fatalf("extra statuses %v: want %d, sorted", got, maxExtraStatuses)
+	}
+	seen := map[feishu.RunStatus]bool{}
+	for _, st := range got {
+		if slices.Contains(feishu.KnownStatuses(), st) || len(st) > MaxValueBytes || seen[st] {
+			t.Errorf("extra statuses %v hold %q", got, st)
+		}
+		seen[st] = true
+	}
+	if !seen["NEW_05"] {
+		t.Errorf("extra statuses %v lost NEW_05, noted before", got)
+	}
+	if got := noteStatuses(nil, map[feishu.RunStatus]int{"ONLY": 1}); !slices.Equal(got, []feishu.RunStatus{"ONLY"}) {
+		t.Errorf("one new status: %v", got)
+	}
+}
+
+func TestFailedRunsKeepTheMostRecent(t *testing.T) {
+	var r failedRing
+	for i := range MaxFailedRuns + 5 {
+		r.add(FailedRun{RunID: fmt.Sprint(i)})
+	}
+	got := r.newestFirst()
+	if len(got) != MaxFailedRuns || got[0].RunID != fmt.Sprint(MaxFailedRuns+4) || got[len(got)-1].RunID != "5" {
+		t.Errorf("%d runs kept, newest %q, oldest %q; want %d, %d and 5", len(got), got[0].RunID, got[len(got)-1].RunID,
+			MaxFailedRuns, MaxFailedRuns+4)
+	}
+	var few failedRing
+	few.add(FailedRun{RunID: "a"})
+	few.add(FailedRun{RunID: "b"})
+	if got := few.newestFirst(); len(got) != 2 || got[0].RunID != "b" || got[1].RunID != "a" {
+		t.Errorf("two runs: %v, want b then a", got)
+	}
+}
