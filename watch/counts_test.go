@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
+
+	"github.com/go-kit/log"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
@@ -157,8 +160,14 @@ func TestFailureCodesOfAnAppAreCapped(t *testing.T) {
 	if codes != maxFailureCodes || c.Failures["other"] != 2 || c.Failures["unknown"] != 1 || total != maxFailureCodes+3 {
 		t.Errorf("failures by code %v: want %d codes, other 2, unknown 1", c.Failures, maxFailureCodes)
 	}
-	if n := len(e.w.FailedRuns("a")); n != maxFailureCodes+3 {
+	failed := e.w.FailedRuns("a")
+	if n := len(failed); n != maxFailureCodes+3 {
 		t.Errorf("%d failed runs kept for the status page, want %d", n, maxFailureCodes+3)
+	}
+	for _, f := range failed {
+		if f.Duration != 2*time.Second || !f.Timed {
+			t.Errorf("failed run %s kept with duration %v (timed %v), want 2s", f.RunID, f.Duration, f.Timed)
+		}
 	}
 }
 
@@ -224,5 +233,98 @@ func TestFailedRunsKeepTheMostRecent(t *testing.T) {
 	few.add(FailedRun{RunID: "b"})
 	if got := few.newestFirst(); len(got) != 2 || got[0].RunID != "b" || got[1].RunID != "a" {
 		t.Errorf("two runs: %v, want b then a", got)
+	}
+}
+
+func TestFailedRunLogIsBoundedPerSecond(t *testing.T) {
+	logs := &syncBuffer{}
+	l := &failureLog{logger: log.NewLogfmtLogger(logs)}
+	lines := func(msg string) int { return strings.Count(logs.String(), msg) }
+	t1 := at(1000)
+	for i := range FailedRunsLoggedPerSecond + 5 {
+		l.log(&FailedRun{App: "a", RunID: fmt.Sprint("r", i), Timed: i > 0, Duration: 2 * time.Second}, t1)
+	}
+	if n := lines(`msg="Run failed"`); n != FailedRunsLoggedPerSecond {
+		t.Fatalf("%d runs logged in one second, want %d", n, FailedRunsLoggedPerSecond)
+	}
+	if !strings.Contains(logs.String(), "run_id=r0 error_code= error_message= duration=unknown") ||
+		!strings.Contains(logs.String(), "run_id=r1 error_code= error_message= duration=2s") {
+		t.Errorf("durations logged: want unknown without timestamps, 2s with:\n%s", logs)
+	}
+	l.flush(t1.Add(time.Second - time.Millisecond))
+	if n := lines("more failed runs"); n != 0 {
+		t.Fatalf("summarised before the second passed")
+	}
+	l.flush(t1.Add(time.Second))
+	if !strings.Contains(logs.String(), `msg="5 more failed runs of app a in the last second" app=a not_logged=5`) {
+		t.Fatalf("no summary of the 5 left out once the second passed:\n%s", logs)
+	}
+	l.flush(t1.Add(2 * time.Second))
+	if n := lines("more failed runs"); n != 1 {
+		t.Errorf("%d summaries, want 1", n)
+	}
+
+	// A new second begins at a failed run too, and after the clock went back.
+	t2 := at(2000)
+	for i := range FailedRunsLoggedPerSecond + 1 {
+		l.log(&FailedRun{App: "a", RunID: fmt.Sprint("s", i)}, t2)
+	}
+	l.log(&FailedRun{App: "a", RunID: "next"}, t2.Add(time.Second))
+	if n := lines("more failed runs"); n != 2 || !strings.Contains(logs.String(), "run_id=next") {
+		t.Errorf("a failed run a second later: %d summaries, want 2, and the run logged", n)
+	}
+	l.log(&FailedRun{App: "a", RunID: "back"}, t2)
+	if !strings.Contains(logs.String(), "run_id=back") {
+		t.Error("a failed run after the clock went back is not logged")
+	}
+	for i := range FailedRunsLoggedPerSecond + 3 {
+		l.log(&FailedRun{App: "gone", RunID: fmt.Sprint("g", i)}, t2)
+	}
+	l.forget(func(app string) bool { return app != "gone" })
+	if !strings.Contains(logs.String(), `msg="3 more failed runs of app gone in the last second"`) {
+		t.Errorf("an app no longer configured: its left-out runs not summarised:\n%s", logs)
+	}
+	if _, ok := l.apps["gone"]; ok {
+		t.Error("an app no longer configured keeps its logging state")
+	}
+	if _, ok := l.apps["a"]; !ok {
+		t.Error("forget dropped an app still configured")
+	}
+}
+
+func TestValuesFromTheAPIAreCut(t *testing.T) {
+	exact := strings.Repeat("x", MaxValueBytes)
+	if got := BoundedValue(exact); got != exact {
+		t.Errorf("a value of %d bytes is cut", MaxValueBytes)
+	}
+	if got := BoundedValue(exact + "y"); len(got) != MaxValueBytes || !strings.HasSuffix(got, "…") {
+		t.Errorf("a value of %d bytes: %d bytes %q, want %d ending with …", MaxValueBytes+1, len(got), got, MaxValueBytes)
+	}
+	wide := strings.Repeat("é", MaxValueBytes) // 2 bytes each
+	if got := BoundedValue(wide); len(got) > MaxValueBytes || !utf8.ValidString(got) || len(got) < MaxValueBytes-4 {
+		t.Errorf("a value of 2-byte runes: %d bytes, valid %v", len(got), utf8.ValidString(got))
+	}
+
+	if got := truncateBytes("abcdef", 6); got != "abcdef" {
+		t.Errorf("truncateBytes at its length: %q", got)
+	}
+	if got := truncateBytes("abcdefg", 6); got != "abc…" {
+		t.Errorf("truncateBytes(abcdefg, 6) = %q, want abc…", got)
+	}
+	if got := truncateBytes("ééééé", 7); got != "éé…" && !utf8.ValidString(got) {
+		t.Errorf("truncateBytes cuts inside a rune: %q", got)
+	}
+	if got := truncateBytes("aaééé", 6); got != "aa…" {
+		t.Errorf("truncateBytes(aaééé, 6) = %q, want aa… (no half rune)", got)
+	}
+
+	if got := escapeControl("abcdef", 6); got != "abcdef" {
+		t.Errorf("escapeControl at exactly its limit: %q", got)
+	}
+	if got := escapeControl("abcdefg", 6); len(got) > 6 || !strings.HasSuffix(got, "…") {
+		t.Errorf("escapeControl past its limit: %q", got)
+	}
+	if got := escapeControl("a\nb", 10); got != `a\nb` {
+		t.Errorf("escapeControl(a\\nb) = %q", got)
 	}
 }
