@@ -24,7 +24,8 @@ const (
 )
 
 // Shard is one shard's place among the others: its ordinal, the total and
-// what is distributed. The zero value is not valid; use New.
+// what is distributed. The zero value is the one shard of an exporter that is
+// not sharded; New checks the flags.
 type Shard struct {
 	Ordinal int
 	Total   int
