@@ -30,6 +30,24 @@ var wantAlerts = []string{
 	"AilyAppDown",
 }
 
+// wantShardAlerts are the alerts of sharded exporters (issue 17), whose
+// runbooks are in docs/sharding.md.
+var wantShardAlerts = []string{
+	"AilyShardsMissing",
+	"AilyShardingMismatch",
+}
+
+// shardRunbookBase is where the runbook_url of wantShardAlerts points.
+const shardRunbookBase = "https://github.com/aily-exporter/aily_exporter/blob/main/docs/sharding.md#"
+
+// runbookOf is the runbook_url alert must have.
+func runbookOf(alert string) string {
+	if slices.Contains(wantShardAlerts, alert) {
+		return shardRunbookBase + strings.ToLower(alert)
+	}
+	return runbookBase + strings.ToLower(alert)
+}
+
 // wantStatusURL are the alerts about runs and sessions, which link to the
 // exporter's status page filtered to their app (the README's "Status page").
 var wantStatusURL = []string{
@@ -102,7 +120,7 @@ func TestAlertRules(t *testing.T) {
 					t.Errorf("%s: no %s annotation", r.Alert, a)
 				}
 			}
-			if want := runbookBase + strings.ToLower(r.Alert); r.Annotations["runbook_url"] != want {
+			if want := runbookOf(r.Alert); r.Annotations["runbook_url"] != want {
 				t.Errorf("%s: runbook_url %q, want %q", r.Alert, r.Annotations["runbook_url"], want)
 			}
 			if r.For == "" {
@@ -114,7 +132,7 @@ func TestAlertRules(t *testing.T) {
 			}
 		}
 	}
-	for _, a := range wantAlerts {
+	for _, a := range slices.Concat(wantAlerts, wantShardAlerts) {
 		if !seen[a] {
 			t.Errorf("no alert %s", a)
 		}
@@ -139,7 +157,7 @@ func TestAlertRulesTested(t *testing.T) {
 			}
 		}
 	}
-	for _, a := range wantAlerts {
+	for _, a := range slices.Concat(wantAlerts, wantShardAlerts) {
 		if !fires[a] {
 			t.Errorf("no test where %s fires", a)
 		}
@@ -178,5 +196,15 @@ func TestRunbooksInREADME(t *testing.T) {
 	}
 	if strings.Contains(readme, "<!-- dashboards:") {
 		t.Error("README.md still has the dashboards placeholder")
+	}
+	b, err = os.ReadFile(filepath.Join("..", "docs", "sharding.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range wantShardAlerts {
+		heading := regexp.MustCompile(`(?m)^#{2,6} ` + a + `\s*$`)
+		if !heading.Match(b) {
+			t.Errorf("docs/sharding.md has no heading %q for the runbook_url #%s", a, strings.ToLower(a))
+		}
 	}
 }
