@@ -61,7 +61,6 @@ func TestChartShards(t *testing.T) {
 				t.Fatalf("%d Services, want 1", len(services))
 			}
 			svc := labels.SelectorFromSet(services[0].Spec.Selector)
-			var selectors []string
 			for _, s := range sets {
 				if *s.Spec.Replicas != tc.shards {
 					t.Errorf("%s: %d replicas, want %d, one per shard", s.Name, *s.Spec.Replicas, tc.shards)
@@ -88,7 +87,6 @@ func TestChartShards(t *testing.T) {
 						t.Errorf("%s: its selector %v also matches the pods of %s", s.Name, sel, other.Name)
 					}
 				}
-				selectors = append(selectors, sel.String())
 				pod := s.Spec.Template.Spec
 				checkPod(t, pod)
 				a := pod.Containers[0].Args
