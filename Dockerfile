@@ -7,7 +7,7 @@
 #   --build-arg BUILD_DATE=$(date -u +%Y%m%d-%H:%M:%S) .
 # docker run --rm -p 9851:9851 -p 127.0.0.1:9852:9852 aily_exporter --demo --demo.api-address=0.0.0.0:9852
 # docker run -d -p 9851:9851 -v "$PWD/aily:/etc/aily_exporter:ro" -v aily-state:/data aily_exporter
-# (mount the configuration's directory, not the file; the README's Docker section says why)
+# (mount the configuration's directory, not the file; docs/deployment.md, "Docker", says why)
 
 # The same patched Go as the Makefile (GOTOOLCHAIN=go1.26.10).
 FROM golang:1.26.10 AS build

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aily-exporter/aily_exporter/collector"
 	"github.com/aily-exporter/aily_exporter/config"
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
@@ -57,21 +56,21 @@ func manySessionsEnv(t *testing.T, o appsEnv) *testEnv {
 	e.write("helpdesk.sessions", ids.String())
 	e.write("aily.yml", configYAML(o.apiURL))
 	e.start(clientOptions{timeout: o.timeout, pageSize: 50, rateLimit: 20, concurrency: 4, now: o.clk.Now},
-		collector.Options{Watch: watch.Options{Concurrency: 4, RateLimit: 20, Now: o.clk.Now}})
+		watch.Options{Concurrency: 4, RateLimit: 20, Now: o.clk.Now})
 	return e
 }
 
 // start builds the exporter with these options, loads aily.yml and serves
 // it; the logs are checked for secrets at cleanup.
-func (e *testEnv) start(clients clientOptions, co collector.Options) {
+func (e *testEnv) start(clients clientOptions, wo watch.Options) {
 	e.t.Helper()
 	logger, _ := newLogger(e.logs, "debug", "logfmt")
 	e.exporter = newExporter(exporterOptions{
-		logger:    logger,
-		source:    func() (*config.Config, error) { return config.Load(filepath.Join(e.dir, "aily.yml")) },
-		clients:   clients,
-		collector: co,
-		onReload:  func(err error) { e.reloaded <- err },
+		logger:   logger,
+		source:   func() (*config.Config, error) { return config.Load(filepath.Join(e.dir, "aily.yml")) },
+		clients:  clients,
+		watch:    wo,
+		onReload: func(err error) { e.reloaded <- err },
 	})
 	if err := e.exporter.reload(); err != nil {
 		e.t.Fatalf("initial load: %v", err)

@@ -31,7 +31,6 @@ import (
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 	sloggokit "github.com/tjhop/slog-gokit"
 
-	"github.com/aily-exporter/aily_exporter/collector"
 	"github.com/aily-exporter/aily_exporter/config"
 	"github.com/aily-exporter/aily_exporter/internal/sharding"
 	"github.com/aily-exporter/aily_exporter/watch"
@@ -47,7 +46,7 @@ const (
 	shutdownTimeout = 10 * time.Second
 )
 
-// flags are the command line (the README lists them).
+// flags are the command line (docs/configuration.md lists them).
 type flags struct {
 	configFile             string
 	configFileSet          bool
@@ -87,7 +86,7 @@ type flags struct {
 // tests a fresh application.
 func addFlags(a *kingpin.Application) *flags {
 	f := &flags{}
-	a.Flag("config.file", "the YAML configuration file (see the README)").
+	a.Flag("config.file", "the YAML configuration file (see docs/configuration.md)").
 		Default("aily.yml").IsSetByUser(&f.configFileSet).StringVar(&f.configFile)
 	a.Flag("config.check", "parse and validate the configuration and the --web.config.file, print what is wrong, exit 0/1").
 		Default("false").BoolVar(&f.configCheck)
@@ -113,9 +112,9 @@ func addFlags(a *kingpin.Application) *flags {
 		Default("10m").DurationVar(&f.pollIdleAfter)
 	a.Flag("poll.idle-interval", "how often an idle session is polled; the cap of a failing session's back-off").
 		Default("5m").DurationVar(&f.pollIdleInterval)
-	a.Flag("poll.daily-budget", "list and get-run requests each app may make a day on average, spent where they buy the most freshness (see the README's polling policy); an app's daily_budget overrides it; 0: no average cap, only --feishu.rate-limit").
+	a.Flag("poll.daily-budget", "list and get-run requests each app may make a day on average, spent where they buy the most freshness (see docs/polling.md); an app's daily_budget overrides it; 0: no average cap, only --feishu.rate-limit").
 		Default("100000").Float64Var(&f.pollDailyBudget)
-	a.Flag("poll.full-interval", "how often a session is listed in full, as a safety net for incremental listing (see the README's polling policy)").
+	a.Flag("poll.full-interval", "how often a session is listed in full, as a safety net for incremental listing (see docs/polling.md)").
 		Default("6h").DurationVar(&f.pollFullInterval)
 	a.Flag("storage.path", "where the exporter keeps its state across restarts (counting state, counters, listing positions); empty: no state. --demo keeps none unless this is given").
 		Default("data/").IsSetByUser(&f.storagePathSet).StringVar(&f.storagePath)
@@ -240,15 +239,13 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) (code int) {
 		storage:     store,
 		dailyBudget: f.pollDailyBudget,
 		shard:       shard,
-		collector: collector.Options{
-			Watch: watch.Options{
-				MinInterval:  zeroMeansNone(f.pollMinInterval),
-				IdleAfter:    f.pollIdleAfter,
-				IdleInterval: f.pollIdleInterval,
-				FullInterval: f.pollFullInterval,
-				RateLimit:    rateLimit,
-				Concurrency:  f.feishuConcurrency,
-			},
+		watch: watch.Options{
+			MinInterval:     zeroMeansNone(f.pollMinInterval),
+			IdleAfter:       f.pollIdleAfter,
+			IdleInterval:    f.pollIdleInterval,
+			FullInterval:    f.pollFullInterval,
+			RateLimit:       rateLimit,
+			Concurrency:     f.feishuConcurrency,
 			DurationBuckets: buckets,
 		},
 	})
@@ -287,7 +284,7 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) (code int) {
 	shutdownErr := srv.Shutdown(sctx)
 	if store != nil {
 		// After the last scrape: what it counted is kept for the next run.
-		if err := e.collector.Save(); err != nil {
+		if err := e.watcher.Save(); err != nil {
 			level.Error(logger).Log("msg", "Cannot save the state at shutdown", "err", err)
 		}
 	}

@@ -25,10 +25,10 @@ import (
 	"github.com/go-kit/log"
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/aily-exporter/aily_exporter/collector"
 	"github.com/aily-exporter/aily_exporter/config"
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/histogram"
 	"github.com/aily-exporter/aily_exporter/internal/sharding"
 	"github.com/aily-exporter/aily_exporter/watch"
 )
@@ -139,8 +139,8 @@ func newTestEnvWith(t *testing.T, storageDir string) *testEnv {
 		// No min interval, and idle sessions as due as active ones: every
 		// scrape polls afresh, so that each sees the fake as the test just
 		// set it.
-		collector: collector.Options{Watch: watch.Options{Concurrency: 4, MinInterval: -1, IdleInterval: time.Nanosecond}},
-		onReload:  func(err error) { e.reloaded <- err },
+		watch:    watch.Options{Concurrency: 4, MinInterval: -1, IdleInterval: time.Nanosecond},
+		onReload: func(err error) { e.reloaded <- err },
 	})
 	if err := e.exporter.reload(); err != nil {
 		t.Fatalf("initial load: %v", err)
@@ -540,7 +540,7 @@ func TestFlagDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(collector.DefaultDurationBuckets(), buckets); diff != "" {
+	if diff := cmp.Diff(histogram.DefaultBuckets(), buckets); diff != "" {
 		t.Errorf("default buckets differ from the collector's (-collector +flag):\n%s", diff)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/aily-exporter/aily_exporter/config"
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/internal/sharding"
+	"github.com/aily-exporter/aily_exporter/watch"
 )
 
 // clientOptions are the flags every app's Feishu client shares.
@@ -73,8 +74,11 @@ type exporterOptions struct {
 	logger log.Logger
 	// source loads the configuration: config.Load of --config.file, or the
 	// demo simulator's apps.
-	source    func() (*config.Config, error)
-	clients   clientOptions
+	source  func() (*config.Config, error)
+	clients clientOptions
+	// watch are the polling policy and the histograms' buckets, collector
+	// the collector's own options.
+	watch     watch.Options
 	collector collector.Options
 	// onReload, when set, is told the result of every reload (tests).
 	onReload func(error)
@@ -91,12 +95,14 @@ type exporterOptions struct {
 	shard sharding.Shard
 }
 
-// exporter holds the loaded configuration, the Feishu clients built from it
-// and the collector watching its sessions.
+// exporter holds the loaded configuration, the Feishu clients built from it,
+// the watcher of its sessions (which owns their counts) and the collector
+// that serves them as metrics.
 type exporter struct {
 	logger    log.Logger
 	source    func() (*config.Config, error)
 	clientOpt clientOptions
+	watcher   *watch.Watcher
 	collector *collector.Collector
 	onReload  func(error)
 	storage   *storage
@@ -141,9 +147,13 @@ func newExporter(o exporterOptions) *exporter {
 	if o.collector.Logger == nil {
 		o.collector.Logger = o.logger
 	}
-	if o.storage != nil {
-		o.collector.Saver = o.storage
+	if o.watch.Logger == nil {
+		o.watch.Logger = o.logger
 	}
+	if o.storage != nil {
+		o.watch.Saver = o.storage
+	}
+	w := watch.New(o.watch)
 	ctx, stop := context.WithCancel(context.Background())
 	return &exporter{
 		ctx:              ctx,
@@ -152,7 +162,8 @@ func newExporter(o exporterOptions) *exporter {
 		logger:           o.logger,
 		source:           o.source,
 		clientOpt:        o.clients,
-		collector:        collector.New(o.collector),
+		watcher:          w,
+		collector:        collector.New(w, o.collector),
 		onReload:         o.onReload,
 		storage:          o.storage,
 		dailyBudget:      o.dailyBudget,
@@ -216,10 +227,10 @@ func (e *exporter) requestReload(ctx context.Context) error {
 
 // reload loads the configuration and builds its clients and its
 // sessions_url sources, and fetches the URLs new to it once; only if all of
-// that succeeds does it swap them in and hand the apps to the collector.
-// Otherwise the running configuration stays. A first fetch that fails is
-// no failure of the reload: the app goes on with its other sessions, and
-// with the sessions its source fetches later.
+// that succeeds does it swap them in and hand the apps to the watcher and
+// the collector. Otherwise the running configuration stays. A first fetch
+// that fails is no failure of the reload: the app goes on with its other
+// sessions, and with the sessions its source fetches later.
 func (e *exporter) reload() (err error) {
 	defer func() {
 		if err != nil {
@@ -273,15 +284,16 @@ func (e *exporter) reload() (err error) {
 	}
 	e.cfg, e.clients = cfg, clients
 	e.swapDiscoveries(sources)
-	apps := e.collectorApps()
-	restored := e.storage.restore(e.collector, apps, e.shard.Sharded())
+	apps := e.watchedApps()
+	restored := e.storage.restore(e.watcher, apps, e.shard.Sharded())
 	e.collector.SetApps(apps)
 	if restored && e.shard.Sharded() {
-		// The saved state may hold sessions another shard owns now: write
-		// the state without them at once, so that they cannot come back
-		// from this file should they return to this shard later, with
-		// runs counted meanwhile by the other.
-		if err := e.collector.Save(); err != nil {
+		// The saved state may hold apps and sessions another shard owns
+		// now, which SetApps dropped with the restored records of what is
+		// not configured: write the state without them at once, so that
+		// they cannot come back from this file should they return to this
+		// shard later, with runs counted meanwhile by the other.
+		if err := e.watcher.Save(); err != nil {
 			level.Warn(e.logger).Log("msg", "Cannot save the state without the sessions of other shards", "err", err)
 		}
 	}
@@ -302,11 +314,11 @@ func (e *exporter) reload() (err error) {
 	return nil
 }
 
-// collectorApps is the configuration as the collector wants it. e.mu is held.
-func (e *exporter) collectorApps() []collector.App {
-	apps := make([]collector.App, 0, len(e.cfg.Apps))
+// watchedApps is the configuration as the watcher wants it. e.mu is held.
+func (e *exporter) watchedApps() []watch.App {
+	apps := make([]watch.App, 0, len(e.cfg.Apps))
 	for _, app := range e.cfg.Apps {
-		apps = append(apps, collector.App{
+		apps = append(apps, watch.App{
 			Name:        app.Name,
 			API:         e.clients[app.Name].client,
 			Sessions:    ownedSessions(e.shard, app.Name, app.AllSessions()),
@@ -361,7 +373,7 @@ func (e *exporter) refreshSessions() {
 		}
 	}
 	if changed {
-		e.collector.SetApps(e.collectorApps())
+		e.collector.SetApps(e.watchedApps())
 	}
 }
 

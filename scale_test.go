@@ -209,7 +209,8 @@ func TestScrapeWhoseAnswerTakesItsWholeDeadlineDoesNotPoll(t *testing.T) {
 		clients: clientOptions{timeout: 10 * time.Second, pageSize: 50},
 		// Answering is assumed to take a second a series: far more than
 		// the scrape's 3 s.
-		collector: collector.Options{SecondsPerSeries: 1, Watch: watch.Options{MinInterval: -1}},
+		collector: collector.Options{SecondsPerSeries: 1},
+		watch:     watch.Options{MinInterval: -1},
 	})
 	if err := x.reload(); err != nil {
 		t.Fatal(err)

@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/aily-exporter/aily_exporter/collector"
 	"github.com/aily-exporter/aily_exporter/config"
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
@@ -141,7 +140,7 @@ func (f *shardFleet) start(cfg string, shard sharding.Shard, stateDir string) *f
 		source:      func() (*config.Config, error) { return config.Load(path) },
 		clients:     clientOptions{timeout: 10 * time.Second, pageSize: 50},
 		// Every scrape polls every session afresh.
-		collector: collector.Options{Watch: watch.Options{Concurrency: 4, MinInterval: -1, IdleInterval: time.Nanosecond}},
+		watch: watch.Options{Concurrency: 4, MinInterval: -1, IdleInterval: time.Nanosecond},
 	})
 	if err := x.exporter.reload(); err != nil {
 		f.t.Fatalf("shard %d of %d: %v", shard.Ordinal, shard.Total, err)
@@ -158,7 +157,7 @@ func (x *fleetExporter) stop() {
 	}
 	x.server.Close()
 	x.server = nil
-	if err := x.exporter.collector.Save(); err != nil {
+	if err := x.exporter.watcher.Save(); err != nil {
 		x.t.Errorf("save at shutdown: %v", err)
 	}
 	x.exporter.close()

@@ -11,9 +11,9 @@ import (
 	"github.com/go-kit/log/level"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/aily-exporter/aily_exporter/collector"
 	"github.com/aily-exporter/aily_exporter/config"
 	"github.com/aily-exporter/aily_exporter/state"
+	"github.com/aily-exporter/aily_exporter/watch"
 )
 
 // stateFingerprint tells the exporter's state files from any other JSON
@@ -26,19 +26,20 @@ const stateFingerprint = "aily_exporter"
 type storage struct {
 	store   *state.Store
 	logger  log.Logger
-	pending *collector.State
+	pending *watch.State
 }
 
 // openStorage opens the state directory and reads the state a previous run
-// left there. A state file that cannot be used is moved aside by the store;
-// only a directory that cannot be created is an error.
+// left there, migrated from an older format version. A state file that
+// cannot be used is moved aside by the store; only a directory that cannot be
+// created is an error.
 func openStorage(dir string, logger log.Logger) (*storage, error) {
-	st, err := state.Open(dir, state.Options{Logger: logger})
+	st, err := state.Open(dir, state.Options{Logger: logger, Version: watch.StateVersion, Migrate: watch.MigrateState})
 	if err != nil {
 		return nil, fmt.Errorf("--storage.path: %w", err)
 	}
 	s := &storage{store: st, logger: logger}
-	var saved collector.State
+	var saved watch.State
 	found, err := st.Load(&saved, stateFingerprint)
 	switch {
 	case err != nil:
@@ -79,27 +80,27 @@ func removeEmptyDirs(dirs []string) {
 	}
 }
 
-// Save writes the collector's state (collector.Saver).
-func (s *storage) Save(st *collector.State) error {
+// Save writes the watcher's state (watch.Saver).
+func (s *storage) Save(st *watch.State) error {
 	return s.store.Save(st, stateFingerprint)
 }
 
-// restore hands the saved state to the collector before its first
+// restore hands the saved state to the watcher before its first
 // configuration, and reports whether there was one. State that belongs to
 // none of the configured apps is moved aside, as a corrupt file is; unless
 // sharded: a shard's state may be of apps that other shards own now, and
 // it is simply not carried on (the next save replaces it).
-func (s *storage) restore(c *collector.Collector, apps []collector.App, sharded bool) bool {
+func (s *storage) restore(w *watch.Watcher, apps []watch.App, sharded bool) bool {
 	if s == nil || s.pending == nil {
 		return false
 	}
 	saved := s.pending
 	s.pending = nil
-	err := c.Restore(saved, apps)
+	err := w.Restore(saved, apps)
 	switch {
-	case errors.Is(err, collector.ErrForeignState) && sharded:
+	case errors.Is(err, watch.ErrForeignState) && sharded:
 		level.Info(s.logger).Log("msg", "The saved state is of apps this shard does not own; starting afresh")
-	case errors.Is(err, collector.ErrForeignState):
+	case errors.Is(err, watch.ErrForeignState):
 		s.store.MoveAside(err.Error())
 	}
 	return true

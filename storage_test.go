@@ -13,9 +13,9 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 
-	"github.com/aily-exporter/aily_exporter/collector"
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/state"
+	"github.com/aily-exporter/aily_exporter/watch"
 )
 
 func TestStateOfOtherAppsIsMovedAside(t *testing.T) {
@@ -24,7 +24,7 @@ func TestStateOfOtherAppsIsMovedAside(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	foreign := &collector.State{Apps: []collector.AppState{{Name: "someone-else", Identity: "app_id=cli_x base_url=https://open.feishu.cn"}}}
+	foreign := &watch.State{Apps: []watch.AppRecord{{Name: "someone-else", Identity: "app_id=cli_x base_url=https://open.feishu.cn"}}}
 	if err := st.Save(foreign, stateFingerprint); err != nil {
 		t.Fatal(err)
 	}

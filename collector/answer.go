@@ -81,7 +81,7 @@ func newAnswerCost(secondsPerSeries float64, saving bool) *answerCost {
 
 // configure takes the apps and sessions configured now: until a scrape
 // answers, the series expected are guessed from them.
-func (a *answerCost) configure(apps []App) {
+func (a *answerCost) configure(apps []watch.App) {
 	sessions, guess := 0, 0
 	for _, app := range apps {
 		sessions += len(app.Sessions)
@@ -164,19 +164,6 @@ func (r rate) of(units float64) time.Duration {
 	return time.Duration(r.perUnit * units * float64(time.Second))
 }
 
-// timedSaver measures every save of the state for answerCost.
-type timedSaver struct {
-	Saver
-	cost *answerCost
-}
-
-func (s timedSaver) Save(st *State) error {
-	start := s.cost.now()
-	err := s.Saver.Save(st)
-	s.cost.saved(len(st.Sessions), s.cost.now().Sub(start))
-	return err
-}
-
 // pollContext returns the context of a scrape's polls: ctx with its
 // deadline (or the watcher's timeout from now) less the time reserved for
 // answering. ok is false when that leaves the polls no time.
@@ -184,11 +171,7 @@ func (c *Collector) pollContext(ctx context.Context) (pctx context.Context, canc
 	now := time.Now()
 	deadline, has := ctx.Deadline()
 	if !has {
-		timeout := c.opts.Watch.Timeout
-		if timeout <= 0 {
-			timeout = watch.DefaultTimeout
-		}
-		deadline = now.Add(timeout)
+		deadline = now.Add(c.w.Timeout())
 	}
 	c.cost.mu.Lock()
 	series, reserve := c.cost.expected()

@@ -54,7 +54,7 @@ func (c *answerClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 // newAnswerCollector returns a collector of one app with sessions sessions,
 // each with one finished run, every session due at every scrape, answers
 // assumed to take secondsPerSeries until measured, and its lister.
-func newAnswerCollector(t testing.TB, sessions int, secondsPerSeries float64, saver Saver, logs *syncBuffer) (*Collector, *deadlineLister) {
+func newAnswerCollector(t testing.TB, sessions int, secondsPerSeries float64, saver watch.Saver, logs *syncBuffer) (*Collector, *deadlineLister) {
 	t.Helper()
 	l := &deadlineLister{memLister: newMemLister()}
 	ids := make([]string, sessions)
@@ -66,16 +66,16 @@ func newAnswerCollector(t testing.TB, sessions int, secondsPerSeries float64, sa
 	if logs != nil {
 		logger = log.NewLogfmtLogger(logs)
 	}
-	c := New(Options{
-		Watch: watch.Options{
-			Concurrency: 4, MinInterval: -1, IdleInterval: time.Nanosecond,
-			Now: func() time.Time { return t0.Add(time.Hour) },
-		},
+	c := New(watch.New(watch.Options{
+		Concurrency: 4, MinInterval: -1, IdleInterval: time.Nanosecond,
+		Now:    func() time.Time { return t0.Add(time.Hour) },
+		Logger: logger,
+		Saver:  saver,
+	}), Options{
 		Logger:           logger,
-		Saver:            saver,
 		SecondsPerSeries: secondsPerSeries,
 	})
-	c.SetApps([]App{{Name: "big", API: l, Sessions: ids, PerSession: true}})
+	c.SetApps([]watch.App{{Name: "big", API: l, Sessions: ids, PerSession: true}})
 	return c, l
 }
 
@@ -203,7 +203,7 @@ func TestTheReserveIsMeasuredFromTheAnswersBefore(t *testing.T) {
 
 	// A new configuration: series guessed again until an answer, 30 + 25
 	// and 1/16 for the session.
-	c.SetApps([]App{{Name: "big", API: l, Sessions: []string{"session_000000"}, PerSession: true}})
+	c.SetApps([]watch.App{{Name: "big", API: l, Sessions: []string{"session_000000"}, PerSession: true}})
 	checkCost(t, "after a reload to one session", c.AnswerCost(), 55, 3.75e-3,
 		time.Duration(55.0625*3.75e-3*float64(time.Second)))
 }
@@ -215,7 +215,7 @@ type slowSaver struct {
 	saves atomic.Int32
 }
 
-func (s *slowSaver) Save(*State) error {
+func (s *slowSaver) Save(*watch.State) error {
 	s.clock.Advance(s.took)
 	s.saves.Add(1)
 	return nil

@@ -40,11 +40,11 @@ func benchAnswer(b *testing.B, perSession bool, sessions int) {
 		l.set(ids[i], run("r0_"+ids[i], feishu.StatusCompleted, 0, 1, 2))
 	}
 	clock := newScaleClock(t0.Add(time.Hour))
-	c := New(Options{Watch: watch.Options{
+	c := New(watch.New(watch.Options{
 		Concurrency: 4, MinInterval: time.Hour, IdleInterval: time.Hour, FullInterval: scaleNoFull,
 		Timeout: time.Hour, Now: clock.Now,
-	}})
-	c.SetApps([]App{{Name: "bench", API: l, Sessions: ids, PerSession: perSession}})
+	}), Options{})
+	c.SetApps([]watch.App{{Name: "bench", API: l, Sessions: ids, PerSession: perSession}})
 	answer(b, c, time.Now().Add(time.Hour)) // the baselines
 
 	// One run more in every session, counted at the next poll.

@@ -158,7 +158,7 @@ func scaleBaseline(b *testing.B, c *Collector, clock *scaleClock) {
 		scaleScrape(b, c, 10*time.Minute)
 		pending := 0
 		var firstErr error
-		c.Watcher().EachSnapshot(func(s *watch.Snapshot) {
+		c.w.EachSnapshot(func(s *watch.Snapshot) {
 			if s.LastSuccess.IsZero() {
 				pending++
 				if firstErr == nil {
@@ -222,17 +222,17 @@ func benchHeapPerRunOfHistory(b *testing.B, order feishufake.Order, sessions, ru
 	fakeHeap := before - base
 
 	clock := newScaleClock(scaleStart)
-	c := New(Options{Watch: watch.Options{
+	c := New(watch.New(watch.Options{
 		// Every session is due at every scrape (2 s apart).
 		MinInterval: time.Second, IdleInterval: time.Second, FullInterval: scaleNoFull,
 		RateLimit: 0, Concurrency: 4, Timeout: 10 * time.Minute, Now: clock.Now,
-	}})
+	}), Options{})
 	client, tr := env.client(b, 4, c.APIObserver("scale"))
 	ids := make([]string, sessions)
 	for s := range ids {
 		ids[s] = fmt.Sprintf("sess_%04d", s)
 	}
-	c.SetApps([]App{{Name: "scale", API: client, Sessions: ids, PerSession: true}})
+	c.SetApps([]watch.App{{Name: "scale", API: client, Sessions: ids, PerSession: true}})
 	scaleBaseline(b, c, clock)
 
 	// A few polls with runs created and finished.
@@ -261,7 +261,7 @@ func benchHeapPerRunOfHistory(b *testing.B, order feishufake.Order, sessions, ru
 	reqs := env.requests() - req0
 
 	tracked := 0
-	c.Watcher().EachSnapshot(func(s *watch.Snapshot) {
+	c.w.EachSnapshot(func(s *watch.Snapshot) {
 		tracked += s.Tracked
 		if !s.Up {
 			b.Fatalf("session %s down: %v", s.ID, s.Err)
@@ -328,16 +328,16 @@ func BenchmarkIdleSessions(b *testing.B) {
 		b.Run(fmt.Sprintf("per_session=%t", perSession), func(b *testing.B) {
 			before := liveHeap()
 			clock := newScaleClock(scaleStart)
-			c := New(Options{Watch: watch.Options{
+			c := New(watch.New(watch.Options{
 				MinInterval: time.Second, IdleInterval: time.Hour, FullInterval: scaleNoFull,
 				RateLimit: 0, Concurrency: 16, Timeout: 10 * time.Minute, Now: clock.Now,
-			}})
+			}), Options{})
 			client, tr := env.client(b, 16, c.APIObserver("scale"))
 			ids := make([]string, idleSessions)
 			for s := range ids {
 				ids[s] = fmt.Sprintf("idle_%06d", s)
 			}
-			c.SetApps([]App{{Name: "scale", API: client, Sessions: ids, PerSession: perSession}})
+			c.SetApps([]watch.App{{Name: "scale", API: client, Sessions: ids, PerSession: perSession}})
 			atStart := int64(liveHeap()) - int64(before)
 
 			t := time.Now()
@@ -347,7 +347,7 @@ func BenchmarkIdleSessions(b *testing.B) {
 			live := int64(liveHeap()) - int64(before)
 
 			states := map[watch.SessionState]int{}
-			c.Watcher().EachSnapshot(func(s *watch.Snapshot) { states[s.State]++ })
+			c.w.EachSnapshot(func(s *watch.Snapshot) { states[s.State]++ })
 			b.Logf("states after the baseline: %v", states)
 
 			series, req0 := 0, env.requests()

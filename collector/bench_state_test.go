@@ -16,7 +16,7 @@ import (
 // storeSaver saves through a state.Store, as main does.
 type storeSaver struct{ s *state.Store }
 
-func (s storeSaver) Save(st *State) error { return s.s.Save(st, "bench") }
+func (s storeSaver) Save(st *watch.State) error { return s.s.Save(st, "bench") }
 
 // BenchmarkSaveState measures one save of the state of 10,000 sessions with
 // 1 and 10 runs in flight each (and some finished, counted with their durations),
@@ -54,17 +54,18 @@ func benchSaveState(b *testing.B, inFlight int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c := New(Options{Saver: storeSaver{store}, Watch: watch.Options{
+	c := New(watch.New(watch.Options{
 		Concurrency: 8, MinInterval: -1, IdleInterval: time.Nanosecond,
-		Now: func() time.Time { return t0.Add(-time.Minute) },
-	}})
-	c.SetApps([]App{{Name: "bench", API: lister, PerSession: true, Identity: "cli_bench", Sessions: ids}})
+		Now:   func() time.Time { return t0.Add(-time.Minute) },
+		Saver: storeSaver{store},
+	}), Options{})
+	c.SetApps([]watch.App{{Name: "bench", API: lister, PerSession: true, Identity: "cli_bench", Sessions: ids}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	drainCtx(ctx, c)
 	b.ResetTimer()
 	for b.Loop() {
-		if err := c.Save(); err != nil {
+		if err := c.w.Save(); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -70,11 +70,11 @@ func benchCollector(b *testing.B) *Collector {
 		}
 		lister[id] = runs
 	}
-	c := New(Options{Watch: watch.Options{
+	c := New(watch.New(watch.Options{
 		Concurrency: 4, MinInterval: -1, IdleInterval: time.Nanosecond,
 		Now: func() time.Time { return t0.Add(time.Hour) },
-	}})
-	c.SetApps([]App{{Name: "bench", API: lister, PerSession: true, Sessions: sessions}})
+	}), Options{})
+	c.SetApps([]watch.App{{Name: "bench", API: lister, PerSession: true, Sessions: sessions}})
 	drain(c) // the baseline
 	return c
 }

@@ -115,7 +115,7 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func newTestCollector(t *testing.T, clk *feishufake.Clock, logs *syncBuffer, minInterval time.Duration) *Collector {
+func newTestCollector(t *testing.T, clk *feishufake.Clock, logs *syncBuffer, minInterval time.Duration, opts ...func(*watch.Options)) *Collector {
 	t.Helper()
 	var logger log.Logger = log.NewNopLogger()
 	if logs != nil {
@@ -124,18 +124,30 @@ func newTestCollector(t *testing.T, clk *feishufake.Clock, logs *syncBuffer, min
 	if minInterval == 0 {
 		minInterval = -1 // no min interval: every scrape polls
 	}
-	return New(Options{
-		Watch: watch.Options{
-			Concurrency: 2,
-			MinInterval: minInterval,
-			// Idle sessions are due as often as active ones, so that each
-			// scrape of these tests polls every session.
-			IdleInterval: time.Nanosecond,
-			Now:          clk.Now,
-		},
+	o := watch.Options{
+		Concurrency: 2,
+		MinInterval: minInterval,
+		// Idle sessions are due as often as active ones, so that each
+		// scrape of these tests polls every session.
+		IdleInterval:    time.Nanosecond,
+		Now:             clk.Now,
 		DurationBuckets: []float64{1, 10, 60},
 		Logger:          logger,
-	})
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return New(watch.New(o), Options{Logger: logger})
+}
+
+// saving has the watcher save its state with s.
+func saving(s watch.Saver) func(*watch.Options) {
+	return func(o *watch.Options) { o.Saver = s }
+}
+
+// withBuckets gives the watcher's histograms these classic buckets.
+func withBuckets(b []float64) func(*watch.Options) {
+	return func(o *watch.Options) { o.DurationBuckets = b }
 }
 
 // gather scrapes c once under ctx through a registry, as main does.
@@ -208,7 +220,7 @@ func TestCollectorExposition(t *testing.T) {
 		run("q1", queued, -30, none, none),
 	)
 	c := newTestCollector(t, clk, nil, 0)
-	c.SetApps([]App{{Name: "helpdesk", API: lister, PerSession: true, Sessions: []string{"s1"}}})
+	c.SetApps([]watch.App{{Name: "helpdesk", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 
 	clk.Advance(10 * time.Second)
 	baselineServedTwice(t, c)
@@ -353,7 +365,7 @@ func TestCollectorLint(t *testing.T) {
 	lister := newMemLister()
 	lister.set("s1", run("r1", inProgress, 1, 2, none))
 	c := newTestCollector(t, clk, nil, 0)
-	c.SetApps([]App{{Name: "helpdesk", API: lister, PerSession: true, Sessions: []string{"s1", "s2"}}})
+	c.SetApps([]watch.App{{Name: "helpdesk", API: lister, PerSession: true, Sessions: []string{"s1", "s2"}}})
 	lister.errs["s2"] = errors.New("boom")
 	obs := c.APIObserver("helpdesk")
 	obs.ObserveRequest(feishu.EndpointListRuns, "0", 30*time.Millisecond)
@@ -382,7 +394,7 @@ func TestCollectorFaultIsolation(t *testing.T) {
 	t.Cleanup(func() { close(hang) })
 	lister.hangs["stuck"] = hang
 	c := newTestCollector(t, clk, logs, 0)
-	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"ok", "broken", "slow", "stuck"}}})
+	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"ok", "broken", "slow", "stuck"}}})
 
 	// No timed assertion: Collect must return although one lister never
 	// does; a collector that waited for it would hang the test.
@@ -426,7 +438,7 @@ func TestCollectorFailureCodesCapped(t *testing.T) {
 	clk := feishufake.NewClock(t0)
 	lister := newMemLister()
 	c := newTestCollector(t, clk, nil, 0)
-	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1", "s2"}}})
+	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1", "s2"}}})
 	gather(t, context.Background(), c) // baseline: nothing yet
 
 	var runs []feishu.Run
@@ -476,7 +488,7 @@ func TestCollectorMinIntervalReusesListing(t *testing.T) {
 	lister := newMemLister()
 	lister.set("s1", run("r1", inProgress, 1, 2, none))
 	c := newTestCollector(t, clk, nil, 5*time.Second)
-	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
+	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 
 	gather(t, context.Background(), c)
 	lister.set("s1", run("r1", completed, 1, 2, 3))
@@ -511,7 +523,7 @@ func TestCollectorConcurrentScrapesShareOnePoll(t *testing.T) {
 	lister.gate = make(chan struct{})
 	lister.entered = make(chan string, 1)
 	c := newTestCollector(t, clk, nil, 0)
-	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
+	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 
 	first := make(chan []*dto.MetricFamily)
 	go func() { first <- gather(t, context.Background(), c) }()
@@ -541,7 +553,7 @@ func TestCollectorConcurrentScrapesRace(t *testing.T) {
 	lister.set("s1", run("r1", completed, 1, 2, 3))
 	lister.set("s2", run("r2", inProgress, 1, 2, none))
 	c := newTestCollector(t, clk, nil, time.Second)
-	apps := []App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1", "s2"}}}
+	apps := []watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1", "s2"}}}
 	c.SetApps(apps)
 	var wg sync.WaitGroup
 	for i := range 8 {
@@ -564,7 +576,7 @@ func TestCollectorSetAppsRemovesSessionSeries(t *testing.T) {
 	lister.set("keep", run("k1", inProgress, 1, 2, none))
 	lister.set("gone", run("g1", inProgress, 1, 2, none))
 	c := newTestCollector(t, clk, nil, 0)
-	c.SetApps([]App{
+	c.SetApps([]watch.App{
 		{Name: "a", API: lister, PerSession: true, Sessions: []string{"keep", "gone"}},
 		{Name: "b", API: lister, PerSession: true, Sessions: []string{"other"}},
 	})
@@ -580,7 +592,7 @@ func TestCollectorSetAppsRemovesSessionSeries(t *testing.T) {
 		t.Fatal("test set-up: no series for the sessions to remove")
 	}
 
-	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"keep"}}})
+	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"keep"}}})
 	c.APIObserver("b").ObserveRequest(feishu.EndpointListRuns, "0", time.Millisecond) // a late request of a removed app
 	mfs = gather(t, context.Background(), c)
 	if n := seriesWith(mfs, "session_id", "gone"); n != 0 {
@@ -598,7 +610,7 @@ func TestCollectorSetAppsRemovesSessionSeries(t *testing.T) {
 
 	// Re-adding the session starts a new watch: its old runs are history.
 	clk.Advance(time.Minute)
-	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"keep", "gone"}}})
+	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"keep", "gone"}}})
 	mfs = gather(t, context.Background(), c)
 	if got, _ := value(mfs, "aily_runs_finished_total", map[string]string{"app": "a", "session_id": "gone", "status": "FAILED"}); got != 0 {
 		t.Errorf("re-added session's FAILED = %v, want 0", got)
@@ -614,7 +626,7 @@ func TestCollectorRestartStartsAtZero(t *testing.T) {
 	)
 	clk := feishufake.NewClock(t0)
 	first := newTestCollector(t, clk, nil, 0)
-	first.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
+	first.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 	baselineServedTwice(t, first)
 	lister.set("s1",
 		run("a", completed, -300, -290, -200),
@@ -630,7 +642,7 @@ func TestCollectorRestartStartsAtZero(t *testing.T) {
 	// The restarted process watches from now and sees the same runs.
 	clk.Advance(10 * time.Second)
 	second := newTestCollector(t, clk, nil, 0)
-	second.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
+	second.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 	for range 2 {
 		mfs = gather(t, context.Background(), second)
 		for _, st := range feishu.FinalStatuses() {
@@ -647,7 +659,7 @@ func TestShortDeadlineOfOneScrapeDoesNotDecideWhatOthersSee(t *testing.T) {
 	lister := newMemLister()
 	lister.set("s1", run("r1", inProgress, 1, 2, none))
 	c := newTestCollector(t, clk, nil, 5*time.Second)
-	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
+	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 	gather(t, context.Background(), c) // the baseline
 
 	// A scrape with a deadline too short for the poll: down in its answer.
@@ -681,7 +693,7 @@ func TestLabelsTheAPICanBlowUpAreBounded(t *testing.T) {
 	clk := feishufake.NewClock(t0)
 	lister := newMemLister()
 	c := newTestCollector(t, clk, nil, 0)
-	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
+	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 	gather(t, context.Background(), c) // the baseline
 	var runs []feishu.Run
 	for i := range 1000 {
@@ -720,7 +732,7 @@ func TestMalformedRunIsLoggedOnce(t *testing.T) {
 	clk := feishufake.NewClock(t0)
 	logs := &syncBuffer{}
 	c := newTestCollector(t, clk, logs, 0)
-	c.SetApps([]App{{Name: "a", API: newMemLister(), PerSession: true, Sessions: []string{"s1"}}})
+	c.SetApps([]watch.App{{Name: "a", API: newMemLister(), PerSession: true, Sessions: []string{"s1"}}})
 	obs := c.APIObserver("a")
 	for range 3 {
 		obs.ObserveMalformedRun("s1", "r1", errors.New("ended_at: timestamp out of range"))
@@ -738,7 +750,7 @@ func TestStalenessHistogramIsFirstServedEmpty(t *testing.T) {
 	lister := newMemLister()
 	lister.set("s1", run("r", completed, -30, -20, -10))
 	c := newTestCollector(t, clk, nil, 0)
-	c.SetApps([]App{{Name: "helpdesk", API: lister, PerSession: true, Sessions: []string{"s1"}}})
+	c.SetApps([]watch.App{{Name: "helpdesk", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 	count := func() (uint64, bool) {
 		for _, mf := range gather(t, context.Background(), c) {
 			if mf.GetName() == "aily_session_staleness_seconds" {

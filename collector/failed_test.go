@@ -15,6 +15,7 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/watch"
 )
 
 // failedRun returns a FAILED run with the error code and message.
@@ -28,14 +29,14 @@ func TestFailedRunsAreKeptNewestFirstAndBounded(t *testing.T) {
 	clk := feishufake.NewClock(t0)
 	lister := newMemLister()
 	c := newTestCollector(t, clk, nil, 0)
-	c.SetApps([]App{
+	c.SetApps([]watch.App{
 		{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}},
 		{Name: "b", API: lister, PerSession: false, Sessions: []string{"s2"}},
 	})
 	gather(t, context.Background(), c) // baseline
 
 	var runs []feishu.Run
-	for i := range MaxFailedRuns + 20 {
+	for i := range watch.MaxFailedRuns + 20 {
 		runs = append(runs, failedRun(fmt.Sprintf("r%03d", i), "sp_ec_x", fmt.Sprintf("message %d", i)))
 	}
 	runs = append(runs, run("ok", completed, 1, 2, 3))
@@ -44,9 +45,9 @@ func TestFailedRunsAreKeptNewestFirstAndBounded(t *testing.T) {
 	clk.Advance(10 * time.Second)
 	gather(t, context.Background(), c)
 
-	got := c.FailedRuns("a")
-	if len(got) != MaxFailedRuns {
-		t.Fatalf("%d failed runs of app a kept, want %d", len(got), MaxFailedRuns)
+	got := c.w.FailedRuns("a")
+	if len(got) != watch.MaxFailedRuns {
+		t.Fatalf("%d failed runs of app a kept, want %d", len(got), watch.MaxFailedRuns)
 	}
 	ids := map[string]bool{}
 	for _, f := range got {
@@ -55,25 +56,25 @@ func TestFailedRunsAreKeptNewestFirstAndBounded(t *testing.T) {
 			t.Errorf("failed run %+v", f)
 		}
 	}
-	if got[0].RunID != "r119" || got[MaxFailedRuns-1].RunID != "r020" {
-		t.Errorf("failed runs from %s to %s, want the newest first: r119 to r020", got[0].RunID, got[MaxFailedRuns-1].RunID)
+	if got[0].RunID != "r119" || got[watch.MaxFailedRuns-1].RunID != "r020" {
+		t.Errorf("failed runs from %s to %s, want the newest first: r119 to r020", got[0].RunID, got[watch.MaxFailedRuns-1].RunID)
 	}
-	if len(ids) != MaxFailedRuns || ids["r000"] || !ids["r119"] {
-		t.Errorf("kept %d distinct runs, r000 %v, r119 %v: want the %d most recent", len(ids), ids["r000"], ids["r119"], MaxFailedRuns)
+	if len(ids) != watch.MaxFailedRuns || ids["r000"] || !ids["r119"] {
+		t.Errorf("kept %d distinct runs, r000 %v, r119 %v: want the %d most recent", len(ids), ids["r000"], ids["r119"], watch.MaxFailedRuns)
 	}
-	b := c.FailedRuns("b")
-	if len(b) != 1 || b[0].SessionID != "s2" || len(b[0].Message) > maxFailedMessageBytes || !strings.HasSuffix(b[0].Message, "…") {
-		t.Errorf("app b's failed runs = %d, message %d bytes: want 1, cut to %d", len(b), len(b[0].Message), maxFailedMessageBytes)
+	b := c.w.FailedRuns("b")
+	if len(b) != 1 || b[0].SessionID != "s2" || len(b[0].Message) > watch.MaxFailedMessageBytes || !strings.HasSuffix(b[0].Message, "…") {
+		t.Errorf("app b's failed runs = %d, message %d bytes: want 1, cut to %d", len(b), len(b[0].Message), watch.MaxFailedMessageBytes)
 	}
-	if n := len(c.FailedRuns("")); n != MaxFailedRuns+1 {
-		t.Errorf("%d failed runs of every app, want %d", n, MaxFailedRuns+1)
+	if n := len(c.w.FailedRuns("")); n != watch.MaxFailedRuns+1 {
+		t.Errorf("%d failed runs of every app, want %d", n, watch.MaxFailedRuns+1)
 	}
-	if f := c.FinishedBySession(); f[sessionKeyOf("b", "s2")][1] != 1 || f[sessionKeyOf("a", "s1")][0] != 1 {
+	if f := c.w.FinishedBySession(); f[sessionKeyOf("b", "s2")][1] != 1 || f[sessionKeyOf("a", "s1")][0] != 1 {
 		t.Errorf("finished by session = %v", f)
 	}
 
-	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
-	if n := len(c.FailedRuns("b")); n != 0 {
+	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
+	if n := len(c.w.FailedRuns("b")); n != 0 {
 		t.Errorf("%d failed runs kept of a removed app", n)
 	}
 }
@@ -83,7 +84,7 @@ func TestFailedRunLogIsRateLimited(t *testing.T) {
 	lister := newMemLister()
 	logs := &syncBuffer{}
 	c := newTestCollector(t, clk, logs, 0)
-	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
+	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 	gather(t, context.Background(), c)
 
 	var runs []feishu.Run
@@ -107,33 +108,17 @@ func TestFailedRunLogIsRateLimited(t *testing.T) {
 			}
 		}
 	}
-	if perRun != failedRunsLoggedPerSecond || len(lines) != failedRunsLoggedPerSecond {
+	if perRun != watch.FailedRunsLoggedPerSecond || len(lines) != watch.FailedRunsLoggedPerSecond {
 		t.Fatalf("%d lines, %d of them per run, after a burst of 1,000 failures in one second: want %d and no summary yet:\n%s",
-			len(lines), perRun, failedRunsLoggedPerSecond, logs.String())
+			len(lines), perRun, watch.FailedRunsLoggedPerSecond, logs.String())
 	}
 
 	// The second has passed by the next scrape: one line says what was left out.
 	clk.Advance(10 * time.Second)
 	gather(t, context.Background(), c)
 	lines = infoLines(logs.String())
-	if len(lines) != failedRunsLoggedPerSecond+1 || !strings.Contains(lines[len(lines)-1], "990 more failed runs of app a in the last second") {
-		t.Errorf("want one summary line after the %d per-run lines, got %d lines, last %q", failedRunsLoggedPerSecond, len(lines), lines[len(lines)-1])
-	}
-}
-
-func TestEscapeControl(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"plain 文字", "plain 文字"},
-		{"a\nb\tc\x00", `a\nb\tc\x00`},
-		{"bad \xff byte", `bad \xff byte`},
-		{"sep\u2028", `sep\u2028`},
-		{strings.Repeat("a", 256), strings.Repeat("a", 256)},
-		{strings.Repeat("a", 257), strings.Repeat("a", 253) + "…"},
-		{strings.Repeat("\n", 200), strings.Repeat(`\n`, 126) + "…"},
-	} {
-		if got := escapeControl(tc.in, 256); got != tc.want || len(got) > 256 {
-			t.Errorf("escapeControl(%q) = %q, want %q", tc.in, got, tc.want)
-		}
+	if len(lines) != watch.FailedRunsLoggedPerSecond+1 || !strings.Contains(lines[len(lines)-1], "990 more failed runs of app a in the last second") {
+		t.Errorf("want one summary line after the %d per-run lines, got %d lines, last %q", watch.FailedRunsLoggedPerSecond, len(lines), lines[len(lines)-1])
 	}
 }
 
@@ -141,7 +126,7 @@ func TestExemplarsNameTheLatestRun(t *testing.T) {
 	clk := feishufake.NewClock(t0)
 	lister := newMemLister()
 	c := newTestCollector(t, clk, nil, 0)
-	c.SetApps([]App{
+	c.SetApps([]watch.App{
 		{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}},
 		{Name: "b", API: lister, PerSession: false, Sessions: []string{"s2"}},
 	})

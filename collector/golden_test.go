@@ -64,16 +64,13 @@ func TestGoldenScrape(t *testing.T) {
 	put("session_s", "run_s1", feishu.StatusRequiresMessage, -60, -50, 0, "")
 	put("session_t", "run_t1", feishu.StatusInProgress, -40, -35, 0, "")
 
-	c := collector.New(collector.Options{
-		Watch: watch.Options{
-			Concurrency: 2,
-			// Every session is due again at every scrape, 30s apart.
-			IdleInterval: 30 * time.Second,
-			Now:          clock,
-		},
+	c := collector.New(watch.New(watch.Options{
+		Concurrency: 2,
+		// Every session is due again at every scrape, 30s apart.
+		IdleInterval:    30 * time.Second,
+		Now:             clock,
 		DurationBuckets: []float64{1, 10, 60, 300},
-		Logger:          log.NewNopLogger(),
-	})
+	}), collector.Options{Logger: log.NewNopLogger()})
 	client := func(app, id, secret string) *feishu.Client {
 		cl, err := feishu.NewClient(feishu.Config{
 			BaseURL:   srv.URL,
@@ -89,7 +86,7 @@ func TestGoldenScrape(t *testing.T) {
 		}
 		return cl
 	}
-	c.SetApps([]collector.App{
+	c.SetApps([]watch.App{
 		{Name: "helpdesk", API: client("helpdesk", "cli_helpdesk", "helpdesk-secret"), PerSession: true,
 			Sessions: []string{"session_a", "session_b", "session_c", "session_missing"}},
 		// Summed per app: no session_id, no aily_session_* series.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/watch"
 )
 
 // runSeries returns the counter and histogram series of the run metrics
@@ -63,7 +64,7 @@ func TestNewErrorCodeIsFirstServedAtZero(t *testing.T) {
 			clk := feishufake.NewClock(t0)
 			lister := newMemLister()
 			c := newTestCollector(t, clk, nil, 5*time.Second)
-			c.SetApps([]App{{Name: "a", API: lister, PerSession: tc.perSession, Sessions: []string{"s1"}}})
+			c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: tc.perSession, Sessions: []string{"s1"}}})
 			gather(t, context.Background(), c) // the baseline
 			clk.Advance(5 * time.Second)
 			gather(t, context.Background(), c)
@@ -111,7 +112,7 @@ func TestKnownSeriesExistAtZeroFromTheBaseline(t *testing.T) {
 	lister.set("s1", run("r1", completed, 1, 2, 3), run("r2", inProgress, 1, 4, none))
 	lister.set("s2", run("x1", completed, 1, 2, 3))
 	c := newTestCollector(t, clk, nil, 0)
-	c.SetApps([]App{
+	c.SetApps([]watch.App{
 		{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1", "quiet"}},
 		{Name: "b", API: lister, PerSession: false, Sessions: []string{"s2"}},
 	})
@@ -163,13 +164,12 @@ func TestHeldIncrementsSurviveARestart(t *testing.T) {
 	clk := feishufake.NewClock(t0)
 	lister := newMemLister()
 	saver := &memSaver{}
-	apps := []App{
+	apps := []watch.App{
 		{Name: "a", API: lister, PerSession: true, Identity: "cli_a", Sessions: []string{"s1"}},
 		{Name: "b", API: lister, PerSession: false, Identity: "cli_b", Sessions: []string{"s2"}},
 	}
 	newC := func() *Collector {
-		c := newTestCollector(t, clk, nil, 0)
-		c.opts.Saver = saver
+		c := newTestCollector(t, clk, nil, 0, saving(saver))
 		return c
 	}
 	c := newC()
@@ -194,7 +194,7 @@ func TestHeldIncrementsSurviveARestart(t *testing.T) {
 	// Restarted: the held counts are served at zero again, twice, then
 	// shown, each once.
 	c = newC()
-	if err := c.Restore(saver.load(t), apps); err != nil {
+	if err := c.w.Restore(saver.load(t), apps); err != nil {
 		t.Fatal(err)
 	}
 	c.SetApps(apps)
@@ -226,7 +226,7 @@ func TestHeldIncrementsSurviveARestart(t *testing.T) {
 		// Saved once shown: a second restart shows them at once.
 		if i == 2 {
 			c = newC()
-			if err := c.Restore(saver.load(t), apps); err != nil {
+			if err := c.w.Restore(saver.load(t), apps); err != nil {
 				t.Fatal(err)
 			}
 			c.SetApps(apps)
@@ -238,9 +238,8 @@ func TestReleasedCountsAreSavedBeforeTheyAreServed(t *testing.T) {
 	clk := feishufake.NewClock(t0)
 	lister := newMemLister()
 	saver := &memSaver{}
-	c := newTestCollector(t, clk, nil, time.Minute)
-	c.opts.Saver = saver
-	apps := []App{{Name: "a", API: lister, PerSession: true, Identity: "cli_a", Sessions: []string{"s1"}}}
+	c := newTestCollector(t, clk, nil, time.Minute, saving(saver))
+	apps := []watch.App{{Name: "a", API: lister, PerSession: true, Identity: "cli_a", Sessions: []string{"s1"}}}
 	c.SetApps(apps)
 	gather(t, context.Background(), c) // the baseline
 	lister.set("s1", run("r1", completed, 1, 2, 3))
@@ -274,15 +273,14 @@ func TestNoSeriesFirstAppearsAboveZero(t *testing.T) {
 			clk := feishufake.NewClock(t0)
 			lister := newMemLister()
 			saver := &memSaver{}
-			apps := []App{
+			apps := []watch.App{
 				{Name: "a", API: lister, PerSession: true, Identity: "cli_a", Sessions: []string{"s1", "s2", "s3"}},
 				{Name: "b", API: lister, PerSession: false, Identity: "cli_b", Sessions: []string{"s4", "s5"}},
 			}
 			sessions := []string{"s1", "s2", "s3", "s4", "s5"}
 			minInterval := time.Duration(rng.IntN(4)) * time.Second
 			newC := func() *Collector {
-				c := newTestCollector(t, clk, nil, minInterval)
-				c.opts.Saver = saver
+				c := newTestCollector(t, clk, nil, minInterval, saving(saver))
 				return c
 			}
 			c := newC()
@@ -347,7 +345,7 @@ func TestNoSeriesFirstAppearsAboveZero(t *testing.T) {
 				scrape()
 				if rng.IntN(10) == 0 {
 					c = newC()
-					if err := c.Restore(saver.load(t), apps); err != nil {
+					if err := c.w.Restore(saver.load(t), apps); err != nil {
 						t.Fatal(err)
 					}
 					c.SetApps(apps)
@@ -396,11 +394,11 @@ func TestSessionAddedByAReloadIsFirstServedAtZero(t *testing.T) {
 	clk := feishufake.NewClock(t0)
 	lister := newMemLister()
 	c := newTestCollector(t, clk, nil, 0)
-	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
+	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 	baselineServedTwice(t, c)
 
 	clk.Advance(10 * time.Second)
-	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1", "s2"}}})
+	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1", "s2"}}})
 	// Both end after s2's watch began: its baseline counts x1.
 	lister.set("s1", run("r1", completed, 11, 11, 12))
 	lister.set("s2", run("x1", completed, 11, 11, 12))

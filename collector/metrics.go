@@ -1,30 +1,10 @@
 package collector
 
 import (
-	"time"
-
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 const namespace = "aily"
-
-// DefaultDurationBuckets returns the classic buckets of the run duration and
-// queue histograms when Options.DurationBuckets is empty, in seconds: from a
-// second to an hour, the default of --collector.duration-buckets.
-func DefaultDurationBuckets() []float64 {
-	return []float64{1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600}
-}
-
-// Native (sparse) bucket settings of the run histograms: a 10% bucket width
-// resolves p95 well from seconds to hours, and ~100 buckets bound the memory
-// of a series. nativeMinReset is the client_golang setting the histograms
-// were first made with, which the tests compare against; ours never reset
-// (see histogram), since their counts are kept across restarts.
-const (
-	nativeBucketFactor    = 1.1
-	nativeMaxBucketNumber = 100
-	nativeMinReset        = time.Hour
-)
 
 // runMetrics are the run metrics at one granularity: per session (labels
 // app, session_id) or per app (label app, for apps with per_session: false).

@@ -13,6 +13,7 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/watch"
 )
 
 // memSaver keeps the last state saved, through JSON as the state file does.
@@ -22,7 +23,7 @@ type memSaver struct {
 	err   error
 }
 
-func (m *memSaver) Save(st *State) error {
+func (m *memSaver) Save(st *watch.State) error {
 	if m.err != nil {
 		return m.err
 	}
@@ -34,9 +35,9 @@ func (m *memSaver) Save(st *State) error {
 	return nil
 }
 
-func (m *memSaver) load(t *testing.T) *State {
+func (m *memSaver) load(t *testing.T) *watch.State {
 	t.Helper()
-	var st State
+	var st watch.State
 	if err := json.Unmarshal(m.saved, &st); err != nil {
 		t.Fatal(err)
 	}
@@ -49,13 +50,12 @@ func TestStateCarriesCountersAcrossARestart(t *testing.T) {
 	lister.set("s1", run("r1", inProgress, 1, 2, none), run("q1", queued, 3, none, none))
 	lister.set("s2", run("x1", inProgress, 1, 2, none))
 	saver := &memSaver{}
-	apps := []App{
+	apps := []watch.App{
 		{Name: "a", API: lister, PerSession: true, Identity: "cli_a", Sessions: []string{"s1"}},
 		{Name: "b", API: lister, PerSession: false, Identity: "cli_b", Sessions: []string{"s2"}},
 	}
 	newC := func() *Collector {
-		c := newTestCollector(t, clk, nil, 0)
-		c.opts.Saver = saver
+		c := newTestCollector(t, clk, nil, 0, saving(saver))
 		return c
 	}
 	c := newC()
@@ -84,7 +84,7 @@ func TestStateCarriesCountersAcrossARestart(t *testing.T) {
 	clk.Advance(10 * time.Second)
 	lister.set("s1", f, run("q1", completed, 3, 21, 25))
 	c2 := newC()
-	if err := c2.Restore(saver.load(t), apps); err != nil {
+	if err := c2.w.Restore(saver.load(t), apps); err != nil {
 		t.Fatal(err)
 	}
 	c2.SetApps(apps)
@@ -117,9 +117,8 @@ func TestStateOfAnAppWithOtherCredentialsIsDropped(t *testing.T) {
 	lister := newMemLister()
 	lister.set("s1", run("r1", inProgress, 1, 2, none))
 	saver := &memSaver{}
-	c := newTestCollector(t, clk, nil, 0)
-	c.opts.Saver = saver
-	apps := []App{{Name: "a", API: lister, PerSession: true, Identity: "cli_a", Sessions: []string{"s1"}}}
+	c := newTestCollector(t, clk, nil, 0, saving(saver))
+	apps := []watch.App{{Name: "a", API: lister, PerSession: true, Identity: "cli_a", Sessions: []string{"s1"}}}
 	c.SetApps(apps)
 	gather(t, context.Background(), c)
 	lister.set("s1", run("r1", completed, 1, 2, 5))
@@ -128,15 +127,15 @@ func TestStateOfAnAppWithOtherCredentialsIsDropped(t *testing.T) {
 
 	for _, tc := range []struct {
 		name    string
-		apps    []App
+		apps    []watch.App
 		wantErr error
 	}{
-		{"another app_id", []App{{Name: "a", API: lister, PerSession: true, Identity: "cli_other", Sessions: []string{"s1"}}}, ErrForeignState},
-		{"another app name", []App{{Name: "z", API: lister, PerSession: true, Identity: "cli_a", Sessions: []string{"s1"}}}, ErrForeignState},
+		{"another app_id", []watch.App{{Name: "a", API: lister, PerSession: true, Identity: "cli_other", Sessions: []string{"s1"}}}, watch.ErrForeignState},
+		{"another app name", []watch.App{{Name: "z", API: lister, PerSession: true, Identity: "cli_a", Sessions: []string{"s1"}}}, watch.ErrForeignState},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c2 := newTestCollector(t, clk, nil, 0)
-			if err := c2.Restore(saver.load(t), tc.apps); !errors.Is(err, tc.wantErr) {
+			if err := c2.w.Restore(saver.load(t), tc.apps); !errors.Is(err, tc.wantErr) {
 				t.Fatalf("Restore: %v, want %v", err, tc.wantErr)
 			}
 			c2.SetApps(tc.apps)
@@ -160,9 +159,8 @@ func TestFailedSaveKeepsServing(t *testing.T) {
 	lister := newMemLister()
 	lister.set("s1", run("r1", inProgress, 1, 2, none))
 	saver := &memSaver{err: errors.New("no space left on device")}
-	c := newTestCollector(t, clk, logs, 0)
-	c.opts.Saver = saver
-	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
+	c := newTestCollector(t, clk, logs, 0, saving(saver))
+	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 	for range 3 {
 		mfs := gather(t, context.Background(), c)
 		if got, ok := value(mfs, "aily_session_up", sess("a", "s1")); !ok || got != 1 {
@@ -188,7 +186,7 @@ type blockingSaver struct {
 	release chan struct{}
 }
 
-func (b *blockingSaver) Save(*State) error {
+func (b *blockingSaver) Save(*watch.State) error {
 	b.saving <- struct{}{}
 	<-b.release
 	return nil
@@ -199,9 +197,8 @@ func TestScrapeAnswersOnlyOnceItsCountsAreSaved(t *testing.T) {
 	lister := newMemLister()
 	lister.set("s1", run("r1", completed, 1, 2, 3))
 	saver := &blockingSaver{saving: make(chan struct{}), release: make(chan struct{})}
-	c := newTestCollector(t, clk, nil, 0)
-	c.opts.Saver = saver
-	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
+	c := newTestCollector(t, clk, nil, 0, saving(saver))
+	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 
 	answered := make(chan struct{})
 	go func() {
@@ -228,9 +225,8 @@ func TestChangedBucketsRestartTheHistogramsButKeepTheCounters(t *testing.T) {
 	lister := newMemLister()
 	lister.set("s1", run("r1", inProgress, 1, 2, none))
 	saver := &memSaver{}
-	apps := []App{{Name: "a", API: lister, PerSession: true, Identity: "cli_a", Sessions: []string{"s1"}}}
-	c := newTestCollector(t, clk, nil, 0)
-	c.opts.Saver = saver
+	apps := []watch.App{{Name: "a", API: lister, PerSession: true, Identity: "cli_a", Sessions: []string{"s1"}}}
+	c := newTestCollector(t, clk, nil, 0, saving(saver))
 	c.SetApps(apps)
 	baselineServedTwice(t, c)
 	lister.set("s1", run("r1", completed, 1, 2, 7))
@@ -238,9 +234,8 @@ func TestChangedBucketsRestartTheHistogramsButKeepTheCounters(t *testing.T) {
 	gather(t, context.Background(), c)
 
 	logs := &syncBuffer{}
-	c2 := newTestCollector(t, clk, logs, 0)
-	c2.opts.DurationBuckets = []float64{1, 5, 30} // --collector.duration-buckets changed
-	if err := c2.Restore(saver.load(t), apps); err != nil {
+	c2 := newTestCollector(t, clk, logs, 0, withBuckets([]float64{1, 5, 30})) // --collector.duration-buckets changed
+	if err := c2.w.Restore(saver.load(t), apps); err != nil {
 		t.Fatal(err)
 	}
 	c2.SetApps(apps)
@@ -261,9 +256,8 @@ func TestSavesWhatWasCountedAtOnceTheRestLaterAndRetriesAFailure(t *testing.T) {
 	lister := newMemLister()
 	lister.set("s1", run("r1", inProgress, -2, -1, none))
 	saver := &memSaver{}
-	c := newTestCollector(t, clk, nil, 10*time.Second)
-	c.opts.Saver = saver
-	c.SetApps([]App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
+	c := newTestCollector(t, clk, nil, 10*time.Second, saving(saver))
+	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 	gather(t, context.Background(), c) // the baseline: saved though it counts nothing, the first time
 	if saver.saves != 1 {
 		t.Fatalf("%d saves after the first scrape, want 1", saver.saves)
@@ -280,7 +274,7 @@ func TestSavesWhatWasCountedAtOnceTheRestLaterAndRetriesAFailure(t *testing.T) {
 	if saver.saves != 1 {
 		t.Errorf("%d saves after a poll that counted nothing, want still 1", saver.saves)
 	}
-	clk.Advance(stateRefresh)
+	clk.Advance(watch.StateRefresh)
 	gather(t, context.Background(), c)
 	if saver.saves != 2 {
 		t.Errorf("%d saves after the refresh interval, want 2", saver.saves)

@@ -7,12 +7,13 @@ import (
 	"time"
 
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/watch"
 )
 
 func TestAppTokenUpFollowsTheLastTokenAttempt(t *testing.T) {
 	clk := feishufake.NewClock(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	c := newTestCollector(t, clk, nil, 0)
-	c.SetApps([]App{
+	c.SetApps([]watch.App{
 		{Name: "a", API: newMemLister(), PerSession: true, Sessions: []string{"s1"}},
 		{Name: "b", API: newMemLister(), PerSession: true, Sessions: []string{"s2"}},
 	})

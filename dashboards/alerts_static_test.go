@@ -12,11 +12,56 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// runbookBase is where every alert's runbook_url points: the README's
-// "Dashboard and alerts" section, one heading per alert.
-const runbookBase = "https://github.com/aily-exporter/aily_exporter/blob/main/README.md#"
+// runbookBase is where every alert's runbook_url points, followed by the
+// page of its runbook (runbookDoc) and "#" and its heading's anchor:
+// docs/alerts.md ("Dashboard and alerts"), one heading per alert, or the page
+// of runbookDocs.
+const runbookBase = "https://github.com/aily-exporter/aily_exporter/blob/main/"
 
-// wantAlerts are the alerts issues 4, 7, 8 and 14 ask for.
+// runbookDocs are the alerts whose runbooks are not in docs/alerts.md, and
+// the page that has them.
+var runbookDocs = map[string]string{
+	"AilyErrorBudgetBurnFast": "docs/slo.md",
+	"AilyErrorBudgetBurnSlow": "docs/slo.md",
+	"AilyShardsMissing":       "docs/sharding.md",
+	"AilyShardingMismatch":    "docs/sharding.md",
+}
+
+// runbookDoc is the page with the runbook of alert.
+func runbookDoc(alert string) string {
+	if doc, ok := runbookDocs[alert]; ok {
+		return doc
+	}
+	return "docs/alerts.md"
+}
+
+// sloGroup is the group of the run success SLO: its recording rules and its
+// burn-rate alerts (issue 18).
+const sloGroup = "aily-slo"
+
+// wantRecorded are the series the SLO's recording rules record: the failure
+// ratio over each window of the burn-rate alerts, and the 5m rates the
+// dashboard's error budget sums over 30 days.
+var wantRecorded = []string{
+	"aily:runs_finished:rate5m",
+	"aily:runs_failed:rate5m",
+	"aily:run_failure_ratio:rate5m",
+	"aily:run_failure_ratio:rate30m",
+	"aily:run_failure_ratio:rate1h",
+	"aily:run_failure_ratio:rate2h",
+	"aily:run_failure_ratio:rate6h",
+	"aily:run_failure_ratio:rate1d",
+	"aily:run_failure_ratio:rate3d",
+}
+
+// sloAlerts are the burn-rate alerts of the SLO, in group sloGroup.
+var sloAlerts = []string{"AilyErrorBudgetBurnFast", "AilyErrorBudgetBurnSlow"}
+
+// ruleTestFiles are the promtool test files of alerts.yml: the SLO's have
+// their own, at the step their windows need.
+var ruleTestFiles = []string{"alerts_test.yml", "slo_fast_test.yml", "slo_slow_test.yml"}
+
+// wantAlerts are the alerts issues 4, 7, 8, 14 and 18 ask for.
 var wantAlerts = []string{
 	"AilyRunFailureRatioHigh",
 	"AilyRunFailuresSpike",
@@ -28,40 +73,35 @@ var wantAlerts = []string{
 	"AilyPollSpendOverBudget",
 	"AilySessionStale",
 	"AilyAppDown",
+	"AilyErrorBudgetBurnFast",
+	"AilyErrorBudgetBurnSlow",
 }
 
-// wantShardAlerts are the alerts of sharded exporters (issue 17), whose
-// runbooks are in docs/sharding.md.
+// wantShardAlerts are the alerts of sharded exporters (issue 17), in group
+// aily, whose runbooks are in docs/sharding.md (runbookDocs).
 var wantShardAlerts = []string{
 	"AilyShardsMissing",
 	"AilyShardingMismatch",
 }
 
-// shardRunbookBase is where the runbook_url of wantShardAlerts points.
-const shardRunbookBase = "https://github.com/aily-exporter/aily_exporter/blob/main/docs/sharding.md#"
-
-// runbookOf is the runbook_url alert must have.
-func runbookOf(alert string) string {
-	if slices.Contains(wantShardAlerts, alert) {
-		return shardRunbookBase + strings.ToLower(alert)
-	}
-	return runbookBase + strings.ToLower(alert)
-}
-
 // wantStatusURL are the alerts about runs and sessions, which link to the
-// exporter's status page filtered to their app (the README's "Status page").
+// exporter's status page filtered to their app (docs/troubleshooting.md,
+// "The status page").
 var wantStatusURL = []string{
 	"AilyRunFailureRatioHigh",
 	"AilyRunFailuresSpike",
 	"AilyRunStuck",
 	"AilySessionDown",
 	"AilyAppDown",
+	"AilyErrorBudgetBurnFast",
+	"AilyErrorBudgetBurnSlow",
 }
 
 type ruleFile struct {
 	Groups []struct {
 		Name  string `yaml:"name"`
 		Rules []struct {
+			Record      string            `yaml:"record"`
 			Alert       string            `yaml:"alert"`
 			Expr        string            `yaml:"expr"`
 			For         string            `yaml:"for"`
@@ -96,22 +136,35 @@ func readYAML(t *testing.T, path string, v any) {
 }
 
 // TestAlertRules checks what promtool does not: every alert of wantAlerts
-// is there, in group aily, with a severity, summary, description and a
-// runbook_url to its README section.
+// is there, in group aily (the SLO's in group aily-slo, with the recording
+// rules of wantRecorded), with a severity, summary, description and a
+// runbook_url to its section of docs/alerts.md (or of runbookDocs).
 func TestAlertRules(t *testing.T) {
 	var rf ruleFile
 	readYAML(t, "alerts.yml", &rf)
 	seen := map[string]bool{}
 	for _, g := range rf.Groups {
-		if g.Name != "aily" {
-			t.Errorf("group %q, want aily", g.Name)
+		if g.Name != "aily" && g.Name != sloGroup {
+			t.Errorf("group %q, want aily or %s", g.Name, sloGroup)
 		}
 		for _, r := range g.Rules {
-			if r.Alert == "" {
-				t.Errorf("recording rule %q: alerts.yml holds alerts only", r.Expr)
+			if r.Record != "" {
+				if g.Name != sloGroup {
+					t.Errorf("recording rule %s in group %s: the SLO's recording rules are in %s, the other groups hold alerts only", r.Record, g.Name, sloGroup)
+				}
+				seen[r.Record] = true
 				continue
 			}
 			seen[r.Alert] = true
+			// The SLO's alerts are in the group of their recording rules,
+			// which a group evaluates first.
+			wantGroup := "aily"
+			if slices.Contains(sloAlerts, r.Alert) {
+				wantGroup = sloGroup
+			}
+			if g.Name != wantGroup {
+				t.Errorf("%s is in group %s, want %s", r.Alert, g.Name, wantGroup)
+			}
 			if r.Labels["severity"] != "warning" && r.Labels["severity"] != "critical" {
 				t.Errorf("%s: severity %q, want warning or critical", r.Alert, r.Labels["severity"])
 			}
@@ -120,7 +173,7 @@ func TestAlertRules(t *testing.T) {
 					t.Errorf("%s: no %s annotation", r.Alert, a)
 				}
 			}
-			if want := runbookOf(r.Alert); r.Annotations["runbook_url"] != want {
+			if want := runbookBase + runbookDoc(r.Alert) + "#" + strings.ToLower(r.Alert); r.Annotations["runbook_url"] != want {
 				t.Errorf("%s: runbook_url %q, want %q", r.Alert, r.Annotations["runbook_url"], want)
 			}
 			if r.For == "" {
@@ -137,23 +190,46 @@ func TestAlertRules(t *testing.T) {
 			t.Errorf("no alert %s", a)
 		}
 	}
+	for _, r := range wantRecorded {
+		if !seen[r] {
+			t.Errorf("no recording rule %s", r)
+		}
+	}
 }
 
-// TestAlertRulesTested checks that alerts_test.yml has, for every alert, a
-// case where it fires and a case where it stays quiet.
+// TestAlertRulesTested checks that the rule test files have, for every
+// alert, a case where it fires and a case where it stays quiet, and that
+// make test-rules runs every one of them.
 func TestAlertRulesTested(t *testing.T) {
-	var tf ruleTestFile
-	readYAMLLoose(t, "alerts_test.yml", &tf)
-	if len(tf.RuleFiles) != 1 || tf.RuleFiles[0] != "alerts.yml" {
-		t.Errorf("rule_files = %v, want [alerts.yml]", tf.RuleFiles)
+	makefile, err := os.ReadFile(filepath.Join("..", "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob("*_test.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(files)
+	if want := slices.Sorted(slices.Values(ruleTestFiles)); !slices.Equal(files, want) {
+		t.Errorf("rule test files %v, want %v", files, want)
 	}
 	fires, quiet := map[string]bool{}, map[string]bool{}
-	for _, tc := range tf.Tests {
-		for _, a := range tc.AlertRuleTest {
-			if len(a.ExpAlerts) > 0 {
-				fires[a.Alertname] = true
-			} else {
-				quiet[a.Alertname] = true
+	for _, name := range files {
+		if !bytes.Contains(makefile, []byte("test rules dashboards/"+name+"\n")) {
+			t.Errorf("make test-rules does not run promtool test rules dashboards/%s", name)
+		}
+		var tf ruleTestFile
+		readYAMLLoose(t, name, &tf)
+		if len(tf.RuleFiles) != 1 || tf.RuleFiles[0] != "alerts.yml" {
+			t.Errorf("%s: rule_files = %v, want [alerts.yml]", name, tf.RuleFiles)
+		}
+		for _, tc := range tf.Tests {
+			for _, a := range tc.AlertRuleTest {
+				if len(a.ExpAlerts) > 0 {
+					fires[a.Alertname] = true
+				} else {
+					quiet[a.Alertname] = true
+				}
 			}
 		}
 	}
@@ -179,32 +255,32 @@ func readYAMLLoose(t *testing.T, path string, v any) {
 	}
 }
 
-// TestRunbooksInREADME checks that every alert's runbook_url lands on a
-// heading of the README: GitHub's anchor of "#### AilyRunStuck" is
-// #ailyrunstuck.
-func TestRunbooksInREADME(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	readme := string(b)
-	for _, a := range wantAlerts {
+// TestRunbooksInDocs checks that every alert's runbook_url lands on a
+// heading of docs/alerts.md (or of its page in runbookDocs): GitHub's anchor
+// of "### AilyRunStuck" is #ailyrunstuck.
+func TestRunbooksInDocs(t *testing.T) {
+	pages := map[string]string{}
+	for _, a := range slices.Concat(wantAlerts, wantShardAlerts) {
+		doc := runbookDoc(a)
+		if _, ok := pages[doc]; !ok {
+			b, err := os.ReadFile(filepath.Join("..", doc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			pages[doc] = string(b)
+		}
 		heading := regexp.MustCompile(`(?m)^#{2,6} ` + a + `\s*$`)
-		if !heading.MatchString(readme) {
-			t.Errorf("README.md has no heading %q for the runbook_url #%s", a, strings.ToLower(a))
+		if !heading.MatchString(pages[doc]) {
+			t.Errorf("%s has no heading %q for the runbook_url #%s", doc, a, strings.ToLower(a))
 		}
 	}
-	if strings.Contains(readme, "<!-- dashboards:") {
-		t.Error("README.md still has the dashboards placeholder")
-	}
-	b, err = os.ReadFile(filepath.Join("..", "docs", "sharding.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range wantShardAlerts {
-		heading := regexp.MustCompile(`(?m)^#{2,6} ` + a + `\s*$`)
-		if !heading.Match(b) {
-			t.Errorf("docs/sharding.md has no heading %q for the runbook_url #%s", a, strings.ToLower(a))
+	for _, name := range []string{"README.md", filepath.Join("docs", "alerts.md")} {
+		b, err := os.ReadFile(filepath.Join("..", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), "<!-- dashboards:") {
+			t.Errorf("%s still has the dashboards placeholder", name)
 		}
 	}
 }

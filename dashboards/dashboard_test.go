@@ -12,14 +12,16 @@ import (
 )
 
 // metricFamilies are the exporter's aily_ metric families, exactly: the
-// README's metrics table. The end-to-end test checks that a scrape of
-// aily_exporter --demo has these and no others. The aily_state_* families (the
+// metrics tables of the README and docs/metrics.md (TestDocsListTheMetrics).
+// The end-to-end test checks that a scrape of aily_exporter --demo has these
+// and no others. The aily_state_* families (the
 // state kept in --storage.path) join the list with the change that exports
 // them. The aily_poll_* and aily_session_staleness_seconds families are issue
 // 14's (the daily request budget), which the dashboard's "API budget and
-// freshness" row reads. The aily_sessions_discover* families are served only
-// for apps with a sessions_url, which the demo has not, and no panel reads
-// them.
+// freshness" row reads. aily_app_token_up is issue 15's (the token back-off).
+// The aily_sessions_discover* families are served only for apps with a
+// sessions_url, which the demo has not, and no panel reads them: they are not
+// in this list, but the metrics tables name them (TestDocsListTheMetrics).
 var metricFamilies = []string{
 	"aily_runs",
 	"aily_runs_finished_total",
@@ -42,6 +44,7 @@ var metricFamilies = []string{
 	"aily_api_requests_total",
 	"aily_api_request_duration_seconds",
 	"aily_api_rate_limited_total",
+	"aily_app_token_up",
 	"aily_tracked_runs",
 	"aily_exporter_build_info",
 	"aily_exporter_config_last_reload_successful",
@@ -82,6 +85,7 @@ var familyLabels = map[string]struct{ app, session bool }{
 	"aily_api_requests_total":                     {true, false},
 	"aily_api_request_duration_seconds":           {true, false},
 	"aily_api_rate_limited_total":                 {true, false},
+	"aily_app_token_up":                           {true, false},
 }
 
 // familyOf folds a series name into its family: the classic histogram
@@ -254,18 +258,30 @@ func TestDashboardPanels(t *testing.T) {
 
 var (
 	selectorRE = regexp.MustCompile(`\b(aily_[a-z_]+)\b(\{[^}]*\})?`)
+	// recordedRE is a series recorded by a rule of alerts.yml (aily:…).
+	recordedRE = regexp.MustCompile(`\b(aily:[a-z0-9_:]+)(\{[^}]*\})?`)
 	rangeRE    = regexp.MustCompile(`\[([^\]]+)\]`)
 )
 
-// checkExpr checks that a panel's query uses only the exporter's metrics, filters
-// by the app and session variables wherever the metric has those labels, and
+// checkExpr checks that a panel's query uses only the exporter's metrics and
+// the series alerts.yml records, filters by the app and session variables
+// wherever the series has those labels (a recorded series has app alone), and
 // takes its ranges from Grafana ($__rate_interval, $__range) unless it mirrors
-// an alert's fixed window.
+// an alert's fixed window or the SLO's 30 days.
 func checkExpr(t *testing.T, title, expr string) {
 	t.Helper()
 	matches := selectorRE.FindAllStringSubmatch(expr, -1)
-	if len(matches) == 0 {
-		t.Errorf("panel %q: %q reads no aily_ metric", title, expr)
+	recorded := recordedRE.FindAllStringSubmatch(expr, -1)
+	if len(matches) == 0 && len(recorded) == 0 {
+		t.Errorf("panel %q: %q reads no aily_ metric and no series alerts.yml records", title, expr)
+	}
+	for _, m := range recorded {
+		if !slices.Contains(recordedSeries(t), m[1]) {
+			t.Errorf("panel %q: %s is not recorded by a rule of alerts.yml", title, m[1])
+		}
+		if !strings.Contains(m[2], `app=~"$app"`) {
+			t.Errorf("panel %q: %s%s does not filter by $app", title, m[1], m[2])
+		}
 	}
 	for _, m := range matches {
 		family := familyOf(m[1])
@@ -288,14 +304,40 @@ func checkExpr(t *testing.T, title, expr string) {
 			if !strings.Contains(title, "(10m)") {
 				t.Errorf("panel %q: fixed range [10m] outside the failure ratio panel", title)
 			}
+		case "30d": // the SLO's period, over which the error budget is counted
+			if !strings.Contains(title, "(30d)") {
+				t.Errorf("panel %q: fixed range [30d] outside the error budget panel", title)
+			}
 		default:
 			t.Errorf("panel %q: range [%s], want $__rate_interval or $__range", title, r[1])
 		}
 	}
 }
 
-// TestDashboardCoversIssue checks that the panels issues 4, 7 and 14 ask for
-// are there, by the metrics they read.
+// recordedSeries are the series the recording rules of alerts.yml record.
+func recordedSeries(t *testing.T) []string {
+	t.Helper()
+	var rf struct {
+		Groups []struct {
+			Rules []struct {
+				Record string `yaml:"record"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	readYAMLLoose(t, "alerts.yml", &rf)
+	var out []string
+	for _, g := range rf.Groups {
+		for _, r := range g.Rules {
+			if r.Record != "" {
+				out = append(out, r.Record)
+			}
+		}
+	}
+	return out
+}
+
+// TestDashboardCoversIssue checks that the panels issues 4, 7, 14 and 18 ask
+// for are there, by the metrics they read.
 func TestDashboardCoversIssue(t *testing.T) {
 	d := readDashboard(t)
 	var exprs []string
@@ -342,6 +384,13 @@ func TestDashboardCoversIssue(t *testing.T) {
 		"aily_poll_spend_requests_per_day{",
 		"histogram_quantile(0.5, sum by (app, le) (rate(aily_session_staleness_seconds_bucket{",
 		"histogram_quantile(0.99, sum by (app, le) (rate(aily_session_staleness_seconds_bucket{",
+		// Issue 18: the error budget left over 30 days, and the burn rates.
+		"sum_over_time(aily:runs_failed:rate5m{",
+		"sum_over_time(aily:runs_finished:rate5m{",
+		"aily:run_failure_ratio:rate1h{",
+		"aily:run_failure_ratio:rate6h{",
+		"aily:run_failure_ratio:rate1d{",
+		"aily:run_failure_ratio:rate3d{",
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("no panel query contains %s", want)
@@ -349,6 +398,9 @@ func TestDashboardCoversIssue(t *testing.T) {
 	}
 	if !rows["API budget and freshness"] {
 		t.Error(`no row "API budget and freshness" (issue 14)`)
+	}
+	if !rows["Run success SLO"] {
+		t.Error(`no row "Run success SLO" (issue 18)`)
 	}
 	for _, typ := range []string{"stat", "timeseries", "table", "heatmap"} {
 		if !types[typ] {
@@ -360,6 +412,8 @@ func TestDashboardCoversIssue(t *testing.T) {
 		"Oldest run age by status",
 		"Time since the last successful poll (oldest, by app)",
 		"Staleness p50 / p99",
+		"Error budget left (30d)",
+		"Error budget burn rate",
 	} {
 		if !thresholdPanels[title] {
 			t.Errorf("panel %q has no threshold line", title)
@@ -499,20 +553,23 @@ func TestTrackedRunsAndUpAreNotOnOneAxis(t *testing.T) {
 	}
 }
 
-// TestREADMENamesThePanels checks the README's tour of the dashboard
+// TestDocsNameThePanels checks the tour of the dashboard in docs/alerts.md
 // against aily.json: each panel it lists by name (an italic name opening a
 // list item, a bold row) is named as in the dashboard, and every panel but the
-// stats, whose names the README weaves into a sentence, is named in it.
-func TestREADMENamesThePanels(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "README.md"))
+// stats, whose names the tour weaves into a sentence, is named in it.
+func TestDocsNameThePanels(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "docs", "alerts.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, section, ok := strings.Cut(string(b), "\n### The Grafana dashboard\n")
+	_, section, ok := strings.Cut(string(b), "\n## The Grafana dashboard\n")
 	if !ok {
-		t.Fatal(`README.md has no section "### The Grafana dashboard"`)
+		t.Fatal(`docs/alerts.md has no section "## The Grafana dashboard"`)
 	}
-	section, _, _ = strings.Cut(section, "\n### ")
+	// The section ends at the next heading, whatever its level.
+	if end := regexp.MustCompile(`\n#{1,6} `).FindStringIndex(section); end != nil {
+		section = section[:end[0]]
+	}
 
 	titles := map[string]string{} // title → type
 	for _, p := range allPanels(readDashboard(t)) {
@@ -520,12 +577,12 @@ func TestREADMENamesThePanels(t *testing.T) {
 	}
 	for _, m := range regexp.MustCompile(`(?m)^\s+- \*([^*]+)\*`).FindAllStringSubmatch(section, -1) {
 		if _, ok := titles[m[1]]; !ok {
-			t.Errorf("the README lists a panel *%s*, which aily.json has not (by that name)", m[1])
+			t.Errorf("docs/alerts.md lists a panel *%s*, which aily.json has not (by that name)", m[1])
 		}
 	}
 	for _, m := range regexp.MustCompile(`(?m)^\d+\. \*\*([^*]+?)\.\*\*`).FindAllStringSubmatch(section, -1) {
 		if titles[m[1]] != "row" {
-			t.Errorf("the README names a row **%s**, which aily.json has not (by that name)", m[1])
+			t.Errorf("docs/alerts.md names a row **%s**, which aily.json has not (by that name)", m[1])
 		}
 	}
 	named := map[string]bool{}
@@ -535,7 +592,43 @@ func TestREADMENamesThePanels(t *testing.T) {
 	}
 	for title, typ := range titles {
 		if typ != "row" && typ != "stat" && !named[title] {
-			t.Errorf("the README does not name the panel *%s*", title)
+			t.Errorf("docs/alerts.md does not name the panel *%s*", title)
+		}
+	}
+}
+
+// TestDocsListTheMetrics checks the metrics tables of the README and of
+// docs/metrics.md against metricFamilies: each names every family, and no
+// other. The aily_state_* families, exported only with --storage.path, and
+// the aily_sessions_discover* families, exported only for apps with a
+// sessions_url, are in the tables too.
+func TestDocsListTheMetrics(t *testing.T) {
+	want := slices.Concat(metricFamilies, []string{
+		"aily_state_last_save_timestamp_seconds",
+		"aily_state_save_duration_seconds",
+		"aily_state_bytes",
+		"aily_state_save_failures_total",
+		"aily_sessions_discovery_up",
+		"aily_sessions_discovery_last_success_timestamp_seconds",
+		"aily_sessions_discovered",
+	})
+	slices.Sort(want)
+	row := regexp.MustCompile("(?m)^\\| (`aily_[^|]*)\\|")
+	name := regexp.MustCompile("`(aily_[a-z_]+)`")
+	for _, doc := range []string{"README.md", filepath.Join("docs", "metrics.md")} {
+		b, err := os.ReadFile(filepath.Join("..", doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var listed []string
+		for _, r := range row.FindAllStringSubmatch(string(b), -1) {
+			for _, n := range name.FindAllStringSubmatch(r[1], -1) {
+				listed = append(listed, n[1])
+			}
+		}
+		slices.Sort(listed)
+		if !slices.Equal(listed, want) {
+			t.Errorf("%s lists the metrics\n%v\nwant\n%v", doc, listed, want)
 		}
 	}
 }

@@ -44,10 +44,47 @@ func KnownStatuses() []RunStatus {
 	}
 }
 
-// FinalStatuses returns the documented final statuses.
+// FinalStatuses returns the documented final statuses, in the order of
+// their FinalIndex.
 func FinalStatuses() []RunStatus {
 	return []RunStatus{StatusCompleted, StatusFailed, StatusCancelled, StatusExpired}
 }
+
+// FinalIndex is the place of a final status in FinalStatuses: what counts by
+// final status (ByFinal) are indexed by.
+type FinalIndex int
+
+// The final statuses' indices, and how many there are.
+const (
+	FinalCompleted FinalIndex = iota
+	FinalFailed
+	FinalCancelled
+	FinalExpired
+	NumFinal = 4
+)
+
+// Status returns the final status of the index.
+func (i FinalIndex) Status() RunStatus { return FinalStatuses()[i] }
+
+// FinalIndexOf returns the index of a final status; false for a status that
+// is not final.
+func FinalIndexOf(st RunStatus) (FinalIndex, bool) {
+	switch st {
+	case StatusCompleted:
+		return FinalCompleted, true
+	case StatusFailed:
+		return FinalFailed, true
+	case StatusCancelled:
+		return FinalCancelled, true
+	case StatusExpired:
+		return FinalExpired, true
+	}
+	return 0, false
+}
+
+// ByFinal holds one value per final status, indexed by FinalIndex. It
+// encodes in JSON as an array in the order of FinalStatuses.
+type ByFinal[T any] [NumFinal]T
 
 // Run is one run of an Aily session, decoded from the API's wire form.
 // Timestamps are zero when the API left them out or sent a malformed value,

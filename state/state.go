@@ -12,7 +12,8 @@
 // guards against what the rename cannot: bits that rot on disk and edits by
 // hand. A file that cannot be used (unreadable, empty, truncated, corrupt,
 // from a newer format version or from another configuration) is never fatal:
-// Load logs what it found, moves the file aside and reports no state.
+// Load logs what it found, moves the file aside and reports no state. A file
+// of an older version is migrated by the caller's Options.Migrate.
 //
 // The file is readable and writable by its owner only (0o600).
 package state
@@ -41,9 +42,8 @@ const (
 	FileName = "state.json"
 	// Format identifies a state file of this exporter.
 	Format = "aily_exporter/state"
-	// Version is the version of the file format that Save writes. Load moves
-	// a file of a higher version aside; one of a lower version would be
-	// migrated (there is none yet).
+	// Version is the version Save writes unless Options.Version says
+	// otherwise.
 	Version = 1
 
 	tempInfix    = ".tmp-"
@@ -62,6 +62,13 @@ type Options struct {
 	// Logger receives a warning for every file moved aside or that could not
 	// be. Defaults to a no-op logger.
 	Logger log.Logger
+	// Version is the version of the caller's payload, which Save writes;
+	// default Version. Load moves a file of a higher version aside, and has
+	// the data of a lower one migrated by Migrate.
+	Version int
+	// Migrate returns the data of a file of version from in the form of
+	// Version; when it fails, or is nil, such a file is moved aside.
+	Migrate func(from int, data []byte) ([]byte, error)
 }
 
 // Stats describes the state file, for the exporter's own metrics.
@@ -105,6 +112,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = log.NewNopLogger()
+	}
+	if opts.Version == 0 {
+		opts.Version = Version
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open state: %w", err)
@@ -150,7 +160,9 @@ type envelope struct {
 // (another configuration); Load logs a warning that says what it found, moves
 // the file aside to <name>.corrupt-<UTC time>, sets *v to its zero value and
 // returns false, nil. If the file cannot be moved (a read-only directory) it
-// says so and carries on all the same.
+// says so and carries on all the same. The data of a file of an older
+// version is migrated (Options.Migrate) before it is decoded into v; a file
+// whose migration fails is moved aside too.
 func (s *Store) Load(v any, want string) (bool, error) {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
@@ -168,7 +180,7 @@ func (s *Store) Load(v any, want string) (bool, error) {
 	if err != nil {
 		problem = fmt.Sprintf("an unreadable file (%v)", err)
 	} else {
-		savedAt, problem = decode(b, v, want)
+		savedAt, problem = s.decode(b, v, want)
 	}
 	if problem != "" {
 		rv.Elem().SetZero()
@@ -181,9 +193,9 @@ func (s *Store) Load(v any, want string) (bool, error) {
 	return true, nil
 }
 
-// decode checks the envelope in b and decodes its data into v. It returns
-// what is wrong with the file, or "".
-func decode(b []byte, v any, want string) (time.Time, string) {
+// decode checks the envelope in b, migrates its data from an older version,
+// and decodes it into v. It returns what is wrong with the file, or "".
+func (s *Store) decode(b []byte, v any, want string) (time.Time, string) {
 	if len(b) == 0 {
 		return time.Time{}, "an empty file"
 	}
@@ -194,8 +206,8 @@ func decode(b []byte, v any, want string) (time.Time, string) {
 	switch {
 	case env.Format != Format:
 		return time.Time{}, fmt.Sprintf("a file of format %q, not %q", env.Format, Format)
-	case env.Version > Version:
-		return time.Time{}, fmt.Sprintf("a file of format version %d, newer than this exporter's %d (a downgrade?)", env.Version, Version)
+	case env.Version > s.opts.Version:
+		return time.Time{}, fmt.Sprintf("a file of format version %d, newer than this exporter's %d (a downgrade?)", env.Version, s.opts.Version)
 	case env.Version < 1:
 		return time.Time{}, fmt.Sprintf("a file of unknown format version %d", env.Version)
 	case len(env.Data) == 0:
@@ -207,7 +219,19 @@ func decode(b []byte, v any, want string) (time.Time, string) {
 	if env.Fingerprint != want {
 		return time.Time{}, fmt.Sprintf("the state of another configuration (fingerprint %q, this one is %q)", env.Fingerprint, want)
 	}
-	if err := json.Unmarshal(env.Data, v); err != nil {
+	data := []byte(env.Data)
+	if env.Version < s.opts.Version {
+		if s.opts.Migrate == nil {
+			return time.Time{}, fmt.Sprintf("a file of format version %d, which this exporter (version %d) cannot migrate", env.Version, s.opts.Version)
+		}
+		var err error
+		if data, err = s.opts.Migrate(env.Version, data); err != nil {
+			return time.Time{}, fmt.Sprintf("a file of format version %d whose migration to version %d failed (%v)", env.Version, s.opts.Version, err)
+		}
+		level.Info(s.opts.Logger).Log("msg", "Migrated the saved state to the current format", "file", s.path,
+			"from_version", env.Version, "to_version", s.opts.Version)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
 		return time.Time{}, fmt.Sprintf("a file whose data does not fit this exporter's state (%v)", err)
 	}
 	return env.SavedAt, ""
@@ -270,7 +294,7 @@ func (s *Store) Save(v any, fingerprint string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	start := s.opts.Now()
-	size, err := s.save(v, fingerprint, start)
+	size, err := s.save(v, fingerprint, s.opts.Version, start)
 	s.statsMu.Lock()
 	defer s.statsMu.Unlock()
 	if err != nil {
@@ -281,7 +305,7 @@ func (s *Store) Save(v any, fingerprint string) error {
 	return nil
 }
 
-func (s *Store) save(v any, fingerprint string, now time.Time) (size int64, err error) {
+func (s *Store) save(v any, fingerprint string, version int, now time.Time) (size int64, err error) {
 	f, err := os.CreateTemp(s.dir, FileName+tempInfix+"*")
 	if err != nil {
 		return 0, err
@@ -293,7 +317,7 @@ func (s *Store) save(v any, fingerprint string, now time.Time) (size int64, err 
 			os.Remove(f.Name())
 		}
 	}()
-	if size, err = encode(f, v, fingerprint, now); err != nil {
+	if size, err = encode(f, v, fingerprint, version, now); err != nil {
 		return 0, err
 	}
 	if err := f.Sync(); err != nil {
@@ -316,7 +340,7 @@ func (s *Store) save(v any, fingerprint string, now time.Time) (size int64, err 
 
 // encode writes the envelope to w: a header, the data streamed from the
 // JSON encoder through a checksum, and the checksum last.
-func encode(w io.Writer, v any, fingerprint string, now time.Time) (int64, error) {
+func encode(w io.Writer, v any, fingerprint string, version int, now time.Time) (int64, error) {
 	cw := &countWriter{w: w}
 	bw := bufio.NewWriterSize(cw, 64<<10)
 	header, err := json.Marshal(struct {
@@ -324,7 +348,7 @@ func encode(w io.Writer, v any, fingerprint string, now time.Time) (int64, error
 		Version     int    `json:"version"`
 		Fingerprint string `json:"fingerprint"`
 		SavedAt     string `json:"saved_at"`
-	}{Format, Version, fingerprint, now.UTC().Format(time.RFC3339Nano)})
+	}{Format, version, fingerprint, now.UTC().Format(time.RFC3339Nano)})
 	if err != nil {
 		return 0, err
 	}

@@ -23,7 +23,7 @@ import (
 // DefaultPerPage is how many sessions a page lists.
 const DefaultPerPage = 100
 
-// Options are what the page knows besides the collector.
+// Options are what the page knows besides the watcher and the API's use.
 type Options struct {
 	// RateLimit is each app's request budget in requests per second
 	// (--feishu.rate-limit); 0 means none.
@@ -68,7 +68,7 @@ type Page struct {
 	Notice     string     `json:"notice,omitempty"`
 	Apps       []App      `json:"apps"`
 	// FailedRuns are the most recent failed runs (at most
-	// collector.MaxFailedRuns per app), of the app asked for or of all,
+	// watch.MaxFailedRuns per app), of the app asked for or of all,
 	// the most recent first.
 	FailedRuns []FailedRun `json:"failed_runs"`
 	// Sessions are the page's sessions; SessionsTotal how many match the
@@ -192,9 +192,15 @@ func (e *UnknownAppError) Error() string {
 	return fmt.Sprintf("no app %q is configured; the configured apps are: %s", e.App, strings.Join(e.Apps, ", "))
 }
 
-// Build returns the page for q from what the collector knows now, or an
-// *UnknownAppError when q.App is not a configured app.
-func Build(c *collector.Collector, o Options, q Query) (*Page, error) {
+// APISource tells an app's use of the Feishu API: the collector, which
+// observes the apps' clients.
+type APISource interface {
+	APIStatus(app string, now time.Time) collector.APIStatus
+}
+
+// Build returns the page for q from what the watcher holds and api tells
+// now, or an *UnknownAppError when q.App is not a configured app.
+func Build(w *watch.Watcher, api APISource, o Options, q Query) (*Page, error) {
 	if o.PerPage <= 0 {
 		o.PerPage = DefaultPerPage
 	}
@@ -204,7 +210,7 @@ func Build(c *collector.Collector, o Options, q Query) (*Page, error) {
 	if o.TelemetryPath == "" {
 		o.TelemetryPath = "/metrics"
 	}
-	names := c.AppNames()
+	names := w.AppNames()
 	if q.App != "" && !slices.Contains(names, q.App) {
 		// An empty page would read as "this app is fine, nothing failed".
 		return nil, &UnknownAppError{App: q.App, Apps: names}
@@ -218,11 +224,11 @@ func Build(c *collector.Collector, o Options, q Query) (*Page, error) {
 		p.LastScrape = &t
 	}
 
-	overdue := c.Watcher().Overdue()
-	budgets := c.Watcher().Budgets()
+	overdue := w.Overdue()
+	budgets := w.Budgets()
 	apps := map[string]*App{}
 	for _, name := range names {
-		api := c.APIStatus(name, now)
+		api := api.APIStatus(name, now)
 		a := App{
 			Name:               name,
 			Sessions:           map[watch.SessionState]int{},
@@ -258,10 +264,10 @@ func Build(c *collector.Collector, o Options, q Query) (*Page, error) {
 		apps[p.Apps[i].Name] = &p.Apps[i]
 	}
 
-	finished := c.FinishedBySession()
+	finished := w.FinishedBySession()
 	var sessions []Session
 	ages := map[string][]time.Duration{}
-	c.Watcher().EachSnapshot(func(s *watch.Snapshot) {
+	w.EachSnapshot(func(s *watch.Snapshot) {
 		if a := apps[s.App]; a != nil {
 			a.Sessions[s.State]++
 		}
@@ -290,7 +296,7 @@ func Build(c *collector.Collector, o Options, q Query) (*Page, error) {
 	from := (p.Query.Page - 1) * o.PerPage
 	p.Sessions = append(p.Sessions, sessions[from:min(from+o.PerPage, len(sessions))]...)
 
-	for _, f := range c.FailedRuns(q.App) {
+	for _, f := range w.FailedRuns(q.App) {
 		fr := FailedRun{Time: f.Time, App: f.App, SessionID: f.SessionID, RunID: f.RunID, Code: f.Code, Message: f.Message}
 		if f.Timed {
 			fr.DurationSeconds = seconds(f.Duration)
@@ -325,13 +331,13 @@ func noScrapeYet(telemetryPath string, started, now time.Time) string {
 		"Sessions are polled only when Prometheus scrapes %s: until the first scrape every session stays pending, "+
 		"no token is fetched and no run is counted. If this lasts longer than a scrape interval, "+
 		"check the Prometheus scrape configuration (a job whose target is this exporter's address and port, "+
-		"as in dashboards/prometheus.yml; see the README's Prometheus configuration) "+
+		"as in dashboards/prometheus.yml; see Prometheus configuration in docs/alerts.md) "+
 		"and the target's state on Prometheus' Targets page.",
 		telemetryPath, since, telemetryPath)
 }
 
 // session returns the line of a session.
-func session(s *watch.Snapshot, finished [4]float64, now time.Time) Session {
+func session(s *watch.Snapshot, finished feishu.ByFinal[float64], now time.Time) Session {
 	out := Session{App: s.App, ID: s.ID, State: s.State, InFlight: map[feishu.RunStatus]int{}, Finished: map[feishu.RunStatus]int{}}
 	if !s.LastSuccess.IsZero() {
 		t := s.LastSuccess

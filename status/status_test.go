@@ -35,25 +35,37 @@ func (m manyRuns) GetRun(context.Context, string, string) (feishu.Run, error) {
 
 func (manyRuns) PageSize() int { return 50 }
 
+// source is what the page reads: a watcher, and the collector that observes
+// its apps' API use.
+type source struct {
+	*collector.Collector
+	w *watch.Watcher
+}
+
+func newSource(o watch.Options) *source {
+	w := watch.New(o)
+	return &source{Collector: collector.New(w, collector.Options{}), w: w}
+}
+
 // collectorWith returns a collector that has polled n sessions of app "a".
-func collectorWith(tb testing.TB, n int, now func() time.Time) *collector.Collector {
+func collectorWith(tb testing.TB, n int, now func() time.Time) *source {
 	tb.Helper()
-	c := collector.New(collector.Options{Watch: watch.Options{Concurrency: 8, Now: now, RateLimit: 0}})
+	c := newSource(watch.Options{Concurrency: 8, Now: now, RateLimit: 0})
 	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("session_%05d", i+1)
 	}
-	c.SetApps([]collector.App{{Name: "a", API: manyRuns{t0: now()}, PerSession: true, Sessions: ids}})
+	c.SetApps([]watch.App{{Name: "a", API: manyRuns{t0: now()}, PerSession: true, Sessions: ids}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c.Watcher().Poll(ctx)
+	c.w.Poll(ctx)
 	return c
 }
 
 // mustBuild is Build for a query whose app exists.
-func mustBuild(tb testing.TB, c *collector.Collector, o Options, q Query) *Page {
+func mustBuild(tb testing.TB, c *source, o Options, q Query) *Page {
 	tb.Helper()
-	p, err := Build(c, o, q)
+	p, err := Build(c.w, c, o, q)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -150,15 +162,15 @@ func TestAppsShowTheirDailyBudgetSpendAndStaleness(t *testing.T) {
 	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	now := t0
 	clock := func() time.Time { return now }
-	c := collector.New(collector.Options{Watch: watch.Options{Concurrency: 8, Now: clock}})
-	c.SetApps([]collector.App{{Name: "a", API: manyRuns{t0: t0}, PerSession: true, DailyBudget: 50000,
+	c := newSource(watch.Options{Concurrency: 8, Now: clock})
+	c.SetApps([]watch.App{{Name: "a", API: manyRuns{t0: t0}, PerSession: true, DailyBudget: 50000,
 		Sessions: []string{"session_1", "session_2", "session_3"}}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c.Watcher().Poll(ctx)
+	c.w.Poll(ctx)
 	now = t0.Add(90 * time.Second)
 
-	p, err := Build(c, Options{Now: clock}, Query{})
+	p, err := Build(c.w, c, Options{Now: clock}, Query{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,8 +199,8 @@ func TestAppsShowTheirDailyBudgetSpendAndStaleness(t *testing.T) {
 func TestBeforeTheFirstScrapeThePageSaysSo(t *testing.T) {
 	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	now := func() time.Time { return t0 }
-	c := collector.New(collector.Options{Watch: watch.Options{Now: now}})
-	c.SetApps([]collector.App{{Name: "a", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"session_1"}}})
+	c := newSource(watch.Options{Now: now})
+	c.SetApps([]watch.App{{Name: "a", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"session_1"}}})
 	o := Options{Now: now, Started: t0.Add(-42 * time.Second), TelemetryPath: "/m"}
 
 	p := mustBuild(t, c, o, Query{})
@@ -249,13 +261,13 @@ func TestBeforeTheFirstScrapeThePageSaysSo(t *testing.T) {
 func TestAnUnknownAppIsNotFoundWithTheAppsListed(t *testing.T) {
 	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	now := func() time.Time { return t0 }
-	c := collector.New(collector.Options{Watch: watch.Options{Now: now}})
-	c.SetApps([]collector.App{
+	c := newSource(watch.Options{Now: now})
+	c.SetApps([]watch.App{
 		{Name: "helpdesk", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"s1"}},
 		{Name: "sales", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"s2"}},
 	})
 	q := Query{App: "nosuchapp", Sort: "state", Page: 1}
-	_, err := Build(c, Options{Now: now}, q)
+	_, err := Build(c.w, c, Options{Now: now}, q)
 	var unknown *UnknownAppError
 	if !errors.As(err, &unknown) || unknown.App != "nosuchapp" || !slices.Equal(unknown.Apps, []string{"helpdesk", "sales"}) {
 		t.Fatalf("Build(?app=nosuchapp) = %v, want an *UnknownAppError listing helpdesk and sales", err)
@@ -284,7 +296,7 @@ func TestAnUnknownAppIsNotFoundWithTheAppsListed(t *testing.T) {
 	if got.App != "nosuchapp" || !slices.Equal(got.Apps, []string{"helpdesk", "sales"}) || !strings.Contains(got.Error, "helpdesk, sales") {
 		t.Errorf("JSON = %+v", got)
 	}
-	if _, err := Build(c, Options{Now: now}, Query{App: "sales"}); err != nil {
+	if _, err := Build(c.w, c, Options{Now: now}, Query{App: "sales"}); err != nil {
 		t.Errorf("a configured app: %v", err)
 	}
 }
@@ -292,8 +304,8 @@ func TestAnUnknownAppIsNotFoundWithTheAppsListed(t *testing.T) {
 func TestAppsShowTheirSessionsURL(t *testing.T) {
 	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	now := func() time.Time { return t0 }
-	c := collector.New(collector.Options{Watch: watch.Options{Now: now}})
-	c.SetApps([]collector.App{
+	c := newSource(watch.Options{Now: now})
+	c.SetApps([]watch.App{
 		{Name: "fetched", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"s1"}},
 		{Name: "failing", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"s2"}},
 		{Name: "static", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"s3"}},

@@ -56,7 +56,7 @@ func benchBaseline(b *testing.B, h http.Handler, session string, pageSize int) {
 	cpu0 := cpuTime()
 	b.ResetTimer()
 	for b.Loop() {
-		w := watch.New(watch.Options{
+		w := watch.NewRecorded(watch.Options{
 			FullInterval: benchNoFull, Concurrency: 1, Timeout: time.Minute, Now: clock.Now,
 		}, &benchRecorder{})
 		w.SetApps([]watch.App{{Name: "bench", API: client, Sessions: []string{session}}})

@@ -58,7 +58,7 @@ func benchPollRequests(b *testing.B, order feishufake.Order, n int, mode string)
 
 	clock := newBenchClock(benchStart)
 	rec := &benchRecorder{}
-	w := watch.New(watch.Options{
+	w := watch.NewRecorded(watch.Options{
 		// Every session is due at every iteration (2 s apart), idle or not:
 		// the figures are those of one poll, not of the polling policy.
 		MinInterval: time.Second, IdleInterval: time.Second, FullInterval: benchNoFull, RateLimit: 0,

@@ -70,7 +70,7 @@ func chaos(t *testing.T, seed uint64) {
 		}
 	}
 	cnt := newCounter()
-	w := watch.New(watch.Options{Now: clk.Now, MinInterval: 5 * time.Second, IdleInterval: 20 * time.Second}, cnt)
+	w := watch.NewRecorded(watch.Options{Now: clk.Now, MinInterval: 5 * time.Second, IdleInterval: 20 * time.Second}, cnt)
 	w.SetApps([]watch.App{{Name: "a", API: client, Sessions: ids}})
 
 	type live struct {

@@ -31,7 +31,7 @@ func TestPollReportsExactlyTheSessionsItsDeadlineCutOff(t *testing.T) {
 	api := &cuttingAPI{memAPI: *newMemAPI(newestFirst, 10), release: make(chan struct{})}
 	defer close(api.release)
 	clk := feishufake.NewClock(t0)
-	w := New(Options{Now: clk.Now, MinInterval: -1, IdleInterval: time.Nanosecond}, &countRecorder{finished: map[string]int{}, created: map[string]int{}})
+	w := NewRecorded(Options{Now: clk.Now, MinInterval: -1, IdleInterval: time.Nanosecond}, &countRecorder{finished: map[string]int{}, created: map[string]int{}})
 	w.SetApps([]App{{Name: "a", API: api, Sessions: []string{"fine", "slow", "stuck"}}})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()

@@ -25,8 +25,8 @@ type appHealth struct {
 	cutOff bool
 }
 
-// The messages of the app's log lines; the README's troubleshooting table
-// quotes them.
+// The messages of the app's log lines; the failed calls table of
+// docs/troubleshooting.md quotes them.
 const (
 	msgCredentialFails = "The app's credential fails: every session of the app fails until it works"
 	msgHostSilent      = "The app's API host does not answer: every session of the app fails until it does"
@@ -107,7 +107,7 @@ func (h *appHealth) credentialFails() bool {
 }
 
 // hint says what to check or change about an app-wide failure, in the
-// words of the README's troubleshooting table.
+// words of the troubleshooting table (docs/troubleshooting.md).
 func hint(err error) string {
 	var te *feishu.TransportError
 	if errors.As(err, &te) {

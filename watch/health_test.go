@@ -140,7 +140,7 @@ func TestAFailureEverySessionSharesIsLoggedOncePerApp(t *testing.T) {
 	logs, logger := newLogged(t)
 	clk := &clock{now: t0}
 	api := &appFailingAPI{memAPI: newMemAPI(newestFirst, 10)}
-	w := New(Options{Now: clk.Now, MinInterval: -1, IdleInterval: time.Nanosecond, Logger: logger}, nopRecorder{})
+	w := New(Options{Now: clk.Now, MinInterval: -1, IdleInterval: time.Nanosecond, Logger: logger})
 	w.SetApps([]App{
 		{Name: "a", API: api, Sessions: sessionsNamed("s", 20)},
 		{Name: "b", API: newMemAPI(newestFirst, 10), Sessions: []string{"t1", "t2"}},
@@ -230,7 +230,7 @@ func TestAFailureOfTheAppAfterOneOfASessionIsTheApps(t *testing.T) {
 	logs, logger := newLogged(t)
 	clk := &clock{now: t0}
 	api := &appFailingAPI{memAPI: newMemAPI(newestFirst, 10), sessionErrs: map[string]error{"s0": errNotFound}}
-	w := New(Options{Now: clk.Now, MinInterval: -1, IdleInterval: time.Nanosecond, Logger: logger}, nopRecorder{})
+	w := New(Options{Now: clk.Now, MinInterval: -1, IdleInterval: time.Nanosecond, Logger: logger})
 	w.SetApps([]App{{Name: "a", API: api, Sessions: sessionsNamed("s", 3)}})
 	pollWithin(w, 10*time.Second)
 	api.mu.Lock()
@@ -267,7 +267,7 @@ func TestSessionsOfAnAppWhoseCredentialFailsAreNotOverdue(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			api := &appFailingAPI{memAPI: newMemAPI(newestFirst, 10), err: tc.err}
-			w := New(Options{Now: (&clock{now: t0}).Now, RateLimit: 0.2}, nopRecorder{})
+			w := New(Options{Now: (&clock{now: t0}).Now, RateLimit: 0.2})
 			w.SetApps([]App{{Name: "a", API: api, Sessions: sessionsNamed("s", 5)}})
 			pollWithin(w, 10500*time.Millisecond) // a budget of 2 requests
 			if got := w.Overdue()["a"]; got != tc.wantOverdue {
@@ -372,7 +372,7 @@ func TestCutOffsAreLoggedOncePerAppWhenTheyStartAndEnd(t *testing.T) {
 	logs, logger := newLogged(t)
 	clk := &clock{now: t0}
 	api := &slowAPI{memAPI: newMemAPI(newestFirst, 10), slow: true}
-	w := New(Options{Now: clk.Now, MinInterval: -1, IdleInterval: time.Nanosecond, Logger: logger}, nopRecorder{})
+	w := New(Options{Now: clk.Now, MinInterval: -1, IdleInterval: time.Nanosecond, Logger: logger})
 	w.SetApps([]App{
 		{Name: "a", API: api, Sessions: sessionsNamed("s", 6)},
 		{Name: "b", API: newMemAPI(newestFirst, 10), Sessions: []string{"t1"}},
@@ -539,17 +539,20 @@ func TestACredentialFailureSaysNothingOfTheListing(t *testing.T) {
 }
 
 func TestTheTroubleshootingTableQuotesTheAppsLogLines(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
+	doc, err := os.ReadFile("../docs/troubleshooting.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, section, _ := strings.Cut(string(readme), "\n## Troubleshooting\n")
+	_, section, found := strings.Cut(string(doc), "\n## Failed calls\n")
+	if !found {
+		t.Fatal(`docs/troubleshooting.md has no section "Failed calls"`)
+	}
 	section, _, _ = strings.Cut(section, "\n## ")
 	section = strings.Join(strings.Fields(section), " ") // lines wrap
 	for _, msg := range []string{msgCredentialFails, msgHostSilent, msgRequestsRefused, msgAppWorks, msgCutOff, msgCutOffEnds,
 		"Polling a session failed", "A poll was cut off by the scrape deadline"} {
 		if !strings.Contains(section, "`"+msg) {
-			t.Errorf("the README's troubleshooting section does not quote the log line %q", msg)
+			t.Errorf("docs/troubleshooting.md's failed calls section does not quote the log line %q", msg)
 		}
 	}
 }

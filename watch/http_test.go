@@ -114,7 +114,7 @@ func TestLongHistoryOverHTTP(t *testing.T) {
 			a.fake.PutRun(runAt("s1", "deep", feishu.StatusRequiresMessage, deepAt, time.Time{}))
 
 			cnt := newCounter()
-			w := watch.New(watch.Options{Now: a.clock.Now}, cnt)
+			w := watch.NewRecorded(watch.Options{Now: a.clock.Now}, cnt)
 			w.SetApps([]watch.App{{Name: "a", API: a.client, Sessions: []string{"s1"}}})
 			poll(w, time.Minute)
 			if n := len(a.requests()); n != 401 {
@@ -157,7 +157,7 @@ func TestThousandSessionsArePolledFairlyWithinTheBudget(t *testing.T) {
 		a.fake.PutRun(runAt(id, "run_"+id, feishu.StatusInProgress, t0.Add(-time.Minute), time.Time{}))
 	}
 	// 20 requests a second for a 10 s scrape: a budget of about 200.
-	w := watch.New(watch.Options{Now: a.clock.Now, RateLimit: 20, Concurrency: 8}, newCounter())
+	w := watch.NewRecorded(watch.Options{Now: a.clock.Now, RateLimit: 20, Concurrency: 8}, newCounter())
 	w.SetApps([]watch.App{{Name: "a", API: a.client, Sessions: sessions}})
 
 	first := map[string]time.Duration{} // session → fake time of its first poll
@@ -206,7 +206,7 @@ func TestHAPairCostsNoMoreThanOneScraper(t *testing.T) {
 					sessions = append(sessions, id)
 					a.fake.PutRun(runAt(id, "r"+id, feishu.StatusInProgress, t0.Add(-time.Minute), time.Time{}))
 				}
-				w := watch.New(watch.Options{Now: a.clock.Now, MinInterval: tc.minInterval}, newCounter())
+				w := watch.NewRecorded(watch.Options{Now: a.clock.Now, MinInterval: tc.minInterval}, newCounter())
 				w.SetApps([]watch.App{{Name: "a", API: a.client, Sessions: sessions}})
 				n := 0
 				for range 8 { // two minutes of 15 s scrapes

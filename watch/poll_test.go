@@ -177,7 +177,7 @@ func TestPollRunInsertedWhilePagingIsCountedOnce(t *testing.T) {
 				}
 			}
 			// The runs a shifted page shows again are not tallied twice.
-			if got := p.tracker.State().Final[finalIndex(completed)]; got != 100+n {
+			if got := p.tracker.Current().Final[finalIndex(completed)]; got != 100+n {
 				t.Errorf("aily_runs{status=COMPLETED} %d, want %d", got, 100+n)
 			}
 		})
@@ -513,7 +513,7 @@ func TestPollPageShowingOnlyThePageBeforeIsSkipped(t *testing.T) {
 	mem.onPage = nil
 	p.mustPoll(10)
 	p.wantCounted("n1", "n2")
-	if got := p.tracker.State().Final[finalIndex(completed)]; got != 8 {
+	if got := p.tracker.Current().Final[finalIndex(completed)]; got != 8 {
 		t.Errorf("aily_runs{status=COMPLETED} %d, want 8", got)
 	}
 }

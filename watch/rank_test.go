@@ -1,9 +1,13 @@
 package watch
 
 import (
+	"errors"
+	"fmt"
 	"math"
 	"testing"
 	"time"
+
+	"github.com/aily-exporter/aily_exporter/feishu"
 )
 
 func TestRankWaitsTheMinIntervalAndAFailingSessionsBackOff(t *testing.T) {
@@ -22,6 +26,23 @@ func TestRankWaitsTheMinIntervalAndAFailingSessionsBackOff(t *testing.T) {
 	}
 	if _, _, ok := s.rank(o, t0.Add(20*time.Second), o.MinInterval); !ok {
 		t.Error("a session failing three times in a row may not be polled after its 20 s back-off")
+	}
+}
+
+// TestRankDoesNotBackOffASessionWhoseCredentialFails: the app's token backs
+// off (feishu); its sessions are polled every --poll.min-interval, each poll
+// failing at once without a request until a renewal works, so that the
+// first poll after it is not held back.
+func TestRankDoesNotBackOffASessionWhoseCredentialFails(t *testing.T) {
+	o := &Options{MinInterval: 5 * time.Second, IdleInterval: 5 * time.Minute, IdleAfter: 10 * time.Minute}
+	s := &Session{baselined: true, lastPoll: t0, failures: 6,
+		err: fmt.Errorf("list runs of session s: %w", &feishu.CredentialError{Credential: "tenant token of app a", Err: errors.New("code 10003")})}
+	if _, _, ok := s.rank(o, t0.Add(5*time.Second), o.MinInterval); !ok {
+		t.Error("a session failing six times in a row on its app's credential is backed off on its own")
+	}
+	s.err = errors.New("HTTP 500")
+	if _, _, ok := s.rank(o, t0.Add(5*time.Second), o.MinInterval); ok {
+		t.Error("a session failing six times in a row on an HTTP 500 is not backed off")
 	}
 }
 

@@ -13,8 +13,9 @@ import (
 )
 
 // Record is what a session keeps across a restart: its exactly-once state,
-// where its listing stands and its schedule. Times are Unix milliseconds, 0
-// for none, so that a record encodes small and the same on every platform.
+// where its listing stands, its schedule and its counts. Times are Unix
+// milliseconds, 0 for none, so that a record encodes small and the same on
+// every platform.
 type Record struct {
 	App string `json:"app"`
 	ID  string `json:"id"`
@@ -26,24 +27,31 @@ type Record struct {
 
 	Tracker TrackerRecord `json:"tracker"`
 	Cursor  CursorRecord  `json:"cursor"`
+
+	// Counts are the session's counts when its app has per_session: true;
+	// nil when it counted nothing.
+	Counts *CountsRecord `json:"counts,omitempty"`
+	// Holding says that the session's known series were not ready for a
+	// first increment yet: after a restart they wait again.
+	Holding bool `json:"holding,omitempty"`
 }
 
 // TrackerRecord is a Tracker's state.
 type TrackerRecord struct {
-	WatchStart        int64            `json:"watch_start"`
-	Baselined         bool             `json:"baselined,omitempty"`
-	Newest            int64            `json:"newest,omitempty"`
-	SeenNewest        int64            `json:"seen_newest,omitempty"`
-	PrunedAt          int64            `json:"pruned_at,omitempty"`
-	InFlight          []InFlightRecord `json:"in_flight,omitempty"`
-	Recent            []RecentRecord   `json:"recent,omitempty"`
-	CountedAtBaseline []string         `json:"counted_at_baseline,omitempty"`
-	Undated           []string         `json:"undated,omitempty"`
-	Finals            [4]int           `json:"finals"`
-	Sweep             *SweepRecord     `json:"sweep,omitempty"`
-	NewRuns           int64            `json:"new_runs,omitempty"`
-	LastCreated       int64            `json:"last_created,omitempty"`
-	AppIDs            []string         `json:"app_ids,omitempty"`
+	WatchStart        int64               `json:"watch_start"`
+	Baselined         bool                `json:"baselined,omitempty"`
+	Newest            int64               `json:"newest,omitempty"`
+	SeenNewest        int64               `json:"seen_newest,omitempty"`
+	PrunedAt          int64               `json:"pruned_at,omitempty"`
+	InFlight          []InFlightRecord    `json:"in_flight,omitempty"`
+	Recent            []RecentRecord      `json:"recent,omitempty"`
+	CountedAtBaseline []string            `json:"counted_at_baseline,omitempty"`
+	Undated           []string            `json:"undated,omitempty"`
+	Finals            feishu.ByFinal[int] `json:"finals"`
+	Sweep             *SweepRecord        `json:"sweep,omitempty"`
+	NewRuns           int64               `json:"new_runs,omitempty"`
+	LastCreated       int64               `json:"last_created,omitempty"`
+	AppIDs            []string            `json:"app_ids,omitempty"`
 }
 
 // InFlightRecord is a run in flight. It encodes as a JSON array, the
@@ -136,8 +144,8 @@ type RecentRecord struct {
 
 // SweepRecord is the tally of a full listing under way.
 type SweepRecord struct {
-	Finals   [4]int            `json:"finals"`
-	Finished map[string]string `json:"finished,omitempty"`
+	Finals   feishu.ByFinal[int] `json:"finals"`
+	Finished map[string]string   `json:"finished,omitempty"`
 }
 
 // CursorRecord is where a session's listing stands.
@@ -182,7 +190,8 @@ func timeOf(ms int64) time.Time {
 	return time.UnixMilli(ms)
 }
 
-// record returns the session's record. s.mu is held and no poll is under way.
+// record returns the session's record but its counts. s.mu is held and no
+// poll is under way.
 func (s *Session) record() *Record {
 	return &Record{
 		App: s.app.name, ID: s.id,
@@ -265,7 +274,7 @@ func (s *Session) restore(r *Record) error {
 	s.lastCreated = t.lastCreated
 	s.polled = !s.lastPoll.IsZero()
 	if t.Baselined() {
-		st := t.State()
+		st := t.Current()
 		s.view = &st
 	}
 	return nil

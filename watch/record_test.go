@@ -8,26 +8,31 @@ import (
 	"time"
 )
 
-// restart saves the watcher's records through JSON, as the state file does,
-// and returns a new watcher carrying on from them, as after a restart.
+// restart saves the watcher's state through JSON, as the state file does,
+// and returns a new watcher carrying on from it, as after a restart.
 func restart(t *testing.T, w *Watcher, apps []App, clock func() time.Time, rec Recorder) *Watcher {
 	t.Helper()
-	var saved []byte
-	w.Records(func(rs []*Record) {
-		b, err := json.Marshal(rs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		saved = b
-	})
-	var rs []*Record
-	if err := json.Unmarshal(saved, &rs); err != nil {
+	st, _, _, _ := w.state()
+	saved, err := json.Marshal(st)
+	if err != nil {
 		t.Fatal(err)
 	}
-	w2 := New(Options{Now: clock, MinInterval: time.Second, IdleInterval: time.Second}, rec)
-	w2.Restore(rs)
+	var restored State
+	if err := json.Unmarshal(saved, &restored); err != nil {
+		t.Fatal(err)
+	}
+	w2 := NewRecorded(Options{Now: clock, MinInterval: time.Second, IdleInterval: time.Second}, rec)
+	if err := w2.Restore(&restored, apps); err != nil {
+		t.Fatal(err)
+	}
 	w2.SetApps(apps)
 	return w2
+}
+
+// records returns the records of w's sessions, as a save writes them.
+func records(w *Watcher) []*Record {
+	st, _, _, _ := w.state()
+	return st.Sessions
 }
 
 type countRecorder struct {
@@ -54,7 +59,7 @@ func TestRestartCarriesOnWithoutABaseline(t *testing.T) {
 			clock := func() time.Time { return now }
 			rec := &countRecorder{finished: map[string]int{}, created: map[string]int{}}
 			apps := []App{{Name: "a", API: mem, Sessions: []string{"s1"}}}
-			w := New(Options{Now: clock, MinInterval: time.Second, IdleInterval: time.Second}, rec)
+			w := NewRecorded(Options{Now: clock, MinInterval: time.Second, IdleInterval: time.Second}, rec)
 			w.SetApps(apps)
 			w.Poll(context.Background())
 			mem.put(run("r1", inProgress, 5, 5, none))
@@ -89,15 +94,13 @@ func TestRestoreDropsSessionsNoLongerConfigured(t *testing.T) {
 	mem.put(run("x", completed, -5, -5, -4))
 	clock := func() time.Time { return t0 }
 	rec := &countRecorder{finished: map[string]int{}, created: map[string]int{}}
-	w := New(Options{Now: clock}, rec)
+	w := NewRecorded(Options{Now: clock}, rec)
 	w.SetApps([]App{{Name: "a", API: mem, Sessions: []string{"s1", "s2"}}})
 	w = restart(t, w, []App{{Name: "a", API: mem, Sessions: []string{"s1"}}}, clock, rec)
 	var got []string
-	w.Records(func(rs []*Record) {
-		for _, r := range rs {
-			got = append(got, r.App+"/"+r.ID)
-		}
-	})
+	for _, r := range records(w) {
+		got = append(got, r.App+"/"+r.ID)
+	}
 	if fmt.Sprint(got) != "[a/s1]" {
 		t.Errorf("records after the restart: %v, want only a/s1", got)
 	}
@@ -105,12 +108,14 @@ func TestRestoreDropsSessionsNoLongerConfigured(t *testing.T) {
 
 func TestRestoreOfAMalformedRecordStartsTheSessionAfresh(t *testing.T) {
 	clock := func() time.Time { return t0 }
-	w := New(Options{Now: clock}, &countRecorder{})
-	w.Restore([]*Record{{App: "a", ID: "s1", Tracker: TrackerRecord{WatchStart: 0}}})
-	w.SetApps([]App{{Name: "a", API: newMemAPI(newestFirst, 10), Sessions: []string{"s1"}}})
-	w.Records(func(rs []*Record) {
-		if len(rs) != 1 || rs[0].Tracker.WatchStart != t0.UnixMilli() || rs[0].Tracker.Baselined {
-			t.Errorf("records %+v, want s1 started afresh at t0", rs)
-		}
-	})
+	w := NewRecorded(Options{Now: clock}, &countRecorder{})
+	apps := []App{{Name: "a", API: newMemAPI(newestFirst, 10), Sessions: []string{"s1"}}}
+	st := &State{Apps: []AppRecord{{Name: "a"}}, Sessions: []*Record{{App: "a", ID: "s1", Tracker: TrackerRecord{WatchStart: 0}}}}
+	if err := w.Restore(st, apps); err != nil {
+		t.Fatal(err)
+	}
+	w.SetApps(apps)
+	if rs := records(w); len(rs) != 1 || rs[0].Tracker.WatchStart != t0.UnixMilli() || rs[0].Tracker.Baselined {
+		t.Errorf("records %+v, want s1 started afresh at t0", rs)
+	}
 }

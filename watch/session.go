@@ -6,6 +6,8 @@ import (
 	"math"
 	"sync"
 	"time"
+
+	"github.com/aily-exporter/aily_exporter/feishu"
 )
 
 // SessionState is a session's polling state, as aily_sessions reports it.
@@ -27,7 +29,7 @@ const (
 func SessionStates() []SessionState { return []SessionState{Pending, Active, Idle, Failing} }
 
 // Session is a watched session: its runs' exactly-once state, where its
-// listing stands and when it is due.
+// listing stands, when it is due, and what it counted.
 type Session struct {
 	app *app
 	id  string
@@ -53,11 +55,11 @@ type Session struct {
 	failures      int   // failed polls in a row
 	err           error // of the most recent poll
 	polled        bool  // a poll has finished
-	view          *State
-	// saved is the session's record as it was when the poll under way
-	// began, what a save writes while the poll holds the tracker; nil
-	// between polls, when the record is made from the tracker itself, so
-	// that an idle session does not carry a copy of its state.
+	view          *CurrentRuns
+	// saved is the session's record (but its counts) as it was when the
+	// poll under way began, what a save writes while the poll holds the
+	// tracker; nil between polls, when the record is made from the tracker
+	// itself, so that an idle session does not carry a copy of its state.
 	saved *Record
 	// pollCtx is the context of the poll under way; cutBy that of the
 	// last poll a deadline cut off, until a poll ends otherwise.
@@ -71,6 +73,18 @@ type Session struct {
 	baselined bool
 	inflight  int
 	tracked   int
+
+	// Guarded by Watcher.countMu, not mu:
+	//
+	// counts are the session's counts when its app has per_session: true;
+	// nil until it counts something. unready is how its known series have
+	// been served while they wait for their first increment, when it was
+	// added to an app already watched (hold.go); nil once they are ready.
+	// finishedHere counts, when its app's counts are summed, the runs it
+	// saw finish since the exporter started, for the status page.
+	counts       *counts
+	unready      *servedMark
+	finishedHere feishu.ByFinal[float64]
 }
 
 // ID returns the session's ID.
@@ -93,7 +107,12 @@ func (s *Session) rank(o *Options, now time.Time, activeEvery time.Duration) (cl
 		return classNew, now.Sub(s.added).Seconds(), true
 	}
 	every := o.MinInterval
-	if s.failures > 0 {
+	if s.failures > 0 && !feishu.IsCredential(s.err) {
+		// A session whose app's credential fails is not backed off on its
+		// own: the app's token is (feishu), and a poll meanwhile fails at
+		// once without a request, so that the first poll after a renewal
+		// that works comes at once, not a session back-off later, while
+		// runs may end and leave the listing.
 		every = max(backoff(o.MinInterval, o.IdleInterval, s.failures), o.MinInterval)
 	}
 	stale := now.Sub(s.lastPoll)
@@ -196,9 +215,12 @@ type Snapshot struct {
 	LastSuccess time.Time
 	// Runs is the session's current runs as of its last successful poll;
 	// nil while its baseline is incomplete or its most recent poll failed.
-	Runs *State
+	Runs *CurrentRuns
 	// Tracked is how many runs the session remembers.
 	Tracked int
+	// Counts are the session's counts, when its app has per_session: true
+	// and a scrape serves them (ServeSnapshots); nil otherwise.
+	Counts *CountsView
 }
 
 // snapshot returns what the session shows now.

@@ -61,7 +61,7 @@ type Tracker struct {
 	// finals are the final runs the API lists, by status (in the order of
 	// feishu.FinalStatuses), as of the last complete listing plus what
 	// finished since.
-	finals [4]int
+	finals feishu.ByFinal[int]
 	sweep  *sweepTally // non-nil while a full listing is under way
 
 	pass        uint64 // the current listing pass (BeginPass)
@@ -88,7 +88,7 @@ type inflightRun struct {
 
 // sweepTally counts a full listing spread over one or more polls.
 type sweepTally struct {
-	finals [4]int
+	finals feishu.ByFinal[int]
 	// finished are the runs the tracker saw finish while the listing was
 	// under way: counted apart, so that the listing seeing one of them final
 	// does not count it a second time.
@@ -494,12 +494,12 @@ func (t *Tracker) Unseen() []string {
 // than it by settleWindow are history, known without being remembered.
 func (t *Tracker) Newest() time.Time { return t.newest }
 
-// State is a session's current runs as the tracker knows them.
-type State struct {
+// CurrentRuns are a session's current runs as the tracker knows them.
+type CurrentRuns struct {
 	// Final counts the final runs the API lists, in the order of
 	// feishu.FinalStatuses(), as of the last complete listing plus what
 	// finished since.
-	Final [4]int
+	Final feishu.ByFinal[int]
 	// InFlight counts the runs not final by status, exactly; nil when none.
 	InFlight map[feishu.RunStatus]int
 	// Oldest is the created_at of the oldest run in each status in flight;
@@ -510,7 +510,7 @@ type State struct {
 }
 
 // Runs returns the runs in each status, final or not.
-func (s *State) Runs() map[feishu.RunStatus]int {
+func (s *CurrentRuns) Runs() map[feishu.RunStatus]int {
 	m := make(map[feishu.RunStatus]int, len(s.Final)+len(s.InFlight))
 	for i, st := range feishu.FinalStatuses() {
 		m[st] = s.Final[i]
@@ -521,9 +521,9 @@ func (s *State) Runs() map[feishu.RunStatus]int {
 	return m
 }
 
-// State returns the session's current runs.
-func (t *Tracker) State() State {
-	s := State{Final: t.finals, LastCreated: t.lastCreated, AppIDs: t.appIDs}
+// Current returns the session's current runs.
+func (t *Tracker) Current() CurrentRuns {
+	s := CurrentRuns{Final: t.finals, LastCreated: t.lastCreated, AppIDs: t.appIDs}
 	for _, ir := range t.inflight {
 		if s.InFlight == nil {
 			s.InFlight = make(map[feishu.RunStatus]int, 3)
@@ -544,17 +544,11 @@ func (t *Tracker) State() State {
 	return s
 }
 
-// finalIndex returns the index of a final status in feishu.FinalStatuses().
-func finalIndex(st feishu.RunStatus) int {
-	switch st {
-	case feishu.StatusCompleted:
-		return 0
-	case feishu.StatusFailed:
-		return 1
-	case feishu.StatusCancelled:
-		return 2
-	}
-	return 3 // EXPIRED, the last of the four final statuses
+// finalIndex returns the index of a final status; the tracker counts only
+// runs whose status is final.
+func finalIndex(st feishu.RunStatus) feishu.FinalIndex {
+	i, _ := feishu.FinalIndexOf(st)
+	return i
 }
 
 // UnknownStatus labels runs listed with no status at all.

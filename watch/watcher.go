@@ -1,9 +1,11 @@
 // Package watch keeps watch over Aily sessions within the Feishu API's
-// budget: which sessions are due for a poll (the polling policy in the
-// README), how a poll reads only what changed since the last one
-// (incremental listing, in either listing order), and which runs to count so
-// that each is counted exactly once. It knows nothing about Prometheus; the
-// collector package turns what it sees into metrics.
+// budget: which sessions are due for a poll (the polling policy in
+// docs/polling.md), how a poll reads only what changed since the last one
+// (incremental listing, in either listing order), which runs to count so
+// that each is counted exactly once, and the counts themselves. Each session
+// owns its tracker, listing position and counts, saved and restored as one
+// unit (State). It knows nothing about Prometheus metrics; the collector
+// package turns snapshots of what it holds into metrics.
 package watch
 
 import (
@@ -21,6 +23,7 @@ import (
 	"github.com/go-kit/log/level"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/histogram"
 )
 
 // Options configure a Watcher. Zero durations take the defaults given.
@@ -51,6 +54,11 @@ type Options struct {
 	// Logger is told when a session starts failing, fails differently or
 	// recovers (warn and info), and of every failure at debug level.
 	Logger log.Logger
+	// DurationBuckets are the classic buckets of the run duration and queue
+	// histograms, in seconds; default histogram.DefaultBuckets().
+	DurationBuckets []float64
+	// Saver, when set, is given the state by SaveChanged and Save.
+	Saver Saver
 }
 
 // Defaults of Options.
@@ -63,42 +71,52 @@ const (
 	DefaultTimeout      = 10 * time.Second
 )
 
-// App is one configured Feishu app: its name, its API client and the
-// sessions to watch with it.
+// App is one configured Feishu app: its name (the app label), its API
+// client, the sessions to watch with it, and how its runs are counted.
 type App struct {
 	Name     string
 	API      API
 	Sessions []string
+	// PerSession false sums the app's counts over its sessions (its run
+	// metrics have no session_id label: many sessions, few series).
+	PerSession bool
+	// Identity names where the app's runs come from (its credentials' app,
+	// the API's address); saved state is restored only under the same one.
+	Identity string
 	// DailyBudget is the list and get-run requests the app may make a day
 	// on average; 0 means no average cap (only Options.RateLimit).
 	DailyBudget float64
 }
 
-// Recorder takes what polls count. Record is called with the session's lock
-// held, once per poll that counted something, and never for a session that
-// SetApps removed.
-type Recorder interface {
-	Record(s *Session, obs *Observation)
-}
-
 // Watcher watches the configured sessions. It is safe for concurrent use.
 type Watcher struct {
 	opts Options
-	rec  Recorder
 
 	mu       sync.Mutex // guards the fields below
 	apps     map[string]*app
 	sessions []*Session // sorted by app, then ID
 	overdue  map[string]int
 	daily    map[string]*dailyBudget // by app
-	restored map[[2]string]*Record   // records to carry on from, by app and ID, until SetApps
+	// restored are the sessions to carry on from, until SetApps.
+	restored map[SessionKey]*restoredSession
+
+	// countMu guards the counts of every session and app, their hold
+	// marks (hold.go), the apps' error codes and failed runs, and failLog.
+	// It is taken after a session's lock, never before.
+	countMu sync.Mutex
+	failLog failureLog
 
 	// commitMu is held for reading while a poll records its outcome, and
-	// for writing by Records, so that a save sees every poll whole or not
-	// at all, with the counters it added.
+	// for writing by a save, so that a save sees every poll whole or not
+	// at all, with the counts it added.
 	commitMu sync.RWMutex
 	commits  atomic.Uint64 // polls recorded so far
 	counted  atomic.Uint64 // of those, polls that counted something
+	releases atomic.Uint64 // releases of held counts (Release)
+	saving   saving
+
+	// observed, when set, is told what each poll counted (tests).
+	observed func(*Session, *Observation)
 }
 
 // app is what the watcher keeps of a configured app.
@@ -106,11 +124,21 @@ type app struct {
 	name   string
 	api    API // guarded by Watcher.mu
 	health appHealth
+
+	// Guarded by Watcher.countMu:
+	identity   string
+	perSession bool
+	codes      map[string]struct{} // error codes with their own series, at most maxFailureCodes
+	total      counts              // the app's counts when !perSession
+	// unready is how a new app's known series (of its sessions, or its
+	// sums) have been served while they are not ready for their first
+	// increment; nil once they are (hold.go).
+	unready *servedMark
+	failed  failedRing // its most recent failed runs
 }
 
-// New returns a Watcher that gives what polls count to rec and watches no
-// session until SetApps.
-func New(opts Options, rec Recorder) *Watcher {
+// New returns a Watcher that watches no session until SetApps.
+func New(opts Options) *Watcher {
 	if opts.MinInterval == 0 {
 		opts.MinInterval = DefaultMinInterval
 	}
@@ -136,31 +164,73 @@ func New(opts Options, rec Recorder) *Watcher {
 	if opts.Logger == nil {
 		opts.Logger = log.NewNopLogger()
 	}
-	return &Watcher{opts: opts, rec: rec, apps: map[string]*app{}, overdue: map[string]int{}, daily: map[string]*dailyBudget{}}
+	if len(opts.DurationBuckets) == 0 {
+		opts.DurationBuckets = histogram.DefaultBuckets()
+	}
+	w := &Watcher{opts: opts, apps: map[string]*app{}, overdue: map[string]int{}, daily: map[string]*dailyBudget{}}
+	w.failLog.logger = opts.Logger
+	return w
 }
 
+// Now returns the time by the watcher's clock.
+func (w *Watcher) Now() time.Time { return w.opts.Now() }
+
+// Timeout returns how long a Poll whose context has no deadline may take.
+func (w *Watcher) Timeout() time.Duration { return w.opts.Timeout }
+
+// DurationBuckets returns the classic buckets of the run histograms.
+func (w *Watcher) DurationBuckets() []float64 { return w.opts.DurationBuckets }
+
 // SetApps sets the apps and sessions to watch, at start and on every reload.
-// A session configured for the first time is due at once. Sessions that stay
-// keep their state; the sessions that go are returned, marked so that no poll
-// still running counts anything more for them.
-func (w *Watcher) SetApps(apps []App) (removed []*Session) {
+// A session configured for the first time is due at once, and its watch
+// begins now. Sessions that stay keep their state and counts; the sessions
+// that go lose them, and are marked so that no poll still running counts
+// anything more for them. An app whose per_session changes starts its counts
+// afresh, under the new labels.
+//
+// The known series of what is new (an app, or a session added to an app
+// with per_session: true) are not ready for a first increment: what is
+// counted for them is held until scrapes have served them at zero (hold.go).
+func (w *Watcher) SetApps(apps []App) {
 	now := w.opts.Now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	// countMu is taken after a session's lock, never before: the sessions
+	// that go are marked once it is released.
+	w.countMu.Lock()
+	countLocked := true
+	defer func() {
+		if countLocked {
+			w.countMu.Unlock()
+		}
+	}()
 
-	type key struct{ app, id string }
-	old := make(map[key]*Session, len(w.sessions))
+	old := make(map[SessionKey]*Session, len(w.sessions))
 	for _, s := range w.sessions {
-		old[key{s.app.name, s.id}] = s
+		old[SessionKey{s.app.name, s.id}] = s
 	}
+	mark := &servedMark{}
 	newApps := make(map[string]*app, len(apps))
-	kept := make(map[key]bool)
+	kept := make(map[SessionKey]bool)
 	var sessions []*Session
 	for _, a := range apps {
 		ap := w.apps[a.Name]
-		if ap == nil {
+		// The sessions new to an app that stays per session wait on their
+		// own; those of a new app wait with it.
+		markNew := a.PerSession && ap != nil && ap.perSession
+		switch {
+		case ap == nil:
 			ap = &app{name: a.Name}
+			ap.resetCounts(a.PerSession, mark)
+		case ap.perSession != a.PerSession:
+			ap.resetCounts(a.PerSession, mark)
+			for _, s := range w.sessions {
+				if s.app == ap {
+					s.counts, s.unready, s.finishedHere = nil, nil, feishu.ByFinal[float64]{}
+				}
+			}
 		}
+		ap.identity = a.Identity
 		ap.api = a.API
 		newApps[a.Name] = ap
 		if d := w.daily[a.Name]; d != nil {
@@ -169,27 +239,23 @@ func (w *Watcher) SetApps(apps []App) (removed []*Session) {
 			w.daily[a.Name] = newDailyBudget(a.DailyBudget, now)
 		}
 		for _, id := range a.Sessions {
-			k := key{a.Name, id}
+			k := SessionKey{a.Name, id}
 			if kept[k] || id == "" {
 				continue
 			}
 			kept[k] = true
 			s := old[k]
 			if s == nil {
-				s = w.newSession(ap, id, now)
+				rs := w.restored[k]
+				s = w.newSession(ap, id, rs, now)
+				if markNew && (rs == nil || !rs.counted || rs.holding) {
+					s.unready = mark
+				}
 			}
 			sessions = append(sessions, s)
 		}
 	}
-	for k, s := range old {
-		if kept[k] {
-			continue
-		}
-		s.mu.Lock()
-		s.removed = true
-		s.mu.Unlock()
-		removed = append(removed, s)
-	}
+
 	for name := range w.overdue {
 		if newApps[name] == nil {
 			delete(w.overdue, name)
@@ -200,80 +266,55 @@ func (w *Watcher) SetApps(apps []App) (removed []*Session) {
 			delete(w.daily, name)
 		}
 	}
+	w.failLog.forget(func(app string) bool { return newApps[app] != nil })
 	slices.SortFunc(sessions, func(a, b *Session) int {
 		return cmp.Or(cmp.Compare(a.app.name, b.app.name), cmp.Compare(a.id, b.id))
 	})
 	w.apps, w.sessions = newApps, sessions
 	// Records of sessions no longer configured are dropped with them.
 	w.restored = nil
-	return removed
+	w.countMu.Unlock()
+	countLocked = false
+	for k, s := range old {
+		if kept[k] {
+			continue
+		}
+		s.mu.Lock()
+		s.removed = true
+		s.mu.Unlock()
+	}
+}
+
+// resetCounts starts the app's counts afresh, its sessions' with them: it
+// is new, or its per_session changed. Its known series wait for their first
+// increment on mark. w.countMu is held.
+func (a *app) resetCounts(perSession bool, mark *servedMark) {
+	a.perSession = perSession
+	a.codes = make(map[string]struct{})
+	a.total = counts{}
+	a.unready = mark
 }
 
 // newSession returns a session configured for the first time, or carrying
-// on from its restored record. w.mu is held.
-func (w *Watcher) newSession(ap *app, id string, now time.Time) *Session {
+// on from its restored record rs. w.mu and w.countMu are held.
+func (w *Watcher) newSession(ap *app, id string, rs *restoredSession, now time.Time) *Session {
 	s := &Session{app: ap, id: id}
-	if r := w.restored[[2]string{ap.name, id}]; r != nil {
-		err := s.restore(r)
+	if rs != nil {
+		if rs.counted {
+			s.counts = rs.counts
+		}
+		err := s.restore(rs.record)
 		if err == nil {
 			return s
 		}
 		level.Warn(w.opts.Logger).Log("msg", "Starting a session afresh: its saved state is unusable",
 			"app", ap.name, "session_id", id, "err", err)
-		s = &Session{app: ap, id: id}
+		s = &Session{app: ap, id: id, counts: s.counts}
 	}
 	s.added, s.tracker = now, Tracker{watchStart: now}
 	s.cursor.nextFull = now.Add(fullListingOffset(ap.name, id, w.opts.FullInterval))
 	return s
 }
-
-// Restore gives the watcher the records of a previous run: the next SetApps
-// carries on from them for the sessions it configures (no new baseline),
-// and drops the others. Call it before the first SetApps.
-func (w *Watcher) Restore(records []*Record) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.restored = make(map[[2]string]*Record, len(records))
-	for _, r := range records {
-		w.restored[[2]string{r.App, r.ID}] = r
-	}
-}
-
-// Records calls fn with the record of every configured session, each as of
-// its last finished poll (a session being polled as it was when its poll
-// began), while no poll records its outcome: what fn saves
-// together with the counters is one consistent moment. It returns how many
-// polls were recorded by then, to compare with Commits.
-func (w *Watcher) Records(fn func([]*Record)) uint64 {
-	w.commitMu.Lock()
-	defer w.commitMu.Unlock()
-	w.mu.Lock()
-	sessions := w.sessions
-	w.mu.Unlock()
-	records := make([]*Record, 0, len(sessions))
-	for _, s := range sessions {
-		s.mu.Lock()
-		switch {
-		case s.removed:
-		case s.polling != nil:
-			if s.saved != nil {
-				records = append(records, s.saved)
-			}
-		default:
-			records = append(records, s.record())
-		}
-		s.mu.Unlock()
-	}
-	fn(records)
-	return w.commits.Load()
-}
-
-// Commits returns how many polls have recorded their outcome so far.
-func (w *Watcher) Commits() uint64 { return w.commits.Load() }
-
-// Counted returns how many polls have counted something so far (a run
-// created, started or finished): the polls whose outcome the counters show.
-func (w *Watcher) Counted() uint64 { return w.counted.Load() }
 
 // candidate is a session due for a poll.
 type candidate struct {
@@ -285,8 +326,8 @@ type candidate struct {
 	key float64
 }
 
-// Poll polls sessions in the order of the freshness policy (the README's
-// polling policy): sessions never polled first, then those with a baseline
+// Poll polls sessions in the order of the freshness policy (docs/polling.md,
+// "Which sessions a scrape polls"): sessions never polled first, then those with a baseline
 // under way or runs in flight, then those past the staleness target
 // (Options.IdleInterval), most stale first, then the others by the expected
 // value of a poll. It spends what each app's request budget allows: the
@@ -485,7 +526,8 @@ func (w *Watcher) plan(now time.Time) ([]candidate, []chan struct{}) {
 // app's sessions (its sessions ÷ its average rate), so that sessions with
 // runs in flight, polled every Options.MinInterval while the budget allows,
 // cannot starve the others. 2 keeps the freshness benchmark's p99 within
-// 1.5 × the round-robin bound (README, Performance).
+// 1.5 × the round-robin bound (docs/performance.md, "Freshness within the
+// daily budget").
 const activeShare = 2
 
 // activeEvery returns, per app, how often a session with runs in flight is
@@ -625,7 +667,10 @@ func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done cha
 	defer w.commits.Add(1)
 	s.polling, s.pollCtx = nil, nil
 	if !s.removed && !p.obs.Empty() {
-		w.rec.Record(s, &p.obs)
+		w.count(s, &p.obs, w.opts.Now())
+		if w.observed != nil {
+			w.observed(s, &p.obs)
+		}
 		w.counted.Add(1)
 		level.Debug(w.opts.Logger).Log("msg", "Counted runs", "app", s.app.name, "session_id", s.id,
 			"created", createdIDs(p.obs.Created), "started", timedIDs(p.obs.Started), "finished", timedIDs(p.obs.Finished))
@@ -648,8 +693,7 @@ func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done cha
 		level.Debug(w.opts.Logger).Log("msg", "A poll was cut off by the scrape deadline", "app", s.app.name,
 			"session_id", s.id, "err", err)
 		if t.Baselined() {
-			st := t.State()
-			s.view = &st
+			w.setView(s)
 		}
 		return deadlineCut
 	}
@@ -673,10 +717,19 @@ func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done cha
 		if outcome != budgetCut {
 			s.lastSuccess = start
 		}
-		st := t.State()
-		s.view = &st
+		w.setView(s)
 	}
 	return outcome
+}
+
+// setView makes the tracker's current runs what the session shows, and
+// keeps the undocumented statuses among them (noteStatuses). s.mu is held.
+func (w *Watcher) setView(s *Session) {
+	st := s.tracker.Current()
+	s.view = &st
+	if !s.removed {
+		w.noteStatuses(s, st.InFlight)
+	}
 }
 
 // createdIDs and timedIDs print the IDs of an observation's runs in a debug

@@ -59,16 +59,12 @@ func snapshots(w *Watcher) map[string]Snapshot {
 	return out
 }
 
-type nopRecorder struct{}
-
-func (nopRecorder) Record(*Session, *Observation) {}
-
 // loggerFunc is a go-kit logger that can be told apart from another.
 type loggerFunc struct{ log.Logger }
 
 func TestNewOptions(t *testing.T) {
 	t.Run("zero options take the defaults", func(t *testing.T) {
-		o := New(Options{}, nopRecorder{}).opts
+		o := New(Options{}).opts
 		if o.MinInterval != DefaultMinInterval || o.IdleAfter != DefaultIdleAfter || o.IdleInterval != DefaultIdleInterval ||
 			o.FullInterval != DefaultFullInterval || o.Concurrency != DefaultConcurrency || o.Timeout != DefaultTimeout ||
 			o.Now == nil || o.Logger == nil {
@@ -77,7 +73,7 @@ func TestNewOptions(t *testing.T) {
 	})
 	t.Run("options given are kept", func(t *testing.T) {
 		l := &loggerFunc{log.NewNopLogger()}
-		o := New(Options{MinInterval: 1, IdleAfter: 2, IdleInterval: 3, FullInterval: 4, Concurrency: 5, Timeout: 6, Logger: l}, nopRecorder{}).opts
+		o := New(Options{MinInterval: 1, IdleAfter: 2, IdleInterval: 3, FullInterval: 4, Concurrency: 5, Timeout: 6, Logger: l}).opts
 		if o.MinInterval != 1 || o.IdleAfter != 2 || o.IdleInterval != 3 || o.FullInterval != 4 || o.Concurrency != 5 || o.Timeout != 6 {
 			t.Errorf("options %+v, want those given", o)
 		}
@@ -86,7 +82,7 @@ func TestNewOptions(t *testing.T) {
 		}
 	})
 	t.Run("a negative min interval means 0", func(t *testing.T) {
-		if o := New(Options{MinInterval: -1}, nopRecorder{}).opts; o.MinInterval != 0 {
+		if o := New(Options{MinInterval: -1}).opts; o.MinInterval != 0 {
 			t.Errorf("min interval %v, want 0", o.MinInterval)
 		}
 	})
@@ -94,7 +90,7 @@ func TestNewOptions(t *testing.T) {
 
 func TestPlanPollsNewSessionsThenActiveThenStaleThenByValue(t *testing.T) {
 	clk := &clock{now: t0}
-	w := New(Options{Now: clk.Now}, nopRecorder{})
+	w := New(Options{Now: clk.Now})
 	mem := newMemAPI(newestFirst, 10)
 	w.SetApps([]App{{Name: "a", API: mem, Sessions: []string{"busy", "idle", "inflight", "just", "pending", "quiet"}}})
 	clk.Advance(24 * time.Hour)
@@ -168,7 +164,7 @@ func TestBudgets(t *testing.T) {
 		mem := newMemAPI(newestFirst, 10)
 		mem.put(runsOf("big", 200)...)
 		mem.put(runsOf("small", 5)...)
-		w := New(Options{Now: (&clock{now: t0}).Now, RateLimit: rate}, nopRecorder{})
+		w := New(Options{Now: (&clock{now: t0}).Now, RateLimit: rate})
 		w.SetApps([]App{{Name: "a", API: mem, Sessions: []string{"big", "small"}}})
 		pollWithin(w, deadline)
 		if got := mem.listed("big"); got != budget/2 {
@@ -181,7 +177,7 @@ func TestBudgets(t *testing.T) {
 	t.Run("a session due alone may spend the whole budget, and its cut baseline shows up and pending", func(t *testing.T) {
 		mem := newMemAPI(newestFirst, 10)
 		mem.put(runsOf("big", 200)...)
-		w := New(Options{Now: (&clock{now: t0}).Now, RateLimit: rate}, nopRecorder{})
+		w := New(Options{Now: (&clock{now: t0}).Now, RateLimit: rate})
 		w.SetApps([]App{{Name: "a", API: mem, Sessions: []string{"big"}}})
 		pollWithin(w, deadline)
 		if got := mem.listed("big"); got != budget {
@@ -207,7 +203,7 @@ func TestBudgets(t *testing.T) {
 				first.Wait()
 			}
 		}
-		w := New(Options{Now: (&clock{now: t0}).Now, RateLimit: rate}, nopRecorder{})
+		w := New(Options{Now: (&clock{now: t0}).Now, RateLimit: rate})
 		w.SetApps([]App{{Name: "a", API: mem, Sessions: []string{"s1", "s2", "s3"}}})
 		pollWithin(w, deadline)
 		if lists, _ := mem.requests(); lists != budget {
@@ -216,7 +212,7 @@ func TestBudgets(t *testing.T) {
 	})
 	t.Run("sessions the budget cannot reach are overdue", func(t *testing.T) {
 		mem := newMemAPI(newestFirst, 10)
-		w := New(Options{Now: (&clock{now: t0}).Now, RateLimit: 0.01}, nopRecorder{})
+		w := New(Options{Now: (&clock{now: t0}).Now, RateLimit: 0.01})
 		w.SetApps([]App{{Name: "a", API: mem, Sessions: []string{"s1", "s2", "s3"}}})
 		pollWithin(w, deadline)
 		if lists, _ := mem.requests(); lists != 1 {
@@ -242,7 +238,7 @@ func TestSessionStates(t *testing.T) {
 	mem.put(runsOf("history", 30)...)
 	mem.put(runsOf("busy", 30)...)
 	mem.put(feishu.Run{ID: "busy/r", SessionID: "busy", Status: inProgress, CreatedAt: at(-5)})
-	w := New(Options{Now: clk.Now}, nopRecorder{})
+	w := New(Options{Now: clk.Now})
 	w.SetApps([]App{
 		{Name: "a", API: mem, Sessions: []string{"busy", "history"}},
 		{Name: "b", API: &brokenAPI{}, Sessions: []string{"broken"}},
@@ -264,7 +260,7 @@ func TestPollCutByTheBudgetAfterAGetRunCountsAsAPoll(t *testing.T) {
 	clk := &clock{now: t0}
 	mem := newMemAPI(newestFirst, 10)
 	mem.put(longHistory(100, 10)...)
-	w := New(Options{Now: clk.Now, RateLimit: 1}, nopRecorder{})
+	w := New(Options{Now: clk.Now, RateLimit: 1})
 	w.SetApps([]App{{Name: "a", API: mem, Sessions: []string{"s1"}}})
 	pollWithin(w, 20*time.Second) // a budget of 21: the baseline's 10 pages
 	if !snapshots(w)["s1"].Up {
@@ -299,7 +295,7 @@ func (a lateAPI) ListRunsPage(ctx context.Context, session, token string) (feish
 func TestPollAnsweredAsTheDeadlinePassesIsNotCutOff(t *testing.T) {
 	mem := newMemAPI(newestFirst, 10)
 	mem.put(longHistory(5, -1)...)
-	w := New(Options{Now: (&clock{now: t0}).Now}, nopRecorder{})
+	w := New(Options{Now: (&clock{now: t0}).Now})
 	w.SetApps([]App{{Name: "a", API: lateAPI{mem}, Sessions: []string{"s1"}}})
 	pollWithin(w, 50*time.Millisecond)
 	// The next scrape waits for the poll still under way (the session is

@@ -88,7 +88,7 @@ func TestTrackerFutureCreatedAtDoesNotHideLaterRuns(t *testing.T) {
 }
 
 func TestTrackerFinalStatusCounts(t *testing.T) {
-	runs := func(st State) map[feishu.RunStatus]int {
+	runs := func(st CurrentRuns) map[feishu.RunStatus]int {
 		out := map[feishu.RunStatus]int{}
 		for k, v := range st.Runs() {
 			if v != 0 {
@@ -103,18 +103,18 @@ func TestTrackerFinalStatusCounts(t *testing.T) {
 			run("a", completed, -30, -30, -20), run("b", failed, -20, -20, -10), run("c", inProgress, -5, -5, none),
 		}, at(1))
 		want := map[feishu.RunStatus]int{completed: 1, failed: 1, inProgress: 1}
-		if diff := cmp.Diff(want, runs(tr.State())); diff != "" {
+		if diff := cmp.Diff(want, runs(tr.Current())); diff != "" {
 			t.Fatalf("after the baseline (-want +got):\n%s", diff)
 		}
 		incremental(tr, []feishu.Run{run("c", completed, -5, -5, 5)}, at(10))
 		want = map[feishu.RunStatus]int{completed: 2, failed: 1}
-		if diff := cmp.Diff(want, runs(tr.State())); diff != "" {
+		if diff := cmp.Diff(want, runs(tr.Current())); diff != "" {
 			t.Fatalf("after c finished (-want +got):\n%s", diff)
 		}
 		// b is no longer listed.
 		fullListing(tr, []feishu.Run{run("a", completed, -30, -30, -20), run("c", completed, -5, -5, 5)}, at(20))
 		want = map[feishu.RunStatus]int{completed: 2}
-		if diff := cmp.Diff(want, runs(tr.State())); diff != "" {
+		if diff := cmp.Diff(want, runs(tr.Current())); diff != "" {
 			t.Errorf("after a full listing without b (-want +got):\n%s", diff)
 		}
 	})
@@ -134,7 +134,7 @@ func TestTrackerFinalStatusCounts(t *testing.T) {
 		}
 		tr.EndSweep(at(20))
 		want := map[feishu.RunStatus]int{completed: 2}
-		if diff := cmp.Diff(want, runs(tr.State())); diff != "" {
+		if diff := cmp.Diff(want, runs(tr.Current())); diff != "" {
 			t.Errorf("(-want +got):\n%s", diff)
 		}
 	})
@@ -230,7 +230,7 @@ func TestTrackerStateReportsTheAppsOfItsRuns(t *testing.T) {
 	a, b, c, none := run("r1", completed, -10, -10, -9), run("r2", completed, -8, -8, -7), run("r3", completed, -6, -6, -5), run("r4", completed, -4, -4, -3)
 	a.AppID, b.AppID, c.AppID, none.AppID = "spring_b", "spring_a", "spring_b", ""
 	fullListing(tr, []feishu.Run{a, b, c, none}, at(1))
-	if got, want := tr.State().AppIDs, []string{"spring_a", "spring_b"}; !cmp.Equal(got, want) {
+	if got, want := tr.Current().AppIDs, []string{"spring_a", "spring_b"}; !cmp.Equal(got, want) {
 		t.Errorf("apps %q, want %q (sorted, once each, none empty)", got, want)
 	}
 }

@@ -10,7 +10,11 @@
 //
 // With the default _config the output equals the shipped files (a test in
 // this directory checks it), so the files users download and the mixin
-// never drift apart.
+// never drift apart. The shipped files are written for the default
+// objective of the run success SLO (runSuccessObjective, 99%); the mixin
+// writes another one where they name it: "(1 - 0.99)", the error budget, in
+// the rules' and the dashboard's queries and the alerts' descriptions, and
+// "objective of 99%" in the descriptions and the dashboard's text.
 local alertsFile = std.parseYaml(importstr '../alerts.yml');
 local dashboardFile = std.parseJson(importstr '../aily.json');
 
@@ -44,6 +48,13 @@ local withSelector(expr, sel) =
       for i in std.range(1, std.length(parts) - 1)
     ]);
 
+// mapStrings applies f to every string in x.
+local mapStrings(x, f) =
+  if std.isObject(x) then { [k]: mapStrings(x[k], f) for k in std.objectFields(x) }
+  else if std.isArray(x) then [mapStrings(v, f) for v in x]
+  else if std.isString(x) then f(x)
+  else x;
+
 // rewriteQueries applies f to every PromQL query of a dashboard: the panels'
 // targets (expr) and the query variables (definition, query.query).
 local rewriteQueries(x, f) =
@@ -67,20 +78,41 @@ local rewriteQueries(x, f) =
     // The selector of the exporter's scrape job in AilyExporterDown, which
     // the shipped rules take to be any job named aily*.
     jobSelector: 'job=~"aily.*"',
+    // The run success SLO: the share of an app's finished runs, over
+    // 30 days, that must not end FAILED. 1 minus it is the error budget,
+    // which AilyErrorBudgetBurnFast and AilyErrorBudgetBurnSlow measure burn
+    // rates against and the dashboard's "Run success SLO" row shows what is
+    // left of. At 0.93 or below, 14.4 times the budget is more than all the
+    // runs: the page's 1h pair can never fire.
+    runSuccessObjective: 0.99,
   },
 
   local cfg = self._config,
   local rewrite(expr) =
     withSelector(std.strReplace(expr, 'job=~"aily.*"', cfg.jobSelector), cfg.ailySelector),
+  local objective =
+    assert cfg.runSuccessObjective > 0 && cfg.runSuccessObjective < 1 :
+           'runSuccessObjective must be between 0 and 1, such as 0.99';
+    cfg.runSuccessObjective,
+  // withObjective writes the configured objective where the shipped files
+  // name the default one.
+  local withObjective(s) =
+    std.strReplace(
+      std.strReplace(s, '(1 - 0.99)', '(1 - %s)' % std.format('%g', objective)),
+      'objective of 99%', 'objective of %s%%' % std.format('%g', objective * 100)
+    ),
 
   prometheusAlerts+:: {
     groups: [
-      g { rules: [r { expr: rewrite(r.expr) } for r in g.rules] }
+      g { rules: [mapStrings(r { expr: rewrite(r.expr) }, withObjective) for r in g.rules] }
       for g in alertsFile.groups
     ],
   },
 
   grafanaDashboards+:: {
-    'aily.json': rewriteQueries(dashboardFile, function(q) withSelector(q, cfg.ailySelector)),
+    'aily.json': mapStrings(
+      rewriteQueries(dashboardFile, function(q) withSelector(q, cfg.ailySelector)),
+      withObjective
+    ),
   },
 }

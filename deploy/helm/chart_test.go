@@ -352,10 +352,11 @@ func TestChartFilesAreCopies(t *testing.T) {
 	}
 }
 
-// readmeFlags are the flags of the README's flags table, with their defaults.
-func readmeFlags(t *testing.T) map[string]string {
+// documentedFlags are the flags of the full flags table (docs/configuration.md,
+// "Flags"), with their defaults.
+func documentedFlags(t *testing.T) map[string]string {
 	t.Helper()
-	f, err := os.Open("../../README.md")
+	f, err := os.Open("../../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +367,7 @@ func readmeFlags(t *testing.T) map[string]string {
 	for s := bufio.NewScanner(f); s.Scan(); {
 		line := s.Text()
 		switch {
-		case line == "### Flags":
+		case line == "## Flags":
 			in = true
 		case in && strings.HasPrefix(line, "#"):
 			return flags
@@ -386,9 +387,9 @@ var chartManaged = []string{"config.file", "config.check", "demo", "storage.path
 	"web.listen-address", "web.systemd-socket", "version"}
 
 func TestChartFlagsAreTheExportersDefaults(t *testing.T) {
-	readme := readmeFlags(t)
-	if len(readme) < 20 {
-		t.Fatalf("found %d flags in the README's flags table, want them all", len(readme))
+	documented := documentedFlags(t)
+	if len(documented) < 20 {
+		t.Fatalf("found %d flags in the flags table of docs/configuration.md, want them all", len(documented))
 	}
 	b, err := os.ReadFile(filepath.Join(chart, "values.yaml"))
 	if err != nil {
@@ -401,39 +402,39 @@ func TestChartFlagsAreTheExportersDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, v := range values.Flags {
-		want, ok := readme[name]
+		want, ok := documented[name]
 		if !ok {
-			t.Errorf("values.yaml flags.%s is not in the README's flags table", name)
+			t.Errorf("values.yaml flags.%s is not in the flags table of docs/configuration.md", name)
 			continue
 		}
 		if got := fmt.Sprint(v); got != want {
 			t.Errorf("values.yaml flags.%s = %s, the exporter's default is %s", name, got, want)
 		}
 	}
-	for name := range readme {
+	for name := range documented {
 		if _, ok := values.Flags[name]; !ok && !slices.Contains(chartManaged, name) {
-			t.Errorf("--%s is in the README's flags table but not in values.yaml flags", name)
+			t.Errorf("--%s is in the flags table of docs/configuration.md but not in values.yaml flags", name)
 		}
 	}
 }
 
 // TestRenderedArgsAreDocumentedFlags: every argument of every variation is a
-// flag of the README's table, and the default rendering passes the values'
+// flag of the documented table, and the default rendering passes the values'
 // flags as they are.
 func TestRenderedArgsAreDocumentedFlags(t *testing.T) {
 	helm := helmPath(t)
-	readme := readmeFlags(t)
+	documented := documentedFlags(t)
 	for _, variation := range variations {
 		_, pod, _ := podSpec(t, render(t, helm, variation))
 		for _, a := range pod.Containers[0].Args {
 			name, value, hasValue := strings.Cut(strings.TrimPrefix(a, "--"), "=")
-			def, ok := readme[name]
+			def, ok := documented[name]
 			if !strings.HasPrefix(a, "--") || !ok {
-				t.Errorf("%s: argument %q is not a flag of the README", variation, a)
+				t.Errorf("%s: argument %q is not a documented flag", variation, a)
 				continue
 			}
 			if variation == "" && hasValue && !slices.Contains(chartManaged, name) && value != def {
-				t.Errorf("default argument %q, the README's default is %s", a, def)
+				t.Errorf("default argument %q, the documented default is %s", a, def)
 			}
 		}
 	}

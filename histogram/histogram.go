@@ -1,4 +1,16 @@
-package collector
+// Parts of this file are adapted from github.com/prometheus/client_golang
+// (prometheus/histogram.go, v1.25.0), Copyright 2015 The Prometheus Authors,
+// licensed under the Apache License, Version 2.0: the native bucket bounds
+// (nativeBounds), and the way an observation's native bucket is found
+// (nativeIndex), the schema lowered (halveNative) and the buckets encoded as
+// spans (nativeSpans). Changed here to keep counts across restarts instead of
+// resetting. See LICENSE and NOTICE.
+
+// Package histogram is a run histogram as Prometheus exposes it, classic
+// and native buckets, that is saved and restored with the counts it belongs
+// to: client_golang's histograms can be neither. The watch package keeps
+// them with each session's counts; the collector exposes them.
+package histogram
 
 import (
 	"encoding/json"
@@ -11,6 +23,24 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// DefaultBuckets returns the classic buckets of the run duration and queue
+// histograms unless configured, in seconds: from a second to an hour, the
+// default of --collector.duration-buckets.
+func DefaultBuckets() []float64 {
+	return []float64{1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600}
+}
+
+// Native (sparse) bucket settings: a 10% bucket width resolves p95 well
+// from seconds to hours, and ~100 buckets bound the memory of a series.
+// nativeMinReset is the client_golang setting the histograms were first made
+// with, which the tests compare against; these never reset (see Histogram),
+// since their counts are kept across restarts.
+const (
+	nativeBucketFactor    = 1.1
+	nativeMaxBucketNumber = 100
+	nativeMinReset        = time.Hour
 )
 
 // nativeSchema is the schema that client_golang picks for
@@ -37,18 +67,18 @@ var nativeBounds = [...][]float64{
 	},
 }
 
-// histogram is a histogram with classic and native buckets whose state can
+// Histogram is a histogram with classic and native buckets whose state can
 // be saved and restored. Not safe for concurrent use (the caller locks).
 //
 // It exposes what a client_golang v1.25 Histogram with the options of
-// newRunMetrics exposes, classic buckets and native ones with
+// the collector's run metrics expose, classic buckets and native ones with
 // nativeBucketFactor and nativeMaxBucketNumber, with one difference: it never
 // resets. Where client_golang, with more than nativeMaxBucketNumber native
 // buckets, resets the histogram once nativeMinReset has passed since the last
 // reset, this histogram keeps its counts (they are what is saved across
 // restarts) and halves its resolution instead, as client_golang does within
 // nativeMinReset: it lowers the schema by one, merging pairs of buckets.
-type histogram struct {
+type Histogram struct {
 	bounds  []float64 // classic upper bounds, increasing, without +Inf; shared, never written
 	buckets []uint64  // observations per classic bucket (not cumulative); the +Inf bucket is count
 	count   uint64
@@ -73,7 +103,7 @@ type histogram struct {
 
 // observedExemplar is an exemplar with the value observed.
 type observedExemplar struct {
-	exemplar
+	Exemplar
 	value float64
 }
 
@@ -82,11 +112,11 @@ type nativeBucket struct {
 	count uint64
 }
 
-// newHistogram returns an empty histogram with the classic upper bounds
+// New returns an empty histogram with the classic upper bounds
 // classicBounds (increasing; a last +Inf is implicit and dropped), which it
 // keeps and never modifies. It panics if the bounds do not increase, as
 // client_golang does.
-func newHistogram(classicBounds []float64) *histogram {
+func New(classicBounds []float64) *Histogram {
 	bounds := classicBounds
 	if n := len(bounds); n > 0 && math.IsInf(bounds[n-1], +1) {
 		bounds = bounds[:n-1]
@@ -96,7 +126,7 @@ func newHistogram(classicBounds []float64) *histogram {
 			panic(fmt.Sprintf("histogram buckets must be in increasing order: %g >= %g", bounds[i-1], bounds[i]))
 		}
 	}
-	return &histogram{
+	return &Histogram{
 		bounds:        bounds,
 		buckets:       make([]uint64, len(bounds)),
 		schema:        nativeSchema,
@@ -104,10 +134,10 @@ func newHistogram(classicBounds []float64) *histogram {
 	}
 }
 
-// observeWithExemplar adds v, and makes ex the exemplar of the classic
+// ObserveWithExemplar adds v, and makes ex the exemplar of the classic
 // bucket v falls into.
-func (h *histogram) observeWithExemplar(v float64, ex exemplar) {
-	h.observe(v)
+func (h *Histogram) ObserveWithExemplar(v float64, ex Exemplar) {
+	h.Observe(v)
 	if math.IsNaN(v) {
 		return
 	}
@@ -117,9 +147,9 @@ func (h *histogram) observeWithExemplar(v float64, ex exemplar) {
 	h.exemplars[sort.SearchFloat64s(h.bounds, v)] = observedExemplar{ex, v}
 }
 
-// observe adds v. A NaN counts in count and sum (making the sum NaN) and in
+// Observe adds v. A NaN counts in count and sum (making the sum NaN) and in
 // the +Inf classic bucket, but in no native bucket.
-func (h *histogram) observe(v float64) {
+func (h *Histogram) Observe(v float64) {
 	h.count++
 	h.sum += v
 	// The first bound >= v; NaN is >= none, so it lands in the +Inf bucket.
@@ -147,13 +177,13 @@ func (h *histogram) observe(v float64) {
 	}
 }
 
-// add adds the observations of o, a histogram with the same classic bounds,
+// Add adds the observations of o, a histogram with the same classic bounds,
 // to h, as if h had observed them: the native buckets at the coarser of the
 // two schemas, halved further while there are more than
 // nativeMaxBucketNumber; o's exemplars, the later ones, where it has some.
 // Zero buckets are added as they are (both histograms have the default zero
 // threshold). o is left as it was.
-func (h *histogram) add(o *histogram) {
+func (h *Histogram) Add(o *Histogram) {
 	h.count += o.count
 	h.sum += o.sum
 	for i := range h.buckets {
@@ -190,12 +220,24 @@ func (h *histogram) add(o *histogram) {
 			h.exemplars = make([]observedExemplar, len(h.bounds)+1)
 		}
 		for i, e := range o.exemplars {
-			if e.runID != "" {
+			if e.RunID != "" {
 				h.exemplars[i] = e
 			}
 		}
 	}
 }
+
+// Clone returns a copy of h that shares nothing written with it.
+func (h *Histogram) Clone() *Histogram {
+	c := *h
+	c.buckets = slices.Clone(h.buckets)
+	c.positive, c.negative = slices.Clone(h.positive), slices.Clone(h.negative)
+	c.exemplars = slices.Clone(h.exemplars)
+	return &c
+}
+
+// Count returns how many values were observed.
+func (h *Histogram) Count() uint64 { return h.count }
 
 // nativeIndex returns the index of the native bucket of |v| at schema, the
 // way client_golang computes it; ±Inf goes to the bucket after the one of
@@ -256,19 +298,19 @@ func halveNative(bs []nativeBucket) []nativeBucket {
 	return out
 }
 
-// metric returns the histogram as a prometheus.Metric of desc with the label
+// Metric returns the histogram as a prometheus.Metric of desc with the label
 // values: classic buckets (cumulative), sum, count, and the native histogram
 // fields (schema, zero threshold, zero count, positive spans and deltas;
 // negative too if any) in one dto.Histogram, as client_golang writes them.
 // The metric is a copy: later observations do not change it. Label values
 // that do not fit desc give an invalid metric, which fails the gathering.
-func (h *histogram) metric(desc *prometheus.Desc, labelValues ...string) prometheus.Metric {
-	return histogramWith(h.fields(), desc, labelValues...)
+func (h *Histogram) Metric(desc *prometheus.Desc, labelValues ...string) prometheus.Metric {
+	return With(h.Fields(), desc, labelValues...)
 }
 
-// histogramWith returns the histogram fields his as a prometheus.Metric of
+// With returns the histogram fields his as a prometheus.Metric of
 // desc with the label values; its Write shares his, which must not change.
-func histogramWith(his *dto.Histogram, desc *prometheus.Desc, labelValues ...string) prometheus.Metric {
+func With(his *dto.Histogram, desc *prometheus.Desc, labelValues ...string) prometheus.Metric {
 	// A constant histogram checks desc and the label values and makes the
 	// label pairs; Write then replaces its dto.Histogram with his.
 	labels, err := prometheus.NewConstHistogram(desc, 0, 0, nil, labelValues...)
@@ -278,8 +320,8 @@ func histogramWith(his *dto.Histogram, desc *prometheus.Desc, labelValues ...str
 	return &histogramMetric{Metric: labels, histogram: his}
 }
 
-// fields returns the histogram as client_golang writes it, a copy.
-func (h *histogram) fields() *dto.Histogram {
+// Fields returns the histogram as client_golang writes it, a copy.
+func (h *Histogram) Fields() *dto.Histogram {
 	n := len(h.bounds)
 	buckets := make([]dto.Bucket, n)
 	upper := make([]float64, n)
@@ -302,11 +344,11 @@ func (h *histogram) fields() *dto.Histogram {
 	}
 	if h.exemplars != nil {
 		for i := range his.Bucket {
-			his.Bucket[i].Exemplar = h.exemplars[i].proto(h.exemplars[i].value)
+			his.Bucket[i].Exemplar = h.exemplars[i].Proto(h.exemplars[i].value)
 		}
 		// As client_golang: a +Inf bucket is written only to carry an
 		// exemplar; exposition adds it otherwise.
-		if ex := h.exemplars[n].proto(h.exemplars[n].value); ex != nil {
+		if ex := h.exemplars[n].Proto(h.exemplars[n].value); ex != nil {
 			his.Bucket = append(his.Bucket, &dto.Bucket{
 				CumulativeCount: new(h.count), UpperBound: new(math.Inf(+1)), Exemplar: ex,
 			})
@@ -325,7 +367,7 @@ func (h *histogram) fields() *dto.Histogram {
 	return his
 }
 
-// histogramMetric is the Metric returned by histogram.metric.
+// histogramMetric is the Metric returned by Metric and With.
 type histogramMetric struct {
 	prometheus.Metric // a constant histogram: the desc and the label pairs
 	histogram         *dto.Histogram
@@ -373,11 +415,11 @@ func nativeSpans(bs []nativeBucket) ([]*dto.BucketSpan, []int64) {
 	return spans, deltas
 }
 
-// HistogramState is a histogram's state for saving. Its meaning does not
+// State is a histogram's state for saving. Its meaning does not
 // depend on this program's version: native bucket indices are those of
 // Prometheus native histograms at Schema. In JSON a sum that is NaN or ±Inf
 // is the string "NaN", "+Inf" or "-Inf".
-type HistogramState struct {
+type State struct {
 	// Bounds are the classic upper bounds, without +Inf; Buckets the
 	// observations in each (not cumulative). The +Inf bucket is Count.
 	Bounds  []float64 `json:"bounds,omitempty"`
@@ -405,9 +447,9 @@ type NativeSpan struct {
 	Counts []uint64 `json:"counts"`
 }
 
-// state returns the state of h, sharing nothing with it.
-func (h *histogram) state() HistogramState {
-	return HistogramState{
+// State returns the state of h, sharing nothing with it.
+func (h *Histogram) State() State {
+	return State{
 		Bounds:        append([]float64(nil), h.bounds...),
 		Buckets:       append([]uint64(nil), h.buckets...),
 		Count:         h.count,
@@ -441,12 +483,12 @@ func stateSpans(bs []nativeBucket) []NativeSpan {
 	return spans
 }
 
-// histogramFromState returns the histogram with the classic upper bounds
-// classicBounds (as for newHistogram) and the state s. It fails if s does not
+// FromState returns the histogram with the classic upper bounds
+// classicBounds (as for New) and the state s. It fails if s does not
 // fit: other classic buckets, a schema finer than this histogram's, native
 // buckets out of order, or counts that do not add up.
-func histogramFromState(classicBounds []float64, s HistogramState) (*histogram, error) {
-	h := newHistogram(classicBounds)
+func FromState(classicBounds []float64, s State) (*Histogram, error) {
+	h := New(classicBounds)
 	if len(s.Buckets) != len(h.bounds) || len(s.Bounds) != len(h.bounds) {
 		return nil, fmt.Errorf("state has %d classic buckets (%d bounds), the histogram %d", len(s.Buckets), len(s.Bounds), len(h.bounds))
 	}
@@ -516,8 +558,8 @@ func bucketsFromSpans(spans []NativeSpan) ([]nativeBucket, error) {
 }
 
 // MarshalJSON writes s with a sum that is not a finite number as a string.
-func (s HistogramState) MarshalJSON() ([]byte, error) {
-	type plain HistogramState
+func (s State) MarshalJSON() ([]byte, error) {
+	type plain State
 	return json.Marshal(struct {
 		plain
 		Sum jsonFloat `json:"sum"`
@@ -525,8 +567,8 @@ func (s HistogramState) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON reads what MarshalJSON writes.
-func (s *HistogramState) UnmarshalJSON(b []byte) error {
-	type plain HistogramState
+func (s *State) UnmarshalJSON(b []byte) error {
+	type plain State
 	var v struct {
 		plain
 		Sum jsonFloat `json:"sum"`
@@ -534,7 +576,7 @@ func (s *HistogramState) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err
 	}
-	*s = HistogramState(v.plain)
+	*s = State(v.plain)
 	s.Sum = float64(v.Sum)
 	return nil
 }

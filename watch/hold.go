@@ -1,9 +1,10 @@
-package collector
+package watch
 
 import (
 	"time"
 
-	"github.com/aily-exporter/aily_exporter/watch"
+	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/histogram"
 )
 
 // Prometheus cannot see the first value of a series: increase() and rate()
@@ -18,13 +19,17 @@ import (
 //     session, is served at zero first.
 //   - Until a series has been served at zero in two scrapes, the first at
 //     least holdFor ago, what is counted for it is held (counts.held), and
-//     shown at the first scrape after that. The known series of a session
+//     shown at the first scrape after that (Release). The known series of a session
 //     configured before the last two scrapes are ready at once; a session
 //     configured now, the baseline's counts included, waits.
 //
 // Two scrapes, not one, so that a second Prometheus of an HA pair (or a
 // curl of /metrics) that happened to serve the zero does not keep the
 // other from seeing it.
+//
+// Which series are ready is a fact about the counts, saved with them: the
+// watcher keeps it, and a scrape tells it what it served (ServeSnapshots,
+// ServeApps).
 
 // servedMark is how series that wait for their first increment have been
 // served so far: since when, and in how many scrapes. One mark may stand for
@@ -58,36 +63,30 @@ func (m *servedMark) ready(now time.Time, hold time.Duration) bool {
 }
 
 // holdFor is how long after a scrape first served a series at zero its
-// first increment waits at least: --poll.min-interval, within which the
+// first increment waits at least: Options.MinInterval, within which the
 // scrapes of an HA pair share a poll.
-func (c *Collector) holdFor() time.Duration {
-	d := c.opts.Watch.MinInterval
-	if d == 0 {
-		d = watch.DefaultMinInterval
-	}
-	return max(d, 0)
-}
+func (w *Watcher) holdFor() time.Duration { return w.opts.MinInterval }
 
 // holding returns the counts that hold cs's increments until their series
 // are ready, made on first use.
-func (cs *counts) holding() *counts {
+func (cs *counts) holding() *Counts {
 	if cs.held == nil {
-		cs.held = &counts{}
+		cs.held = &Counts{}
 	}
 	return cs.held
 }
 
 // countFailure counts a FAILED run with the error code: at once when the
 // code's series is ready, else held until it is.
-func (cs *counts) countFailure(code string, ex exemplar) {
-	if _, shown := cs.failures[code]; shown && cs.newCodes[code] == nil {
-		cs.failures[code]++
+func (cs *counts) countFailure(code string, ex histogram.Exemplar) {
+	if _, shown := cs.Failures[code]; shown && cs.newCodes[code] == nil {
+		cs.Failures[code]++
 	} else {
 		h := cs.holding()
-		if h.failures == nil {
-			h.failures = make(map[string]float64)
+		if h.Failures == nil {
+			h.Failures = make(map[string]float64)
 		}
-		h.failures[code]++
+		h.Failures[code]++
 		if cs.newCodes == nil {
 			cs.newCodes = make(map[string]*servedMark)
 		}
@@ -95,27 +94,27 @@ func (cs *counts) countFailure(code string, ex exemplar) {
 			cs.newCodes[code] = &servedMark{}
 		}
 	}
-	if cs.failureExemplar == nil {
-		cs.failureExemplar = make(map[string]exemplar)
+	if cs.FailureExemplars == nil {
+		cs.FailureExemplars = make(map[string]histogram.Exemplar)
 	}
-	cs.failureExemplar[code] = ex
+	cs.FailureExemplars[code] = ex
 }
 
 // observeDuration observes the duration of a run that finished in the final
 // status of index i.
-func (cs *counts) observeDuration(i int, seconds float64, ex exemplar, buckets []float64) {
-	if cs.duration[i] == nil {
-		cs.duration[i] = newHistogram(buckets)
+func (cs *Counts) observeDuration(i feishu.FinalIndex, seconds float64, ex histogram.Exemplar, buckets []float64) {
+	if cs.Duration[i] == nil {
+		cs.Duration[i] = histogram.New(buckets)
 	}
-	cs.duration[i].observeWithExemplar(seconds, ex)
+	cs.Duration[i].ObserveWithExemplar(seconds, ex)
 }
 
 // observeQueue observes the queue time of a run that started.
-func (cs *counts) observeQueue(seconds float64, buckets []float64) {
-	if cs.queue == nil {
-		cs.queue = newHistogram(buckets)
+func (cs *Counts) observeQueue(seconds float64, buckets []float64) {
+	if cs.Queue == nil {
+		cs.Queue = histogram.New(buckets)
 	}
-	cs.queue.observe(seconds)
+	cs.Queue.Observe(seconds)
 }
 
 // releaseKnown shows the held increments of the known series; it reports
@@ -125,28 +124,28 @@ func (cs *counts) releaseKnown() bool {
 	if h == nil || h.heldNothingKnown() {
 		return false
 	}
-	for i, n := range h.finished {
-		cs.finished[i] += n
-		if d := h.duration[i]; d != nil {
-			if cs.duration[i] == nil {
-				cs.duration[i] = d
+	for i, n := range h.Finished {
+		cs.Finished[i] += n
+		if d := h.Duration[i]; d != nil {
+			if cs.Duration[i] == nil {
+				cs.Duration[i] = d
 			} else {
-				cs.duration[i].add(d)
+				cs.Duration[i].Add(d)
 			}
 		}
 	}
-	cs.created += h.created
-	if h.queue != nil {
-		if cs.queue == nil {
-			cs.queue = h.queue
+	cs.Created += h.Created
+	if h.Queue != nil {
+		if cs.Queue == nil {
+			cs.Queue = h.Queue
 		} else {
-			cs.queue.add(h.queue)
+			cs.Queue.Add(h.Queue)
 		}
 	}
-	if len(h.failures) == 0 {
+	if len(h.Failures) == 0 {
 		cs.held = nil
 	} else {
-		cs.held = &counts{failures: h.failures}
+		cs.held = &Counts{Failures: h.Failures}
 	}
 	return true
 }
@@ -159,12 +158,12 @@ func (cs *counts) releaseCodes(now time.Time, hold time.Duration) bool {
 		if !m.ready(now, hold) {
 			continue
 		}
-		if cs.failures == nil {
-			cs.failures = make(map[string]float64)
+		if cs.Failures == nil {
+			cs.Failures = make(map[string]float64)
 		}
 		if cs.held != nil {
-			cs.failures[code] += cs.held.failures[code]
-			delete(cs.held.failures, code)
+			cs.Failures[code] += cs.held.Failures[code]
+			delete(cs.held.Failures, code)
 		}
 		delete(cs.newCodes, code)
 		moved = true
@@ -172,7 +171,7 @@ func (cs *counts) releaseCodes(now time.Time, hold time.Duration) bool {
 	if len(cs.newCodes) == 0 {
 		cs.newCodes = nil
 	}
-	if h := cs.held; h != nil && len(h.failures) == 0 && h.heldNothingKnown() {
+	if h := cs.held; h != nil && len(h.Failures) == 0 && h.heldNothingKnown() {
 		cs.held = nil
 	}
 	return moved
@@ -180,56 +179,65 @@ func (cs *counts) releaseCodes(now time.Time, hold time.Duration) bool {
 
 // heldNothingKnown reports whether the held counts h hold nothing for the
 // known series.
-func (h *counts) heldNothingKnown() bool {
-	return h.finished == [4]float64{} && h.created == 0 && h.duration == [4]*histogram{} && h.queue == nil
+func (h *Counts) heldNothingKnown() bool {
+	return h.Finished == feishu.ByFinal[float64]{} && h.Created == 0 && h.Duration == feishu.ByFinal[*histogram.Histogram]{} && h.Queue == nil
 }
 
-// knownReady reports whether the known series of the session k of the app
-// as (of the app, when its run metrics are summed) are ready for their first
-// increment. c.mu is held.
-func (c *Collector) knownReady(as *appState, k sessionKey) bool {
-	return as.unready == nil && (!as.perSession || c.unready[k] == nil)
+// knownReady reports whether the known series of s (of its app, when its
+// run metrics are summed) are ready for their first increment.
+// Watcher.countMu is held.
+func (s *Session) knownReady() bool {
+	return s.app.unready == nil && (!s.app.perSession || s.unready == nil)
 }
 
-// release shows the held increments of every series that is ready now, and
-// counts the release so that the state is saved before the scrape answers
-// (a count reaches /metrics only once it is on disk). c.mu is held.
-func (c *Collector) release(now time.Time) {
-	hold := c.holdFor()
-	for k, m := range c.unready {
-		if m.ready(now, hold) {
-			delete(c.unready, k)
+// Release shows the held increments of every series that is ready at now. A
+// scrape calls it after its polls and before it saves and answers: when it
+// released something, the state is saved before the scrape answers (a count
+// reaches /metrics only once it is on disk). It also logs the summary of the
+// failed runs left out of the log whose second has passed.
+func (w *Watcher) Release(now time.Time) {
+	hold := w.holdFor()
+	w.mu.Lock()
+	sessions, apps := w.sessions, w.apps
+	w.mu.Unlock()
+	w.countMu.Lock()
+	defer w.countMu.Unlock()
+	w.failLog.flush(now)
+	for _, s := range sessions {
+		if s.unready != nil && s.unready.ready(now, hold) {
+			s.unready = nil
 		}
 	}
-	if len(c.unready) == 0 {
-		c.unready = nil // a map does not shrink: let a reload's go
-	}
-	for _, as := range c.apps {
-		if as.unready != nil && as.unready.ready(now, hold) {
-			as.unready = nil
+	for _, a := range apps {
+		if a.unready != nil && a.unready.ready(now, hold) {
+			a.unready = nil
 		}
 	}
 	moved := false
-	for k, cs := range c.counts {
-		if as := c.apps[k.app]; as != nil && cs.held != nil && c.knownReady(as, k) && cs.releaseKnown() {
+	for _, s := range sessions {
+		cs := s.counts
+		if cs == nil {
+			continue
+		}
+		if cs.held != nil && s.knownReady() && cs.releaseKnown() {
 			moved = true
 		}
 		if cs.newCodes != nil && cs.releaseCodes(now, hold) {
 			moved = true
 		}
 	}
-	for _, as := range c.apps {
-		if as.perSession {
+	for _, a := range apps {
+		if a.perSession {
 			continue
 		}
-		if as.unready == nil && as.total.releaseKnown() {
+		if a.unready == nil && a.total.releaseKnown() {
 			moved = true
 		}
-		if as.total.newCodes != nil && as.total.releaseCodes(now, hold) {
+		if a.total.newCodes != nil && a.total.releaseCodes(now, hold) {
 			moved = true
 		}
 	}
 	if moved {
-		c.releases.Add(1)
+		w.releases.Add(1)
 	}
 }

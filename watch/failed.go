@@ -1,30 +1,26 @@
-package collector
+package watch
 
 import (
 	"fmt"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
-
-	"github.com/aily-exporter/aily_exporter/feishu"
-	"github.com/aily-exporter/aily_exporter/watch"
 )
 
-// MaxFailedRuns is how many of an app's most recent failed runs the collector
+// MaxFailedRuns is how many of an app's most recent failed runs the watcher
 // keeps for the status page.
 const MaxFailedRuns = 100
 
-// maxFailedMessageBytes bounds the error message kept of a failed run, so
+// MaxFailedMessageBytes bounds the error message kept of a failed run, so
 // that the memory of the failed runs stays bounded whatever the API sends.
-const maxFailedMessageBytes = 1024
+const MaxFailedMessageBytes = 1024
 
-// FailedRun is a FAILED run the collector counted, as the status page shows it.
+// FailedRun is a FAILED run the watcher counted, as the status page shows it.
 type FailedRun struct {
 	// Time is when the exporter counted it.
 	Time      time.Time
@@ -67,35 +63,34 @@ func (r *failedRing) newestFirst() []FailedRun {
 
 // FailedRuns returns the most recent failed runs of the app, at most
 // MaxFailedRuns, the most recent first; of every app when app is "".
-func (c *Collector) FailedRuns(app string) []FailedRun {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (w *Watcher) FailedRuns(app string) []FailedRun {
+	w.mu.Lock()
+	apps := w.apps
+	w.mu.Unlock()
+	w.countMu.Lock()
+	defer w.countMu.Unlock()
 	var out []FailedRun
-	for name, r := range c.failed {
+	for name, a := range apps {
 		if app == "" || name == app {
-			out = append(out, r.newestFirst()...)
+			out = append(out, a.failed.newestFirst()...)
 		}
 	}
 	slices.SortStableFunc(out, func(a, b FailedRun) int { return b.Time.Compare(a.Time) })
 	return out
 }
 
-// noteFailed keeps a failed run for the status page and logs it. c.mu is held.
-func (c *Collector) noteFailed(app, sessionID string, f *watch.RunTiming, now time.Time) {
+// noteFailed keeps a failed run for the status page and logs it. w.countMu
+// is held.
+func (w *Watcher) noteFailed(a *app, sessionID string, f *RunTiming, now time.Time) {
 	fr := FailedRun{
-		Time: now, App: app, SessionID: sessionID, RunID: labelValue(f.Run.ID),
+		Time: now, App: a.name, SessionID: sessionID, RunID: BoundedValue(f.Run.ID),
 		Duration: time.Duration(f.Seconds * float64(time.Second)), Timed: f.Timed,
 	}
 	if e := f.Run.Error; e != nil {
-		fr.Code, fr.Message = labelValue(e.Code), truncateBytes(e.Message, maxFailedMessageBytes)
+		fr.Code, fr.Message = BoundedValue(e.Code), truncateBytes(e.Message, MaxFailedMessageBytes)
 	}
-	r := c.failed[app]
-	if r == nil {
-		r = &failedRing{}
-		c.failed[app] = r
-	}
-	r.add(fr)
-	c.failLog.log(&fr, now)
+	a.failed.add(fr)
+	w.failLog.log(&fr, now)
 }
 
 // truncateBytes returns s cut to at most n bytes on a rune boundary, with a
@@ -115,11 +110,11 @@ func truncateBytes(s string, n int) string {
 // maxLoggedMessageBytes bounds the error_message of a failed run's log line.
 const maxLoggedMessageBytes = 256
 
-// failedRunsLoggedPerSecond is how many failed runs of an app are logged in a
+// FailedRunsLoggedPerSecond is how many failed runs of an app are logged in a
 // second; the others are summarised in one line.
-const failedRunsLoggedPerSecond = 10
+const FailedRunsLoggedPerSecond = 10
 
-// failureLog logs failed runs at info level, at most failedRunsLoggedPerSecond
+// failureLog logs failed runs at info level, at most FailedRunsLoggedPerSecond
 // per app and second; the runs left out are summarised in one line when
 // their second has passed (at the next failed run or scrape). Callers lock.
 type failureLog struct {
@@ -146,7 +141,7 @@ func (l *failureLog) log(f *FailedRun, now time.Time) {
 		w = &failureWindow{start: now}
 		l.apps[f.App] = w
 	}
-	if w.logged >= failedRunsLoggedPerSecond {
+	if w.logged >= FailedRunsLoggedPerSecond {
 		w.skipped++
 		return
 	}
@@ -156,7 +151,7 @@ func (l *failureLog) log(f *FailedRun, now time.Time) {
 		duration = f.Duration.String()
 	}
 	level.Info(l.logger).Log("msg", "Run failed", "app", f.App, "session_id", f.SessionID, "run_id", f.RunID,
-		"error_code", escapeControl(f.Code, maxLabelBytes), "error_message", escapeControl(f.Message, maxLoggedMessageBytes),
+		"error_code", escapeControl(f.Code, MaxValueBytes), "error_message", escapeControl(f.Message, maxLoggedMessageBytes),
 		"duration", duration)
 }
 
@@ -226,127 +221,21 @@ func validRuneAt(s string, i int) bool {
 	return r != utf8.RuneError || size == 3
 }
 
-// apiStats is what the status page shows of an app's Feishu API use.
-type apiStats struct {
-	mu          sync.Mutex
-	window      [60]secondCount // requests per second over the last minute
-	rateLimited uint64
-	tokenErr    string
-	tokenErrAt  time.Time
-	tokenOKAt   time.Time
-}
+// MaxValueBytes bounds a value taken from the API that becomes a label or a
+// key (an error code, a status, a run ID), so that one odd answer cannot put
+// kilobytes into every series and into memory.
+const MaxValueBytes = 128
 
-type secondCount struct {
-	sec int64
-	n   int
-}
-
-func (s *apiStats) request(now time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sec := now.Unix()
-	b := &s.window[sec%int64(len(s.window))]
-	if b.sec != sec {
-		*b = secondCount{sec: sec}
+// BoundedValue returns s, cut to MaxValueBytes on a rune boundary with a
+// marker.
+func BoundedValue(s string) string {
+	if len(s) <= MaxValueBytes {
+		return s
 	}
-	b.n++
-}
-
-// APIStatus is what the status page shows of an app's use of the Feishu API.
-type APIStatus struct {
-	// RequestsLastMinute are the HTTP requests made in the last 60 s.
-	RequestsLastMinute int
-	// RateLimited are the "slow down" answers since the exporter started.
-	RateLimited uint64
-	// TokenError is the error of the last token renewal when it failed,
-	// TokenErrorAt when; TokenRenewedAt is when a renewal last succeeded.
-	TokenError     string
-	TokenErrorAt   time.Time
-	TokenRenewedAt time.Time
-}
-
-// TokenState is where an app's token stands: aily_app_token_up and the
-// status page both read it.
-type TokenState int
-
-// The token states. A token is fetched (or a user token file read) at the
-// first poll that needs it, and polls come only with scrapes.
-const (
-	// TokenNotFetched: no attempt yet; aily_app_token_up is absent.
-	TokenNotFetched TokenState = iota
-	// TokenOK: the last attempt worked; aily_app_token_up 1.
-	TokenOK
-	// TokenFailed: the last attempt failed, or the API refused the token
-	// just obtained; aily_app_token_up 0.
-	TokenFailed
-)
-
-// Token returns where the app's token stands.
-func (s APIStatus) Token() TokenState {
-	switch {
-	case s.TokenError != "":
-		return TokenFailed
-	case s.TokenRenewedAt.IsZero():
-		return TokenNotFetched
+	const marker = "…"
+	cut := MaxValueBytes - len(marker)
+	for cut > 0 && s[cut]&0xC0 == 0x80 {
+		cut--
 	}
-	return TokenOK
-}
-
-// APIStatus returns what the app's Feishu client did, by the clock now.
-func (c *Collector) APIStatus(app string, now time.Time) APIStatus {
-	c.apiMu.RLock()
-	s := c.apiStats[app]
-	c.apiMu.RUnlock()
-	if s == nil {
-		return APIStatus{}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st := APIStatus{RateLimited: s.rateLimited, TokenError: s.tokenErr, TokenErrorAt: s.tokenErrAt, TokenRenewedAt: s.tokenOKAt}
-	sec := now.Unix()
-	for _, b := range s.window {
-		if b.sec > sec-int64(len(s.window)) && b.sec <= sec {
-			st.RequestsLastMinute += b.n
-		}
-	}
-	return st
-}
-
-// FinishedBySession returns, per session, the runs seen reaching each final
-// status (in the order of feishu.FinalStatuses()) since its watch began; a
-// session of an app with per_session: false, since the exporter started.
-// Runs whose count /metrics does not show yet (held until the series has
-// been served at zero) are included.
-func (c *Collector) FinishedBySession() map[watch.SessionKey][4]float64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make(map[watch.SessionKey][4]float64, len(c.counts)+len(c.finishedOnly))
-	for k, cs := range c.counts {
-		f := cs.finished
-		if cs.held != nil {
-			for i, n := range cs.held.finished {
-				f[i] += n
-			}
-		}
-		out[watch.SessionKey{App: k.app, ID: k.id}] = f
-	}
-	for k, f := range c.finishedOnly {
-		out[watch.SessionKey{App: k.app, ID: k.id}] = f
-	}
-	return out
-}
-
-// finalIndex returns the index of st in feishu.FinalStatuses(), or -1.
-func finalIndex(st feishu.RunStatus) int { return slices.Index(feishu.FinalStatuses(), st) }
-
-// AppNames returns the names of the configured apps, sorted.
-func (c *Collector) AppNames() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	names := make([]string, 0, len(c.apps))
-	for name := range c.apps {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	return names
+	return s[:cut] + marker
 }

@@ -1,4 +1,4 @@
-package collector
+package histogram
 
 import (
 	"encoding/json"
@@ -127,70 +127,70 @@ var histogramCases = []struct {
 	values []float64
 	schema int32
 }{
-	{name: "no observations", bounds: DefaultDurationBuckets(), schema: 3},
-	{name: "one observation", bounds: DefaultDurationBuckets(), values: []float64{42}, schema: 3},
+	{name: "no observations", bounds: DefaultBuckets(), schema: 3},
+	{name: "one observation", bounds: DefaultBuckets(), values: []float64{42}, schema: 3},
 	{
 		name:   "random durations up to two hours within 100 native buckets",
-		bounds: DefaultDurationBuckets(), values: randomDurations(1, 2000, 7200), schema: 3,
+		bounds: DefaultBuckets(), values: randomDurations(1, 2000, 7200), schema: 3,
 	},
 	{
 		name:   "random durations up to two hours beyond 100 native buckets halve the resolution",
-		bounds: DefaultDurationBuckets(), values: randomDurations(2, 100000, 7200), schema: 2,
+		bounds: DefaultBuckets(), values: randomDurations(2, 100000, 7200), schema: 2,
 	},
 	{
 		name:   "values on and next to the classic bucket bounds",
-		bounds: DefaultDurationBuckets(), values: withNeighbours(DefaultDurationBuckets()...), schema: 3,
+		bounds: DefaultBuckets(), values: withNeighbours(DefaultBuckets()...), schema: 3,
 	},
 	{
 		name:   "values on and next to native bucket boundaries",
-		bounds: DefaultDurationBuckets(), values: withNeighbours(nativeBoundaries(-1, 3)...), schema: 3,
+		bounds: DefaultBuckets(), values: withNeighbours(nativeBoundaries(-1, 3)...), schema: 3,
 	},
 	{
 		name:   "values on native bucket boundaries of a halved resolution",
-		bounds: DefaultDurationBuckets(), values: nativeBoundaries(-10, 10), schema: 2,
+		bounds: DefaultBuckets(), values: nativeBoundaries(-10, 10), schema: 2,
 	},
 	{
 		name:   "powers of two, on a boundary at every schema",
-		bounds: DefaultDurationBuckets(), values: withNeighbours(powersOfTwo(-8, 12, 1)...), schema: 3,
+		bounds: DefaultBuckets(), values: withNeighbours(powersOfTwo(-8, 12, 1)...), schema: 3,
 	},
-	{name: "zero and negative zero in the zero bucket", bounds: DefaultDurationBuckets(), values: []float64{0, math.Copysign(0, -1), 0, 1}, schema: 3},
+	{name: "zero and negative zero in the zero bucket", bounds: DefaultBuckets(), values: []float64{0, math.Copysign(0, -1), 0, 1}, schema: 3},
 	{
 		name:   "values at and below the zero threshold in the zero bucket",
-		bounds: DefaultDurationBuckets(),
+		bounds: DefaultBuckets(),
 		values: concatValues(withNeighbours(defZeroThreshold, -defZeroThreshold), []float64{math.SmallestNonzeroFloat64, -math.SmallestNonzeroFloat64, 1e-300, 1e-40}),
 		schema: 3,
 	},
 	{
 		name:   "negative values in negative buckets",
-		bounds: DefaultDurationBuckets(), values: negated(randomDurations(3, 1000, 100)), schema: 3,
+		bounds: DefaultBuckets(), values: negated(randomDurations(3, 1000, 100)), schema: 3,
 	},
 	{
 		name:   "positive and negative values beyond 100 native buckets halve both",
-		bounds: DefaultDurationBuckets(),
+		bounds: DefaultBuckets(),
 		values: concatValues(randomDurations(4, 500, 7200), negated(randomDurations(5, 500, 0.01)), nativeBoundaries(-3, 4)),
 		schema: 2,
 	},
 	{
 		name:   "NaN counts and sums but has no native bucket",
-		bounds: DefaultDurationBuckets(), values: []float64{1, math.NaN(), 3, math.NaN()}, schema: 3,
+		bounds: DefaultBuckets(), values: []float64{1, math.NaN(), 3, math.NaN()}, schema: 3,
 	},
 	{
 		name:   "infinities and the largest floats in buckets of their own",
-		bounds: DefaultDurationBuckets(),
+		bounds: DefaultBuckets(),
 		values: []float64{math.Inf(+1), math.MaxFloat64, 1, math.Inf(-1), -math.MaxFloat64, math.Inf(+1)},
 		schema: 3,
 	},
 	{
 		name:   "a wide range lowers the schema several times",
-		bounds: DefaultDurationBuckets(), values: powersOfTwo(-100, 100, 1), schema: -2,
+		bounds: DefaultBuckets(), values: powersOfTwo(-100, 100, 1), schema: -2,
 	},
 	{
 		name:   "buckets too far apart to merge lower the schema to -4 and no further",
-		bounds: DefaultDurationBuckets(), values: concatValues(powersOfTwo(-1000, 1000, 8), negated(powersOfTwo(-200, 200, 8))), schema: -4,
+		bounds: DefaultBuckets(), values: concatValues(powersOfTwo(-1000, 1000, 8), negated(powersOfTwo(-200, 200, 8))), schema: -4,
 	},
 	{
 		name:   "buckets still too many after halving halve again at the next observation",
-		bounds: DefaultDurationBuckets(), values: concatValues(powersOfTwo(-110, 1000, 11), []float64{1, 1, 1}), schema: -1,
+		bounds: DefaultBuckets(), values: concatValues(powersOfTwo(-110, 1000, 11), []float64{1, 1, 1}), schema: -1,
 	},
 	{name: "no classic buckets", bounds: nil, values: randomDurations(6, 500, 100), schema: 3},
 	{name: "an explicit +Inf classic bucket is dropped", bounds: []float64{1, 10, math.Inf(+1)}, values: []float64{0.5, 5, 50, math.Inf(+1)}, schema: 3},
@@ -203,21 +203,21 @@ var histogramCases = []struct {
 func TestHistogramMatchesClientGolang(t *testing.T) {
 	for _, tc := range histogramCases {
 		t.Run(tc.name, func(t *testing.T) {
-			ours, ref := newHistogram(tc.bounds), referenceHistogram(tc.bounds)
+			ours, ref := New(tc.bounds), referenceHistogram(tc.bounds)
 			// Compare at a few points along the way too: client_golang
 			// swaps its hot and cold counts at every Write.
 			step := max(len(tc.values)/4, 1)
 			for i, v := range tc.values {
-				ours.observe(v)
+				ours.Observe(v)
 				ref.Observe(v)
 				if (i+1)%step == 0 {
-					want, got := histogramFields(t, ref), histogramFields(t, ours.metric(testDesc, "x"))
+					want, got := histogramFields(t, ref), histogramFields(t, ours.Metric(testDesc, "x"))
 					if diff := cmp.Diff(want, got, equalHistograms); diff != "" {
 						t.Fatalf("after %d observations (-client_golang +ours):\n%s", i+1, diff)
 					}
 				}
 			}
-			want, got := histogramFields(t, ref), histogramFields(t, ours.metric(testDesc, "x"))
+			want, got := histogramFields(t, ref), histogramFields(t, ours.Metric(testDesc, "x"))
 			if diff := cmp.Diff(want, got, equalHistograms); diff != "" {
 				t.Errorf("(-client_golang +ours):\n%s", diff)
 			}
@@ -229,17 +229,17 @@ func TestHistogramMatchesClientGolang(t *testing.T) {
 }
 
 // restored returns h saved to JSON and restored.
-func restored(t *testing.T, bounds []float64, h *histogram) *histogram {
+func restored(t *testing.T, bounds []float64, h *Histogram) *Histogram {
 	t.Helper()
-	b, err := json.Marshal(h.state())
+	b, err := json.Marshal(h.State())
 	if err != nil {
 		t.Fatalf("marshal state: %v", err)
 	}
-	var s HistogramState
+	var s State
 	if err := json.Unmarshal(b, &s); err != nil {
 		t.Fatalf("unmarshal state %s: %v", b, err)
 	}
-	r, err := histogramFromState(bounds, s)
+	r, err := FromState(bounds, s)
 	if err != nil {
 		t.Fatalf("restore state %s: %v", b, err)
 	}
@@ -250,17 +250,17 @@ func TestHistogramRestoredFromStateIsTheSame(t *testing.T) {
 	created := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	for _, tc := range histogramCases {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHistogram(tc.bounds)
+			h := New(tc.bounds)
 			h.created = created
 			for _, v := range tc.values {
-				h.observe(v)
+				h.Observe(v)
 			}
 			r := restored(t, tc.bounds, h)
-			want, got := writtenMetric(t, h.metric(testDesc, "x")), writtenMetric(t, r.metric(testDesc, "x"))
+			want, got := writtenMetric(t, h.Metric(testDesc, "x")), writtenMetric(t, r.Metric(testDesc, "x"))
 			if diff := cmp.Diff(want, got, equalHistograms); diff != "" {
 				t.Errorf("metric (-saved +restored):\n%s", diff)
 			}
-			if diff := cmp.Diff(h.state(), r.state(), cmpopts.EquateNaNs()); diff != "" {
+			if diff := cmp.Diff(h.State(), r.State(), cmpopts.EquateNaNs()); diff != "" {
 				t.Errorf("state (-saved +restored):\n%s", diff)
 			}
 		})
@@ -270,18 +270,18 @@ func TestHistogramRestoredFromStateIsTheSame(t *testing.T) {
 func TestHistogramRestoredMidwayMatchesClientGolangWithoutRestart(t *testing.T) {
 	for _, tc := range histogramCases {
 		t.Run(tc.name, func(t *testing.T) {
-			ours, ref := newHistogram(tc.bounds), referenceHistogram(tc.bounds)
+			ours, ref := New(tc.bounds), referenceHistogram(tc.bounds)
 			half := len(tc.values) / 2
 			for _, v := range tc.values[:half] {
-				ours.observe(v)
+				ours.Observe(v)
 				ref.Observe(v)
 			}
 			ours = restored(t, tc.bounds, ours)
 			for _, v := range tc.values[half:] {
-				ours.observe(v)
+				ours.Observe(v)
 				ref.Observe(v)
 			}
-			want, got := histogramFields(t, ref), histogramFields(t, ours.metric(testDesc, "x"))
+			want, got := histogramFields(t, ref), histogramFields(t, ours.Metric(testDesc, "x"))
 			if diff := cmp.Diff(want, got, equalHistograms); diff != "" {
 				t.Errorf("(-client_golang +ours):\n%s", diff)
 			}
@@ -290,12 +290,12 @@ func TestHistogramRestoredMidwayMatchesClientGolangWithoutRestart(t *testing.T) 
 }
 
 func TestHistogramMetric(t *testing.T) {
-	h := newHistogram([]float64{1, 5})
+	h := New([]float64{1, 5})
 	for _, v := range []float64{0.5, 2, 3, 10} {
-		h.observe(v)
+		h.Observe(v)
 	}
 	h.created = time.Unix(1700000000, 0)
-	got := writtenMetric(t, h.metric(testDesc, "SUCCEEDED"))
+	got := writtenMetric(t, h.Metric(testDesc, "SUCCEEDED"))
 	want := &dto.Metric{
 		Label: []*dto.LabelPair{{Name: new("status"), Value: new("SUCCEEDED")}},
 		Histogram: &dto.Histogram{
@@ -328,20 +328,20 @@ func TestHistogramMetric(t *testing.T) {
 	}
 
 	t.Run("is a copy that later observations leave alone", func(t *testing.T) {
-		m := h.metric(testDesc, "SUCCEEDED")
-		h.observe(1)
+		m := h.Metric(testDesc, "SUCCEEDED")
+		h.Observe(1)
 		if got := writtenMetric(t, m).GetHistogram().GetSampleCount(); got != 4 {
 			t.Errorf("sample count %d, want 4", got)
 		}
 	})
 	t.Run("without a created time has no created timestamp", func(t *testing.T) {
-		if ts := writtenMetric(t, newHistogram(nil).metric(testDesc, "x")).GetHistogram().GetCreatedTimestamp(); ts != nil {
+		if ts := writtenMetric(t, New(nil).Metric(testDesc, "x")).GetHistogram().GetCreatedTimestamp(); ts != nil {
 			t.Errorf("created timestamp %v, want none", ts)
 		}
 	})
 	t.Run("with the wrong number of label values is invalid", func(t *testing.T) {
 		var out dto.Metric
-		err := h.metric(testDesc, "a", "b").Write(&out)
+		err := h.Metric(testDesc, "a", "b").Write(&out)
 		if err == nil || !strings.Contains(err.Error(), "label") {
 			t.Errorf("error %v, want one about labels", err)
 		}
@@ -349,12 +349,12 @@ func TestHistogramMetric(t *testing.T) {
 }
 
 func TestHistogramStateJSON(t *testing.T) {
-	h := newHistogram([]float64{1, 5})
+	h := New([]float64{1, 5})
 	for _, v := range []float64{0.5, 2, 2.1, 2.5, 10, 0, -1} {
-		h.observe(v)
+		h.Observe(v)
 	}
 	h.created = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	b, err := json.Marshal(h.state())
+	b, err := json.Marshal(h.State())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,12 +367,12 @@ func TestHistogramStateJSON(t *testing.T) {
 	}
 
 	for _, sum := range []float64{math.NaN(), math.Inf(+1), math.Inf(-1), -0.25} {
-		s := HistogramState{Sum: sum}
+		s := State{Sum: sum}
 		b, err := json.Marshal(s)
 		if err != nil {
 			t.Fatalf("marshal sum %g: %v", sum, err)
 		}
-		var r HistogramState
+		var r State
 		if err := json.Unmarshal(b, &r); err != nil {
 			t.Fatalf("unmarshal %s: %v", b, err)
 		}
@@ -380,7 +380,7 @@ func TestHistogramStateJSON(t *testing.T) {
 			t.Errorf("sum %g round-trips to %g through %s", sum, r.Sum, b)
 		}
 	}
-	var s HistogramState
+	var s State
 	if err := json.Unmarshal([]byte(`{"sum":"many"}`), &s); err == nil {
 		t.Error("a sum that is neither a number nor NaN or an infinity is accepted")
 	}
@@ -388,17 +388,17 @@ func TestHistogramStateJSON(t *testing.T) {
 
 func TestHistogramFromStateRejectsWhatDoesNotFit(t *testing.T) {
 	bounds := []float64{1, 5}
-	valid := func() HistogramState {
-		h := newHistogram(bounds)
+	valid := func() State {
+		h := New(bounds)
 		for _, v := range []float64{0.5, 2, 3, 10, -1, 0} {
-			h.observe(v)
+			h.Observe(v)
 		}
-		return h.state()
+		return h.State()
 	}
 	for _, tc := range []struct {
 		name   string
 		bounds []float64
-		change func(*HistogramState)
+		change func(*State)
 		want   string
 	}{
 		{
@@ -414,39 +414,39 @@ func TestHistogramFromStateRejectsWhatDoesNotFit(t *testing.T) {
 			want: "classic bucket 2 of the state has the upper bound 5, the histogram's 6",
 		},
 		{
-			name: "counts without bounds", change: func(s *HistogramState) { s.Bounds = nil },
+			name: "counts without bounds", change: func(s *State) { s.Bounds = nil },
 			want: "state has 2 classic buckets (0 bounds), the histogram 2",
 		},
 		{
-			name: "a schema finer than the histogram's", change: func(s *HistogramState) { s.Schema = 4 },
+			name: "a schema finer than the histogram's", change: func(s *State) { s.Schema = 4 },
 			want: "state has native schema 4, outside -4 to 3",
 		},
 		{
-			name: "a schema below -4", change: func(s *HistogramState) { s.Schema = -5 },
+			name: "a schema below -4", change: func(s *State) { s.Schema = -5 },
 			want: "state has native schema -5, outside -4 to 3",
 		},
 		{
-			name: "a NaN zero threshold", change: func(s *HistogramState) { s.ZeroThreshold = math.NaN() },
+			name: "a NaN zero threshold", change: func(s *State) { s.ZeroThreshold = math.NaN() },
 			want: "invalid zero threshold NaN",
 		},
 		{
-			name: "more in classic buckets than the count", change: func(s *HistogramState) { s.Buckets[0] = 100 },
+			name: "more in classic buckets than the count", change: func(s *State) { s.Buckets[0] = 100 },
 			want: "102 observations in classic buckets but a count of 6",
 		},
 		{
-			name: "more in native buckets than the count", change: func(s *HistogramState) { s.ZeroCount = 100 },
+			name: "more in native buckets than the count", change: func(s *State) { s.ZeroCount = 100 },
 			want: "105 observations in native buckets but a count of 6",
 		},
 		{
 			name: "overlapping spans",
-			change: func(s *HistogramState) {
+			change: func(s *State) {
 				s.Positive = []NativeSpan{{Start: 3, Counts: []uint64{1, 1}}, {Start: 4, Counts: []uint64{1}}}
 			},
 			want: "positive native buckets of the state: span at 4 overlaps or precedes the one before",
 		},
 		{
 			name:   "a span beyond the largest index",
-			change: func(s *HistogramState) { s.Negative = []NativeSpan{{Start: math.MaxInt32, Counts: []uint64{1, 1}}} },
+			change: func(s *State) { s.Negative = []NativeSpan{{Start: math.MaxInt32, Counts: []uint64{1, 1}}} },
 			want:   "negative native buckets of the state: span at 2147483647 of 2 buckets goes beyond the largest index",
 		},
 	} {
@@ -459,7 +459,7 @@ func TestHistogramFromStateRejectsWhatDoesNotFit(t *testing.T) {
 			if tc.bounds != nil {
 				b = tc.bounds
 			}
-			h, err := histogramFromState(b, s)
+			h, err := FromState(b, s)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("histogramFromState = %v, %v; want an error with %q", h, err, tc.want)
 			}
@@ -470,12 +470,12 @@ func TestHistogramFromStateRejectsWhatDoesNotFit(t *testing.T) {
 		s := valid()
 		s.Schema = 0
 		s.Positive = []NativeSpan{{Start: 1, Counts: []uint64{1, 0, 2}}, {Start: 4, Counts: []uint64{1}}}
-		h, err := histogramFromState(bounds, s)
+		h, err := FromState(bounds, s)
 		if err != nil {
 			t.Fatal(err)
 		}
 		want := []NativeSpan{{Start: 1, Counts: []uint64{1, 0, 2, 1}}}
-		if diff := cmp.Diff(want, h.state().Positive); diff != "" {
+		if diff := cmp.Diff(want, h.State().Positive); diff != "" {
 			t.Errorf("positive buckets (-want +got):\n%s", diff)
 		}
 	})
@@ -484,13 +484,13 @@ func TestHistogramFromStateRejectsWhatDoesNotFit(t *testing.T) {
 func BenchmarkHistogramObserve(b *testing.B) {
 	values := randomDurations(7, 4096, 7200)
 	b.Run("ours", func(b *testing.B) {
-		h := newHistogram(DefaultDurationBuckets())
+		h := New(DefaultBuckets())
 		for i := range b.N {
-			h.observe(values[i%len(values)])
+			h.Observe(values[i%len(values)])
 		}
 	})
 	b.Run("client_golang", func(b *testing.B) {
-		h := referenceHistogram(DefaultDurationBuckets())
+		h := referenceHistogram(DefaultBuckets())
 		for i := range b.N {
 			h.Observe(values[i%len(values)])
 		}
@@ -503,17 +503,17 @@ func TestHistogramAddIsObservingTheSame(t *testing.T) {
 	for _, tc := range histogramCases {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, split := range []int{0, len(tc.values) / 3, len(tc.values)} {
-				all, h, o := newHistogram(tc.bounds), newHistogram(tc.bounds), newHistogram(tc.bounds)
+				all, h, o := New(tc.bounds), New(tc.bounds), New(tc.bounds)
 				for i, v := range tc.values {
-					all.observe(v)
+					all.Observe(v)
 					if i < split {
-						h.observe(v)
+						h.Observe(v)
 					} else {
-						o.observe(v)
+						o.Observe(v)
 					}
 				}
-				before := o.state()
-				h.add(o)
+				before := o.State()
+				h.Add(o)
 				// Observed one by one, a histogram may keep more than
 				// nativeMaxBucketNumber buckets until the next observation
 				// halves them again; added, it has at most that many: the
@@ -525,11 +525,11 @@ func TestHistogramAddIsObservingTheSame(t *testing.T) {
 					all.schema--
 					all.positive, all.negative = halveNative(all.positive), halveNative(all.negative)
 				}
-				want, got := histogramFields(t, all.metric(testDesc, "x")), histogramFields(t, h.metric(testDesc, "x"))
+				want, got := histogramFields(t, all.Metric(testDesc, "x")), histogramFields(t, h.Metric(testDesc, "x"))
 				if diff := cmp.Diff(want, got, approx); diff != "" {
 					t.Errorf("the first %d observed, the rest added (-observed +added):\n%s", split, diff)
 				}
-				if diff := cmp.Diff(before, o.state(), cmpopts.EquateNaNs()); diff != "" {
+				if diff := cmp.Diff(before, o.State(), cmpopts.EquateNaNs()); diff != "" {
 					t.Errorf("add changed the histogram added (-before +after):\n%s", diff)
 				}
 			}
@@ -538,14 +538,14 @@ func TestHistogramAddIsObservingTheSame(t *testing.T) {
 }
 
 func TestHistogramAddKeepsTheLaterExemplars(t *testing.T) {
-	h, o := newHistogram([]float64{1, 10}), newHistogram([]float64{1, 10})
-	h.observeWithExemplar(0.5, exemplar{runID: "run_old_fast"})
-	h.observeWithExemplar(5, exemplar{runID: "run_old_slow"})
-	o.observeWithExemplar(7, exemplar{runID: "run_new_slow"})
-	h.add(o)
+	h, o := New([]float64{1, 10}), New([]float64{1, 10})
+	h.ObserveWithExemplar(0.5, Exemplar{RunID: "run_old_fast"})
+	h.ObserveWithExemplar(5, Exemplar{RunID: "run_old_slow"})
+	o.ObserveWithExemplar(7, Exemplar{RunID: "run_new_slow"})
+	h.Add(o)
 	var got []string
 	for _, e := range h.exemplars {
-		got = append(got, e.runID)
+		got = append(got, e.RunID)
 	}
 	if want := []string{"run_old_fast", "run_new_slow", ""}; !slices.Equal(got, want) {
 		t.Errorf("exemplars by bucket %q, want %q", got, want)

@@ -1,4 +1,4 @@
-package collector
+package histogram
 
 import (
 	"math"
@@ -10,35 +10,35 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// exemplar names the latest run a counter or a histogram bucket counted:
+// Exemplar names the latest run a counter or a histogram bucket counted:
 // OpenMetrics exposition shows it as {run_id="…", session_id="…"}, so that
 // a graph leads to a run. Exemplars are not saved with the state.
-type exemplar struct {
-	runID, sessionID string
-	at               time.Time // when the exporter counted the run
+type Exemplar struct {
+	RunID, SessionID string
+	At               time.Time // when the exporter counted the run
 }
 
 // labels returns the exemplar's labels, or nil when they are longer than
 // OpenMetrics allows (128 runes of names and values together).
-func (e exemplar) labels() prometheus.Labels {
-	if e.runID == "" {
+func (e Exemplar) labels() prometheus.Labels {
+	if e.RunID == "" {
 		return nil
 	}
-	l := prometheus.Labels{"run_id": e.runID, "session_id": e.sessionID}
+	l := prometheus.Labels{"run_id": e.RunID, "session_id": e.SessionID}
 	n := 0
 	for k, v := range l {
 		n += utf8.RuneCountInString(k) + utf8.RuneCountInString(v)
 	}
-	if n > prometheus.ExemplarMaxRunes || !utf8.ValidString(e.runID) || !utf8.ValidString(e.sessionID) {
+	if n > prometheus.ExemplarMaxRunes || !utf8.ValidString(e.RunID) || !utf8.ValidString(e.SessionID) {
 		return nil
 	}
 	return l
 }
 
-// attach returns the counter m with the exemplar of value v, or m as it
+// Attach returns the counter m with the exemplar of value v, or m as it
 // is when the exemplar cannot be written.
-func (e exemplar) attach(m prometheus.Metric, v float64) prometheus.Metric {
-	ex := e.proto(v)
+func (e Exemplar) Attach(m prometheus.Metric, v float64) prometheus.Metric {
+	ex := e.Proto(v)
 	if ex == nil {
 		return m
 	}
@@ -63,20 +63,20 @@ func (m *counterWithExemplar) Write(out *dto.Metric) error {
 	return nil
 }
 
-// proto returns the exemplar of value v as a dto.Exemplar, or nil.
-func (e exemplar) proto(v float64) *dto.Exemplar {
+// Proto returns the exemplar of value v as a dto.Exemplar, or nil.
+func (e Exemplar) Proto(v float64) *dto.Exemplar {
 	l := e.labels()
 	if l == nil || math.IsNaN(v) {
 		return nil
 	}
 	// Sorted by name, as client_golang writes them.
 	pairs := []*dto.LabelPair{
-		{Name: new("run_id"), Value: new(e.runID)},
-		{Name: new("session_id"), Value: new(e.sessionID)},
+		{Name: new("run_id"), Value: new(e.RunID)},
+		{Name: new("session_id"), Value: new(e.SessionID)},
 	}
 	ex := &dto.Exemplar{Label: pairs, Value: new(v)}
-	if !e.at.IsZero() {
-		ex.Timestamp = timestamppb.New(e.at)
+	if !e.At.IsZero() {
+		ex.Timestamp = timestamppb.New(e.At)
 	}
 	return ex
 }
