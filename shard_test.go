@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/go-kit/log"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -36,6 +39,8 @@ type shardFleet struct {
 	apps     []string
 	sessions map[string][]string // by app
 	runs     int
+	// shardedURL is the address of the fake the shards poll.
+	shardedURL string
 }
 
 const (
@@ -71,6 +76,8 @@ func newShardFleet(t *testing.T) *shardFleet {
 		name := "sharded.yml"
 		if fake == f.single {
 			name = "single.yml"
+		} else {
+			f.shardedURL = srv.URL
 		}
 		if err := os.WriteFile(filepath.Join(f.dir, name), []byte(strings.ReplaceAll(yml.String(), "BASE_URL", srv.URL)), 0o600); err != nil {
 			t.Fatal(err)
@@ -508,4 +515,270 @@ func TestConfigCheckPrintsWhatTheShardOwns(t *testing.T) {
 			t.Errorf("%s keys: exit %d, stdout\n%s\nwant\n%s\nstderr %s", key, code, stdout.String(), want, stderr.String())
 		}
 	}
+}
+
+// ownedOf returns the sessions of app among ids that shard owns.
+func ownedOf(shard sharding.Shard, app string, ids []string) map[string]bool {
+	out := map[string]bool{}
+	if !shard.OwnsApp(app) {
+		return out
+	}
+	for _, id := range ids {
+		if shard.Key == sharding.KeyApp || shard.OwnsSession(app, id) {
+			out[id] = true
+		}
+	}
+	return out
+}
+
+// exportedSessions are the session IDs of app whose aily_session_up the
+// samples hold.
+func exportedSessions(samples map[string]float64, app string) map[string]bool {
+	out := map[string]bool{}
+	for k := range perSession(samples, "aily_session_up") {
+		if a, id, _ := strings.Cut(k, "/"); a == app {
+			out[id] = true
+		}
+	}
+	return out
+}
+
+// TestShardsShareOutTheSessionsOfASessionsURL: the sessions a sessions_url
+// lists are shared out as configured ones are, at the first fetch and when
+// the list changes: with session keys each shard polls and exports its
+// share of them, with app keys only the app's owner fetches the URL at all.
+func TestShardsShareOutTheSessionsOfASessionsURL(t *testing.T) {
+	for _, key := range []sharding.Key{sharding.KeyApp, sharding.KeySession} {
+		t.Run(string(key), func(t *testing.T) {
+			f := newShardFleet(t)
+			listed := func(from, to int) []string {
+				var ids []string
+				for i := from; i < to; i++ {
+					ids = append(ids, fmt.Sprintf("discovered_%d", i))
+				}
+				return ids
+			}
+			asJSON := func(ids []string) string { return `["` + strings.Join(ids, `", "`) + `"]` }
+			agent := newSessionsAgent(t, asJSON(listed(0, 24)))
+			// Two apps, one with configured sessions, both with a sessions_url.
+			cfg := "apps:\n"
+			for _, app := range []string{"app_0", "app_1"} {
+				cfg += fmt.Sprintf("  - name: %s\n    app_id: %s\n    app_secret: %s\n    base_url: %s\n    sessions_url: %s/%s\n    sessions_refresh_interval: 1h\n",
+					app, fleetCredentials, fleetSecret, f.shardedURL, agent.srv.URL, app)
+			}
+			cfg += "    sessions: [configured_0, configured_1, configured_2, configured_3]\n"
+			if err := os.WriteFile(filepath.Join(f.dir, "url.yml"), []byte(cfg), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			shards := shardsOf(t, 2, key)
+			var xs []*fleetExporter
+			for _, s := range shards {
+				xs = append(xs, f.start("url.yml", s, ""))
+			}
+			check := func(when string, ids map[string][]string) {
+				t.Helper()
+				for _, app := range []string{"app_0", "app_1"} {
+					union := map[string]int{}
+					for i, x := range xs {
+						got := exportedSessions(x.scrape(), app)
+						want := ownedOf(shards[i], app, ids[app])
+						if fmt.Sprint(got) != fmt.Sprint(want) {
+							t.Errorf("%s: shard %d exports the sessions %v of %s, want %v", when, i, got, app, want)
+						}
+						for id := range got {
+							union[id]++
+						}
+					}
+					if len(union) != len(ids[app]) {
+						t.Errorf("%s: the shards export %d sessions of %s, want the %d configured and listed", when, len(union), app, len(ids[app]))
+					}
+					for id, n := range union {
+						if n != 1 {
+							t.Errorf("%s: session %s of %s is exported by %d shards", when, id, app, n)
+						}
+					}
+					// With app keys the app's other shard has no source.
+					for i, x := range xs {
+						x.exporter.mu.Lock()
+						_, fetching := x.exporter.discoveries[app]
+						x.exporter.mu.Unlock()
+						if fetching != shards[i].OwnsApp(app) {
+							t.Errorf("%s: shard %d fetches the sessions_url of %s: %v, want %v", when, i, app, fetching, shards[i].OwnsApp(app))
+						}
+					}
+				}
+			}
+			configured := []string{"configured_0", "configured_1", "configured_2", "configured_3"}
+			check("first fetch", map[string][]string{"app_0": listed(0, 24), "app_1": append(listed(0, 24), configured...)})
+
+			// The list changes: 8 sessions go, 16 come.
+			agent.set(asJSON(listed(8, 40)), 0, false)
+			for _, x := range xs {
+				x.exporter.mu.Lock()
+				sources := make([]*appDiscovery, 0, len(x.exporter.discoveries))
+				for _, d := range x.exporter.discoveries {
+					sources = append(sources, d)
+				}
+				x.exporter.mu.Unlock()
+				for _, d := range sources {
+					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+					err := d.source.Refresh(ctx)
+					cancel()
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			check("after the list changed", map[string][]string{"app_0": listed(8, 40), "app_1": append(listed(8, 40), configured...)})
+		})
+	}
+}
+
+// TestAShardSavesOnlyWhatItOwns: a shard that starts on the state of an
+// exporter that watched everything (of the current format, or of version 1,
+// migrated) carries on with the sessions it owns, counts and all, and at
+// once saves a state without the apps and sessions it does not own.
+func TestAShardSavesOnlyWhatItOwns(t *testing.T) {
+	f := newShardFleet(t)
+	dir := t.TempDir()
+	whole := f.start("sharded.yml", sharding.Shard{}, dir)
+	whole.scrape()
+	whole.scrape()
+	f.finishRuns(func(string, string) bool { return true })
+	whole.scrape()
+	counted := perSession(whole.scrape(), "aily_runs_finished_total")
+	whole.stop()
+	if total(counted) != fleetApps*fleetSessions {
+		t.Fatalf("the unsharded exporter counted %v runs, want %d", total(counted), fleetApps*fleetSessions)
+	}
+	v2, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := stateOfVersion1(t, v2)
+
+	for _, tc := range []struct {
+		name  string
+		file  []byte
+		key   sharding.Key
+		shard int
+	}{
+		{"version 2, app keys", v2, sharding.KeyApp, 0},
+		{"version 2, session keys", v2, sharding.KeySession, 1},
+		{"version 1, app keys", v1, sharding.KeyApp, 1},
+		{"version 1, session keys", v1, sharding.KeySession, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			shard, err := sharding.New(tc.shard, 2, tc.key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "state.json"), tc.file, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			x := f.start("sharded.yml", shard, dir)
+			defer x.stop() // before dir goes
+
+			// Saved at start, before any scrape: only what the shard owns.
+			st := savedState(t, dir)
+			owned := 0
+			for _, app := range f.apps {
+				owned += len(ownedOf(shard, app, f.sessions[app]))
+			}
+			if len(st.Sessions) != owned || owned == 0 || owned == fleetApps*fleetSessions {
+				t.Errorf("the state saved at start holds %d sessions, want the %d of %d the shard owns", len(st.Sessions), owned, fleetApps*fleetSessions)
+			}
+			for _, r := range st.Sessions {
+				if !ownedOf(shard, r.App, []string{r.ID})[r.ID] {
+					t.Errorf("the state saved at start holds session %s/%s, which the shard does not own", r.App, r.ID)
+				}
+				finished := 0.0
+				if r.Counts != nil {
+					for _, n := range r.Counts.Finished {
+						finished += n
+					}
+				}
+				if finished != 1 {
+					t.Errorf("session %s/%s is saved without the run it counted: %+v", r.App, r.ID, r.Counts)
+				}
+			}
+			for _, a := range st.Apps {
+				if !shard.OwnsApp(a.Name) {
+					t.Errorf("the state saved at start holds app %s, which the shard does not own", a.Name)
+				}
+			}
+
+			// The owned sessions carry on with their counts; no other is served.
+			got := perSession(x.scrape(), "aily_runs_finished_total")
+			for k, v := range got {
+				app, id, _ := strings.Cut(k, "/")
+				if !ownedOf(shard, app, []string{id})[id] {
+					t.Errorf("the shard serves session %s, which it does not own", k)
+				} else if v != counted[k] {
+					t.Errorf("session %s: %v finished runs after the restart, want the %v counted before", k, v, counted[k])
+				}
+			}
+			if len(got) != owned {
+				t.Errorf("the shard serves the counts of %d sessions, want %d", len(got), owned)
+			}
+		})
+	}
+}
+
+// savedState reads the state file in dir as the exporter does at start.
+func savedState(t *testing.T, dir string) *watch.State {
+	t.Helper()
+	s, err := openStorage(dir, log.NewNopLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.pending == nil {
+		t.Fatalf("no usable state in %s", dir)
+	}
+	return s.pending
+}
+
+// stateOfVersion1 rewrites a state file of version 2 in version 1's form:
+// each session's counts and holding beside its record rather than in it.
+func stateOfVersion1(t *testing.T, file []byte) []byte {
+	t.Helper()
+	var env map[string]json.RawMessage
+	if err := json.Unmarshal(file, &env); err != nil {
+		t.Fatal(err)
+	}
+	var data map[string]json.RawMessage
+	if err := json.Unmarshal(env["data"], &data); err != nil {
+		t.Fatal(err)
+	}
+	var sessions []map[string]json.RawMessage
+	if err := json.Unmarshal(data["sessions"], &sessions); err != nil {
+		t.Fatal(err)
+	}
+	old := make([]map[string]json.RawMessage, 0, len(sessions))
+	for _, r := range sessions {
+		s := map[string]json.RawMessage{}
+		for _, k := range []string{"counts", "holding"} {
+			if v, ok := r[k]; ok {
+				s[k] = v
+				delete(r, k)
+			}
+		}
+		s["watch"] = mustJSON(t, r)
+		old = append(old, s)
+	}
+	data["sessions"] = mustJSON(t, old)
+	env["data"] = mustJSON(t, data)
+	env["version"] = json.RawMessage("1")
+	env["data_crc32c"] = mustJSON(t, fmt.Sprintf("%08x", crc32.Checksum(env["data"], crc32.MakeTable(crc32.Castagnoli))))
+	return mustJSON(t, env)
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
