@@ -35,9 +35,16 @@ func (e *exporter) routes(o routeOptions) http.Handler {
 	// deadline. The runs' metrics are gathered from a registry made per
 	// request, bound to that request's deadline.
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(versioncollector.NewCollector(programName), e.reloadSuccess, e.reloadTimestamp, newDiscoveryMetrics(e))
+	// A shard labels all its series with its ordinal: shards that share out
+	// an app's sessions each export the app's series (aily_sessions, the
+	// summed run counters), which the label keeps apart, while the HA
+	// replicas of one shard still export the same series, merged with
+	// max without (instance, pod).
+	r := e.shardLabels(reg)
+	r.MustRegister(versioncollector.NewCollector(programName), e.reloadSuccess, e.reloadTimestamp, newDiscoveryMetrics(e),
+		newShardMetrics(e.shard))
 	if e.storage != nil {
-		reg.MustRegister(newStateMetrics(e.storage.store))
+		r.MustRegister(newStateMetrics(e.storage.store))
 	}
 	mh := &metricsHandler{
 		exporter:      e,
@@ -47,12 +54,12 @@ func (e *exporter) routes(o routeOptions) http.Handler {
 	}
 	var metrics http.Handler = mh
 	if !o.disableExporterMetrics {
-		reg.MustRegister(
+		r.MustRegister(
 			collectors.NewGoCollector(),
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		)
-		mh.instrumentation = reg
-		metrics = promhttp.InstrumentMetricHandler(reg, mh)
+		mh.instrumentation = r
+		metrics = promhttp.InstrumentMetricHandler(r, mh)
 	}
 
 	mux := http.NewServeMux()
@@ -142,7 +149,7 @@ func (h *metricsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.exporter.refreshSessions()
 	scrape := prometheus.NewRegistry()
 	sc := h.exporter.collector.ForScrape(ctx)
-	if err := scrape.Register(sc); err != nil {
+	if err := h.exporter.shardLabels(scrape).Register(sc); err != nil {
 		http.Error(w, fmt.Sprintf("register collector: %s", err), http.StatusInternalServerError)
 		return
 	}

@@ -32,6 +32,7 @@ import (
 	sloggokit "github.com/tjhop/slog-gokit"
 
 	"github.com/aily-exporter/aily_exporter/config"
+	"github.com/aily-exporter/aily_exporter/internal/sharding"
 	"github.com/aily-exporter/aily_exporter/watch"
 )
 
@@ -69,6 +70,9 @@ type flags struct {
 	durationBuckets        string
 	logLevel               string
 	logFormat              string
+	shard                  string
+	totalShards            int
+	shardKey               string
 	demoSpeed              float64
 	demoBurstInterval      time.Duration
 	demoAPIAddress         string
@@ -116,6 +120,12 @@ func addFlags(a *kingpin.Application) *flags {
 		Default("data/").IsSetByUser(&f.storagePathSet).StringVar(&f.storagePath)
 	a.Flag("collector.duration-buckets", "classic buckets of the duration histograms, in seconds").
 		Default("1,2.5,5,10,20,30,60,120,300,600,1800,3600").StringVar(&f.durationBuckets)
+	a.Flag("shard", "this exporter's shard among --total-shards: a number from 0, or auto for the trailing -N of the host name (a StatefulSet pod's, as aily-exporter-2); see docs/sharding.md").
+		Default("0").StringVar(&f.shard)
+	a.Flag("total-shards", "how many shards share the configuration; each watches the apps (or sessions, --shard.key) whose jump hash is its --shard; 1: no sharding").
+		Default("1").IntVar(&f.totalShards)
+	a.Flag("shard.key", "what the shards share out: app (each app to one shard) or session (each session to one shard; each shard polls at the app's rate limit and daily budget divided by --total-shards)").
+		Default("app").EnumVar(&f.shardKey, "app", "session")
 	a.Flag("log.level", "Only log messages with the given severity or above. One of: [debug, info, warn, error]").
 		Default("info").EnumVar(&f.logLevel, "debug", "info", "warn", "error")
 	a.Flag("log.format", "Output format of log messages. One of: [logfmt, json]").
@@ -167,16 +177,28 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) (code int) {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	clients := clientOptions{timeout: f.feishuTimeout, pageSize: f.feishuPageSize, rateLimit: f.feishuRateLimit,
+	shard, err := shardOf(f, os.Hostname)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	// With session keys every shard polls every app, on its share of the
+	// app's quota.
+	rateLimit := f.feishuRateLimit / shard.Divisor()
+	clients := clientOptions{timeout: f.feishuTimeout, pageSize: f.feishuPageSize, rateLimit: rateLimit,
 		concurrency: f.feishuConcurrency}
 
 	if f.configCheck {
-		return checkConfig(f.configFile, *f.web.WebConfigFile, clients, stdout, stderr)
+		return checkConfig(f.configFile, *f.web.WebConfigFile, clients, shard, stdout, stderr)
 	}
 
 	logger, slogger := newLogger(stderr, f.logLevel, f.logFormat)
 	level.Info(logger).Log("msg", "Starting "+programName, "version", version.Info())
 	level.Info(logger).Log("msg", "Build context", "build_context", version.BuildContext())
+	if shard.Sharded() {
+		level.Info(logger).Log("msg", "Sharded", "shard", shard.Ordinal, "total_shards", shard.Total, "key", shard.Key,
+			"rate_limit_per_app", rateLimit)
+	}
 
 	source := func() (*config.Config, error) { return config.Load(f.configFile) }
 	if f.demo {
@@ -216,12 +238,13 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) (code int) {
 		clients:     clients,
 		storage:     store,
 		dailyBudget: f.pollDailyBudget,
+		shard:       shard,
 		watch: watch.Options{
 			MinInterval:     zeroMeansNone(f.pollMinInterval),
 			IdleAfter:       f.pollIdleAfter,
 			IdleInterval:    f.pollIdleInterval,
 			FullInterval:    f.pollFullInterval,
-			RateLimit:       f.feishuRateLimit,
+			RateLimit:       rateLimit,
 			Concurrency:     f.feishuConcurrency,
 			DurationBuckets: buckets,
 		},
@@ -293,8 +316,9 @@ func newHTTPServer(h http.Handler, logger log.Logger) *http.Server {
 // and sessions_url client (which makes no request: a TLS file that is not
 // there is found, a URL that does not answer is not), checks the
 // --web.config.file if one is given (TLS certificates, basic auth users),
-// and prints the first problem or "config OK", after any warnings.
-func checkConfig(path, webConfig string, clients clientOptions, stdout, stderr io.Writer) int {
+// and prints the first problem or "config OK", after any warnings; when
+// sharded, then what this shard owns.
+func checkConfig(path, webConfig string, clients clientOptions, shard sharding.Shard, stdout, stderr io.Writer) int {
 	cfg, err := config.Load(path)
 	if err == nil {
 		for _, app := range cfg.Apps {
@@ -322,7 +346,55 @@ func checkConfig(path, webConfig string, clients clientOptions, stdout, stderr i
 		fmt.Fprintln(stderr, "warning:", w)
 	}
 	fmt.Fprintln(stdout, "config OK")
+	if shard.Sharded() {
+		printOwned(stdout, cfg, shard)
+	}
 	return 0
+}
+
+// printOwned tells, for --config.check, which apps and sessions shard
+// watches. The sessions a sessions_url lists are not fetched: they are
+// shared out the same way once they are.
+func printOwned(w io.Writer, cfg *config.Config, shard sharding.Shard) {
+	fmt.Fprintf(w, "shard %d of %d (--shard.key=%s) owns:\n", shard.Ordinal, shard.Total, shard.Key)
+	owned := 0
+	for _, app := range cfg.Apps {
+		if !shard.OwnsApp(app.Name) {
+			continue
+		}
+		owned++
+		all := app.AllSessions()
+		mine := ownedSessions(shard, app.Name, all)
+		line := fmt.Sprintf("  app %s: %d of %d sessions", app.Name, len(mine), len(all))
+		if app.SessionsURL != "" {
+			line += ", and its share of those its sessions_url lists"
+		}
+		if len(mine) > 0 && len(mine) <= 20 {
+			line += ": " + strings.Join(mine, ", ")
+		}
+		fmt.Fprintln(w, line)
+	}
+	if owned == 0 {
+		fmt.Fprintf(w, "  none of the %d apps\n", len(cfg.Apps))
+	}
+}
+
+// shardOf is the shard the flags give; hostname names the host for
+// --shard=auto.
+func shardOf(f *flags, hostname func() (string, error)) (sharding.Shard, error) {
+	host := ""
+	if f.shard == "auto" {
+		h, err := hostname()
+		if err != nil {
+			return sharding.Shard{}, fmt.Errorf("--shard=auto: cannot read the host name: %w", err)
+		}
+		host = h
+	}
+	ordinal, err := sharding.ParseOrdinal(f.shard, host)
+	if err != nil {
+		return sharding.Shard{}, err
+	}
+	return sharding.New(ordinal, f.totalShards, sharding.Key(f.shardKey))
 }
 
 // newLogger returns the go-kit logger of --log.level and --log.format, and

@@ -29,6 +29,7 @@ import (
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
 	"github.com/aily-exporter/aily_exporter/histogram"
+	"github.com/aily-exporter/aily_exporter/internal/sharding"
 	"github.com/aily-exporter/aily_exporter/watch"
 )
 
@@ -746,7 +747,7 @@ func TestMissingSessionsFileIsAWarning(t *testing.T) {
 	if err := os.Remove(filepath.Join(e.dir, "helpdesk.sessions")); err != nil {
 		t.Fatal(err)
 	}
-	code := checkConfig(filepath.Join(e.dir, "aily.yml"), "", clientOptions{timeout: time.Second}, &stdout, &stderr)
+	code := checkConfig(filepath.Join(e.dir, "aily.yml"), "", clientOptions{timeout: time.Second}, sharding.Shard{}, &stdout, &stderr)
 	if code != 0 || stdout.String() != "config OK\n" || !strings.Contains(stderr.String(), "helpdesk.sessions does not exist") {
 		t.Errorf("--config.check: exit %d, stdout %q, stderr %q; want 0, config OK and the warning", code, stdout.String(), stderr.String())
 	}

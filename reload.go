@@ -16,6 +16,7 @@ import (
 	"github.com/aily-exporter/aily_exporter/collector"
 	"github.com/aily-exporter/aily_exporter/config"
 	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/internal/sharding"
 	"github.com/aily-exporter/aily_exporter/watch"
 )
 
@@ -89,6 +90,9 @@ type exporterOptions struct {
 	// discoveryTimeout bounds one fetch of a sessions_url; 0: the
 	// discovery package's default (tests shorten it).
 	discoveryTimeout time.Duration
+	// shard is what this exporter watches of the configuration; the zero
+	// value is the only shard.
+	shard sharding.Shard
 }
 
 // exporter holds the loaded configuration, the Feishu clients built from it,
@@ -106,6 +110,8 @@ type exporter struct {
 	dailyBudget float64
 	// discoveryTimeout bounds one fetch of a sessions_url.
 	discoveryTimeout time.Duration
+	// shard is what this exporter watches of the configuration.
+	shard sharding.Shard
 
 	// ctx ends the goroutines of the sessions_url sources (close), each of
 	// which sources counts.
@@ -161,6 +167,7 @@ func newExporter(o exporterOptions) *exporter {
 		onReload:         o.onReload,
 		storage:          o.storage,
 		dailyBudget:      o.dailyBudget,
+		shard:            o.shard,
 		started:          time.Now(),
 		reloadSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "aily_exporter_config_last_reload_successful",
@@ -243,6 +250,16 @@ func (e *exporter) reload() (err error) {
 	if cfg == nil || len(cfg.Apps) == 0 {
 		return errors.New("the configuration has no apps")
 	}
+	// The apps of other shards are not polled, exported, fetched from
+	// their sessions_url or kept in the state. A shard may own none: it
+	// still serves its shard metrics, so that no shard looks missing.
+	owned := cfg.Apps[:0:0]
+	for _, app := range cfg.Apps {
+		if e.shard.OwnsApp(app.Name) {
+			owned = append(owned, app)
+		}
+	}
+	cfg.Apps = owned
 	sources, fresh, err := e.discoverySources(cfg)
 	if err != nil {
 		return err
@@ -268,13 +285,31 @@ func (e *exporter) reload() (err error) {
 	e.cfg, e.clients = cfg, clients
 	e.swapDiscoveries(sources)
 	apps := e.watchedApps()
-	e.storage.restore(e.watcher, apps)
+	restored := e.storage.restore(e.watcher, apps, e.shard.Sharded())
 	e.collector.SetApps(apps)
+	if restored && e.shard.Sharded() {
+		// The saved state may hold apps and sessions another shard owns
+		// now, which SetApps dropped with the restored records of what is
+		// not configured: write the state without them at once, so that
+		// they cannot come back from this file should they return to this
+		// shard later, with runs counted meanwhile by the other.
+		if err := e.watcher.Save(); err != nil {
+			level.Warn(e.logger).Log("msg", "Cannot save the state without the sessions of other shards", "err", err)
+		}
+	}
 	for _, w := range cfg.Warnings() {
 		level.Warn(e.logger).Log("msg", "Configuration accepted with a warning", "warning", w)
 	}
 	for _, a := range apps {
 		logBudget(e.logger, a.Name, a.DailyBudget, len(a.Sessions))
+	}
+	if e.shard.Sharded() {
+		sessions := 0
+		for _, a := range apps {
+			sessions += len(a.Sessions)
+		}
+		level.Info(e.logger).Log("msg", "Shard owns", "shard", e.shard.Ordinal, "total_shards", e.shard.Total,
+			"key", e.shard.Key, "apps", len(apps), "sessions", sessions)
 	}
 	return nil
 }
@@ -286,13 +321,28 @@ func (e *exporter) watchedApps() []watch.App {
 		apps = append(apps, watch.App{
 			Name:        app.Name,
 			API:         e.clients[app.Name].client,
-			Sessions:    app.AllSessions(),
+			Sessions:    ownedSessions(e.shard, app.Name, app.AllSessions()),
 			PerSession:  app.SeriesPerSession(),
 			Identity:    appIdentity(app),
-			DailyBudget: app.RequestBudget(e.dailyBudget),
+			DailyBudget: app.RequestBudget(e.dailyBudget) / e.shard.Divisor(),
 		})
 	}
 	return apps
+}
+
+// ownedSessions are those of app's sessions that shard watches: all of
+// them with app keys (the app is the shard's), its share with session keys.
+func ownedSessions(shard sharding.Shard, app string, sessions []string) []string {
+	if shard.Key != sharding.KeySession || !shard.Sharded() {
+		return sessions
+	}
+	owned := make([]string, 0, len(sessions)/shard.Total+1)
+	for _, id := range sessions {
+		if shard.OwnsSession(app, id) {
+			owned = append(owned, id)
+		}
+	}
+	return owned
 }
 
 // refreshSessions re-reads every sessions_file, and takes the list each

@@ -24,6 +24,7 @@ import (
 	"github.com/aily-exporter/aily_exporter/collector"
 	"github.com/aily-exporter/aily_exporter/config"
 	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/internal/sharding"
 	"github.com/aily-exporter/aily_exporter/watch"
 )
 
@@ -84,7 +85,7 @@ func TestManySessionsWarnAtReloadAndConfigCheck(t *testing.T) {
 	}
 
 	var stdout, stderr bytes.Buffer
-	code := checkConfig(filepath.Join(e.dir, "aily.yml"), "", clientOptions{timeout: time.Second}, &stdout, &stderr)
+	code := checkConfig(filepath.Join(e.dir, "aily.yml"), "", clientOptions{timeout: time.Second}, sharding.Shard{}, &stdout, &stderr)
 	if code != 0 || stdout.String() != "config OK\n" ||
 		!strings.Contains(stderr.String(), `warning: app "helpdesk" (line 2): 10001 sessions: the run metrics are summed per app`) {
 		t.Errorf("--config.check: exit %d, stdout %q, stderr %q; want 0, config OK and the warning", code, stdout.String(), stderr.String())
@@ -95,7 +96,7 @@ func TestManySessionsWarnAtReloadAndConfigCheck(t *testing.T) {
 		"sessions_file: helpdesk.sessions\n    per_session: false", 1))
 	stderr.Reset()
 	stdout.Reset()
-	if code := checkConfig(filepath.Join(e.dir, "aily.yml"), "", clientOptions{timeout: time.Second}, &stdout, &stderr); code != 0 ||
+	if code := checkConfig(filepath.Join(e.dir, "aily.yml"), "", clientOptions{timeout: time.Second}, sharding.Shard{}, &stdout, &stderr); code != 0 ||
 		strings.Contains(stderr.String(), "warning") {
 		t.Errorf("--config.check with per_session: false: exit %d, stderr %q; want 0 and no warning", code, stderr.String())
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/internal/sharding"
 	"github.com/aily-exporter/aily_exporter/status"
 )
 
@@ -323,7 +324,7 @@ func TestConfigCheckBuildsTheSessionsURLClient(t *testing.T) {
       tls_config: {ca_file: missing-ca.pem}
 `)
 	var stdout, stderr bytes.Buffer
-	code := checkConfig(path, "", clientOptions{timeout: time.Second}, &stdout, &stderr)
+	code := checkConfig(path, "", clientOptions{timeout: time.Second}, sharding.Shard{}, &stdout, &stderr)
 	if code != 1 || !strings.Contains(stderr.String(), `app "a": sessions_http_config: `) || !strings.Contains(stderr.String(), "missing-ca.pem") {
 		t.Errorf("--config.check with a CA file that is not there: exit %d, stderr %q; want 1 naming the app and the file", code, stderr.String())
 	}

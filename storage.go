@@ -86,18 +86,24 @@ func (s *storage) Save(st *watch.State) error {
 }
 
 // restore hands the saved state to the watcher before its first
-// configuration. State that belongs to none of the configured apps is moved
-// aside, as a corrupt file is.
-func (s *storage) restore(w *watch.Watcher, apps []watch.App) {
+// configuration, and reports whether there was one. State that belongs to
+// none of the configured apps is moved aside, as a corrupt file is; unless
+// sharded: a shard's state may be of apps that other shards own now, and
+// it is simply not carried on (the next save replaces it).
+func (s *storage) restore(w *watch.Watcher, apps []watch.App, sharded bool) bool {
 	if s == nil || s.pending == nil {
-		return
+		return false
 	}
 	saved := s.pending
 	s.pending = nil
 	err := w.Restore(saved, apps)
-	if errors.Is(err, watch.ErrForeignState) {
+	switch {
+	case errors.Is(err, watch.ErrForeignState) && sharded:
+		level.Info(s.logger).Log("msg", "The saved state is of apps this shard does not own; starting afresh")
+	case errors.Is(err, watch.ErrForeignState):
 		s.store.MoveAside(err.Error())
 	}
+	return true
 }
 
 // appIdentity is where an app's runs come from, which a saved state must

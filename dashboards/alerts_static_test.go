@@ -23,6 +23,8 @@ const runbookBase = "https://github.com/aily-exporter/aily_exporter/blob/main/"
 var runbookDocs = map[string]string{
 	"AilyErrorBudgetBurnFast": "docs/slo.md",
 	"AilyErrorBudgetBurnSlow": "docs/slo.md",
+	"AilyShardsMissing":       "docs/sharding.md",
+	"AilyShardingMismatch":    "docs/sharding.md",
 }
 
 // runbookDoc is the page with the runbook of alert.
@@ -73,6 +75,13 @@ var wantAlerts = []string{
 	"AilyAppDown",
 	"AilyErrorBudgetBurnFast",
 	"AilyErrorBudgetBurnSlow",
+}
+
+// wantShardAlerts are the alerts of sharded exporters (issue 17), in group
+// aily, whose runbooks are in docs/sharding.md (runbookDocs).
+var wantShardAlerts = []string{
+	"AilyShardsMissing",
+	"AilyShardingMismatch",
 }
 
 // wantStatusURL are the alerts about runs and sessions, which link to the
@@ -176,7 +185,7 @@ func TestAlertRules(t *testing.T) {
 			}
 		}
 	}
-	for _, a := range wantAlerts {
+	for _, a := range slices.Concat(wantAlerts, wantShardAlerts) {
 		if !seen[a] {
 			t.Errorf("no alert %s", a)
 		}
@@ -224,7 +233,7 @@ func TestAlertRulesTested(t *testing.T) {
 			}
 		}
 	}
-	for _, a := range wantAlerts {
+	for _, a := range slices.Concat(wantAlerts, wantShardAlerts) {
 		if !fires[a] {
 			t.Errorf("no test where %s fires", a)
 		}
@@ -251,7 +260,7 @@ func readYAMLLoose(t *testing.T, path string, v any) {
 // of "### AilyRunStuck" is #ailyrunstuck.
 func TestRunbooksInDocs(t *testing.T) {
 	pages := map[string]string{}
-	for _, a := range wantAlerts {
+	for _, a := range slices.Concat(wantAlerts, wantShardAlerts) {
 		doc := runbookDoc(a)
 		if _, ok := pages[doc]; !ok {
 			b, err := os.ReadFile(filepath.Join("..", doc))

@@ -49,6 +49,8 @@ var metricFamilies = []string{
 	"aily_exporter_build_info",
 	"aily_exporter_config_last_reload_successful",
 	"aily_exporter_config_last_reload_success_timestamp_seconds",
+	"aily_exporter_shard_ordinal",
+	"aily_exporter_total_shards",
 }
 
 // histogramFamilies are the histogram families among them, whose classic

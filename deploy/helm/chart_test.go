@@ -382,7 +382,8 @@ func documentedFlags(t *testing.T) map[string]string {
 
 // chartManaged are the flags the chart sets itself, or that have no place in
 // a pod.
-var chartManaged = []string{"config.file", "config.check", "demo", "storage.path", "web.config.file",
+// shard, total-shards and shard.key come from sharding.*.
+var chartManaged = []string{"config.file", "config.check", "demo", "storage.path", "web.config.file", "shard", "total-shards", "shard.key",
 	"web.listen-address", "web.systemd-socket", "version"}
 
 func TestChartFlagsAreTheExportersDefaults(t *testing.T) {

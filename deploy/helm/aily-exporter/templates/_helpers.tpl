@@ -70,6 +70,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - --{{ $name }}={{ $value }}
 {{- end }}
 {{- end }}
+{{- if or (gt (int .Values.sharding.shards) 1) .Values.highAvailability }}
+- --shard=auto
+- --total-shards={{ .Values.sharding.shards }}
+- --shard.key={{ .Values.sharding.key }}
+{{- end }}
 {{- range .Values.extraArgs }}
 - {{ . }}
 {{- end }}
