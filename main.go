@@ -200,7 +200,7 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) (code int) {
 			"rate_limit_per_app", rateLimit)
 	}
 
-	source := func() (*config.Config, error) { return config.Load(f.configFile) }
+	source := func() (*config.Config, error) { return loadShared(f.configFile, shard) }
 	if f.demo {
 		if f.configFileSet {
 			level.Warn(logger).Log("msg", "--config.file is ignored with --demo", "file", f.configFile)
@@ -319,7 +319,7 @@ func newHTTPServer(h http.Handler, logger log.Logger) *http.Server {
 // and prints the first problem or "config OK", after any warnings; when
 // sharded, then what this shard owns.
 func checkConfig(path, webConfig string, clients clientOptions, shard sharding.Shard, stdout, stderr io.Writer) int {
-	cfg, err := config.Load(path)
+	cfg, err := loadShared(path, shard)
 	if err == nil {
 		for _, app := range cfg.Apps {
 			if _, err = clients.newClient(app, nil); err != nil {
@@ -555,4 +555,15 @@ func checkTelemetryPath(p string) error {
 			flag, p)
 	}
 	return nil
+}
+
+// loadShared loads the configuration file as shard sees it: with session
+// keys, each app's size (per_session's default, its warning) is a shard's
+// share of its sessions.
+func loadShared(path string, shard sharding.Shard) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err == nil && shard.Key == sharding.KeySession && shard.Sharded() {
+		cfg.ShareSessions(shard.Total)
+	}
+	return cfg, err
 }

@@ -41,9 +41,27 @@ type Config struct {
 }
 
 // Warnings returns what Load accepted but the reader should hear about (a
-// sessions_file that does not exist yet, say), each naming its app. The
-// caller logs them.
-func (c *Config) Warnings() []string { return c.warnings }
+// sessions_file that does not exist yet, say, or an app's size), each naming
+// its app. The caller logs them.
+func (c *Config) Warnings() []string {
+	out := slices.Clone(c.warnings)
+	for _, a := range c.Apps {
+		if w := a.SizeWarning(); w != "" {
+			out = append(out, a.where+": "+w)
+		}
+	}
+	return out
+}
+
+// ShareSessions says that each app's sessions are shared out over n
+// exporters (--shard.key=session): the size that decides per_session's
+// default and its warning is an exporter's share, the same for every shard
+// so that they all label alike.
+func (c *Config) ShareSessions(n int) {
+	for _, a := range c.Apps {
+		a.shares = n
+	}
+}
 
 // App is one Feishu app (a set of credentials) and the sessions watched with it.
 type App struct {
@@ -80,6 +98,12 @@ type App struct {
 	// DailyBudget overrides --poll.daily-budget for this app: the list and
 	// get-run requests it may make a day on average; 0 means no average cap.
 	DailyBudget *float64 `yaml:"daily_budget,omitempty"`
+
+	// where names the app in warnings: its name and line.
+	where string
+	// shares is how many exporters share the app's sessions (ShareSessions);
+	// 0 or 1: this one has them all.
+	shares int
 
 	// secretFromFile is AppSecretFile's content, read at load. A pointer
 	// because fmt prints unexported fields by reflection, bypassing
@@ -171,6 +195,7 @@ func parse(data []byte, dir string, lookupEnv func(string) (string, bool)) (*Con
 				where += fmt.Sprintf(" (line %d)", lines[i])
 			}
 		}
+		app.where = where
 		warnings, err := app.resolve(dir, lookupEnv)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
@@ -327,9 +352,6 @@ func (a *App) resolve(dir string, lookupEnv func(string) (string, bool)) (warnin
 		}
 		return nil, errors.New("no sessions: set sessions, sessions_file or sessions_url (the API cannot list sessions; see docs/discovery.md)")
 	}
-	if w := a.SizeWarning(); w != "" {
-		warnings = append(warnings, w)
-	}
 	return warnings, nil
 }
 
@@ -384,23 +406,36 @@ func (a *App) resolveSessionsURL(dir string) error {
 // (docs/performance.md).
 const ManySessions = 10_000
 
-// SizeWarning returns, for an app of more than ManySessions sessions whose
-// run metrics are per session or were summed because of its size, what that
-// means and what to do; "" otherwise.
-func (a *App) SizeWarning() string {
+// size returns how many sessions an exporter has of the app: all of them,
+// or its share when they are shared out (ShareSessions), rounded up, and how
+// to say it.
+func (a *App) size() (int, string) {
 	n := len(a.AllSessions())
+	if a.shares <= 1 {
+		return n, fmt.Sprintf("%d sessions", n)
+	}
+	share := (n + a.shares - 1) / a.shares
+	return share, fmt.Sprintf("%d sessions a shard (%d over %d shards)", share, n, a.shares)
+}
+
+// SizeWarning returns, for an app of more than ManySessions sessions (an
+// exporter's share of them when shared out) whose run metrics are per
+// session or were summed because of its size, what that means and what to
+// do; "" otherwise.
+func (a *App) SizeWarning() string {
+	n, sessions := a.size()
 	switch {
 	case n <= ManySessions || (a.PerSession != nil && !*a.PerSession):
 		return ""
 	case a.PerSession == nil:
-		return fmt.Sprintf("%d sessions: the run metrics are summed per app (per_session is not set, and above %d sessions "+
+		return fmt.Sprintf("%s: the run metrics are summed per app (per_session is not set, and above %d sessions "+
 			"it means false); set per_session: false to say so, or shard the sessions over several exporters to keep "+
-			"series per session", n, ManySessions)
+			"series per session", sessions, ManySessions)
 	}
-	return fmt.Sprintf("%d sessions with per_session: true: every scrape serves some 25 series for each session, "+
+	return fmt.Sprintf("%s with per_session: true: every scrape serves some 25 series for each session, "+
 		"and answering that many takes time out of the scrape's deadline, leaving less or none for polling; "+
 		"above %d sessions, set per_session: false, or shard: split the sessions over several exporters",
-		n, ManySessions)
+		sessions, ManySessions)
 }
 
 // resolveCredentials checks the app's credentials, expands ${VAR} in
@@ -569,13 +604,15 @@ func CheckSessionID(id string) error {
 
 // SeriesPerSession reports whether the app's run metrics carry session_id:
 // per_session, or when it is not set, whether the app has at most
-// ManySessions sessions, so that a scrape of an app of any size answers
-// within its deadline by default.
+// ManySessions sessions (an exporter's share of them when shared out), so
+// that a scrape of an app of any size answers within its deadline by
+// default.
 func (a *App) SeriesPerSession() bool {
 	if a.PerSession != nil {
 		return *a.PerSession
 	}
-	return len(a.AllSessions()) <= ManySessions
+	n, _ := a.size()
+	return n <= ManySessions
 }
 
 // RequestBudget returns the app's daily request budget: daily_budget, or def

@@ -1020,3 +1020,45 @@ func TestManySessionsWithPerSessionWarn(t *testing.T) {
 		})
 	}
 }
+
+// TestSharedSessionsSizeIsAShardsShare: with sessions shared out over
+// shards, per_session's default and its warning go by a shard's share, the
+// same on every shard.
+func TestSharedSessionsSizeIsAShardsShare(t *testing.T) {
+	ids := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "session_%06d\n", i)
+		}
+		return b.String()
+	}
+	for _, tc := range []struct {
+		sessions, shares int
+		perSession       bool
+		warning          string
+	}{
+		{sessions: 3*ManySessions - 5, shares: 3, perSession: true},
+		{sessions: 3*ManySessions + 1, shares: 3, warning: "10001 sessions a shard (30001 over 3 shards): the run metrics are summed per app"},
+		{sessions: ManySessions + 1, shares: 1, warning: "10001 sessions: the run metrics are summed per app"},
+	} {
+		dir := writeFiles(t, map[string]string{
+			"aily.yml":     "apps:\n  - name: big\n    app_id: cli_a\n    app_secret: x\n    sessions_file: big.sessions\n",
+			"big.sessions": ids(tc.sessions),
+		})
+		cfg, err := load(filepath.Join(dir, "aily.yml"), env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.ShareSessions(tc.shares)
+		if got := cfg.Apps[0].SeriesPerSession(); got != tc.perSession {
+			t.Errorf("%d sessions over %d shards: SeriesPerSession() = %v, want %v", tc.sessions, tc.shares, got, tc.perSession)
+		}
+		w := cfg.Warnings()
+		switch {
+		case tc.warning == "" && len(w) != 0:
+			t.Errorf("%d sessions over %d shards: warnings %q, want none", tc.sessions, tc.shares, w)
+		case tc.warning != "" && (len(w) != 1 || !strings.Contains(w[0], tc.warning) || !strings.HasPrefix(w[0], `app "big" (line 2): `)):
+			t.Errorf("%d sessions over %d shards: warnings %q, want one saying %q", tc.sessions, tc.shares, w, tc.warning)
+		}
+	}
+}
