@@ -290,6 +290,9 @@ func (e *exporter) watchedApps() []watch.App {
 			PerSession:  app.SeriesPerSession(),
 			Identity:    appIdentity(app),
 			DailyBudget: app.RequestBudget(e.dailyBudget),
+
+			MetadataLabels:     app.MetadataLabels,
+			MetadataLabelLimit: app.LabelLimit(),
 		})
 	}
 	return apps
