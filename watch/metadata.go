@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // Labels from run metadata (docs/configuration.md, "Labels from run
@@ -43,29 +44,31 @@ type metadataLabels struct {
 	// admitted are, per key (in the order of keys), the values with series
 	// of their own: at most limit, unless the limit was lowered since.
 	admitted []map[string]struct{}
+	// values and key are scratch space of values and target, so that
+	// counting a run of known values allocates nothing.
+	values []string
+	key    []byte
 }
 
 func newMetadataLabels(keys []string, limit int) *metadataLabels {
-	m := &metadataLabels{keys: slices.Clone(keys), limit: limit, admitted: make([]map[string]struct{}, len(keys))}
+	m := &metadataLabels{keys: slices.Clone(keys), limit: limit, admitted: make([]map[string]struct{}, len(keys)),
+		values: make([]string, len(keys))}
 	for i := range m.admitted {
 		m.admitted[i] = make(map[string]struct{})
 	}
 	return m
 }
 
-// values returns the label values of a run with this metadata: nil when
-// the app has no metadata labels or every value is "", the counts of which
-// are the app's (or session's) own. A value not admitted yet is admitted
-// while the key has fewer than limit; after that it is "other".
-func (m *metadataLabels) values(metadata string) []string {
-	if m == nil || len(m.keys) == 0 {
+// values returns the label values of a run with this metadata, in scratch
+// space valid until the next call: nil when the app has no metadata labels
+// or every value is "", the counts of which are the app's (or session's)
+// own. A value not admitted yet is admitted while the key has fewer than
+// limit; after that it is "other".
+func (m *metadataLabels) valuesOf(metadata string) []string {
+	if m == nil || len(m.keys) == 0 || !metadataValuesInto(metadata, m.keys, m.values) {
 		return nil
 	}
-	raw := metadataValues(metadata, m.keys)
-	if raw == nil {
-		return nil
-	}
-	for i, v := range raw {
+	for i, v := range m.values {
 		if v == "" {
 			continue
 		}
@@ -73,53 +76,138 @@ func (m *metadataLabels) values(metadata string) []string {
 			continue
 		}
 		if len(m.admitted[i]) >= m.limit {
-			raw[i] = OtherMetadataValue
+			m.values[i] = OtherMetadataValue
 			continue
 		}
 		m.admitted[i][v] = struct{}{}
 	}
-	return raw
+	return m.values
 }
 
 // metadataValues returns the values of keys in the metadata JSON, before
-// the limit: a string as it is, a number, true or false as its JSON text,
-// and "" for an object, an array, null, a missing key, or metadata that is
-// not a JSON object (or longer than MaxMetadataBytes); each cut to
-// MaxValueBytes. It returns nil when every value is "".
+// the limit (metadataValuesInto); nil when every value is "".
 func metadataValues(metadata string, keys []string) []string {
-	if len(metadata) < 2 || len(metadata) > MaxMetadataBytes || metadata == "{}" {
+	out := make([]string, len(keys))
+	if !metadataValuesInto(metadata, keys, out) {
 		return nil
-	}
-	var fields map[string]json.RawMessage
-	if json.Unmarshal([]byte(metadata), &fields) != nil {
-		return nil
-	}
-	var out []string
-	for i, k := range keys {
-		raw, ok := fields[k]
-		if !ok || len(raw) == 0 {
-			continue
-		}
-		var v string
-		switch raw[0] {
-		case '"':
-			if json.Unmarshal(raw, &v) != nil {
-				continue
-			}
-		case '{', '[', 'n':
-			continue
-		default:
-			v = string(raw)
-		}
-		if v == "" {
-			continue
-		}
-		if out == nil {
-			out = make([]string, len(keys))
-		}
-		out[i] = BoundedValue(v)
 	}
 	return out
+}
+
+// metadataValuesInto sets out[i] to the value of keys[i] in the metadata
+// JSON: a string as it is, a number, true or false as its JSON text, and ""
+// for an object, an array, null, a missing key, or metadata that is not a
+// JSON object (or longer than MaxMetadataBytes); each cut to MaxValueBytes.
+// When a key is there twice, the last one counts, as encoding/json has it.
+// It reports whether any value is not "".
+//
+// It reads the metadata in place, once checked valid (json.Valid), rather
+// than decoding it into a map: a run's metadata is read at each of its
+// events, and this allocates nothing but the check's copy and escaped
+// strings (BenchmarkMetadataLabels).
+func metadataValuesInto(metadata string, keys, out []string) bool {
+	clear(out)
+	if len(metadata) < 2 || len(metadata) > MaxMetadataBytes || metadata == "{}" || !json.Valid([]byte(metadata)) {
+		return false
+	}
+	s := metadata
+	i := skipSpace(s, 0)
+	if s[i] != '{' {
+		return false
+	}
+	found := false
+	for i = skipSpace(s, i+1); s[i] == '"'; {
+		end := endOfString(s, i)
+		key := jsonString(s[i:end])
+		i = skipSpace(s, end)
+		i = skipSpace(s, i+1) // the colon
+		end = endOfValue(s, i)
+		if k := slices.Index(keys, key); k >= 0 {
+			out[k] = scalarText(s[i:end])
+			found = found || out[k] != ""
+		}
+		i = skipSpace(s, end)
+		if s[i] != ',' {
+			break
+		}
+		i = skipSpace(s, i+1)
+	}
+	if !found {
+		return false
+	}
+	for k := range out {
+		out[k] = BoundedValue(out[k])
+	}
+	return slices.ContainsFunc(out, func(v string) bool { return v != "" })
+}
+
+// The scanners below read JSON already checked valid.
+
+func skipSpace(s string, i int) int {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// endOfString returns the index after the string starting at s[i].
+func endOfString(s string, i int) int {
+	for i++; s[i] != '"'; i++ {
+		if s[i] == '\\' {
+			i++
+		}
+	}
+	return i + 1
+}
+
+// endOfValue returns the index after the value starting at s[i].
+func endOfValue(s string, i int) int {
+	switch s[i] {
+	case '"':
+		return endOfString(s, i)
+	case '{', '[':
+		depth := 0
+		for ; ; i++ {
+			switch s[i] {
+			case '"':
+				i = endOfString(s, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+		}
+	}
+	for i < len(s) && !strings.ContainsRune(",}] \t\r\n", rune(s[i])) {
+		i++
+	}
+	return i
+}
+
+// jsonString returns the value of a JSON string, quotes included in q: as
+// it is when it has no escape and is valid UTF-8, else decoded.
+func jsonString(q string) string {
+	v := q[1 : len(q)-1]
+	if strings.IndexByte(v, '\\') < 0 && utf8.ValidString(v) {
+		return v
+	}
+	var out string
+	_ = json.Unmarshal([]byte(q), &out) // valid JSON: it decodes
+	return out
+}
+
+// scalarText returns what a JSON value gives a label: a string's value, the
+// text of a number, true or false, and "" for null, objects and arrays.
+func scalarText(v string) string {
+	switch v[0] {
+	case '"':
+		return jsonString(v)
+	case '{', '[', 'n':
+		return ""
+	}
+	return v
 }
 
 // keptMetadata is the metadata the tracker keeps of a run in flight: "" for
@@ -147,15 +235,21 @@ type labelledCounts struct {
 // series of cs are, and those of the label values), else held.
 func (cs *counts) target(m *metadataLabels, metadata string, ready bool) (*counts, *Counts) {
 	gc := cs
-	if values := m.values(metadata); values != nil {
-		key := strings.Join(values, labelSep)
-		lc := cs.labelled[key]
+	if values := m.valuesOf(metadata); values != nil {
+		m.key = m.key[:0]
+		for i, v := range values {
+			if i > 0 {
+				m.key = append(m.key, labelSep...)
+			}
+			m.key = append(m.key, v...)
+		}
+		lc := cs.labelled[string(m.key)]
 		if lc == nil {
-			lc = &labelledCounts{values: values, unready: &servedMark{}}
+			lc = &labelledCounts{values: slices.Clone(values), unready: &servedMark{}}
 			if cs.labelled == nil {
 				cs.labelled = make(map[string]*labelledCounts)
 			}
-			cs.labelled[key] = lc
+			cs.labelled[string(m.key)] = lc
 		}
 		gc = &lc.counts
 		ready = ready && lc.unready == nil

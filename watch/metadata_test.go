@@ -58,7 +58,7 @@ func TestMetadataLabelLimitPerKey(t *testing.T) {
 		{`{"skill":"b","channel":"web"}`, []string{"b", "web"}},
 		{`{}`, nil},
 	} {
-		if got := m.values(tc.metadata); !slices.Equal(got, tc.want) {
+		if got := m.valuesOf(tc.metadata); !slices.Equal(got, tc.want) {
 			t.Errorf("values(%s) = %q, want %q", tc.metadata, got, tc.want)
 		}
 	}
@@ -101,4 +101,53 @@ func TestMigrateStateFromVersion2KeepsItAsItIs(t *testing.T) {
 	if in := st.Sessions[0].Tracker.InFlight; len(in) != 1 || in[0].ID != "r1" || in[0].Metadata != "" {
 		t.Errorf("runs in flight of version 2 = %+v", in)
 	}
+}
+
+// referenceValues is metadataValues by encoding/json: the metadata decoded
+// into a map.
+func referenceValues(metadata string, keys []string) []string {
+	if len(metadata) > MaxMetadataBytes {
+		return nil
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal([]byte(metadata), &fields) != nil || fields == nil {
+		return nil
+	}
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		raw, ok := fields[k]
+		if !ok {
+			continue
+		}
+		var v string
+		switch raw[0] {
+		case '"':
+			_ = json.Unmarshal(raw, &v)
+		case '{', '[', 'n':
+		default:
+			v = string(raw)
+		}
+		out[i] = BoundedValue(v)
+	}
+	if !slices.ContainsFunc(out, func(v string) bool { return v != "" }) {
+		return nil
+	}
+	return out
+}
+
+func FuzzMetadataValues(f *testing.F) {
+	for _, s := range []string{
+		`{"skill":"refund","channel":"im"}`, ` { "skill" : 1.5e3 , "channel" : [ "x" , {"a":"}"} ] } `,
+		`{"skill":"a\"b","skill":"c"}`, `{"ski\u006cl":"x"}`, `{"channel":"\ud83d\ude00\n"}`, `{"skill":true}`,
+		`{"skill":null}`, `[1]`, `"x"`, `{"skill":"` + "\xff" + `"}`, `{"a":{"skill":"nested"}}`, `{}`, ``,
+	} {
+		f.Add(s)
+	}
+	keys := []string{"skill", "channel"}
+	f.Fuzz(func(t *testing.T, metadata string) {
+		got, want := metadataValues(metadata, keys), referenceValues(metadata, keys)
+		if !slices.Equal(got, want) || (got == nil) != (want == nil) {
+			t.Errorf("metadataValues(%q) = %q, encoding/json says %q", metadata, got, want)
+		}
+	})
 }
