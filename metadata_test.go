@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
@@ -185,6 +187,20 @@ func TestMetadataLabelsOverHTTP(t *testing.T) {
 			t.Errorf("a run was counted under the metadata it finished with: %s", series)
 		}
 	}
+	// The status page counts every run, whatever its labels: 5 COMPLETED.
+	code, body := e.do(http.MethodGet, "/status.json", nil, time.Minute)
+	var page struct {
+		Sessions []struct {
+			ID       string                   `json:"id"`
+			Finished map[feishu.RunStatus]int `json:"finished"`
+		} `json:"sessions"`
+	}
+	if err := json.Unmarshal([]byte(body), &page); code != http.StatusOK || err != nil || len(page.Sessions) != 1 {
+		t.Fatalf("/status.json: HTTP %d, %v\n%s", code, err, body)
+	}
+	if f := page.Sessions[0].Finished; f[feishu.StatusCompleted] != 5 || f[feishu.StatusFailed] != 1 {
+		t.Errorf("/status.json shows finished %v, want 5 COMPLETED and 1 FAILED", f)
+	}
 	// The per-run gauges have no metadata labels.
 	for series := range got {
 		if strings.HasPrefix(series, "aily_runs{") && strings.Contains(series, "skill=") {
@@ -192,12 +208,18 @@ func TestMetadataLabelsOverHTTP(t *testing.T) {
 		}
 	}
 
+	// A run in flight at the restart keeps the metadata it was first seen
+	// with in the saved state.
+	fake.PutRun(metaRun("r_flight", feishu.StatusInProgress, `{"skill":"refund","channel":"im"}`))
+	e.series()
+
 	// After a restart, the values admitted before still count, and the
 	// limit still holds: a new skill is other.
 	e.exporter.close()
 	e.server.Close()
 	fake.PutRun(metaRun("r_new", feishu.StatusCompleted, `{"skill":"shipping","channel":"im"}`))
 	fake.PutRun(metaRun("r_faq2", feishu.StatusCompleted, `{"skill":"faq","channel":"im"}`))
+	fake.PutRun(metaRun("r_flight", feishu.StatusCompleted, `{"skill":"late"}`))
 	e2 := metadataEnv(t, fake, api.URL, storageDir, "")
 	for range 3 {
 		got = e2.series()
@@ -205,7 +227,7 @@ func TestMetadataLabelsOverHTTP(t *testing.T) {
 	for series, want := range map[string]float64{
 		metaSeries(finished, "faq", "im", "status", "COMPLETED"):      2,
 		metaSeries(finished, "other", "im", "status", "COMPLETED"):    2,
-		metaSeries(finished, "refund", "im", "status", "COMPLETED"):   1,
+		metaSeries(finished, "refund", "im", "status", "COMPLETED"):   2,
 		metaSeries(finished, "shipping", "im", "status", "COMPLETED"): 0,
 	} {
 		if v := got[series]; v != want {
