@@ -325,6 +325,9 @@ func (e *exporter) watchedApps() []watch.App {
 			PerSession:  app.SeriesPerSession(),
 			Identity:    appIdentity(app),
 			DailyBudget: app.RequestBudget(e.dailyBudget) / e.shard.Divisor(),
+
+			MetadataLabels:     app.MetadataLabels,
+			MetadataLabelLimit: app.LabelLimit(),
 		})
 	}
 	return apps

@@ -246,7 +246,7 @@ func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric, sc
 		}
 		if v.PerSession {
 			if s.Counts != nil {
-				c.collectSession(ch, s, t)
+				c.collectSession(ch, s, v.MetadataLabels, t)
 			}
 			return
 		}
@@ -317,8 +317,9 @@ func (v *appView) add(st *watch.CurrentRuns) {
 	}
 }
 
-// collectSession sends a session's series (per_session: true).
-func (c *Collector) collectSession(ch chan<- prometheus.Metric, s *watch.Snapshot, now time.Time) {
+// collectSession sends a session's series (per_session: true) of an app
+// with the metadata labels meta.
+func (c *Collector) collectSession(ch chan<- prometheus.Metric, s *watch.Snapshot, meta []string, now time.Time) {
 	app, id := s.App, s.ID
 	if s.Polled {
 		ch <- prometheus.MustNewConstMetric(c.m.sessionUp, prometheus.GaugeValue, boolValue(s.Up), app, id)
@@ -327,7 +328,7 @@ func (c *Collector) collectSession(ch chan<- prometheus.Metric, s *watch.Snapsho
 	if !s.LastSuccess.IsZero() {
 		ch <- prometheus.MustNewConstMetric(c.m.lastSuccess, prometheus.GaugeValue, unixSeconds(s.LastSuccess), app, id)
 	}
-	c.sendCounts(ch, &c.m.perSession, s.Counts, app, id)
+	c.sendLabelledCounts(ch, c.m.labelledRunMetrics(true, meta), len(meta), s.Counts, app, id)
 	if s.Runs == nil {
 		return
 	}
@@ -342,9 +343,25 @@ func (c *Collector) collectSession(ch chan<- prometheus.Metric, s *watch.Snapsho
 
 // collectApp sends the summed run series of an app with per_session: false.
 func (c *Collector) collectApp(ch chan<- prometheus.Metric, v *appView, now time.Time) {
-	c.sendCounts(ch, &c.m.perApp, v.Counts, v.Name)
+	c.sendLabelledCounts(ch, c.m.labelledRunMetrics(false, v.MetadataLabels), len(v.MetadataLabels), v.Counts, v.Name)
 	if v.runs != nil {
 		c.collectRuns(ch, &c.m.perApp, v.runs, v.oldest, v.Counts.Extra, now, v.Name)
+	}
+}
+
+// sendLabelledCounts sends the counters and histograms of cs of an app with
+// meta metadata labels (rm has them): those of the runs whose label values
+// are all "" as sendCounts does, with "" for each, then those of each set of
+// values counted.
+func (c *Collector) sendLabelledCounts(ch chan<- prometheus.Metric, rm *runMetrics, meta int, cs *watch.CountsView, labels ...string) {
+	labels = labels[:len(labels):len(labels)]
+	c.sendCounts(ch, rm, cs, append(labels, make([]string, meta)...)...)
+	for i := range cs.Labelled {
+		l := &cs.Labelled[i]
+		if len(l.Values) != meta {
+			continue // not of these labels; the watcher makes none
+		}
+		c.sendCounts(ch, rm, &l.CountsView, append(labels, l.Values...)...)
 	}
 }
 

@@ -1,6 +1,9 @@
 package collector
 
 import (
+	"strings"
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -22,6 +25,11 @@ type runMetrics struct {
 // the vectors of what lives across scrapes.
 type metrics struct {
 	perSession, perApp runMetrics
+
+	labelledMu sync.Mutex
+	// labelled are the run metrics of the apps with metadata labels, by
+	// granularity and labels (labelledRunMetrics).
+	labelled map[string]*runMetrics
 
 	lastRun      *prometheus.Desc
 	info         *prometheus.Desc
@@ -129,6 +137,36 @@ func newMetrics() *metrics {
 			Help: "Feishu API responses that asked to slow down (HTTP 429 or code 99991400).",
 		}, []string{"app"}),
 	}
+}
+
+// labelledRunMetrics returns the run metrics of an app with the metadata
+// labels meta: their counters and histograms have those labels after app
+// (and session_id when perSession), before status or error_code. Without
+// metadata labels, the plain ones.
+func (m *metrics) labelledRunMetrics(perSession bool, meta []string) *runMetrics {
+	scope := []string{"app"}
+	if perSession {
+		scope = append(scope, "session_id")
+	}
+	if len(meta) == 0 {
+		if perSession {
+			return &m.perSession
+		}
+		return &m.perApp
+	}
+	key := strings.Join(append(scope, meta...), ",")
+	m.labelledMu.Lock()
+	defer m.labelledMu.Unlock()
+	rm := m.labelled[key]
+	if rm == nil {
+		r := newRunMetrics(append(scope, meta...)...)
+		rm = &r
+		if m.labelled == nil {
+			m.labelled = make(map[string]*runMetrics)
+		}
+		m.labelled[key] = rm
+	}
+	return rm
 }
 
 // vectors returns the metrics that keep state across scrapes.

@@ -98,6 +98,13 @@ type App struct {
 	// DailyBudget overrides --poll.daily-budget for this app: the list and
 	// get-run requests it may make a day on average; 0 means no average cap.
 	DailyBudget *float64 `yaml:"daily_budget,omitempty"`
+	// MetadataLabels are top-level keys of the runs' metadata JSON whose
+	// values become labels of the app's run counters and histograms.
+	MetadataLabels []string `yaml:"metadata_labels,omitempty"`
+	// MetadataLabelLimit is how many distinct values of each metadata
+	// label have series of their own, the rest "other";
+	// DefaultMetadataLabelLimit when left out.
+	MetadataLabelLimit *int `yaml:"metadata_label_limit,omitempty"`
 
 	// where names the app in warnings: its name and line.
 	where string
@@ -295,6 +302,10 @@ func (a *App) resolve(dir string, lookupEnv func(string) (string, bool)) (warnin
 		return nil, fmt.Errorf("daily_budget %v must be a number of requests a day, 0 (no cap) or more", *b)
 	}
 
+	if err := a.checkMetadataLabels(); err != nil {
+		return nil, err
+	}
+
 	warnings, err = a.resolveCredentials(dir, lookupEnv)
 	if err != nil {
 		return nil, err
@@ -353,6 +364,61 @@ func (a *App) resolve(dir string, lookupEnv func(string) (string, bool)) (warnin
 		return nil, errors.New("no sessions: set sessions, sessions_file or sessions_url (the API cannot list sessions; see docs/discovery.md)")
 	}
 	return warnings, nil
+}
+
+// DefaultMetadataLabelLimit is metadata_label_limit when left out.
+const DefaultMetadataLabelLimit = 50
+
+// maxMetadataLabelLimit bounds metadata_label_limit: each value is a set of
+// series for every combination with the other labels' values.
+const maxMetadataLabelLimit = 10_000
+
+// labelNamePattern is a Prometheus label name (the classic character set,
+// which every Prometheus version and query accepts unquoted).
+var labelNamePattern = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+
+// reservedLabels are the labels a metadata label cannot be: those of the run
+// metrics, the histograms' le, the label shards are told apart by, and the
+// target labels Prometheus adds (it would rename ours exported_*).
+var reservedLabels = []string{"app", "session_id", "status", "code", "error_code", "le", "shard", "instance", "job"}
+
+// checkMetadataLabels checks metadata_labels and metadata_label_limit.
+func (a *App) checkMetadataLabels() error {
+	seen := make(map[string]int, len(a.MetadataLabels))
+	for i, l := range a.MetadataLabels {
+		switch {
+		case !labelNamePattern.MatchString(l):
+			return fmt.Errorf("metadata_labels[%d]: %q is not a label name: letters, digits and '_', not starting with a digit "+
+				"(a metadata key that is not one cannot be a label)", i, l)
+		case strings.HasPrefix(l, "__"):
+			return fmt.Errorf("metadata_labels[%d]: %q: label names starting with \"__\" are reserved to Prometheus", i, l)
+		case slices.Contains(reservedLabels, l):
+			return fmt.Errorf("metadata_labels[%d]: %q is a label the exporter or Prometheus sets already (%s)",
+				i, l, strings.Join(reservedLabels, ", "))
+		}
+		if j, dup := seen[l]; dup {
+			return fmt.Errorf("metadata_labels[%d]: %q is listed twice (also metadata_labels[%d])", i, l, j)
+		}
+		seen[l] = i
+	}
+	if n := a.MetadataLabelLimit; n != nil {
+		switch {
+		case len(a.MetadataLabels) == 0:
+			return errors.New("metadata_label_limit is set without metadata_labels: it is how many values of each have series of their own")
+		case *n < 1 || *n > maxMetadataLabelLimit:
+			return fmt.Errorf("metadata_label_limit %d must be from 1 to %d", *n, maxMetadataLabelLimit)
+		}
+	}
+	return nil
+}
+
+// LabelLimit returns how many distinct values of each metadata label have
+// series of their own.
+func (a *App) LabelLimit() int {
+	if a.MetadataLabelLimit != nil {
+		return *a.MetadataLabelLimit
+	}
+	return DefaultMetadataLabelLimit
 }
 
 // resolveSessionsURL checks sessions_url and the keys that go with it,

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -571,6 +572,8 @@ func TestRedactedShowsEveryField(t *testing.T) {
 			fv.Set(reflect.ValueOf(new(false)))
 		case f.Type == reflect.TypeFor[*float64]():
 			fv.Set(reflect.ValueOf(new(1234.0)))
+		case f.Type == reflect.TypeFor[*int]():
+			fv.Set(reflect.ValueOf(new(7)))
 		case f.Type == reflect.TypeFor[time.Duration]():
 			fv.Set(reflect.ValueOf(90 * time.Second))
 		case f.Type == reflect.TypeFor[*HTTPClient]():
@@ -1060,5 +1063,49 @@ func TestSharedSessionsSizeIsAShardsShare(t *testing.T) {
 		case tc.warning != "" && (len(w) != 1 || !strings.Contains(w[0], tc.warning) || !strings.HasPrefix(w[0], `app "big" (line 2): `)):
 			t.Errorf("%d sessions over %d shards: warnings %q, want one saying %q", tc.sessions, tc.shares, w, tc.warning)
 		}
+	}
+}
+
+func TestLoadMetadataLabels(t *testing.T) {
+	const app = "apps:\n  - name: a\n    app_id: cli_a\n    app_secret: x\n    sessions: [s]\n"
+	dir := writeFiles(t, map[string]string{"aily.yml": app + "    metadata_labels: [skill, channel]\n    metadata_label_limit: 20\n"})
+	cfg, err := Load(filepath.Join(dir, "aily.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := cfg.Apps[0]; !slices.Equal(a.MetadataLabels, []string{"skill", "channel"}) || a.LabelLimit() != 20 {
+		t.Errorf("metadata labels %q, limit %d; want [skill channel], 20", a.MetadataLabels, a.LabelLimit())
+	}
+	dir = writeFiles(t, map[string]string{"aily.yml": app + "    metadata_labels: [skill]\n"})
+	if cfg, err := Load(filepath.Join(dir, "aily.yml")); err != nil || cfg.Apps[0].LabelLimit() != DefaultMetadataLabelLimit {
+		t.Errorf("limit left out: %v; want %d", err, DefaultMetadataLabelLimit)
+	}
+
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"not a label name", "    metadata_labels: [skill, skill-name]\n",
+			`aily.yml: app "a" (line 2): metadata_labels[1]: "skill-name" is not a label name`},
+		{"starting with a digit", "    metadata_labels: [1skill]\n", `metadata_labels[0]: "1skill" is not a label name`},
+		{"reserved to Prometheus", "    metadata_labels: [__skill]\n", `metadata_labels[0]: "__skill": label names starting with "__" are reserved`},
+		{"app", "    metadata_labels: [app]\n", `metadata_labels[0]: "app" is a label the exporter or Prometheus sets already`},
+		{"session_id", "    metadata_labels: [skill, session_id]\n", `metadata_labels[1]: "session_id" is a label`},
+		{"status", "    metadata_labels: [status]\n", `"status" is a label`},
+		{"code", "    metadata_labels: [code]\n", `"code" is a label`},
+		{"error_code", "    metadata_labels: [error_code]\n", `"error_code" is a label`},
+		{"le", "    metadata_labels: [le]\n", `"le" is a label`},
+		{"shard", "    metadata_labels: [shard]\n", `"shard" is a label`},
+		{"job", "    metadata_labels: [job]\n", `"job" is a label`},
+		{"twice", "    metadata_labels: [skill, channel, skill]\n", `metadata_labels[2]: "skill" is listed twice (also metadata_labels[0])`},
+		{"a limit without labels", "    metadata_label_limit: 5\n", `metadata_label_limit is set without metadata_labels`},
+		{"a limit of 0", "    metadata_labels: [skill]\n    metadata_label_limit: 0\n", `metadata_label_limit 0 must be from 1 to 10000`},
+		{"a limit too high", "    metadata_labels: [skill]\n    metadata_label_limit: 10001\n", `metadata_label_limit 10001 must be from 1`},
+		{"not a list", "    metadata_labels: skill\n", `line 6: apps[0].metadata_labels must be a list of strings`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := writeFiles(t, map[string]string{"aily.yml": app + tc.yaml})
+			_, err := Load(filepath.Join(dir, "aily.yml"))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one containing %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -71,12 +71,14 @@ const (
 )
 
 // Grafana's variables as the end-to-end test fills them in: every app and
-// session (the variables' All value), and intervals that fit 2s scrapes.
+// session (the variables' All value), no metadata label (the demo has none:
+// "by (app, )" parses), and intervals that fit 2s scrapes.
 var grafanaVariables = strings.NewReplacer(
 	"${app}", ".*",
 	"$app", ".*",
 	"${session_id}", ".*",
 	"$session_id", ".*",
+	"${metadata_label}", "",
 	"$__rate_interval", "1m",
 	"$__interval_ms", "15000",
 	"$__interval", "15s",

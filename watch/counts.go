@@ -54,6 +54,19 @@ type CountsView struct {
 	// Extra are the undocumented statuses seen in flight, which aily_runs
 	// keeps reporting (at 0) once no run is in them.
 	Extra []feishu.RunStatus
+	// Labelled are the counts of the runs whose metadata labels (the app's
+	// metadata_labels) are not all "", by their values; the Counts above
+	// are those of the runs whose values are all "". Sorted by values.
+	Labelled []LabelledCountsView
+}
+
+// LabelledCountsView are the counts of the runs with one set of values of
+// the app's metadata labels, as a scrape serves them.
+type LabelledCountsView struct {
+	// Values are the label values, in the order of the app's
+	// metadata_labels.
+	Values []string
+	CountsView
 }
 
 // counts are the counts of a session, or of an app whose run metrics are
@@ -71,6 +84,9 @@ type counts struct {
 	// newCodes are the error codes whose series waits for its first
 	// increment (held.Failures has it), and how it has been served.
 	newCodes map[string]*servedMark
+	// labelled are the counts of the runs whose metadata labels are not all
+	// "", by their values joined by labelSep (metadata.go); nil when none.
+	labelled map[string]*labelledCounts
 }
 
 // view returns what a scrape serves of cs, a copy.
@@ -82,7 +98,32 @@ func (cs *counts) view() *CountsView {
 		}
 	}
 	slices.Sort(v.NewCodes)
+	if len(cs.labelled) > 0 {
+		v.Labelled = make([]LabelledCountsView, 0, len(cs.labelled))
+		for _, key := range sortedKeysOf(cs.labelled) {
+			lc := cs.labelled[key]
+			v.Labelled = append(v.Labelled, LabelledCountsView{Values: lc.values, CountsView: *lc.view()})
+		}
+	}
 	return v
+}
+
+// finished returns the runs counted finished in cs, held ones included, of
+// every set of metadata label values.
+func (cs *counts) finished() feishu.ByFinal[float64] {
+	f := cs.Finished
+	add := func(g feishu.ByFinal[float64]) {
+		for i, n := range g {
+			f[i] += n
+		}
+	}
+	if cs.held != nil {
+		add(cs.held.Finished)
+	}
+	for _, lc := range cs.labelled {
+		add(lc.finished())
+	}
+	return f
 }
 
 // maxFailureCodes bounds the distinct error_code values of an app, so that an
@@ -107,18 +148,17 @@ func (w *Watcher) count(s *Session, obs *Observation, now time.Time) {
 		}
 		cs = s.counts
 	}
-	// The increments of the known series: shown, or held until the series
-	// are ready for them.
-	known := &cs.Counts
-	if !s.knownReady() {
-		known = cs.holding()
-	}
+	// The increments of the known series go to the counts of the run's
+	// metadata label values: shown, or held until the series are ready for
+	// them (hold.go).
+	ready := s.knownReady()
 	for j := range obs.Finished {
 		f := &obs.Finished[j]
 		i, ok := feishu.FinalIndexOf(f.Run.Status)
 		if !ok {
 			continue
 		}
+		gc, known := cs.target(a.labels, f.Run.Metadata, ready)
 		known.Finished[i]++
 		if !a.perSession {
 			s.finishedHere[i]++
@@ -128,16 +168,20 @@ func (w *Watcher) count(s *Session, obs *Observation, now time.Time) {
 			known.observeDuration(i, f.Seconds, ex, w.opts.DurationBuckets)
 		}
 		if f.Run.Status == feishu.StatusFailed {
-			cs.countFailure(a.failureCode(f.Run.Error), ex)
+			gc.countFailure(a.failureCode(f.Run.Error), ex)
 			w.noteFailed(a, s.id, f, now)
 		}
 	}
-	for _, st := range obs.Started {
-		if st.Timed {
+	for j := range obs.Started {
+		if st := &obs.Started[j]; st.Timed {
+			_, known := cs.target(a.labels, st.Run.Metadata, ready)
 			known.observeQueue(st.Seconds, w.opts.DurationBuckets)
 		}
 	}
-	known.Created += float64(len(obs.Created))
+	for j := range obs.Created {
+		_, known := cs.target(a.labels, obs.Created[j].Metadata, ready)
+		known.Created++
+	}
 }
 
 // noteStatuses keeps the undocumented statuses of runs in flight in the
@@ -217,13 +261,7 @@ func (w *Watcher) FinishedBySession() map[SessionKey]feishu.ByFinal[float64] {
 				out[k] = s.finishedHere
 			}
 		case s.counts != nil:
-			f := s.counts.Finished
-			if h := s.counts.held; h != nil {
-				for i, n := range h.Finished {
-					f[i] += n
-				}
-			}
-			out[k] = f
+			out[k] = s.counts.finished()
 		}
 	}
 	return out

@@ -177,6 +177,41 @@ func (cs *counts) releaseCodes(now time.Time, hold time.Duration) bool {
 	return moved
 }
 
+// serveNew notes that the scrape numbered scrape served at now the series of
+// cs that wait for their first increment: of the error codes new to it, and
+// of the metadata label values new to it.
+func (cs *counts) serveNew(scrape uint64, now time.Time) {
+	for _, m := range cs.newCodes {
+		m.serve(scrape, now)
+	}
+	for _, lc := range cs.labelled {
+		if lc.unready != nil {
+			lc.unready.serve(scrape, now)
+		}
+		lc.serveNew(scrape, now)
+	}
+}
+
+// releaseLabelled shows the held increments of the counts of each set of
+// metadata label values whose series are ready at now: its known series
+// when knownReady (those of cs are) and its own are, its error codes as
+// those of cs. It reports whether there were any.
+func (cs *counts) releaseLabelled(now time.Time, hold time.Duration, knownReady bool) bool {
+	moved := false
+	for _, lc := range cs.labelled {
+		if lc.unready != nil && lc.unready.ready(now, hold) {
+			lc.unready = nil
+		}
+		if lc.held != nil && knownReady && lc.unready == nil && lc.releaseKnown() {
+			moved = true
+		}
+		if lc.newCodes != nil && lc.releaseCodes(now, hold) {
+			moved = true
+		}
+	}
+	return moved
+}
+
 // heldNothingKnown reports whether the held counts h hold nothing for the
 // known series.
 func (h *Counts) heldNothingKnown() bool {
@@ -225,6 +260,9 @@ func (w *Watcher) Release(now time.Time) {
 		if cs.newCodes != nil && cs.releaseCodes(now, hold) {
 			moved = true
 		}
+		if cs.labelled != nil && cs.releaseLabelled(now, hold, s.knownReady()) {
+			moved = true
+		}
 	}
 	for _, a := range apps {
 		if a.perSession {
@@ -234,6 +272,9 @@ func (w *Watcher) Release(now time.Time) {
 			moved = true
 		}
 		if a.total.newCodes != nil && a.total.releaseCodes(now, hold) {
+			moved = true
+		}
+		if a.total.labelled != nil && a.total.releaseLabelled(now, hold, a.unready == nil) {
 			moved = true
 		}
 	}

@@ -56,7 +56,9 @@ type TrackerRecord struct {
 
 // InFlightRecord is a run in flight. It encodes as a JSON array, the
 // largest part of a busy session's record: [id, created, status, flags,
-// missed, pos, new_runs_at_pos], flags 1 started, 2 in sweep, 4 seen by sweep.
+// missed, pos, new_runs_at_pos], flags 1 started, 2 in sweep, 4 seen by
+// sweep, and the run's metadata as first seen last when it has any (from
+// version 3 of the state on).
 type InFlightRecord struct {
 	ID           string
 	Created      int64
@@ -67,6 +69,7 @@ type InFlightRecord struct {
 	SeenBySweep  bool
 	Pos          int64
 	NewRunsAtPos int64
+	Metadata     string
 }
 
 const (
@@ -88,7 +91,7 @@ func (r InFlightRecord) MarshalJSON() ([]byte, error) {
 	if r.SeenBySweep {
 		flags |= flagSeenBySweep
 	}
-	b := make([]byte, 0, 64+len(r.ID)+len(r.Status))
+	b := make([]byte, 0, 64+len(r.ID)+len(r.Status)+len(r.Metadata))
 	b = append(b, '[')
 	b = appendJSONString(b, r.ID)
 	b = append(b, ',')
@@ -98,6 +101,10 @@ func (r InFlightRecord) MarshalJSON() ([]byte, error) {
 	for _, n := range []int64{flags, int64(r.Missed), r.Pos, r.NewRunsAtPos} {
 		b = append(b, ',')
 		b = strconv.AppendInt(b, n, 10)
+	}
+	if r.Metadata != "" {
+		b = append(b, ',')
+		b = appendJSONString(b, r.Metadata)
 	}
 	return append(b, ']'), nil
 }
@@ -119,14 +126,16 @@ func appendJSONString(b []byte, s string) []byte {
 // UnmarshalJSON decodes the array MarshalJSON writes.
 func (r *InFlightRecord) UnmarshalJSON(b []byte) error {
 	var flags int
-	fields := []any{&r.ID, &r.Created, &r.Status, &flags, &r.Missed, &r.Pos, &r.NewRunsAtPos}
+	fields := []any{&r.ID, &r.Created, &r.Status, &flags, &r.Missed, &r.Pos, &r.NewRunsAtPos, &r.Metadata}
 	var raw []json.RawMessage
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return fmt.Errorf("run in flight: %w", err)
 	}
-	if len(raw) != len(fields) {
-		return fmt.Errorf("run in flight: %d fields, want %d", len(raw), len(fields))
+	// The metadata is left out when there is none.
+	if len(raw) != len(fields) && len(raw) != len(fields)-1 {
+		return fmt.Errorf("run in flight: %d fields, want %d or %d", len(raw), len(fields)-1, len(fields))
 	}
+	fields = fields[:len(raw)]
 	for i, f := range fields {
 		if err := json.Unmarshal(raw[i], f); err != nil {
 			return fmt.Errorf("run in flight, field %d: %w", i, err)
@@ -213,7 +222,7 @@ func (t *Tracker) record() TrackerRecord {
 		r.InFlight = append(r.InFlight, InFlightRecord{
 			ID: id, Created: millisOf(ir.created), Status: string(ir.status), Started: ir.started,
 			Missed: ir.missed, InSweep: ir.inSweep, SeenBySweep: ir.seenBySweep,
-			Pos: ir.pos, NewRunsAtPos: ir.newRunsAtPos,
+			Pos: ir.pos, NewRunsAtPos: ir.newRunsAtPos, Metadata: ir.metadata,
 		})
 	}
 	slices.SortFunc(r.InFlight, func(a, b InFlightRecord) int { return cmp.Compare(a.ID, b.ID) })
@@ -307,7 +316,7 @@ func trackerFromRecord(r *TrackerRecord) (Tracker, error) {
 		t.inflight[ir.ID] = &inflightRun{
 			created: timeOf(ir.Created), status: feishu.RunStatus(ir.Status), started: ir.Started,
 			missed: ir.Missed, inSweep: ir.InSweep, seenBySweep: ir.SeenBySweep,
-			pos: ir.Pos, newRunsAtPos: ir.NewRunsAtPos,
+			pos: ir.Pos, newRunsAtPos: ir.NewRunsAtPos, metadata: keptMetadata(ir.Metadata),
 		}
 	}
 	for _, rr := range r.Recent {

@@ -50,9 +50,7 @@ func (w *Watcher) serveSession(s *Session, sc *Scrape) *CountsView {
 	if s.counts == nil {
 		return &CountsView{}
 	}
-	for _, m := range s.counts.newCodes {
-		m.serve(sc.N, sc.Now)
-	}
+	s.counts.serveNew(sc.N, sc.Now)
 	return s.counts.view()
 }
 
@@ -61,6 +59,9 @@ type AppSnapshot struct {
 	Name string
 	// PerSession false sums the app's run metrics over its sessions.
 	PerSession bool
+	// MetadataLabels are the app's metadata labels, the extra labels of its
+	// run counters and histograms (CountsView.Labelled); nil when none.
+	MetadataLabels []string
 	// Counts are the app's summed counts when !PerSession.
 	Counts *CountsView
 	// Overdue are the sessions the last Poll found due but could not reach.
@@ -79,6 +80,9 @@ func (w *Watcher) ServeApps(sc *Scrape) []AppSnapshot {
 	for _, name := range sortedKeysOf(w.apps) {
 		a := w.apps[name]
 		snaps = append(snaps, AppSnapshot{Name: name, PerSession: a.perSession, Overdue: w.overdue[name]})
+		if a.labels != nil {
+			snaps[len(snaps)-1].MetadataLabels = a.labels.keys
+		}
 		apps = append(apps, a)
 		if d := w.daily[name]; d != nil {
 			snaps[len(snaps)-1].Budget = d.status(now)
@@ -91,9 +95,7 @@ func (w *Watcher) ServeApps(sc *Scrape) []AppSnapshot {
 			if a.unready != nil {
 				a.unready.serve(sc.N, sc.Now)
 			}
-			for _, m := range a.total.newCodes {
-				m.serve(sc.N, sc.Now)
-			}
+			a.total.serveNew(sc.N, sc.Now)
 			snaps[i].Counts = a.total.view()
 			w.countMu.Unlock()
 		}

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,7 +17,7 @@ import (
 
 // StateVersion is the version of State that Save writes; MigrateState
 // brings the state of an older version to it.
-const StateVersion = 2
+const StateVersion = 3
 
 // State is what the watcher keeps across a restart: per app its identity,
 // capped error codes and, when its run metrics are summed, its counts; per
@@ -42,6 +44,11 @@ type AppRecord struct {
 	// Holding says that the app's summed series (per_session: false) were
 	// not ready for a first increment yet: after a restart they wait again.
 	Holding bool `json:"holding,omitempty"`
+	// MetadataLabels are the app's metadata labels, MetadataValues the
+	// values of each with series of their own, so that the limit holds
+	// across a restart. Counts saved under other labels are not carried on.
+	MetadataLabels []string            `json:"metadata_labels,omitempty"`
+	MetadataValues map[string][]string `json:"metadata_values,omitempty"`
 }
 
 // CountsRecord is the saved form of a session's or an app's counts.
@@ -57,6 +64,19 @@ type CountsRecord struct {
 	// again after a restart; the rest waits if Holding is set where this
 	// is saved.
 	Held *CountsRecord `json:"held,omitempty"`
+	// Labelled are the counts of the runs whose metadata labels are not
+	// all "", by their values.
+	Labelled []LabelledCountsRecord `json:"labelled,omitempty"`
+}
+
+// LabelledCountsRecord are the saved counts of the runs with one set of
+// values of the app's metadata labels.
+type LabelledCountsRecord struct {
+	Values []string `json:"values"`
+	CountsRecord
+	// Holding says that their known series were not ready for a first
+	// increment yet: after a restart they wait again.
+	Holding bool `json:"holding,omitempty"`
 }
 
 // Saver writes the watcher's state where it lasts (the state file).
@@ -184,6 +204,13 @@ func (w *Watcher) state() (st *State, commits, counted, releases uint64) {
 		a := apps[name]
 		ar := AppRecord{Name: name, Identity: a.identity, PerSession: a.perSession, Totals: a.total.record(),
 			Holding: !a.perSession && a.unready != nil, Codes: sortedKeys(a.codes)}
+		if m := a.labels; m != nil {
+			ar.MetadataLabels = m.keys
+			ar.MetadataValues = make(map[string][]string, len(m.keys))
+			for i, k := range m.keys {
+				ar.MetadataValues[k] = sortedKeys(m.admitted[i])
+			}
+		}
 		st.Apps = append(st.Apps, ar)
 	}
 	releases = w.releases.Load()
@@ -200,6 +227,10 @@ func (cs *counts) record() CountsRecord {
 	if cs.held != nil {
 		h := cs.held.record()
 		r.Held = &h
+	}
+	for _, key := range sortedKeysOf(cs.labelled) {
+		lc := cs.labelled[key]
+		r.Labelled = append(r.Labelled, LabelledCountsRecord{Values: lc.values, CountsRecord: lc.record(), Holding: lc.unready != nil})
 	}
 	return r
 }
@@ -231,10 +262,11 @@ func (c *Counts) record() CountsRecord {
 	return r
 }
 
-// countsFromRecord restores counts saved with the histogram buckets saved;
-// a histogram that does not fit the configured buckets starts afresh (its
-// counters stay), and says why.
-func countsFromRecord(r *CountsRecord, saved, buckets []float64) (*counts, error) {
+// countsFromRecord restores counts saved with the histogram buckets saved,
+// of an app with labels metadata labels; a histogram that does not fit the
+// configured buckets starts afresh (its counters stay), and says why, and so
+// do the counts of label values that do not fit the labels.
+func countsFromRecord(r *CountsRecord, saved, buckets []float64, labels int) (*counts, error) {
 	cs := &counts{Counts: Counts{Finished: r.Finished, Created: r.Created}}
 	var errs []error
 	for _, n := range r.Finished {
@@ -276,7 +308,7 @@ func countsFromRecord(r *CountsRecord, saved, buckets []float64) (*counts, error
 		}
 	}
 	if r.Held != nil {
-		h, err := countsFromRecord(r.Held, saved, buckets)
+		h, err := countsFromRecord(r.Held, saved, buckets, 0)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("held: %w", err))
 		}
@@ -291,6 +323,28 @@ func countsFromRecord(r *CountsRecord, saved, buckets []float64) (*counts, error
 				cs.newCodes[code] = &servedMark{}
 			}
 		}
+	}
+	for i := range r.Labelled {
+		lr := &r.Labelled[i]
+		if len(lr.Values) != labels || labels == 0 {
+			errs = append(errs, fmt.Errorf("counts of %d metadata label values, want %d", len(lr.Values), labels))
+			continue
+		}
+		lcs, err := countsFromRecord(&lr.CountsRecord, saved, buckets, 0)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("metadata label values %q: %w", lr.Values, err))
+		}
+		if lcs == nil {
+			continue
+		}
+		lc := &labelledCounts{values: lr.Values, counts: *lcs}
+		if lr.Holding {
+			lc.unready = &servedMark{}
+		}
+		if cs.labelled == nil {
+			cs.labelled = make(map[string]*labelledCounts)
+		}
+		cs.labelled[strings.Join(lr.Values, labelSep)] = lc
 	}
 	return cs, errors.Join(errs...)
 }
@@ -334,14 +388,22 @@ func (w *Watcher) Restore(st *State, apps []App) error {
 			continue
 		}
 		kept[ar.Name] = true
-		if conf.PerSession != ar.PerSession {
+		if conf.PerSession != ar.PerSession || !slices.Equal(conf.MetadataLabels, ar.MetadataLabels) {
 			// Its series change shape: the sessions carry on, the counts
 			// start from 0 under the new labels.
 			continue
 		}
 		a := &app{name: ar.Name, identity: ar.Identity, perSession: ar.PerSession, codes: keySet(ar.Codes)}
+		if len(ar.MetadataLabels) > 0 {
+			a.labels = newMetadataLabels(ar.MetadataLabels, DefaultMetadataLabelLimit)
+			for i, k := range ar.MetadataLabels {
+				for _, v := range ar.MetadataValues[k] {
+					a.labels.admitted[i][v] = struct{}{}
+				}
+			}
+		}
 		if !ar.PerSession {
-			cs, err := countsFromRecord(&ar.Totals, st.DurationBuckets, w.opts.DurationBuckets)
+			cs, err := countsFromRecord(&ar.Totals, st.DurationBuckets, w.opts.DurationBuckets, len(ar.MetadataLabels))
 			if err != nil {
 				level.Warn(w.opts.Logger).Log("msg", "Part of an app's saved counters is unusable", "app", ar.Name, "err", err)
 			}
@@ -364,14 +426,15 @@ func (w *Watcher) Restore(st *State, apps []App) error {
 		}
 		rs := &restoredSession{record: r}
 		restored[SessionKey{r.App, r.ID}] = rs
-		if a := restoredApps[r.App]; a == nil || !a.perSession {
+		a := restoredApps[r.App]
+		if a == nil || !a.perSession {
 			continue
 		}
 		rs.counted, rs.holding = true, r.Holding
 		if r.Counts == nil {
 			continue
 		}
-		cs, err := countsFromRecord(r.Counts, st.DurationBuckets, w.opts.DurationBuckets)
+		cs, err := countsFromRecord(r.Counts, st.DurationBuckets, w.opts.DurationBuckets, len(a.labelKeys()))
 		if err != nil {
 			level.Warn(w.opts.Logger).Log("msg", "Part of a session's saved counters is unusable",
 				"app", r.App, "session_id", r.ID, "err", err)
@@ -397,6 +460,14 @@ func MigrateState(from int, data []byte) ([]byte, error) {
 			return nil, fmt.Errorf("migrate the state from version 1: %w", err)
 		}
 		from = 2
+	}
+	if from == 2 {
+		// Version 3 adds what metadata labels keep (an app's labels and
+		// admitted values, counts by label values, the metadata of a run
+		// in flight), all of it optional: a state of version 2 is one of
+		// version 3 without metadata labels. A version 2 exporter cannot
+		// read version 3, whose counts it would take in part.
+		from = 3
 	}
 	if from != StateVersion {
 		return nil, fmt.Errorf("no migration of the state from version %d", from)

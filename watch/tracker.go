@@ -84,6 +84,10 @@ type inflightRun struct {
 	// pos is the run's position in the listing when last seen (0 = first),
 	// and newRunsAtPos Tracker.newRuns at that moment.
 	pos, newRunsAtPos int64
+	// metadata is the run's metadata as first seen (keptMetadata): its
+	// start and end are reported with it, so that they are counted under
+	// the metadata labels its creation was.
+	metadata string
 }
 
 // sweepTally counts a full listing spread over one or more polls.
@@ -238,7 +242,8 @@ func (t *Tracker) first(r *feishu.Run, baseline bool, obs *Observation) {
 		if t.inflight == nil {
 			t.inflight = make(map[string]*inflightRun)
 		}
-		t.inflight[r.ID] = &inflightRun{created: r.CreatedAt, status: r.Status, started: started, seenPass: t.pass}
+		t.inflight[r.ID] = &inflightRun{created: r.CreatedAt, status: r.Status, started: started, seenPass: t.pass,
+			metadata: keptMetadata(r.Metadata)}
 		return
 	}
 	counted := t.after(endBound(r), baseline)
@@ -263,13 +268,17 @@ func (t *Tracker) again(r *feishu.Run, ir *inflightRun, obs *Observation) {
 	ir.missed = 0
 	if !ir.started && !r.StartedAt.IsZero() {
 		ir.started = true
-		obs.Started = append(obs.Started, queueTiming(r))
+		st := queueTiming(r)
+		st.Run.Metadata = ir.metadata
+		obs.Started = append(obs.Started, st)
 	}
 	if !r.Status.Final() {
 		ir.status = r.Status
 		return
 	}
-	obs.Finished = append(obs.Finished, durationTiming(r))
+	f := durationTiming(r)
+	f.Run.Metadata = ir.metadata
+	obs.Finished = append(obs.Finished, f)
 	delete(t.inflight, r.ID)
 	if t.baselined {
 		t.finished(r)

@@ -86,6 +86,12 @@ type App struct {
 	// DailyBudget is the list and get-run requests the app may make a day
 	// on average; 0 means no average cap (only Options.RateLimit).
 	DailyBudget float64
+	// MetadataLabels are top-level keys of the runs' metadata JSON whose
+	// values label the app's run counters and histograms (metadata.go);
+	// MetadataLabelLimit is how many distinct values of each have series
+	// of their own, DefaultMetadataLabelLimit when 0.
+	MetadataLabels     []string
+	MetadataLabelLimit int
 }
 
 // Watcher watches the configured sessions. It is safe for concurrent use.
@@ -130,6 +136,9 @@ type app struct {
 	perSession bool
 	codes      map[string]struct{} // error codes with their own series, at most maxFailureCodes
 	total      counts              // the app's counts when !perSession
+	// labels are its metadata labels and their admitted values; nil when
+	// it has none. Set under Watcher.mu too, which ServeApps reads it by.
+	labels *metadataLabels
 	// unready is how a new app's known series (of its sessions, or its
 	// sums) have been served while they are not ready for their first
 	// increment; nil once they are (hold.go).
@@ -221,9 +230,9 @@ func (w *Watcher) SetApps(apps []App) {
 		switch {
 		case ap == nil:
 			ap = &app{name: a.Name}
-			ap.resetCounts(a.PerSession, mark)
-		case ap.perSession != a.PerSession:
-			ap.resetCounts(a.PerSession, mark)
+			ap.resetCounts(a.PerSession, a.MetadataLabels, mark)
+		case ap.perSession != a.PerSession || !slices.Equal(ap.labelKeys(), a.MetadataLabels):
+			ap.resetCounts(a.PerSession, a.MetadataLabels, mark)
 			for _, s := range w.sessions {
 				if s.app == ap {
 					s.counts, s.unready, s.finishedHere = nil, nil, feishu.ByFinal[float64]{}
@@ -232,6 +241,9 @@ func (w *Watcher) SetApps(apps []App) {
 		}
 		ap.identity = a.Identity
 		ap.api = a.API
+		if ap.labels != nil {
+			ap.labels.limit = cmp.Or(a.MetadataLabelLimit, DefaultMetadataLabelLimit)
+		}
 		newApps[a.Name] = ap
 		if d := w.daily[a.Name]; d != nil {
 			d.set(a.DailyBudget, now)
@@ -286,13 +298,26 @@ func (w *Watcher) SetApps(apps []App) {
 }
 
 // resetCounts starts the app's counts afresh, its sessions' with them: it
-// is new, or its per_session changed. Its known series wait for their first
-// increment on mark. w.countMu is held.
-func (a *app) resetCounts(perSession bool, mark *servedMark) {
+// is new, or its per_session or metadata labels changed (its series change
+// shape). Its known series wait for their first increment on mark. w.mu and
+// w.countMu are held.
+func (a *app) resetCounts(perSession bool, labels []string, mark *servedMark) {
 	a.perSession = perSession
+	a.labels = nil
+	if len(labels) > 0 {
+		a.labels = newMetadataLabels(labels, DefaultMetadataLabelLimit)
+	}
 	a.codes = make(map[string]struct{})
 	a.total = counts{}
 	a.unready = mark
+}
+
+// labelKeys returns the app's metadata labels; nil when none.
+func (a *app) labelKeys() []string {
+	if a.labels == nil {
+		return nil
+	}
+	return a.labels.keys
 }
 
 // newSession returns a session configured for the first time, or carrying
