@@ -11,7 +11,7 @@
 #                SOAK_MINUTES (default 20); prints every series that differs
 #                from the truth, and fails if one does
 #   make mutation  mutation testing with gremlins of the counting and planning
-#                code (./watch; others with PKGS="./watch ./feishu"): fails under
+#                code (./internal/watch; others with PKGS="./internal/watch ./feishu"): fails under
 #                90% efficacy (killed / (killed + lived); MUTATION_EFFICACY to
 #                change it); about 5 minutes per package on 2 cores, so not part
 #                of make test. Reports in ./bin/mutation-*.json and *.log
@@ -186,8 +186,8 @@ soak:
 # the test cache (GOFLAGS=-count=1). Its --threshold-efficacy flag is not
 # applied in v0.6.0 (it exits 0 under any threshold), so the efficacy is read
 # off its summary and checked here. The mutation tag leaves out the slow
-# randomized tests (watch/chaos_test.go): each mutant runs the unit tests.
-PKGS              ?= ./watch
+# randomized tests (internal/watch/chaos_test.go): each mutant runs the unit tests.
+PKGS              ?= ./internal/watch
 MUTATION_EFFICACY ?= 90
 mutation: $(GOBIN)/gremlins
 	@for pkg in $(PKGS); do \

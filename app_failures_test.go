@@ -11,11 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aily-exporter/aily_exporter/config"
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
-	"github.com/aily-exporter/aily_exporter/status"
-	"github.com/aily-exporter/aily_exporter/watch"
+	"github.com/aily-exporter/aily_exporter/internal/config"
+	"github.com/aily-exporter/aily_exporter/internal/status"
+	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
 // wrongSecret is a secret the fake does not know; like appSecret, it may

@@ -25,12 +25,12 @@ import (
 	"github.com/go-kit/log"
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/aily-exporter/aily_exporter/config"
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
-	"github.com/aily-exporter/aily_exporter/histogram"
+	"github.com/aily-exporter/aily_exporter/internal/config"
+	"github.com/aily-exporter/aily_exporter/internal/histogram"
 	"github.com/aily-exporter/aily_exporter/internal/sharding"
-	"github.com/aily-exporter/aily_exporter/watch"
+	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
 // The credentials the tests configure; none may ever be shown.

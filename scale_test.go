@@ -22,10 +22,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/aily-exporter/aily_exporter/collector"
-	"github.com/aily-exporter/aily_exporter/config"
 	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/internal/config"
 	"github.com/aily-exporter/aily_exporter/internal/sharding"
-	"github.com/aily-exporter/aily_exporter/watch"
+	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
 // manySessions returns a sessions file of n sessions. With the two sessions

@@ -11,8 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/version"
 
-	"github.com/aily-exporter/aily_exporter/config"
-	"github.com/aily-exporter/aily_exporter/discovery"
+	"github.com/aily-exporter/aily_exporter/internal/config"
+	"github.com/aily-exporter/aily_exporter/internal/discovery"
 )
 
 // appDiscovery is an app's sessions_url source and its goroutine.

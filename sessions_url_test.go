@@ -16,7 +16,7 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/internal/sharding"
-	"github.com/aily-exporter/aily_exporter/status"
+	"github.com/aily-exporter/aily_exporter/internal/status"
 )
 
 // sessionsAgent is the service that publishes helpdesk's sessions: it

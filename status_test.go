@@ -12,7 +12,7 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
-	"github.com/aily-exporter/aily_exporter/status"
+	"github.com/aily-exporter/aily_exporter/internal/status"
 )
 
 // statusPage gets /status and /status.json with the query and checks that

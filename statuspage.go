@@ -8,7 +8,7 @@ import (
 
 	"github.com/go-kit/log/level"
 
-	"github.com/aily-exporter/aily_exporter/status"
+	"github.com/aily-exporter/aily_exporter/internal/status"
 )
 
 // statusHandler serves /status (HTML) and /status.json from what the

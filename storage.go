@@ -11,9 +11,9 @@ import (
 	"github.com/go-kit/log/level"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/aily-exporter/aily_exporter/config"
-	"github.com/aily-exporter/aily_exporter/state"
-	"github.com/aily-exporter/aily_exporter/watch"
+	"github.com/aily-exporter/aily_exporter/internal/config"
+	"github.com/aily-exporter/aily_exporter/internal/state"
+	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
 // stateFingerprint tells the exporter's state files from any other JSON

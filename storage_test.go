@@ -14,8 +14,8 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
-	"github.com/aily-exporter/aily_exporter/state"
-	"github.com/aily-exporter/aily_exporter/watch"
+	"github.com/aily-exporter/aily_exporter/internal/state"
+	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
 func TestStateOfOtherAppsIsMovedAside(t *testing.T) {

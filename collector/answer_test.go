@@ -18,7 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
-	"github.com/aily-exporter/aily_exporter/watch"
+	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
 // deadlineLister is a memLister that notes the deadline of every listing.

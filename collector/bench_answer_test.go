@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
-	"github.com/aily-exporter/aily_exporter/watch"
+	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
 // BenchmarkAnswer measures what a scrape takes to answer after its polls,

@@ -18,8 +18,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
-	"github.com/aily-exporter/aily_exporter/histogram"
-	"github.com/aily-exporter/aily_exporter/watch"
+	"github.com/aily-exporter/aily_exporter/internal/histogram"
+	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
 // Options configure a Collector. Zero values take the defaults given.
@@ -220,7 +220,7 @@ func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric, sc
 	// A client that went away (ctx cancelled before its deadline) would get
 	// no more of the sessions' series: they are not made, which with many
 	// sessions saves most of the answer's time, and they are not taken as
-	// served (watch/hold.go).
+	// served (internal/watch/hold.go).
 	gone := false
 	scrape.Serving = func() bool {
 		gone = gone || errors.Is(ctx.Err(), context.Canceled)

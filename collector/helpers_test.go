@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
-	"github.com/aily-exporter/aily_exporter/watch"
+	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
 // t0 is when the sessions began to be watched in these tests.

@@ -9,8 +9,8 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
-	"github.com/aily-exporter/aily_exporter/state"
-	"github.com/aily-exporter/aily_exporter/watch"
+	"github.com/aily-exporter/aily_exporter/internal/state"
+	"github.com/aily-exporter/aily_exporter/internal/watch"
 	dto "github.com/prometheus/client_model/go"
 )
 

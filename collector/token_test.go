@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
-	"github.com/aily-exporter/aily_exporter/watch"
+	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
 func TestAppTokenUpFollowsTheLastTokenAttempt(t *testing.T) {

@@ -16,7 +16,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/aily-exporter/aily_exporter/config"
+	"github.com/aily-exporter/aily_exporter/internal/config"
 	"github.com/google/go-cmp/cmp"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"go.yaml.in/yaml/v3"

@@ -14,7 +14,7 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
-	"github.com/aily-exporter/aily_exporter/watch"
+	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
 // Helpers of the benchmarks over real HTTP. Their names start with bench so

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/aily-exporter/aily_exporter/collector"
-	"github.com/aily-exporter/aily_exporter/discovery"
 	"github.com/aily-exporter/aily_exporter/feishu"
-	"github.com/aily-exporter/aily_exporter/watch"
+	"github.com/aily-exporter/aily_exporter/internal/discovery"
+	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
 // manyRuns is an in-memory API: each session has one run in flight, and

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
-	"github.com/aily-exporter/aily_exporter/histogram"
+	"github.com/aily-exporter/aily_exporter/internal/histogram"
 )
 
 // Counts are what a session, or an app whose run metrics are summed over

@@ -12,7 +12,7 @@ import (
 	"github.com/go-kit/log/level"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
-	"github.com/aily-exporter/aily_exporter/histogram"
+	"github.com/aily-exporter/aily_exporter/internal/histogram"
 )
 
 // StateVersion is the version of State that Save writes; MigrateState

@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/aily-exporter/aily_exporter/collector"
-	"github.com/aily-exporter/aily_exporter/discovery"
 	"github.com/aily-exporter/aily_exporter/feishu"
-	"github.com/aily-exporter/aily_exporter/watch"
+	"github.com/aily-exporter/aily_exporter/internal/discovery"
+	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
 // DefaultPerPage is how many sessions a page lists.

@@ -4,7 +4,7 @@ import (
 	"time"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
-	"github.com/aily-exporter/aily_exporter/histogram"
+	"github.com/aily-exporter/aily_exporter/internal/histogram"
 )
 
 // Prometheus cannot see the first value of a series: increase() and rate()

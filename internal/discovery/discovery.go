@@ -26,7 +26,7 @@ import (
 	"github.com/go-kit/log/level"
 	promconfig "github.com/prometheus/common/config"
 
-	"github.com/aily-exporter/aily_exporter/config"
+	"github.com/aily-exporter/aily_exporter/internal/config"
 )
 
 // MaxAnswerBytes is the most read of one answer, some 130,000 session IDs:

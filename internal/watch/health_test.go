@@ -539,7 +539,7 @@ func TestACredentialFailureSaysNothingOfTheListing(t *testing.T) {
 }
 
 func TestTheTroubleshootingTableQuotesTheAppsLogLines(t *testing.T) {
-	doc, err := os.ReadFile("../docs/troubleshooting.md")
+	doc, err := os.ReadFile("../../docs/troubleshooting.md")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ import (
 	"github.com/go-kit/log/level"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
-	"github.com/aily-exporter/aily_exporter/histogram"
+	"github.com/aily-exporter/aily_exporter/internal/histogram"
 )
 
 // Options configure a Watcher. Zero durations take the defaults given.

@@ -11,7 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
-	"github.com/aily-exporter/aily_exporter/watch"
+	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
 // maxShownMessageBytes bounds an error message on the HTML page; the JSON

@@ -18,7 +18,7 @@ import (
 // count, p50 and p99, against the round-robin bound: max(scrape interval,
 // sessions ÷ requests a second spent). Run it once per case:
 //
-//	go test -run '^$' -bench Freshness -benchtime 1x ./watch/
+//	go test -run '^$' -bench Freshness -benchtime 1x ./internal/watch/
 func BenchmarkFreshness(b *testing.B) {
 	for _, sessions := range []int{40, 1000, 10000} {
 		for _, perDay := range []float64{21600, 100000, 1000000} {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
-	"github.com/aily-exporter/aily_exporter/watch"
+	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
 // benchListingRuns is the session BenchmarkBaselineHTTP lists in full.
