@@ -229,7 +229,7 @@ func parseLabels(s string) map[string]string {
 	return out
 }
 
-func shardsOf(t *testing.T, total int, key sharding.Key) []sharding.Shard {
+func shardsOf(t testing.TB, total int, key sharding.Key) []sharding.Shard {
 	t.Helper()
 	out := make([]sharding.Shard, total)
 	for i := range out {
