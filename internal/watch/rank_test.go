@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -61,5 +62,25 @@ func TestActivityIsChangesPerIdleAfterFadingWithIt(t *testing.T) {
 	rate := 6.0/600 + quietRate
 	if got, want := s.pollValue(o, t0, stale), (1-math.Exp(-rate*30))*30; math.Abs(got-want) > 1e-9 {
 		t.Errorf("value of a poll after 30 s: %g, want %g", got, want)
+	}
+}
+
+// TestAppsTakeTurnsInAClass: each app has its own rate limit, and the
+// process polls a few sessions at once: polled in one app's order, they would
+// all wait on that app's limit. Within a class the apps take turns.
+func TestAppsTakeTurnsInAClass(t *testing.T) {
+	w := New(Options{Now: func() time.Time { return t0 }, MinInterval: time.Second})
+	w.SetApps([]App{
+		{Name: "a", API: newMemAPI(newestFirst, 10), Sessions: []string{"a1", "a2", "a3"}},
+		{Name: "b", API: newMemAPI(newestFirst, 10), Sessions: []string{"b1", "b2", "b3"}},
+		{Name: "c", API: newMemAPI(newestFirst, 10), Sessions: []string{"c1"}},
+	})
+	cands, _ := w.plan(t0)
+	var got []string
+	for _, c := range cands {
+		got = append(got, c.s.id)
+	}
+	if want := []string{"a1", "b1", "c1", "a2", "b2", "a3", "b3"}; !slices.Equal(got, want) {
+		t.Errorf("sessions never polled, in the order %v; want the apps' turns %v", got, want)
 	}
 }

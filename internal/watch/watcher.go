@@ -349,6 +349,9 @@ type candidate struct {
 	// key orders candidates within a class, highest first: how long
 	// overdue, or the expected value of a poll (freshness policy).
 	key float64
+	// turn is the candidate's place among its app's candidates of its class
+	// (0 first): a class is polled in turns over the apps.
+	turn int
 }
 
 // Poll polls sessions in the order of the freshness policy (docs/polling.md,
@@ -542,6 +545,24 @@ func (w *Watcher) plan(now time.Time) ([]candidate, []chan struct{}) {
 	slices.SortFunc(cands, func(a, b candidate) int {
 		return cmp.Or(cmp.Compare(a.class, b.class), cmp.Compare(b.key, a.key),
 			cmp.Compare(a.s.app.name, b.s.app.name), cmp.Compare(a.s.id, b.s.id))
+	})
+	// Within a class the apps take turns: each app's first candidate, then
+	// each one's second, and so on. Each app has a rate limit of its own,
+	// and --feishu.concurrency polls at once for the whole process: in one
+	// app's order they would all wait on that app's limit while the other
+	// apps' limits go unused.
+	type classApp struct {
+		class int
+		app   *app
+	}
+	turns := make(map[classApp]int)
+	for i := range cands {
+		k := classApp{cands[i].class, cands[i].s.app}
+		cands[i].turn = turns[k]
+		turns[k]++
+	}
+	slices.SortStableFunc(cands, func(a, b candidate) int {
+		return cmp.Or(cmp.Compare(a.class, b.class), cmp.Compare(a.turn, b.turn))
 	})
 	return cands, waits
 }
