@@ -328,3 +328,108 @@ func TestValuesFromTheAPIAreCut(t *testing.T) {
 		t.Errorf("escapeControl(a\\nb) = %q", got)
 	}
 }
+
+// memSaver keeps the last state saved.
+type memSaver struct{ st *State }
+
+func (m *memSaver) Save(st *State) error { m.st = st; return nil }
+
+// restartedEnv returns a new watcher of the same app over the same API,
+// restored from what e's watcher saved, as the exporter restarts.
+func (e *countsEnv) restarted(perSession bool, identity string, sessions ...string) (*countsEnv, error) {
+	e.t.Helper()
+	saver := &memSaver{}
+	e.w.opts.Saver = saver
+	if err := e.w.Save(); err != nil {
+		e.t.Fatal(err)
+	}
+	n := &countsEnv{t: e.t, clk: e.clk, api: e.api}
+	n.w = New(Options{Now: e.clk.Now, MinInterval: -1, IdleInterval: time.Nanosecond})
+	apps := []App{{Name: "a", API: e.api, PerSession: perSession, Identity: identity, Sessions: sessions}}
+	err := n.w.Restore(saver.st, apps)
+	n.w.SetApps(apps)
+	return n, err
+}
+
+func TestCountsCarryOnAcrossARestart(t *testing.T) {
+	for _, perSession := range []bool{true, false} {
+		t.Run(fmt.Sprint("per_session=", perSession), func(t *testing.T) {
+			e := newCountsEnv(t, perSession, "s1")
+			e.scrape()
+			e.scrape()
+			e.api.put(run("r1", feishu.StatusCompleted, 200, 201, 204), failedWith("r2", "s1", "E1", 205),
+				run("r3", feishu.StatusInProgress, 207, 208, none))
+			e.scrape()
+			e.scrape()
+			before := e.scrape()
+			key := "s1"
+			if !perSession {
+				key = ""
+			}
+			b := before[key]
+			if b == nil || b.Failures["E1"] != 1 {
+				t.Fatalf("before the restart: %+v, want E1 counted", b)
+			}
+			// A new code counted just before the restart: still held.
+			e.api.put(failedWith("r4", "s1", "E2", 209))
+			e.scrape()
+
+			n, err := e.restarted(perSession, "", "s1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			n.api.put(run("r3", feishu.StatusCompleted, 207, 208, 212)) // ended meanwhile
+			n.scrape()
+			n.scrape()
+			c := n.scrape()[key]
+			if c == nil {
+				t.Fatal("no counts after the restart")
+			}
+			if c.Finished[feishu.FinalCompleted] != 2 || c.Finished[feishu.FinalFailed] != 2 || c.Created != 4 {
+				t.Errorf("after the restart: finished %v, created %v; want 2 COMPLETED (one ended meanwhile), 2 FAILED, 4 created",
+					c.Finished, c.Created)
+			}
+			if c.Failures["E1"] != 1 || c.Failures["E2"] != 1 {
+				t.Errorf("failures after the restart: %v, want E1 1 and the held E2 1", c.Failures)
+			}
+			if h := c.Duration[feishu.FinalCompleted]; h == nil || h.Count() != 2 {
+				t.Errorf("COMPLETED durations after the restart: %v, want 2", h)
+			}
+			if h := c.Queue; h == nil || h.Count() != 4 {
+				t.Errorf("queue times after the restart: %v, want 4", h)
+			}
+		})
+	}
+}
+
+// TestRestoreDropsWhatNoLongerFits: another identity drops the app's
+// counts (its runs are another app's), per_session changed starts them
+// afresh under the new shape, and a state of none of the configured apps is
+// foreign.
+func TestRestoreDropsWhatNoLongerFits(t *testing.T) {
+	setup := func() *countsEnv {
+		e := newCountsEnv(t, true, "s1")
+		e.scrape()
+		e.scrape()
+		e.api.put(run("r1", feishu.StatusCompleted, 200, 201, 204))
+		e.scrape()
+		e.scrape()
+		return e
+	}
+	finished := func(e *countsEnv) float64 {
+		var n float64
+		for _, c := range e.scrape() {
+			n += c.Finished[feishu.FinalCompleted]
+		}
+		return n
+	}
+	if n, err := setup().restarted(true, "", "s1"); err != nil || finished(n) != 1 {
+		t.Errorf("same app: err %v, COMPLETED %v; want the count carried on", err, finished(n))
+	}
+	if n, err := setup().restarted(true, "other-credentials", "s1"); err != ErrForeignState || finished(n) != 0 {
+		t.Errorf("another identity: err %v, COMPLETED %v; want ErrForeignState and nothing carried on", err, finished(n))
+	}
+	if n, err := setup().restarted(false, "", "s1"); err != nil || finished(n) != 0 {
+		t.Errorf("per_session changed: err %v, COMPLETED %v; want the counts afresh", err, finished(n))
+	}
+}
