@@ -78,6 +78,9 @@ func (d *demo) config() (*config.Config, error) {
 			AppSecret: feishu.Secret(a.AppSecret),
 			BaseURL:   d.baseURL,
 			Sessions:  sessions,
+			// The simulator's agents put the channel a run came from into
+			// its metadata: the demo shows it as a label.
+			MetadataLabels: []string{"channel"},
 		})
 	}
 	return cfg, nil

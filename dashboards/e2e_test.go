@@ -332,7 +332,22 @@ func TestEndToEnd(t *testing.T) {
 			if v.Type != "query" {
 				continue
 			}
-			m := labelValuesRE.FindStringSubmatch(grafanaVariables.Replace(v.Definition))
+			def := grafanaVariables.Replace(v.Definition)
+			if n := labelNamesRE.FindStringSubmatch(def); n != nil {
+				// The labels a selector's series carry, less the exporter's and
+				// the target's own: the demo's metadata label, channel.
+				var names []string
+				if err := prom.get("/api/v1/labels", url.Values{"match[]": {n[1]}}, &names); err != nil {
+					t.Errorf("variable %s: %v", v.Name, err)
+					continue
+				}
+				names = slices.DeleteFunc(names, func(l string) bool { return slices.Contains(ownLabels, l) })
+				if len(names) == 0 {
+					t.Errorf("variable %s: %s has no labels but the exporter's and the target's own", v.Name, v.Definition)
+				}
+				continue
+			}
+			m := labelValuesRE.FindStringSubmatch(def)
 			if m == nil {
 				t.Errorf("variable %s: %q is not label_values(selector, label)", v.Name, v.Definition)
 				continue
@@ -391,6 +406,14 @@ func minus(a, b []string) []string {
 }
 
 var labelValuesRE = regexp.MustCompile(`^label_values\((.+), *([a-zA-Z_][a-zA-Z0-9_]*)\)$`)
+
+// labelNamesRE matches a variable of label names, label_names(selector), and
+// ownLabels are the labels such a variable leaves out (its regex).
+var (
+	labelNamesRE = regexp.MustCompile(`^label_names\((.+)\)$`)
+	ownLabels    = []string{"app", "session_id", "error_code", "instance", "job", "pod", "namespace", "service",
+		"container", "endpoint", "__name__"}
+)
 
 type dashboardQuery struct {
 	where string // panel title and refId, for messages
