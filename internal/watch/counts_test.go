@@ -433,3 +433,40 @@ func TestRestoreDropsWhatNoLongerFits(t *testing.T) {
 		t.Errorf("per_session changed: err %v, COMPLETED %v; want the counts afresh", err, finished(n))
 	}
 }
+
+// TestUndocumentedStatusesOfRunsInFlightAreServed: a status the API added,
+// seen on a run in flight, is served with the session's counts (aily_runs
+// keeps reporting it at 0 once no run is in it); one of exactly a label
+// value's size is kept, a longer one is not.
+func TestUndocumentedStatusesOfRunsInFlightAreServed(t *testing.T) {
+	e := newCountsEnv(t, true, "s1", "s2")
+	exact := feishu.RunStatus(strings.Repeat("N", MaxValueBytes))
+	e.api.put(inSession(run("r1", "PAUSED", 1, 2, none), "s1"), inSession(run("r2", exact, 3, 4, none), "s1"),
+		inSession(run("r3", exact+"X", 5, 6, none), "s2"))
+	got := e.scrape()
+	if c := got["s1"]; c == nil || !slices.Equal(c.Extra, []feishu.RunStatus{exact, "PAUSED"}) {
+		t.Errorf("s1 serves extra statuses %v, want %q and PAUSED", c, exact)
+	}
+	if c := got["s2"]; c != nil && len(c.Extra) != 0 {
+		t.Errorf("s2 serves extra statuses %v, want none (longer than a label value)", c.Extra)
+	}
+	e.api.put(inSession(run("r4", "WAITING", 7, 8, none), "s1"))
+	if c := e.scrape()["s1"]; c == nil || !slices.Contains(c.Extra, "WAITING") || !slices.Contains(c.Extra, "PAUSED") {
+		t.Errorf("a second undocumented status: s1 serves %v, want PAUSED and WAITING", c)
+	}
+}
+
+func TestFailedRunsOfEveryApp(t *testing.T) {
+	w := New(Options{Now: func() time.Time { return t0 }})
+	w.SetApps([]App{{Name: "a", Sessions: []string{"s"}}, {Name: "b", Sessions: []string{"s"}}})
+	w.countMu.Lock()
+	w.apps["a"].failed.add(FailedRun{App: "a", RunID: "ra", Time: t0})
+	w.apps["b"].failed.add(FailedRun{App: "b", RunID: "rb", Time: t0.Add(time.Second)})
+	w.countMu.Unlock()
+	if got := w.FailedRuns(""); len(got) != 2 || got[0].RunID != "rb" {
+		t.Errorf("every app's failed runs: %v, want rb then ra", got)
+	}
+	if got := w.FailedRuns("a"); len(got) != 1 || got[0].RunID != "ra" {
+		t.Errorf("app a's failed runs: %v, want ra", got)
+	}
+}
