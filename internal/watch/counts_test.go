@@ -13,6 +13,7 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/internal/histogram"
 )
 
 // countsEnv is a watcher of one app over memAPI, scraped as the collector
@@ -468,5 +469,64 @@ func TestFailedRunsOfEveryApp(t *testing.T) {
 	}
 	if got := w.FailedRuns("a"); len(got) != 1 || got[0].RunID != "ra" {
 		t.Errorf("app a's failed runs: %v, want ra", got)
+	}
+}
+
+// TestASeriesIsReadyAfterTwoScrapesServedItAtZero: the first increment of a
+// series waits until two distinct scrapes served it at zero, the first at
+// least the hold ago.
+func TestASeriesIsReadyAfterTwoScrapesServedItAtZero(t *testing.T) {
+	var m servedMark
+	if m.ready(t0.Add(time.Hour), 0) {
+		t.Fatal("a series never served is ready")
+	}
+	m.serve(1, t0)
+	m.serve(1, t0.Add(time.Second)) // the same scrape again
+	if m.ready(t0.Add(time.Hour), 0) {
+		t.Error("a series served by one scrape, twice, is ready")
+	}
+	m.serve(2, t0.Add(2*time.Second))
+	if !m.first.Equal(t0) {
+		t.Errorf("first served at %v, want the first scrape's %v", m.first, t0)
+	}
+	if m.ready(t0.Add(4*time.Second), 5*time.Second) {
+		t.Error("ready 4 s after it was first served, with a hold of 5 s")
+	}
+	if !m.ready(t0.Add(5*time.Second), 5*time.Second) {
+		t.Error("not ready 5 s after it was first served, with a hold of 5 s, and served twice")
+	}
+	m.serve(3, t0.Add(10*time.Second))
+	if !m.ready(t0.Add(10*time.Second), 5*time.Second) || m.scrapes != readyAfterScrapes {
+		t.Errorf("a third scrape: ready %v, scrapes %d", m.ready(t0.Add(10*time.Second), 5*time.Second), m.scrapes)
+	}
+}
+
+// TestAFailureOfAShownCodeIsCountedAtOnce: a code whose series is shown
+// counts at once; a new one is held, and its series marked to be served at
+// zero; a held code's further failures are held with it.
+func TestAFailureOfAShownCodeIsCountedAtOnce(t *testing.T) {
+	cs := &counts{Counts: Counts{Failures: map[string]float64{"shown": 1}}}
+	cs.countFailure("shown", histogram.Exemplar{RunID: "r1"})
+	if cs.Failures["shown"] != 2 || cs.held != nil {
+		t.Errorf("a shown code: failures %v, held %v; want 2 shown, nothing held", cs.Failures, cs.held)
+	}
+	cs.countFailure("new", histogram.Exemplar{RunID: "r2"})
+	cs.countFailure("new", histogram.Exemplar{RunID: "r3"})
+	if _, shown := cs.Failures["new"]; shown || cs.held == nil || cs.held.Failures["new"] != 2 || cs.newCodes["new"] == nil {
+		t.Errorf("a new code: failures %v, held %+v, new codes %v; want 2 held and a mark", cs.Failures, cs.held, cs.newCodes)
+	}
+	if cs.FailureExemplars["new"].RunID != "r3" {
+		t.Errorf("exemplar of the new code: %v, want the latest run r3", cs.FailureExemplars["new"])
+	}
+	// Released once served at zero twice: shown, and nothing left held.
+	cs.newCodes["new"].serve(1, t0)
+	cs.newCodes["new"].serve(2, t0)
+	if !cs.releaseCodes(t0, 0) || cs.Failures["new"] != 2 || cs.held != nil || cs.newCodes != nil {
+		t.Errorf("released: failures %v, held %+v, new codes %v; want 2 shown, nothing held or new", cs.Failures, cs.held, cs.newCodes)
+	}
+	// A code shown once released counts at once, even shown at 0.
+	cs.countFailure("new", histogram.Exemplar{RunID: "r4"})
+	if cs.Failures["new"] != 3 || cs.held != nil {
+		t.Errorf("after its release: failures %v, held %+v; want 3 shown", cs.Failures, cs.held)
 	}
 }
