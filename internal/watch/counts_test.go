@@ -2,6 +2,7 @@ package watch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -528,5 +529,47 @@ func TestAFailureOfAShownCodeIsCountedAtOnce(t *testing.T) {
 	cs.countFailure("new", histogram.Exemplar{RunID: "r4"})
 	if cs.Failures["new"] != 3 || cs.held != nil {
 		t.Errorf("after its release: failures %v, held %+v; want 3 shown", cs.Failures, cs.held)
+	}
+}
+
+// failingSaver fails while fail is set, and counts the saves asked of it.
+type failingSaver struct {
+	fail  bool
+	saves int
+}
+
+func (f *failingSaver) Save(*State) error {
+	f.saves++
+	if f.fail {
+		return errors.New("disk full")
+	}
+	return nil
+}
+
+// TestAFailedSaveIsTriedAgain: a save that failed is tried again at the
+// next scrape whatever changed, and once one works, an unchanged state is
+// not written again.
+func TestAFailedSaveIsTriedAgain(t *testing.T) {
+	e := newCountsEnv(t, true, "s1")
+	saver := &failingSaver{fail: true}
+	e.w.opts.Saver = saver
+	e.scrape()
+	if _, tried := e.w.SaveChanged(); !tried || saver.saves != 1 {
+		t.Fatalf("the first save after a poll: tried %v, saves %d", tried, saver.saves)
+	}
+	if _, tried := e.w.SaveChanged(); !tried || saver.saves != 2 {
+		t.Errorf("after a failed save, nothing changed: tried %v, saves %d; want it tried again", tried, saver.saves)
+	}
+	saver.fail = false
+	e.w.SaveChanged()
+	if _, tried := e.w.SaveChanged(); tried || saver.saves != 3 {
+		t.Errorf("after a save that worked, nothing changed: tried %v, saves %d; want no save", tried, saver.saves)
+	}
+}
+
+func TestRestoringAnEmptyStateIsNoForeignState(t *testing.T) {
+	w := New(Options{Now: func() time.Time { return t0 }})
+	if err := w.Restore(&State{}, []App{{Name: "a", Sessions: []string{"s"}}}); err != nil {
+		t.Errorf("an empty state: %v, want nil", err)
 	}
 }
