@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -60,9 +59,15 @@ var ErrStop = errors.New("stop listing")
 
 // Config configures a Client for one Feishu app. Exactly one kind of
 // credential must be set: AppID with AppSecret (a tenant_access_token is
-// obtained and renewed), or UserAccessTokenFile.
+// obtained and renewed), or UserAccessTokenFile (Credentials.Check).
+//
+// A zero field means its default, and so does a zero number where none
+// would make no sense (Timeout, MaxConcurrency, PageSize, MaxPages,
+// MaxAttempts); RateLimit, where none does make sense, is unlimited at 0. A
+// negative number is an error.
 type Config struct {
-	// BaseURL is the Open Platform host; default "https://open.feishu.cn"
+	// BaseURL is the Open Platform host, a scheme and a host only
+	// (ParseBaseURL); default "https://open.feishu.cn"
 	// ("https://open.larksuite.com" for Lark).
 	BaseURL string
 	// AppID and AppSecret are a self-built app's credentials.
@@ -130,31 +135,17 @@ type Client struct {
 // NewClient validates cfg, fills in its defaults and returns a Client. It
 // makes no request: credentials are first used by the first listing.
 func NewClient(cfg Config) (*Client, error) {
-	base := cfg.BaseURL
-	if base == "" {
-		base = DefaultBaseURL
+	base, err := ParseBaseURL(cfg.BaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("feishu: base URL %w", err)
 	}
 	u, err := url.Parse(base)
-	if err != nil {
+	if err != nil { // ParseBaseURL parsed it already
 		return nil, fmt.Errorf("feishu: base URL: %w", err)
 	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("feishu: base URL %q must be http(s)://host", base)
-	}
-	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return nil, fmt.Errorf("feishu: base URL %q must not carry a query, fragment or user info", u.Redacted())
-	}
-	tenant := cfg.AppID != "" || cfg.AppSecret != ""
-	user := cfg.UserAccessTokenFile != ""
-	switch {
-	case tenant && user:
-		return nil, errors.New("feishu: set either app_id/app_secret or a user access token file, not both")
-	case !tenant && !user:
-		return nil, errors.New("feishu: no credentials: set app_id and app_secret, or a user access token file")
-	case tenant && cfg.AppID == "":
-		return nil, errors.New("feishu: app_secret is set but app_id is empty")
-	case tenant && cfg.AppSecret == "":
-		return nil, fmt.Errorf("feishu: app %s has an empty app_secret", cfg.AppID)
+	creds := Credentials{AppID: cfg.AppID, AppSecret: cfg.AppSecret, UserAccessTokenFile: cfg.UserAccessTokenFile}
+	if err := creds.Check(); err != nil {
+		return nil, fmt.Errorf("feishu: %w", err)
 	}
 	for _, f := range []struct {
 		name string
@@ -164,12 +155,15 @@ func NewClient(cfg Config) (*Client, error) {
 			return nil, fmt.Errorf("feishu: %s %d is negative", f.name, f.v)
 		}
 	}
+	if cfg.Timeout < 0 { // http.Client would take it for no limit at all
+		return nil, fmt.Errorf("feishu: timeout %v is negative", cfg.Timeout)
+	}
 	if cfg.RateLimit < 0 || math.IsNaN(cfg.RateLimit) || math.IsInf(cfg.RateLimit, 0) {
 		return nil, fmt.Errorf("feishu: rate limit %v must be a finite number ≥ 0", cfg.RateLimit)
 	}
 
 	c := &Client{
-		base:        strings.TrimRight(u.String(), "/"),
+		base:        base,
 		host:        u.Host,
 		http:        cfg.HTTPClient,
 		maxPages:    cfg.MaxPages,
@@ -210,7 +204,7 @@ func NewClient(cfg Config) (*Client, error) {
 	if cfg.RateLimit > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), int(math.Ceil(cfg.RateLimit)))
 	}
-	if tenant {
+	if creds.tenant() {
 		c.creds = &tenantToken{c: c, appID: cfg.AppID, secret: cfg.AppSecret}
 	} else {
 		c.creds = &userTokenFile{path: cfg.UserAccessTokenFile, obs: c.obs, known: c.known}

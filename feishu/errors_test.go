@@ -398,12 +398,15 @@ func TestNewClientValidatesTheConfig(t *testing.T) {
 		{"both credentials", func(c *feishu.Config) { c.UserAccessTokenFile = "/run/token" }, "not both"},
 		{"secret without app ID", func(c *feishu.Config) { c.AppID = "" }, "app_id is empty"},
 		{"app ID without secret", func(c *feishu.Config) { c.AppSecret = "" }, "empty app_secret"},
-		{"base URL without scheme", func(c *feishu.Config) { c.BaseURL = "open.feishu.cn" }, "must be http(s)://host"},
+		{"base URL without scheme", func(c *feishu.Config) { c.BaseURL = "open.feishu.cn" }, "must be an absolute http(s) URL"},
 		{"base URL unparsable", func(c *feishu.Config) { c.BaseURL = "http://[::1" }, "base URL"},
-		{"base URL with a query", func(c *feishu.Config) { c.BaseURL = "https://open.feishu.cn/?x=1" }, "must not carry"},
+		{"base URL with a query", func(c *feishu.Config) { c.BaseURL = "https://open.feishu.cn/?x=1" }, "without user info, query or fragment"},
+		{"base URL with a path", func(c *feishu.Config) { c.BaseURL = "https://open.feishu.cn/open-apis" }, "must be a scheme and a host only"},
+		{"base URL with a password", func(c *feishu.Config) { c.BaseURL = "https://u:hunter2@open.feishu.cn" }, `"https://u:xxxxx@open.feishu.cn"`},
 		{"negative page size", func(c *feishu.Config) { c.PageSize = -1 }, "page size -1"},
 		{"negative max pages", func(c *feishu.Config) { c.MaxPages = -1 }, "max pages -1"},
 		{"negative attempts", func(c *feishu.Config) { c.MaxAttempts = -1 }, "max attempts -1"},
+		{"negative timeout", func(c *feishu.Config) { c.Timeout = -time.Second }, "timeout -1s"},
 		{"negative rate limit", func(c *feishu.Config) { c.RateLimit = -1 }, "rate limit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
