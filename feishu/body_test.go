@@ -52,15 +52,15 @@ func TestOversizedBodyIsAnError(t *testing.T) {
 }
 
 func TestSleepContext(t *testing.T) {
-	if err := sleepContext(context.Background(), 0); err != nil {
+	if err := Sleep(context.Background(), 0); err != nil {
 		t.Errorf("sleep 0: %v", err)
 	}
-	if err := sleepContext(context.Background(), time.Nanosecond); err != nil {
+	if err := Sleep(context.Background(), time.Nanosecond); err != nil {
 		t.Errorf("sleep 1ns: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := sleepContext(ctx, time.Hour); !errors.Is(err, context.Canceled) {
+	if err := Sleep(ctx, time.Hour); !errors.Is(err, context.Canceled) {
 		t.Errorf("sleep on a cancelled context = %v, want context.Canceled", err)
 	}
 }

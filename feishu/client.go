@@ -106,7 +106,7 @@ type Config struct {
 	// Now is the clock for token lifetimes and request latency; default time.Now.
 	Now func() time.Time
 	// Sleep waits d or until ctx is done, whichever comes first, returning
-	// ctx's error in the latter case; default a timer. Tests inject it to
+	// ctx's error in the latter case; default Sleep. Tests inject it to
 	// record rate-limit and backoff waits without sleeping.
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Rand returns a number in [0, 1) for backoff jitter; default math/rand/v2.
@@ -196,7 +196,7 @@ func NewClient(cfg Config) (*Client, error) {
 		c.now = time.Now
 	}
 	if c.sleep == nil {
-		c.sleep = sleepContext
+		c.sleep = Sleep
 	}
 	if c.rand == nil {
 		c.rand = rand.Float64
@@ -237,8 +237,9 @@ func defaultHTTPClient(timeout time.Duration, maxConcurrency int) *http.Client {
 	return &http.Client{Timeout: timeout, Transport: t}
 }
 
-// sleepContext waits d or until ctx is done.
-func sleepContext(ctx context.Context, d time.Duration) error {
+// Sleep waits d or until ctx is done, whichever comes first, returning ctx's
+// error in the latter case: Config.Sleep's default.
+func Sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}
