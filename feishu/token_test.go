@@ -353,3 +353,31 @@ func TestWaitingForATokenHonoursTheContext(t *testing.T) {
 		t.Fatalf("err = %v, want context.DeadlineExceeded", err)
 	}
 }
+
+func TestShortLivedTokenIsReusedUntilHalfItsLifetime(t *testing.T) {
+	// A token living 5 min is shorter than the 5 min minimum margin: it is
+	// renewed once half its lifetime has passed, not on every call.
+	e := newTestEnv(t, feishufake.Options{TokenTTL: 5 * time.Minute})
+	e.addRuns(testSession, 3)
+	c := e.client(t)
+	list := func() {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := c.ListRuns(ctx, testSession); err != nil {
+			t.Fatalf("ListRuns: %v", err)
+		}
+	}
+	list()
+	list()
+	e.clock.Advance(2 * time.Minute)
+	list()
+	if n := e.fake.Requests("tenant_token"); n != 1 {
+		t.Errorf("token requests within half the lifetime = %d, want 1", n)
+	}
+	e.clock.Advance(time.Minute)
+	list()
+	if n := e.fake.Requests("tenant_token"); n != 2 {
+		t.Errorf("token requests past half the lifetime = %d, want 2", n)
+	}
+}
