@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"html"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -88,9 +86,7 @@ func TestFakeFaultsThatAreNotJSON(t *testing.T) {
 				if !strings.Contains(err.Error(), "list runs of session "+testSession) {
 					t.Errorf("err = %v, want it to name the session", err)
 				}
-				if n := e.fake.Requests(string(ep)); n != 1 {
-					t.Errorf("%s requests = %d, want 1 (not retried)", ep, n)
-				}
+				e.wantRequests(t, 1, string(ep)) // not retried
 			})
 		}
 	}
@@ -220,33 +216,24 @@ func TestCredentialsEchoedByTheAPIAreScrubbedFromErrors(t *testing.T) {
 		name   string
 		secret string
 		scope  feishu.Endpoint
-		fault  feishufake.Fault
+		echo   feishufake.EchoForm
 		marker string // what an error quoting a JSON msg shows instead
 	}{
-		{"token endpoint: code 10003 quoting the request", testAppSecret, feishu.EndpointTenantToken,
-			feishufake.Fault{Kind: feishufake.EchoCredentials, Echo: feishufake.EchoJSON}, "<secret>"},
-		{"token endpoint: text/plain 400", testAppSecret, feishu.EndpointTenantToken,
-			feishufake.Fault{Kind: feishufake.EchoCredentials, Echo: feishufake.EchoText}, "<secret>"},
-		{"token endpoint: HTML 502", testAppSecret, feishu.EndpointTenantToken,
-			feishufake.Fault{Kind: feishufake.EchoCredentials, Echo: feishufake.EchoHTML}, "<secret>"},
-		{"token endpoint: a secret with characters that get escaped", oddSecret, feishu.EndpointTenantToken,
-			feishufake.Fault{Kind: feishufake.EchoCredentials, Echo: feishufake.EchoJSON}, "<secret>"},
-		{"token endpoint: HTML 502 of a secret with characters that get escaped", oddSecret, feishu.EndpointTenantToken,
-			feishufake.Fault{Kind: feishufake.EchoCredentials, Echo: feishufake.EchoHTML}, "<secret>"},
-		{"list: 99991663 quoting the Authorization header", testAppSecret, feishu.EndpointListRuns,
-			feishufake.Fault{Kind: feishufake.EchoCredentials, Echo: feishufake.EchoJSON}, "<token>"},
-		{"list: text/plain 400", testAppSecret, feishu.EndpointListRuns,
-			feishufake.Fault{Kind: feishufake.EchoCredentials, Echo: feishufake.EchoText}, "<token>"},
-		{"list: HTML 502", testAppSecret, feishu.EndpointListRuns,
-			feishufake.Fault{Kind: feishufake.EchoCredentials, Echo: feishufake.EchoHTML}, "<token>"},
-		{"get run: 99991663 quoting the Authorization header", testAppSecret, feishu.EndpointGetRun,
-			feishufake.Fault{Kind: feishufake.EchoCredentials, Echo: feishufake.EchoJSON}, "<token>"},
+		{"token endpoint: code 10003 quoting the request", testAppSecret, feishu.EndpointTenantToken, feishufake.EchoJSON, "<secret>"},
+		{"token endpoint: text/plain 400", testAppSecret, feishu.EndpointTenantToken, feishufake.EchoText, "<secret>"},
+		{"token endpoint: HTML 502", testAppSecret, feishu.EndpointTenantToken, feishufake.EchoHTML, "<secret>"},
+		{"token endpoint: a secret with characters that get escaped", oddSecret, feishu.EndpointTenantToken, feishufake.EchoJSON, "<secret>"},
+		{"token endpoint: HTML 502 of a secret with characters that get escaped", oddSecret, feishu.EndpointTenantToken, feishufake.EchoHTML, "<secret>"},
+		{"list: 99991663 quoting the Authorization header", testAppSecret, feishu.EndpointListRuns, feishufake.EchoJSON, "<token>"},
+		{"list: text/plain 400", testAppSecret, feishu.EndpointListRuns, feishufake.EchoText, "<token>"},
+		{"list: HTML 502", testAppSecret, feishu.EndpointListRuns, feishufake.EchoHTML, "<token>"},
+		{"get run: 99991663 quoting the Authorization header", testAppSecret, feishu.EndpointGetRun, feishufake.EchoJSON, "<token>"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newTestEnv(t, feishufake.Options{})
 			e.fake.AddApp(testAppID, tc.secret)
 			ids := e.addRuns(testSession, 3)
-			e.fake.SetFault(feishufake.Scope{Endpoint: tc.scope}, tc.fault)
+			e.fake.SetFault(feishufake.Scope{Endpoint: tc.scope}, feishufake.Fault{Kind: feishufake.EchoCredentials, Echo: tc.echo})
 			c := e.client(t, func(c *feishu.Config) { c.AppSecret = feishu.Secret(tc.secret) })
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -258,7 +245,7 @@ func TestCredentialsEchoedByTheAPIAreScrubbedFromErrors(t *testing.T) {
 			}
 			assertNoLeak(t, err, e.obs, append(e.Bearers(), tc.secret)...)
 			// An excerpt of a text or HTML body may end before the echo.
-			if tc.fault.Echo == feishufake.EchoJSON && !strings.Contains(err.Error(), tc.marker) {
+			if tc.echo == feishufake.EchoJSON && !strings.Contains(err.Error(), tc.marker) {
 				t.Errorf("err = %v, want the echo shown with %s in place of the credential", err, tc.marker)
 			}
 			if tc.scope != feishu.EndpointTenantToken && len(e.Bearers()) == 0 {
@@ -272,10 +259,7 @@ func TestUserTokenEchoedWith99991668IsScrubbedFromErrors(t *testing.T) {
 	e := newTestEnv(t, feishufake.Options{})
 	e.addRuns(testSession, 3)
 	e.fake.AddUserToken("u-first0123456789")
-	path := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(path, []byte("u-first0123456789\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writeTokenFile(t, "u-first0123456789")
 	e.fake.SetFault(feishufake.Scope{Endpoint: feishu.EndpointListRuns},
 		feishufake.Fault{Kind: feishufake.EchoCredentials, Code: feishu.CodeTokenUserInvalid})
 	c := e.client(t, func(c *feishu.Config) { c.AppID, c.AppSecret, c.UserAccessTokenFile = "", "", path })

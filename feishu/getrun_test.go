@@ -55,9 +55,7 @@ func TestGetRunOfAnUnknownRunIs2700001(t *testing.T) {
 			}
 		})
 	}
-	if n := e.fake.Requests("get_run"); n != 2 {
-		t.Errorf("get requests = %d, want 2 (no retry of a 2700001)", n)
-	}
+	e.wantRequests(t, 2, "get_run") // no retry of a 2700001
 }
 
 func TestGetRunRenewsARejectedTokenOnce(t *testing.T) {
@@ -159,7 +157,5 @@ func TestGetRunRejectsEmptyIDs(t *testing.T) {
 			t.Errorf("GetRun(%q, %q) succeeded", ids[0], ids[1])
 		}
 	}
-	if n := e.fake.Requests("get_run") + e.fake.Requests("tenant_token"); n != 0 {
-		t.Errorf("requests = %d, want 0", n)
-	}
+	e.wantRequests(t, 0, "get_run", "tenant_token")
 }

@@ -251,21 +251,12 @@ func (h *staticHandler) Served() int {
 func newStaticServer(t *testing.T, obs feishu.Observer, sl *sleeper, responses ...cannedResponse) (*feishu.Client, *staticHandler) {
 	t.Helper()
 	h := &staticHandler{responses: responses}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	if obs == nil {
-		obs = feishu.NopObserver{}
-	}
-	if sl == nil {
-		sl = &sleeper{}
-	}
-	c, err := feishu.NewClient(feishu.Config{
-		BaseURL: srv.URL, AppID: testAppID, AppSecret: testAppSecret,
-		Observer: obs, Sleep: sl.Sleep, Rand: func() float64 { return 0.5 },
+	c := newClientOf(t, h, func(c *feishu.Config) {
+		c.Observer = obs
+		if sl != nil {
+			c.Sleep = sl.Sleep
+		}
 	})
-	if err != nil {
-		t.Fatalf("NewClient: %v", err)
-	}
 	return c, h
 }
 
@@ -306,4 +297,18 @@ func writeTokenFile(t *testing.T, tok string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// wantRequests fails the test unless the fake answered want requests to the
+// endpoints, summed, as the fake names them ("list_runs", "get_run",
+// "tenant_token").
+func (e *testEnv) wantRequests(t *testing.T, want int, endpoints ...string) {
+	t.Helper()
+	n := 0
+	for _, ep := range endpoints {
+		n += e.fake.Requests(ep)
+	}
+	if n != want {
+		t.Errorf("%s requests = %d, want %d", strings.Join(endpoints, "+"), n, want)
+	}
 }

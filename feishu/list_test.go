@@ -42,9 +42,7 @@ func TestListRunsPagesThroughEveryRunInEitherOrder(t *testing.T) {
 				if diff := cmp.Diff(want, got); diff != "" {
 					t.Errorf("run IDs (-want +got):\n%s", diff)
 				}
-				if n := e.fake.Requests("list_runs"); n != tc.pages {
-					t.Errorf("list requests = %d, want %d", n, tc.pages)
-				}
+				e.wantRequests(t, tc.pages, "list_runs")
 			})
 		}
 	}
@@ -105,9 +103,7 @@ func TestListRunsDedupesRunsShiftedByRunsCreatedMidListing(t *testing.T) {
 			t.Errorf("run %s seen IN_PROGRESS then COMPLETED has status %s, want COMPLETED", changed, r.Status)
 		}
 	}
-	if n := e.fake.Requests("list_runs"); n != 4 {
-		t.Errorf("list requests = %d, want 4 (65 runs, 20 a page)", n)
-	}
+	e.wantRequests(t, 4, "list_runs") // 65 runs, 20 a page
 }
 
 func TestListRunsKeepsTheMostAdvancedSightingOfARun(t *testing.T) {
@@ -152,9 +148,7 @@ func TestListingThatDoesNotEndIsAnError(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "repeats an earlier page token") {
 			t.Fatalf("err = %v, want a repeated page token error", err)
 		}
-		if n := e.fake.Requests("list_runs"); n != 2 {
-			t.Errorf("list requests = %d, want 2", n)
-		}
+		e.wantRequests(t, 2, "list_runs")
 	})
 	t.Run("more pages than MaxPages", func(t *testing.T) {
 		e := newTestEnv(t, feishufake.Options{})
@@ -163,9 +157,7 @@ func TestListingThatDoesNotEndIsAnError(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "more than 3 pages") {
 			t.Fatalf("err = %v, want a too many pages error", err)
 		}
-		if n := e.fake.Requests("list_runs"); n != 3 {
-			t.Errorf("list requests = %d, want 3", n)
-		}
+		e.wantRequests(t, 3, "list_runs")
 	})
 	t.Run("has_more without a page token", func(t *testing.T) {
 		c, _ := newStaticServer(t, nil, nil, jsonOK(page(true, "", `{"id":"run_a"}`)))
@@ -252,9 +244,7 @@ func TestListRunsRejectsAnEmptySessionID(t *testing.T) {
 	if _, err := e.client(t).ListRuns(context.Background(), ""); err == nil {
 		t.Fatal("ListRuns(\"\") succeeded")
 	}
-	if n := e.fake.Requests("list_runs") + e.fake.Requests("tenant_token"); n != 0 {
-		t.Errorf("requests = %d, want 0", n)
-	}
+	e.wantRequests(t, 0, "list_runs", "tenant_token")
 }
 
 func TestPageSizeFallsBackTo20WhenRejected(t *testing.T) {
@@ -308,9 +298,7 @@ func TestSlowPageReturnsTheContextsError(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want context.DeadlineExceeded", err)
 	}
-	if n := e.fake.Requests("list_runs"); n != 1 {
-		t.Errorf("list requests = %d, want 1 (no retry once the deadline passed)", n)
-	}
+	e.wantRequests(t, 1, "list_runs") // no retry once the deadline passed
 }
 
 func TestCancelledContextMakesNoRequest(t *testing.T) {
@@ -322,9 +310,7 @@ func TestCancelledContextMakesNoRequest(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
-	if n := e.fake.Requests("list_runs") + e.fake.Requests("tenant_token"); n != 0 {
-		t.Errorf("requests = %d, want 0", n)
-	}
+	e.wantRequests(t, 0, "list_runs", "tenant_token")
 }
 
 func hasCode(err error, code int) bool {
@@ -444,9 +430,7 @@ func TestListRunsPageRejectsAnEmptySessionID(t *testing.T) {
 	if _, err := e.client(t).ListRunsPage(context.Background(), "", ""); err == nil {
 		t.Fatal(`ListRunsPage("", "") succeeded`)
 	}
-	if n := e.fake.Requests("list_runs") + e.fake.Requests("tenant_token"); n != 0 {
-		t.Errorf("requests = %d, want 0", n)
-	}
+	e.wantRequests(t, 0, "list_runs", "tenant_token")
 }
 
 func TestPageOfMoreThanTwiceThePageSizeIsAnError(t *testing.T) {

@@ -67,9 +67,7 @@ func TestRateLimitWaitPastTheDeadlineFailsAtOnce(t *testing.T) {
 	if w := e.sleep.Waits(); len(w) != 0 {
 		t.Errorf("waits = %v, want none", w)
 	}
-	if n := e.fake.Requests("list_runs"); n != 1 {
-		t.Errorf("list requests = %d, want 1", n)
-	}
+	e.wantRequests(t, 1, "list_runs")
 }
 
 func TestPersistentRateLimitGivesUpAfterFiveRetries(t *testing.T) {
@@ -81,9 +79,7 @@ func TestPersistentRateLimitGivesUpAfterFiveRetries(t *testing.T) {
 	if !errors.As(err, &apiErr) || apiErr.HTTPStatus != http.StatusTooManyRequests || apiErr.LogID == "" {
 		t.Fatalf("err = %v, want HTTP 429 with a log ID", err)
 	}
-	if n := e.fake.Requests("list_runs"); n != 6 {
-		t.Errorf("list requests = %d, want 6", n)
-	}
+	e.wantRequests(t, 6, "list_runs")
 	if n := len(e.sleep.Waits()); n != 5 {
 		t.Errorf("waits = %d, want 5", n)
 	}
@@ -144,9 +140,7 @@ func TestServerErrorsAreRetriedWithBackoff(t *testing.T) {
 			if diff := cmp.Diff(tc.wantWaits, e.sleep.Waits()); diff != "" {
 				t.Errorf("waits (-want +got):\n%s", diff)
 			}
-			if n := e.fake.Requests("list_runs"); n != tc.wantCalls {
-				t.Errorf("list requests = %d, want %d", n, tc.wantCalls)
-			}
+			e.wantRequests(t, tc.wantCalls, "list_runs")
 		})
 	}
 }
@@ -219,9 +213,7 @@ func TestClientSideRateLimit(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "client-side rate limit") {
 		t.Fatalf("err = %v, want a client-side rate limit error", err)
 	}
-	if n := e.fake.Requests("list_runs"); n != 0 {
-		t.Errorf("list requests = %d, want 0", n)
-	}
+	e.wantRequests(t, 0, "list_runs")
 
 	fast := e.client(t, func(c *feishu.Config) { c.RateLimit = 1000 })
 	if _, err := fast.ListRuns(context.Background(), testSession); err != nil {

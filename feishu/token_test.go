@@ -25,12 +25,8 @@ func TestOneTokenCallServesManyListings(t *testing.T) {
 			t.Fatalf("ListRuns: %v", err)
 		}
 	}
-	if n := e.fake.Requests("tenant_token"); n != 1 {
-		t.Errorf("token requests = %d, want 1", n)
-	}
-	if n := e.fake.Requests("list_runs"); n != 20 {
-		t.Errorf("list requests = %d, want 20", n)
-	}
+	e.wantRequests(t, 1, "tenant_token")
+	e.wantRequests(t, 20, "list_runs")
 }
 
 func TestTenantTokenIsRenewedBeforeItExpires(t *testing.T) {
@@ -57,12 +53,8 @@ func TestTenantTokenIsRenewedBeforeItExpires(t *testing.T) {
 			if _, err := c.ListRuns(context.Background(), testSession); err != nil {
 				t.Fatalf("ListRuns after %v: %v", tc.after, err)
 			}
-			if n := e.fake.Requests("tenant_token"); n != tc.wantTokens {
-				t.Errorf("token requests = %d, want %d", n, tc.wantTokens)
-			}
-			if n := e.fake.Requests("list_runs"); n != 2 {
-				t.Errorf("list requests = %d, want 2 (no request with a stale token)", n)
-			}
+			e.wantRequests(t, tc.wantTokens, "tenant_token")
+			e.wantRequests(t, 2, "list_runs") // no request with a stale token
 			bearers := e.Bearers()
 			if tc.wantTokens == 2 && bearers[0] == bearers[1] {
 				t.Errorf("the renewed token is the old one")
@@ -105,9 +97,7 @@ func TestRejectedTokenIsRenewedOnceThenTheListingSucceeds(t *testing.T) {
 	if len(runs) != 3 {
 		t.Errorf("runs = %d, want 3", len(runs))
 	}
-	if n := e.fake.Requests("tenant_token"); n != 2 {
-		t.Errorf("token requests = %d, want 2", n)
-	}
+	e.wantRequests(t, 2, "tenant_token")
 	want := []string{"tenant_token 0", "list_runs 0", "list_runs 99991663", "tenant_token 0", "list_runs 0"}
 	if got := e.obs.Requests(); !slices.Equal(got, want) {
 		t.Errorf("requests observed = %q, want %q", got, want)
@@ -122,12 +112,8 @@ func TestTokenRejectedTwiceIsAnAuthError(t *testing.T) {
 	if !feishu.IsAuth(err) || !hasCode(err, feishu.CodeTokenInvalid) {
 		t.Fatalf("err = %v, want an auth error with code 99991663", err)
 	}
-	if n := e.fake.Requests("tenant_token"); n != 2 {
-		t.Errorf("token requests = %d, want 2 (one renewal, no loop)", n)
-	}
-	if n := e.fake.Requests("list_runs"); n != 2 {
-		t.Errorf("list requests = %d, want 2", n)
-	}
+	e.wantRequests(t, 2, "tenant_token") // one renewal, no loop
+	e.wantRequests(t, 2, "list_runs")
 }
 
 func TestConcurrentListingsShareOneRenewal(t *testing.T) {
@@ -153,19 +139,13 @@ func TestConcurrentListingsShareOneRenewal(t *testing.T) {
 	}
 
 	listAll()
-	if n := e.fake.Requests("tenant_token"); n != 1 {
-		t.Errorf("token requests for the first concurrent listings = %d, want 1", n)
-	}
+	e.wantRequests(t, 1, "tenant_token") // for the first concurrent listings
 	e.fake.ExpireTokens()
 	listAll()
-	if n := e.fake.Requests("tenant_token"); n != 2 {
-		t.Errorf("token requests after the token was revoked = %d, want 2", n)
-	}
+	e.wantRequests(t, 2, "tenant_token") // after the token was revoked
 	e.clock.Advance(3 * time.Hour)
 	listAll()
-	if n := e.fake.Requests("tenant_token"); n != 3 {
-		t.Errorf("token requests after the token expired = %d, want 3", n)
-	}
+	e.wantRequests(t, 3, "tenant_token") // after the token expired
 }
 
 func TestTokenEndpointFailureIsAnErrorNamingTheCode(t *testing.T) {
@@ -197,9 +177,7 @@ func TestTokenEndpointFailureIsAnErrorNamingTheCode(t *testing.T) {
 			if !feishu.IsAuth(err) {
 				t.Errorf("IsAuth(%v) = false", err)
 			}
-			if n := e.fake.Requests("list_runs"); n != 0 {
-				t.Errorf("list requests = %d, want 0", n)
-			}
+			e.wantRequests(t, 0, "list_runs")
 			e.obs.mu.Lock()
 			defer e.obs.mu.Unlock()
 			if len(e.obs.renewals) != 1 || e.obs.renewals[0] == nil {
@@ -276,9 +254,7 @@ func TestUserAccessTokenFileIsReadAgainWhenItChanges(t *testing.T) {
 	if got := e.Bearers(); !slices.Equal(got, want) {
 		t.Errorf("tokens sent = %q, want %q", got, want)
 	}
-	if n := e.fake.Requests("tenant_token"); n != 0 {
-		t.Errorf("token requests = %d, want 0", n)
-	}
+	e.wantRequests(t, 0, "tenant_token")
 }
 
 func TestRejectedUserTokenIsReadAgainOnce(t *testing.T) {
@@ -295,9 +271,7 @@ func TestRejectedUserTokenIsReadAgainOnce(t *testing.T) {
 	if !feishu.IsAuth(err) || !hasCode(err, feishu.CodeTokenUserInvalid) {
 		t.Fatalf("err = %v, want an auth error with code 99991668", err)
 	}
-	if n := e.fake.Requests("list_runs"); n != 2 {
-		t.Errorf("list requests = %d, want 2 (one retry after re-reading the file)", n)
-	}
+	e.wantRequests(t, 2, "list_runs") // one retry after re-reading the file
 	var ce *feishu.CredentialError
 	if !errors.As(err, &ce) || !ce.Refused {
 		t.Errorf("err = %#v, want a *CredentialError of a refused token", err)
@@ -330,9 +304,7 @@ func TestBadUserAccessTokenFileIsAnError(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), path) {
 				t.Fatalf("err = %v, want an error naming the file", err)
 			}
-			if n := e.fake.Requests("list_runs"); n != 0 {
-				t.Errorf("list requests = %d, want 0", n)
-			}
+			e.wantRequests(t, 0, "list_runs")
 		})
 	}
 }
@@ -372,12 +344,8 @@ func TestShortLivedTokenIsReusedUntilHalfItsLifetime(t *testing.T) {
 	list()
 	e.clock.Advance(2 * time.Minute)
 	list()
-	if n := e.fake.Requests("tenant_token"); n != 1 {
-		t.Errorf("token requests within half the lifetime = %d, want 1", n)
-	}
+	e.wantRequests(t, 1, "tenant_token") // within half the lifetime
 	e.clock.Advance(time.Minute)
 	list()
-	if n := e.fake.Requests("tenant_token"); n != 2 {
-		t.Errorf("token requests past half the lifetime = %d, want 2", n)
-	}
+	e.wantRequests(t, 2, "tenant_token") // past half the lifetime
 }
