@@ -11,14 +11,15 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/internal/testkit/fakeapi"
 	"github.com/google/go-cmp/cmp"
 )
 
 func TestGetRunReturnsTheRunWithEveryField(t *testing.T) {
 	e := newTestEnv(t, feishufake.Options{})
-	want := makeRun(testSession, "run_failed", epoch, feishu.StatusFailed)
+	want := fakeapi.Run(testSession, "run_failed", epoch, feishu.StatusFailed)
 	e.fake.PutRun(want)
-	e.fake.PutRun(makeRun(testSession, "run_other", epoch.Add(time.Second), feishu.StatusCompleted))
+	e.fake.PutRun(fakeapi.Run(testSession, "run_other", epoch.Add(time.Second), feishu.StatusCompleted))
 
 	got, err := e.client(t).GetRun(context.Background(), testSession, "run_failed")
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/internal/testkit/fakeapi"
 )
 
 const (
@@ -138,15 +139,7 @@ func (e *testEnv) config() feishu.Config {
 
 func (e *testEnv) client(t *testing.T, edit ...func(*feishu.Config)) *feishu.Client {
 	t.Helper()
-	cfg := e.config()
-	for _, f := range edit {
-		f(&cfg)
-	}
-	c, err := feishu.NewClient(cfg)
-	if err != nil {
-		t.Fatalf("NewClient: %v", err)
-	}
-	return c
+	return fakeapi.NewClient(t, e.config(), edit...)
 }
 
 func (e *testEnv) Bearers() []string {
@@ -171,23 +164,9 @@ func (e *testEnv) addRuns(sessionID string, n int, statuses ...feishu.RunStatus)
 	ids := make([]string, n)
 	for i := range n {
 		ids[i] = fmt.Sprintf("run_%s%05d", strings.TrimPrefix(sessionID, "session_"), i)
-		e.fake.PutRun(makeRun(sessionID, ids[i], epoch.Add(time.Duration(i)*time.Second), statuses[i%len(statuses)]))
+		e.fake.PutRun(fakeapi.Run(sessionID, ids[i], epoch.Add(time.Duration(i)*time.Second), statuses[i%len(statuses)]))
 	}
 	return ids
-}
-
-func makeRun(sessionID, id string, created time.Time, st feishu.RunStatus) feishu.Run {
-	r := feishu.Run{ID: id, AppID: "spring_test__c", SessionID: sessionID, Status: st, CreatedAt: created, Metadata: "{}"}
-	if st != feishu.StatusQueued {
-		r.StartedAt = created.Add(time.Second)
-	}
-	if st.Final() {
-		r.EndedAt = created.Add(5 * time.Second)
-	}
-	if st == feishu.StatusFailed {
-		r.Error = &feishu.RunError{Code: "sp_ec_sm_900101", Message: "技能不存在或已删除"}
-	}
-	return r
 }
 
 func runIDs(runs []feishu.Run) []string {
@@ -275,18 +254,10 @@ func newClientOf(t *testing.T, h http.Handler, edit ...func(*feishu.Config)) *fe
 	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	cfg := feishu.Config{
+	return fakeapi.NewClient(t, feishu.Config{
 		BaseURL: srv.URL, AppID: testAppID, AppSecret: testAppSecret,
 		Sleep: (&sleeper{}).Sleep, Rand: func() float64 { return 0.5 },
-	}
-	for _, f := range edit {
-		f(&cfg)
-	}
-	c, err := feishu.NewClient(cfg)
-	if err != nil {
-		t.Fatalf("NewClient: %v", err)
-	}
-	return c
+	}, edit...)
 }
 
 // writeTokenFile writes a user access token file and returns its path.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/internal/testkit/fakeapi"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -51,8 +54,8 @@ func TestListRunsPagesThroughEveryRunInEitherOrder(t *testing.T) {
 func TestListRunsDecodesEveryField(t *testing.T) {
 	e := newTestEnv(t, feishufake.Options{})
 	want := []feishu.Run{
-		makeRun(testSession, "run_queued", epoch, feishu.StatusQueued),
-		makeRun(testSession, "run_failed", epoch.Add(time.Second), feishu.StatusFailed),
+		fakeapi.Run(testSession, "run_queued", epoch, feishu.StatusQueued),
+		fakeapi.Run(testSession, "run_failed", epoch.Add(time.Second), feishu.StatusFailed),
 	}
 	for _, r := range want {
 		e.fake.PutRun(r)
@@ -82,9 +85,9 @@ func TestListRunsDedupesRunsShiftedByRunsCreatedMidListing(t *testing.T) {
 			// later run five places down: page 1 starts with five runs
 			// page 0 already had, one of which has finished meanwhile.
 			for i := range 5 {
-				e.fake.PutRun(makeRun(testSession, fmt.Sprintf("run_new%d", i), epoch.Add(time.Hour), feishu.StatusQueued))
+				e.fake.PutRun(fakeapi.Run(testSession, fmt.Sprintf("run_new%d", i), epoch.Add(time.Hour), feishu.StatusQueued))
 			}
-			r := makeRun(testSession, changed, epoch.Add(40*time.Second), feishu.StatusCompleted)
+			r := fakeapi.Run(testSession, changed, epoch.Add(40*time.Second), feishu.StatusCompleted)
 			e.fake.PutRun(r)
 		})
 	})
@@ -542,4 +545,67 @@ func TestPageSizeOf20IsNotAskedAgainOn2700001(t *testing.T) {
 	if diff := cmp.Diff([]string{"20"}, e.PageSizes()); diff != "" {
 		t.Errorf("page sizes asked (-want +got):\n%s", diff)
 	}
+}
+
+// benchRuns and benchPageSize shape the listing BenchmarkListRunsHTTP reads:
+// a busy session read in full, a hundred runs a page.
+const (
+	benchRuns     = 10_000
+	benchPageSize = 100
+)
+
+// BenchmarkListRunsHTTP lists a session of benchRuns runs over real HTTP
+// (loopback) and reports the cost per run fetched:
+//   - "fake" serves the pages from feishufake, so the figures include the
+//     fake computing and encoding each page in the same process;
+//   - "static" serves the same pages as precomputed bodies, so the figures
+//     are the client's own cost (HTTP round trip included).
+func BenchmarkListRunsHTTP(b *testing.B) {
+	fake := feishufake.New(feishufake.Options{})
+	fake.AddApp(testAppID, testAppSecret)
+	fake.AddSession(testSession)
+	for i := range benchRuns {
+		st := feishu.KnownStatuses()[i%len(feishu.KnownStatuses())]
+		fake.PutRun(fakeapi.Run(testSession, fmt.Sprintf("run_%010d", i), epoch.Add(time.Duration(i)*time.Second), st))
+	}
+
+	b.Run("fake", func(b *testing.B) {
+		benchListing(b, fake)
+	})
+	b.Run("static", func(b *testing.B) {
+		benchListing(b, fakeapi.CapturePages(b, fake, testSession, benchPageSize))
+	})
+}
+
+func benchListing(b *testing.B, h http.Handler) {
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	c := fakeapi.NewClient(b, feishu.Config{BaseURL: srv.URL, AppID: testAppID, AppSecret: testAppSecret, PageSize: benchPageSize})
+	ctx := context.Background()
+	list := func() int {
+		n := 0
+		err := c.EachRunPage(ctx, testSession, func(page []feishu.Run) error {
+			n += len(page)
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return n
+	}
+	if n := list(); n != benchRuns { // also gets the token
+		b.Fatalf("listed %d runs, want %d", n, benchRuns)
+	}
+
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	b.ResetTimer()
+	for b.Loop() {
+		list()
+	}
+	b.StopTimer()
+	runtime.ReadMemStats(&after)
+	runs := float64(b.N) * benchRuns
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/runs, "ns/run")
+	b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/runs, "B/run")
 }

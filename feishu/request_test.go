@@ -12,6 +12,7 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/internal/testkit/fakeapi"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -266,7 +267,7 @@ func TestRequestCutByTheCallersContextIsObservedAsCanceled(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newTestEnv(t, feishufake.Options{})
-			e.fake.PutRun(makeRun(testSession, "run_x", epoch, feishu.StatusCompleted))
+			e.fake.PutRun(fakeapi.Run(testSession, "run_x", epoch, feishu.StatusCompleted))
 			e.fake.SetFault(feishufake.Scope{Endpoint: tc.ep}, feishufake.Fault{Kind: feishufake.Slow, Delay: time.Minute})
 			c := e.client(t, func(c *feishu.Config) { c.Sleep = nil })
 			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
