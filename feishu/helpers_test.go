@@ -283,3 +283,13 @@ func (e *testEnv) wantRequests(t *testing.T, want int, endpoints ...string) {
 		t.Errorf("%s requests = %d, want %d", strings.Join(endpoints, "+"), n, want)
 	}
 }
+
+// mustList lists testSession with c, failing the test on an error.
+func mustList(t *testing.T, c *feishu.Client) []feishu.Run {
+	t.Helper()
+	runs, err := c.ListRuns(context.Background(), testSession)
+	if err != nil {
+		t.Fatalf("ListRuns: %v", err)
+	}
+	return runs
+}

@@ -36,10 +36,7 @@ func TestListRunsPagesThroughEveryRunInEitherOrder(t *testing.T) {
 				want := e.addRuns(testSession, tc.runs, feishu.KnownStatuses()...)
 				c := e.client(t)
 
-				runs, err := c.ListRuns(context.Background(), testSession)
-				if err != nil {
-					t.Fatalf("ListRuns: %v", err)
-				}
+				runs := mustList(t, c)
 				got := runIDs(runs)
 				slices.Sort(got)
 				if diff := cmp.Diff(want, got); diff != "" {
@@ -60,10 +57,7 @@ func TestListRunsDecodesEveryField(t *testing.T) {
 	for _, r := range want {
 		e.fake.PutRun(r)
 	}
-	runs, err := e.client(t).ListRuns(context.Background(), testSession)
-	if err != nil {
-		t.Fatalf("ListRuns: %v", err)
-	}
+	runs := mustList(t, e.client(t))
 	if diff := cmp.Diff(want, runs); diff != "" {
 		t.Errorf("runs (-want +got):\n%s", diff)
 	}
@@ -92,10 +86,7 @@ func TestListRunsDedupesRunsShiftedByRunsCreatedMidListing(t *testing.T) {
 		})
 	})
 
-	runs, err := e.client(t).ListRuns(context.Background(), testSession)
-	if err != nil {
-		t.Fatalf("ListRuns: %v", err)
-	}
+	runs := mustList(t, e.client(t))
 	got := runIDs(runs)
 	slices.Sort(got)
 	if diff := cmp.Diff(ids, got); diff != "" {
@@ -128,10 +119,7 @@ func TestListRunsKeepsTheMostAdvancedSightingOfARun(t *testing.T) {
 			c, _ := newStaticServer(t, nil, nil,
 				jsonOK(page(true, "p2", run(tc.first), `{"id":"run_b","status":"QUEUED"}`)),
 				jsonOK(page(false, "", run(tc.second))))
-			runs, err := c.ListRuns(context.Background(), testSession)
-			if err != nil {
-				t.Fatalf("ListRuns: %v", err)
-			}
+			runs := mustList(t, c)
 			if diff := cmp.Diff([]string{"run_a", "run_b"}, runIDs(runs)); diff != "" {
 				t.Fatalf("runs (-want +got):\n%s", diff)
 			}
@@ -214,10 +202,7 @@ func TestListRunsReportsMalformedRunsAndKeepsGoing(t *testing.T) {
 		`{"status":"QUEUED"}`,
 		`"not a run"`,
 	)))
-	runs, err := c.ListRuns(context.Background(), testSession)
-	if err != nil {
-		t.Fatalf("ListRuns: %v", err)
-	}
+	runs := mustList(t, c)
 	if diff := cmp.Diff([]string{"run_ok", "run_badtime", "run_badtype"}, runIDs(runs)); diff != "" {
 		t.Fatalf("runs (-want +got):\n%s", diff)
 	}
@@ -256,10 +241,7 @@ func TestPageSizeFallsBackTo20WhenRejected(t *testing.T) {
 	c := e.client(t, func(c *feishu.Config) { c.PageSize = 50 })
 
 	for range 2 {
-		runs, err := c.ListRuns(context.Background(), testSession)
-		if err != nil {
-			t.Fatalf("ListRuns: %v", err)
-		}
+		runs := mustList(t, c)
 		if len(runs) != 45 {
 			t.Fatalf("runs = %d, want 45", len(runs))
 		}
@@ -280,9 +262,7 @@ func TestPageSizeIsKeptWhenTheSessionIsUnknown(t *testing.T) {
 	if !errors.As(err, &apiErr) || apiErr.Code != feishu.CodeParamInvalid || apiErr.HTTPStatus != http.StatusBadRequest {
 		t.Fatalf("err = %v, want HTTP 400 code 2700001", err)
 	}
-	if _, err := c.ListRuns(context.Background(), testSession); err != nil {
-		t.Fatalf("ListRuns: %v", err)
-	}
+	mustList(t, c)
 	want := []string{"50", "20", "50"}
 	if diff := cmp.Diff(want, e.PageSizes()); diff != "" {
 		t.Errorf("page sizes asked (-want +got):\n%s", diff)
@@ -510,10 +490,7 @@ func TestListingEndsAtHasMoreFalseEvenWithAPageToken(t *testing.T) {
 
 	t.Run("ListRuns", func(t *testing.T) {
 		c, h := newStaticServer(t, nil, nil, first, second)
-		runs, err := c.ListRuns(context.Background(), testSession)
-		if err != nil {
-			t.Fatalf("ListRuns: %v", err)
-		}
+		runs := mustList(t, c)
 		if diff := cmp.Diff([]string{"run_1"}, runIDs(runs)); diff != "" {
 			t.Errorf("runs (-want +got):\n%s", diff)
 		}

@@ -32,10 +32,7 @@ func TestRateLimitedRequestWaitsAsToldThenSucceeds(t *testing.T) {
 			e := newTestEnv(t, feishufake.Options{})
 			e.addRuns(testSession, 3)
 			e.fake.SetFault(feishufake.Scope{Endpoint: tc.endpoint}, tc.fault)
-			runs, err := e.client(t).ListRuns(context.Background(), testSession)
-			if err != nil {
-				t.Fatalf("ListRuns: %v", err)
-			}
+			runs := mustList(t, e.client(t))
 			if len(runs) != 3 {
 				t.Errorf("runs = %d, want 3", len(runs))
 			}
@@ -103,9 +100,7 @@ func TestRateLimitHeaders(t *testing.T) {
 			sl := &sleeper{}
 			limited := cannedResponse{status: http.StatusTooManyRequests, header: tc.header, body: `{"code":99991400,"msg":"request trigger frequency limit"}`}
 			c, _ := newStaticServer(t, nil, sl, limited, jsonOK(page(false, "")))
-			if _, err := c.ListRuns(context.Background(), testSession); err != nil {
-				t.Fatalf("ListRuns: %v", err)
-			}
+			mustList(t, c)
 			if diff := cmp.Diff([]time.Duration{tc.want}, sl.Waits()); diff != "" {
 				t.Errorf("waits (-want +got):\n%s", diff)
 			}

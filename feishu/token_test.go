@@ -21,9 +21,7 @@ func TestOneTokenCallServesManyListings(t *testing.T) {
 	e.addRuns(testSession, 30)
 	c := e.client(t)
 	for range 10 {
-		if _, err := c.ListRuns(context.Background(), testSession); err != nil {
-			t.Fatalf("ListRuns: %v", err)
-		}
+		mustList(t, c)
 	}
 	e.wantRequests(t, 1, "tenant_token")
 	e.wantRequests(t, 20, "list_runs")
@@ -46,9 +44,7 @@ func TestTenantTokenIsRenewedBeforeItExpires(t *testing.T) {
 			e := newTestEnv(t, feishufake.Options{})
 			e.addRuns(testSession, 3)
 			c := e.client(t)
-			if _, err := c.ListRuns(context.Background(), testSession); err != nil {
-				t.Fatalf("ListRuns: %v", err)
-			}
+			mustList(t, c)
 			e.clock.Advance(tc.after)
 			if _, err := c.ListRuns(context.Background(), testSession); err != nil {
 				t.Fatalf("ListRuns after %v: %v", tc.after, err)
@@ -67,9 +63,7 @@ func TestTokenInsideTheMarginIsUsedWhenRenewalFails(t *testing.T) {
 	e := newTestEnv(t, feishufake.Options{})
 	e.addRuns(testSession, 3)
 	c := e.client(t)
-	if _, err := c.ListRuns(context.Background(), testSession); err != nil {
-		t.Fatalf("ListRuns: %v", err)
-	}
+	mustList(t, c)
 	e.clock.Advance(2*time.Hour - 5*time.Minute)
 	e.fake.SetFault(feishufake.Scope{Endpoint: feishu.EndpointTenantToken}, feishufake.Fault{Kind: feishufake.ServerError})
 	if _, err := c.ListRuns(context.Background(), testSession); err != nil {
@@ -86,9 +80,7 @@ func TestRejectedTokenIsRenewedOnceThenTheListingSucceeds(t *testing.T) {
 	e := newTestEnv(t, feishufake.Options{})
 	e.addRuns(testSession, 3)
 	c := e.client(t)
-	if _, err := c.ListRuns(context.Background(), testSession); err != nil {
-		t.Fatalf("ListRuns: %v", err)
-	}
+	mustList(t, c)
 	e.fake.ExpireTokens() // 99991663 for the cached token
 	runs, err := c.ListRuns(context.Background(), testSession)
 	if err != nil {
