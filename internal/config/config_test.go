@@ -40,6 +40,16 @@ func writeFiles(t *testing.T, files map[string]string) string {
 	return dir
 }
 
+// mustLoad loads dir's aily.yml, failing the test on an error.
+func mustLoad(t *testing.T, dir string) *Config {
+	t.Helper()
+	cfg, err := load(filepath.Join(dir, "aily.yml"), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 func TestLoadFullExample(t *testing.T) {
 	dir := writeFiles(t, map[string]string{
 		"helpdesk.secret":   "s3cr3t-from-file\n",
@@ -63,10 +73,7 @@ apps:
     sessions: [session_y]
 `,
 	})
-	cfg, err := load(filepath.Join(dir, "aily.yml"), env)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := mustLoad(t, dir)
 	if len(cfg.Apps) != 3 {
 		t.Fatalf("got %d apps, want 3", len(cfg.Apps))
 	}
@@ -469,10 +476,7 @@ func TestSecretsNeverPrint(t *testing.T) {
     per_session: false
 `,
 	})
-	cfg, err := load(filepath.Join(dir, "aily.yml"), env)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := mustLoad(t, dir)
 	red, err := cfg.Redacted()
 	if err != nil {
 		t.Fatal(err)
@@ -604,10 +608,7 @@ func TestRedactedHidesSessionsHTTPSecrets(t *testing.T) {
     sessions_http_config:
       bearer_token: bearer-token-value
 `})
-	cfg, err := load(filepath.Join(dir, "aily.yml"), env)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := mustLoad(t, dir)
 	defer func(v bool) { promconfig.MarshalSecretValue = v }(promconfig.MarshalSecretValue)
 	promconfig.MarshalSecretValue = true
 	red, err := cfg.Redacted()
@@ -648,10 +649,7 @@ func TestRefreshSessions(t *testing.T) {
 		"s.txt":    "s1\ns2\n",
 		"aily.yml": "apps:\n  - name: a\n    app_id: cli_a\n    app_secret: x\n    sessions: [s0, s1]\n    sessions_file: s.txt\n",
 	})
-	cfg, err := load(filepath.Join(dir, "aily.yml"), env)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := mustLoad(t, dir)
 	app := cfg.Apps[0]
 	write := func(content string) {
 		t.Helper()
@@ -753,10 +751,7 @@ func TestLoadMissingSessionsFileIsAWarning(t *testing.T) {
 
 func TestLoadWithoutWarnings(t *testing.T) {
 	dir := writeFiles(t, map[string]string{"aily.yml": "apps:\n  - name: a\n    app_id: cli_a\n    app_secret: x\n    sessions: [s]\n"})
-	cfg, err := load(filepath.Join(dir, "aily.yml"), env)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := mustLoad(t, dir)
 	if w := cfg.Warnings(); len(w) != 0 {
 		t.Errorf("Warnings() = %q, want none", w)
 	}
@@ -900,10 +895,7 @@ func TestRefreshSessionsOfAFileGrownTooLarge(t *testing.T) {
 		"s.txt":    "s1\n",
 		"aily.yml": "apps:\n  - name: a\n    app_id: cli_a\n    app_secret: x\n    sessions_file: s.txt\n",
 	})
-	cfg, err := load(filepath.Join(dir, "aily.yml"), env)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := mustLoad(t, dir)
 	if err := os.Truncate(filepath.Join(dir, "s.txt"), 16<<20+1); err != nil {
 		t.Fatal(err)
 	}
@@ -946,10 +938,7 @@ func loadBigApp(t *testing.T, n int, extra ...string) *Config {
 		fmt.Fprintf(&ids, "session_%06d\n", i)
 	}
 	dir := writeFiles(t, map[string]string{"aily.yml": yml, "big.sessions": ids.String()})
-	cfg, err := load(filepath.Join(dir, "aily.yml"), env)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := mustLoad(t, dir)
 	return cfg
 }
 
