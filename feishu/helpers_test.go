@@ -107,18 +107,16 @@ func newTestEnv(t *testing.T, opts feishufake.Options) *testEnv {
 	}
 	e.fake = feishufake.New(opts)
 	e.fake.AddApp(testAppID, testAppSecret)
-	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	e.srv = fakeapi.Serve(t, e.fake, func(r *http.Request) {
 		e.mu.Lock()
+		defer e.mu.Unlock()
 		if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
 			e.bearers = append(e.bearers, tok)
 		}
 		if r.Method == http.MethodGet {
 			e.pageSizes = append(e.pageSizes, r.URL.Query().Get("page_size"))
 		}
-		e.mu.Unlock()
-		e.fake.ServeHTTP(w, r)
-	}))
-	t.Cleanup(e.srv.Close)
+	})
 	return e
 }
 
@@ -252,10 +250,8 @@ func jsonOK(body string) cannedResponse {
 // newClientOf returns a client of an arbitrary handler.
 func newClientOf(t *testing.T, h http.Handler, edit ...func(*feishu.Config)) *feishu.Client {
 	t.Helper()
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
 	return fakeapi.NewClient(t, feishu.Config{
-		BaseURL: srv.URL, AppID: testAppID, AppSecret: testAppSecret,
+		BaseURL: fakeapi.Serve(t, h, nil).URL, AppID: testAppID, AppSecret: testAppSecret,
 		Sleep: (&sleeper{}).Sleep, Rand: func() float64 { return 0.5 },
 	}, edit...)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"slices"
 	"strings"
@@ -555,9 +554,7 @@ func BenchmarkListRunsHTTP(b *testing.B) {
 }
 
 func benchListing(b *testing.B, h http.Handler) {
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-	c := fakeapi.NewClient(b, feishu.Config{BaseURL: srv.URL, AppID: testAppID, AppSecret: testAppSecret, PageSize: benchPageSize})
+	c := fakeapi.NewClient(b, feishu.Config{BaseURL: fakeapi.Serve(b, h, nil).URL, AppID: testAppID, AppSecret: testAppSecret, PageSize: benchPageSize})
 	ctx := context.Background()
 	list := func() int {
 		n := 0
