@@ -9,10 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
 	"github.com/aily-exporter/aily_exporter/internal/testkit/fakeapi"
-	"github.com/google/go-cmp/cmp"
 )
 
 func TestGetRunReturnsTheRunWithEveryField(t *testing.T) {

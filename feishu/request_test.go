@@ -10,10 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
 	"github.com/aily-exporter/aily_exporter/internal/testkit/fakeapi"
-	"github.com/google/go-cmp/cmp"
 )
 
 func TestRateLimitedRequestWaitsAsToldThenSucceeds(t *testing.T) {
