@@ -166,8 +166,8 @@ func NewClient(cfg Config) (*Client, error) {
 		base:        base,
 		host:        u.Host,
 		http:        cfg.HTTPClient,
-		maxPages:    cfg.MaxPages,
-		maxAttempts: cfg.MaxAttempts,
+		maxPages:    cmp.Or(cfg.MaxPages, DefaultMaxPages),
+		maxAttempts: cmp.Or(cfg.MaxAttempts, DefaultMaxAttempts),
 		maxBody:     maxBodyBytes,
 		obs:         cfg.Observer,
 		known:       newKnownSecrets(cfg.AppSecret),
@@ -178,17 +178,7 @@ func NewClient(cfg Config) (*Client, error) {
 	if c.http == nil {
 		c.http = defaultHTTPClient(cmp.Or(cfg.Timeout, DefaultTimeout), cmp.Or(cfg.MaxConcurrency, DefaultMaxConcurrency))
 	}
-	pageSize := cfg.PageSize
-	if pageSize == 0 {
-		pageSize = DefaultPageSize
-	}
-	c.pageSize.Store(int64(pageSize))
-	if c.maxPages == 0 {
-		c.maxPages = DefaultMaxPages
-	}
-	if c.maxAttempts == 0 {
-		c.maxAttempts = DefaultMaxAttempts
-	}
+	c.pageSize.Store(int64(cmp.Or(cfg.PageSize, DefaultPageSize)))
 	if c.obs == nil {
 		c.obs = NopObserver{}
 	}
