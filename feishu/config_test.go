@@ -59,3 +59,15 @@ func TestClientWorksWithEveryDefault(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestParseBaseURLNormalises(t *testing.T) {
+	for raw, want := range map[string]string{
+		"":                            feishu.DefaultBaseURL,
+		"https://open.larksuite.com/": "https://open.larksuite.com",
+		"http://127.0.0.1:8080":       "http://127.0.0.1:8080",
+	} {
+		if got, err := feishu.ParseBaseURL(raw); err != nil || got != want {
+			t.Errorf("ParseBaseURL(%q) = %q, %v; want %q", raw, got, err, want)
+		}
+	}
+}
