@@ -17,6 +17,34 @@ import (
 	"github.com/aily-exporter/aily_exporter/internal/testkit/fakeapi"
 )
 
+func TestRequestsCarryTheDocumentedHeaders(t *testing.T) {
+	type seen struct{ method, path, query, auth, ua, ctype, body string }
+	got := make(chan seen, 4)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body strings.Builder
+		_, _ = io.Copy(&body, r.Body)
+		got <- seen{r.Method, r.URL.EscapedPath(), r.URL.RawQuery, r.Header.Get("Authorization"), r.Header.Get("User-Agent"), r.Header.Get("Content-Type"), body.String()}
+		if r.URL.Path == feishufake.TokenPath {
+			_, _ = w.Write([]byte(`{"code":0,"msg":"ok","tenant_access_token":"t-abc","expire":7200}`))
+			return
+		}
+		_, _ = w.Write([]byte(page(false, "")))
+	})
+	c := newClientOf(t, h, func(c *feishu.Config) { c.PageSize = 0 })
+	if _, err := c.ListRuns(context.Background(), "session a/b"); err != nil {
+		t.Fatal(err)
+	}
+	want := []seen{
+		{"POST", feishufake.TokenPath, "", "", "aily_exporter", "application/json; charset=utf-8", `{"app_id":"` + testAppID + `","app_secret":"` + testAppSecret + `"}`},
+		{"GET", "/open-apis/aily/v1/sessions/session%20a%2Fb/runs", "page_size=50", "Bearer t-abc", "aily_exporter", "", ""},
+	}
+	for i, w := range want {
+		if g := <-got; g != w {
+			t.Errorf("request %d = %+v, want %+v", i, g, w)
+		}
+	}
+}
+
 func TestRateLimitedRequestWaitsAsToldThenSucceeds(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -215,34 +243,6 @@ func TestClientSideRateLimit(t *testing.T) {
 	fast := e.client(t, func(c *feishu.Config) { c.RateLimit = 1000 })
 	if _, err := fast.ListRuns(context.Background(), testSession); err != nil {
 		t.Fatalf("ListRuns under a generous limit: %v", err)
-	}
-}
-
-func TestRequestsCarryTheDocumentedHeaders(t *testing.T) {
-	type seen struct{ method, path, query, auth, ua, ctype, body string }
-	got := make(chan seen, 4)
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var body strings.Builder
-		_, _ = io.Copy(&body, r.Body)
-		got <- seen{r.Method, r.URL.EscapedPath(), r.URL.RawQuery, r.Header.Get("Authorization"), r.Header.Get("User-Agent"), r.Header.Get("Content-Type"), body.String()}
-		if r.URL.Path == feishufake.TokenPath {
-			_, _ = w.Write([]byte(`{"code":0,"msg":"ok","tenant_access_token":"t-abc","expire":7200}`))
-			return
-		}
-		_, _ = w.Write([]byte(page(false, "")))
-	})
-	c := newClientOf(t, h, func(c *feishu.Config) { c.PageSize = 0 })
-	if _, err := c.ListRuns(context.Background(), "session a/b"); err != nil {
-		t.Fatal(err)
-	}
-	want := []seen{
-		{"POST", feishufake.TokenPath, "", "", "aily_exporter", "application/json; charset=utf-8", `{"app_id":"` + testAppID + `","app_secret":"` + testAppSecret + `"}`},
-		{"GET", "/open-apis/aily/v1/sessions/session%20a%2Fb/runs", "page_size=50", "Bearer t-abc", "aily_exporter", "", ""},
-	}
-	for i, w := range want {
-		if g := <-got; g != w {
-			t.Errorf("request %d = %+v, want %+v", i, g, w)
-		}
 	}
 }
 
