@@ -191,9 +191,7 @@ func TestRequestsThatGetNoAnswerNameTheHost(t *testing.T) {
 			t.Errorf("error %q shows the URL (%q)", err, bad)
 		}
 	}
-	if n := e.fake.Requests("list_runs"); n != feishu.DefaultMaxAttempts {
-		t.Errorf("list requests = %d, want %d attempts", n, feishu.DefaultMaxAttempts)
-	}
+	e.wantRequests(t, feishu.DefaultMaxAttempts, "list_runs")
 
 	// The caller's deadline: no request timeout, but still the host.
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -257,7 +255,5 @@ func TestATokenEndpointThatNeverAnswersFailsTheAppAtOnceAfterwards(t *testing.T)
 	if _, err := c.ListRuns(ctx, testSession); !errors.Is(err, renewal) {
 		t.Errorf("err = %v, want the renewal's error at once", err)
 	}
-	if n := e.fake.Requests("tenant_token"); n != feishu.DefaultMaxAttempts {
-		t.Errorf("token requests = %d, want the %d attempts of one renewal", n, feishu.DefaultMaxAttempts)
-	}
+	e.wantRequests(t, feishu.DefaultMaxAttempts, "tenant_token") // the attempts of one renewal
 }

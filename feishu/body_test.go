@@ -2,15 +2,12 @@ package feishu
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestOversizedBodyIsAnError(t *testing.T) {
@@ -48,58 +45,5 @@ func TestOversizedBodyIsAnError(t *testing.T) {
 				t.Fatalf("err = %v, want a body too large error", err)
 			}
 		})
-	}
-}
-
-func TestSleepContext(t *testing.T) {
-	if err := sleepContext(context.Background(), 0); err != nil {
-		t.Errorf("sleep 0: %v", err)
-	}
-	if err := sleepContext(context.Background(), time.Nanosecond); err != nil {
-		t.Errorf("sleep 1ns: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := sleepContext(ctx, time.Hour); !errors.Is(err, context.Canceled) {
-		t.Errorf("sleep on a cancelled context = %v, want context.Canceled", err)
-	}
-}
-
-func TestSecretNeverShowsItsValue(t *testing.T) {
-	s := Secret("hunter2")
-	for _, got := range []string{s.String(), s.GoString(), fmt.Sprint(s), fmt.Sprintf("%x %d %q %#v", s, s, s, s)} {
-		if strings.Contains(got, "hunter2") || strings.Contains(got, hex.EncodeToString([]byte("hunter2"))) {
-			t.Errorf("%q shows the secret", got)
-		}
-	}
-	c, err := NewClient(Config{UserAccessTokenFile: "/run/secrets/token"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := fmt.Sprint(c); got != "feishu.Client{base_url: https://open.feishu.cn, credentials: user access token from file /run/secrets/token}" {
-		t.Errorf("client prints as %q", got)
-	}
-	if got := fmt.Sprint((*Client)(nil)); got != "feishu.Client(nil)" {
-		t.Errorf("nil client prints as %q", got)
-	}
-}
-
-func TestStatusLists(t *testing.T) {
-	final := 0
-	for _, s := range KnownStatuses() {
-		if s.Final() {
-			final++
-		}
-	}
-	if final != len(FinalStatuses()) {
-		t.Errorf("%d known statuses are final, FinalStatuses has %d", final, len(FinalStatuses()))
-	}
-	for _, s := range FinalStatuses() {
-		if !s.Final() {
-			t.Errorf("%s in FinalStatuses is not Final", s)
-		}
-	}
-	if RunStatus("SOMETHING_NEW").Final() {
-		t.Error("an unknown status is final")
 	}
 }

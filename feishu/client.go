@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -60,9 +59,15 @@ var ErrStop = errors.New("stop listing")
 
 // Config configures a Client for one Feishu app. Exactly one kind of
 // credential must be set: AppID with AppSecret (a tenant_access_token is
-// obtained and renewed), or UserAccessTokenFile.
+// obtained and renewed), or UserAccessTokenFile (Credentials.Check).
+//
+// A zero field means its default, and so does a zero number where none
+// would make no sense (Timeout, MaxConcurrency, PageSize, MaxPages,
+// MaxAttempts); RateLimit, where none does make sense, is unlimited at 0. A
+// negative number is an error.
 type Config struct {
-	// BaseURL is the Open Platform host; default "https://open.feishu.cn"
+	// BaseURL is the Open Platform host, a scheme and a host only
+	// (ParseBaseURL); default "https://open.feishu.cn"
 	// ("https://open.larksuite.com" for Lark).
 	BaseURL string
 	// AppID and AppSecret are a self-built app's credentials.
@@ -101,7 +106,7 @@ type Config struct {
 	// Now is the clock for token lifetimes and request latency; default time.Now.
 	Now func() time.Time
 	// Sleep waits d or until ctx is done, whichever comes first, returning
-	// ctx's error in the latter case; default a timer. Tests inject it to
+	// ctx's error in the latter case; default Sleep. Tests inject it to
 	// record rate-limit and backoff waits without sleeping.
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Rand returns a number in [0, 1) for backoff jitter; default math/rand/v2.
@@ -130,31 +135,17 @@ type Client struct {
 // NewClient validates cfg, fills in its defaults and returns a Client. It
 // makes no request: credentials are first used by the first listing.
 func NewClient(cfg Config) (*Client, error) {
-	base := cfg.BaseURL
-	if base == "" {
-		base = DefaultBaseURL
+	base, err := ParseBaseURL(cfg.BaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("feishu: base URL %w", err)
 	}
 	u, err := url.Parse(base)
-	if err != nil {
+	if err != nil { // ParseBaseURL parsed it already
 		return nil, fmt.Errorf("feishu: base URL: %w", err)
 	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("feishu: base URL %q must be http(s)://host", base)
-	}
-	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return nil, fmt.Errorf("feishu: base URL %q must not carry a query, fragment or user info", u.Redacted())
-	}
-	tenant := cfg.AppID != "" || cfg.AppSecret != ""
-	user := cfg.UserAccessTokenFile != ""
-	switch {
-	case tenant && user:
-		return nil, errors.New("feishu: set either app_id/app_secret or a user access token file, not both")
-	case !tenant && !user:
-		return nil, errors.New("feishu: no credentials: set app_id and app_secret, or a user access token file")
-	case tenant && cfg.AppID == "":
-		return nil, errors.New("feishu: app_secret is set but app_id is empty")
-	case tenant && cfg.AppSecret == "":
-		return nil, fmt.Errorf("feishu: app %s has an empty app_secret", cfg.AppID)
+	creds := Credentials{AppID: cfg.AppID, AppSecret: cfg.AppSecret, UserAccessTokenFile: cfg.UserAccessTokenFile}
+	if err := creds.Check(); err != nil {
+		return nil, fmt.Errorf("feishu: %w", err)
 	}
 	for _, f := range []struct {
 		name string
@@ -164,16 +155,19 @@ func NewClient(cfg Config) (*Client, error) {
 			return nil, fmt.Errorf("feishu: %s %d is negative", f.name, f.v)
 		}
 	}
+	if cfg.Timeout < 0 { // http.Client would take it for no limit at all
+		return nil, fmt.Errorf("feishu: timeout %v is negative", cfg.Timeout)
+	}
 	if cfg.RateLimit < 0 || math.IsNaN(cfg.RateLimit) || math.IsInf(cfg.RateLimit, 0) {
 		return nil, fmt.Errorf("feishu: rate limit %v must be a finite number ≥ 0", cfg.RateLimit)
 	}
 
 	c := &Client{
-		base:        strings.TrimRight(u.String(), "/"),
+		base:        base,
 		host:        u.Host,
 		http:        cfg.HTTPClient,
-		maxPages:    cfg.MaxPages,
-		maxAttempts: cfg.MaxAttempts,
+		maxPages:    cmp.Or(cfg.MaxPages, DefaultMaxPages),
+		maxAttempts: cmp.Or(cfg.MaxAttempts, DefaultMaxAttempts),
 		maxBody:     maxBodyBytes,
 		obs:         cfg.Observer,
 		known:       newKnownSecrets(cfg.AppSecret),
@@ -184,17 +178,7 @@ func NewClient(cfg Config) (*Client, error) {
 	if c.http == nil {
 		c.http = defaultHTTPClient(cmp.Or(cfg.Timeout, DefaultTimeout), cmp.Or(cfg.MaxConcurrency, DefaultMaxConcurrency))
 	}
-	pageSize := cfg.PageSize
-	if pageSize == 0 {
-		pageSize = DefaultPageSize
-	}
-	c.pageSize.Store(int64(pageSize))
-	if c.maxPages == 0 {
-		c.maxPages = DefaultMaxPages
-	}
-	if c.maxAttempts == 0 {
-		c.maxAttempts = DefaultMaxAttempts
-	}
+	c.pageSize.Store(int64(cmp.Or(cfg.PageSize, DefaultPageSize)))
 	if c.obs == nil {
 		c.obs = NopObserver{}
 	}
@@ -202,7 +186,7 @@ func NewClient(cfg Config) (*Client, error) {
 		c.now = time.Now
 	}
 	if c.sleep == nil {
-		c.sleep = sleepContext
+		c.sleep = Sleep
 	}
 	if c.rand == nil {
 		c.rand = rand.Float64
@@ -210,7 +194,7 @@ func NewClient(cfg Config) (*Client, error) {
 	if cfg.RateLimit > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), int(math.Ceil(cfg.RateLimit)))
 	}
-	if tenant {
+	if creds.tenant() {
 		c.creds = &tenantToken{c: c, appID: cfg.AppID, secret: cfg.AppSecret}
 	} else {
 		c.creds = &userTokenFile{path: cfg.UserAccessTokenFile, obs: c.obs, known: c.known}
@@ -243,8 +227,9 @@ func defaultHTTPClient(timeout time.Duration, maxConcurrency int) *http.Client {
 	return &http.Client{Timeout: timeout, Transport: t}
 }
 
-// sleepContext waits d or until ctx is done.
-func sleepContext(ctx context.Context, d time.Duration) error {
+// Sleep waits d or until ctx is done, whichever comes first, returning ctx's
+// error in the latter case: Config.Sleep's default.
+func Sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}

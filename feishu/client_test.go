@@ -1,6 +1,8 @@
 package feishu
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -68,5 +70,19 @@ func TestTimeoutSetsTheDefaultClientsTimeout(t *testing.T) {
 	}
 	if c.http.Timeout != 3*time.Second {
 		t.Errorf("timeout %v, want 3s", c.http.Timeout)
+	}
+}
+
+func TestSleepContext(t *testing.T) {
+	if err := Sleep(context.Background(), 0); err != nil {
+		t.Errorf("sleep 0: %v", err)
+	}
+	if err := Sleep(context.Background(), time.Nanosecond); err != nil {
+		t.Errorf("sleep 1ns: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := Sleep(ctx, time.Hour); !errors.Is(err, context.Canceled) {
+		t.Errorf("sleep on a cancelled context = %v, want context.Canceled", err)
 	}
 }

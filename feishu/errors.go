@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -53,44 +54,36 @@ func (e *APIError) Error() string {
 
 // IsRateLimited reports whether err is the API saying "slow down".
 func IsRateLimited(err error) bool {
-	var e *APIError
-	return errors.As(err, &e) && (e.HTTPStatus == http.StatusTooManyRequests || e.Code == CodeRateLimited)
+	return hasAPIError(err, []int{CodeRateLimited}, http.StatusTooManyRequests)
 }
 
 // IsAuth reports whether err is a credential or permission problem, which
 // retrying will not fix.
 func IsAuth(err error) bool {
-	var e *APIError
-	if !errors.As(err, &e) {
-		return false
-	}
-	switch e.Code {
-	case CodeTokenMissing, CodeTokenInvalid, CodeTokenUserInvalid, CodeTokenMalformed,
+	return hasAPIError(err, []int{CodeTokenMissing, CodeTokenInvalid, CodeTokenUserInvalid, CodeTokenMalformed,
 		CodeScopeMissing, CodeTokenNoPermission, CodeUserTokenExpired, CodeUserNotAuthorized,
-		CodeIPDenied, CodeTokenInvalidParam:
-		return true
-	}
-	return e.HTTPStatus == http.StatusUnauthorized || e.HTTPStatus == http.StatusForbidden
+		CodeIPDenied, CodeTokenInvalidParam}, http.StatusUnauthorized, http.StatusForbidden)
 }
 
 // IsNotFound reports whether err says the session or path does not exist.
 func IsNotFound(err error) bool {
-	var e *APIError
-	return errors.As(err, &e) && (e.HTTPStatus == http.StatusNotFound || e.Code == CodeResourceNotFound)
+	return hasAPIError(err, []int{CodeResourceNotFound}, http.StatusNotFound)
 }
 
 // isTokenRejected reports whether the API rejected the token itself, in which
 // case the cached token is dropped and the call retried once with a new one.
 func isTokenRejected(err error) bool {
+	return hasCode(err, CodeTokenMissing, CodeTokenInvalid, CodeTokenMalformed)
+}
+
+// hasCode reports whether err is an *APIError with one of codes.
+func hasCode(err error, codes ...int) bool { return hasAPIError(err, codes) }
+
+// hasAPIError reports whether err is an *APIError with one of codes or of
+// the HTTP statuses: how every kind of answer is told apart.
+func hasAPIError(err error, codes []int, statuses ...int) bool {
 	var e *APIError
-	if !errors.As(err, &e) {
-		return false
-	}
-	switch e.Code {
-	case CodeTokenMissing, CodeTokenInvalid, CodeTokenMalformed:
-		return true
-	}
-	return false
+	return errors.As(err, &e) && (slices.Contains(codes, e.Code) || slices.Contains(statuses, e.HTTPStatus))
 }
 
 // TransportError is a request to the Feishu API that got no answer: the

@@ -5,210 +5,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
+	"html"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
-	"github.com/google/go-cmp/cmp"
 )
-
-func TestRateLimitedRequestWaitsAsToldThenSucceeds(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		endpoint feishu.Endpoint
-		fault    feishufake.Fault
-		want     time.Duration
-	}{
-		{"HTTP 429 with reset header", feishu.EndpointListRuns, feishufake.Fault{Kind: feishufake.RateLimit429, Times: 2, ResetSeconds: 3}, 3 * time.Second},
-		{"code 99991400 with HTTP 400", feishu.EndpointListRuns, feishufake.Fault{Kind: feishufake.RateLimit400, Times: 2, ResetSeconds: 2}, 2 * time.Second},
-		{"HTTP 429 without reset header waits 1s", feishu.EndpointListRuns, feishufake.Fault{Kind: feishufake.RateLimit429, Times: 2, ResetSeconds: -1}, time.Second},
-		{"token endpoint rate limited", feishu.EndpointTenantToken, feishufake.Fault{Kind: feishufake.RateLimit429, Times: 2, ResetSeconds: 4}, 4 * time.Second},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			e := newTestEnv(t, feishufake.Options{})
-			e.addRuns(testSession, 3)
-			e.fake.SetFault(feishufake.Scope{Endpoint: tc.endpoint}, tc.fault)
-			runs, err := e.client(t).ListRuns(context.Background(), testSession)
-			if err != nil {
-				t.Fatalf("ListRuns: %v", err)
-			}
-			if len(runs) != 3 {
-				t.Errorf("runs = %d, want 3", len(runs))
-			}
-			want := []time.Duration{tc.want, tc.want}
-			if diff := cmp.Diff(want, e.sleep.Waits()); diff != "" {
-				t.Errorf("waits (-want +got):\n%s", diff)
-			}
-			e.obs.mu.Lock()
-			defer e.obs.mu.Unlock()
-			if diff := cmp.Diff(want, e.obs.rateLimited); diff != "" {
-				t.Errorf("rate limits observed (-want +got):\n%s", diff)
-			}
-			if n := count(e.obs.requests, string(tc.endpoint)+" 99991400"); n != 2 {
-				t.Errorf("requests observed = %q, want two %s 99991400", e.obs.requests, tc.endpoint)
-			}
-		})
-	}
-}
-
-func TestRateLimitWaitPastTheDeadlineFailsAtOnce(t *testing.T) {
-	e := newTestEnv(t, feishufake.Options{})
-	e.addRuns(testSession, 3)
-	e.fake.SetFault(feishufake.Scope{Endpoint: feishu.EndpointListRuns}, feishufake.Fault{Kind: feishufake.RateLimit429, ResetSeconds: 30})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, err := e.client(t).ListRuns(ctx, testSession)
-	if !feishu.IsRateLimited(err) {
-		t.Fatalf("err = %v, want a rate-limit error", err)
-	}
-	if w := e.sleep.Waits(); len(w) != 0 {
-		t.Errorf("waits = %v, want none", w)
-	}
-	if n := e.fake.Requests("list_runs"); n != 1 {
-		t.Errorf("list requests = %d, want 1", n)
-	}
-}
-
-func TestPersistentRateLimitGivesUpAfterFiveRetries(t *testing.T) {
-	e := newTestEnv(t, feishufake.Options{})
-	e.addRuns(testSession, 3)
-	e.fake.SetFault(feishufake.Scope{Endpoint: feishu.EndpointListRuns}, feishufake.Fault{Kind: feishufake.RateLimit429})
-	_, err := e.client(t).ListRuns(context.Background(), testSession)
-	var apiErr *feishu.APIError
-	if !errors.As(err, &apiErr) || apiErr.HTTPStatus != http.StatusTooManyRequests || apiErr.LogID == "" {
-		t.Fatalf("err = %v, want HTTP 429 with a log ID", err)
-	}
-	if n := e.fake.Requests("list_runs"); n != 6 {
-		t.Errorf("list requests = %d, want 6", n)
-	}
-	if n := len(e.sleep.Waits()); n != 5 {
-		t.Errorf("waits = %d, want 5", n)
-	}
-}
-
-func TestRateLimitHeaders(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		header map[string]string
-		want   time.Duration
-	}{
-		{"Retry-After when no reset header", map[string]string{"Retry-After": "7"}, 7 * time.Second},
-		{"reset header wins over Retry-After", map[string]string{"X-Ogw-Ratelimit-Reset": "2", "Retry-After": "7"}, 2 * time.Second},
-		{"fractional seconds", map[string]string{"X-Ogw-Ratelimit-Reset": "0.5"}, 500 * time.Millisecond},
-		{"unparsable header waits 1s", map[string]string{"X-Ogw-Ratelimit-Reset": "soon"}, time.Second},
-		{"negative header waits 1s", map[string]string{"Retry-After": "-3"}, time.Second},
-		{"huge header is capped", map[string]string{"X-Ogw-Ratelimit-Reset": "100000"}, time.Minute},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			sl := &sleeper{}
-			limited := cannedResponse{status: http.StatusTooManyRequests, header: tc.header, body: `{"code":99991400,"msg":"request trigger frequency limit"}`}
-			c, _ := newStaticServer(t, nil, sl, limited, jsonOK(page(false, "")))
-			if _, err := c.ListRuns(context.Background(), testSession); err != nil {
-				t.Fatalf("ListRuns: %v", err)
-			}
-			if diff := cmp.Diff([]time.Duration{tc.want}, sl.Waits()); diff != "" {
-				t.Errorf("waits (-want +got):\n%s", diff)
-			}
-		})
-	}
-}
-
-func TestServerErrorsAreRetriedWithBackoff(t *testing.T) {
-	for _, tc := range []struct {
-		name      string
-		fault     feishufake.Fault
-		wantErr   bool
-		wantWaits []time.Duration
-		wantCalls int
-	}{
-		{"500 twice then success", feishufake.Fault{Kind: feishufake.ServerError, Times: 2}, false, []time.Duration{150 * time.Millisecond, 300 * time.Millisecond}, 3},
-		{"503 with an empty body once then success", feishufake.Fault{Kind: feishufake.ServerError, Times: 1, HTTPStatus: 503, EmptyBody: true}, false, []time.Duration{150 * time.Millisecond}, 2},
-		{"500 every time fails after 3 attempts", feishufake.Fault{Kind: feishufake.ServerError}, true, []time.Duration{150 * time.Millisecond, 300 * time.Millisecond}, 3},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			e := newTestEnv(t, feishufake.Options{})
-			e.addRuns(testSession, 3)
-			e.fake.SetFault(feishufake.Scope{Endpoint: feishu.EndpointListRuns}, tc.fault)
-			_, err := e.client(t).ListRuns(context.Background(), testSession)
-			if tc.wantErr {
-				var apiErr *feishu.APIError
-				if !errors.As(err, &apiErr) || apiErr.HTTPStatus != http.StatusInternalServerError {
-					t.Fatalf("err = %v, want HTTP 500", err)
-				}
-			} else if err != nil {
-				t.Fatalf("ListRuns: %v", err)
-			}
-			if diff := cmp.Diff(tc.wantWaits, e.sleep.Waits()); diff != "" {
-				t.Errorf("waits (-want +got):\n%s", diff)
-			}
-			if n := e.fake.Requests("list_runs"); n != tc.wantCalls {
-				t.Errorf("list requests = %d, want %d", n, tc.wantCalls)
-			}
-		})
-	}
-}
-
-func TestBackoffIsSkippedWhenItWouldPassTheDeadline(t *testing.T) {
-	e := newTestEnv(t, feishufake.Options{})
-	e.addRuns(testSession, 3)
-	e.fake.SetFault(feishufake.Scope{Endpoint: feishu.EndpointListRuns}, feishufake.Fault{Kind: feishufake.ServerError})
-	c := e.client(t, func(c *feishu.Config) { c.MaxAttempts = 20 })
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_, err := c.ListRuns(ctx, testSession)
-	var apiErr *feishu.APIError
-	if !errors.As(err, &apiErr) || apiErr.HTTPStatus != http.StatusInternalServerError {
-		t.Fatalf("err = %v, want HTTP 500", err)
-	}
-	// 150ms, 300ms, 600ms fit in a second; 1.2s does not.
-	if n := len(e.sleep.Waits()); n > 3 {
-		t.Errorf("waits = %v, want at most 3", e.sleep.Waits())
-	}
-}
-
-func TestTransportErrorsAreRetried(t *testing.T) {
-	// A listener that accepts and at once closes every connection.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = ln.Close() }()
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_ = conn.Close()
-		}
-	}()
-	obs := &observer{}
-	sl := &sleeper{}
-	c, err := feishu.NewClient(feishu.Config{
-		BaseURL: "http://" + ln.Addr().String(), UserAccessTokenFile: writeTokenFile(t, "u-token"),
-		Observer: obs, Sleep: sl.Sleep, Rand: func() float64 { return 0 },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = c.ListRuns(context.Background(), testSession)
-	var apiErr *feishu.APIError
-	if err == nil || errors.As(err, &apiErr) {
-		t.Fatalf("err = %v, want a transport error", err)
-	}
-	if diff := cmp.Diff([]string{"list_runs transport", "list_runs transport", "list_runs transport"}, obs.Requests()); diff != "" {
-		t.Errorf("requests observed (-want +got):\n%s", diff)
-	}
-	if diff := cmp.Diff([]time.Duration{100 * time.Millisecond, 200 * time.Millisecond}, sl.Waits()); diff != "" {
-		t.Errorf("waits (-want +got):\n%s", diff)
-	}
-}
 
 func TestBodiesThatAreNotTheExpectedJSON(t *testing.T) {
 	for _, tc := range []struct {
@@ -279,9 +86,7 @@ func TestFakeFaultsThatAreNotJSON(t *testing.T) {
 				if !strings.Contains(err.Error(), "list runs of session "+testSession) {
 					t.Errorf("err = %v, want it to name the session", err)
 				}
-				if n := e.fake.Requests(string(ep)); n != 1 {
-					t.Errorf("%s requests = %d, want 1 (not retried)", ep, n)
-				}
+				e.wantRequests(t, 1, string(ep)) // not retried
 			})
 		}
 	}
@@ -293,28 +98,6 @@ func TestLogIDFallsBackToXRequestID(t *testing.T) {
 	var apiErr *feishu.APIError
 	if !errors.As(err, &apiErr) || apiErr.LogID != "req-123" || apiErr.Code != feishu.CodeScopeMissing || !feishu.IsAuth(err) {
 		t.Fatalf("err = %v, want code 99991672 with log ID req-123", err)
-	}
-}
-
-func TestClientSideRateLimit(t *testing.T) {
-	e := newTestEnv(t, feishufake.Options{})
-	e.addRuns(testSession, 3)
-	// One request a second with a burst of one: the token call takes the
-	// burst, and the list call would have to wait past the deadline.
-	c := e.client(t, func(c *feishu.Config) { c.RateLimit = 0.5 })
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	defer cancel()
-	_, err := c.ListRuns(ctx, testSession)
-	if err == nil || !strings.Contains(err.Error(), "client-side rate limit") {
-		t.Fatalf("err = %v, want a client-side rate limit error", err)
-	}
-	if n := e.fake.Requests("list_runs"); n != 0 {
-		t.Errorf("list requests = %d, want 0", n)
-	}
-
-	fast := e.client(t, func(c *feishu.Config) { c.RateLimit = 1000 })
-	if _, err := fast.ListRuns(context.Background(), testSession); err != nil {
-		t.Fatalf("ListRuns under a generous limit: %v", err)
 	}
 }
 
@@ -384,77 +167,161 @@ func TestNoSecretInErrorsOrPrintedValues(t *testing.T) {
 	}
 }
 
-func TestNewClientValidatesTheConfig(t *testing.T) {
-	ok := feishu.Config{AppID: testAppID, AppSecret: testAppSecret}
+// leakForms are the ways an answer may quote a credential: as it is,
+// JSON-escaped (as the client sends the app secret) and HTML-escaped.
+func leakForms(v string) []string {
+	j, _ := json.Marshal(v)
+	js := strings.Trim(string(j), `"`)
+	forms := []string{v, js, html.EscapeString(v), html.EscapeString(js)}
+	slices.Sort(forms)
+	return slices.Compact(forms)
+}
+
+// assertNoLeak fails the test if err's text, its APIError's fields or the
+// token renewals observed quote any of the credentials.
+func assertNoLeak(t *testing.T, err error, obs *observer, creds ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("err = nil, want an error")
+	}
+	texts := map[string]string{"Error()": err.Error()}
+	var apiErr *feishu.APIError
+	if errors.As(err, &apiErr) {
+		texts["APIError.Msg"], texts["APIError.LogID"], texts["APIError.Error()"] = apiErr.Msg, apiErr.LogID, apiErr.Error()
+	}
+	obs.mu.Lock()
+	for _, r := range obs.renewals {
+		if r != nil {
+			texts["renewal error"] += r.Error() + "\n"
+		}
+	}
+	obs.mu.Unlock()
+	for _, c := range creds {
+		if c == "" {
+			continue
+		}
+		for _, f := range leakForms(c) {
+			for where, text := range texts {
+				if strings.Contains(text, f) {
+					t.Errorf("%s quotes a credential (%q): %s", where, f, text)
+				}
+			}
+		}
+	}
+}
+
+func TestCredentialsEchoedByTheAPIAreScrubbedFromErrors(t *testing.T) {
+	const oddSecret = `p&ss<wörd>"/\ with spaces`
 	for _, tc := range []struct {
-		name string
-		edit func(*feishu.Config)
-		want string // "" for success
+		name   string
+		secret string
+		scope  feishu.Endpoint
+		echo   feishufake.EchoForm
+		marker string // what an error quoting a JSON msg shows instead
 	}{
-		{"defaults", func(*feishu.Config) {}, ""},
-		{"user token file", func(c *feishu.Config) { c.AppID, c.AppSecret, c.UserAccessTokenFile = "", "", "/run/token" }, ""},
-		{"Lark base URL with a trailing slash", func(c *feishu.Config) { c.BaseURL = "https://open.larksuite.com/" }, ""},
-		{"no credentials", func(c *feishu.Config) { c.AppID, c.AppSecret = "", "" }, "no credentials"},
-		{"both credentials", func(c *feishu.Config) { c.UserAccessTokenFile = "/run/token" }, "not both"},
-		{"secret without app ID", func(c *feishu.Config) { c.AppID = "" }, "app_id is empty"},
-		{"app ID without secret", func(c *feishu.Config) { c.AppSecret = "" }, "empty app_secret"},
-		{"base URL without scheme", func(c *feishu.Config) { c.BaseURL = "open.feishu.cn" }, "must be http(s)://host"},
-		{"base URL unparsable", func(c *feishu.Config) { c.BaseURL = "http://[::1" }, "base URL"},
-		{"base URL with a query", func(c *feishu.Config) { c.BaseURL = "https://open.feishu.cn/?x=1" }, "must not carry"},
-		{"negative page size", func(c *feishu.Config) { c.PageSize = -1 }, "page size -1"},
-		{"negative max pages", func(c *feishu.Config) { c.MaxPages = -1 }, "max pages -1"},
-		{"negative attempts", func(c *feishu.Config) { c.MaxAttempts = -1 }, "max attempts -1"},
-		{"negative rate limit", func(c *feishu.Config) { c.RateLimit = -1 }, "rate limit"},
+		{"token endpoint: code 10003 quoting the request", testAppSecret, feishu.EndpointTenantToken, feishufake.EchoJSON, "<secret>"},
+		{"token endpoint: text/plain 400", testAppSecret, feishu.EndpointTenantToken, feishufake.EchoText, "<secret>"},
+		{"token endpoint: HTML 502", testAppSecret, feishu.EndpointTenantToken, feishufake.EchoHTML, "<secret>"},
+		{"token endpoint: a secret with characters that get escaped", oddSecret, feishu.EndpointTenantToken, feishufake.EchoJSON, "<secret>"},
+		{"token endpoint: HTML 502 of a secret with characters that get escaped", oddSecret, feishu.EndpointTenantToken, feishufake.EchoHTML, "<secret>"},
+		{"list: 99991663 quoting the Authorization header", testAppSecret, feishu.EndpointListRuns, feishufake.EchoJSON, "<token>"},
+		{"list: text/plain 400", testAppSecret, feishu.EndpointListRuns, feishufake.EchoText, "<token>"},
+		{"list: HTML 502", testAppSecret, feishu.EndpointListRuns, feishufake.EchoHTML, "<token>"},
+		{"get run: 99991663 quoting the Authorization header", testAppSecret, feishu.EndpointGetRun, feishufake.EchoJSON, "<token>"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := ok
-			tc.edit(&cfg)
-			_, err := feishu.NewClient(cfg)
-			switch {
-			case tc.want == "" && err != nil:
-				t.Errorf("NewClient: %v", err)
-			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
-				t.Errorf("err = %v, want one containing %q", err, tc.want)
-			case err != nil && strings.Contains(err.Error(), testAppSecret):
-				t.Errorf("err %q contains the secret", err)
+			e := newTestEnv(t, feishufake.Options{})
+			e.fake.AddApp(testAppID, tc.secret)
+			ids := e.addRuns(testSession, 3)
+			e.fake.SetFault(feishufake.Scope{Endpoint: tc.scope}, feishufake.Fault{Kind: feishufake.EchoCredentials, Echo: tc.echo})
+			c := e.client(t, func(c *feishu.Config) { c.AppSecret = feishu.Secret(tc.secret) })
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var err error
+			if tc.scope == feishu.EndpointGetRun {
+				_, err = c.GetRun(ctx, testSession, ids[0])
+			} else {
+				_, err = c.ListRuns(ctx, testSession)
+			}
+			assertNoLeak(t, err, e.obs, append(e.Bearers(), tc.secret)...)
+			// An excerpt of a text or HTML body may end before the echo.
+			if tc.echo == feishufake.EchoJSON && !strings.Contains(err.Error(), tc.marker) {
+				t.Errorf("err = %v, want the echo shown with %s in place of the credential", err, tc.marker)
+			}
+			if tc.scope != feishu.EndpointTenantToken && len(e.Bearers()) == 0 {
+				t.Error("no request carried a token: the test proves nothing")
 			}
 		})
 	}
 }
 
-func TestRequestsCarryTheDocumentedHeaders(t *testing.T) {
-	type seen struct{ method, path, query, auth, ua, ctype, body string }
-	got := make(chan seen, 4)
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var body strings.Builder
-		_, _ = io.Copy(&body, r.Body)
-		got <- seen{r.Method, r.URL.EscapedPath(), r.URL.RawQuery, r.Header.Get("Authorization"), r.Header.Get("User-Agent"), r.Header.Get("Content-Type"), body.String()}
-		if r.URL.Path == feishufake.TokenPath {
-			_, _ = w.Write([]byte(`{"code":0,"msg":"ok","tenant_access_token":"t-abc","expire":7200}`))
-			return
-		}
-		_, _ = w.Write([]byte(page(false, "")))
-	})
-	c := newClientOf(t, h, func(c *feishu.Config) { c.PageSize = 0 })
-	if _, err := c.ListRuns(context.Background(), "session a/b"); err != nil {
-		t.Fatal(err)
+func TestUserTokenEchoedWith99991668IsScrubbedFromErrors(t *testing.T) {
+	e := newTestEnv(t, feishufake.Options{})
+	e.addRuns(testSession, 3)
+	e.fake.AddUserToken("u-first0123456789")
+	path := writeTokenFile(t, "u-first0123456789")
+	e.fake.SetFault(feishufake.Scope{Endpoint: feishu.EndpointListRuns},
+		feishufake.Fault{Kind: feishufake.EchoCredentials, Code: feishu.CodeTokenUserInvalid})
+	c := e.client(t, func(c *feishu.Config) { c.AppID, c.AppSecret, c.UserAccessTokenFile = "", "", path })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := c.ListRuns(ctx, testSession)
+	if !hasCode(err, feishu.CodeTokenUserInvalid) {
+		t.Fatalf("err = %v, want code 99991668", err)
 	}
-	want := []seen{
-		{"POST", feishufake.TokenPath, "", "", "aily_exporter", "application/json; charset=utf-8", `{"app_id":"` + testAppID + `","app_secret":"` + testAppSecret + `"}`},
-		{"GET", "/open-apis/aily/v1/sessions/session%20a%2Fb/runs", "page_size=50", "Bearer t-abc", "aily_exporter", "", ""},
-	}
-	for i, w := range want {
-		if g := <-got; g != w {
-			t.Errorf("request %d = %+v, want %+v", i, g, w)
-		}
+	assertNoLeak(t, err, e.obs, append(e.Bearers(), "u-first0123456789")...)
+	if !strings.Contains(err.Error(), "Bearer <token>") {
+		t.Errorf("err = %v, want the echo shown with <token> in place of the token", err)
 	}
 }
 
-func TestClientWorksWithEveryDefault(t *testing.T) {
-	e := newTestEnv(t, feishufake.Options{})
-	e.addRuns(testSession, 1)
-	c := e.client(t, func(c *feishu.Config) { c.HTTPClient, c.Observer, c.Now, c.Sleep, c.Rand = nil, nil, nil, nil, nil })
-	if _, err := c.ListRuns(context.Background(), testSession); err != nil {
-		t.Fatal(err)
+func TestTokenRejectedThenRenewedIsScrubbedFromLaterErrors(t *testing.T) {
+	// A token the API rejected is still a credential: an answer to the
+	// request with the renewed token that quotes the old one (a proxy
+	// reporting the previous request, say) must not show it either.
+	var mu sync.Mutex
+	issued := 0
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.URL.Path == feishufake.TokenPath {
+			issued++
+			_, _ = fmt.Fprintf(w, `{"code":0,"msg":"ok","tenant_access_token":"t-issued%02d-0123456789","expire":7200}`, issued)
+			return
+		}
+		if r.Header.Get("Authorization") == "Bearer t-issued01-0123456789" {
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"code":99991663,"msg":"Invalid access token for authorization"}`))
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = fmt.Fprintf(w, "bad request; previous Authorization: Bearer t-issued01-0123456789, this one: %s\n", r.Header.Get("Authorization"))
+	})
+	obs := &observer{}
+	c := newClientOf(t, h, func(c *feishu.Config) { c.Observer = obs })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := c.ListRuns(ctx, testSession)
+	assertNoLeak(t, err, obs, "t-issued01-0123456789", "t-issued02-0123456789", testAppSecret)
+	if !strings.Contains(err.Error(), "previous Authorization: Bearer <token>, this one: Bearer <token>") {
+		t.Errorf("err = %v, want both tokens shown as <token>", err)
+	}
+}
+
+func TestSecretAtAnExcerptsCutLeavesNoPartOfIt(t *testing.T) {
+	// The excerpt of a text body is cut at 100 bytes; a secret straddling
+	// the cut must not leave its first bytes behind.
+	for pad := 80; pad <= 100; pad += 4 {
+		body := strings.Repeat("x", pad) + " " + testAppSecret + " trailing text"
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(body))
+		})
+		_, err := newClientOf(t, h).ListRuns(context.Background(), testSession)
+		if err == nil || strings.Contains(err.Error(), testAppSecret[:6]) {
+			t.Errorf("secret after %d bytes: err = %v, want an error without any part of the secret", pad, err)
+		}
 	}
 }

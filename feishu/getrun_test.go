@@ -9,16 +9,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
-	"github.com/google/go-cmp/cmp"
+	"github.com/aily-exporter/aily_exporter/internal/testkit/fakeapi"
 )
 
 func TestGetRunReturnsTheRunWithEveryField(t *testing.T) {
 	e := newTestEnv(t, feishufake.Options{})
-	want := makeRun(testSession, "run_failed", epoch, feishu.StatusFailed)
+	want := fakeapi.Run(testSession, "run_failed", epoch, feishu.StatusFailed)
 	e.fake.PutRun(want)
-	e.fake.PutRun(makeRun(testSession, "run_other", epoch.Add(time.Second), feishu.StatusCompleted))
+	e.fake.PutRun(fakeapi.Run(testSession, "run_other", epoch.Add(time.Second), feishu.StatusCompleted))
 
 	got, err := e.client(t).GetRun(context.Background(), testSession, "run_failed")
 	if err != nil {
@@ -55,9 +57,7 @@ func TestGetRunOfAnUnknownRunIs2700001(t *testing.T) {
 			}
 		})
 	}
-	if n := e.fake.Requests("get_run"); n != 2 {
-		t.Errorf("get requests = %d, want 2 (no retry of a 2700001)", n)
-	}
+	e.wantRequests(t, 2, "get_run") // no retry of a 2700001
 }
 
 func TestGetRunRenewsARejectedTokenOnce(t *testing.T) {
@@ -159,7 +159,5 @@ func TestGetRunRejectsEmptyIDs(t *testing.T) {
 			t.Errorf("GetRun(%q, %q) succeeded", ids[0], ids[1])
 		}
 	}
-	if n := e.fake.Requests("get_run") + e.fake.Requests("tenant_token"); n != 0 {
-		t.Errorf("requests = %d, want 0", n)
-	}
+	e.wantRequests(t, 0, "get_run", "tenant_token")
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/internal/testkit/fakeapi"
 )
 
 const (
@@ -106,18 +107,16 @@ func newTestEnv(t *testing.T, opts feishufake.Options) *testEnv {
 	}
 	e.fake = feishufake.New(opts)
 	e.fake.AddApp(testAppID, testAppSecret)
-	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	e.srv = fakeapi.Serve(t, e.fake, func(r *http.Request) {
 		e.mu.Lock()
+		defer e.mu.Unlock()
 		if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
 			e.bearers = append(e.bearers, tok)
 		}
 		if r.Method == http.MethodGet {
 			e.pageSizes = append(e.pageSizes, r.URL.Query().Get("page_size"))
 		}
-		e.mu.Unlock()
-		e.fake.ServeHTTP(w, r)
-	}))
-	t.Cleanup(e.srv.Close)
+	})
 	return e
 }
 
@@ -138,15 +137,7 @@ func (e *testEnv) config() feishu.Config {
 
 func (e *testEnv) client(t *testing.T, edit ...func(*feishu.Config)) *feishu.Client {
 	t.Helper()
-	cfg := e.config()
-	for _, f := range edit {
-		f(&cfg)
-	}
-	c, err := feishu.NewClient(cfg)
-	if err != nil {
-		t.Fatalf("NewClient: %v", err)
-	}
-	return c
+	return fakeapi.NewClient(t, e.config(), edit...)
 }
 
 func (e *testEnv) Bearers() []string {
@@ -171,23 +162,9 @@ func (e *testEnv) addRuns(sessionID string, n int, statuses ...feishu.RunStatus)
 	ids := make([]string, n)
 	for i := range n {
 		ids[i] = fmt.Sprintf("run_%s%05d", strings.TrimPrefix(sessionID, "session_"), i)
-		e.fake.PutRun(makeRun(sessionID, ids[i], epoch.Add(time.Duration(i)*time.Second), statuses[i%len(statuses)]))
+		e.fake.PutRun(fakeapi.Run(sessionID, ids[i], epoch.Add(time.Duration(i)*time.Second), statuses[i%len(statuses)]))
 	}
 	return ids
-}
-
-func makeRun(sessionID, id string, created time.Time, st feishu.RunStatus) feishu.Run {
-	r := feishu.Run{ID: id, AppID: "spring_test__c", SessionID: sessionID, Status: st, CreatedAt: created, Metadata: "{}"}
-	if st != feishu.StatusQueued {
-		r.StartedAt = created.Add(time.Second)
-	}
-	if st.Final() {
-		r.EndedAt = created.Add(5 * time.Second)
-	}
-	if st == feishu.StatusFailed {
-		r.Error = &feishu.RunError{Code: "sp_ec_sm_900101", Message: "技能不存在或已删除"}
-	}
-	return r
 }
 
 func runIDs(runs []feishu.Run) []string {
@@ -251,21 +228,12 @@ func (h *staticHandler) Served() int {
 func newStaticServer(t *testing.T, obs feishu.Observer, sl *sleeper, responses ...cannedResponse) (*feishu.Client, *staticHandler) {
 	t.Helper()
 	h := &staticHandler{responses: responses}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	if obs == nil {
-		obs = feishu.NopObserver{}
-	}
-	if sl == nil {
-		sl = &sleeper{}
-	}
-	c, err := feishu.NewClient(feishu.Config{
-		BaseURL: srv.URL, AppID: testAppID, AppSecret: testAppSecret,
-		Observer: obs, Sleep: sl.Sleep, Rand: func() float64 { return 0.5 },
+	c := newClientOf(t, h, func(c *feishu.Config) {
+		c.Observer = obs
+		if sl != nil {
+			c.Sleep = sl.Sleep
+		}
 	})
-	if err != nil {
-		t.Fatalf("NewClient: %v", err)
-	}
 	return c, h
 }
 
@@ -282,20 +250,10 @@ func jsonOK(body string) cannedResponse {
 // newClientOf returns a client of an arbitrary handler.
 func newClientOf(t *testing.T, h http.Handler, edit ...func(*feishu.Config)) *feishu.Client {
 	t.Helper()
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	cfg := feishu.Config{
-		BaseURL: srv.URL, AppID: testAppID, AppSecret: testAppSecret,
+	return fakeapi.NewClient(t, feishu.Config{
+		BaseURL: fakeapi.Serve(t, h, nil).URL, AppID: testAppID, AppSecret: testAppSecret,
 		Sleep: (&sleeper{}).Sleep, Rand: func() float64 { return 0.5 },
-	}
-	for _, f := range edit {
-		f(&cfg)
-	}
-	c, err := feishu.NewClient(cfg)
-	if err != nil {
-		t.Fatalf("NewClient: %v", err)
-	}
-	return c
+	}, edit...)
 }
 
 // writeTokenFile writes a user access token file and returns its path.
@@ -306,4 +264,28 @@ func writeTokenFile(t *testing.T, tok string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// wantRequests fails the test unless the fake answered want requests to the
+// endpoints, summed, as the fake names them ("list_runs", "get_run",
+// "tenant_token").
+func (e *testEnv) wantRequests(t *testing.T, want int, endpoints ...string) {
+	t.Helper()
+	n := 0
+	for _, ep := range endpoints {
+		n += e.fake.Requests(ep)
+	}
+	if n != want {
+		t.Errorf("%s requests = %d, want %d", strings.Join(endpoints, "+"), n, want)
+	}
+}
+
+// mustList lists testSession with c, failing the test on an error.
+func mustList(t *testing.T, c *feishu.Client) []feishu.Run {
+	t.Helper()
+	runs, err := c.ListRuns(context.Background(), testSession)
+	if err != nil {
+		t.Fatalf("ListRuns: %v", err)
+	}
+	return runs
 }

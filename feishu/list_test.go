@@ -5,15 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
-	"github.com/google/go-cmp/cmp"
+	"github.com/aily-exporter/aily_exporter/internal/testkit/fakeapi"
 )
 
 func TestListRunsPagesThroughEveryRunInEitherOrder(t *testing.T) {
@@ -33,18 +36,13 @@ func TestListRunsPagesThroughEveryRunInEitherOrder(t *testing.T) {
 				want := e.addRuns(testSession, tc.runs, feishu.KnownStatuses()...)
 				c := e.client(t)
 
-				runs, err := c.ListRuns(context.Background(), testSession)
-				if err != nil {
-					t.Fatalf("ListRuns: %v", err)
-				}
+				runs := mustList(t, c)
 				got := runIDs(runs)
 				slices.Sort(got)
 				if diff := cmp.Diff(want, got); diff != "" {
 					t.Errorf("run IDs (-want +got):\n%s", diff)
 				}
-				if n := e.fake.Requests("list_runs"); n != tc.pages {
-					t.Errorf("list requests = %d, want %d", n, tc.pages)
-				}
+				e.wantRequests(t, tc.pages, "list_runs")
 			})
 		}
 	}
@@ -53,16 +51,13 @@ func TestListRunsPagesThroughEveryRunInEitherOrder(t *testing.T) {
 func TestListRunsDecodesEveryField(t *testing.T) {
 	e := newTestEnv(t, feishufake.Options{})
 	want := []feishu.Run{
-		makeRun(testSession, "run_queued", epoch, feishu.StatusQueued),
-		makeRun(testSession, "run_failed", epoch.Add(time.Second), feishu.StatusFailed),
+		fakeapi.Run(testSession, "run_queued", epoch, feishu.StatusQueued),
+		fakeapi.Run(testSession, "run_failed", epoch.Add(time.Second), feishu.StatusFailed),
 	}
 	for _, r := range want {
 		e.fake.PutRun(r)
 	}
-	runs, err := e.client(t).ListRuns(context.Background(), testSession)
-	if err != nil {
-		t.Fatalf("ListRuns: %v", err)
-	}
+	runs := mustList(t, e.client(t))
 	if diff := cmp.Diff(want, runs); diff != "" {
 		t.Errorf("runs (-want +got):\n%s", diff)
 	}
@@ -84,17 +79,14 @@ func TestListRunsDedupesRunsShiftedByRunsCreatedMidListing(t *testing.T) {
 			// later run five places down: page 1 starts with five runs
 			// page 0 already had, one of which has finished meanwhile.
 			for i := range 5 {
-				e.fake.PutRun(makeRun(testSession, fmt.Sprintf("run_new%d", i), epoch.Add(time.Hour), feishu.StatusQueued))
+				e.fake.PutRun(fakeapi.Run(testSession, fmt.Sprintf("run_new%d", i), epoch.Add(time.Hour), feishu.StatusQueued))
 			}
-			r := makeRun(testSession, changed, epoch.Add(40*time.Second), feishu.StatusCompleted)
+			r := fakeapi.Run(testSession, changed, epoch.Add(40*time.Second), feishu.StatusCompleted)
 			e.fake.PutRun(r)
 		})
 	})
 
-	runs, err := e.client(t).ListRuns(context.Background(), testSession)
-	if err != nil {
-		t.Fatalf("ListRuns: %v", err)
-	}
+	runs := mustList(t, e.client(t))
 	got := runIDs(runs)
 	slices.Sort(got)
 	if diff := cmp.Diff(ids, got); diff != "" {
@@ -105,9 +97,7 @@ func TestListRunsDedupesRunsShiftedByRunsCreatedMidListing(t *testing.T) {
 			t.Errorf("run %s seen IN_PROGRESS then COMPLETED has status %s, want COMPLETED", changed, r.Status)
 		}
 	}
-	if n := e.fake.Requests("list_runs"); n != 4 {
-		t.Errorf("list requests = %d, want 4 (65 runs, 20 a page)", n)
-	}
+	e.wantRequests(t, 4, "list_runs") // 65 runs, 20 a page
 }
 
 func TestListRunsKeepsTheMostAdvancedSightingOfARun(t *testing.T) {
@@ -129,10 +119,7 @@ func TestListRunsKeepsTheMostAdvancedSightingOfARun(t *testing.T) {
 			c, _ := newStaticServer(t, nil, nil,
 				jsonOK(page(true, "p2", run(tc.first), `{"id":"run_b","status":"QUEUED"}`)),
 				jsonOK(page(false, "", run(tc.second))))
-			runs, err := c.ListRuns(context.Background(), testSession)
-			if err != nil {
-				t.Fatalf("ListRuns: %v", err)
-			}
+			runs := mustList(t, c)
 			if diff := cmp.Diff([]string{"run_a", "run_b"}, runIDs(runs)); diff != "" {
 				t.Fatalf("runs (-want +got):\n%s", diff)
 			}
@@ -152,9 +139,7 @@ func TestListingThatDoesNotEndIsAnError(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "repeats an earlier page token") {
 			t.Fatalf("err = %v, want a repeated page token error", err)
 		}
-		if n := e.fake.Requests("list_runs"); n != 2 {
-			t.Errorf("list requests = %d, want 2", n)
-		}
+		e.wantRequests(t, 2, "list_runs")
 	})
 	t.Run("more pages than MaxPages", func(t *testing.T) {
 		e := newTestEnv(t, feishufake.Options{})
@@ -163,9 +148,7 @@ func TestListingThatDoesNotEndIsAnError(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "more than 3 pages") {
 			t.Fatalf("err = %v, want a too many pages error", err)
 		}
-		if n := e.fake.Requests("list_runs"); n != 3 {
-			t.Errorf("list requests = %d, want 3", n)
-		}
+		e.wantRequests(t, 3, "list_runs")
 	})
 	t.Run("has_more without a page token", func(t *testing.T) {
 		c, _ := newStaticServer(t, nil, nil, jsonOK(page(true, "", `{"id":"run_a"}`)))
@@ -219,10 +202,7 @@ func TestListRunsReportsMalformedRunsAndKeepsGoing(t *testing.T) {
 		`{"status":"QUEUED"}`,
 		`"not a run"`,
 	)))
-	runs, err := c.ListRuns(context.Background(), testSession)
-	if err != nil {
-		t.Fatalf("ListRuns: %v", err)
-	}
+	runs := mustList(t, c)
 	if diff := cmp.Diff([]string{"run_ok", "run_badtime", "run_badtype"}, runIDs(runs)); diff != "" {
 		t.Fatalf("runs (-want +got):\n%s", diff)
 	}
@@ -252,9 +232,7 @@ func TestListRunsRejectsAnEmptySessionID(t *testing.T) {
 	if _, err := e.client(t).ListRuns(context.Background(), ""); err == nil {
 		t.Fatal("ListRuns(\"\") succeeded")
 	}
-	if n := e.fake.Requests("list_runs") + e.fake.Requests("tenant_token"); n != 0 {
-		t.Errorf("requests = %d, want 0", n)
-	}
+	e.wantRequests(t, 0, "list_runs", "tenant_token")
 }
 
 func TestPageSizeFallsBackTo20WhenRejected(t *testing.T) {
@@ -263,10 +241,7 @@ func TestPageSizeFallsBackTo20WhenRejected(t *testing.T) {
 	c := e.client(t, func(c *feishu.Config) { c.PageSize = 50 })
 
 	for range 2 {
-		runs, err := c.ListRuns(context.Background(), testSession)
-		if err != nil {
-			t.Fatalf("ListRuns: %v", err)
-		}
+		runs := mustList(t, c)
 		if len(runs) != 45 {
 			t.Fatalf("runs = %d, want 45", len(runs))
 		}
@@ -287,9 +262,7 @@ func TestPageSizeIsKeptWhenTheSessionIsUnknown(t *testing.T) {
 	if !errors.As(err, &apiErr) || apiErr.Code != feishu.CodeParamInvalid || apiErr.HTTPStatus != http.StatusBadRequest {
 		t.Fatalf("err = %v, want HTTP 400 code 2700001", err)
 	}
-	if _, err := c.ListRuns(context.Background(), testSession); err != nil {
-		t.Fatalf("ListRuns: %v", err)
-	}
+	mustList(t, c)
 	want := []string{"50", "20", "50"}
 	if diff := cmp.Diff(want, e.PageSizes()); diff != "" {
 		t.Errorf("page sizes asked (-want +got):\n%s", diff)
@@ -308,9 +281,7 @@ func TestSlowPageReturnsTheContextsError(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want context.DeadlineExceeded", err)
 	}
-	if n := e.fake.Requests("list_runs"); n != 1 {
-		t.Errorf("list requests = %d, want 1 (no retry once the deadline passed)", n)
-	}
+	e.wantRequests(t, 1, "list_runs") // no retry once the deadline passed
 }
 
 func TestCancelledContextMakesNoRequest(t *testing.T) {
@@ -322,12 +293,294 @@ func TestCancelledContextMakesNoRequest(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
-	if n := e.fake.Requests("list_runs") + e.fake.Requests("tenant_token"); n != 0 {
-		t.Errorf("requests = %d, want 0", n)
-	}
+	e.wantRequests(t, 0, "list_runs", "tenant_token")
 }
 
 func hasCode(err error, code int) bool {
 	var e *feishu.APIError
 	return errors.As(err, &e) && e.Code == code
+}
+
+func TestListRunsPageReadsPagesInEitherOrder(t *testing.T) {
+	for _, order := range []feishufake.Order{feishufake.OldestFirst, feishufake.NewestFirst} {
+		t.Run(order.String(), func(t *testing.T) {
+			e := newTestEnv(t, feishufake.Options{})
+			e.fake.SetOrder(order)
+			e.addRuns(testSession, 45)
+			want := runIDs(e.fake.Runs(testSession)) // in the listing order
+			c := e.client(t)
+
+			var got []string
+			var sizes []int
+			token := ""
+			for range 10 {
+				p, err := c.ListRunsPage(context.Background(), testSession, token)
+				if err != nil {
+					t.Fatalf("ListRunsPage(%q): %v", token, err)
+				}
+				got = append(got, runIDs(p.Runs)...)
+				sizes = append(sizes, len(p.Runs))
+				if !p.HasMore {
+					if p.NextPageToken != "" {
+						t.Errorf("last page has NextPageToken %q, want \"\"", p.NextPageToken)
+					}
+					break
+				}
+				if p.NextPageToken == "" {
+					t.Fatal("page with more runs has no NextPageToken")
+				}
+				token = p.NextPageToken
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("run IDs in order (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff([]int{20, 20, 5}, sizes); diff != "" {
+				t.Errorf("page sizes (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestListRunsPageResumesFromATokenReturnedEarlier(t *testing.T) {
+	e := newTestEnv(t, feishufake.Options{})
+	e.addRuns(testSession, 50)
+	all := runIDs(e.fake.Runs(testSession))
+	c := e.client(t)
+
+	first, err := c.ListRunsPage(context.Background(), testSession, "")
+	if err != nil {
+		t.Fatalf("first page: %v", err)
+	}
+	// Other listings, of this session and another, come in between.
+	e.addRuns("session_other", 30)
+	if _, err := c.ListRuns(context.Background(), "session_other"); err != nil {
+		t.Fatalf("ListRuns: %v", err)
+	}
+	if _, err := c.ListRunsPage(context.Background(), testSession, ""); err != nil {
+		t.Fatalf("first page again: %v", err)
+	}
+
+	second, err := c.ListRunsPage(context.Background(), testSession, first.NextPageToken)
+	if err != nil {
+		t.Fatalf("second page: %v", err)
+	}
+	if diff := cmp.Diff(all[20:40], runIDs(second.Runs)); diff != "" {
+		t.Errorf("second page (-want +got):\n%s", diff)
+	}
+	if !second.HasMore || second.NextPageToken == "" || second.NextPageToken == first.NextPageToken {
+		t.Errorf("second page HasMore %v, NextPageToken %q; want more and a new token", second.HasMore, second.NextPageToken)
+	}
+}
+
+func TestListRunsPageWithARejectedPageTokenIs2700001(t *testing.T) {
+	e := newTestEnv(t, feishufake.Options{})
+	e.addRuns(testSession, 50)
+	c := e.client(t)
+	_, err := c.ListRunsPage(context.Background(), testSession, "bm90IGEgdG9rZW4=")
+	var apiErr *feishu.APIError
+	if !errors.As(err, &apiErr) || apiErr.Code != feishu.CodeParamInvalid || apiErr.HTTPStatus != http.StatusBadRequest || apiErr.Endpoint != feishu.EndpointListRuns {
+		t.Fatalf("err = %v, want a list_runs APIError HTTP 400 code 2700001", err)
+	}
+	if !strings.Contains(err.Error(), testSession) {
+		t.Errorf("err = %v, want it to name the session", err)
+	}
+	if got := c.PageSize(); got != 20 {
+		t.Errorf("PageSize() = %d after a rejected token, want 20 as configured", got)
+	}
+}
+
+func TestPageSizeReportsTheFallback(t *testing.T) {
+	e := newTestEnv(t, feishufake.Options{MaxPageSize: 30})
+	e.addRuns(testSession, 45)
+	c := e.client(t, func(c *feishu.Config) { c.PageSize = 50 })
+	if got := c.PageSize(); got != 50 {
+		t.Fatalf("PageSize() = %d before any request, want 50", got)
+	}
+	p, err := c.ListRunsPage(context.Background(), testSession, "")
+	if err != nil {
+		t.Fatalf("ListRunsPage: %v", err)
+	}
+	if len(p.Runs) != 20 || c.PageSize() != 20 {
+		t.Errorf("page of %d runs, PageSize() = %d; want 20 and 20 after the fallback", len(p.Runs), c.PageSize())
+	}
+	if diff := cmp.Diff([]string{"50", "20"}, e.PageSizes()); diff != "" {
+		t.Errorf("page sizes asked (-want +got):\n%s", diff)
+	}
+}
+
+func TestListRunsPageRejectsAnEmptySessionID(t *testing.T) {
+	e := newTestEnv(t, feishufake.Options{})
+	if _, err := e.client(t).ListRunsPage(context.Background(), "", ""); err == nil {
+		t.Fatal(`ListRunsPage("", "") succeeded`)
+	}
+	e.wantRequests(t, 0, "list_runs", "tenant_token")
+}
+
+func TestPageOfMoreThanTwiceThePageSizeIsAnError(t *testing.T) {
+	runs := make([]string, 41)
+	for i := range runs {
+		runs[i] = fmt.Sprintf(`{"id":"run_%02d","status":"COMPLETED"}`, i)
+	}
+	for _, tc := range []struct {
+		name    string
+		runs    int
+		wantErr bool
+	}{
+		{"twice the page size is accepted", 40, false},
+		{"one more is an error", 41, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &staticHandler{responses: []cannedResponse{jsonOK(page(false, "", runs[:tc.runs]...))}}
+			c := newClientOf(t, h, func(c *feishu.Config) { c.PageSize = 20 })
+			p, err := c.ListRunsPage(context.Background(), testSession, "")
+			if !tc.wantErr {
+				if err != nil || len(p.Runs) != tc.runs {
+					t.Fatalf("%d runs, err %v; want %d runs", len(p.Runs), err, tc.runs)
+				}
+				return
+			}
+			var apiErr *feishu.APIError
+			if !errors.As(err, &apiErr) || !strings.Contains(apiErr.Msg, fmt.Sprintf("page has %d runs, more than twice the page size", tc.runs)) {
+				t.Fatalf("err = %v, want a page too large APIError", err)
+			}
+		})
+	}
+}
+
+func TestPageNestedTooDeeplySaysSo(t *testing.T) {
+	// encoding/json refuses nesting deeper than 10,000 levels; the error
+	// must say that rather than quote the start of the body only.
+	deep := strings.Repeat("[", 10001) + strings.Repeat("]", 10001)
+	for _, tc := range []struct{ name, body string }{
+		{"in a run", page(false, "", `{"id":"run_1","status":"COMPLETED","metadata":`+deep+`}`)},
+		{"in the envelope", `{"code":0,"msg":` + deep + `}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _ := newStaticServer(t, nil, nil, jsonOK(tc.body))
+			_, err := c.ListRunsPage(context.Background(), testSession, "")
+			var apiErr *feishu.APIError
+			if !errors.As(err, &apiErr) || !strings.Contains(apiErr.Msg, "nested too deeply") || !strings.Contains(apiErr.Msg, "max depth") {
+				t.Fatalf("err = %v, want an APIError saying the body is nested too deeply", err)
+			}
+		})
+	}
+}
+
+func TestHugePageIsRefusedBeforeItIsDecoded(t *testing.T) {
+	// 100,000 runs in one 6.7 MB page once peaked at 186 MB of RSS: a page
+	// body is capped by the page size asked, well below the client's cap.
+	runs := make([]string, 100000)
+	for i := range runs {
+		runs[i] = fmt.Sprintf(`{"id":"run_%06d","status":"COMPLETED","created_at":"1711975665710"}`, i)
+	}
+	h := &staticHandler{responses: []cannedResponse{jsonOK(page(false, "", runs...))}}
+	c := newClientOf(t, h, func(c *feishu.Config) { c.PageSize = 50 })
+	_, err := c.ListRunsPage(context.Background(), testSession, "")
+	var apiErr *feishu.APIError
+	if !errors.As(err, &apiErr) || !strings.Contains(apiErr.Msg, "response body larger than") {
+		t.Fatalf("err = %v, want the body refused as too large", err)
+	}
+}
+
+func TestListingEndsAtHasMoreFalseEvenWithAPageToken(t *testing.T) {
+	// A page may carry a page token and still say it is the last one; the
+	// token means nothing then.
+	first := jsonOK(page(false, "dG9rZW4tb2YtcGFnZS0y", `{"id":"run_1","status":"COMPLETED"}`))
+	second := jsonOK(page(false, "", `{"id":"run_2","status":"COMPLETED"}`))
+
+	t.Run("ListRuns", func(t *testing.T) {
+		c, h := newStaticServer(t, nil, nil, first, second)
+		runs := mustList(t, c)
+		if diff := cmp.Diff([]string{"run_1"}, runIDs(runs)); diff != "" {
+			t.Errorf("runs (-want +got):\n%s", diff)
+		}
+		if n := h.Served(); n != 1 {
+			t.Errorf("list requests = %d, want 1", n)
+		}
+	})
+	t.Run("ListRunsPage", func(t *testing.T) {
+		c, _ := newStaticServer(t, nil, nil, first, second)
+		p, err := c.ListRunsPage(context.Background(), testSession, "")
+		if err != nil {
+			t.Fatalf("ListRunsPage: %v", err)
+		}
+		if p.HasMore || p.NextPageToken != "" {
+			t.Errorf("HasMore %v, NextPageToken %q; want false and none", p.HasMore, p.NextPageToken)
+		}
+	})
+}
+
+func TestPageSizeOf20IsNotAskedAgainOn2700001(t *testing.T) {
+	// 20 is the fallback itself: a 2700001 answer to it (an unknown session
+	// here) is final, not a reason to ask again with 20.
+	e := newTestEnv(t, feishufake.Options{})
+	c := e.client(t, func(c *feishu.Config) { c.PageSize = 20 })
+	_, err := c.ListRuns(context.Background(), "session_unknown")
+	if !hasCode(err, feishu.CodeParamInvalid) {
+		t.Fatalf("err = %v, want code 2700001", err)
+	}
+	if diff := cmp.Diff([]string{"20"}, e.PageSizes()); diff != "" {
+		t.Errorf("page sizes asked (-want +got):\n%s", diff)
+	}
+}
+
+// benchRuns and benchPageSize shape the listing BenchmarkListRunsHTTP reads:
+// a busy session read in full, a hundred runs a page.
+const (
+	benchRuns     = 10_000
+	benchPageSize = 100
+)
+
+// BenchmarkListRunsHTTP lists a session of benchRuns runs over real HTTP
+// (loopback) and reports the cost per run fetched:
+//   - "fake" serves the pages from feishufake, so the figures include the
+//     fake computing and encoding each page in the same process;
+//   - "static" serves the same pages as precomputed bodies, so the figures
+//     are the client's own cost (HTTP round trip included).
+func BenchmarkListRunsHTTP(b *testing.B) {
+	fake := feishufake.New(feishufake.Options{})
+	fake.AddApp(testAppID, testAppSecret)
+	fake.AddSession(testSession)
+	for i := range benchRuns {
+		st := feishu.KnownStatuses()[i%len(feishu.KnownStatuses())]
+		fake.PutRun(fakeapi.Run(testSession, fmt.Sprintf("run_%010d", i), epoch.Add(time.Duration(i)*time.Second), st))
+	}
+
+	b.Run("fake", func(b *testing.B) {
+		benchListing(b, fake)
+	})
+	b.Run("static", func(b *testing.B) {
+		benchListing(b, fakeapi.CapturePages(b, fake, testSession, benchPageSize))
+	})
+}
+
+func benchListing(b *testing.B, h http.Handler) {
+	c := fakeapi.NewClient(b, feishu.Config{BaseURL: fakeapi.Serve(b, h, nil).URL, AppID: testAppID, AppSecret: testAppSecret, PageSize: benchPageSize})
+	ctx := context.Background()
+	list := func() int {
+		n := 0
+		err := c.EachRunPage(ctx, testSession, func(page []feishu.Run) error {
+			n += len(page)
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return n
+	}
+	if n := list(); n != benchRuns { // also gets the token
+		b.Fatalf("listed %d runs, want %d", n, benchRuns)
+	}
+
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	b.ResetTimer()
+	for b.Loop() {
+		list()
+	}
+	b.StopTimer()
+	runtime.ReadMemStats(&after)
+	runs := float64(b.N) * benchRuns
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/runs, "ns/run")
+	b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/runs, "B/run")
 }

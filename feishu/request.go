@@ -351,9 +351,3 @@ func truncate(s string, n int) string {
 	}
 	return s[:cut] + ellipsis
 }
-
-// hasCode reports whether err is an *APIError with the given code.
-func hasCode(err error, code int) bool {
-	var e *APIError
-	return errors.As(err, &e) && e.Code == code
-}

@@ -78,10 +78,7 @@ func TestTimestampsOutsideThePlausibleWindowAreMalformed(t *testing.T) {
 			obs := &observer{}
 			c := newClientOf(t, &staticHandler{responses: []cannedResponse{jsonOK(page(false, "", append(runs, tc.extra...)...))}},
 				func(c *feishu.Config) { c.Now = func() time.Time { return epoch }; c.Observer = obs })
-			got, err := c.ListRuns(context.Background(), testSession)
-			if err != nil {
-				t.Fatalf("ListRuns: %v", err)
-			}
+			got := mustList(t, c)
 			if len(tc.extra) > 0 {
 				got = got[:len(got)-1]
 				obs.malformed = obs.malformed[:len(obs.malformed)-1]

@@ -272,7 +272,7 @@ func (u *userTokenFile) describe() string { return "user access token from file 
 // within the file system's timestamp granularity, with the same size, so a
 // rejected token is worth one re-read.
 func (u *userTokenFile) rejects(err error) bool {
-	return isTokenRejected(err) || hasCode(err, CodeTokenUserInvalid) || hasCode(err, CodeUserTokenExpired)
+	return isTokenRejected(err) || hasCode(err, CodeTokenUserInvalid, CodeUserTokenExpired)
 }
 
 func (u *userTokenFile) invalidate(tok string) {

@@ -21,16 +21,10 @@ func TestOneTokenCallServesManyListings(t *testing.T) {
 	e.addRuns(testSession, 30)
 	c := e.client(t)
 	for range 10 {
-		if _, err := c.ListRuns(context.Background(), testSession); err != nil {
-			t.Fatalf("ListRuns: %v", err)
-		}
+		mustList(t, c)
 	}
-	if n := e.fake.Requests("tenant_token"); n != 1 {
-		t.Errorf("token requests = %d, want 1", n)
-	}
-	if n := e.fake.Requests("list_runs"); n != 20 {
-		t.Errorf("list requests = %d, want 20", n)
-	}
+	e.wantRequests(t, 1, "tenant_token")
+	e.wantRequests(t, 20, "list_runs")
 }
 
 func TestTenantTokenIsRenewedBeforeItExpires(t *testing.T) {
@@ -50,19 +44,13 @@ func TestTenantTokenIsRenewedBeforeItExpires(t *testing.T) {
 			e := newTestEnv(t, feishufake.Options{})
 			e.addRuns(testSession, 3)
 			c := e.client(t)
-			if _, err := c.ListRuns(context.Background(), testSession); err != nil {
-				t.Fatalf("ListRuns: %v", err)
-			}
+			mustList(t, c)
 			e.clock.Advance(tc.after)
 			if _, err := c.ListRuns(context.Background(), testSession); err != nil {
 				t.Fatalf("ListRuns after %v: %v", tc.after, err)
 			}
-			if n := e.fake.Requests("tenant_token"); n != tc.wantTokens {
-				t.Errorf("token requests = %d, want %d", n, tc.wantTokens)
-			}
-			if n := e.fake.Requests("list_runs"); n != 2 {
-				t.Errorf("list requests = %d, want 2 (no request with a stale token)", n)
-			}
+			e.wantRequests(t, tc.wantTokens, "tenant_token")
+			e.wantRequests(t, 2, "list_runs") // no request with a stale token
 			bearers := e.Bearers()
 			if tc.wantTokens == 2 && bearers[0] == bearers[1] {
 				t.Errorf("the renewed token is the old one")
@@ -75,9 +63,7 @@ func TestTokenInsideTheMarginIsUsedWhenRenewalFails(t *testing.T) {
 	e := newTestEnv(t, feishufake.Options{})
 	e.addRuns(testSession, 3)
 	c := e.client(t)
-	if _, err := c.ListRuns(context.Background(), testSession); err != nil {
-		t.Fatalf("ListRuns: %v", err)
-	}
+	mustList(t, c)
 	e.clock.Advance(2*time.Hour - 5*time.Minute)
 	e.fake.SetFault(feishufake.Scope{Endpoint: feishu.EndpointTenantToken}, feishufake.Fault{Kind: feishufake.ServerError})
 	if _, err := c.ListRuns(context.Background(), testSession); err != nil {
@@ -94,9 +80,7 @@ func TestRejectedTokenIsRenewedOnceThenTheListingSucceeds(t *testing.T) {
 	e := newTestEnv(t, feishufake.Options{})
 	e.addRuns(testSession, 3)
 	c := e.client(t)
-	if _, err := c.ListRuns(context.Background(), testSession); err != nil {
-		t.Fatalf("ListRuns: %v", err)
-	}
+	mustList(t, c)
 	e.fake.ExpireTokens() // 99991663 for the cached token
 	runs, err := c.ListRuns(context.Background(), testSession)
 	if err != nil {
@@ -105,9 +89,7 @@ func TestRejectedTokenIsRenewedOnceThenTheListingSucceeds(t *testing.T) {
 	if len(runs) != 3 {
 		t.Errorf("runs = %d, want 3", len(runs))
 	}
-	if n := e.fake.Requests("tenant_token"); n != 2 {
-		t.Errorf("token requests = %d, want 2", n)
-	}
+	e.wantRequests(t, 2, "tenant_token")
 	want := []string{"tenant_token 0", "list_runs 0", "list_runs 99991663", "tenant_token 0", "list_runs 0"}
 	if got := e.obs.Requests(); !slices.Equal(got, want) {
 		t.Errorf("requests observed = %q, want %q", got, want)
@@ -122,12 +104,8 @@ func TestTokenRejectedTwiceIsAnAuthError(t *testing.T) {
 	if !feishu.IsAuth(err) || !hasCode(err, feishu.CodeTokenInvalid) {
 		t.Fatalf("err = %v, want an auth error with code 99991663", err)
 	}
-	if n := e.fake.Requests("tenant_token"); n != 2 {
-		t.Errorf("token requests = %d, want 2 (one renewal, no loop)", n)
-	}
-	if n := e.fake.Requests("list_runs"); n != 2 {
-		t.Errorf("list requests = %d, want 2", n)
-	}
+	e.wantRequests(t, 2, "tenant_token") // one renewal, no loop
+	e.wantRequests(t, 2, "list_runs")
 }
 
 func TestConcurrentListingsShareOneRenewal(t *testing.T) {
@@ -153,19 +131,13 @@ func TestConcurrentListingsShareOneRenewal(t *testing.T) {
 	}
 
 	listAll()
-	if n := e.fake.Requests("tenant_token"); n != 1 {
-		t.Errorf("token requests for the first concurrent listings = %d, want 1", n)
-	}
+	e.wantRequests(t, 1, "tenant_token") // for the first concurrent listings
 	e.fake.ExpireTokens()
 	listAll()
-	if n := e.fake.Requests("tenant_token"); n != 2 {
-		t.Errorf("token requests after the token was revoked = %d, want 2", n)
-	}
+	e.wantRequests(t, 2, "tenant_token") // after the token was revoked
 	e.clock.Advance(3 * time.Hour)
 	listAll()
-	if n := e.fake.Requests("tenant_token"); n != 3 {
-		t.Errorf("token requests after the token expired = %d, want 3", n)
-	}
+	e.wantRequests(t, 3, "tenant_token") // after the token expired
 }
 
 func TestTokenEndpointFailureIsAnErrorNamingTheCode(t *testing.T) {
@@ -197,9 +169,7 @@ func TestTokenEndpointFailureIsAnErrorNamingTheCode(t *testing.T) {
 			if !feishu.IsAuth(err) {
 				t.Errorf("IsAuth(%v) = false", err)
 			}
-			if n := e.fake.Requests("list_runs"); n != 0 {
-				t.Errorf("list requests = %d, want 0", n)
-			}
+			e.wantRequests(t, 0, "list_runs")
 			e.obs.mu.Lock()
 			defer e.obs.mu.Unlock()
 			if len(e.obs.renewals) != 1 || e.obs.renewals[0] == nil {
@@ -276,9 +246,7 @@ func TestUserAccessTokenFileIsReadAgainWhenItChanges(t *testing.T) {
 	if got := e.Bearers(); !slices.Equal(got, want) {
 		t.Errorf("tokens sent = %q, want %q", got, want)
 	}
-	if n := e.fake.Requests("tenant_token"); n != 0 {
-		t.Errorf("token requests = %d, want 0", n)
-	}
+	e.wantRequests(t, 0, "tenant_token")
 }
 
 func TestRejectedUserTokenIsReadAgainOnce(t *testing.T) {
@@ -295,9 +263,7 @@ func TestRejectedUserTokenIsReadAgainOnce(t *testing.T) {
 	if !feishu.IsAuth(err) || !hasCode(err, feishu.CodeTokenUserInvalid) {
 		t.Fatalf("err = %v, want an auth error with code 99991668", err)
 	}
-	if n := e.fake.Requests("list_runs"); n != 2 {
-		t.Errorf("list requests = %d, want 2 (one retry after re-reading the file)", n)
-	}
+	e.wantRequests(t, 2, "list_runs") // one retry after re-reading the file
 	var ce *feishu.CredentialError
 	if !errors.As(err, &ce) || !ce.Refused {
 		t.Errorf("err = %#v, want a *CredentialError of a refused token", err)
@@ -330,9 +296,7 @@ func TestBadUserAccessTokenFileIsAnError(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), path) {
 				t.Fatalf("err = %v, want an error naming the file", err)
 			}
-			if n := e.fake.Requests("list_runs"); n != 0 {
-				t.Errorf("list requests = %d, want 0", n)
-			}
+			e.wantRequests(t, 0, "list_runs")
 		})
 	}
 }
@@ -352,4 +316,28 @@ func TestWaitingForATokenHonoursTheContext(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want context.DeadlineExceeded", err)
 	}
+}
+
+func TestShortLivedTokenIsReusedUntilHalfItsLifetime(t *testing.T) {
+	// A token living 5 min is shorter than the 5 min minimum margin: it is
+	// renewed once half its lifetime has passed, not on every call.
+	e := newTestEnv(t, feishufake.Options{TokenTTL: 5 * time.Minute})
+	e.addRuns(testSession, 3)
+	c := e.client(t)
+	list := func() {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := c.ListRuns(ctx, testSession); err != nil {
+			t.Fatalf("ListRuns: %v", err)
+		}
+	}
+	list()
+	list()
+	e.clock.Advance(2 * time.Minute)
+	list()
+	e.wantRequests(t, 1, "tenant_token") // within half the lifetime
+	e.clock.Advance(time.Minute)
+	list()
+	e.wantRequests(t, 2, "tenant_token") // past half the lifetime
 }

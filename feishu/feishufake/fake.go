@@ -26,6 +26,7 @@ import (
 	"cmp"
 	"crypto/rand"
 	"encoding/hex"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -211,12 +212,7 @@ func (f *Fake) RemoveSession(sessionID string) {
 func (f *Fake) Sessions() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	ids := make([]string, 0, len(f.sessions))
-	for id := range f.sessions {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return ids
+	return slices.Sorted(maps.Keys(f.sessions))
 }
 
 func (f *Fake) sessionLocked(sessionID string) map[string]feishu.Run {

@@ -36,6 +36,13 @@ func newEnv(t *testing.T, opts Options) *env {
 	return &env{fake: f, srv: srv, clock: c}
 }
 
+// addCompleted puts n completed runs into session_a, a second apart.
+func (e *env) addCompleted(n int) {
+	for i := range n {
+		e.fake.PutRun(mkRun("session_a", i, feishu.StatusCompleted))
+	}
+}
+
 // response is an answer read off the wire.
 type response struct {
 	status int
@@ -295,9 +302,7 @@ func TestPagingInBothOrders(t *testing.T) {
 		t.Run(fmt.Sprint(c.order), func(t *testing.T) {
 			e := newEnv(t, Options{})
 			e.fake.SetOrder(c.order)
-			for i := range 45 {
-				e.fake.PutRun(mkRun("session_a", i, feishu.StatusCompleted))
-			}
+			e.addCompleted(45)
 			pages := listAll(t, e, e.token(t), "session_a", 20)
 			if len(pages) != 3 || len(pages[0]) != 20 || len(pages[1]) != 20 || len(pages[2]) != 5 {
 				t.Fatalf("pages %v", pages)
@@ -320,9 +325,7 @@ func TestPagingInBothOrders(t *testing.T) {
 
 func TestDefaultPageSizeIs20(t *testing.T) {
 	e := newEnv(t, Options{})
-	for i := range 25 {
-		e.fake.PutRun(mkRun("session_a", i, feishu.StatusCompleted))
-	}
+	e.addCompleted(25)
 	p := e.list(t, e.token(t), "session_a", nil).page(t)
 	if len(p.Data.Runs) != 20 || !p.Data.HasMore {
 		t.Fatalf("%d runs, has_more %v", len(p.Data.Runs), p.Data.HasMore)
@@ -358,9 +361,7 @@ func TestInvalidParametersAre2700001(t *testing.T) {
 
 func TestPageTokensInEitherBase64Alphabet(t *testing.T) {
 	e := newEnv(t, Options{})
-	for i := range 3 {
-		e.fake.PutRun(mkRun("session_a", i, feishu.StatusCompleted))
-	}
+	e.addCompleted(3)
 	tok := e.token(t)
 	p := e.list(t, tok, "session_a", url.Values{"page_size": {"1"}}).page(t)
 	std := *p.Data.PageToken
@@ -552,9 +553,7 @@ func TestSlowHonoursTheRequestContext(t *testing.T) {
 
 func TestRepeatPageToken(t *testing.T) {
 	e := newEnv(t, Options{})
-	for i := range 5 {
-		e.fake.PutRun(mkRun("session_a", i, feishu.StatusCompleted))
-	}
+	e.addCompleted(5)
 	tok := e.token(t)
 	e.fake.SetFault(Scope{SessionID: "session_a"}, Fault{Kind: RepeatPageToken})
 	q := url.Values{"page_size": {"2"}}
@@ -575,9 +574,7 @@ func TestRepeatPageToken(t *testing.T) {
 func TestRunsInsertedMidListingShiftPages(t *testing.T) {
 	e := newEnv(t, Options{})
 	e.fake.SetOrder(NewestFirst)
-	for i := range 4 {
-		e.fake.PutRun(mkRun("session_a", i, feishu.StatusCompleted))
-	}
+	e.addCompleted(4)
 	var hooked []int
 	e.fake.OnPage(func(sessionID string, page int) {
 		hooked = append(hooked, page)
@@ -740,9 +737,7 @@ func TestLatencyDelaysRunAnswersAndHonoursTheContext(t *testing.T) {
 
 func TestListingFollowsEveryChangeOfTheRunsOrTheOrder(t *testing.T) {
 	e := newEnv(t, Options{})
-	for i := range 3 {
-		e.fake.PutRun(mkRun("session_a", i, feishu.StatusCompleted))
-	}
+	e.addCompleted(3)
 	tok := e.token(t)
 	ids := func() string { return fmt.Sprint(listAll(t, e, tok, "session_a", 10)) }
 	for _, step := range []struct {

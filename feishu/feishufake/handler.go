@@ -2,7 +2,6 @@ package feishufake
 
 import (
 	"cmp"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -109,7 +108,7 @@ func (f *Fake) serveToken(w http.ResponseWriter, r *http.Request) {
 	h := f.takeFaultsLocked(feishu.EndpointTenantToken, req.AppID, "")
 	f.mu.Unlock()
 
-	if !sleepCtx(r.Context(), h.delay) {
+	if feishu.Sleep(r.Context(), h.delay) != nil {
 		return
 	}
 	if h.answer != nil && h.answer.Kind == EchoCredentials {
@@ -217,7 +216,7 @@ func (f *Fake) admitRunRequest(w http.ResponseWriter, r *http.Request, ep feishu
 	h = f.takeFaultsLocked(ep, appID, sessionID)
 	f.mu.Unlock()
 
-	if !sleepCtx(r.Context(), f.latency+h.delay) {
+	if feishu.Sleep(r.Context(), f.latency+h.delay) != nil {
 		return tok, hasBearer, h, false
 	}
 	if h.answer != nil && h.answer.Kind == EchoCredentials {
@@ -462,22 +461,6 @@ func mustMarshal(v any) []byte {
 		panic(fmt.Sprintf("feishufake: marshal %T: %v", v, err))
 	}
 	return b
-}
-
-// sleepCtx waits d, or until ctx is done; it reports whether the wait ran
-// its course.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // Page tokens are opaque to clients: standard base64 (like the documented

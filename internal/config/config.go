@@ -23,7 +23,7 @@ import (
 )
 
 // DefaultBaseURL is the Feishu Open Platform used when an app sets no base_url.
-const DefaultBaseURL = "https://open.feishu.cn"
+const DefaultBaseURL = feishu.DefaultBaseURL
 
 // The most read of each file, so that a path to /dev/zero or to a huge file
 // fails instead of filling the memory.
@@ -311,22 +311,9 @@ func (a *App) resolve(dir string, lookupEnv func(string) (string, bool)) (warnin
 		return nil, err
 	}
 
-	if a.BaseURL == "" {
-		a.BaseURL = DefaultBaseURL
+	if a.BaseURL, err = feishu.ParseBaseURL(a.BaseURL); err != nil {
+		return nil, fmt.Errorf("base_url %w", err)
 	}
-	u, err := url.Parse(a.BaseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" ||
-		u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("base_url %q must be an absolute http(s) URL without user info, query or fragment, such as %s",
-			redactURL(a.BaseURL, u), DefaultBaseURL)
-	}
-	// The client appends /open-apis/… itself: a path here would double it
-	// and every request would answer 404.
-	if u.Path != "" && u.Path != "/" || u.RawPath != "" || u.ForceQuery {
-		return nil, fmt.Errorf("base_url %q must be a scheme and a host only, such as %s: the exporter adds the /open-apis/… paths itself",
-			redactURL(a.BaseURL, u), DefaultBaseURL)
-	}
-	a.BaseURL = strings.TrimRight(a.BaseURL, "/")
 
 	listed := make(map[string]bool, len(a.Sessions))
 	for i, id := range a.Sessions {
@@ -438,13 +425,13 @@ func (a *App) resolveSessionsURL(dir string) error {
 	u, err := url.Parse(a.SessionsURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
 		return fmt.Errorf("sessions_url %q must be an absolute http(s) URL, such as https://agent.example.com/aily/sessions",
-			redactURL(a.SessionsURL, u))
+			feishu.RedactURL(a.SessionsURL))
 	}
 	if u.User != nil {
 		// /config, /status and the logs show the URL: a password has no
 		// place in it.
 		return fmt.Errorf("sessions_url %q must not hold user info: set sessions_http_config's basic_auth instead",
-			redactURL(a.SessionsURL, u))
+			feishu.RedactURL(a.SessionsURL))
 	}
 	switch {
 	case a.SessionsRefreshInterval == 0:
@@ -504,35 +491,13 @@ func (a *App) SizeWarning() string {
 		sessions, ManySessions)
 }
 
-// resolveCredentials checks the app's credentials, expands ${VAR} in
-// app_secret and reads app_secret_file. It returns what is accepted but worth
-// a warning.
+// resolveCredentials expands ${VAR} in app_secret, reads app_secret_file
+// and checks the credentials these make by feishu's rule. It returns what is
+// accepted but worth a warning.
 func (a *App) resolveCredentials(dir string, lookupEnv func(string) (string, bool)) (warnings []string, err error) {
-	tenant := a.AppID != "" || a.AppSecret != "" || a.AppSecretFile != ""
-	user := a.UserAccessTokenFile != ""
-	switch {
-	case tenant && user:
-		return nil, errors.New("user_access_token_file cannot be combined with app_id/app_secret/app_secret_file: choose one kind of credential")
-	case !tenant && !user:
-		return nil, errors.New("no credentials: set app_id with app_secret or app_secret_file, or user_access_token_file")
-	case user:
-		a.UserAccessTokenFile = absolute(dir, a.UserAccessTokenFile)
-		// Checked now so that --config.check and a reload catch a wrong
-		// path; the client reads the token itself, and again when it changes.
-		if _, err := os.Stat(a.UserAccessTokenFile); err != nil {
-			return nil, fmt.Errorf("user_access_token_file: %w", err)
-		}
-		return nil, nil
-	}
-
-	if a.AppID == "" {
-		return nil, errors.New("app_id is required with app_secret or app_secret_file")
-	}
 	switch {
 	case a.AppSecret != "" && a.AppSecretFile != "":
 		return nil, errors.New("app_secret and app_secret_file cannot both be set")
-	case a.AppSecret == "" && a.AppSecretFile == "":
-		return nil, errors.New("app_secret or app_secret_file is required with app_id")
 	case a.AppSecret != "":
 		raw := string(a.AppSecret)
 		s, err := expandEnv(raw, lookupEnv)
@@ -544,7 +509,7 @@ func (a *App) resolveCredentials(dir string, lookupEnv func(string) (string, boo
 		}
 		a.AppSecret = feishu.Secret(s)
 		warnings = bareEnvWarnings(raw)
-	default:
+	case a.AppSecretFile != "":
 		a.AppSecretFile = absolute(dir, a.AppSecretFile)
 		b, err := readFile(a.AppSecretFile, maxSecretFileSize)
 		if err != nil {
@@ -559,6 +524,29 @@ func (a *App) resolveCredentials(dir string, lookupEnv func(string) (string, boo
 		}
 		secret := feishu.Secret(s)
 		a.secretFromFile = &secret
+	}
+	if a.UserAccessTokenFile != "" {
+		a.UserAccessTokenFile = absolute(dir, a.UserAccessTokenFile)
+		// Checked now so that --config.check and a reload catch a wrong
+		// path; the client reads the token itself, and again when it changes.
+		if _, err := os.Stat(a.UserAccessTokenFile); err != nil {
+			return nil, fmt.Errorf("user_access_token_file: %w", err)
+		}
+	}
+	// The rule is the client's; the words are the file's, where the secret
+	// may also come from app_secret_file.
+	creds := feishu.Credentials{AppID: a.AppID, AppSecret: a.Secret(), UserAccessTokenFile: a.UserAccessTokenFile}
+	switch err := creds.Check(); {
+	case errors.Is(err, feishu.ErrMixedCredentials):
+		return nil, errors.New("user_access_token_file cannot be combined with app_id/app_secret/app_secret_file: choose one kind of credential")
+	case errors.Is(err, feishu.ErrNoCredentials):
+		return nil, errors.New("no credentials: set app_id with app_secret or app_secret_file, or user_access_token_file")
+	case errors.Is(err, feishu.ErrNoAppID):
+		return nil, errors.New("app_id is required with app_secret or app_secret_file")
+	case errors.Is(err, feishu.ErrNoAppSecret):
+		return nil, errors.New("app_secret or app_secret_file is required with app_id")
+	case err != nil:
+		return nil, fmt.Errorf("credentials: %w", err)
 	}
 	return warnings, nil
 }
@@ -617,34 +605,6 @@ func readFile(path string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s is larger than %s, the most read from such a file", path, size)
 	}
 	return b, nil
-}
-
-// redactURL hides a password someone put into base_url. u is raw parsed,
-// nil if it did not parse.
-func redactURL(raw string, u *url.URL) string {
-	switch {
-	case u != nil && u.User != nil:
-		return u.Redacted()
-	case u != nil && u.Opaque == "" && u.Host != "":
-		return raw // parsed as //host…: an '@' after the host is no password
-	}
-	// Unparsed (a bad port or escape) or parsed as something else (no
-	// scheme: "user:pass@host" reads as scheme "user"): whatever stands
-	// before the last '@' may be user info. Keep the user, as u.Redacted
-	// does, and hide the rest.
-	prefix, rest := "", raw
-	if i := strings.Index(raw, "://"); i >= 0 {
-		prefix, rest = raw[:i+3], raw[i+3:]
-	}
-	at := strings.LastIndexByte(rest, '@')
-	if at < 0 {
-		return raw
-	}
-	user, _, hasPassword := strings.Cut(rest[:at], ":")
-	if !hasPassword {
-		return raw
-	}
-	return prefix + user + ":xxxxx" + rest[at:]
 }
 
 func absolute(dir, path string) string {

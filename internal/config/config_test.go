@@ -40,6 +40,16 @@ func writeFiles(t *testing.T, files map[string]string) string {
 	return dir
 }
 
+// mustLoad loads dir's aily.yml, failing the test on an error.
+func mustLoad(t *testing.T, dir string) *Config {
+	t.Helper()
+	cfg, err := load(filepath.Join(dir, "aily.yml"), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 func TestLoadFullExample(t *testing.T) {
 	dir := writeFiles(t, map[string]string{
 		"helpdesk.secret":   "s3cr3t-from-file\n",
@@ -63,10 +73,7 @@ apps:
     sessions: [session_y]
 `,
 	})
-	cfg, err := load(filepath.Join(dir, "aily.yml"), env)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := mustLoad(t, dir)
 	if len(cfg.Apps) != 3 {
 		t.Fatalf("got %d apps, want 3", len(cfg.Apps))
 	}
@@ -97,12 +104,13 @@ apps:
 
 func TestLoadInvalid(t *testing.T) {
 	const creds = "    app_id: cli_a\n    app_secret: x\n"
-	for _, tc := range []struct {
+	type loadCase struct {
 		name  string
 		files map[string]string // besides aily.yml
 		yaml  string
 		want  string // a substring of the error
-	}{
+	}
+	cases := []loadCase{
 		{
 			name: "empty file",
 			yaml: "",
@@ -227,61 +235,6 @@ func TestLoadInvalid(t *testing.T) {
 			want: `app "a" (line 2): user_access_token_file: stat`,
 		},
 		{
-			name: "relative base_url",
-			yaml: "apps:\n  - name: a\n" + creds + "    base_url: open.feishu.cn\n    sessions: [s]\n",
-			want: `app "a" (line 2): base_url "open.feishu.cn" must be an absolute http(s) URL`,
-		},
-		{
-			name: "base_url of another scheme",
-			yaml: "apps:\n  - name: a\n" + creds + "    base_url: ftp://open.feishu.cn\n    sessions: [s]\n",
-			want: `base_url "ftp://open.feishu.cn" must be an absolute http(s) URL`,
-		},
-		{
-			name: "base_url with a path names the expected form",
-			yaml: "apps:\n  - name: a\n" + creds + "    base_url: https://open.feishu.cn/open-apis\n    sessions: [s]\n",
-			want: `base_url "https://open.feishu.cn/open-apis" must be a scheme and a host only, such as https://open.feishu.cn`,
-		},
-		{
-			name: "base_url with a path and a trailing slash",
-			yaml: "apps:\n  - name: a\n" + creds + "    base_url: https://open.feishu.cn/open-apis/\n    sessions: [s]\n",
-			want: `base_url "https://open.feishu.cn/open-apis/" must be a scheme and a host only`,
-		},
-		{
-			name: "base_url with a password does not print it",
-			yaml: "apps:\n  - name: a\n" + creds + "    base_url: https://u:hunter2@open.feishu.cn\n    sessions: [s]\n",
-			want: `base_url "https://u:xxxxx@open.feishu.cn" must be`,
-		},
-		{
-			name: "unparseable base_url with a password does not print it",
-			yaml: "apps:\n  - name: a\n" + creds + "    base_url: https://u:hunter2@open.feishu.cn:badport\n    sessions: [s]\n",
-			want: `base_url "https://u:xxxxx@open.feishu.cn:badport" must be`,
-		},
-		{
-			name: "base_url with a password holding a bad escape does not print it",
-			yaml: "apps:\n  - name: a\n" + creds + "    base_url: https://u:hunter2%zz@open.feishu.cn\n    sessions: [s]\n",
-			want: `base_url "https://u:xxxxx@open.feishu.cn" must be`,
-		},
-		{
-			name: "base_url with a password holding '/' and '@' does not print it",
-			yaml: "apps:\n  - name: a\n" + creds + "    base_url: https://u:hun/ter@2@open.feishu.cn\n    sessions: [s]\n",
-			want: `base_url "https://u:xxxxx@open.feishu.cn" must be`,
-		},
-		{
-			name: "base_url without a scheme, with a password, does not print it",
-			yaml: "apps:\n  - name: a\n" + creds + "    base_url: u:hunter2@open.feishu.cn\n    sessions: [s]\n",
-			want: `base_url "u:xxxxx@open.feishu.cn" must be`,
-		},
-		{
-			name: "base_url without a host",
-			yaml: "apps:\n  - name: a\n" + creds + "    base_url: \"https://\"\n    sessions: [s]\n",
-			want: `base_url "https://" must be an absolute http(s) URL`,
-		},
-		{
-			name: "base_url of a port only",
-			yaml: "apps:\n  - name: a\n" + creds + "    base_url: \"https://:443\"\n    sessions: [s]\n",
-			want: `base_url "https://:443" must be an absolute http(s) URL`,
-		},
-		{
 			name: "app_secret of spaces",
 			yaml: "apps:\n  - name: a\n    app_id: cli_a\n    app_secret: \"   \"\n    sessions: [s]\n",
 			want: `app "a" (line 2): app_secret is empty`,
@@ -386,7 +339,25 @@ func TestLoadInvalid(t *testing.T) {
 				"    sessions_http_config:\n      tls_config: {ca: x, ca_file: y}\n",
 			want: `app "b" (line 6): sessions_http_config (line 10): at most one of ca, ca_file & ca_ref must be configured`,
 		},
+	}
+	// base_url's rule is feishu.ParseBaseURL's: these check the words the
+	// file's errors put around it, and that no password shows.
+	for _, c := range []struct{ name, baseURL, want string }{
+		{"relative base_url", "open.feishu.cn", `app "a" (line 2): base_url "open.feishu.cn" must be an absolute http(s) URL`},
+		{"base_url of another scheme", "ftp://open.feishu.cn", `base_url "ftp://open.feishu.cn" must be an absolute http(s) URL`},
+		{"base_url with a path names the expected form", "https://open.feishu.cn/open-apis", `base_url "https://open.feishu.cn/open-apis" must be a scheme and a host only, such as https://open.feishu.cn`},
+		{"base_url with a path and a trailing slash", "https://open.feishu.cn/open-apis/", `base_url "https://open.feishu.cn/open-apis/" must be a scheme and a host only`},
+		{"base_url with a password does not print it", "https://u:hunter2@open.feishu.cn", `base_url "https://u:xxxxx@open.feishu.cn" must be`},
+		{"unparseable base_url with a password does not print it", "https://u:hunter2@open.feishu.cn:badport", `base_url "https://u:xxxxx@open.feishu.cn:badport" must be`},
+		{"base_url with a password holding a bad escape does not print it", "https://u:hunter2%zz@open.feishu.cn", `base_url "https://u:xxxxx@open.feishu.cn" must be`},
+		{"base_url with a password holding '/' and '@' does not print it", "https://u:hun/ter@2@open.feishu.cn", `base_url "https://u:xxxxx@open.feishu.cn" must be`},
+		{"base_url without a scheme, with a password, does not print it", "u:hunter2@open.feishu.cn", `base_url "u:xxxxx@open.feishu.cn" must be`},
+		{"base_url without a host", "\"https://\"", `base_url "https://" must be an absolute http(s) URL`},
+		{"base_url of a port only", "\"https://:443\"", `base_url "https://:443" must be an absolute http(s) URL`},
 	} {
+		cases = append(cases, loadCase{name: c.name, yaml: "apps:\n  - name: a\n" + creds + "    base_url: " + c.baseURL + "\n    sessions: [s]\n", want: c.want})
+	}
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			files := map[string]string{"aily.yml": tc.yaml}
 			for k, v := range tc.files {
@@ -505,10 +476,7 @@ func TestSecretsNeverPrint(t *testing.T) {
     per_session: false
 `,
 	})
-	cfg, err := load(filepath.Join(dir, "aily.yml"), env)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := mustLoad(t, dir)
 	red, err := cfg.Redacted()
 	if err != nil {
 		t.Fatal(err)
@@ -640,10 +608,7 @@ func TestRedactedHidesSessionsHTTPSecrets(t *testing.T) {
     sessions_http_config:
       bearer_token: bearer-token-value
 `})
-	cfg, err := load(filepath.Join(dir, "aily.yml"), env)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := mustLoad(t, dir)
 	defer func(v bool) { promconfig.MarshalSecretValue = v }(promconfig.MarshalSecretValue)
 	promconfig.MarshalSecretValue = true
 	red, err := cfg.Redacted()
@@ -684,10 +649,7 @@ func TestRefreshSessions(t *testing.T) {
 		"s.txt":    "s1\ns2\n",
 		"aily.yml": "apps:\n  - name: a\n    app_id: cli_a\n    app_secret: x\n    sessions: [s0, s1]\n    sessions_file: s.txt\n",
 	})
-	cfg, err := load(filepath.Join(dir, "aily.yml"), env)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := mustLoad(t, dir)
 	app := cfg.Apps[0]
 	write := func(content string) {
 		t.Helper()
@@ -789,10 +751,7 @@ func TestLoadMissingSessionsFileIsAWarning(t *testing.T) {
 
 func TestLoadWithoutWarnings(t *testing.T) {
 	dir := writeFiles(t, map[string]string{"aily.yml": "apps:\n  - name: a\n    app_id: cli_a\n    app_secret: x\n    sessions: [s]\n"})
-	cfg, err := load(filepath.Join(dir, "aily.yml"), env)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := mustLoad(t, dir)
 	if w := cfg.Warnings(); len(w) != 0 {
 		t.Errorf("Warnings() = %q, want none", w)
 	}
@@ -936,10 +895,7 @@ func TestRefreshSessionsOfAFileGrownTooLarge(t *testing.T) {
 		"s.txt":    "s1\n",
 		"aily.yml": "apps:\n  - name: a\n    app_id: cli_a\n    app_secret: x\n    sessions_file: s.txt\n",
 	})
-	cfg, err := load(filepath.Join(dir, "aily.yml"), env)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := mustLoad(t, dir)
 	if err := os.Truncate(filepath.Join(dir, "s.txt"), 16<<20+1); err != nil {
 		t.Fatal(err)
 	}
@@ -969,14 +925,24 @@ func TestDailyBudgetOverridesTheFlagAndMustNotBeNegative(t *testing.T) {
 	}
 }
 
-func TestManySessionsWithPerSessionWarn(t *testing.T) {
-	ids := func(n int) string {
-		var b strings.Builder
-		for i := range n {
-			fmt.Fprintf(&b, "session_%06d\n", i)
-		}
-		return b.String()
+// loadBigApp loads the app "big" whose n sessions come from its
+// sessions_file, with the lines of extra (app keys) after.
+func loadBigApp(t *testing.T, n int, extra ...string) *Config {
+	t.Helper()
+	yml := "apps:\n  - name: big\n    app_id: cli_a\n    app_secret: x\n    sessions_file: big.sessions\n"
+	for _, l := range extra {
+		yml += "    " + l + "\n"
 	}
+	var ids strings.Builder
+	for i := range n {
+		fmt.Fprintf(&ids, "session_%06d\n", i)
+	}
+	dir := writeFiles(t, map[string]string{"aily.yml": yml, "big.sessions": ids.String()})
+	cfg := mustLoad(t, dir)
+	return cfg
+}
+
+func TestManySessionsWithPerSessionWarn(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		sessions   int
@@ -993,15 +959,7 @@ func TestManySessionsWithPerSessionWarn(t *testing.T) {
 		{name: "10,000 in the file, one of them again inline", sessions: ManySessions, inline: "sessions: [session_000000]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := writeFiles(t, map[string]string{
-				"aily.yml": "apps:\n  - name: big\n    app_id: cli_a\n    app_secret: x\n    sessions_file: big.sessions\n" +
-					"    " + tc.perSession + "\n    " + tc.inline + "\n",
-				"big.sessions": ids(tc.sessions),
-			})
-			cfg, err := load(filepath.Join(dir, "aily.yml"), env)
-			if err != nil {
-				t.Fatal(err)
-			}
+			cfg := loadBigApp(t, tc.sessions, tc.perSession, tc.inline)
 			var want []string
 			if tc.warn {
 				want = []string{`app "big" (line 2): 10001 sessions with per_session: true: every scrape serves some 25 series for each session, ` +
@@ -1028,13 +986,6 @@ func TestManySessionsWithPerSessionWarn(t *testing.T) {
 // shards, per_session's default and its warning go by a shard's share, the
 // same on every shard.
 func TestSharedSessionsSizeIsAShardsShare(t *testing.T) {
-	ids := func(n int) string {
-		var b strings.Builder
-		for i := range n {
-			fmt.Fprintf(&b, "session_%06d\n", i)
-		}
-		return b.String()
-	}
 	for _, tc := range []struct {
 		sessions, shares int
 		perSession       bool
@@ -1044,14 +995,7 @@ func TestSharedSessionsSizeIsAShardsShare(t *testing.T) {
 		{sessions: 3*ManySessions + 1, shares: 3, warning: "10001 sessions a shard (30001 over 3 shards): the run metrics are summed per app"},
 		{sessions: ManySessions + 1, shares: 1, warning: "10001 sessions: the run metrics are summed per app"},
 	} {
-		dir := writeFiles(t, map[string]string{
-			"aily.yml":     "apps:\n  - name: big\n    app_id: cli_a\n    app_secret: x\n    sessions_file: big.sessions\n",
-			"big.sessions": ids(tc.sessions),
-		})
-		cfg, err := load(filepath.Join(dir, "aily.yml"), env)
-		if err != nil {
-			t.Fatal(err)
-		}
+		cfg := loadBigApp(t, tc.sessions)
 		cfg.ShareSessions(tc.shares)
 		if got := cfg.Apps[0].SeriesPerSession(); got != tc.perSession {
 			t.Errorf("%d sessions over %d shards: SeriesPerSession() = %v, want %v", tc.sessions, tc.shares, got, tc.perSession)
