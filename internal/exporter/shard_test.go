@@ -1,10 +1,8 @@
-package main
+package exporter
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"math"
@@ -16,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alecthomas/kingpin/v2"
 	"github.com/go-kit/log"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -25,6 +22,7 @@ import (
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
 	"github.com/aily-exporter/aily_exporter/internal/config"
 	"github.com/aily-exporter/aily_exporter/internal/sharding"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -119,7 +117,7 @@ func (f *shardFleet) finishRuns(pick func(app, session string) bool) map[string]
 // fleetExporter is one exporter of the fleet, in process, over HTTP.
 type fleetExporter struct {
 	t        *testing.T
-	exporter *exporter
+	exporter *Exporter
 	server   *httptest.Server
 	shard    sharding.Shard
 }
@@ -129,30 +127,30 @@ type fleetExporter struct {
 // --shard, --total-shards and --shard.key.
 func (f *shardFleet) start(cfg string, shard sharding.Shard, stateDir string) *fleetExporter {
 	f.t.Helper()
-	logger, _ := newLogger(&syncBuffer{}, "debug", "logfmt")
-	var store *storage
+	logger := testkit.Logger(&testkit.LogBuffer{}, "debug")
+	var store *Storage
 	if stateDir != "" {
 		var err error
-		if store, err = openStorage(stateDir, logger); err != nil {
+		if store, err = OpenStorage(stateDir, logger); err != nil {
 			f.t.Fatal(err)
 		}
 	}
 	path := filepath.Join(f.dir, cfg)
 	x := &fleetExporter{t: f.t, shard: shard}
-	x.exporter = newExporter(exporterOptions{
-		logger:      logger,
-		storage:     store,
-		shard:       shard,
-		dailyBudget: fleetBudget,
-		source:      func() (*config.Config, error) { return config.Load(path) },
-		clients:     clientOptions{timeout: 10 * time.Second, pageSize: 50},
+	x.exporter = New(Options{
+		Logger:      logger,
+		Storage:     store,
+		Shard:       shard,
+		DailyBudget: fleetBudget,
+		Source:      func() (*config.Config, error) { return config.Load(path) },
+		Clients:     ClientOptions{Timeout: 10 * time.Second, PageSize: 50},
 		// Every scrape polls every session afresh.
-		watch: watch.Options{Concurrency: 4, MinInterval: -1, IdleInterval: time.Nanosecond},
+		Watch: watch.Options{Concurrency: 4, MinInterval: -1, IdleInterval: time.Nanosecond},
 	})
-	if err := x.exporter.reload(); err != nil {
+	if err := x.exporter.Reload(); err != nil {
 		f.t.Fatalf("shard %d of %d: %v", shard.Ordinal, shard.Total, err)
 	}
-	x.server = httptest.NewServer(x.exporter.routes(routeOptions{telemetryPath: "/metrics", timeoutOffset: time.Second}))
+	x.server = httptest.NewServer(x.exporter.Routes(RouteOptions{TelemetryPath: "/metrics", TimeoutOffset: time.Second}))
 	f.t.Cleanup(x.stop)
 	return x
 }
@@ -167,7 +165,7 @@ func (x *fleetExporter) stop() {
 	if err := x.exporter.watcher.Save(); err != nil {
 		x.t.Errorf("save at shutdown: %v", err)
 	}
-	x.exporter.close()
+	x.exporter.Close()
 }
 
 // scrape returns the exporter's samples by metric name and labels.
@@ -426,97 +424,6 @@ func total(m map[string]float64) float64 {
 	return n
 }
 
-func TestShardFlags(t *testing.T) {
-	host := func(name string) func() (string, error) { return func() (string, error) { return name, nil } }
-	for _, tc := range []struct {
-		args []string
-		host func() (string, error)
-		want sharding.Shard
-		err  string
-	}{
-		{nil, host("x"), sharding.Shard{Ordinal: 0, Total: 1, Key: sharding.KeyApp}, ""},
-		{[]string{"--shard=2", "--total-shards=3", "--shard.key=session"}, host("x"), sharding.Shard{Ordinal: 2, Total: 3, Key: sharding.KeySession}, ""},
-		{[]string{"--shard=auto", "--total-shards=4"}, host("aily-exporter-ha-3"), sharding.Shard{Ordinal: 3, Total: 4, Key: sharding.KeyApp}, ""},
-		{[]string{"--shard=auto", "--total-shards=4"}, host("aily-exporter-4"), sharding.Shard{}, "--shard 4 must be between 0 and --total-shards - 1 (3)"},
-		{[]string{"--shard=auto", "--total-shards=4"}, host("laptop"), sharding.Shard{}, `the host name "laptop" does not end in -N`},
-		{[]string{"--shard=auto"}, func() (string, error) { return "", errors.New("no uts") }, sharding.Shard{}, "--shard=auto: cannot read the host name: no uts"},
-		{[]string{"--shard=3", "--total-shards=3"}, host("x"), sharding.Shard{}, "--shard 3 must be between 0 and --total-shards - 1 (2)"},
-		{[]string{"--total-shards=0"}, host("x"), sharding.Shard{}, "--total-shards 0 must be at least 1"},
-		{[]string{"--shard=first"}, host("x"), sharding.Shard{}, `--shard "first" must be a number or auto`},
-	} {
-		a := kingpin.New(programName, "")
-		f := addFlags(a)
-		if _, err := a.Parse(tc.args); err != nil {
-			t.Fatal(err)
-		}
-		got, err := shardOf(f, tc.host)
-		switch {
-		case tc.err == "" && (err != nil || got != tc.want):
-			t.Errorf("%v: %+v, %v; want %+v", tc.args, got, err, tc.want)
-		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
-			t.Errorf("%v: %+v, %v; want an error with %q", tc.args, got, err, tc.err)
-		}
-	}
-	// run says what is wrong, and stops.
-	a := kingpin.New(programName, "")
-	f := addFlags(a)
-	if _, err := a.Parse([]string{"--shard=5", "--total-shards=2"}); err != nil {
-		t.Fatal(err)
-	}
-	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), f, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "--shard 5 must be between 0 and") {
-		t.Errorf("--shard=5 --total-shards=2: exit %d, stderr %q", code, stderr.String())
-	}
-}
-
-// --config.check prints what the shard owns: its apps with app keys, its
-// share of every app's sessions with session keys.
-func TestConfigCheckPrintsWhatTheShardOwns(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "aily.yml")
-	var yml strings.Builder
-	yml.WriteString("apps:\n")
-	sessions := map[string][]string{}
-	apps := []string{"alpha", "bravo", "charlie", "delta", "echo"}
-	for _, app := range apps {
-		for s := range 6 {
-			sessions[app] = append(sessions[app], fmt.Sprintf("%s_%d", app, s))
-		}
-		fmt.Fprintf(&yml, "  - name: %s\n    app_id: cli_x\n    app_secret: x\n    sessions: [%s]\n", app, strings.Join(sessions[app], ", "))
-	}
-	if err := os.WriteFile(path, []byte(yml.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for _, key := range []sharding.Key{sharding.KeyApp, sharding.KeySession} {
-		shard, _ := sharding.New(1, 2, key)
-		want := fmt.Sprintf("config OK\nshard 1 of 2 (--shard.key=%s) owns:\n", key)
-		for _, app := range apps {
-			if !shard.OwnsApp(app) {
-				continue
-			}
-			var mine []string
-			for _, id := range sessions[app] {
-				if shard.OwnsSession(app, id) {
-					mine = append(mine, id)
-				}
-			}
-			want += fmt.Sprintf("  app %s: %d of 6 sessions", app, len(mine))
-			if len(mine) > 0 {
-				want += ": " + strings.Join(mine, ", ")
-			}
-			want += "\n"
-		}
-		a := kingpin.New(programName, "")
-		f := addFlags(a)
-		if _, err := a.Parse([]string{"--config.check", "--config.file", path, "--shard=1", "--total-shards=2", "--shard.key=" + string(key)}); err != nil {
-			t.Fatal(err)
-		}
-		var stdout, stderr bytes.Buffer
-		if code := run(context.Background(), f, &stdout, &stderr); code != 0 || stdout.String() != want {
-			t.Errorf("%s keys: exit %d, stdout\n%s\nwant\n%s\nstderr %s", key, code, stdout.String(), want, stderr.String())
-		}
-	}
-}
-
 // ownedOf returns the sessions of app among ids that shard owns.
 func ownedOf(shard sharding.Shard, app string, ids []string) map[string]bool {
 	out := map[string]bool{}
@@ -729,7 +636,7 @@ func TestAShardSavesOnlyWhatItOwns(t *testing.T) {
 // savedState reads the state file in dir as the exporter does at start.
 func savedState(t *testing.T, dir string) *watch.State {
 	t.Helper()
-	s, err := openStorage(dir, log.NewNopLogger())
+	s, err := OpenStorage(dir, log.NewNopLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

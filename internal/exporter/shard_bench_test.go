@@ -1,4 +1,4 @@
-package main
+package exporter
 
 import (
 	"flag"
@@ -19,6 +19,7 @@ import (
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
 	"github.com/aily-exporter/aily_exporter/internal/config"
 	"github.com/aily-exporter/aily_exporter/internal/sharding"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -30,7 +31,7 @@ import (
 // ("Sharding: 100 apps × 100 sessions") has the figures, and why the flags
 // are these:
 //
-//	go test -run '^$' -bench BenchmarkShards -benchtime 1x -benchmem .
+//	go test -run '^$' -bench BenchmarkShards -benchtime 1x -benchmem ./internal/exporter/
 //
 // Every session is polled at every scrape (no min interval, idle sessions
 // always due): the most a scrape can do. The rate limit and the daily budget
@@ -123,21 +124,21 @@ func benchShards(b *testing.B, perSession bool, total int) {
 
 	shards := make([]*benchShard, total)
 	for i, shard := range shardsOf(b, total, sharding.KeyApp) {
-		logger, _ := newLogger(io.Discard, "warn", "logfmt")
-		e := newExporter(exporterOptions{
-			logger: logger,
-			shard:  shard,
-			source: func() (*config.Config, error) { return config.Load(path) },
+		logger := testkit.Logger(io.Discard, "warn")
+		e := New(Options{
+			Logger: logger,
+			Shard:  shard,
+			Source: func() (*config.Config, error) { return config.Load(path) },
 			// --poll.daily-budget 0 is dailyBudget's zero.
-			clients: clientOptions{timeout: 10 * time.Second, pageSize: 50, rateLimit: *shardsRateLimit, concurrency: *shardsConcurrency},
-			watch: watch.Options{MinInterval: -1, IdleInterval: time.Nanosecond,
+			Clients: ClientOptions{Timeout: 10 * time.Second, PageSize: 50, RateLimit: *shardsRateLimit, Concurrency: *shardsConcurrency},
+			Watch: watch.Options{MinInterval: -1, IdleInterval: time.Nanosecond,
 				RateLimit: *shardsRateLimit, Concurrency: *shardsConcurrency},
 		})
-		if err := e.reload(); err != nil {
+		if err := e.Reload(); err != nil {
 			b.Fatal(err)
 		}
 		shards[i] = &benchShard{exporter: e, client: &http.Client{},
-			server: httptest.NewServer(e.routes(routeOptions{telemetryPath: "/metrics", timeoutOffset: time.Second}))}
+			server: httptest.NewServer(e.Routes(RouteOptions{TelemetryPath: "/metrics", TimeoutOffset: time.Second}))}
 	}
 	defer func() {
 		for _, s := range shards {
@@ -207,7 +208,7 @@ func benchShards(b *testing.B, perSession bool, total int) {
 
 // benchShard is one exporter of BenchmarkShards and what it measured.
 type benchShard struct {
-	exporter *exporter
+	exporter *Exporter
 	server   *httptest.Server
 	client   *http.Client
 
@@ -266,7 +267,7 @@ func (s *benchShard) close() {
 	}
 	s.server.Close()
 	s.client.CloseIdleConnections()
-	s.exporter.close()
+	s.exporter.Close()
 	s.server, s.client, s.exporter = nil, nil, nil
 }
 

@@ -1,4 +1,4 @@
-package main
+package exporter
 
 import (
 	"encoding/json"
@@ -17,6 +17,7 @@ import (
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
 	"github.com/aily-exporter/aily_exporter/internal/config"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -26,7 +27,7 @@ import (
 func metadataEnv(t *testing.T, fake *feishufake.Fake, apiURL, storageDir, extra string) *testEnv {
 	t.Helper()
 	t.Setenv("AILY_TEST_APP_SECRET", appSecret)
-	e := &testEnv{t: t, fake: fake, dir: t.TempDir(), logs: &syncBuffer{}, reloaded: make(chan error, 10)}
+	e := &testEnv{t: t, fake: fake, dir: t.TempDir(), logs: &testkit.LogBuffer{}, reloaded: make(chan error, 10)}
 	e.write("aily.yml", fmt.Sprintf(`apps:
   - name: helpdesk
     app_id: cli_helpdesk
@@ -36,26 +37,26 @@ func metadataEnv(t *testing.T, fake *feishufake.Fake, apiURL, storageDir, extra 
     metadata_labels: [skill, channel]
     metadata_label_limit: 2
 %s`, apiURL, extra))
-	logger, _ := newLogger(e.logs, "debug", "logfmt")
-	store, err := openStorage(storageDir, logger)
+	logger := testkit.Logger(e.logs, "debug")
+	store, err := OpenStorage(storageDir, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.exporter = newExporter(exporterOptions{
-		storage:  store,
-		logger:   logger,
-		source:   func() (*config.Config, error) { return config.Load(filepath.Join(e.dir, "aily.yml")) },
-		clients:  clientOptions{timeout: 10 * time.Second, pageSize: 50},
-		watch:    watch.Options{Concurrency: 4, MinInterval: -1, IdleInterval: time.Nanosecond},
+	e.exporter = New(Options{
+		Storage:  store,
+		Logger:   logger,
+		Source:   func() (*config.Config, error) { return config.Load(filepath.Join(e.dir, "aily.yml")) },
+		Clients:  ClientOptions{Timeout: 10 * time.Second, PageSize: 50},
+		Watch:    watch.Options{Concurrency: 4, MinInterval: -1, IdleInterval: time.Nanosecond},
 		onReload: func(err error) { e.reloaded <- err },
 	})
-	if err := e.exporter.reload(); err != nil {
+	if err := e.exporter.Reload(); err != nil {
 		t.Fatalf("initial load: %v", err)
 	}
 	<-e.reloaded
-	e.server = httptest.NewServer(e.exporter.routes(routeOptions{telemetryPath: "/metrics", timeoutOffset: time.Second}))
+	e.server = httptest.NewServer(e.exporter.Routes(RouteOptions{TelemetryPath: "/metrics", TimeoutOffset: time.Second}))
 	t.Cleanup(e.server.Close)
-	t.Cleanup(e.exporter.close)
+	t.Cleanup(e.exporter.Close)
 	return e
 }
 
@@ -215,7 +216,7 @@ func TestMetadataLabelsOverHTTP(t *testing.T) {
 
 	// After a restart, the values admitted before still count, and the
 	// limit still holds: a new skill is other.
-	e.exporter.close()
+	e.exporter.Close()
 	e.server.Close()
 	fake.PutRun(metaRun("r_new", feishu.StatusCompleted, `{"skill":"shipping","channel":"im"}`))
 	fake.PutRun(metaRun("r_faq2", feishu.StatusCompleted, `{"skill":"faq","channel":"im"}`))

@@ -1,4 +1,4 @@
-package main
+package exporter
 
 import (
 	"bytes"
@@ -100,7 +100,7 @@ func sessionsURLConfig(apiURL, url string, helpdeskSessions ...string) string {
 func (e *testEnv) reloadWith(cfg string) {
 	e.t.Helper()
 	e.write("aily.yml", cfg)
-	if err := e.exporter.reload(); err != nil {
+	if err := e.exporter.Reload(); err != nil {
 		e.t.Fatalf("reload: %v", err)
 	}
 	<-e.reloaded
@@ -324,7 +324,7 @@ func TestConfigCheckBuildsTheSessionsURLClient(t *testing.T) {
       tls_config: {ca_file: missing-ca.pem}
 `)
 	var stdout, stderr bytes.Buffer
-	code := checkConfig(path, "", clientOptions{timeout: time.Second}, sharding.Shard{}, &stdout, &stderr)
+	code := CheckConfig(path, "", ClientOptions{Timeout: time.Second}, sharding.Shard{}, &stdout, &stderr)
 	if code != 1 || !strings.Contains(stderr.String(), `app "a": sessions_http_config: `) || !strings.Contains(stderr.String(), "missing-ca.pem") {
 		t.Errorf("--config.check with a CA file that is not there: exit %d, stderr %q; want 1 naming the app and the file", code, stderr.String())
 	}

@@ -1,4 +1,4 @@
-package main
+package exporter
 
 import (
 	"bytes"
@@ -45,7 +45,7 @@ func exporterBinary(t *testing.T) string {
 			return
 		}
 		buildOnce.bin = filepath.Join(dir, "aily_exporter")
-		out, err := exec.Command("go", "build", "-o", buildOnce.bin, ".").CombinedOutput()
+		out, err := exec.Command("go", "build", "-o", buildOnce.bin, "github.com/aily-exporter/aily_exporter").CombinedOutput()
 		if err != nil {
 			buildOnce.err = fmt.Errorf("go build: %v\n%s", err, out)
 		}
