@@ -58,16 +58,7 @@ func main() {
 
 // run is the exporter's life after flag parsing; it returns the exit code.
 func run(ctx context.Context, f *flags, stdout, stderr io.Writer) (code int) {
-	if err := checkFlags(f); err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	buckets, err := parseBuckets(f.durationBuckets)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	shard, err := shardOf(f, os.Hostname)
+	buckets, shard, err := checkedFlags(f)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -201,6 +192,22 @@ func newHTTPServer(h http.Handler, logger log.Logger) *http.Server {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          stdlog.New(serverErrorLog{logger}, "", 0),
 	}
+}
+
+// checkedFlags checks the flags (checkFlags) and returns the duration
+// buckets and the shard they give: the first problem is run's one error
+// line.
+func checkedFlags(f *flags) (buckets []float64, shard sharding.Shard, err error) {
+	if err := checkFlags(f); err != nil {
+		return nil, sharding.Shard{}, err
+	}
+	if buckets, err = parseBuckets(f.durationBuckets); err != nil {
+		return nil, sharding.Shard{}, err
+	}
+	if shard, err = shardOf(f, os.Hostname); err != nil {
+		return nil, sharding.Shard{}, err
+	}
+	return buckets, shard, nil
 }
 
 // shardOf is the shard the flags give; hostname names the host for
