@@ -18,6 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -54,7 +55,7 @@ func (c *answerClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 // newAnswerCollector returns a collector of one app with sessions sessions,
 // each with one finished run, every session due at every scrape, answers
 // assumed to take secondsPerSeries until measured, and its lister.
-func newAnswerCollector(t testing.TB, sessions int, secondsPerSeries float64, saver watch.Saver, logs *syncBuffer) (*Collector, *deadlineLister) {
+func newAnswerCollector(t testing.TB, sessions int, secondsPerSeries float64, saver watch.Saver, logs *testkit.LogBuffer) (*Collector, *deadlineLister) {
 	t.Helper()
 	l := &deadlineLister{memLister: newMemLister()}
 	ids := make([]string, sessions)
@@ -131,7 +132,7 @@ func TestPollsGetTheDeadlineLessTheTimeReservedForAnswering(t *testing.T) {
 }
 
 func TestNoPollsWhenAnsweringTakesTheWholeDeadline(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testkit.LogBuffer{}
 	clock := &answerClock{}
 	// 1 s a series: 431 s to answer, more than the minute of the deadline.
 	c, l := newAnswerCollector(t, 16, 1, nil, logs)

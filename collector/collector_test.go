@@ -1,7 +1,6 @@
 package collector
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -97,25 +97,7 @@ func (m *memLister) GetRun(_ context.Context, session, id string) (feishu.Run, e
 
 func (m *memLister) PageSize() int { return 1000 }
 
-// syncBuffer is a log sink safe for the collector's concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func newTestCollector(t *testing.T, clk *feishufake.Clock, logs *syncBuffer, minInterval time.Duration, opts ...func(*watch.Options)) *Collector {
+func newTestCollector(t *testing.T, clk *feishufake.Clock, logs *testkit.LogBuffer, minInterval time.Duration, opts ...func(*watch.Options)) *Collector {
 	t.Helper()
 	var logger log.Logger = log.NewNopLogger()
 	if logs != nil {
@@ -385,7 +367,7 @@ func TestCollectorLint(t *testing.T) {
 
 func TestCollectorFaultIsolation(t *testing.T) {
 	clk := feishufake.NewClock(t0)
-	logs := &syncBuffer{}
+	logs := &testkit.LogBuffer{}
 	lister := newMemLister()
 	lister.set("ok", run("r1", queued, 1, none, none))
 	lister.errs["broken"] = errors.New(`list runs of session broken: feishu list_runs: HTTP 404: "404 page not found"`)
@@ -730,7 +712,7 @@ func TestLabelsTheAPICanBlowUpAreBounded(t *testing.T) {
 
 func TestMalformedRunIsLoggedOnce(t *testing.T) {
 	clk := feishufake.NewClock(t0)
-	logs := &syncBuffer{}
+	logs := &testkit.LogBuffer{}
 	c := newTestCollector(t, clk, logs, 0)
 	c.SetApps([]watch.App{{Name: "a", API: newMemLister(), PerSession: true, Sessions: []string{"s1"}}})
 	obs := c.APIObserver("a")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -82,7 +83,7 @@ func TestFailedRunsAreKeptNewestFirstAndBounded(t *testing.T) {
 func TestFailedRunLogIsRateLimited(t *testing.T) {
 	clk := feishufake.NewClock(t0)
 	lister := newMemLister()
-	logs := &syncBuffer{}
+	logs := &testkit.LogBuffer{}
 	c := newTestCollector(t, clk, logs, 0)
 	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 	gather(t, context.Background(), c)

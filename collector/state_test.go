@@ -13,6 +13,7 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -155,7 +156,7 @@ func TestStateOfAnAppWithOtherCredentialsIsDropped(t *testing.T) {
 
 func TestFailedSaveKeepsServing(t *testing.T) {
 	clk := feishufake.NewClock(t0)
-	logs := &syncBuffer{}
+	logs := &testkit.LogBuffer{}
 	lister := newMemLister()
 	lister.set("s1", run("r1", inProgress, 1, 2, none))
 	saver := &memSaver{err: errors.New("no space left on device")}
@@ -233,7 +234,7 @@ func TestChangedBucketsRestartTheHistogramsButKeepTheCounters(t *testing.T) {
 	clk.Advance(10 * time.Second)
 	gather(t, context.Background(), c)
 
-	logs := &syncBuffer{}
+	logs := &testkit.LogBuffer{}
 	c2 := newTestCollector(t, clk, logs, 0, withBuckets([]float64{1, 5, 30})) // --collector.duration-buckets changed
 	if err := c2.w.Restore(saver.load(t), apps); err != nil {
 		t.Fatal(err)

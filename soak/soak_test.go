@@ -28,6 +28,7 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 )
 
 // The soak's shape: two apps of 7 and 5 sessions, one more session added by
@@ -80,7 +81,7 @@ type soak struct {
 	fake   *feishufake.Fake
 	fronts map[string]*httptest.Server // one per exporter, onto the fake
 	taps   map[string]*tap
-	logs   map[string]*lockedBuffer // by exporter, across its restart
+	logs   map[string]*testkit.LogBuffer // by exporter, across its restart
 	dir    string
 	bin    string
 
@@ -118,12 +119,12 @@ func TestSoak(t *testing.T) {
 	s.fake = feishufake.New(feishufake.Options{VanishAfter: vanishAfter, VanishAfterListings: vanishListings})
 	s.fake.AddApp("cli_soak_alpha", "alpha-secret")
 	s.fake.AddApp("cli_soak_beta", "beta-secret")
-	s.fronts, s.taps, s.logs = map[string]*httptest.Server{}, map[string]*tap{}, map[string]*lockedBuffer{}
+	s.fronts, s.taps, s.logs = map[string]*httptest.Server{}, map[string]*tap{}, map[string]*testkit.LogBuffer{}
 	for _, name := range []string{"a", "b"} {
 		s.taps[name] = &tap{s: s, next: s.fake}
 		s.fronts[name] = httptest.NewServer(s.taps[name])
 		defer s.fronts[name].Close()
-		s.logs[name] = &lockedBuffer{}
+		s.logs[name] = &testkit.LogBuffer{}
 	}
 	s.bin = buildExporter(t)
 
@@ -757,11 +758,6 @@ func (t *teeWriter) WriteHeader(code int) {
 	t.ResponseWriter.WriteHeader(code)
 }
 
-func (t *teeWriter) Write(p []byte) (int, error) {
-	t.body.Write(p)
-	return t.ResponseWriter.Write(p)
-}
-
 // compare checks every series of the truth, and every counted series the
 // exporter serves for the soak's sessions, and returns the mismatches.
 func compare(t *testing.T, name string, want, got map[string]float64) int {
@@ -801,7 +797,7 @@ type exporter struct {
 	name, addr string
 	cmd        *exec.Cmd
 	done       chan error
-	logs       *lockedBuffer
+	logs       *testkit.LogBuffer
 }
 
 func (s *soak) start(name string) *exporter {
@@ -907,23 +903,6 @@ func (x *exporter) logTail() string {
 		s = s[len(s)-4000:]
 	}
 	return s
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func buildExporter(t *testing.T) string {

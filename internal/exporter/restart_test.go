@@ -1,7 +1,6 @@
 package exporter
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 )
 
 // These tests run the real binary against the fake API over HTTP, stop it
@@ -64,9 +64,9 @@ type restartEnv struct {
 	api      *httptest.Server
 	dir      string
 	sessions []string
-	mu       sync.Mutex
+	mu       sync.Mutex // guards seq
 	seq      int
-	logs     bytes.Buffer
+	logs     testkit.LogBuffer
 }
 
 func newRestartEnv(t *testing.T, sessions int) *restartEnv {
@@ -138,7 +138,7 @@ func (e *restartEnv) start() *exporterProc {
 		"--web.listen-address="+addr,
 		"--poll.min-interval=0s", "--poll.idle-interval=1s",
 		"--feishu.rate-limit=0", "--log.level=debug")
-	cmd.Stdout, cmd.Stderr = &lockedWriter{w: &e.logs, mu: &e.mu}, &lockedWriter{w: &e.logs, mu: &e.mu}
+	cmd.Stdout, cmd.Stderr = &e.logs, &e.logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
@@ -156,27 +156,10 @@ func (e *restartEnv) start() *exporterProc {
 			}
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("exporter not ready after 15 s; logs:\n%s", e.logText())
+			e.t.Fatalf("exporter not ready after 15 s; logs:\n%s", e.logs.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func (e *restartEnv) logText() string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.logs.String()
-}
-
-type lockedWriter struct {
-	w  *bytes.Buffer
-	mu *sync.Mutex
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // counters scrapes the exporter and returns every aily_ counter by series.
@@ -216,7 +199,7 @@ func (e *restartEnv) mustCounters(x *exporterProc) map[string]float64 {
 	e.t.Helper()
 	c, err := x.counters()
 	if err != nil {
-		e.t.Fatalf("scrape: %v\n%s", err, e.logText())
+		e.t.Fatalf("scrape: %v\n%s", err, e.logs.String())
 	}
 	return c
 }
@@ -281,8 +264,8 @@ func TestRestartCountsRunsThatFinishedWhileDownOnce(t *testing.T) {
 	if n := e.fake.Requests("list_runs") - listsBefore; n > len(e.sessions) {
 		t.Errorf("the first scrape after the restart made %d list requests for %d sessions: a baseline, not the incremental price", n, len(e.sessions))
 	}
-	if strings.Contains(e.logText(), "corrupt") {
-		t.Errorf("the state was not loaded cleanly:\n%s", e.logText())
+	if strings.Contains(e.logs.String(), "corrupt") {
+		t.Errorf("the state was not loaded cleanly:\n%s", e.logs.String())
 	}
 }
 
@@ -382,7 +365,7 @@ func TestKilledAtAnyMomentNoCounterGoesBack(t *testing.T) {
 	if got != want {
 		t.Errorf("after 12 kills: %v runs counted finished, %v finished: want every run once", got, want)
 	}
-	if strings.Contains(e.logText(), "corrupt") {
-		t.Errorf("a kill left a state file that could not be read:\n%s", e.logText())
+	if strings.Contains(e.logs.String(), "corrupt") {
+		t.Errorf("a kill left a state file that could not be read:\n%s", e.logs.String())
 	}
 }
