@@ -19,6 +19,7 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/internal/testkit"
+	"github.com/aily-exporter/aily_exporter/internal/testkit/runs"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -61,7 +62,7 @@ func newAnswerCollector(t testing.TB, sessions int, secondsPerSeries float64, sa
 	ids := make([]string, sessions)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("session_%06d", i)
-		l.set(ids[i], run("r"+ids[i], feishu.StatusCompleted, 0, 1, 2))
+		l.set(ids[i], runs.New("r"+ids[i], feishu.StatusCompleted, 0, 1, 2))
 	}
 	var logger log.Logger = log.NewNopLogger()
 	if logs != nil {
@@ -69,7 +70,7 @@ func newAnswerCollector(t testing.TB, sessions int, secondsPerSeries float64, sa
 	}
 	c := New(watch.New(watch.Options{
 		Concurrency: 4, MinInterval: -1, IdleInterval: time.Nanosecond,
-		Now:    func() time.Time { return t0.Add(time.Hour) },
+		Now:    func() time.Time { return testkit.T0.Add(time.Hour) },
 		Logger: logger,
 		Saver:  saver,
 	}), Options{

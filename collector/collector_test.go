@@ -17,6 +17,7 @@ import (
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
 	"github.com/aily-exporter/aily_exporter/internal/testkit"
+	"github.com/aily-exporter/aily_exporter/internal/testkit/runs"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -194,12 +195,12 @@ func seriesWith(mfs []*dto.MetricFamily, label, val string) int {
 func sess(app, id string) map[string]string { return map[string]string{"app": app, "session_id": id} }
 
 func TestCollectorExposition(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
 	lister.set("s1",
-		run("old", completed, -300, -290, -200), // before the watch: not counted
-		run("r1", inProgress, -60, -50, none),
-		run("q1", queued, -30, none, none),
+		runs.New("old", completed, -300, -290, -200), // before the watch: not counted
+		runs.New("r1", inProgress, -60, -50, runs.None),
+		runs.New("q1", queued, -30, runs.None, runs.None),
 	)
 	c := newTestCollector(t, clk, nil, 0)
 	c.SetApps([]watch.App{{Name: "helpdesk", API: lister, PerSession: true, Sessions: []string{"s1"}}})
@@ -208,13 +209,13 @@ func TestCollectorExposition(t *testing.T) {
 	baselineServedTwice(t, c)
 
 	clk.Advance(20 * time.Second) // t0+30
-	failedRun := run("r1", failed, -60, -50, 25)
+	failedRun := runs.New("r1", failed, -60, -50, 25)
 	failedRun.Error = &feishu.RunError{Code: "sp_ec_sm_900101", Message: "skill missing"}
 	lister.set("s1",
-		run("old", completed, -300, -290, -200),
+		runs.New("old", completed, -300, -290, -200),
 		failedRun,
-		run("q1", inProgress, -30, 20, none),
-		run("n1", "PAUSED", 28, none, none),
+		runs.New("q1", inProgress, -30, 20, runs.None),
+		runs.New("n1", "PAUSED", 28, runs.None, runs.None),
 	)
 
 	want := `
@@ -343,9 +344,9 @@ aily_api_rate_limited_total{app="helpdesk"} 0
 }
 
 func TestCollectorLint(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
-	lister.set("s1", run("r1", inProgress, 1, 2, none))
+	lister.set("s1", runs.New("r1", inProgress, 1, 2, runs.None))
 	c := newTestCollector(t, clk, nil, 0)
 	c.SetApps([]watch.App{{Name: "helpdesk", API: lister, PerSession: true, Sessions: []string{"s1", "s2"}}})
 	lister.errs["s2"] = errors.New("boom")
@@ -353,7 +354,7 @@ func TestCollectorLint(t *testing.T) {
 	obs.ObserveRequest(feishu.EndpointListRuns, "0", 30*time.Millisecond)
 	obs.ObserveRateLimited(feishu.EndpointListRuns, time.Second)
 	gather(t, context.Background(), c)
-	f := run("r1", failed, 1, 2, 5)
+	f := runs.New("r1", failed, 1, 2, 5)
 	f.Error = &feishu.RunError{Code: "x"}
 	lister.set("s1", f)
 	problems, err := testutil.CollectAndLint(c)
@@ -366,10 +367,10 @@ func TestCollectorLint(t *testing.T) {
 }
 
 func TestCollectorFaultIsolation(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	logs := &testkit.LogBuffer{}
 	lister := newMemLister()
-	lister.set("ok", run("r1", queued, 1, none, none))
+	lister.set("ok", runs.New("r1", queued, 1, runs.None, runs.None))
 	lister.errs["broken"] = errors.New(`list runs of session broken: feishu list_runs: HTTP 404: "404 page not found"`)
 	lister.blocks["slow"] = true
 	hang := make(chan struct{})
@@ -417,24 +418,24 @@ func TestCollectorFaultIsolation(t *testing.T) {
 }
 
 func TestCollectorFailureCodesCapped(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
 	c := newTestCollector(t, clk, nil, 0)
 	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1", "s2"}}})
 	gather(t, context.Background(), c) // baseline: nothing yet
 
-	var runs []feishu.Run
+	var batch []feishu.Run
 	for i := range 21 {
-		r := run(fmt.Sprintf("r%02d", i), failed, 1, 2, 3)
+		r := runs.New(fmt.Sprintf("r%02d", i), failed, 1, 2, 3)
 		r.Error = &feishu.RunError{Code: fmt.Sprintf("code_%02d", i)}
-		runs = append(runs, r)
+		batch = append(batch, r)
 	}
-	runs = append(runs, run("nocode", failed, 1, 2, 3))
-	lister.set("s1", runs...)
+	batch = append(batch, runs.New("nocode", failed, 1, 2, 3))
+	lister.set("s1", batch...)
 	clk.Advance(10 * time.Second)
 	gather(t, context.Background(), c)
 	// The cap is per app: a code new to s2 is the app's 22nd.
-	r := run("s2r", failed, 1, 2, 3)
+	r := runs.New("s2r", failed, 1, 2, 3)
 	r.Error = &feishu.RunError{Code: "code_s2"}
 	lister.set("s2", r)
 	clk.Advance(10 * time.Second)
@@ -466,14 +467,14 @@ func TestCollectorFailureCodesCapped(t *testing.T) {
 }
 
 func TestCollectorMinIntervalReusesListing(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
-	lister.set("s1", run("r1", inProgress, 1, 2, none))
+	lister.set("s1", runs.New("r1", inProgress, 1, 2, runs.None))
 	c := newTestCollector(t, clk, nil, 5*time.Second)
 	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 
 	gather(t, context.Background(), c)
-	lister.set("s1", run("r1", completed, 1, 2, 3))
+	lister.set("s1", runs.New("r1", completed, 1, 2, 3))
 	clk.Advance(4 * time.Second)
 	mfs := gather(t, context.Background(), c)
 	if n := lister.callsOf("s1"); n != 1 {
@@ -499,9 +500,9 @@ func TestCollectorMinIntervalReusesListing(t *testing.T) {
 }
 
 func TestCollectorConcurrentScrapesShareOnePoll(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
-	lister.set("s1", run("r1", completed, 1, 2, 3))
+	lister.set("s1", runs.New("r1", completed, 1, 2, 3))
 	lister.gate = make(chan struct{})
 	lister.entered = make(chan string, 1)
 	c := newTestCollector(t, clk, nil, 0)
@@ -530,10 +531,10 @@ func TestCollectorConcurrentScrapesShareOnePoll(t *testing.T) {
 
 func TestCollectorConcurrentScrapesRace(t *testing.T) {
 	// Many scrapes at once and a reload in the middle, for the race detector.
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
-	lister.set("s1", run("r1", completed, 1, 2, 3))
-	lister.set("s2", run("r2", inProgress, 1, 2, none))
+	lister.set("s1", runs.New("r1", completed, 1, 2, 3))
+	lister.set("s2", runs.New("r2", inProgress, 1, 2, runs.None))
 	c := newTestCollector(t, clk, nil, time.Second)
 	apps := []watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1", "s2"}}}
 	c.SetApps(apps)
@@ -553,18 +554,18 @@ func TestCollectorConcurrentScrapesRace(t *testing.T) {
 }
 
 func TestCollectorSetAppsRemovesSessionSeries(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
-	lister.set("keep", run("k1", inProgress, 1, 2, none))
-	lister.set("gone", run("g1", inProgress, 1, 2, none))
+	lister.set("keep", runs.New("k1", inProgress, 1, 2, runs.None))
+	lister.set("gone", runs.New("g1", inProgress, 1, 2, runs.None))
 	c := newTestCollector(t, clk, nil, 0)
 	c.SetApps([]watch.App{
 		{Name: "a", API: lister, PerSession: true, Sessions: []string{"keep", "gone"}},
 		{Name: "b", API: lister, PerSession: true, Sessions: []string{"other"}},
 	})
 	gather(t, context.Background(), c)
-	lister.set("keep", run("k1", completed, 1, 2, 5))
-	f := run("g1", failed, 1, 2, 5)
+	lister.set("keep", runs.New("k1", completed, 1, 2, 5))
+	f := runs.New("g1", failed, 1, 2, 5)
 	f.Error = &feishu.RunError{Code: "c1"}
 	lister.set("gone", f)
 	c.APIObserver("b").ObserveRequest(feishu.EndpointListRuns, "0", time.Millisecond)
@@ -602,18 +603,18 @@ func TestCollectorSetAppsRemovesSessionSeries(t *testing.T) {
 func TestCollectorRestartStartsAtZero(t *testing.T) {
 	lister := newMemLister()
 	lister.set("s1",
-		run("a", completed, -300, -290, -200),
-		run("b", failed, -250, -240, -100),
-		run("c", inProgress, -50, -40, none),
+		runs.New("a", completed, -300, -290, -200),
+		runs.New("b", failed, -250, -240, -100),
+		runs.New("c", inProgress, -50, -40, runs.None),
 	)
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	first := newTestCollector(t, clk, nil, 0)
 	first.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 	baselineServedTwice(t, first)
 	lister.set("s1",
-		run("a", completed, -300, -290, -200),
-		run("b", failed, -250, -240, -100),
-		run("c", completed, -50, -40, 5),
+		runs.New("a", completed, -300, -290, -200),
+		runs.New("b", failed, -250, -240, -100),
+		runs.New("c", completed, -50, -40, 5),
 	)
 	clk.Advance(10 * time.Second)
 	mfs := gather(t, context.Background(), first)
@@ -637,9 +638,9 @@ func TestCollectorRestartStartsAtZero(t *testing.T) {
 }
 
 func TestShortDeadlineOfOneScrapeDoesNotDecideWhatOthersSee(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
-	lister.set("s1", run("r1", inProgress, 1, 2, none))
+	lister.set("s1", runs.New("r1", inProgress, 1, 2, runs.None))
 	c := newTestCollector(t, clk, nil, 5*time.Second)
 	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 	gather(t, context.Background(), c) // the baseline
@@ -672,19 +673,19 @@ func TestShortDeadlineOfOneScrapeDoesNotDecideWhatOthersSee(t *testing.T) {
 }
 
 func TestLabelsTheAPICanBlowUpAreBounded(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
 	c := newTestCollector(t, clk, nil, 0)
 	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 	gather(t, context.Background(), c) // the baseline
-	var runs []feishu.Run
+	var batch []feishu.Run
 	for i := range 1000 {
-		runs = append(runs, run(fmt.Sprintf("r%04d", i), feishu.RunStatus(fmt.Sprintf("STATUS_%04d", i)), 1, 2, none))
+		batch = append(batch, runs.New(fmt.Sprintf("r%04d", i), feishu.RunStatus(fmt.Sprintf("STATUS_%04d", i)), 1, 2, runs.None))
 	}
-	long := run("long", feishu.RunStatus(strings.Repeat("X", 10000)), 1, 2, none)
-	f := run("f", failed, 1, 2, 3)
+	long := runs.New("long", feishu.RunStatus(strings.Repeat("X", 10000)), 1, 2, runs.None)
+	f := runs.New("f", failed, 1, 2, 3)
 	f.Error = &feishu.RunError{Code: strings.Repeat("e", 10000)}
-	lister.set("s1", append(runs, long, f)...)
+	lister.set("s1", append(batch, long, f)...)
 	clk.Advance(10 * time.Second)
 	mfs := gather(t, context.Background(), c)
 
@@ -706,12 +707,12 @@ func TestLabelsTheAPICanBlowUpAreBounded(t *testing.T) {
 		t.Errorf("aily_runs has %d series for one session, want at most 16", statuses)
 	}
 	if got, _ := value(mfs, "aily_runs", map[string]string{"app": "a", "session_id": "s1", "status": "other"}); got < 1000-8 {
-		t.Errorf(`aily_runs{status="other"} = %v, want the runs of every status beyond the first 8 others`, got)
+		t.Errorf(`aily_runs{status="other"} = %v, want the batch of every status beyond the first 8 others`, got)
 	}
 }
 
 func TestMalformedRunIsLoggedOnce(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	logs := &testkit.LogBuffer{}
 	c := newTestCollector(t, clk, logs, 0)
 	c.SetApps([]watch.App{{Name: "a", API: newMemLister(), PerSession: true, Sessions: []string{"s1"}}})
@@ -728,9 +729,9 @@ func TestMalformedRunIsLoggedOnce(t *testing.T) {
 // The staleness histogram of an app is first served empty, its first
 // observations from the next scrape on: increase() sees every one.
 func TestStalenessHistogramIsFirstServedEmpty(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
-	lister.set("s1", run("r", completed, -30, -20, -10))
+	lister.set("s1", runs.New("r", completed, -30, -20, -10))
 	c := newTestCollector(t, clk, nil, 0)
 	c.SetApps([]watch.App{{Name: "helpdesk", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 	count := func() (uint64, bool) {

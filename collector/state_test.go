@@ -14,6 +14,7 @@ import (
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
 	"github.com/aily-exporter/aily_exporter/internal/testkit"
+	"github.com/aily-exporter/aily_exporter/internal/testkit/runs"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -46,10 +47,10 @@ func (m *memSaver) load(t *testing.T) *watch.State {
 }
 
 func TestStateCarriesCountersAcrossARestart(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
-	lister.set("s1", run("r1", inProgress, 1, 2, none), run("q1", queued, 3, none, none))
-	lister.set("s2", run("x1", inProgress, 1, 2, none))
+	lister.set("s1", runs.New("r1", inProgress, 1, 2, runs.None), runs.New("q1", queued, 3, runs.None, runs.None))
+	lister.set("s2", runs.New("x1", inProgress, 1, 2, runs.None))
 	saver := &memSaver{}
 	apps := []watch.App{
 		{Name: "a", API: lister, PerSession: true, Identity: "cli_a", Sessions: []string{"s1"}},
@@ -62,10 +63,10 @@ func TestStateCarriesCountersAcrossARestart(t *testing.T) {
 	c := newC()
 	c.SetApps(apps)
 	baselineServedTwice(t, c)
-	f := run("r1", failed, 1, 2, 12)
+	f := runs.New("r1", failed, 1, 2, 12)
 	f.Error = &feishu.RunError{Code: "sp_ec_1"}
-	lister.set("s1", f, run("q1", queued, 3, none, none))
-	lister.set("s2", run("x1", completed, 1, 2, 14))
+	lister.set("s1", f, runs.New("q1", queued, 3, runs.None, runs.None))
+	lister.set("s2", runs.New("x1", completed, 1, 2, 14))
 	clk.Advance(20 * time.Second)
 	gather(t, context.Background(), c)
 	if saver.saves == 0 {
@@ -83,7 +84,7 @@ func TestStateCarriesCountersAcrossARestart(t *testing.T) {
 	// restarted collector carries on with the same counters and histograms,
 	// and counts q1, which a fresh baseline would take for history.
 	clk.Advance(10 * time.Second)
-	lister.set("s1", f, run("q1", completed, 3, 21, 25))
+	lister.set("s1", f, runs.New("q1", completed, 3, 21, 25))
 	c2 := newC()
 	if err := c2.w.Restore(saver.load(t), apps); err != nil {
 		t.Fatal(err)
@@ -114,15 +115,15 @@ func TestStateCarriesCountersAcrossARestart(t *testing.T) {
 }
 
 func TestStateOfAnAppWithOtherCredentialsIsDropped(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
-	lister.set("s1", run("r1", inProgress, 1, 2, none))
+	lister.set("s1", runs.New("r1", inProgress, 1, 2, runs.None))
 	saver := &memSaver{}
 	c := newTestCollector(t, clk, nil, 0, saving(saver))
 	apps := []watch.App{{Name: "a", API: lister, PerSession: true, Identity: "cli_a", Sessions: []string{"s1"}}}
 	c.SetApps(apps)
 	gather(t, context.Background(), c)
-	lister.set("s1", run("r1", completed, 1, 2, 5))
+	lister.set("s1", runs.New("r1", completed, 1, 2, 5))
 	clk.Advance(10 * time.Second)
 	gather(t, context.Background(), c)
 
@@ -155,10 +156,10 @@ func TestStateOfAnAppWithOtherCredentialsIsDropped(t *testing.T) {
 }
 
 func TestFailedSaveKeepsServing(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	logs := &testkit.LogBuffer{}
 	lister := newMemLister()
-	lister.set("s1", run("r1", inProgress, 1, 2, none))
+	lister.set("s1", runs.New("r1", inProgress, 1, 2, runs.None))
 	saver := &memSaver{err: errors.New("no space left on device")}
 	c := newTestCollector(t, clk, logs, 0, saving(saver))
 	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
@@ -194,9 +195,9 @@ func (b *blockingSaver) Save(*watch.State) error {
 }
 
 func TestScrapeAnswersOnlyOnceItsCountsAreSaved(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
-	lister.set("s1", run("r1", completed, 1, 2, 3))
+	lister.set("s1", runs.New("r1", completed, 1, 2, 3))
 	saver := &blockingSaver{saving: make(chan struct{}), release: make(chan struct{})}
 	c := newTestCollector(t, clk, nil, 0, saving(saver))
 	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
@@ -222,15 +223,15 @@ func TestScrapeAnswersOnlyOnceItsCountsAreSaved(t *testing.T) {
 }
 
 func TestChangedBucketsRestartTheHistogramsButKeepTheCounters(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
-	lister.set("s1", run("r1", inProgress, 1, 2, none))
+	lister.set("s1", runs.New("r1", inProgress, 1, 2, runs.None))
 	saver := &memSaver{}
 	apps := []watch.App{{Name: "a", API: lister, PerSession: true, Identity: "cli_a", Sessions: []string{"s1"}}}
 	c := newTestCollector(t, clk, nil, 0, saving(saver))
 	c.SetApps(apps)
 	baselineServedTwice(t, c)
-	lister.set("s1", run("r1", completed, 1, 2, 7))
+	lister.set("s1", runs.New("r1", completed, 1, 2, 7))
 	clk.Advance(10 * time.Second)
 	gather(t, context.Background(), c)
 
@@ -253,9 +254,9 @@ func TestChangedBucketsRestartTheHistogramsButKeepTheCounters(t *testing.T) {
 }
 
 func TestSavesWhatWasCountedAtOnceTheRestLaterAndRetriesAFailure(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
-	lister.set("s1", run("r1", inProgress, -2, -1, none))
+	lister.set("s1", runs.New("r1", inProgress, -2, -1, runs.None))
 	saver := &memSaver{}
 	c := newTestCollector(t, clk, nil, 10*time.Second, saving(saver))
 	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
@@ -281,7 +282,7 @@ func TestSavesWhatWasCountedAtOnceTheRestLaterAndRetriesAFailure(t *testing.T) {
 		t.Errorf("%d saves after the refresh interval, want 2", saver.saves)
 	}
 	// Counted: saved at once; a failure is tried again by the next scrape.
-	lister.set("s1", run("r1", completed, -2, -1, 100))
+	lister.set("s1", runs.New("r1", completed, -2, -1, 100))
 	clk.Advance(10 * time.Second)
 	saver.err = errors.New("disk full")
 	gather(t, context.Background(), c)
