@@ -81,15 +81,22 @@ func newAnswerCollector(t testing.TB, sessions int, secondsPerSeries float64, sa
 	return c, l
 }
 
+// scrapeRegistry is the registry /metrics makes for one scrape bounded by
+// ctx, and the collector's Scrape registered in it.
+func scrapeRegistry(ctx context.Context, c *Collector) (*Scrape, *prometheus.Registry) {
+	sc := c.ForScrape(ctx)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(sc)
+	return sc, reg
+}
+
 // scrapeWithDeadline gathers one scrape bounded by deadline, as /metrics
 // does, and returns its Scrape, what it served and how many series.
 func scrapeWithDeadline(t testing.TB, c *Collector, deadline time.Time) (*Scrape, []*dto.MetricFamily, int) {
 	t.Helper()
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	sc := c.ForScrape(ctx)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(sc)
+	sc, reg := scrapeRegistry(ctx, c)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -290,9 +297,7 @@ func answer(t testing.TB, c *Collector, deadline time.Time) int {
 	t.Helper()
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	sc := c.ForScrape(ctx)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(sc)
+	sc, reg := scrapeRegistry(ctx, c)
 	series := 0
 	g := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
 		mfs, err := reg.Gather()

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
 	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/aily-exporter/aily_exporter/internal/testkit/runs"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
@@ -41,7 +42,7 @@ func benchAnswer(b *testing.B, perSession bool, sessions int) {
 		ids[i] = fmt.Sprintf("session_%06d", i)
 		l.set(ids[i], runs.New("r0_"+ids[i], feishu.StatusCompleted, 0, 1, 2))
 	}
-	clock := newScaleClock(testkit.T0.Add(time.Hour))
+	clock := feishufake.NewClock(testkit.T0.Add(time.Hour))
 	c := New(watch.New(watch.Options{
 		Concurrency: 4, MinInterval: time.Hour, IdleInterval: time.Hour, FullInterval: scaleNoFull,
 		Timeout: time.Hour, Now: clock.Now,

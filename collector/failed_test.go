@@ -27,7 +27,9 @@ func failedRun(id, code, msg string) feishu.Run {
 	return r
 }
 
-func TestFailedRunsAreKeptNewestFirstAndBounded(t *testing.T) {
+// twoApps is a collector of two apps on one lister: a, per session,
+// watching s1, and b, summed, watching s2.
+func twoApps(t *testing.T) (*feishufake.Clock, *memLister, *Collector) {
 	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
 	c := newTestCollector(t, clk, nil, 0)
@@ -35,6 +37,11 @@ func TestFailedRunsAreKeptNewestFirstAndBounded(t *testing.T) {
 		{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}},
 		{Name: "b", API: lister, PerSession: false, Sessions: []string{"s2"}},
 	})
+	return clk, lister, c
+}
+
+func TestFailedRunsAreKeptNewestFirstAndBounded(t *testing.T) {
+	clk, lister, c := twoApps(t)
 	gather(t, context.Background(), c) // baseline
 
 	var batch []feishu.Run
@@ -125,13 +132,7 @@ func TestFailedRunLogIsRateLimited(t *testing.T) {
 }
 
 func TestExemplarsNameTheLatestRun(t *testing.T) {
-	clk := feishufake.NewClock(testkit.T0)
-	lister := newMemLister()
-	c := newTestCollector(t, clk, nil, 0)
-	c.SetApps([]watch.App{
-		{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}},
-		{Name: "b", API: lister, PerSession: false, Sessions: []string{"s2"}},
-	})
+	clk, lister, c := twoApps(t)
 	baselineServedTwice(t, c)
 	lister.set("s1", failedRun("run_first", "sp_ec_x", "m"), runs.New("run_slow", completed, 1, 2, 5000))
 	lister.set("s2", failedRun("run_b", "sp_ec_x", "m"))

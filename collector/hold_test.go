@@ -163,17 +163,7 @@ func TestKnownSeriesExistAtZeroFromTheBaseline(t *testing.T) {
 }
 
 func TestHeldIncrementsSurviveARestart(t *testing.T) {
-	clk := feishufake.NewClock(testkit.T0)
-	lister := newMemLister()
-	saver := &memSaver{}
-	apps := []watch.App{
-		{Name: "a", API: lister, PerSession: true, Identity: "cli_a", Sessions: []string{"s1"}},
-		{Name: "b", API: lister, PerSession: false, Identity: "cli_b", Sessions: []string{"s2"}},
-	}
-	newC := func() *Collector {
-		c := newTestCollector(t, clk, nil, 0, saving(saver))
-		return c
-	}
+	clk, lister, saver, apps, newC := restartable(t)
 	c := newC()
 	c.SetApps(apps)
 	gather(t, context.Background(), c) // the baseline: served at zero once

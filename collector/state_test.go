@@ -46,20 +46,26 @@ func (m *memSaver) load(t *testing.T) *watch.State {
 	return &st
 }
 
-func TestStateCarriesCountersAcrossARestart(t *testing.T) {
-	clk := feishufake.NewClock(testkit.T0)
-	lister := newMemLister()
-	lister.set("s1", runs.New("r1", inProgress, 1, 2, runs.None), runs.New("q1", queued, 3, runs.None, runs.None))
-	lister.set("s2", runs.New("x1", inProgress, 1, 2, runs.None))
-	saver := &memSaver{}
-	apps := []watch.App{
+// restartable is what a restart test needs: a clock, a lister with the
+// sessions of two apps, a per session (s1) and b summed (s2), and newC,
+// which makes a collector saving to saver: a second one is the exporter
+// restarted.
+func restartable(t *testing.T) (clk *feishufake.Clock, lister *memLister, saver *memSaver, apps []watch.App, newC func() *Collector) {
+	clk = feishufake.NewClock(testkit.T0)
+	lister = newMemLister()
+	saver = &memSaver{}
+	apps = []watch.App{
 		{Name: "a", API: lister, PerSession: true, Identity: "cli_a", Sessions: []string{"s1"}},
 		{Name: "b", API: lister, PerSession: false, Identity: "cli_b", Sessions: []string{"s2"}},
 	}
-	newC := func() *Collector {
-		c := newTestCollector(t, clk, nil, 0, saving(saver))
-		return c
-	}
+	newC = func() *Collector { return newTestCollector(t, clk, nil, 0, saving(saver)) }
+	return clk, lister, saver, apps, newC
+}
+
+func TestStateCarriesCountersAcrossARestart(t *testing.T) {
+	clk, lister, saver, apps, newC := restartable(t)
+	lister.set("s1", runs.New("r1", inProgress, 1, 2, runs.None), runs.New("q1", queued, 3, runs.None, runs.None))
+	lister.set("s2", runs.New("x1", inProgress, 1, 2, runs.None))
 	c := newC()
 	c.SetApps(apps)
 	baselineServedTwice(t, c)

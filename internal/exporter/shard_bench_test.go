@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -154,10 +153,10 @@ func benchShards(b *testing.B, perSession bool, total int) {
 		newRuns()
 		b.StartTimer()
 		for _, s := range shards {
-			r0, c0, t0 := requests(), cpuTime(), time.Now()
+			r0, c0, t0 := requests(), testkit.CPUTime(), time.Now()
 			s.scrape(b)
 			s.wall += time.Since(t0)
-			s.cpu += cpuTime() - c0
+			s.cpu += testkit.CPUTime() - c0
 			s.requests += requests() - r0
 		}
 	}
@@ -167,7 +166,7 @@ func benchShards(b *testing.B, perSession bool, total int) {
 	// buffers are not counted (nor do their transports keep the exporters).
 	api.CloseClientConnections()
 	time.Sleep(50 * time.Millisecond) // let the connections' goroutines end
-	heap := liveHeap()
+	heap := testkit.LiveHeap()
 	// Each exporter is told to be freed, or its figure would be wrong.
 	var freed atomic.Int32
 	for _, s := range shards {
@@ -175,7 +174,7 @@ func benchShards(b *testing.B, perSession bool, total int) {
 	}
 	for _, s := range shards {
 		s.close()
-		after := liveHeap()
+		after := testkit.LiveHeap()
 		s.heap, heap = int64(heap)-int64(after), after
 	}
 	for deadline := time.Now().Add(time.Second); freed.Load() < int32(total) && time.Now().Before(deadline); {
@@ -196,11 +195,11 @@ func benchShards(b *testing.B, perSession bool, total int) {
 		heapAll += s.heap
 		a := float64(s.apps)
 		b.Logf("shard %d of %d: %d apps, %d sessions, %d series: %.0f ms a scrape, %.0f ms CPU (%.1f ms an app), %.0f requests, %.0f KiB live heap an app",
-			i, total, s.apps, s.sessions, s.series, ms(s.wall)/n, ms(s.cpu)/n, ms(s.cpu)/n/a, float64(s.requests)/n, float64(s.heap)/1024/a)
+			i, total, s.apps, s.sessions, s.series, testkit.Millis(s.wall)/n, testkit.Millis(s.cpu)/n, testkit.Millis(s.cpu)/n/a, float64(s.requests)/n, float64(s.heap)/1024/a)
 	}
-	b.ReportMetric(ms(slowest)/n, "scrape-ms")
-	b.ReportMetric(ms(cpu)/n, "cpu-ms/op")
-	b.ReportMetric(ms(cpu)/n/apps, "cpu-ms/app")
+	b.ReportMetric(testkit.Millis(slowest)/n, "scrape-ms")
+	b.ReportMetric(testkit.Millis(cpu)/n, "cpu-ms/op")
+	b.ReportMetric(testkit.Millis(cpu)/n/apps, "cpu-ms/app")
 	b.ReportMetric(float64(reqs)/n, "requests/op")
 	b.ReportMetric(float64(series), "series")
 	b.ReportMetric(float64(heapAll)/1024/apps, "heap-KiB/app")
@@ -270,25 +269,3 @@ func (s *benchShard) close() {
 	s.exporter.Close()
 	s.server, s.client, s.exporter = nil, nil, nil
 }
-
-// liveHeap is the heap's live bytes after a GC.
-func liveHeap() uint64 {
-	// The second GC empties the sync.Pools (the buffers and gzip writers of
-	// the last answer), which the first only sets aside.
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
-}
-
-// cpuTime is the CPU time the process has used, user and system.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
