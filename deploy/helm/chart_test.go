@@ -3,7 +3,6 @@
 package helm
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/aily-exporter/aily_exporter/internal/config"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/google/go-cmp/cmp"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"go.yaml.in/yaml/v3"
@@ -350,34 +350,6 @@ func TestChartFilesAreCopies(t *testing.T) {
 	}
 }
 
-// documentedFlags are the flags of the full flags table (docs/configuration.md,
-// "Flags"), with their defaults.
-func documentedFlags(t *testing.T) map[string]string {
-	t.Helper()
-	f, err := os.Open("../../docs/configuration.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	row := regexp.MustCompile("^\\| `--([a-z0-9.-]+)`(?:, `--[a-z0-9.-]+`)? \\|([^|]*)\\|")
-	flags := map[string]string{}
-	in := false
-	for s := bufio.NewScanner(f); s.Scan(); {
-		line := s.Text()
-		switch {
-		case line == "## Flags":
-			in = true
-		case in && strings.HasPrefix(line, "#"):
-			return flags
-		case in:
-			if m := row.FindStringSubmatch(line); m != nil {
-				flags[m[1]] = strings.Trim(strings.TrimSpace(m[2]), "`")
-			}
-		}
-	}
-	return flags
-}
-
 // chartManaged are the flags the chart sets itself, or that have no place in
 // a pod.
 // shard, total-shards and shard.key come from sharding.*.
@@ -385,7 +357,7 @@ var chartManaged = []string{"config.file", "config.check", "demo", "storage.path
 	"web.listen-address", "web.systemd-socket", "version"}
 
 func TestChartFlagsAreTheExportersDefaults(t *testing.T) {
-	documented := documentedFlags(t)
+	documented := testkit.FlagTable(t, "../../docs/configuration.md", "## Flags")
 	if len(documented) < 20 {
 		t.Fatalf("found %d flags in the flags table of docs/configuration.md, want them all", len(documented))
 	}
@@ -421,7 +393,7 @@ func TestChartFlagsAreTheExportersDefaults(t *testing.T) {
 // flags as they are.
 func TestRenderedArgsAreDocumentedFlags(t *testing.T) {
 	helm := helmPath(t)
-	documented := documentedFlags(t)
+	documented := testkit.FlagTable(t, "../../docs/configuration.md", "## Flags")
 	for _, variation := range variations {
 		_, pod, _ := podSpec(t, render(t, helm, variation))
 		for _, a := range pod.Containers[0].Args {

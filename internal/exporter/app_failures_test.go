@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
-	"github.com/aily-exporter/aily_exporter/internal/config"
 	"github.com/aily-exporter/aily_exporter/internal/status"
 	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
@@ -56,35 +54,15 @@ func manySessionsEnv(t *testing.T, o appsEnv) *testEnv {
 	e.write("user.token", userToken+"\n")
 	e.write("helpdesk.sessions", ids.String())
 	e.write("aily.yml", configYAML(o.apiURL))
-	e.start(ClientOptions{Timeout: o.timeout, PageSize: 50, RateLimit: 20, Concurrency: 4, now: o.clk.Now},
+	e.start(nil, ClientOptions{Timeout: o.timeout, PageSize: 50, RateLimit: 20, Concurrency: 4, now: o.clk.Now},
 		watch.Options{Concurrency: 4, RateLimit: 20, Now: o.clk.Now})
-	return e
-}
-
-// start builds the exporter with these options, loads aily.yml and serves
-// it; the logs are checked for secrets at cleanup.
-func (e *testEnv) start(clients ClientOptions, wo watch.Options) {
-	e.t.Helper()
-	logger := testkit.Logger(e.logs, "debug")
-	e.exporter = New(Options{
-		Logger:   logger,
-		Source:   func() (*config.Config, error) { return config.Load(filepath.Join(e.dir, "aily.yml")) },
-		Clients:  clients,
-		Watch:    wo,
-		onReload: func(err error) { e.reloaded <- err },
-	})
-	if err := e.exporter.Reload(); err != nil {
-		e.t.Fatalf("initial load: %v", err)
-	}
-	<-e.reloaded
-	e.server = httptest.NewServer(e.exporter.Routes(RouteOptions{TelemetryPath: "/metrics", TimeoutOffset: time.Second}))
-	e.t.Cleanup(e.server.Close)
-	e.t.Cleanup(func() {
+	t.Cleanup(func() {
 		e.checkNoSecret("the logs", e.logs.String())
 		if strings.Contains(e.logs.String(), wrongSecret) {
-			e.t.Errorf("the logs show the secret %q", wrongSecret)
+			t.Errorf("the logs show the secret %q", wrongSecret)
 		}
 	})
+	return e
 }
 
 // sessionIDs are the IDs of manySessionsEnv's sessions.

@@ -103,26 +103,34 @@ func newTestEnvWith(t *testing.T, storageDir string) *testEnv {
 			t.Fatal(err)
 		}
 	}
+	// No min interval, and idle sessions as due as active ones: every
+	// scrape polls afresh, so that each sees the fake as the test just set
+	// it.
+	e.start(store, ClientOptions{Timeout: 10 * time.Second, PageSize: 50, RateLimit: 0},
+		watch.Options{Concurrency: 4, MinInterval: -1, IdleInterval: time.Nanosecond})
+	t.Cleanup(func() { e.checkNoSecret("the logs", e.logs.String()) })
+	return e
+}
+
+// start builds the exporter on aily.yml with store (nil: no state),
+// clients and wo, loads it and serves it.
+func (e *testEnv) start(store *Storage, clients ClientOptions, wo watch.Options) {
+	e.t.Helper()
 	e.exporter = New(Options{
-		Storage: store,
-		Logger:  logger,
-		Source:  func() (*config.Config, error) { return config.Load(filepath.Join(e.dir, "aily.yml")) },
-		Clients: ClientOptions{Timeout: 10 * time.Second, PageSize: 50, RateLimit: 0},
-		// No min interval, and idle sessions as due as active ones: every
-		// scrape polls afresh, so that each sees the fake as the test just
-		// set it.
-		Watch:    watch.Options{Concurrency: 4, MinInterval: -1, IdleInterval: time.Nanosecond},
+		Storage:  store,
+		Logger:   testkit.Logger(e.logs, "debug"),
+		Source:   func() (*config.Config, error) { return config.Load(filepath.Join(e.dir, "aily.yml")) },
+		Clients:  clients,
+		Watch:    wo,
 		onReload: func(err error) { e.reloaded <- err },
 	})
 	if err := e.exporter.Reload(); err != nil {
-		t.Fatalf("initial load: %v", err)
+		e.t.Fatalf("initial load: %v", err)
 	}
 	<-e.reloaded
 	e.server = httptest.NewServer(e.exporter.Routes(RouteOptions{TelemetryPath: "/metrics", TimeoutOffset: time.Second}))
-	t.Cleanup(e.server.Close)
-	t.Cleanup(e.exporter.Close)
-	t.Cleanup(func() { e.checkNoSecret("the logs", e.logs.String()) })
-	return e
+	e.t.Cleanup(e.server.Close)
+	e.t.Cleanup(e.exporter.Close)
 }
 
 func (e *testEnv) write(name, content string) {
@@ -391,17 +399,23 @@ func TestEndpoints(t *testing.T) {
 	}
 }
 
-func TestDisableExporterMetrics(t *testing.T) {
-	e := newTestEnv(t)
-	srv := httptest.NewServer(e.exporter.Routes(RouteOptions{TelemetryPath: "/metrics", DisableExporterMetrics: true}))
-	defer srv.Close()
-	resp, err := http.Get(srv.URL + "/metrics")
+// getMetrics returns the body of GET /metrics of the server at url.
+func getMetrics(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	body := string(b)
+	return string(b)
+}
+
+func TestDisableExporterMetrics(t *testing.T) {
+	e := newTestEnv(t)
+	srv := httptest.NewServer(e.exporter.Routes(RouteOptions{TelemetryPath: "/metrics", DisableExporterMetrics: true}))
+	defer srv.Close()
+	body := getMetrics(t, srv.URL)
 	for _, absent := range []string{"go_goroutines", "process_", "promhttp_"} {
 		if strings.Contains(body, absent) {
 			t.Errorf("%s served with --web.disable-exporter-metrics", absent)
@@ -455,13 +469,7 @@ func TestDemoWatchesEverySimulatedSession(t *testing.T) {
 	}
 	srv := httptest.NewServer(e.Routes(RouteOptions{TelemetryPath: "/metrics"}))
 	defer srv.Close()
-	resp, err := http.Get(srv.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	body := string(b)
+	body := getMetrics(t, srv.URL)
 
 	if !hasLine(body, "aily_up 1") {
 		t.Errorf("aily_up is not 1:\n%s", body)

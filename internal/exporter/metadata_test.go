@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
-	"github.com/aily-exporter/aily_exporter/internal/config"
 	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
@@ -42,21 +40,8 @@ func metadataEnv(t *testing.T, fake *feishufake.Fake, apiURL, storageDir, extra 
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.exporter = New(Options{
-		Storage:  store,
-		Logger:   logger,
-		Source:   func() (*config.Config, error) { return config.Load(filepath.Join(e.dir, "aily.yml")) },
-		Clients:  ClientOptions{Timeout: 10 * time.Second, PageSize: 50},
-		Watch:    watch.Options{Concurrency: 4, MinInterval: -1, IdleInterval: time.Nanosecond},
-		onReload: func(err error) { e.reloaded <- err },
-	})
-	if err := e.exporter.Reload(); err != nil {
-		t.Fatalf("initial load: %v", err)
-	}
-	<-e.reloaded
-	e.server = httptest.NewServer(e.exporter.Routes(RouteOptions{TelemetryPath: "/metrics", TimeoutOffset: time.Second}))
-	t.Cleanup(e.server.Close)
-	t.Cleanup(e.exporter.Close)
+	e.start(store, ClientOptions{Timeout: 10 * time.Second, PageSize: 50},
+		watch.Options{Concurrency: 4, MinInterval: -1, IdleInterval: time.Nanosecond})
 	return e
 }
 
