@@ -3,8 +3,8 @@ package exporter
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,8 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
@@ -118,80 +117,33 @@ func (e *restartEnv) finish(r feishu.Run, st feishu.RunStatus) {
 }
 
 // exporterProc is one exporter process.
-type exporterProc struct {
-	cmd  *exec.Cmd
-	addr string
-	done chan error
-}
+type exporterProc struct{ *testkit.Process }
 
 func (e *restartEnv) start() *exporterProc {
 	e.t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cmd := exec.Command(exporterBinary(e.t),
+	return &exporterProc{testkit.StartExporter(e.t, exporterBinary(e.t), &e.logs,
 		"--config.file="+filepath.Join(e.dir, "aily.yml"),
 		"--storage.path="+filepath.Join(e.dir, "data"),
-		"--web.listen-address="+addr,
 		"--poll.min-interval=0s", "--poll.idle-interval=1s",
-		"--feishu.rate-limit=0", "--log.level=debug")
-	cmd.Stdout, cmd.Stderr = &e.logs, &e.logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		e.t.Fatal(err)
-	}
-	x := &exporterProc{cmd: cmd, addr: addr, done: make(chan error, 1)}
-	go func() { x.done <- cmd.Wait() }()
-	e.t.Cleanup(func() { _ = cmd.Process.Kill(); <-x.done })
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return x
-			}
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("exporter not ready after 15 s; logs:\n%s", e.logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		"--feishu.rate-limit=0", "--log.level=debug")}
 }
 
 // counters scrapes the exporter and returns every aily_ counter by series.
 func (x *exporterProc) counters() (map[string]float64, error) {
-	req, _ := http.NewRequest(http.MethodGet, "http://"+x.addr+"/metrics", nil)
+	req, _ := http.NewRequest(http.MethodGet, "http://"+x.Addr+"/metrics", nil)
 	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", "10")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(resp.Body)
+	out, err := testkit.Samples(resp.Body, dto.MetricType_COUNTER)
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]float64{}
-	for name, mf := range mfs {
-		if !strings.HasPrefix(name, "aily_runs_") && !strings.HasPrefix(name, "aily_run_failures") {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if m.Counter == nil {
-				continue
-			}
-			ls := model.LabelSet{}
-			for _, lp := range m.GetLabel() {
-				ls[model.LabelName(lp.GetName())] = model.LabelValue(lp.GetValue())
-			}
-			out[name+ls.String()] = m.GetCounter().GetValue()
-		}
-	}
+	maps.DeleteFunc(out, func(series string, _ float64) bool {
+		return !strings.HasPrefix(series, "aily_runs_") && !strings.HasPrefix(series, "aily_run_failures")
+	})
 	return out, nil
 }
 
@@ -217,13 +169,13 @@ func finished(c map[string]float64) float64 {
 
 func (x *exporterProc) stop(t *testing.T, sig syscall.Signal) {
 	t.Helper()
-	_ = x.cmd.Process.Signal(sig)
+	_ = x.Cmd.Process.Signal(sig)
 	select {
-	case <-x.done:
+	case <-x.Done:
 	case <-time.After(15 * time.Second):
 		t.Fatalf("exporter did not exit on %v", sig)
 	}
-	x.done <- nil // for the cleanup's receive
+	x.Done <- nil // for the cleanup's receive
 }
 
 func TestRestartCountsRunsThatFinishedWhileDownOnce(t *testing.T) {
@@ -342,9 +294,9 @@ func TestKilledAtAnyMomentNoCounterGoesBack(t *testing.T) {
 			}
 		}()
 		time.Sleep(time.Duration(50+rng.IntN(250)) * time.Millisecond)
-		_ = syscall.Kill(-x.cmd.Process.Pid, syscall.SIGKILL)
-		<-x.done
-		x.done <- nil
+		_ = syscall.Kill(-x.Cmd.Process.Pid, syscall.SIGKILL)
+		<-x.Done
+		x.Done <- nil
 		close(stop)
 		<-scraped
 	}

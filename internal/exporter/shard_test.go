@@ -15,8 +15,7 @@ import (
 	"time"
 
 	"github.com/go-kit/log"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
@@ -178,25 +177,9 @@ func (x *fleetExporter) scrape() map[string]float64 {
 		x.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(resp.Body)
+	out, err := testkit.Samples(resp.Body, dto.MetricType_COUNTER, dto.MetricType_GAUGE)
 	if err != nil {
 		x.t.Fatalf("shard %d: %v", x.shard.Ordinal, err)
-	}
-	out := map[string]float64{}
-	for name, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			ls := model.LabelSet{}
-			for _, lp := range m.GetLabel() {
-				ls[model.LabelName(lp.GetName())] = model.LabelValue(lp.GetValue())
-			}
-			switch {
-			case m.Counter != nil:
-				out[name+ls.String()] = m.GetCounter().GetValue()
-			case m.Gauge != nil:
-				out[name+ls.String()] = m.GetGauge().GetValue()
-			}
-		}
 	}
 	return out
 }
