@@ -428,67 +428,6 @@ func TestDisableExporterMetrics(t *testing.T) {
 	}
 }
 
-func TestScrapeTimeout(t *testing.T) {
-	for _, tc := range []struct {
-		header string
-		offset time.Duration
-		want   time.Duration
-	}{
-		{"", 500 * time.Millisecond, 9500 * time.Millisecond},
-		{"10", 500 * time.Millisecond, 9500 * time.Millisecond},
-		{"2.5", 0, 2500 * time.Millisecond},
-		{"0.5", 500 * time.Millisecond, 500 * time.Millisecond}, // the offset would leave nothing
-		{"garbage", time.Second, 9 * time.Second},
-		{"-3", time.Second, 9 * time.Second},
-	} {
-		h := http.Header{}
-		if tc.header != "" {
-			h.Set("X-Prometheus-Scrape-Timeout-Seconds", tc.header)
-		}
-		if got := scrapeTimeout(h, tc.offset); got != tc.want {
-			t.Errorf("scrapeTimeout(%q, %v) = %v, want %v", tc.header, tc.offset, got, tc.want)
-		}
-	}
-}
-
-// demoDefaults are the --demo.* flags' defaults.
-var demoDefaults = DemoOptions{Speed: 1, BurstInterval: 10 * time.Minute, APIAddress: "127.0.0.1:0"}
-
-func TestDemoWatchesEverySimulatedSession(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	logs := &testkit.LogBuffer{}
-	logger := testkit.Logger(logs, "info")
-	d, err := StartDemo(ctx, demoDefaults, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := New(Options{Logger: logger, Source: d.Config, Clients: ClientOptions{Timeout: 10 * time.Second}})
-	if err := e.Reload(); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(e.Routes(RouteOptions{TelemetryPath: "/metrics"}))
-	defer srv.Close()
-	body := getMetrics(t, srv.URL)
-
-	if !hasLine(body, "aily_up 1") {
-		t.Errorf("aily_up is not 1:\n%s", body)
-	}
-	for _, app := range d.sim.Apps() {
-		for _, s := range app.Sessions {
-			if !hasLine(body, sessionUp(app.Name, s, 1)) {
-				t.Errorf("simulated session %s/%s is not watched", app.Name, s)
-			}
-		}
-		if strings.Contains(body, app.AppSecret) || strings.Contains(logs.String(), app.AppSecret) {
-			t.Errorf("the secret of simulated app %s is shown", app.Name)
-		}
-	}
-	if !strings.Contains(logs.String(), "/simulator/burst") {
-		t.Errorf("the simulator's address is not logged:\n%s", logs.String())
-	}
-}
-
 func TestMissingSessionsFileIsAWarning(t *testing.T) {
 	e := newTestEnv(t)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"strings"
 	"syscall"
@@ -191,37 +190,25 @@ func TestEveryResponseIsNosniff(t *testing.T) {
 	}
 }
 
-func TestDemoOnAllInterfacesIsReachedOverLoopback(t *testing.T) {
-	for _, tc := range []struct{ address, host string }{
-		{"0.0.0.0:0", "127.0.0.1"},
-		{":0", "127.0.0.1"},
-		{"127.0.0.1:0", "127.0.0.1"},
+func TestScrapeTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		header string
+		offset time.Duration
+		want   time.Duration
+	}{
+		{"", 500 * time.Millisecond, 9500 * time.Millisecond},
+		{"10", 500 * time.Millisecond, 9500 * time.Millisecond},
+		{"2.5", 0, 2500 * time.Millisecond},
+		{"0.5", 500 * time.Millisecond, 500 * time.Millisecond}, // the offset would leave nothing
+		{"garbage", time.Second, 9 * time.Second},
+		{"-3", time.Second, 9 * time.Second},
 	} {
-		ctx, cancel := context.WithCancel(context.Background())
-		logs := &testkit.LogBuffer{}
-		logger := testkit.Logger(logs, "info")
-		o := demoDefaults
-		o.APIAddress = tc.address
-		d, err := StartDemo(ctx, o, logger)
-		if err != nil {
-			t.Fatal(err)
+		h := http.Header{}
+		if tc.header != "" {
+			h.Set("X-Prometheus-Scrape-Timeout-Seconds", tc.header)
 		}
-		u, err := url.Parse(d.baseURL)
-		if err != nil {
-			t.Fatal(err)
+		if got := scrapeTimeout(h, tc.offset); got != tc.want {
+			t.Errorf("scrapeTimeout(%q, %v) = %v, want %v", tc.header, tc.offset, got, tc.want)
 		}
-		if u.Hostname() != tc.host {
-			t.Errorf("--demo.api-address=%s: the exporter calls %s, want host %s", tc.address, d.baseURL, tc.host)
-		}
-		if !strings.Contains(logs.String(), "curl -X POST http://"+tc.host+":") {
-			t.Errorf("--demo.api-address=%s: the burst command does not name %s:\n%s", tc.address, tc.host, logs.String())
-		}
-		resp, err := http.Post(d.baseURL+"/simulator/burst", "", nil)
-		if err != nil {
-			t.Errorf("--demo.api-address=%s: %v", tc.address, err)
-		} else {
-			resp.Body.Close()
-		}
-		cancel()
 	}
 }
