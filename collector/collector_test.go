@@ -194,6 +194,20 @@ func seriesWith(mfs []*dto.MetricFamily, label, val string) int {
 
 func sess(app, id string) map[string]string { return map[string]string{"app": app, "session_id": id} }
 
+// zeroDurations is the exposition of TestCollectorExposition's duration
+// histograms of these statuses, no run seen finishing in them.
+func zeroDurations(statuses ...string) string {
+	var b strings.Builder
+	for _, st := range statuses {
+		labels := fmt.Sprintf(`app="helpdesk",session_id="s1",status=%q`, st)
+		for _, le := range []string{"1", "10", "60", "+Inf"} {
+			fmt.Fprintf(&b, "aily_run_duration_seconds_bucket{%s,le=%q} 0\n", labels, le)
+		}
+		fmt.Fprintf(&b, "aily_run_duration_seconds_sum{%s} 0\naily_run_duration_seconds_count{%s} 0\n", labels, labels)
+	}
+	return b.String()
+}
+
 func TestCollectorExposition(t *testing.T) {
 	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
@@ -221,25 +235,7 @@ func TestCollectorExposition(t *testing.T) {
 	want := `
 # HELP aily_run_duration_seconds Seconds from started_at to ended_at of runs seen finishing, by final status.
 # TYPE aily_run_duration_seconds histogram
-aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="CANCELLED",le="1"} 0
-aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="CANCELLED",le="10"} 0
-aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="CANCELLED",le="60"} 0
-aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="CANCELLED",le="+Inf"} 0
-aily_run_duration_seconds_sum{app="helpdesk",session_id="s1",status="CANCELLED"} 0
-aily_run_duration_seconds_count{app="helpdesk",session_id="s1",status="CANCELLED"} 0
-aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="COMPLETED",le="1"} 0
-aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="COMPLETED",le="10"} 0
-aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="COMPLETED",le="60"} 0
-aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="COMPLETED",le="+Inf"} 0
-aily_run_duration_seconds_sum{app="helpdesk",session_id="s1",status="COMPLETED"} 0
-aily_run_duration_seconds_count{app="helpdesk",session_id="s1",status="COMPLETED"} 0
-aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="EXPIRED",le="1"} 0
-aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="EXPIRED",le="10"} 0
-aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="EXPIRED",le="60"} 0
-aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="EXPIRED",le="+Inf"} 0
-aily_run_duration_seconds_sum{app="helpdesk",session_id="s1",status="EXPIRED"} 0
-aily_run_duration_seconds_count{app="helpdesk",session_id="s1",status="EXPIRED"} 0
-aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="FAILED",le="1"} 0
+` + zeroDurations("CANCELLED", "COMPLETED", "EXPIRED") + `aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="FAILED",le="1"} 0
 aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="FAILED",le="10"} 0
 aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="FAILED",le="60"} 0
 aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="FAILED",le="+Inf"} 1

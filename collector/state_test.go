@@ -270,22 +270,22 @@ func TestSavesWhatWasCountedAtOnceTheRestLaterAndRetriesAFailure(t *testing.T) {
 	if saver.saves != 1 {
 		t.Fatalf("%d saves after the first scrape, want 1", saver.saves)
 	}
-	// Within the min interval nothing is polled: nothing to save.
-	clk.Advance(time.Second)
-	gather(t, context.Background(), c)
-	if saver.saves != 1 {
-		t.Errorf("%d saves after a scrape that polled nothing, want still 1", saver.saves)
-	}
-	// Polled, nothing counted: the save waits for the refresh interval.
-	clk.Advance(10 * time.Second)
-	gather(t, context.Background(), c)
-	if saver.saves != 1 {
-		t.Errorf("%d saves after a poll that counted nothing, want still 1", saver.saves)
-	}
-	clk.Advance(watch.StateRefresh)
-	gather(t, context.Background(), c)
-	if saver.saves != 2 {
-		t.Errorf("%d saves after the refresh interval, want 2", saver.saves)
+	for _, step := range []struct {
+		advance time.Duration
+		saves   int
+		after   string
+	}{
+		// Within the min interval nothing is polled: nothing to save.
+		{time.Second, 1, "a scrape that polled nothing, want still 1"},
+		// Polled, nothing counted: the save waits for the refresh interval.
+		{10 * time.Second, 1, "a poll that counted nothing, want still 1"},
+		{watch.StateRefresh, 2, "the refresh interval, want 2"},
+	} {
+		clk.Advance(step.advance)
+		gather(t, context.Background(), c)
+		if saver.saves != step.saves {
+			t.Errorf("%d saves after %s", saver.saves, step.after)
+		}
 	}
 	// Counted: saved at once; a failure is tried again by the next scrape.
 	lister.set("s1", runs.New("r1", completed, -2, -1, 100))

@@ -103,6 +103,22 @@ func metaRun(id string, st feishu.RunStatus, metadata string) feishu.Run {
 	return r
 }
 
+// checkSeries fails the test for each series of want whose value in got
+// differs (a series not served is 0) and, if served, for each that is not
+// served at all; when names the moment in the messages.
+func checkSeries(t *testing.T, when string, got map[string]float64, served bool, want map[string]float64) {
+	t.Helper()
+	for series, w := range want {
+		v, ok := got[series]
+		switch {
+		case served && (!ok || v != w):
+			t.Errorf("%s%s = %v (served %v), want %v", when, series, v, ok, w)
+		case !served && v != w:
+			t.Errorf("%s%s = %v, want %v", when, series, v, w)
+		}
+	}
+}
+
 func TestMetadataLabelsOverHTTP(t *testing.T) {
 	fake := feishufake.New(feishufake.Options{})
 	fake.AddApp("cli_helpdesk", appSecret)
@@ -152,7 +168,7 @@ func TestMetadataLabelsOverHTTP(t *testing.T) {
 	for range 3 {
 		got = e.series()
 	}
-	for series, want := range map[string]float64{
+	checkSeries(t, "", got, true, map[string]float64{
 		metaSeries(finished, "refund", "im", "status", "FAILED"):                       1,
 		metaSeries(finished, "refund", "im", "status", "COMPLETED"):                    1,
 		metaSeries(finished, "faq", "im", "status", "COMPLETED"):                       1,
@@ -163,11 +179,7 @@ func TestMetadataLabelsOverHTTP(t *testing.T) {
 		metaSeries("aily_run_failures_total", "refund", "im", "error_code", "sp_ec_1"): 1,
 		metaSeries("aily_run_duration_seconds", "faq", "im", "status", "COMPLETED"):    1,
 		metaSeries("aily_run_queue_seconds", "other", "im"):                            1,
-	} {
-		if v, ok := got[series]; !ok || v != want {
-			t.Errorf("%s = %v (served %v), want %v", series, v, ok, want)
-		}
-	}
+	})
 	for series := range got {
 		if strings.Contains(series, `skill="changed"`) || strings.Contains(series, `channel="web"`) {
 			t.Errorf("a run was counted under the metadata it finished with: %s", series)
@@ -210,16 +222,12 @@ func TestMetadataLabelsOverHTTP(t *testing.T) {
 	for range 3 {
 		got = e2.series()
 	}
-	for series, want := range map[string]float64{
+	checkSeries(t, "after the restart, ", got, false, map[string]float64{
 		metaSeries(finished, "faq", "im", "status", "COMPLETED"):      2,
 		metaSeries(finished, "other", "im", "status", "COMPLETED"):    2,
 		metaSeries(finished, "refund", "im", "status", "COMPLETED"):   2,
 		metaSeries(finished, "shipping", "im", "status", "COMPLETED"): 0,
-	} {
-		if v := got[series]; v != want {
-			t.Errorf("after the restart, %s = %v, want %v", series, v, want)
-		}
-	}
+	})
 	if _, ok := got[metaSeries(finished, "shipping", "im", "status", "COMPLETED")]; ok {
 		t.Errorf("after the restart, a third skill has series of its own: the limit did not hold")
 	}
