@@ -1,7 +1,6 @@
 package exporter
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -19,7 +18,6 @@ import (
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
 	"github.com/aily-exporter/aily_exporter/internal/config"
-	"github.com/aily-exporter/aily_exporter/internal/sharding"
 	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
@@ -131,6 +129,14 @@ func (e *testEnv) start(store *Storage, clients ClientOptions, wo watch.Options)
 	e.server = httptest.NewServer(e.exporter.Routes(RouteOptions{TelemetryPath: "/metrics", TimeoutOffset: time.Second}))
 	e.t.Cleanup(e.server.Close)
 	e.t.Cleanup(e.exporter.Close)
+}
+
+// runReloader runs the exporter's reloader, as the command does, until
+// the test ends: POST /-/reload needs it.
+func (e *testEnv) runReloader() {
+	ctx, cancel := context.WithCancel(context.Background())
+	e.t.Cleanup(cancel)
+	go e.exporter.RunReloader(ctx, nil)
 }
 
 func (e *testEnv) write(name, content string) {
@@ -285,9 +291,7 @@ func TestReloadBySIGHUPDropsRemovedSessions(t *testing.T) {
 
 func TestReloadByHTTP(t *testing.T) {
 	e := newTestEnv(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go e.exporter.RunReloader(ctx, nil)
+	e.runReloader()
 
 	if code, _ := e.do(http.MethodGet, "/-/reload", nil, time.Minute); code != http.StatusMethodNotAllowed {
 		t.Errorf("GET /-/reload: HTTP %d, want 405", code)
@@ -430,9 +434,7 @@ func TestDisableExporterMetrics(t *testing.T) {
 
 func TestMissingSessionsFileIsAWarning(t *testing.T) {
 	e := newTestEnv(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go e.exporter.RunReloader(ctx, nil)
+	e.runReloader()
 
 	// helpdesk's only sessions come from a file that is not there (yet), as
 	// when a volume is mounted late.
@@ -469,12 +471,11 @@ func TestMissingSessionsFileIsAWarning(t *testing.T) {
 	}
 
 	// --config.check says the same, and passes.
-	var stdout, stderr bytes.Buffer
 	if err := os.Remove(filepath.Join(e.dir, "helpdesk.sessions")); err != nil {
 		t.Fatal(err)
 	}
-	code := CheckConfig(filepath.Join(e.dir, "aily.yml"), "", ClientOptions{Timeout: time.Second}, sharding.Shard{}, &stdout, &stderr)
-	if code != 0 || stdout.String() != "config OK\n" || !strings.Contains(stderr.String(), "helpdesk.sessions does not exist") {
-		t.Errorf("--config.check: exit %d, stdout %q, stderr %q; want 0, config OK and the warning", code, stdout.String(), stderr.String())
+	code, stdout, stderr := checkConfig(filepath.Join(e.dir, "aily.yml"))
+	if code != 0 || stdout != "config OK\n" || !strings.Contains(stderr, "helpdesk.sessions does not exist") {
+		t.Errorf("--config.check: exit %d, stdout %q, stderr %q; want 0, config OK and the warning", code, stdout, stderr)
 	}
 }

@@ -161,9 +161,7 @@ func TestScrapeTimeoutHeaderCannotCutTheScrape(t *testing.T) {
 
 func TestEveryResponseIsNosniff(t *testing.T) {
 	e := newTestEnv(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go e.exporter.RunReloader(ctx, nil)
+	e.runReloader()
 	for _, tc := range []struct{ method, path string }{
 		{http.MethodGet, "/"},
 		{http.MethodGet, "/metrics"},

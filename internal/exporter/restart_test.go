@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
 	"github.com/aily-exporter/aily_exporter/internal/testkit"
@@ -137,12 +135,15 @@ func (x *exporterProc) counters() (map[string]float64, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	out, err := testkit.Samples(resp.Body, dto.MetricType_COUNTER)
+	out, err := testkit.Samples(resp.Body)
 	if err != nil {
 		return nil, err
 	}
+	// The run counters: aily_runs_*_total and aily_run_failures_total.
 	maps.DeleteFunc(out, func(series string, _ float64) bool {
-		return !strings.HasPrefix(series, "aily_runs_") && !strings.HasPrefix(series, "aily_run_failures")
+		name, _, _ := strings.Cut(series, "{")
+		return !strings.HasSuffix(name, "_total") ||
+			!strings.HasPrefix(name, "aily_runs_") && !strings.HasPrefix(name, "aily_run_failures")
 	})
 	return out, nil
 }

@@ -1,8 +1,6 @@
 package exporter
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -23,7 +21,6 @@ import (
 	"github.com/aily-exporter/aily_exporter/collector"
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/internal/config"
-	"github.com/aily-exporter/aily_exporter/internal/sharding"
 	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
@@ -46,9 +43,7 @@ var sizeWarning = regexp.MustCompile(`level=warn [^\n]*helpdesk[^\n]*10001 sessi
 
 func TestManySessionsWarnAtReloadAndConfigCheck(t *testing.T) {
 	e := newTestEnv(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go e.exporter.RunReloader(ctx, nil)
+	e.runReloader()
 	if sizeWarning.MatchString(e.logs.String()) {
 		t.Fatalf("a warning before the app has 10,001 sessions:\n%s", e.logs.String())
 	}
@@ -64,21 +59,18 @@ func TestManySessionsWarnAtReloadAndConfigCheck(t *testing.T) {
 		t.Errorf("no warning at the reload about 10,001 sessions with per_session: true:\n%s", e.logs.String())
 	}
 
-	var stdout, stderr bytes.Buffer
-	code := CheckConfig(filepath.Join(e.dir, "aily.yml"), "", ClientOptions{Timeout: time.Second}, sharding.Shard{}, &stdout, &stderr)
-	if code != 0 || stdout.String() != "config OK\n" ||
-		!strings.Contains(stderr.String(), `warning: app "helpdesk" (line 2): 10001 sessions: the run metrics are summed per app`) {
-		t.Errorf("--config.check: exit %d, stdout %q, stderr %q; want 0, config OK and the warning", code, stdout.String(), stderr.String())
+	code, stdout, stderr := checkConfig(filepath.Join(e.dir, "aily.yml"))
+	if code != 0 || stdout != "config OK\n" ||
+		!strings.Contains(stderr, `warning: app "helpdesk" (line 2): 10001 sessions: the run metrics are summed per app`) {
+		t.Errorf("--config.check: exit %d, stdout %q, stderr %q; want 0, config OK and the warning", code, stdout, stderr)
 	}
 
 	// per_session: false: no warning.
 	e.write("aily.yml", strings.Replace(configYAML(e.api.URL, "session_ok"), "sessions_file: helpdesk.sessions",
 		"sessions_file: helpdesk.sessions\n    per_session: false", 1))
-	stderr.Reset()
-	stdout.Reset()
-	if code := CheckConfig(filepath.Join(e.dir, "aily.yml"), "", ClientOptions{Timeout: time.Second}, sharding.Shard{}, &stdout, &stderr); code != 0 ||
-		strings.Contains(stderr.String(), "warning") {
-		t.Errorf("--config.check with per_session: false: exit %d, stderr %q; want 0 and no warning", code, stderr.String())
+	if code, _, stderr := checkConfig(filepath.Join(e.dir, "aily.yml")); code != 0 ||
+		strings.Contains(stderr, "warning") {
+		t.Errorf("--config.check with per_session: false: exit %d, stderr %q; want 0 and no warning", code, stderr)
 	}
 }
 
