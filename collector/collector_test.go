@@ -334,7 +334,7 @@ aily_up 1
 # TYPE aily_api_rate_limited_total counter
 aily_api_rate_limited_total{app="helpdesk"} 0
 `
-	if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
+	if err := testutil.CollectAndCompare(timed{c}, strings.NewReader(want)); err != nil {
 		t.Error(err)
 	}
 }
@@ -353,7 +353,7 @@ func TestCollectorLint(t *testing.T) {
 	f := runs.New("r1", failed, 1, 2, 5)
 	f.Error = &feishu.RunError{Code: "x"}
 	lister.set("s1", f)
-	problems, err := testutil.CollectAndLint(c)
+	problems, err := testutil.CollectAndLint(timed{c})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -543,7 +543,7 @@ func TestCollectorConcurrentScrapesRace(t *testing.T) {
 			}
 			obs := c.APIObserver("a")
 			obs.ObserveRequest(feishu.EndpointListRuns, "0", time.Millisecond)
-			testutil.CollectAndCount(c)
+			testutil.CollectAndCount(timed{c})
 		})
 	}
 	wg.Wait()

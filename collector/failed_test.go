@@ -144,7 +144,7 @@ func TestExemplarsNameTheLatestRun(t *testing.T) {
 	clk.Advance(10 * time.Second)
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(c)
+	reg.MustRegister(timed{c})
 	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
 	defer srv.Close()
 	get := func(accept string) string {
