@@ -235,9 +235,9 @@ func TestTheReserveHoldsTheSaveOfTheState(t *testing.T) {
 	saver := &slowSaver{clock: clock, took: 3 * time.Second}
 	c, _ := newAnswerCollector(t, 16, 1e-3, saver, nil)
 	c.cost.now = clock.Now
-	// Before a save: DefaultSaveSecondsPerSession for each of 16 sessions.
+	// Before a save: defaultSaveSecondsPerSession for each of 16 sessions.
 	checkCost(t, "before a save", c.AnswerCost(), 430, 1e-3,
-		431*time.Millisecond+time.Duration(16*DefaultSaveSecondsPerSession*float64(time.Second)))
+		431*time.Millisecond+time.Duration(16*defaultSaveSecondsPerSession*float64(time.Second)))
 	sc, _, _ := scrapeWithDeadline(t, c, time.Now().Add(time.Hour))
 	if saver.saves.Load() != 1 {
 		t.Fatalf("%d saves, want 1", saver.saves.Load())
