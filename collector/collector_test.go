@@ -462,12 +462,19 @@ func TestCollectorFailureCodesCapped(t *testing.T) {
 	}
 }
 
-func TestCollectorMinIntervalReusesListing(t *testing.T) {
+// inFlightS1 is a collector of app a's one session, s1, whose run r1 is in
+// flight, polled at most every minInterval.
+func inFlightS1(t *testing.T, minInterval time.Duration) (*feishufake.Clock, *memLister, *Collector) {
 	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
 	lister.set("s1", runs.New("r1", inProgress, 1, 2, runs.None))
-	c := newTestCollector(t, clk, nil, 5*time.Second)
+	c := newTestCollector(t, clk, nil, minInterval)
 	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
+	return clk, lister, c
+}
+
+func TestCollectorMinIntervalReusesListing(t *testing.T) {
+	clk, lister, c := inFlightS1(t, 5*time.Second)
 
 	gather(t, context.Background(), c)
 	lister.set("s1", runs.New("r1", completed, 1, 2, 3))
@@ -634,11 +641,7 @@ func TestCollectorRestartStartsAtZero(t *testing.T) {
 }
 
 func TestShortDeadlineOfOneScrapeDoesNotDecideWhatOthersSee(t *testing.T) {
-	clk := feishufake.NewClock(testkit.T0)
-	lister := newMemLister()
-	lister.set("s1", runs.New("r1", inProgress, 1, 2, runs.None))
-	c := newTestCollector(t, clk, nil, 5*time.Second)
-	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
+	clk, lister, c := inFlightS1(t, 5*time.Second)
 	gather(t, context.Background(), c) // the baseline
 
 	// A scrape with a deadline too short for the poll: down in its answer.
