@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"io/fs"
 	"maps"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"unicode"
 
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/alecthomas/kingpin/v2"
 )
 
@@ -299,37 +299,6 @@ func TestDocsLinkCheckFindsBrokenLinks(t *testing.T) {
 	}
 }
 
-// flagTable returns the flags of the first table under the heading of a
-// Markdown file, with their defaults as written (backquotes removed).
-func flagTable(t *testing.T, path, heading string) map[string]string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	row := regexp.MustCompile("^\\| `--([a-z0-9.-]+)` \\|([^|]*)\\|")
-	flags := map[string]string{}
-	in := false
-	for s := bufio.NewScanner(f); s.Scan(); {
-		line := s.Text()
-		switch {
-		case line == heading:
-			in = true
-		case in && strings.HasPrefix(line, "#"):
-			return flags
-		case in:
-			if m := row.FindStringSubmatch(line); m != nil {
-				flags[m[1]] = strings.Trim(strings.TrimSpace(m[2]), "`")
-			}
-		}
-	}
-	if !in {
-		t.Fatalf("%s has no heading %q", path, heading)
-	}
-	return flags
-}
-
 // TestDocsFlagTables: the flags table of docs/configuration.md lists every
 // flag of --help with its default, and the README's main flags are flags with
 // the same defaults.
@@ -347,7 +316,7 @@ func TestDocsFlagTables(t *testing.T) {
 		}
 		help[fl.Name] = def
 	}
-	full := flagTable(t, filepath.Join("docs", "configuration.md"), "## Flags")
+	full := testkit.FlagTable(t, filepath.Join("docs", "configuration.md"), "## Flags")
 	for name, def := range help {
 		documented, ok := full[name]
 		switch {
@@ -362,7 +331,7 @@ func TestDocsFlagTables(t *testing.T) {
 			t.Errorf("docs/configuration.md lists --%s, which --help does not", name)
 		}
 	}
-	landing := flagTable(t, "README.md", "## Main flags")
+	landing := testkit.FlagTable(t, "README.md", "## Main flags")
 	if len(landing) < 5 {
 		t.Errorf("found %d flags in the README's main flags, want its table", len(landing))
 	}

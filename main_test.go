@@ -3,21 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"go/parser"
 	"go/token"
-	"io"
 	"io/fs"
-	"net/http"
-	"net/http/httptest"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,445 +21,12 @@ import (
 	"github.com/go-kit/log"
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/aily-exporter/aily_exporter/feishu"
-	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
 	"github.com/aily-exporter/aily_exporter/internal/config"
+	"github.com/aily-exporter/aily_exporter/internal/exporter"
 	"github.com/aily-exporter/aily_exporter/internal/histogram"
 	"github.com/aily-exporter/aily_exporter/internal/sharding"
-	"github.com/aily-exporter/aily_exporter/internal/watch"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 )
-
-// The credentials the tests configure; none may ever be shown.
-const (
-	appSecret = "sekrit-app-secret-0123456789"
-	userToken = "u-sekrit-user-token-0123456789"
-	// sessionsURLPassword is the basic auth password of sessions_url.
-	sessionsURLPassword = "sekrit-sessions-url-password"
-)
-
-// tenantToken matches the tokens the fake issues.
-var tenantToken = regexp.MustCompile(`t-[0-9a-f]{20,}`)
-
-// syncBuffer is a bytes.Buffer the logger writes and the test reads
-// concurrently.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// testEnv is the exporter's real HTTP handler in front of the fake Feishu API.
-type testEnv struct {
-	t        *testing.T
-	fake     *feishufake.Fake
-	api      *httptest.Server
-	dir      string
-	exporter *exporter
-	server   *httptest.Server
-	logs     *syncBuffer
-	reloaded chan error
-}
-
-// configYAML is the configuration the tests start from: a tenant-token app
-// with sessions listed in the file and in a sessions file, and a user-token
-// app.
-func configYAML(apiURL string, helpdeskSessions ...string) string {
-	return fmt.Sprintf(`apps:
-  - name: helpdesk
-    app_id: cli_helpdesk
-    app_secret: ${AILY_TEST_APP_SECRET}
-    base_url: %[1]s
-    sessions: [%[2]s]
-    sessions_file: helpdesk.sessions
-  - name: personal
-    user_access_token_file: user.token
-    base_url: %[1]s
-    sessions: [session_user]
-`, apiURL, strings.Join(helpdeskSessions, ", "))
-}
-
-func newTestEnv(t *testing.T) *testEnv {
-	t.Helper()
-	return newTestEnvWith(t, "")
-}
-
-// newTestEnvWith is newTestEnv with the state kept in storageDir (none when
-// empty), read before the first configuration as at start.
-func newTestEnvWith(t *testing.T, storageDir string) *testEnv {
-	t.Helper()
-	t.Setenv("AILY_TEST_APP_SECRET", appSecret)
-	e := &testEnv{t: t, fake: feishufake.New(feishufake.Options{}), dir: t.TempDir(), logs: &syncBuffer{}, reloaded: make(chan error, 10)}
-	e.fake.AddApp("cli_helpdesk", appSecret)
-	e.fake.AddUserToken(userToken)
-	now := time.Now()
-	for i, id := range []string{"session_ok", "session_bad", "session_extra", "session_from_file", "session_user"} {
-		e.fake.PutRun(feishu.Run{
-			ID: fmt.Sprintf("run_%d", i), AppID: "spring_demo__c", SessionID: id, Status: feishu.StatusCompleted,
-			CreatedAt: now.Add(-time.Minute), StartedAt: now.Add(-50 * time.Second), EndedAt: now.Add(-10 * time.Second),
-		})
-		e.fake.PutRun(feishu.Run{
-			ID: fmt.Sprintf("run_%d_live", i), AppID: "spring_demo__c", SessionID: id, Status: feishu.StatusInProgress,
-			CreatedAt: now.Add(-time.Minute), StartedAt: now.Add(-50 * time.Second),
-		})
-	}
-	e.api = httptest.NewServer(e.fake)
-	t.Cleanup(e.api.Close)
-	e.write("user.token", userToken+"\n")
-	e.write("helpdesk.sessions", "# generated\nsession_from_file\n")
-	e.write("aily.yml", configYAML(e.api.URL, "session_ok", "session_bad"))
-
-	logger, _ := newLogger(e.logs, "debug", "logfmt")
-	var store *storage
-	if storageDir != "" {
-		var err error
-		if store, err = openStorage(storageDir, logger); err != nil {
-			t.Fatal(err)
-		}
-	}
-	e.exporter = newExporter(exporterOptions{
-		storage: store,
-		logger:  logger,
-		source:  func() (*config.Config, error) { return config.Load(filepath.Join(e.dir, "aily.yml")) },
-		clients: clientOptions{timeout: 10 * time.Second, pageSize: 50, rateLimit: 0},
-		// No min interval, and idle sessions as due as active ones: every
-		// scrape polls afresh, so that each sees the fake as the test just
-		// set it.
-		watch:    watch.Options{Concurrency: 4, MinInterval: -1, IdleInterval: time.Nanosecond},
-		onReload: func(err error) { e.reloaded <- err },
-	})
-	if err := e.exporter.reload(); err != nil {
-		t.Fatalf("initial load: %v", err)
-	}
-	<-e.reloaded
-	e.server = httptest.NewServer(e.exporter.routes(routeOptions{telemetryPath: "/metrics", timeoutOffset: time.Second}))
-	t.Cleanup(e.server.Close)
-	t.Cleanup(e.exporter.close)
-	t.Cleanup(func() { e.checkNoSecret("the logs", e.logs.String()) })
-	return e
-}
-
-func (e *testEnv) write(name, content string) {
-	e.t.Helper()
-	if err := os.WriteFile(filepath.Join(e.dir, name), []byte(content), 0o600); err != nil {
-		e.t.Fatal(err)
-	}
-}
-
-// checkNoSecret fails the test if s shows a credential.
-func (e *testEnv) checkNoSecret(what, s string) {
-	e.t.Helper()
-	for _, secret := range []string{appSecret, userToken, sessionsURLPassword} {
-		if strings.Contains(s, secret) {
-			e.t.Errorf("%s show the secret %q", what, secret)
-		}
-	}
-	if tok := tenantToken.FindString(s); tok != "" {
-		e.t.Errorf("%s show the tenant token %q", what, tok)
-	}
-}
-
-// do sends a request to the exporter and returns the status and body.
-func (e *testEnv) do(method, path string, header http.Header, timeout time.Duration) (int, string) {
-	e.t.Helper()
-	req, err := http.NewRequest(method, e.server.URL+path, nil)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	resp, err := (&http.Client{Timeout: timeout}).Do(req)
-	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return resp.StatusCode, string(body)
-}
-
-// scrape gets /metrics as Prometheus would with a 10s scrape timeout.
-func (e *testEnv) scrape() string {
-	e.t.Helper()
-	code, body := e.do(http.MethodGet, "/metrics", http.Header{"X-Prometheus-Scrape-Timeout-Seconds": {"10"}}, time.Minute)
-	if code != http.StatusOK {
-		e.t.Fatalf("GET /metrics: HTTP %d\n%s", code, body)
-	}
-	e.checkNoSecret("/metrics", body)
-	return body
-}
-
-// hasLine reports whether the exposition holds a sample line starting with
-// prefix (a metric name with its labels, and possibly the value).
-func hasLine(body, prefix string) bool {
-	for _, line := range strings.Split(body, "\n") {
-		if strings.HasPrefix(line, prefix) {
-			return true
-		}
-	}
-	return false
-}
-
-func sessionUp(app, session string, v int) string {
-	return fmt.Sprintf(`aily_session_up{app=%q,session_id=%q} %d`, app, session, v)
-}
-
-func TestMetricsServedWhenOneSessionFails(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		fault feishufake.Fault
-	}{
-		{"plain-text 404", feishufake.Fault{Kind: feishufake.NotFoundText}},
-		{"HTTP 500", feishufake.Fault{Kind: feishufake.ServerError, HTTPStatus: 500}},
-		{"bad JSON", feishufake.Fault{Kind: feishufake.MalformedJSON}},
-		// Far longer than any scrape: the scrape deadline must cut it.
-		{"too slow for the scrape timeout", feishufake.Fault{Kind: feishufake.Slow, Delay: time.Hour}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			e := newTestEnv(t)
-			e.fake.SetFault(feishufake.Scope{SessionID: "session_bad"}, tc.fault)
-
-			// A 3s scrape timeout less the 1s offset leaves the
-			// collector 2s; the client gives up at the scrape timeout,
-			// as Prometheus would.
-			code, body := e.do(http.MethodGet, "/metrics",
-				http.Header{"X-Prometheus-Scrape-Timeout-Seconds": {"3"}}, 3*time.Second)
-			if code != http.StatusOK {
-				t.Fatalf("HTTP %d, want 200\n%s", code, body)
-			}
-			for _, want := range []string{
-				sessionUp("helpdesk", "session_bad", 0),
-				sessionUp("helpdesk", "session_ok", 1),
-				sessionUp("helpdesk", "session_from_file", 1),
-				sessionUp("personal", "session_user", 1),
-				"aily_up 0",
-				`aily_runs{app="helpdesk",session_id="session_ok",status="IN_PROGRESS"} 1`,
-				`aily_runs_finished_total{app="helpdesk",session_id="session_bad",status="FAILED"} 0`,
-				"aily_exporter_build_info{",
-				"aily_exporter_config_last_reload_successful 1",
-				"go_goroutines ",
-				"promhttp_metric_handler_requests_total{",
-			} {
-				if !hasLine(body, want) {
-					t.Errorf("no line %q in\n%s", want, body)
-				}
-			}
-			// The failing session's current-state gauges are left out.
-			if hasLine(body, `aily_runs{app="helpdesk",session_id="session_bad"`) {
-				t.Errorf("aily_runs of the failing session served:\n%s", body)
-			}
-			e.checkNoSecret("/metrics", body)
-		})
-	}
-}
-
-func TestReloadBySIGHUPDropsRemovedSessions(t *testing.T) {
-	e := newTestEnv(t)
-	if body := e.scrape(); !hasLine(body, sessionUp("helpdesk", "session_bad", 1)) {
-		t.Fatalf("session_bad not watched before the reload:\n%s", body)
-	}
-
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go e.exporter.runReloader(ctx, hup)
-
-	e.write("aily.yml", configYAML(e.api.URL, "session_ok"))
-	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-e.reloaded; err != nil {
-		t.Fatalf("reload: %v", err)
-	}
-
-	body := e.scrape()
-	if strings.Contains(body, `session_id="session_bad"`) {
-		t.Errorf("the removed session's series are still served:\n%s", body)
-	}
-	if !hasLine(body, sessionUp("helpdesk", "session_ok", 1)) {
-		t.Errorf("the kept session is gone:\n%s", body)
-	}
-	if !hasLine(body, "aily_exporter_config_last_reload_successful 1") {
-		t.Errorf("reload not reported successful:\n%s", body)
-	}
-}
-
-func TestReloadByHTTP(t *testing.T) {
-	e := newTestEnv(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go e.exporter.runReloader(ctx, nil)
-
-	if code, _ := e.do(http.MethodGet, "/-/reload", nil, time.Minute); code != http.StatusMethodNotAllowed {
-		t.Errorf("GET /-/reload: HTTP %d, want 405", code)
-	}
-
-	// A good reload adds a session.
-	e.write("aily.yml", configYAML(e.api.URL, "session_ok", "session_bad", "session_extra"))
-	if code, body := e.do(http.MethodPost, "/-/reload", nil, time.Minute); code != http.StatusOK {
-		t.Fatalf("POST /-/reload: HTTP %d: %s", code, body)
-	}
-	<-e.reloaded
-	if body := e.scrape(); !hasLine(body, sessionUp("helpdesk", "session_extra", 1)) {
-		t.Errorf("the added session is not served:\n%s", body)
-	}
-
-	// A bad reload keeps the running configuration and says so.
-	e.write("aily.yml", configYAML(e.api.URL, "session_ok")+"  - name: helpdesk\n")
-	code, body := e.do(http.MethodPost, "/-/reload", nil, time.Minute)
-	if code != http.StatusInternalServerError || !strings.Contains(body, "failed to reload config") {
-		t.Errorf("POST /-/reload of a bad file: HTTP %d %q, want 500 with the reason", code, body)
-	}
-	if err := <-e.reloaded; err == nil {
-		t.Error("a bad file reloaded without error")
-	}
-	body = e.scrape()
-	for _, want := range []string{
-		"aily_exporter_config_last_reload_successful 0",
-		sessionUp("helpdesk", "session_extra", 1),
-		sessionUp("helpdesk", "session_bad", 1),
-	} {
-		if !hasLine(body, want) {
-			t.Errorf("after a bad reload, no line %q in\n%s", want, body)
-		}
-	}
-	if _, cfg := e.do(http.MethodGet, "/config", nil, time.Minute); !strings.Contains(cfg, "session_extra") {
-		t.Errorf("/config does not show the configuration still running:\n%s", cfg)
-	}
-}
-
-func TestConfigEndpointRedactsSecrets(t *testing.T) {
-	e := newTestEnv(t)
-	code, body := e.do(http.MethodGet, "/config", nil, time.Minute)
-	if code != http.StatusOK {
-		t.Fatalf("GET /config: HTTP %d", code)
-	}
-	e.checkNoSecret("/config", body)
-	for _, want := range []string{"app_secret: <secret>", "name: helpdesk", "user_access_token_file: "} {
-		if !strings.Contains(body, want) {
-			t.Errorf("/config lacks %q:\n%s", want, body)
-		}
-	}
-}
-
-func TestNoSecretWhenCredentialsFail(t *testing.T) {
-	e := newTestEnv(t)
-	e.scrape() // a token is issued and cached
-	e.fake.ExpireTokens()
-	e.fake.SetFault(feishufake.Scope{Endpoint: feishu.EndpointTenantToken}, feishufake.Fault{Kind: feishufake.TokenEndpointFailure})
-	e.fake.RemoveUserToken(userToken)
-	body := e.scrape()
-	for _, want := range []string{sessionUp("helpdesk", "session_ok", 0), sessionUp("personal", "session_user", 0)} {
-		if !hasLine(body, want) {
-			t.Errorf("no line %q in\n%s", want, body)
-		}
-	}
-	if !strings.Contains(e.logs.String(), "10003") {
-		t.Errorf("the logs do not name the token endpoint's code:\n%s", e.logs.String())
-	}
-	// checkNoSecret runs on the logs at cleanup.
-}
-
-func TestSessionsFileChangeSeenByNextScrape(t *testing.T) {
-	e := newTestEnv(t)
-	if body := e.scrape(); !hasLine(body, sessionUp("helpdesk", "session_from_file", 1)) {
-		t.Fatalf("session_from_file not watched:\n%s", body)
-	}
-	e.write("helpdesk.sessions", "session_extra\n")
-	body := e.scrape()
-	if !hasLine(body, sessionUp("helpdesk", "session_extra", 1)) {
-		t.Errorf("a session added to the file is not watched:\n%s", body)
-	}
-	if strings.Contains(body, `session_id="session_from_file"`) {
-		t.Errorf("a session removed from the file is still served:\n%s", body)
-	}
-
-	// An unreadable file keeps the sessions last read.
-	if err := os.Remove(filepath.Join(e.dir, "helpdesk.sessions")); err != nil {
-		t.Fatal(err)
-	}
-	if body := e.scrape(); !hasLine(body, sessionUp("helpdesk", "session_extra", 1)) {
-		t.Errorf("a vanished file dropped its sessions:\n%s", body)
-	}
-}
-
-func TestEndpoints(t *testing.T) {
-	e := newTestEnv(t)
-	for _, tc := range []struct {
-		path string
-		want string
-	}{
-		{"/", "/metrics"},
-		{"/-/healthy", "Healthy"},
-		{"/-/ready", "Ready"},
-	} {
-		code, body := e.do(http.MethodGet, tc.path, nil, time.Minute)
-		if code != http.StatusOK || !strings.Contains(body, tc.want) {
-			t.Errorf("GET %s: HTTP %d, body %q; want 200 containing %q", tc.path, code, body, tc.want)
-		}
-	}
-}
-
-func TestDisableExporterMetrics(t *testing.T) {
-	e := newTestEnv(t)
-	srv := httptest.NewServer(e.exporter.routes(routeOptions{telemetryPath: "/metrics", disableExporterMetrics: true}))
-	defer srv.Close()
-	resp, err := http.Get(srv.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	body := string(b)
-	for _, absent := range []string{"go_goroutines", "process_", "promhttp_"} {
-		if strings.Contains(body, absent) {
-			t.Errorf("%s served with --web.disable-exporter-metrics", absent)
-		}
-	}
-	for _, want := range []string{"aily_exporter_build_info{", "aily_up ", "aily_exporter_config_last_reload_successful 1"} {
-		if !hasLine(body, want) {
-			t.Errorf("no line %q with --web.disable-exporter-metrics", want)
-		}
-	}
-}
-
-func TestScrapeTimeout(t *testing.T) {
-	for _, tc := range []struct {
-		header string
-		offset time.Duration
-		want   time.Duration
-	}{
-		{"", 500 * time.Millisecond, 9500 * time.Millisecond},
-		{"10", 500 * time.Millisecond, 9500 * time.Millisecond},
-		{"2.5", 0, 2500 * time.Millisecond},
-		{"0.5", 500 * time.Millisecond, 500 * time.Millisecond}, // the offset would leave nothing
-		{"garbage", time.Second, 9 * time.Second},
-		{"-3", time.Second, 9 * time.Second},
-	} {
-		h := http.Header{}
-		if tc.header != "" {
-			h.Set("X-Prometheus-Scrape-Timeout-Seconds", tc.header)
-		}
-		if got := scrapeTimeout(h, tc.offset); got != tc.want {
-			t.Errorf("scrapeTimeout(%q, %v) = %v, want %v", tc.header, tc.offset, got, tc.want)
-		}
-	}
-}
 
 func TestParseBuckets(t *testing.T) {
 	got, err := parseBuckets("1, 2.5,5,3600")
@@ -597,7 +160,7 @@ func TestFlagsOutOfRange(t *testing.T) {
 		if _, err := a.Parse(tc.args); err != nil {
 			t.Fatal(err)
 		}
-		var stdout, stderr syncBuffer
+		var stdout, stderr testkit.LogBuffer
 		code := run(context.Background(), f, &stdout, &stderr)
 		if code != 1 || !strings.Contains(stderr.String(), tc.want) {
 			t.Errorf("%v: exit %d, stderr %q; want 1 and %q", tc.args, code, stderr.String(), tc.want)
@@ -639,52 +202,6 @@ func TestConfigCheck(t *testing.T) {
 	}
 }
 
-func TestDemoWatchesEverySimulatedSession(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	logs := &syncBuffer{}
-	logger, _ := newLogger(logs, "info", "logfmt")
-	a := kingpin.New(programName, "")
-	f := addFlags(a)
-	if _, err := a.Parse([]string{"--demo"}); err != nil {
-		t.Fatal(err)
-	}
-	d, err := startDemo(ctx, f, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := newExporter(exporterOptions{logger: logger, source: d.config, clients: clientOptions{timeout: 10 * time.Second}})
-	if err := e.reload(); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(e.routes(routeOptions{telemetryPath: "/metrics"}))
-	defer srv.Close()
-	resp, err := http.Get(srv.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	body := string(b)
-
-	if !hasLine(body, "aily_up 1") {
-		t.Errorf("aily_up is not 1:\n%s", body)
-	}
-	for _, app := range d.sim.Apps() {
-		for _, s := range app.Sessions {
-			if !hasLine(body, sessionUp(app.Name, s, 1)) {
-				t.Errorf("simulated session %s/%s is not watched", app.Name, s)
-			}
-		}
-		if strings.Contains(body, app.AppSecret) || strings.Contains(logs.String(), app.AppSecret) {
-			t.Errorf("the secret of simulated app %s is shown", app.Name)
-		}
-	}
-	if !strings.Contains(logs.String(), "/simulator/burst") {
-		t.Errorf("the simulator's address is not logged:\n%s", logs.String())
-	}
-}
-
 func TestRunStopsWhenTheContextEnds(t *testing.T) {
 	a := kingpin.New(programName, "")
 	f := addFlags(a)
@@ -693,63 +210,12 @@ func TestRunStopsWhenTheContextEnds(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // as if SIGTERM had come
-	var stdout, stderr syncBuffer
+	var stdout, stderr testkit.LogBuffer
 	if code := run(ctx, f, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d, want 0; logs:\n%s", code, stderr.String())
 	}
 	if !strings.Contains(stderr.String(), "Shutting down") {
 		t.Errorf("no shutdown logged:\n%s", stderr.String())
-	}
-}
-
-func TestMissingSessionsFileIsAWarning(t *testing.T) {
-	e := newTestEnv(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go e.exporter.runReloader(ctx, nil)
-
-	// helpdesk's only sessions come from a file that is not there (yet), as
-	// when a volume is mounted late.
-	if err := os.Remove(filepath.Join(e.dir, "helpdesk.sessions")); err != nil {
-		t.Fatal(err)
-	}
-	e.write("aily.yml", configYAML(e.api.URL))
-	if code, body := e.do(http.MethodPost, "/-/reload", nil, time.Minute); code != http.StatusOK {
-		t.Fatalf("POST /-/reload: HTTP %d %q, want 200", code, body)
-	}
-	if err := <-e.reloaded; err != nil {
-		t.Fatalf("reload: %v", err)
-	}
-	if logs := e.logs.String(); !regexp.MustCompile(`level=warn .*helpdesk.sessions does not exist`).MatchString(logs) {
-		t.Errorf("no warning about the missing file in the logs:\n%s", logs)
-	}
-	body := e.scrape()
-	if strings.Contains(body, `app="helpdesk",session_id=`) {
-		t.Errorf("helpdesk watches sessions without a sessions file:\n%s", body)
-	}
-	if !hasLine(body, sessionUp("personal", "session_user", 1)) {
-		t.Errorf("the other app is not watched:\n%s", body)
-	}
-	e.scrape()
-	e.scrape()
-	if n := len(regexp.MustCompile(`level=warn [^\n]*Keeping the sessions last read`).FindAllString(e.logs.String(), -1)); n > 1 {
-		t.Errorf("three scrapes without the file warned %d times, want at most once", n)
-	}
-
-	// The file appears: the next scrape watches its sessions.
-	e.write("helpdesk.sessions", "session_from_file\n")
-	if body := e.scrape(); !hasLine(body, sessionUp("helpdesk", "session_from_file", 1)) {
-		t.Errorf("the sessions of a file that appeared are not watched:\n%s", body)
-	}
-
-	// --config.check says the same, and passes.
-	var stdout, stderr bytes.Buffer
-	if err := os.Remove(filepath.Join(e.dir, "helpdesk.sessions")); err != nil {
-		t.Fatal(err)
-	}
-	code := checkConfig(filepath.Join(e.dir, "aily.yml"), "", clientOptions{timeout: time.Second}, sharding.Shard{}, &stdout, &stderr)
-	if code != 0 || stdout.String() != "config OK\n" || !strings.Contains(stderr.String(), "helpdesk.sessions does not exist") {
-		t.Errorf("--config.check: exit %d, stdout %q, stderr %q; want 0, config OK and the warning", code, stdout.String(), stderr.String())
 	}
 }
 
@@ -764,14 +230,14 @@ func TestTelemetryPathAccepted(t *testing.T) {
 			t.Errorf("--web.telemetry-path=%s: %v", path, err)
 			continue
 		}
-		e := newExporter(exporterOptions{logger: log.NewNopLogger()})
+		e := exporter.New(exporter.Options{Logger: log.NewNopLogger()})
 		func() {
 			defer func() {
 				if r := recover(); r != nil {
 					t.Errorf("--web.telemetry-path=%s passes checkFlags but the routes panic: %v", path, r)
 				}
 			}()
-			e.routes(routeOptions{telemetryPath: f.telemetryPath})
+			e.Routes(exporter.RouteOptions{TelemetryPath: f.telemetryPath})
 		}()
 	}
 }
@@ -879,5 +345,178 @@ func TestNoArchivedYAMLModule(t *testing.T) {
 	}
 	if regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(archived) + ` v\S+\s*$`).Match(mod) {
 		t.Errorf("go.mod requires %s directly", archived)
+	}
+}
+
+func TestShardFlags(t *testing.T) {
+	host := func(name string) func() (string, error) { return func() (string, error) { return name, nil } }
+	for _, tc := range []struct {
+		args []string
+		host func() (string, error)
+		want sharding.Shard
+		err  string
+	}{
+		{nil, host("x"), sharding.Shard{Ordinal: 0, Total: 1, Key: sharding.KeyApp}, ""},
+		{[]string{"--shard=2", "--total-shards=3", "--shard.key=session"}, host("x"), sharding.Shard{Ordinal: 2, Total: 3, Key: sharding.KeySession}, ""},
+		{[]string{"--shard=auto", "--total-shards=4"}, host("aily-exporter-ha-3"), sharding.Shard{Ordinal: 3, Total: 4, Key: sharding.KeyApp}, ""},
+		{[]string{"--shard=auto", "--total-shards=4"}, host("aily-exporter-4"), sharding.Shard{}, "--shard 4 must be between 0 and --total-shards - 1 (3)"},
+		{[]string{"--shard=auto", "--total-shards=4"}, host("laptop"), sharding.Shard{}, `the host name "laptop" does not end in -N`},
+		{[]string{"--shard=auto"}, func() (string, error) { return "", errors.New("no uts") }, sharding.Shard{}, "--shard=auto: cannot read the host name: no uts"},
+		{[]string{"--shard=3", "--total-shards=3"}, host("x"), sharding.Shard{}, "--shard 3 must be between 0 and --total-shards - 1 (2)"},
+		{[]string{"--total-shards=0"}, host("x"), sharding.Shard{}, "--total-shards 0 must be at least 1"},
+		{[]string{"--shard=first"}, host("x"), sharding.Shard{}, `--shard "first" must be a number or auto`},
+	} {
+		a := kingpin.New(programName, "")
+		f := addFlags(a)
+		if _, err := a.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		got, err := shardOf(f, tc.host)
+		switch {
+		case tc.err == "" && (err != nil || got != tc.want):
+			t.Errorf("%v: %+v, %v; want %+v", tc.args, got, err, tc.want)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%v: %+v, %v; want an error with %q", tc.args, got, err, tc.err)
+		}
+	}
+	// run says what is wrong, and stops.
+	a := kingpin.New(programName, "")
+	f := addFlags(a)
+	if _, err := a.Parse([]string{"--shard=5", "--total-shards=2"}); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), f, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "--shard 5 must be between 0 and") {
+		t.Errorf("--shard=5 --total-shards=2: exit %d, stderr %q", code, stderr.String())
+	}
+}
+
+// --config.check prints what the shard owns: its apps with app keys, its
+// share of every app's sessions with session keys.
+func TestConfigCheckPrintsWhatTheShardOwns(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "aily.yml")
+	var yml strings.Builder
+	yml.WriteString("apps:\n")
+	sessions := map[string][]string{}
+	apps := []string{"alpha", "bravo", "charlie", "delta", "echo"}
+	for _, app := range apps {
+		for s := range 6 {
+			sessions[app] = append(sessions[app], fmt.Sprintf("%s_%d", app, s))
+		}
+		fmt.Fprintf(&yml, "  - name: %s\n    app_id: cli_x\n    app_secret: x\n    sessions: [%s]\n", app, strings.Join(sessions[app], ", "))
+	}
+	if err := os.WriteFile(path, []byte(yml.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []sharding.Key{sharding.KeyApp, sharding.KeySession} {
+		shard, _ := sharding.New(1, 2, key)
+		want := fmt.Sprintf("config OK\nshard 1 of 2 (--shard.key=%s) owns:\n", key)
+		for _, app := range apps {
+			if !shard.OwnsApp(app) {
+				continue
+			}
+			var mine []string
+			for _, id := range sessions[app] {
+				if shard.OwnsSession(app, id) {
+					mine = append(mine, id)
+				}
+			}
+			want += fmt.Sprintf("  app %s: %d of 6 sessions", app, len(mine))
+			if len(mine) > 0 {
+				want += ": " + strings.Join(mine, ", ")
+			}
+			want += "\n"
+		}
+		a := kingpin.New(programName, "")
+		f := addFlags(a)
+		if _, err := a.Parse([]string{"--config.check", "--config.file", path, "--shard=1", "--total-shards=2", "--shard.key=" + string(key)}); err != nil {
+			t.Fatal(err)
+		}
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), f, &stdout, &stderr); code != 0 || stdout.String() != want {
+			t.Errorf("%s keys: exit %d, stdout\n%s\nwant\n%s\nstderr %s", key, code, stdout.String(), want, stderr.String())
+		}
+	}
+}
+
+// sizeWarning matches the warning of an app with more than
+// config.ManySessions sessions and per_session not set: its run metrics are
+// summed per app.
+var sizeWarning = regexp.MustCompile(`level=warn [^\n]*helpdesk[^\n]*10001 sessions: the run metrics are summed per app[^\n]*or shard`)
+
+func TestManySessionsWarnAtStart(t *testing.T) {
+	// helpdesk has two sessions in the file and the rest in its
+	// sessions_file: one too many. Nothing is polled before a scrape.
+	dir := t.TempDir()
+	var sessions strings.Builder
+	for i := range config.ManySessions - 1 {
+		fmt.Fprintf(&sessions, "session_%06d\n", i)
+	}
+	for name, content := range map[string]string{
+		"helpdesk.sessions": sessions.String(),
+		"aily.yml": "apps:\n  - name: helpdesk\n    app_id: cli_helpdesk\n    app_secret: x\n    base_url: http://127.0.0.1:1\n" +
+			"    sessions: [session_ok, session_bad]\n    sessions_file: helpdesk.sessions\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := kingpin.New(programName, "")
+	f := addFlags(a)
+	if _, err := a.Parse([]string{"--config.file", filepath.Join(dir, "aily.yml"), "--storage.path", "",
+		"--web.listen-address", "127.0.0.1:0"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // start, then stop at once
+	var stdout, stderr testkit.LogBuffer
+	if code := run(ctx, f, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d, want 0; logs:\n%s", code, stderr.String())
+	}
+	if !sizeWarning.MatchString(stderr.String()) {
+		t.Errorf("no warning at start about 10,001 sessions with per_session: true:\n%s", stderr.String())
+	}
+}
+
+func TestAFailedStartLeavesNoStorageDirectoryBehind(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		existing string // made before the start, relative to the temporary directory
+		storage  string
+		want     []string // what remains
+	}{
+		{"new directory", "", "data", nil},
+		{"new directory with new parents", "", "var/lib/data", nil},
+		{"existing directory is kept", "data", "data", []string{"data"}},
+		{"existing parent is kept", "var", "var/data", []string{"var"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if tc.existing != "" {
+				if err := os.MkdirAll(filepath.Join(dir, tc.existing), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			a := kingpin.New(programName, "")
+			f := addFlags(a)
+			if _, err := a.Parse([]string{"--config.file=" + filepath.Join(dir, "aily.yml"),
+				"--storage.path=" + filepath.Join(dir, tc.storage)}); err != nil {
+				t.Fatal(err)
+			}
+			var stdout, stderr testkit.LogBuffer
+			if code := run(context.Background(), f, &stdout, &stderr); code != 1 {
+				t.Fatalf("start without aily.yml: exit %d, want 1\n%s", code, stderr.String())
+			}
+			var left []string
+			_ = filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+				if rel, _ := filepath.Rel(dir, p); err == nil && rel != "." {
+					left = append(left, filepath.ToSlash(rel))
+				}
+				return nil
+			})
+			if !slices.Equal(left, tc.want) {
+				t.Errorf("after the failed start %s holds %v, want %v", dir, left, tc.want)
+			}
+		})
 	}
 }

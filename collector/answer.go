@@ -30,11 +30,11 @@ import (
 // per_session: true (docs/performance.md).
 const DefaultSecondsPerSeries = 13e-6
 
-// DefaultSaveSecondsPerSession is the time saving the state is assumed to
+// defaultSaveSecondsPerSession is the time saving the state is assumed to
 // take per configured session until a save has measured it:
 // BenchmarkSaveState's figure for 10,000 sessions with 10 runs in flight
 // each, rounded up.
-const DefaultSaveSecondsPerSession = 20e-6
+const defaultSaveSecondsPerSession = 20e-6
 
 // sessionsPerSeries is how many configured sessions take as long to read
 // as a series takes to answer: BenchmarkAnswer reads a session of an app
@@ -73,7 +73,7 @@ type answerCost struct {
 func newAnswerCost(secondsPerSeries float64, saving bool) *answerCost {
 	return &answerCost{
 		encode: rate{perUnit: secondsPerSeries},
-		save:   rate{perUnit: DefaultSaveSecondsPerSession},
+		save:   rate{perUnit: defaultSaveSecondsPerSession},
 		saving: saving,
 		now:    time.Now,
 	}

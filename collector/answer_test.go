@@ -18,6 +18,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
+	"github.com/aily-exporter/aily_exporter/internal/testkit/runs"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -54,13 +56,13 @@ func (c *answerClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 // newAnswerCollector returns a collector of one app with sessions sessions,
 // each with one finished run, every session due at every scrape, answers
 // assumed to take secondsPerSeries until measured, and its lister.
-func newAnswerCollector(t testing.TB, sessions int, secondsPerSeries float64, saver watch.Saver, logs *syncBuffer) (*Collector, *deadlineLister) {
+func newAnswerCollector(t testing.TB, sessions int, secondsPerSeries float64, saver watch.Saver, logs *testkit.LogBuffer) (*Collector, *deadlineLister) {
 	t.Helper()
 	l := &deadlineLister{memLister: newMemLister()}
 	ids := make([]string, sessions)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("session_%06d", i)
-		l.set(ids[i], run("r"+ids[i], feishu.StatusCompleted, 0, 1, 2))
+		l.set(ids[i], runs.New("r"+ids[i], feishu.StatusCompleted, 0, 1, 2))
 	}
 	var logger log.Logger = log.NewNopLogger()
 	if logs != nil {
@@ -68,7 +70,7 @@ func newAnswerCollector(t testing.TB, sessions int, secondsPerSeries float64, sa
 	}
 	c := New(watch.New(watch.Options{
 		Concurrency: 4, MinInterval: -1, IdleInterval: time.Nanosecond,
-		Now:    func() time.Time { return t0.Add(time.Hour) },
+		Now:    func() time.Time { return testkit.T0.Add(time.Hour) },
 		Logger: logger,
 		Saver:  saver,
 	}), Options{
@@ -79,15 +81,22 @@ func newAnswerCollector(t testing.TB, sessions int, secondsPerSeries float64, sa
 	return c, l
 }
 
+// scrapeRegistry is the registry /metrics makes for one scrape bounded by
+// ctx, and the collector's Scrape registered in it.
+func scrapeRegistry(ctx context.Context, c *Collector) (*Scrape, *prometheus.Registry) {
+	sc := c.ForScrape(ctx)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(sc)
+	return sc, reg
+}
+
 // scrapeWithDeadline gathers one scrape bounded by deadline, as /metrics
 // does, and returns its Scrape, what it served and how many series.
 func scrapeWithDeadline(t testing.TB, c *Collector, deadline time.Time) (*Scrape, []*dto.MetricFamily, int) {
 	t.Helper()
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	sc := c.ForScrape(ctx)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(sc)
+	sc, reg := scrapeRegistry(ctx, c)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +140,7 @@ func TestPollsGetTheDeadlineLessTheTimeReservedForAnswering(t *testing.T) {
 }
 
 func TestNoPollsWhenAnsweringTakesTheWholeDeadline(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testkit.LogBuffer{}
 	clock := &answerClock{}
 	// 1 s a series: 431 s to answer, more than the minute of the deadline.
 	c, l := newAnswerCollector(t, 16, 1, nil, logs)
@@ -226,9 +235,9 @@ func TestTheReserveHoldsTheSaveOfTheState(t *testing.T) {
 	saver := &slowSaver{clock: clock, took: 3 * time.Second}
 	c, _ := newAnswerCollector(t, 16, 1e-3, saver, nil)
 	c.cost.now = clock.Now
-	// Before a save: DefaultSaveSecondsPerSession for each of 16 sessions.
+	// Before a save: defaultSaveSecondsPerSession for each of 16 sessions.
 	checkCost(t, "before a save", c.AnswerCost(), 430, 1e-3,
-		431*time.Millisecond+time.Duration(16*DefaultSaveSecondsPerSession*float64(time.Second)))
+		431*time.Millisecond+time.Duration(16*defaultSaveSecondsPerSession*float64(time.Second)))
 	sc, _, _ := scrapeWithDeadline(t, c, time.Now().Add(time.Hour))
 	if saver.saves.Load() != 1 {
 		t.Fatalf("%d saves, want 1", saver.saves.Load())
@@ -288,9 +297,7 @@ func answer(t testing.TB, c *Collector, deadline time.Time) int {
 	t.Helper()
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	sc := c.ForScrape(ctx)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(sc)
+	sc, reg := scrapeRegistry(ctx, c)
 	series := 0
 	g := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
 		mfs, err := reg.Gather()

@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
+	"github.com/aily-exporter/aily_exporter/internal/testkit/runs"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -37,9 +40,9 @@ func benchAnswer(b *testing.B, perSession bool, sessions int) {
 	ids := make([]string, sessions)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("session_%06d", i)
-		l.set(ids[i], run("r0_"+ids[i], feishu.StatusCompleted, 0, 1, 2))
+		l.set(ids[i], runs.New("r0_"+ids[i], feishu.StatusCompleted, 0, 1, 2))
 	}
-	clock := newScaleClock(t0.Add(time.Hour))
+	clock := feishufake.NewClock(testkit.T0.Add(time.Hour))
 	c := New(watch.New(watch.Options{
 		Concurrency: 4, MinInterval: time.Hour, IdleInterval: time.Hour, FullInterval: scaleNoFull,
 		Timeout: time.Hour, Now: clock.Now,
@@ -49,12 +52,12 @@ func benchAnswer(b *testing.B, perSession bool, sessions int) {
 
 	// One run more in every session, counted at the next poll.
 	for i, id := range ids {
-		r := run("r1_"+id, feishu.StatusCompleted, 3600, 3601, 3630)
+		r := runs.New("r1_"+id, feishu.StatusCompleted, 3600, 3601, 3630)
 		if i%10 == 0 {
 			r.Status = feishu.StatusFailed
 			r.Error = &feishu.RunError{Code: fmt.Sprintf("sp_ec_%d", i%5)}
 		}
-		l.set(id, run("r0_"+id, feishu.StatusCompleted, 0, 1, 2), r)
+		l.set(id, runs.New("r0_"+id, feishu.StatusCompleted, 0, 1, 2), r)
 	}
 	clock.Advance(2 * time.Hour)
 	answer(b, c, time.Now().Add(time.Hour))

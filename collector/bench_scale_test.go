@@ -1,19 +1,16 @@
 package collector
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -28,22 +25,6 @@ const (
 	scaleNoFull = 100 * 365 * 24 * time.Hour
 )
 
-// scaleStart is when the watches begin; history is older.
-var scaleStart = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-
-// scaleClock is a fake clock for the watcher, moved by hand.
-type scaleClock struct{ ns atomic.Int64 }
-
-func newScaleClock(t time.Time) *scaleClock {
-	c := &scaleClock{}
-	c.ns.Store(t.UnixNano())
-	return c
-}
-
-func (c *scaleClock) Now() time.Time { return time.Unix(0, c.ns.Load()).UTC() }
-
-func (c *scaleClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
-
 // scaleRun builds a run created at created; a final one ended 5 s later.
 func scaleRun(session, id string, created time.Time, st feishu.RunStatus) feishu.Run {
 	r := feishu.Run{ID: id, AppID: "spring_scale__c", SessionID: session, Status: st, CreatedAt: created, Metadata: "{}"}
@@ -57,16 +38,6 @@ func scaleRun(session, id string, created time.Time, st feishu.RunStatus) feishu
 		r.Error = &feishu.RunError{Code: "sp_ec_sm_900101", Message: "技能不存在或已删除"}
 	}
 	return r
-}
-
-// liveHeap returns the live heap: HeapAlloc right after a garbage
-// collection (two, so that sync.Pool caches are dropped as well).
-func liveHeap() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
 }
 
 // scaleEnv is a fake serving over HTTP, and an HTTP transport whose
@@ -115,6 +86,27 @@ func (e *scaleEnv) client(b *testing.B, conc int, obs feishu.Observer) (*feishu.
 	return c, tr
 }
 
+// watch returns a collector of the app "scale" watching ids on the fake,
+// and its client and transport: o's polling, on clock, without a rate limit
+// or the safety-net full listing, each poll within 10 minutes.
+func (e *scaleEnv) watch(b *testing.B, clock *feishufake.Clock, o watch.Options, ids []string, perSession bool) (*Collector, *feishu.Client, *http.Transport) {
+	b.Helper()
+	o.FullInterval, o.RateLimit, o.Timeout, o.Now = scaleNoFull, 0, 10*time.Minute, clock.Now
+	c := New(watch.New(o), Options{})
+	client, tr := e.client(b, o.Concurrency, c.APIObserver("scale"))
+	c.SetApps([]watch.App{{Name: "scale", API: client, Sessions: ids, PerSession: perSession}})
+	return c, client, tr
+}
+
+// scaleIDs are n session IDs, format applied to 0 to n-1.
+func scaleIDs(format string, n int) []string {
+	ids := make([]string, n)
+	for s := range ids {
+		ids[s] = fmt.Sprintf(format, s)
+	}
+	return ids
+}
+
 // closeConns closes the connections on both ends, so that their buffers
 // are not counted in a heap measurement.
 func (e *scaleEnv) closeConns(tr *http.Transport) {
@@ -133,23 +125,12 @@ func (e *scaleEnv) requests() int {
 // per request with ForScrape(ctx), gathered by a registry. It returns the
 // series gathered.
 func scaleScrape(b *testing.B, c *Collector, timeout time.Duration) int {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(c.ForScrape(ctx))
-	mfs, err := reg.Gather()
-	if err != nil {
-		b.Fatal(err)
-	}
-	n := 0
-	for _, mf := range mfs {
-		n += len(mf.GetMetric())
-	}
+	_, _, n := scrapeWithDeadline(b, c, time.Now().Add(timeout))
 	return n
 }
 
 // scaleBaseline scrapes until every session has completed its baseline.
-func scaleBaseline(b *testing.B, c *Collector, clock *scaleClock) {
+func scaleBaseline(b *testing.B, c *Collector, clock *feishufake.Clock) {
 	b.Helper()
 	for i := 0; ; i++ {
 		if i > 100 {
@@ -197,9 +178,9 @@ func BenchmarkHeapPerRunOfHistory(b *testing.B) {
 
 func benchHeapPerRunOfHistory(b *testing.B, order feishufake.Order, sessions, runs int) {
 	total := sessions * runs
-	base := liveHeap()
+	base := testkit.LiveHeap()
 	env := newScaleEnv(order)
-	first := scaleStart.Add(-time.Hour - time.Duration(runs)*time.Second)
+	first := testkit.T0.Add(-time.Hour - time.Duration(runs)*time.Second)
 	for s := range sessions {
 		id := fmt.Sprintf("sess_%04d", s)
 		env.sessions = append(env.sessions, id)
@@ -218,21 +199,14 @@ func benchHeapPerRunOfHistory(b *testing.B, order feishufake.Order, sessions, ru
 	defer env.close()
 	env.warm()
 	env.closeConns(nil)
-	before := liveHeap()
+	before := testkit.LiveHeap()
 	fakeHeap := before - base
 
-	clock := newScaleClock(scaleStart)
-	c := New(watch.New(watch.Options{
-		// Every session is due at every scrape (2 s apart).
-		MinInterval: time.Second, IdleInterval: time.Second, FullInterval: scaleNoFull,
-		RateLimit: 0, Concurrency: 4, Timeout: 10 * time.Minute, Now: clock.Now,
-	}), Options{})
-	client, tr := env.client(b, 4, c.APIObserver("scale"))
-	ids := make([]string, sessions)
-	for s := range ids {
-		ids[s] = fmt.Sprintf("sess_%04d", s)
-	}
-	c.SetApps([]watch.App{{Name: "scale", API: client, Sessions: ids, PerSession: true}})
+	clock := feishufake.NewClock(testkit.T0)
+	ids := scaleIDs("sess_%04d", sessions)
+	// Every session is due at every scrape (2 s apart).
+	c, client, tr := env.watch(b, clock, watch.Options{MinInterval: time.Second, IdleInterval: time.Second, Concurrency: 4},
+		ids, true)
 	scaleBaseline(b, c, clock)
 
 	// A few polls with runs created and finished.
@@ -269,7 +243,7 @@ func benchHeapPerRunOfHistory(b *testing.B, order feishufake.Order, sessions, ru
 	})
 	env.warm()
 	env.closeConns(tr)
-	live := int64(liveHeap()) - int64(before)
+	live := int64(testkit.LiveHeap()) - int64(before)
 	runtime.KeepAlive(c)
 	runtime.KeepAlive(client)
 
@@ -302,7 +276,7 @@ const (
 //     sessions do not fall due during the benchmark); series/scrape and
 //     requests/scrape with it.
 func BenchmarkIdleSessions(b *testing.B) {
-	base := liveHeap()
+	base := testkit.LiveHeap()
 	env := newScaleEnv(feishufake.OldestFirst)
 	statuses := []feishu.RunStatus{feishu.StatusCompleted, feishu.StatusFailed}
 	for s := range idleSessions {
@@ -310,41 +284,33 @@ func BenchmarkIdleSessions(b *testing.B) {
 		env.sessions = append(env.sessions, id)
 		env.fake.AddSession(id)
 		for i := range s % 3 {
-			created := scaleStart.Add(-time.Hour - time.Duration(s)*time.Second - time.Duration(i)*time.Second)
+			created := testkit.T0.Add(-time.Hour - time.Duration(s)*time.Second - time.Duration(i)*time.Second)
 			env.fake.PutRun(scaleRun(id, fmt.Sprintf("run_%06d_%d", s, i), created, statuses[(s+i)%2]))
 		}
 		if s%activeEvery == 0 {
-			env.fake.PutRun(scaleRun(id, fmt.Sprintf("run_%06d_live", s), scaleStart.Add(-time.Minute), feishu.StatusInProgress))
+			env.fake.PutRun(scaleRun(id, fmt.Sprintf("run_%06d_live", s), testkit.T0.Add(-time.Minute), feishu.StatusInProgress))
 		}
 	}
 	env.serve()
 	defer env.close()
 	env.warm()
 	env.closeConns(nil)
-	fakeHeap := liveHeap() - base
+	fakeHeap := testkit.LiveHeap() - base
 	b.Logf("fake: %.0f B/session", float64(fakeHeap)/idleSessions)
 
 	for _, perSession := range []bool{false, true} {
 		b.Run(fmt.Sprintf("per_session=%t", perSession), func(b *testing.B) {
-			before := liveHeap()
-			clock := newScaleClock(scaleStart)
-			c := New(watch.New(watch.Options{
-				MinInterval: time.Second, IdleInterval: time.Hour, FullInterval: scaleNoFull,
-				RateLimit: 0, Concurrency: 16, Timeout: 10 * time.Minute, Now: clock.Now,
-			}), Options{})
-			client, tr := env.client(b, 16, c.APIObserver("scale"))
-			ids := make([]string, idleSessions)
-			for s := range ids {
-				ids[s] = fmt.Sprintf("idle_%06d", s)
-			}
-			c.SetApps([]watch.App{{Name: "scale", API: client, Sessions: ids, PerSession: perSession}})
-			atStart := int64(liveHeap()) - int64(before)
+			before := testkit.LiveHeap()
+			clock := feishufake.NewClock(testkit.T0)
+			c, client, tr := env.watch(b, clock, watch.Options{MinInterval: time.Second, IdleInterval: time.Hour, Concurrency: 16},
+				scaleIDs("idle_%06d", idleSessions), perSession)
+			atStart := int64(testkit.LiveHeap()) - int64(before)
 
 			t := time.Now()
 			scaleBaseline(b, c, clock)
 			baseline := time.Since(t)
 			env.closeConns(tr)
-			live := int64(liveHeap()) - int64(before)
+			live := int64(testkit.LiveHeap()) - int64(before)
 
 			states := map[watch.SessionState]int{}
 			c.w.EachSnapshot(func(s *watch.Snapshot) { states[s.State]++ })

@@ -10,6 +10,7 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/internal/state"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -41,12 +42,12 @@ func benchSaveState(b *testing.B, inFlight int) {
 		for i := range inFlight {
 			runs = append(runs, feishu.Run{ID: fmt.Sprintf("run_%05d_%02d_4dfrxvctjqzzj", s, i), SessionID: id,
 				AppID: "spring_bench__c", Status: feishu.StatusInProgress,
-				CreatedAt: t0.Add(time.Duration(i) * time.Second), StartedAt: t0.Add(time.Duration(i+1) * time.Second)})
+				CreatedAt: testkit.T0.Add(time.Duration(i) * time.Second), StartedAt: testkit.T0.Add(time.Duration(i+1) * time.Second)})
 		}
 		for i := range 2 {
 			runs = append(runs, feishu.Run{ID: fmt.Sprintf("run_%05d_f%d_4dfrxvctjqzzj", s, i), SessionID: id,
 				AppID: "spring_bench__c", Status: feishu.StatusCompleted,
-				CreatedAt: t0.Add(time.Minute), StartedAt: t0.Add(61 * time.Second), EndedAt: t0.Add(90 * time.Second)})
+				CreatedAt: testkit.T0.Add(time.Minute), StartedAt: testkit.T0.Add(61 * time.Second), EndedAt: testkit.T0.Add(90 * time.Second)})
 		}
 		lister[id] = runs
 	}
@@ -56,7 +57,7 @@ func benchSaveState(b *testing.B, inFlight int) {
 	}
 	c := New(watch.New(watch.Options{
 		Concurrency: 8, MinInterval: -1, IdleInterval: time.Nanosecond,
-		Now:   func() time.Time { return t0.Add(-time.Minute) },
+		Now:   func() time.Time { return testkit.T0.Add(-time.Minute) },
 		Saver: storeSaver{store},
 	}), Options{})
 	c.SetApps([]watch.App{{Name: "bench", API: lister, PerSession: true, Identity: "cli_bench", Sessions: ids}})

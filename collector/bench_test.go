@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -55,7 +56,7 @@ func benchCollector(b *testing.B) *Collector {
 		for i := range runs {
 			r := feishu.Run{
 				ID: fmt.Sprintf("run_%03d_%03d", s, i), AppID: "spring_bench__c", SessionID: id,
-				Status: statuses[i%len(statuses)], CreatedAt: t0.Add(time.Duration(i) * time.Second),
+				Status: statuses[i%len(statuses)], CreatedAt: testkit.T0.Add(time.Duration(i) * time.Second),
 			}
 			if r.Status != feishu.StatusQueued {
 				r.StartedAt = r.CreatedAt.Add(time.Second)
@@ -72,10 +73,10 @@ func benchCollector(b *testing.B) *Collector {
 	}
 	c := New(watch.New(watch.Options{
 		Concurrency: 4, MinInterval: -1, IdleInterval: time.Nanosecond,
-		Now: func() time.Time { return t0.Add(time.Hour) },
+		Now: func() time.Time { return testkit.T0.Add(time.Hour) },
 	}), Options{})
 	c.SetApps([]watch.App{{Name: "bench", API: lister, PerSession: true, Sessions: sessions}})
-	drain(c) // the baseline
+	drain(timed{c}) // the baseline
 	return c
 }
 
@@ -103,14 +104,14 @@ func BenchmarkCollect(b *testing.B) {
 		c := benchCollector(b)
 		b.ReportAllocs()
 		for b.Loop() {
-			drain(c)
+			drain(timed{c})
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/(benchSessions*benchRuns), "ns/run")
 	})
 	b.Run("gather", func(b *testing.B) {
 		c := benchCollector(b)
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(c)
+		reg.MustRegister(timed{c})
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := reg.Gather(); err != nil {

@@ -43,10 +43,10 @@ type Options struct {
 // observations for the next scrape, and the client_golang vectors of the
 // Feishu client's requests.
 //
-// It is an unchecked collector (Describe sends nothing): an app with
-// per_session: false exports the run metrics without the session_id label,
-// so one metric name comes with two label sets, which a checked collector
-// cannot describe.
+// Its scrapes (ForScrape) are unchecked collectors (Describe sends
+// nothing): an app with per_session: false exports the run metrics without
+// the session_id label, so one metric name comes with two label sets, which
+// a checked collector cannot describe.
 type Collector struct {
 	opts Options
 	m    *metrics
@@ -135,16 +135,6 @@ func (c *Collector) SetApps(apps []watch.App) {
 // for the request, and call its Answered once the answer is sent.
 func (c *Collector) ForScrape(ctx context.Context) *Scrape {
 	return &Scrape{c: c, ctx: ctx}
-}
-
-// Describe sends nothing: the collector is unchecked (see Collector).
-func (c *Collector) Describe(chan<- *prometheus.Desc) {}
-
-// Collect scrapes with the watcher's timeout as the deadline.
-func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.w.Timeout())
-	defer cancel()
-	c.collect(ctx, ch, nil)
 }
 
 // logSpend logs an app's projected spend at debug level once an hour.

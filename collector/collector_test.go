@@ -1,7 +1,6 @@
 package collector
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +16,8 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
+	"github.com/aily-exporter/aily_exporter/internal/testkit/runs"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -97,25 +98,7 @@ func (m *memLister) GetRun(_ context.Context, session, id string) (feishu.Run, e
 
 func (m *memLister) PageSize() int { return 1000 }
 
-// syncBuffer is a log sink safe for the collector's concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func newTestCollector(t *testing.T, clk *feishufake.Clock, logs *syncBuffer, minInterval time.Duration, opts ...func(*watch.Options)) *Collector {
+func newTestCollector(t *testing.T, clk *feishufake.Clock, logs *testkit.LogBuffer, minInterval time.Duration, opts ...func(*watch.Options)) *Collector {
 	t.Helper()
 	var logger log.Logger = log.NewNopLogger()
 	if logs != nil {
@@ -211,13 +194,27 @@ func seriesWith(mfs []*dto.MetricFamily, label, val string) int {
 
 func sess(app, id string) map[string]string { return map[string]string{"app": app, "session_id": id} }
 
+// zeroDurations is the exposition of TestCollectorExposition's duration
+// histograms of these statuses, no run seen finishing in them.
+func zeroDurations(statuses ...string) string {
+	var b strings.Builder
+	for _, st := range statuses {
+		labels := fmt.Sprintf(`app="helpdesk",session_id="s1",status=%q`, st)
+		for _, le := range []string{"1", "10", "60", "+Inf"} {
+			fmt.Fprintf(&b, "aily_run_duration_seconds_bucket{%s,le=%q} 0\n", labels, le)
+		}
+		fmt.Fprintf(&b, "aily_run_duration_seconds_sum{%s} 0\naily_run_duration_seconds_count{%s} 0\n", labels, labels)
+	}
+	return b.String()
+}
+
 func TestCollectorExposition(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
 	lister.set("s1",
-		run("old", completed, -300, -290, -200), // before the watch: not counted
-		run("r1", inProgress, -60, -50, none),
-		run("q1", queued, -30, none, none),
+		runs.New("old", completed, -300, -290, -200), // before the watch: not counted
+		runs.New("r1", inProgress, -60, -50, runs.None),
+		runs.New("q1", queued, -30, runs.None, runs.None),
 	)
 	c := newTestCollector(t, clk, nil, 0)
 	c.SetApps([]watch.App{{Name: "helpdesk", API: lister, PerSession: true, Sessions: []string{"s1"}}})
@@ -226,37 +223,19 @@ func TestCollectorExposition(t *testing.T) {
 	baselineServedTwice(t, c)
 
 	clk.Advance(20 * time.Second) // t0+30
-	failedRun := run("r1", failed, -60, -50, 25)
+	failedRun := runs.New("r1", failed, -60, -50, 25)
 	failedRun.Error = &feishu.RunError{Code: "sp_ec_sm_900101", Message: "skill missing"}
 	lister.set("s1",
-		run("old", completed, -300, -290, -200),
+		runs.New("old", completed, -300, -290, -200),
 		failedRun,
-		run("q1", inProgress, -30, 20, none),
-		run("n1", "PAUSED", 28, none, none),
+		runs.New("q1", inProgress, -30, 20, runs.None),
+		runs.New("n1", "PAUSED", 28, runs.None, runs.None),
 	)
 
 	want := `
 # HELP aily_run_duration_seconds Seconds from started_at to ended_at of runs seen finishing, by final status.
 # TYPE aily_run_duration_seconds histogram
-aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="CANCELLED",le="1"} 0
-aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="CANCELLED",le="10"} 0
-aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="CANCELLED",le="60"} 0
-aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="CANCELLED",le="+Inf"} 0
-aily_run_duration_seconds_sum{app="helpdesk",session_id="s1",status="CANCELLED"} 0
-aily_run_duration_seconds_count{app="helpdesk",session_id="s1",status="CANCELLED"} 0
-aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="COMPLETED",le="1"} 0
-aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="COMPLETED",le="10"} 0
-aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="COMPLETED",le="60"} 0
-aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="COMPLETED",le="+Inf"} 0
-aily_run_duration_seconds_sum{app="helpdesk",session_id="s1",status="COMPLETED"} 0
-aily_run_duration_seconds_count{app="helpdesk",session_id="s1",status="COMPLETED"} 0
-aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="EXPIRED",le="1"} 0
-aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="EXPIRED",le="10"} 0
-aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="EXPIRED",le="60"} 0
-aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="EXPIRED",le="+Inf"} 0
-aily_run_duration_seconds_sum{app="helpdesk",session_id="s1",status="EXPIRED"} 0
-aily_run_duration_seconds_count{app="helpdesk",session_id="s1",status="EXPIRED"} 0
-aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="FAILED",le="1"} 0
+` + zeroDurations("CANCELLED", "COMPLETED", "EXPIRED") + `aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="FAILED",le="1"} 0
 aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="FAILED",le="10"} 0
 aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="FAILED",le="60"} 0
 aily_run_duration_seconds_bucket{app="helpdesk",session_id="s1",status="FAILED",le="+Inf"} 1
@@ -355,15 +334,15 @@ aily_up 1
 # TYPE aily_api_rate_limited_total counter
 aily_api_rate_limited_total{app="helpdesk"} 0
 `
-	if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
+	if err := testutil.CollectAndCompare(timed{c}, strings.NewReader(want)); err != nil {
 		t.Error(err)
 	}
 }
 
 func TestCollectorLint(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
-	lister.set("s1", run("r1", inProgress, 1, 2, none))
+	lister.set("s1", runs.New("r1", inProgress, 1, 2, runs.None))
 	c := newTestCollector(t, clk, nil, 0)
 	c.SetApps([]watch.App{{Name: "helpdesk", API: lister, PerSession: true, Sessions: []string{"s1", "s2"}}})
 	lister.errs["s2"] = errors.New("boom")
@@ -371,10 +350,10 @@ func TestCollectorLint(t *testing.T) {
 	obs.ObserveRequest(feishu.EndpointListRuns, "0", 30*time.Millisecond)
 	obs.ObserveRateLimited(feishu.EndpointListRuns, time.Second)
 	gather(t, context.Background(), c)
-	f := run("r1", failed, 1, 2, 5)
+	f := runs.New("r1", failed, 1, 2, 5)
 	f.Error = &feishu.RunError{Code: "x"}
 	lister.set("s1", f)
-	problems, err := testutil.CollectAndLint(c)
+	problems, err := testutil.CollectAndLint(timed{c})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -384,10 +363,10 @@ func TestCollectorLint(t *testing.T) {
 }
 
 func TestCollectorFaultIsolation(t *testing.T) {
-	clk := feishufake.NewClock(t0)
-	logs := &syncBuffer{}
+	clk := feishufake.NewClock(testkit.T0)
+	logs := &testkit.LogBuffer{}
 	lister := newMemLister()
-	lister.set("ok", run("r1", queued, 1, none, none))
+	lister.set("ok", runs.New("r1", queued, 1, runs.None, runs.None))
 	lister.errs["broken"] = errors.New(`list runs of session broken: feishu list_runs: HTTP 404: "404 page not found"`)
 	lister.blocks["slow"] = true
 	hang := make(chan struct{})
@@ -435,24 +414,24 @@ func TestCollectorFaultIsolation(t *testing.T) {
 }
 
 func TestCollectorFailureCodesCapped(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
 	c := newTestCollector(t, clk, nil, 0)
 	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1", "s2"}}})
 	gather(t, context.Background(), c) // baseline: nothing yet
 
-	var runs []feishu.Run
+	var batch []feishu.Run
 	for i := range 21 {
-		r := run(fmt.Sprintf("r%02d", i), failed, 1, 2, 3)
+		r := runs.New(fmt.Sprintf("r%02d", i), failed, 1, 2, 3)
 		r.Error = &feishu.RunError{Code: fmt.Sprintf("code_%02d", i)}
-		runs = append(runs, r)
+		batch = append(batch, r)
 	}
-	runs = append(runs, run("nocode", failed, 1, 2, 3))
-	lister.set("s1", runs...)
+	batch = append(batch, runs.New("nocode", failed, 1, 2, 3))
+	lister.set("s1", batch...)
 	clk.Advance(10 * time.Second)
 	gather(t, context.Background(), c)
 	// The cap is per app: a code new to s2 is the app's 22nd.
-	r := run("s2r", failed, 1, 2, 3)
+	r := runs.New("s2r", failed, 1, 2, 3)
 	r.Error = &feishu.RunError{Code: "code_s2"}
 	lister.set("s2", r)
 	clk.Advance(10 * time.Second)
@@ -483,15 +462,22 @@ func TestCollectorFailureCodesCapped(t *testing.T) {
 	}
 }
 
-func TestCollectorMinIntervalReusesListing(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+// inFlightS1 is a collector of app a's one session, s1, whose run r1 is in
+// flight, polled at most every minInterval.
+func inFlightS1(t *testing.T, minInterval time.Duration) (*feishufake.Clock, *memLister, *Collector) {
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
-	lister.set("s1", run("r1", inProgress, 1, 2, none))
-	c := newTestCollector(t, clk, nil, 5*time.Second)
+	lister.set("s1", runs.New("r1", inProgress, 1, 2, runs.None))
+	c := newTestCollector(t, clk, nil, minInterval)
 	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
+	return clk, lister, c
+}
+
+func TestCollectorMinIntervalReusesListing(t *testing.T) {
+	clk, lister, c := inFlightS1(t, 5*time.Second)
 
 	gather(t, context.Background(), c)
-	lister.set("s1", run("r1", completed, 1, 2, 3))
+	lister.set("s1", runs.New("r1", completed, 1, 2, 3))
 	clk.Advance(4 * time.Second)
 	mfs := gather(t, context.Background(), c)
 	if n := lister.callsOf("s1"); n != 1 {
@@ -517,9 +503,9 @@ func TestCollectorMinIntervalReusesListing(t *testing.T) {
 }
 
 func TestCollectorConcurrentScrapesShareOnePoll(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
-	lister.set("s1", run("r1", completed, 1, 2, 3))
+	lister.set("s1", runs.New("r1", completed, 1, 2, 3))
 	lister.gate = make(chan struct{})
 	lister.entered = make(chan string, 1)
 	c := newTestCollector(t, clk, nil, 0)
@@ -548,10 +534,10 @@ func TestCollectorConcurrentScrapesShareOnePoll(t *testing.T) {
 
 func TestCollectorConcurrentScrapesRace(t *testing.T) {
 	// Many scrapes at once and a reload in the middle, for the race detector.
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
-	lister.set("s1", run("r1", completed, 1, 2, 3))
-	lister.set("s2", run("r2", inProgress, 1, 2, none))
+	lister.set("s1", runs.New("r1", completed, 1, 2, 3))
+	lister.set("s2", runs.New("r2", inProgress, 1, 2, runs.None))
 	c := newTestCollector(t, clk, nil, time.Second)
 	apps := []watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1", "s2"}}}
 	c.SetApps(apps)
@@ -564,25 +550,25 @@ func TestCollectorConcurrentScrapesRace(t *testing.T) {
 			}
 			obs := c.APIObserver("a")
 			obs.ObserveRequest(feishu.EndpointListRuns, "0", time.Millisecond)
-			testutil.CollectAndCount(c)
+			testutil.CollectAndCount(timed{c})
 		})
 	}
 	wg.Wait()
 }
 
 func TestCollectorSetAppsRemovesSessionSeries(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
-	lister.set("keep", run("k1", inProgress, 1, 2, none))
-	lister.set("gone", run("g1", inProgress, 1, 2, none))
+	lister.set("keep", runs.New("k1", inProgress, 1, 2, runs.None))
+	lister.set("gone", runs.New("g1", inProgress, 1, 2, runs.None))
 	c := newTestCollector(t, clk, nil, 0)
 	c.SetApps([]watch.App{
 		{Name: "a", API: lister, PerSession: true, Sessions: []string{"keep", "gone"}},
 		{Name: "b", API: lister, PerSession: true, Sessions: []string{"other"}},
 	})
 	gather(t, context.Background(), c)
-	lister.set("keep", run("k1", completed, 1, 2, 5))
-	f := run("g1", failed, 1, 2, 5)
+	lister.set("keep", runs.New("k1", completed, 1, 2, 5))
+	f := runs.New("g1", failed, 1, 2, 5)
 	f.Error = &feishu.RunError{Code: "c1"}
 	lister.set("gone", f)
 	c.APIObserver("b").ObserveRequest(feishu.EndpointListRuns, "0", time.Millisecond)
@@ -620,18 +606,18 @@ func TestCollectorSetAppsRemovesSessionSeries(t *testing.T) {
 func TestCollectorRestartStartsAtZero(t *testing.T) {
 	lister := newMemLister()
 	lister.set("s1",
-		run("a", completed, -300, -290, -200),
-		run("b", failed, -250, -240, -100),
-		run("c", inProgress, -50, -40, none),
+		runs.New("a", completed, -300, -290, -200),
+		runs.New("b", failed, -250, -240, -100),
+		runs.New("c", inProgress, -50, -40, runs.None),
 	)
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	first := newTestCollector(t, clk, nil, 0)
 	first.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 	baselineServedTwice(t, first)
 	lister.set("s1",
-		run("a", completed, -300, -290, -200),
-		run("b", failed, -250, -240, -100),
-		run("c", completed, -50, -40, 5),
+		runs.New("a", completed, -300, -290, -200),
+		runs.New("b", failed, -250, -240, -100),
+		runs.New("c", completed, -50, -40, 5),
 	)
 	clk.Advance(10 * time.Second)
 	mfs := gather(t, context.Background(), first)
@@ -655,11 +641,7 @@ func TestCollectorRestartStartsAtZero(t *testing.T) {
 }
 
 func TestShortDeadlineOfOneScrapeDoesNotDecideWhatOthersSee(t *testing.T) {
-	clk := feishufake.NewClock(t0)
-	lister := newMemLister()
-	lister.set("s1", run("r1", inProgress, 1, 2, none))
-	c := newTestCollector(t, clk, nil, 5*time.Second)
-	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
+	clk, lister, c := inFlightS1(t, 5*time.Second)
 	gather(t, context.Background(), c) // the baseline
 
 	// A scrape with a deadline too short for the poll: down in its answer.
@@ -690,19 +672,19 @@ func TestShortDeadlineOfOneScrapeDoesNotDecideWhatOthersSee(t *testing.T) {
 }
 
 func TestLabelsTheAPICanBlowUpAreBounded(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
 	c := newTestCollector(t, clk, nil, 0)
 	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 	gather(t, context.Background(), c) // the baseline
-	var runs []feishu.Run
+	var batch []feishu.Run
 	for i := range 1000 {
-		runs = append(runs, run(fmt.Sprintf("r%04d", i), feishu.RunStatus(fmt.Sprintf("STATUS_%04d", i)), 1, 2, none))
+		batch = append(batch, runs.New(fmt.Sprintf("r%04d", i), feishu.RunStatus(fmt.Sprintf("STATUS_%04d", i)), 1, 2, runs.None))
 	}
-	long := run("long", feishu.RunStatus(strings.Repeat("X", 10000)), 1, 2, none)
-	f := run("f", failed, 1, 2, 3)
+	long := runs.New("long", feishu.RunStatus(strings.Repeat("X", 10000)), 1, 2, runs.None)
+	f := runs.New("f", failed, 1, 2, 3)
 	f.Error = &feishu.RunError{Code: strings.Repeat("e", 10000)}
-	lister.set("s1", append(runs, long, f)...)
+	lister.set("s1", append(batch, long, f)...)
 	clk.Advance(10 * time.Second)
 	mfs := gather(t, context.Background(), c)
 
@@ -724,13 +706,13 @@ func TestLabelsTheAPICanBlowUpAreBounded(t *testing.T) {
 		t.Errorf("aily_runs has %d series for one session, want at most 16", statuses)
 	}
 	if got, _ := value(mfs, "aily_runs", map[string]string{"app": "a", "session_id": "s1", "status": "other"}); got < 1000-8 {
-		t.Errorf(`aily_runs{status="other"} = %v, want the runs of every status beyond the first 8 others`, got)
+		t.Errorf(`aily_runs{status="other"} = %v, want the batch of every status beyond the first 8 others`, got)
 	}
 }
 
 func TestMalformedRunIsLoggedOnce(t *testing.T) {
-	clk := feishufake.NewClock(t0)
-	logs := &syncBuffer{}
+	clk := feishufake.NewClock(testkit.T0)
+	logs := &testkit.LogBuffer{}
 	c := newTestCollector(t, clk, logs, 0)
 	c.SetApps([]watch.App{{Name: "a", API: newMemLister(), PerSession: true, Sessions: []string{"s1"}}})
 	obs := c.APIObserver("a")
@@ -746,9 +728,9 @@ func TestMalformedRunIsLoggedOnce(t *testing.T) {
 // The staleness histogram of an app is first served empty, its first
 // observations from the next scrape on: increase() sees every one.
 func TestStalenessHistogramIsFirstServedEmpty(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
-	lister.set("s1", run("r", completed, -30, -20, -10))
+	lister.set("s1", runs.New("r", completed, -30, -20, -10))
 	c := newTestCollector(t, clk, nil, 0)
 	c.SetApps([]watch.App{{Name: "helpdesk", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 	count := func() (uint64, bool) {

@@ -15,39 +15,48 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
+	"github.com/aily-exporter/aily_exporter/internal/testkit/runs"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
 // failedRun returns a FAILED run with the error code and message.
 func failedRun(id, code, msg string) feishu.Run {
-	r := run(id, failed, 1, 2, 5)
+	r := runs.New(id, failed, 1, 2, 5)
 	r.Error = &feishu.RunError{Code: code, Message: msg}
 	return r
 }
 
-func TestFailedRunsAreKeptNewestFirstAndBounded(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+// twoApps is a collector of two apps on one lister: a, per session,
+// watching s1, and b, summed, watching s2.
+func twoApps(t *testing.T) (*feishufake.Clock, *memLister, *Collector) {
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
 	c := newTestCollector(t, clk, nil, 0)
 	c.SetApps([]watch.App{
 		{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}},
 		{Name: "b", API: lister, PerSession: false, Sessions: []string{"s2"}},
 	})
+	return clk, lister, c
+}
+
+func TestFailedRunsAreKeptNewestFirstAndBounded(t *testing.T) {
+	clk, lister, c := twoApps(t)
 	gather(t, context.Background(), c) // baseline
 
-	var runs []feishu.Run
+	var batch []feishu.Run
 	for i := range watch.MaxFailedRuns + 20 {
-		runs = append(runs, failedRun(fmt.Sprintf("r%03d", i), "sp_ec_x", fmt.Sprintf("message %d", i)))
+		batch = append(batch, failedRun(fmt.Sprintf("r%03d", i), "sp_ec_x", fmt.Sprintf("message %d", i)))
 	}
-	runs = append(runs, run("ok", completed, 1, 2, 3))
-	lister.set("s1", runs...)
+	batch = append(batch, runs.New("ok", completed, 1, 2, 3))
+	lister.set("s1", batch...)
 	lister.set("s2", failedRun("b1", "sp_ec_y", strings.Repeat("é", 2000)))
 	clk.Advance(10 * time.Second)
 	gather(t, context.Background(), c)
 
 	got := c.w.FailedRuns("a")
 	if len(got) != watch.MaxFailedRuns {
-		t.Fatalf("%d failed runs of app a kept, want %d", len(got), watch.MaxFailedRuns)
+		t.Fatalf("%d failed batch of app a kept, want %d", len(got), watch.MaxFailedRuns)
 	}
 	ids := map[string]bool{}
 	for _, f := range got {
@@ -57,17 +66,17 @@ func TestFailedRunsAreKeptNewestFirstAndBounded(t *testing.T) {
 		}
 	}
 	if got[0].RunID != "r119" || got[watch.MaxFailedRuns-1].RunID != "r020" {
-		t.Errorf("failed runs from %s to %s, want the newest first: r119 to r020", got[0].RunID, got[watch.MaxFailedRuns-1].RunID)
+		t.Errorf("failed batch from %s to %s, want the newest first: r119 to r020", got[0].RunID, got[watch.MaxFailedRuns-1].RunID)
 	}
 	if len(ids) != watch.MaxFailedRuns || ids["r000"] || !ids["r119"] {
-		t.Errorf("kept %d distinct runs, r000 %v, r119 %v: want the %d most recent", len(ids), ids["r000"], ids["r119"], watch.MaxFailedRuns)
+		t.Errorf("kept %d distinct batch, r000 %v, r119 %v: want the %d most recent", len(ids), ids["r000"], ids["r119"], watch.MaxFailedRuns)
 	}
 	b := c.w.FailedRuns("b")
 	if len(b) != 1 || b[0].SessionID != "s2" || len(b[0].Message) > watch.MaxFailedMessageBytes || !strings.HasSuffix(b[0].Message, "…") {
-		t.Errorf("app b's failed runs = %d, message %d bytes: want 1, cut to %d", len(b), len(b[0].Message), watch.MaxFailedMessageBytes)
+		t.Errorf("app b's failed batch = %d, message %d bytes: want 1, cut to %d", len(b), len(b[0].Message), watch.MaxFailedMessageBytes)
 	}
 	if n := len(c.w.FailedRuns("")); n != watch.MaxFailedRuns+1 {
-		t.Errorf("%d failed runs of every app, want %d", n, watch.MaxFailedRuns+1)
+		t.Errorf("%d failed batch of every app, want %d", n, watch.MaxFailedRuns+1)
 	}
 	if f := c.w.FinishedBySession(); f[sessionKeyOf("b", "s2")][1] != 1 || f[sessionKeyOf("a", "s1")][0] != 1 {
 		t.Errorf("finished by session = %v", f)
@@ -75,14 +84,14 @@ func TestFailedRunsAreKeptNewestFirstAndBounded(t *testing.T) {
 
 	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 	if n := len(c.w.FailedRuns("b")); n != 0 {
-		t.Errorf("%d failed runs kept of a removed app", n)
+		t.Errorf("%d failed batch kept of a removed app", n)
 	}
 }
 
 func TestFailedRunLogIsRateLimited(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
-	logs := &syncBuffer{}
+	logs := &testkit.LogBuffer{}
 	c := newTestCollector(t, clk, logs, 0)
 	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
 	gather(t, context.Background(), c)
@@ -123,25 +132,19 @@ func TestFailedRunLogIsRateLimited(t *testing.T) {
 }
 
 func TestExemplarsNameTheLatestRun(t *testing.T) {
-	clk := feishufake.NewClock(t0)
-	lister := newMemLister()
-	c := newTestCollector(t, clk, nil, 0)
-	c.SetApps([]watch.App{
-		{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}},
-		{Name: "b", API: lister, PerSession: false, Sessions: []string{"s2"}},
-	})
+	clk, lister, c := twoApps(t)
 	baselineServedTwice(t, c)
-	lister.set("s1", failedRun("run_first", "sp_ec_x", "m"), run("run_slow", completed, 1, 2, 5000))
+	lister.set("s1", failedRun("run_first", "sp_ec_x", "m"), runs.New("run_slow", completed, 1, 2, 5000))
 	lister.set("s2", failedRun("run_b", "sp_ec_x", "m"))
 	clk.Advance(10 * time.Second)
 	gather(t, context.Background(), c)
 	gather(t, context.Background(), c) // the new code's series served at zero twice
-	lister.set("s1", failedRun("run_first", "sp_ec_x", "m"), run("run_slow", completed, 1, 2, 5000),
+	lister.set("s1", failedRun("run_first", "sp_ec_x", "m"), runs.New("run_slow", completed, 1, 2, 5000),
 		failedRun("run_latest", "sp_ec_x", "m"))
 	clk.Advance(10 * time.Second)
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(c)
+	reg.MustRegister(timed{c})
 	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
 	defer srv.Close()
 	get := func(accept string) string {

@@ -18,6 +18,7 @@ import (
 	"github.com/aily-exporter/aily_exporter/collector"
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -31,10 +32,9 @@ const goldenFile = "testdata/golden.prom"
 //
 //	go test ./collector/ -run TestGoldenScrape -update
 func TestGoldenScrape(t *testing.T) {
-	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	now := t0
+	now := testkit.T0
 	clock := func() time.Time { return now }
-	ms := func(sec int) time.Time { return t0.Add(time.Duration(sec) * time.Second) }
+	ms := func(sec int) time.Time { return testkit.T0.Add(time.Duration(sec) * time.Second) }
 
 	fake := feishufake.New(feishufake.Options{Now: clock})
 	srv := httptest.NewServer(fake)
@@ -102,20 +102,20 @@ func TestGoldenScrape(t *testing.T) {
 		return reg
 	}
 
-	now = t0.Add(10 * time.Second)
+	now = testkit.T0.Add(10 * time.Second)
 	if _, err := scrape().Gather(); err != nil { // the baseline
 		t.Fatal(err)
 	}
 	// A second scrape serves the known series at zero again: the third
 	// shows at once what is counted for them, and serves the failures of
 	// each error code new to its session at zero.
-	now = t0.Add(40 * time.Second)
+	now = testkit.T0.Add(40 * time.Second)
 	if _, err := scrape().Gather(); err != nil {
 		t.Fatal(err)
 	}
 
 	// Between the scrapes: runs finish, start, arrive; one fails twice over.
-	now = t0.Add(70 * time.Second)
+	now = testkit.T0.Add(70 * time.Second)
 	put("session_a", "run_busy", feishu.StatusCompleted, -120, -110, 40, "")
 	put("session_a", "run_wait", feishu.StatusInProgress, -30, 20, 0, "")
 	put("session_a", "run_new", feishu.StatusFailed, 30, 31, 33, "sp_ec_sm_900101")

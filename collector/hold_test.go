@@ -13,6 +13,8 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
+	"github.com/aily-exporter/aily_exporter/internal/testkit/runs"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -46,7 +48,7 @@ func runSeries(mfs []*dto.MetricFamily) map[string]float64 {
 // failedWith is a FAILED run with the error code, created, started and
 // ended at the given seconds from t0.
 func failedWith(id, code string, created, started, ended float64) feishu.Run {
-	r := run(id, failed, created, started, ended)
+	r := runs.New(id, failed, created, started, ended)
 	r.Error = &feishu.RunError{Code: code}
 	return r
 }
@@ -61,7 +63,7 @@ func TestNewErrorCodeIsFirstServedAtZero(t *testing.T) {
 		{"summed per app", false, map[string]string{"app": "a", "error_code": "sp_ec_new"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := feishufake.NewClock(t0)
+			clk := feishufake.NewClock(testkit.T0)
 			lister := newMemLister()
 			c := newTestCollector(t, clk, nil, 5*time.Second)
 			c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: tc.perSession, Sessions: []string{"s1"}}})
@@ -106,11 +108,11 @@ func TestNewErrorCodeIsFirstServedAtZero(t *testing.T) {
 }
 
 func TestKnownSeriesExistAtZeroFromTheBaseline(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
 	// Ended after the watch began: the baseline counts it.
-	lister.set("s1", run("r1", completed, 1, 2, 3), run("r2", inProgress, 1, 4, none))
-	lister.set("s2", run("x1", completed, 1, 2, 3))
+	lister.set("s1", runs.New("r1", completed, 1, 2, 3), runs.New("r2", inProgress, 1, 4, runs.None))
+	lister.set("s2", runs.New("x1", completed, 1, 2, 3))
 	c := newTestCollector(t, clk, nil, 0)
 	c.SetApps([]watch.App{
 		{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1", "quiet"}},
@@ -161,23 +163,13 @@ func TestKnownSeriesExistAtZeroFromTheBaseline(t *testing.T) {
 }
 
 func TestHeldIncrementsSurviveARestart(t *testing.T) {
-	clk := feishufake.NewClock(t0)
-	lister := newMemLister()
-	saver := &memSaver{}
-	apps := []watch.App{
-		{Name: "a", API: lister, PerSession: true, Identity: "cli_a", Sessions: []string{"s1"}},
-		{Name: "b", API: lister, PerSession: false, Identity: "cli_b", Sessions: []string{"s2"}},
-	}
-	newC := func() *Collector {
-		c := newTestCollector(t, clk, nil, 0, saving(saver))
-		return c
-	}
+	clk, lister, saver, apps, newC := restartable(t)
 	c := newC()
 	c.SetApps(apps)
 	gather(t, context.Background(), c) // the baseline: served at zero once
 	// Counted while the known series have been served once, and with a
 	// code new to each session: all held, and saved so.
-	lister.set("s1", failedWith("r1", "sp_ec_1", 1, 2, 3), run("r2", completed, 1, 2, 4))
+	lister.set("s1", failedWith("r1", "sp_ec_1", 1, 2, 3), runs.New("r2", completed, 1, 2, 4))
 	lister.set("s2", failedWith("x1", "sp_ec_2", 1, 2, 3))
 	clk.Advance(10 * time.Second)
 	mfs := gather(t, context.Background(), c)
@@ -235,14 +227,14 @@ func TestHeldIncrementsSurviveARestart(t *testing.T) {
 }
 
 func TestReleasedCountsAreSavedBeforeTheyAreServed(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
 	saver := &memSaver{}
 	c := newTestCollector(t, clk, nil, time.Minute, saving(saver))
 	apps := []watch.App{{Name: "a", API: lister, PerSession: true, Identity: "cli_a", Sessions: []string{"s1"}}}
 	c.SetApps(apps)
 	gather(t, context.Background(), c) // the baseline
-	lister.set("s1", run("r1", completed, 1, 2, 3))
+	lister.set("s1", runs.New("r1", completed, 1, 2, 3))
 	clk.Advance(time.Minute)
 	gather(t, context.Background(), c) // counts r1, held
 	saves := saver.saves
@@ -270,7 +262,7 @@ func TestNoSeriesFirstAppearsAboveZero(t *testing.T) {
 	for seed := range uint64(5) {
 		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 15))
-			clk := feishufake.NewClock(t0)
+			clk := feishufake.NewClock(testkit.T0)
 			lister := newMemLister()
 			saver := &memSaver{}
 			apps := []watch.App{
@@ -285,9 +277,9 @@ func TestNoSeriesFirstAppearsAboveZero(t *testing.T) {
 			}
 			c := newC()
 			c.SetApps(apps)
-			clk.Advance(time.Second) // runs come after the watch began
+			clk.Advance(time.Second) // batch come after the watch began
 
-			runs := map[string][]feishu.Run{}
+			batch := map[string][]feishu.Run{}
 			var live []struct {
 				session string
 				i       int
@@ -313,23 +305,23 @@ func TestNoSeriesFirstAppearsAboveZero(t *testing.T) {
 			codes := []string{"c1", "c2", "c3", "c4", "c5", "c6"}
 			seq := 0
 			for range 60 {
-				now := clk.Now().Sub(t0).Seconds()
+				now := clk.Now().Sub(testkit.T0).Seconds()
 				for range rng.IntN(3) {
 					s := sessions[rng.IntN(len(sessions))]
 					seq++
-					runs[s] = append(runs[s], run(fmt.Sprintf("r%d", seq), inProgress, now, now, none))
+					batch[s] = append(batch[s], runs.New(fmt.Sprintf("r%d", seq), inProgress, now, now, runs.None))
 					live = append(live, struct {
 						session string
 						i       int
-					}{s, len(runs[s]) - 1})
+					}{s, len(batch[s]) - 1})
 				}
 				for j := 0; j < len(live); j++ {
 					if rng.IntN(3) > 0 {
 						continue
 					}
 					l := live[j]
-					r := &runs[l.session][l.i]
-					r.Status, r.EndedAt = completed, at(now)
+					r := &batch[l.session][l.i]
+					r.Status, r.EndedAt = completed, testkit.At(now)
 					if rng.IntN(2) == 0 {
 						r.Status, r.Error = failed, &feishu.RunError{Code: codes[rng.IntN(len(codes))]}
 						failures++
@@ -339,7 +331,7 @@ func TestNoSeriesFirstAppearsAboveZero(t *testing.T) {
 					j--
 				}
 				for _, s := range sessions {
-					lister.set(s, slices.Clone(runs[s])...)
+					lister.set(s, slices.Clone(batch[s])...)
 				}
 				clk.Advance(time.Duration(1+rng.IntN(3)) * time.Second)
 				scrape()
@@ -351,15 +343,15 @@ func TestNoSeriesFirstAppearsAboveZero(t *testing.T) {
 					c.SetApps(apps)
 				}
 			}
-			// The runs still going finish; then nothing is held for long.
-			now := clk.Now().Sub(t0).Seconds()
+			// The batch still going finish; then nothing is held for long.
+			now := clk.Now().Sub(testkit.T0).Seconds()
 			for _, l := range live {
-				r := &runs[l.session][l.i]
-				r.Status, r.EndedAt = completed, at(now)
+				r := &batch[l.session][l.i]
+				r.Status, r.EndedAt = completed, testkit.At(now)
 				finished++
 			}
 			for _, s := range sessions {
-				lister.set(s, slices.Clone(runs[s])...)
+				lister.set(s, slices.Clone(batch[s])...)
 			}
 			var got map[string]float64
 			for range 4 {
@@ -375,7 +367,7 @@ func TestNoSeriesFirstAppearsAboveZero(t *testing.T) {
 				return n
 			}
 			if n := sum("aily_runs_finished_total{"); n != float64(finished) {
-				t.Errorf("finished runs counted %v, want %d", n, finished)
+				t.Errorf("finished batch counted %v, want %d", n, finished)
 			}
 			if n := sum("aily_run_duration_seconds{"); n != float64(finished) {
 				t.Errorf("durations observed %v, want %d", n, finished)
@@ -391,7 +383,7 @@ func TestNoSeriesFirstAppearsAboveZero(t *testing.T) {
 }
 
 func TestSessionAddedByAReloadIsFirstServedAtZero(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
 	c := newTestCollector(t, clk, nil, 0)
 	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
@@ -400,8 +392,8 @@ func TestSessionAddedByAReloadIsFirstServedAtZero(t *testing.T) {
 	clk.Advance(10 * time.Second)
 	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1", "s2"}}})
 	// Both end after s2's watch began: its baseline counts x1.
-	lister.set("s1", run("r1", completed, 11, 11, 12))
-	lister.set("s2", run("x1", completed, 11, 11, 12))
+	lister.set("s1", runs.New("r1", completed, 11, 11, 12))
+	lister.set("s2", runs.New("x1", completed, 11, 11, 12))
 	clk.Advance(5 * time.Second)
 	for i, want := range []float64{0, 0, 1} {
 		mfs := gather(t, context.Background(), c)

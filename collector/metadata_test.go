@@ -7,6 +7,8 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
+	"github.com/aily-exporter/aily_exporter/internal/testkit/runs"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -20,7 +22,7 @@ func withMetadata(r feishu.Run, metadata string) feishu.Run {
 // values whose first increment was held when the state was saved are served
 // at zero again after a restart before it shows, as a held error code is.
 func TestMetadataLabelsOfASummedAppWaitAgainAfterARestart(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
 	lister.set("s1")
 	saver := &memSaver{}
@@ -29,8 +31,8 @@ func TestMetadataLabelsOfASummedAppWaitAgainAfterARestart(t *testing.T) {
 	c.SetApps(apps)
 	baselineServedTwice(t, c)
 	gather(t, context.Background(), c)
-	lister.set("s1", withMetadata(run("x1", completed, 11, 12, 14), `{"skill":"refund"}`),
-		withMetadata(run("x2", completed, 11, 12, 15), `{"channel":"im"}`))
+	lister.set("s1", withMetadata(runs.New("x1", completed, 11, 12, 14), `{"skill":"refund"}`),
+		withMetadata(runs.New("x2", completed, 11, 12, 15), `{"channel":"im"}`))
 	clk.Advance(20 * time.Second)
 	refund := map[string]string{"app": "b", "skill": "refund", "status": "COMPLETED"}
 	none := map[string]string{"app": "b", "skill": "", "status": "COMPLETED"}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
+	"github.com/aily-exporter/aily_exporter/internal/testkit/runs"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -44,27 +46,33 @@ func (m *memSaver) load(t *testing.T) *watch.State {
 	return &st
 }
 
-func TestStateCarriesCountersAcrossARestart(t *testing.T) {
-	clk := feishufake.NewClock(t0)
-	lister := newMemLister()
-	lister.set("s1", run("r1", inProgress, 1, 2, none), run("q1", queued, 3, none, none))
-	lister.set("s2", run("x1", inProgress, 1, 2, none))
-	saver := &memSaver{}
-	apps := []watch.App{
+// restartable is what a restart test needs: a clock, a lister with the
+// sessions of two apps, a per session (s1) and b summed (s2), and newC,
+// which makes a collector saving to saver: a second one is the exporter
+// restarted.
+func restartable(t *testing.T) (clk *feishufake.Clock, lister *memLister, saver *memSaver, apps []watch.App, newC func() *Collector) {
+	clk = feishufake.NewClock(testkit.T0)
+	lister = newMemLister()
+	saver = &memSaver{}
+	apps = []watch.App{
 		{Name: "a", API: lister, PerSession: true, Identity: "cli_a", Sessions: []string{"s1"}},
 		{Name: "b", API: lister, PerSession: false, Identity: "cli_b", Sessions: []string{"s2"}},
 	}
-	newC := func() *Collector {
-		c := newTestCollector(t, clk, nil, 0, saving(saver))
-		return c
-	}
+	newC = func() *Collector { return newTestCollector(t, clk, nil, 0, saving(saver)) }
+	return clk, lister, saver, apps, newC
+}
+
+func TestStateCarriesCountersAcrossARestart(t *testing.T) {
+	clk, lister, saver, apps, newC := restartable(t)
+	lister.set("s1", runs.New("r1", inProgress, 1, 2, runs.None), runs.New("q1", queued, 3, runs.None, runs.None))
+	lister.set("s2", runs.New("x1", inProgress, 1, 2, runs.None))
 	c := newC()
 	c.SetApps(apps)
 	baselineServedTwice(t, c)
-	f := run("r1", failed, 1, 2, 12)
+	f := runs.New("r1", failed, 1, 2, 12)
 	f.Error = &feishu.RunError{Code: "sp_ec_1"}
-	lister.set("s1", f, run("q1", queued, 3, none, none))
-	lister.set("s2", run("x1", completed, 1, 2, 14))
+	lister.set("s1", f, runs.New("q1", queued, 3, runs.None, runs.None))
+	lister.set("s2", runs.New("x1", completed, 1, 2, 14))
 	clk.Advance(20 * time.Second)
 	gather(t, context.Background(), c)
 	if saver.saves == 0 {
@@ -82,7 +90,7 @@ func TestStateCarriesCountersAcrossARestart(t *testing.T) {
 	// restarted collector carries on with the same counters and histograms,
 	// and counts q1, which a fresh baseline would take for history.
 	clk.Advance(10 * time.Second)
-	lister.set("s1", f, run("q1", completed, 3, 21, 25))
+	lister.set("s1", f, runs.New("q1", completed, 3, 21, 25))
 	c2 := newC()
 	if err := c2.w.Restore(saver.load(t), apps); err != nil {
 		t.Fatal(err)
@@ -113,15 +121,15 @@ func TestStateCarriesCountersAcrossARestart(t *testing.T) {
 }
 
 func TestStateOfAnAppWithOtherCredentialsIsDropped(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
-	lister.set("s1", run("r1", inProgress, 1, 2, none))
+	lister.set("s1", runs.New("r1", inProgress, 1, 2, runs.None))
 	saver := &memSaver{}
 	c := newTestCollector(t, clk, nil, 0, saving(saver))
 	apps := []watch.App{{Name: "a", API: lister, PerSession: true, Identity: "cli_a", Sessions: []string{"s1"}}}
 	c.SetApps(apps)
 	gather(t, context.Background(), c)
-	lister.set("s1", run("r1", completed, 1, 2, 5))
+	lister.set("s1", runs.New("r1", completed, 1, 2, 5))
 	clk.Advance(10 * time.Second)
 	gather(t, context.Background(), c)
 
@@ -154,10 +162,10 @@ func TestStateOfAnAppWithOtherCredentialsIsDropped(t *testing.T) {
 }
 
 func TestFailedSaveKeepsServing(t *testing.T) {
-	clk := feishufake.NewClock(t0)
-	logs := &syncBuffer{}
+	clk := feishufake.NewClock(testkit.T0)
+	logs := &testkit.LogBuffer{}
 	lister := newMemLister()
-	lister.set("s1", run("r1", inProgress, 1, 2, none))
+	lister.set("s1", runs.New("r1", inProgress, 1, 2, runs.None))
 	saver := &memSaver{err: errors.New("no space left on device")}
 	c := newTestCollector(t, clk, logs, 0, saving(saver))
 	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
@@ -193,9 +201,9 @@ func (b *blockingSaver) Save(*watch.State) error {
 }
 
 func TestScrapeAnswersOnlyOnceItsCountsAreSaved(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
-	lister.set("s1", run("r1", completed, 1, 2, 3))
+	lister.set("s1", runs.New("r1", completed, 1, 2, 3))
 	saver := &blockingSaver{saving: make(chan struct{}), release: make(chan struct{})}
 	c := newTestCollector(t, clk, nil, 0, saving(saver))
 	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
@@ -221,19 +229,19 @@ func TestScrapeAnswersOnlyOnceItsCountsAreSaved(t *testing.T) {
 }
 
 func TestChangedBucketsRestartTheHistogramsButKeepTheCounters(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
-	lister.set("s1", run("r1", inProgress, 1, 2, none))
+	lister.set("s1", runs.New("r1", inProgress, 1, 2, runs.None))
 	saver := &memSaver{}
 	apps := []watch.App{{Name: "a", API: lister, PerSession: true, Identity: "cli_a", Sessions: []string{"s1"}}}
 	c := newTestCollector(t, clk, nil, 0, saving(saver))
 	c.SetApps(apps)
 	baselineServedTwice(t, c)
-	lister.set("s1", run("r1", completed, 1, 2, 7))
+	lister.set("s1", runs.New("r1", completed, 1, 2, 7))
 	clk.Advance(10 * time.Second)
 	gather(t, context.Background(), c)
 
-	logs := &syncBuffer{}
+	logs := &testkit.LogBuffer{}
 	c2 := newTestCollector(t, clk, logs, 0, withBuckets([]float64{1, 5, 30})) // --collector.duration-buckets changed
 	if err := c2.w.Restore(saver.load(t), apps); err != nil {
 		t.Fatal(err)
@@ -252,9 +260,9 @@ func TestChangedBucketsRestartTheHistogramsButKeepTheCounters(t *testing.T) {
 }
 
 func TestSavesWhatWasCountedAtOnceTheRestLaterAndRetriesAFailure(t *testing.T) {
-	clk := feishufake.NewClock(t0)
+	clk := feishufake.NewClock(testkit.T0)
 	lister := newMemLister()
-	lister.set("s1", run("r1", inProgress, -2, -1, none))
+	lister.set("s1", runs.New("r1", inProgress, -2, -1, runs.None))
 	saver := &memSaver{}
 	c := newTestCollector(t, clk, nil, 10*time.Second, saving(saver))
 	c.SetApps([]watch.App{{Name: "a", API: lister, PerSession: true, Sessions: []string{"s1"}}})
@@ -262,25 +270,25 @@ func TestSavesWhatWasCountedAtOnceTheRestLaterAndRetriesAFailure(t *testing.T) {
 	if saver.saves != 1 {
 		t.Fatalf("%d saves after the first scrape, want 1", saver.saves)
 	}
-	// Within the min interval nothing is polled: nothing to save.
-	clk.Advance(time.Second)
-	gather(t, context.Background(), c)
-	if saver.saves != 1 {
-		t.Errorf("%d saves after a scrape that polled nothing, want still 1", saver.saves)
-	}
-	// Polled, nothing counted: the save waits for the refresh interval.
-	clk.Advance(10 * time.Second)
-	gather(t, context.Background(), c)
-	if saver.saves != 1 {
-		t.Errorf("%d saves after a poll that counted nothing, want still 1", saver.saves)
-	}
-	clk.Advance(watch.StateRefresh)
-	gather(t, context.Background(), c)
-	if saver.saves != 2 {
-		t.Errorf("%d saves after the refresh interval, want 2", saver.saves)
+	for _, step := range []struct {
+		advance time.Duration
+		saves   int
+		after   string
+	}{
+		// Within the min interval nothing is polled: nothing to save.
+		{time.Second, 1, "a scrape that polled nothing, want still 1"},
+		// Polled, nothing counted: the save waits for the refresh interval.
+		{10 * time.Second, 1, "a poll that counted nothing, want still 1"},
+		{watch.StateRefresh, 2, "the refresh interval, want 2"},
+	} {
+		clk.Advance(step.advance)
+		gather(t, context.Background(), c)
+		if saver.saves != step.saves {
+			t.Errorf("%d saves after %s", saver.saves, step.after)
+		}
 	}
 	// Counted: saved at once; a failure is tried again by the next scrape.
-	lister.set("s1", run("r1", completed, -2, -1, 100))
+	lister.set("s1", runs.New("r1", completed, -2, -1, 100))
 	clk.Advance(10 * time.Second)
 	saver.err = errors.New("disk full")
 	gather(t, context.Background(), c)

@@ -10,6 +10,8 @@ import (
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
 	"github.com/aily-exporter/aily_exporter/internal/state"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
+	"github.com/aily-exporter/aily_exporter/internal/testkit/runs"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -46,20 +48,20 @@ func restoreFile(t *testing.T, c *Collector, path string, apps []watch.App) {
 // with its first count held) and checks that the counters, histograms and
 // runs in flight carry on from it.
 func TestStateFileOfVersion1CarriesOn(t *testing.T) {
-	clk := feishufake.NewClock(at(50))
+	clk := feishufake.NewClock(testkit.At(50))
 	lister := newMemLister()
-	f := run("r1", failed, 1, 2, 12)
+	f := runs.New("r1", failed, 1, 2, 12)
 	f.Error = &feishu.RunError{Code: "sp_ec_1"}
-	x2 := run("x2", failed, 25, 26, 30)
+	x2 := runs.New("x2", failed, 25, 26, 30)
 	x2.Error = &feishu.RunError{Code: "sp_ec_2"}
-	y1 := run("y1", failed, 1, 2, 15)
+	y1 := runs.New("y1", failed, 1, 2, 15)
 	y1.Error = &feishu.RunError{Code: "b_ec"}
 	// While the exporter was down, q1 and y2, in flight at the save,
 	// finished: carrying on counts them, a fresh baseline would not.
-	lister.set("s1", f, run("q1", completed, 3, 46, 48))
-	lister.set("s2", run("x1", completed, 1, 2, 14), x2)
-	lister.set("s3", y1, run("y2", completed, 1, 3, 47))
-	lister.set("s4", run("z1", completed, 39, 39.5, 44))
+	lister.set("s1", f, runs.New("q1", completed, 3, 46, 48))
+	lister.set("s2", runs.New("x1", completed, 1, 2, 14), x2)
+	lister.set("s3", y1, runs.New("y2", completed, 1, 3, 47))
+	lister.set("s4", runs.New("z1", completed, 39, 39.5, 44))
 	apps := []watch.App{
 		{Name: "a", API: lister, PerSession: true, Identity: "cli_a", Sessions: []string{"s1", "s2", "s4"}},
 		{Name: "b", API: lister, PerSession: false, Identity: "cli_b", Sessions: []string{"s3"}},

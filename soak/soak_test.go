@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -23,11 +22,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 )
 
 // The soak's shape: two apps of 7 and 5 sessions, one more session added by
@@ -80,7 +79,7 @@ type soak struct {
 	fake   *feishufake.Fake
 	fronts map[string]*httptest.Server // one per exporter, onto the fake
 	taps   map[string]*tap
-	logs   map[string]*lockedBuffer // by exporter, across its restart
+	logs   map[string]*testkit.LogBuffer // by exporter, across its restart
 	dir    string
 	bin    string
 
@@ -118,12 +117,12 @@ func TestSoak(t *testing.T) {
 	s.fake = feishufake.New(feishufake.Options{VanishAfter: vanishAfter, VanishAfterListings: vanishListings})
 	s.fake.AddApp("cli_soak_alpha", "alpha-secret")
 	s.fake.AddApp("cli_soak_beta", "beta-secret")
-	s.fronts, s.taps, s.logs = map[string]*httptest.Server{}, map[string]*tap{}, map[string]*lockedBuffer{}
+	s.fronts, s.taps, s.logs = map[string]*httptest.Server{}, map[string]*tap{}, map[string]*testkit.LogBuffer{}
 	for _, name := range []string{"a", "b"} {
 		s.taps[name] = &tap{s: s, next: s.fake}
 		s.fronts[name] = httptest.NewServer(s.taps[name])
 		defer s.fronts[name].Close()
-		s.logs[name] = &lockedBuffer{}
+		s.logs[name] = &testkit.LogBuffer{}
 	}
 	s.bin = buildExporter(t)
 
@@ -172,7 +171,7 @@ func TestSoak(t *testing.T) {
 	time.Sleep(total / 2)
 	s.writeConfig(true)
 	for _, x := range []*exporter{a, b} {
-		_ = x.cmd.Process.Signal(syscall.SIGHUP)
+		_ = x.Cmd.Process.Signal(syscall.SIGHUP)
 	}
 	// The session is watched from the reload on: its runs start after it.
 	time.Sleep(3 * time.Second)
@@ -757,11 +756,6 @@ func (t *teeWriter) WriteHeader(code int) {
 	t.ResponseWriter.WriteHeader(code)
 }
 
-func (t *teeWriter) Write(p []byte) (int, error) {
-	t.body.Write(p)
-	return t.ResponseWriter.Write(p)
-}
-
 // compare checks every series of the truth, and every counted series the
 // exporter serves for the soak's sessions, and returns the mismatches.
 func compare(t *testing.T, name string, want, got map[string]float64) int {
@@ -798,61 +792,31 @@ func counted(k string) bool {
 
 // exporter is one exporter process.
 type exporter struct {
-	name, addr string
-	cmd        *exec.Cmd
-	done       chan error
-	logs       *lockedBuffer
+	name string
+	*testkit.Process
+	logs *testkit.LogBuffer
 }
 
 func (s *soak) start(name string) *exporter {
 	s.t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
 	logs := s.logs[name]
-	cmd := exec.Command(s.bin,
+	return &exporter{name: name, logs: logs, Process: testkit.StartExporter(s.t, s.bin, logs,
 		"--config.file="+filepath.Join(s.dir, "aily-"+name+".yml"),
 		"--storage.path="+filepath.Join(s.dir, "data-"+name),
-		"--web.listen-address="+addr,
 		"--poll.idle-interval=20s",
 		fmt.Sprintf("--poll.daily-budget=%d", dailyBudget),
 		fmt.Sprintf("--feishu.page-size=%d", pageSize),
-		"--log.level=debug")
-	cmd.Stdout, cmd.Stderr = logs, logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		s.t.Fatal(err)
-	}
-	x := &exporter{name: name, addr: addr, cmd: cmd, done: make(chan error, 1), logs: logs}
-	go func() { x.done <- cmd.Wait() }()
-	s.t.Cleanup(func() { _ = cmd.Process.Kill(); <-x.done; x.done <- nil })
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return x
-			}
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("exporter %s not ready after 15 s:\n%s", name, logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		"--log.level=debug")}
 }
 
 // restart stops an exporter with SIGTERM (it saves its state) and starts it
 // again on the same storage.
 func (s *soak) restart(x **exporter) {
 	old := *x
-	_ = old.cmd.Process.Signal(syscall.SIGTERM)
+	_ = old.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-old.done:
-		old.done <- nil
+	case <-old.Done:
+		old.Done <- nil
 	case <-time.After(30 * time.Second):
 		s.t.Fatalf("exporter %s did not stop on SIGTERM:\n%s", old.name, old.logTail())
 	}
@@ -865,7 +829,7 @@ func (s *soak) restart(x **exporter) {
 // scrape gets /metrics with Prometheus' timeout header and returns every
 // sample by series.
 func (x *exporter) scrape(timeout int) (map[string]float64, error) {
-	req, _ := http.NewRequest(http.MethodGet, "http://"+x.addr+"/metrics", nil)
+	req, _ := http.NewRequest(http.MethodGet, "http://"+x.Addr+"/metrics", nil)
 	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", strconv.Itoa(timeout))
 	c := &http.Client{Timeout: time.Duration(timeout+5) * time.Second}
 	resp, err := c.Do(req)
@@ -876,29 +840,7 @@ func (x *exporter) scrape(timeout int) (map[string]float64, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]float64{}
-	for name, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			ls := model.LabelSet{}
-			for _, lp := range m.GetLabel() {
-				ls[model.LabelName(lp.GetName())] = model.LabelValue(lp.GetValue())
-			}
-			switch {
-			case m.Counter != nil:
-				out[name+ls.String()] = m.GetCounter().GetValue()
-			case m.Gauge != nil:
-				out[name+ls.String()] = m.GetGauge().GetValue()
-			case m.Histogram != nil:
-				out[name+"_count"+ls.String()] = float64(m.GetHistogram().GetSampleCount())
-			}
-		}
-	}
-	return out, nil
+	return testkit.Samples(resp.Body)
 }
 
 func (x *exporter) logTail() string {
@@ -907,23 +849,6 @@ func (x *exporter) logTail() string {
 		s = s[len(s)-4000:]
 	}
 	return s
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func buildExporter(t *testing.T) string {

@@ -3,7 +3,6 @@
 package helm
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/aily-exporter/aily_exporter/internal/config"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/google/go-cmp/cmp"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"go.yaml.in/yaml/v3"
@@ -89,30 +89,12 @@ func render(t *testing.T, helm, variation string, extra ...string) []object {
 		if meta.Kind == "" {
 			continue // only comments
 		}
-		var v any
-		switch meta.APIVersion + "/" + meta.Kind {
-		case "v1/ConfigMap":
-			v = &corev1.ConfigMap{}
-		case "v1/Secret":
-			v = &corev1.Secret{}
-		case "v1/Service":
-			v = &corev1.Service{}
-		case "v1/ServiceAccount":
-			v = &corev1.ServiceAccount{}
-		case "apps/v1/Deployment":
-			v = &appsv1.Deployment{}
-		case "apps/v1/StatefulSet":
-			v = &appsv1.StatefulSet{}
-		case "policy/v1/PodDisruptionBudget":
-			v = &policyv1.PodDisruptionBudget{}
-		case "monitoring.coreos.com/v1/ServiceMonitor":
-			v = &monitoringv1.ServiceMonitor{}
-		case "monitoring.coreos.com/v1/PrometheusRule":
-			v = &monitoringv1.PrometheusRule{}
-		default:
+		proto, ok := chartKinds[meta.APIVersion+"/"+meta.Kind]
+		if !ok {
 			t.Errorf("%s: no Go type for %s %s", variation, meta.APIVersion, meta.Kind)
 			continue
 		}
+		v := reflect.New(reflect.TypeOf(proto)).Interface()
 		if err := sigsyaml.UnmarshalStrict([]byte(doc), v); err != nil {
 			t.Errorf("%s: %s %s: %v", variation, meta.Kind, meta.Metadata.Name, err)
 			continue
@@ -120,6 +102,16 @@ func render(t *testing.T, helm, variation string, extra ...string) []object {
 		objects = append(objects, object{meta.Kind, meta.Metadata.Name, v})
 	}
 	return objects
+}
+
+// chartKinds are the Go types of the objects the chart renders, by
+// apiVersion/kind: each object is decoded strictly into a new one.
+var chartKinds = map[string]any{
+	"v1/ConfigMap": corev1.ConfigMap{}, "v1/Secret": corev1.Secret{}, "v1/Service": corev1.Service{},
+	"v1/ServiceAccount": corev1.ServiceAccount{}, "apps/v1/Deployment": appsv1.Deployment{},
+	"apps/v1/StatefulSet": appsv1.StatefulSet{}, "policy/v1/PodDisruptionBudget": policyv1.PodDisruptionBudget{},
+	"monitoring.coreos.com/v1/ServiceMonitor": monitoringv1.ServiceMonitor{},
+	"monitoring.coreos.com/v1/PrometheusRule": monitoringv1.PrometheusRule{},
 }
 
 func stderrOf(err error) string {
@@ -153,65 +145,71 @@ func podSpec(t *testing.T, objects []object) (string, corev1.PodSpec, int32) {
 	return "", corev1.PodSpec{}, 0
 }
 
-func TestChartLintsAndRenders(t *testing.T) {
+// forEachVariation runs f on every variation, each a subtest named after
+// it ("defaults" for values.yaml's own).
+func forEachVariation(t *testing.T, f func(t *testing.T, helm, variation string)) {
 	helm := helmPath(t)
 	for _, variation := range variations {
 		name := variation
 		if name == "" {
 			name = "defaults"
 		}
-		t.Run(name, func(t *testing.T) {
-			args := append([]string{"lint", "--strict", chart}, valuesArgs(variation)...)
-			if out, err := exec.Command(helm, args...).CombinedOutput(); err != nil {
-				t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
-			}
-			objects := render(t, helm, variation)
-			kind, pod, replicas := podSpec(t, objects)
-			checkPod(t, pod)
-
-			wantKind, wantReplicas := "Deployment", int32(1)
-			switch variation {
-			case "persistence":
-				wantKind = "StatefulSet"
-				set := find[*appsv1.StatefulSet](objects)[0]
-				if len(set.Spec.VolumeClaimTemplates) != 1 || set.Spec.VolumeClaimTemplates[0].Name != "data" {
-					t.Errorf("StatefulSet without the data claim: %+v", set.Spec.VolumeClaimTemplates)
-				}
-			case "ha":
-				wantReplicas = 2
-				if len(find[*policyv1.PodDisruptionBudget](objects)) != 1 {
-					t.Error("the HA pair has no PodDisruptionBudget")
-				}
-			}
-			if kind != wantKind || replicas != wantReplicas {
-				t.Errorf("workload %s of %d replicas, want %s of %d", kind, replicas, wantKind, wantReplicas)
-			}
-			if kind == "Deployment" && variation != "demo" && !slices.ContainsFunc(pod.Volumes, func(v corev1.Volume) bool {
-				return v.Name == "data" && v.EmptyDir != nil
-			}) {
-				t.Error("a Deployment keeps its state in an emptyDir named data")
-			}
-
-			args2 := pod.Containers[0].Args
-			switch variation {
-			case "demo":
-				if !slices.Contains(args2, "--demo") || slices.ContainsFunc(args2, func(a string) bool { return strings.HasPrefix(a, "--storage.path") }) {
-					t.Errorf("demo args %q, want --demo and no --storage.path (the demo keeps no state)", args2)
-				}
-			default:
-				for _, want := range []string{"--config.file=/etc/aily_exporter/config/aily.yml", "--storage.path=/data"} {
-					if !slices.Contains(args2, want) {
-						t.Errorf("args %q lack %s", args2, want)
-					}
-				}
-			}
-			if web := slices.Contains(args2, "--web.config.file=/etc/aily_exporter/web/web-config.yml"); web != (variation == "web-config") {
-				t.Errorf("args %q: --web.config.file given: %v", args2, web)
-			}
-			checkMounts(t, pod)
-			checkMonitoring(t, variation, objects)
-		})
+		t.Run(name, func(t *testing.T) { f(t, helm, variation) })
 	}
+}
+
+func TestChartLintsAndRenders(t *testing.T) {
+	forEachVariation(t, func(t *testing.T, helm, variation string) {
+		args := append([]string{"lint", "--strict", chart}, valuesArgs(variation)...)
+		if out, err := exec.Command(helm, args...).CombinedOutput(); err != nil {
+			t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		objects := render(t, helm, variation)
+		kind, pod, replicas := podSpec(t, objects)
+		checkPod(t, pod)
+
+		wantKind, wantReplicas := "Deployment", int32(1)
+		switch variation {
+		case "persistence":
+			wantKind = "StatefulSet"
+			set := find[*appsv1.StatefulSet](objects)[0]
+			if len(set.Spec.VolumeClaimTemplates) != 1 || set.Spec.VolumeClaimTemplates[0].Name != "data" {
+				t.Errorf("StatefulSet without the data claim: %+v", set.Spec.VolumeClaimTemplates)
+			}
+		case "ha":
+			wantReplicas = 2
+			if len(find[*policyv1.PodDisruptionBudget](objects)) != 1 {
+				t.Error("the HA pair has no PodDisruptionBudget")
+			}
+		}
+		if kind != wantKind || replicas != wantReplicas {
+			t.Errorf("workload %s of %d replicas, want %s of %d", kind, replicas, wantKind, wantReplicas)
+		}
+		if kind == "Deployment" && variation != "demo" && !slices.ContainsFunc(pod.Volumes, func(v corev1.Volume) bool {
+			return v.Name == "data" && v.EmptyDir != nil
+		}) {
+			t.Error("a Deployment keeps its state in an emptyDir named data")
+		}
+
+		args2 := pod.Containers[0].Args
+		switch variation {
+		case "demo":
+			if !slices.Contains(args2, "--demo") || slices.ContainsFunc(args2, func(a string) bool { return strings.HasPrefix(a, "--storage.path") }) {
+				t.Errorf("demo args %q, want --demo and no --storage.path (the demo keeps no state)", args2)
+			}
+		default:
+			for _, want := range []string{"--config.file=/etc/aily_exporter/config/aily.yml", "--storage.path=/data"} {
+				if !slices.Contains(args2, want) {
+					t.Errorf("args %q lack %s", args2, want)
+				}
+			}
+		}
+		if web := slices.Contains(args2, "--web.config.file=/etc/aily_exporter/web/web-config.yml"); web != (variation == "web-config") {
+			t.Errorf("args %q: --web.config.file given: %v", args2, web)
+		}
+		checkMounts(t, pod)
+		checkMonitoring(t, variation, objects)
+	})
 }
 
 // checkPod checks what every variation's pod must have.
@@ -352,34 +350,6 @@ func TestChartFilesAreCopies(t *testing.T) {
 	}
 }
 
-// documentedFlags are the flags of the full flags table (docs/configuration.md,
-// "Flags"), with their defaults.
-func documentedFlags(t *testing.T) map[string]string {
-	t.Helper()
-	f, err := os.Open("../../docs/configuration.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	row := regexp.MustCompile("^\\| `--([a-z0-9.-]+)`(?:, `--[a-z0-9.-]+`)? \\|([^|]*)\\|")
-	flags := map[string]string{}
-	in := false
-	for s := bufio.NewScanner(f); s.Scan(); {
-		line := s.Text()
-		switch {
-		case line == "## Flags":
-			in = true
-		case in && strings.HasPrefix(line, "#"):
-			return flags
-		case in:
-			if m := row.FindStringSubmatch(line); m != nil {
-				flags[m[1]] = strings.Trim(strings.TrimSpace(m[2]), "`")
-			}
-		}
-	}
-	return flags
-}
-
 // chartManaged are the flags the chart sets itself, or that have no place in
 // a pod.
 // shard, total-shards and shard.key come from sharding.*.
@@ -387,7 +357,7 @@ var chartManaged = []string{"config.file", "config.check", "demo", "storage.path
 	"web.listen-address", "web.systemd-socket", "version"}
 
 func TestChartFlagsAreTheExportersDefaults(t *testing.T) {
-	documented := documentedFlags(t)
+	documented := testkit.FlagTable(t, "../../docs/configuration.md", "## Flags")
 	if len(documented) < 20 {
 		t.Fatalf("found %d flags in the flags table of docs/configuration.md, want them all", len(documented))
 	}
@@ -423,7 +393,7 @@ func TestChartFlagsAreTheExportersDefaults(t *testing.T) {
 // flags as they are.
 func TestRenderedArgsAreDocumentedFlags(t *testing.T) {
 	helm := helmPath(t)
-	documented := documentedFlags(t)
+	documented := testkit.FlagTable(t, "../../docs/configuration.md", "## Flags")
 	for _, variation := range variations {
 		_, pod, _ := podSpec(t, render(t, helm, variation))
 		for _, a := range pod.Containers[0].Args {
@@ -461,46 +431,26 @@ func TestValuesSchemaRefusesMistakes(t *testing.T) {
 		// want are strings the error must hold: the key, and what is wrong.
 		want []string
 	}{
-		{"misspelt top-level key", "serviceMonitr:\n  enabled: true\n",
-			[]string{"'serviceMonitr' not allowed"}},
-		{"misspelt app key", app + "      app_secret_fle: /etc/aily_exporter/secrets/helpdesk\n      sessions: [session_4dfunz7sp1g8m]\n",
-			[]string{"/config/apps/0", "'app_secret_fle' not allowed"}},
-		{"misspelt config key", "config:\n  aps: []\n",
-			[]string{"/config", "'aps' not allowed"}},
-		{"misspelt key of serviceMonitor", "serviceMonitor:\n  intervl: 30s\n",
-			[]string{"/serviceMonitor", "'intervl' not allowed"}},
-		{"misspelt flag", "flags:\n  feishu.timout: 10s\n",
-			[]string{"/flags", "'feishu.timout' not allowed"}},
-		{"duration without a unit", "flags:\n  feishu.timeout: 10\n",
-			[]string{"/flags/feishu.timeout", "want string"}},
-		{"image tag read as a number", "image:\n  tag: 1.10\n",
-			[]string{"/image/tag", "want string"}},
-		{"probe scheme in lower case", "webConfig:\n  scheme: https\n",
-			[]string{"/webConfig/scheme", "'HTTP', 'HTTPS'"}},
-		{"label value read as a number", "dashboard:\n  labels:\n    grafana_dashboard: 1\n",
-			[]string{"/dashboard/labels/grafana_dashboard", "want string"}},
-		{"app name with a space", "config:\n  apps:\n    - name: help desk\n      app_id: x\n      app_secret_file: /s\n      sessions: [s]\n",
-			[]string{"/config/apps/0/name", "does not match pattern"}},
-		{"both app_secret and app_secret_file", app + "      app_secret: s\n      app_secret_file: /s\n      sessions: [s]\n",
-			[]string{"/config/apps/0/app_secret_file"}},
-		{"user token with app credentials", app + "      app_secret_file: /s\n      user_access_token_file: /t\n      sessions: [s]\n",
-			[]string{"/config/apps/0/app_id", "/config/apps/0/app_secret_file"}},
-		{"app_id without a secret", app + "      sessions: [s]\n",
-			[]string{"/config/apps/0", "missing property 'app_secret'", "missing property 'app_secret_file'"}},
-		{"no credentials", "config:\n  apps:\n    - name: helpdesk\n      sessions: [s]\n",
-			[]string{"/config/apps/0", "missing property 'app_id'", "missing property 'user_access_token_file'"}},
-		{"no sessions", app + "      app_secret_file: /s\n      sessions: []\n",
-			[]string{"/config/apps/0/sessions", "minItems", "missing property 'sessions_file'"}},
-		{"session listed twice", app + "      app_secret_file: /s\n      sessions: [s1, s1]\n",
-			[]string{"/config/apps/0/sessions", "equal"}},
-		{"base_url with a path", app + "      app_secret_file: /s\n      base_url: https://open.feishu.cn/open-apis\n      sessions: [s]\n",
-			[]string{"/config/apps/0/base_url", "does not match pattern"}},
-		{"sessions_url with a password in it", app + "      app_secret_file: /s\n      sessions_url: https://u:pw@agent.example.com/sessions\n",
-			[]string{"/config/apps/0/sessions_url", "does not match pattern"}},
-		{"sessions_refresh_interval without sessions_url", app + "      app_secret_file: /s\n      sessions: [s]\n      sessions_refresh_interval: 5m\n",
-			[]string{"/config/apps/0", "'sessions_url' required, if 'sessions_refresh_interval' exists"}},
-		{"misspelt key in sessions_http_config", app + "      app_secret_file: /s\n      sessions_url: https://agent.example.com/sessions\n      sessions_http_config: {basicauth: {}}\n",
-			[]string{"/config/apps/0/sessions_http_config", "'basicauth' not allowed"}},
+		{"misspelt top-level key", "serviceMonitr:\n  enabled: true\n", []string{"'serviceMonitr' not allowed"}},
+		{"misspelt app key", app + "      app_secret_fle: /etc/aily_exporter/secrets/helpdesk\n      sessions: [session_4dfunz7sp1g8m]\n", []string{"/config/apps/0", "'app_secret_fle' not allowed"}},
+		{"misspelt config key", "config:\n  aps: []\n", []string{"/config", "'aps' not allowed"}},
+		{"misspelt key of serviceMonitor", "serviceMonitor:\n  intervl: 30s\n", []string{"/serviceMonitor", "'intervl' not allowed"}},
+		{"misspelt flag", "flags:\n  feishu.timout: 10s\n", []string{"/flags", "'feishu.timout' not allowed"}},
+		{"duration without a unit", "flags:\n  feishu.timeout: 10\n", []string{"/flags/feishu.timeout", "want string"}},
+		{"image tag read as a number", "image:\n  tag: 1.10\n", []string{"/image/tag", "want string"}},
+		{"probe scheme in lower case", "webConfig:\n  scheme: https\n", []string{"/webConfig/scheme", "'HTTP', 'HTTPS'"}},
+		{"label value read as a number", "dashboard:\n  labels:\n    grafana_dashboard: 1\n", []string{"/dashboard/labels/grafana_dashboard", "want string"}},
+		{"app name with a space", "config:\n  apps:\n    - name: help desk\n      app_id: x\n      app_secret_file: /s\n      sessions: [s]\n", []string{"/config/apps/0/name", "does not match pattern"}},
+		{"both app_secret and app_secret_file", app + "      app_secret: s\n      app_secret_file: /s\n      sessions: [s]\n", []string{"/config/apps/0/app_secret_file"}},
+		{"user token with app credentials", app + "      app_secret_file: /s\n      user_access_token_file: /t\n      sessions: [s]\n", []string{"/config/apps/0/app_id", "/config/apps/0/app_secret_file"}},
+		{"app_id without a secret", app + "      sessions: [s]\n", []string{"/config/apps/0", "missing property 'app_secret'", "missing property 'app_secret_file'"}},
+		{"no credentials", "config:\n  apps:\n    - name: helpdesk\n      sessions: [s]\n", []string{"/config/apps/0", "missing property 'app_id'", "missing property 'user_access_token_file'"}},
+		{"no sessions", app + "      app_secret_file: /s\n      sessions: []\n", []string{"/config/apps/0/sessions", "minItems", "missing property 'sessions_file'"}},
+		{"session listed twice", app + "      app_secret_file: /s\n      sessions: [s1, s1]\n", []string{"/config/apps/0/sessions", "equal"}},
+		{"base_url with a path", app + "      app_secret_file: /s\n      base_url: https://open.feishu.cn/open-apis\n      sessions: [s]\n", []string{"/config/apps/0/base_url", "does not match pattern"}},
+		{"sessions_url with a password in it", app + "      app_secret_file: /s\n      sessions_url: https://u:pw@agent.example.com/sessions\n", []string{"/config/apps/0/sessions_url", "does not match pattern"}},
+		{"sessions_refresh_interval without sessions_url", app + "      app_secret_file: /s\n      sessions: [s]\n      sessions_refresh_interval: 5m\n", []string{"/config/apps/0", "'sessions_url' required, if 'sessions_refresh_interval' exists"}},
+		{"misspelt key in sessions_http_config", app + "      app_secret_file: /s\n      sessions_url: https://agent.example.com/sessions\n      sessions_http_config: {basicauth: {}}\n", []string{"/config/apps/0/sessions_http_config", "'basicauth' not allowed"}},
 
 		// Right, and accepted.
 		{"every key of an app and both kinds of credentials", `config:
@@ -745,50 +695,44 @@ var secretCommand = regexp.MustCompile(`kubectl -n (\S+) create secret generic (
 // Secret the pod mounts: with the name the workload mounts and the keys
 // that the apps' app_secret_file read.
 func TestNotes(t *testing.T) {
-	helm := helmPath(t)
-	for _, variation := range variations {
-		name := variation
-		if name == "" {
-			name = "defaults"
+	forEachVariation(t, func(t *testing.T, helm, variation string) {
+		n := notes(t, helm, valuesArgs(variation)...)
+		scheme := "http"
+		if variation == "web-config" {
+			scheme = "https"
 		}
-		t.Run(name, func(t *testing.T) {
-			n := notes(t, helm, valuesArgs(variation)...)
-			scheme := "http"
-			if variation == "web-config" {
-				scheme = "https"
+		for _, want := range []string{
+			"kubectl -n monitoring port-forward svc/rel-aily-exporter 9851:9851",
+			scheme + "://localhost:9851/metrics",
+			"open " + scheme + "://localhost:9851/status",
+			"aily_exporter:0.1.0 is not published",
+			"docker build -t <registry>/aily_exporter:0.1.0",
+			"docker push <registry>/aily_exporter:0.1.0",
+			"--set image.repository=<registry>/aily_exporter",
+		} {
+			if !strings.Contains(n, want) {
+				t.Errorf("NOTES lack %q:\n%s", want, n)
 			}
-			for _, want := range []string{
-				"kubectl -n monitoring port-forward svc/rel-aily-exporter 9851:9851",
-				scheme + "://localhost:9851/metrics",
-				"open " + scheme + "://localhost:9851/status",
-				"aily_exporter:0.1.0 is not published",
-				"docker build -t <registry>/aily_exporter:0.1.0",
-				"docker push <registry>/aily_exporter:0.1.0",
-				"--set image.repository=<registry>/aily_exporter",
-			} {
-				if !strings.Contains(n, want) {
-					t.Errorf("NOTES lack %q:\n%s", want, n)
-				}
+		}
+		m := secretCommand.FindStringSubmatch(n)
+		switch variation {
+		case "demo":
+			if m != nil || strings.Contains(n, "SECRET") {
+				t.Errorf("the demo's NOTES ask for a Secret:\n%s", n)
 			}
-			m := secretCommand.FindStringSubmatch(n)
-			switch variation {
-			case "demo":
-				if m != nil || strings.Contains(n, "SECRET") {
-					t.Errorf("the demo's NOTES ask for a Secret:\n%s", n)
-				}
-				return
-			case "default", "web-config": // the chart creates the Secret from values
-				if m != nil || !strings.Contains(n, "the chart created the Secret rel-aily-exporter") {
-					t.Errorf("NOTES do not say that the chart created the Secret:\n%s", n)
-				}
-				return
+			return
+		case "default", "web-config": // the chart creates the Secret from values
+			if m != nil || !strings.Contains(n, "the chart created the Secret rel-aily-exporter") {
+				t.Errorf("NOTES do not say that the chart created the Secret:\n%s", n)
 			}
-			if m == nil {
-				t.Fatalf("NOTES have no kubectl create secret:\n%s", n)
-			}
-			checkSecretCommand(t, helm, variation, n, m)
-		})
-	}
+			return
+		}
+		if m == nil {
+			t.Fatalf("NOTES have no kubectl create secret:\n%s", n)
+		}
+		checkSecretCommand(t, helm, variation, n, m)
+	})
+	helm := helmPath(t)
 
 	t.Run("no Secret set", func(t *testing.T) {
 		// The apps read a secret file, but neither existingSecret nor secrets is set.

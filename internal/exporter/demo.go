@@ -1,4 +1,4 @@
-package main
+package exporter
 
 import (
 	"context"
@@ -17,9 +17,9 @@ import (
 	"github.com/aily-exporter/aily_exporter/internal/config"
 )
 
-// demo is --demo: the fake Feishu API driven by the simulator, served on
+// Demo is --demo: the fake Feishu API driven by the simulator, served on
 // loopback, which the exporter then watches like any other API.
-type demo struct {
+type Demo struct {
 	sim     *feishufake.Simulator
 	baseURL string
 	// failingSession, when set, is watched under the first app though the
@@ -27,19 +27,33 @@ type demo struct {
 	failingSession string
 }
 
-// startDemo serves the simulator's fake API and control handler on
+// DemoOptions are the --demo.* flags.
+type DemoOptions struct {
+	// Speed is how many times faster than real time the simulator runs.
+	Speed float64
+	// BurstInterval is how often, in simulated time, a burst of failures
+	// starts; negative: never.
+	BurstInterval time.Duration
+	// APIAddress is where the fake Feishu API is served.
+	APIAddress string
+	// FailingSession, when set, is watched under the first app though the
+	// simulator does not know it.
+	FailingSession string
+}
+
+// StartDemo serves the simulator's fake API and control handler on
 // --demo.api-address and runs the simulator until ctx is done.
-func startDemo(ctx context.Context, f *flags, logger log.Logger) (*demo, error) {
-	if !(f.demoSpeed > 0) {
-		return nil, fmt.Errorf("--demo.speed %v must be above 0", f.demoSpeed)
+func StartDemo(ctx context.Context, f DemoOptions, logger log.Logger) (*Demo, error) {
+	if !(f.Speed > 0) {
+		return nil, fmt.Errorf("--demo.speed %v must be above 0", f.Speed)
 	}
 	fake := feishufake.New(feishufake.Options{})
 	sim := feishufake.NewSimulator(fake, feishufake.SimulatorOptions{
-		Speed:      f.demoSpeed,
-		BurstEvery: f.demoBurstInterval,
+		Speed:      f.Speed,
+		BurstEvery: f.BurstInterval,
 		Seed:       time.Now().UnixNano(),
 	})
-	ln, err := net.Listen("tcp", f.demoAPIAddress)
+	ln, err := net.Listen("tcp", f.APIAddress)
 	if err != nil {
 		return nil, fmt.Errorf("listen on --demo.api-address: %w", err)
 	}
@@ -57,15 +71,15 @@ func startDemo(ctx context.Context, f *flags, logger log.Logger) (*demo, error) 
 	}()
 	go sim.Run(ctx)
 
-	base := "http://" + loopback(f.demoAPIAddress, ln.Addr())
+	base := "http://" + loopback(f.APIAddress, ln.Addr())
 	level.Info(logger).Log("msg", "Demo mode: watching the built-in Aily simulator, no Feishu account used",
 		"simulator", base, "burst", "curl -X POST "+base+"/simulator/burst")
-	return &demo{sim: sim, baseURL: base, failingSession: f.demoFailingSession}, nil
+	return &Demo{sim: sim, baseURL: base, failingSession: f.FailingSession}, nil
 }
 
-// config is the configuration --demo runs with: the simulator's apps and
+// Config is the configuration --demo runs with: the simulator's apps and
 // sessions. A reload reads them again.
-func (d *demo) config() (*config.Config, error) {
+func (d *Demo) Config() (*config.Config, error) {
 	cfg := &config.Config{}
 	for i, a := range d.sim.Apps() {
 		sessions := a.Sessions

@@ -1,4 +1,4 @@
-package main
+package exporter
 
 import (
 	"strconv"
@@ -10,7 +10,7 @@ import (
 
 // shardLabels is reg, adding the label shard="N" to every series when the
 // exporter is one of several shards.
-func (e *exporter) shardLabels(reg prometheus.Registerer) prometheus.Registerer {
+func (e *Exporter) shardLabels(reg prometheus.Registerer) prometheus.Registerer {
 	if !e.shard.Sharded() {
 		return reg
 	}

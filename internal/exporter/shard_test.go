@@ -1,30 +1,31 @@
-package main
+package exporter
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
+	"flag"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/alecthomas/kingpin/v2"
 	"github.com/go-kit/log"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
 	"github.com/aily-exporter/aily_exporter/internal/config"
 	"github.com/aily-exporter/aily_exporter/internal/sharding"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -119,7 +120,7 @@ func (f *shardFleet) finishRuns(pick func(app, session string) bool) map[string]
 // fleetExporter is one exporter of the fleet, in process, over HTTP.
 type fleetExporter struct {
 	t        *testing.T
-	exporter *exporter
+	exporter *Exporter
 	server   *httptest.Server
 	shard    sharding.Shard
 }
@@ -129,30 +130,30 @@ type fleetExporter struct {
 // --shard, --total-shards and --shard.key.
 func (f *shardFleet) start(cfg string, shard sharding.Shard, stateDir string) *fleetExporter {
 	f.t.Helper()
-	logger, _ := newLogger(&syncBuffer{}, "debug", "logfmt")
-	var store *storage
+	logger := testkit.Logger(&testkit.LogBuffer{}, "debug")
+	var store *Storage
 	if stateDir != "" {
 		var err error
-		if store, err = openStorage(stateDir, logger); err != nil {
+		if store, err = OpenStorage(stateDir, logger); err != nil {
 			f.t.Fatal(err)
 		}
 	}
 	path := filepath.Join(f.dir, cfg)
 	x := &fleetExporter{t: f.t, shard: shard}
-	x.exporter = newExporter(exporterOptions{
-		logger:      logger,
-		storage:     store,
-		shard:       shard,
-		dailyBudget: fleetBudget,
-		source:      func() (*config.Config, error) { return config.Load(path) },
-		clients:     clientOptions{timeout: 10 * time.Second, pageSize: 50},
+	x.exporter = New(Options{
+		Logger:      logger,
+		Storage:     store,
+		Shard:       shard,
+		DailyBudget: fleetBudget,
+		Source:      func() (*config.Config, error) { return config.Load(path) },
+		Clients:     ClientOptions{Timeout: 10 * time.Second, PageSize: 50},
 		// Every scrape polls every session afresh.
-		watch: watch.Options{Concurrency: 4, MinInterval: -1, IdleInterval: time.Nanosecond},
+		Watch: watch.Options{Concurrency: 4, MinInterval: -1, IdleInterval: time.Nanosecond},
 	})
-	if err := x.exporter.reload(); err != nil {
+	if err := x.exporter.Reload(); err != nil {
 		f.t.Fatalf("shard %d of %d: %v", shard.Ordinal, shard.Total, err)
 	}
-	x.server = httptest.NewServer(x.exporter.routes(routeOptions{telemetryPath: "/metrics", timeoutOffset: time.Second}))
+	x.server = httptest.NewServer(x.exporter.Routes(RouteOptions{TelemetryPath: "/metrics", TimeoutOffset: time.Second}))
 	f.t.Cleanup(x.stop)
 	return x
 }
@@ -167,7 +168,7 @@ func (x *fleetExporter) stop() {
 	if err := x.exporter.watcher.Save(); err != nil {
 		x.t.Errorf("save at shutdown: %v", err)
 	}
-	x.exporter.close()
+	x.exporter.Close()
 }
 
 // scrape returns the exporter's samples by metric name and labels.
@@ -180,25 +181,9 @@ func (x *fleetExporter) scrape() map[string]float64 {
 		x.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(resp.Body)
+	out, err := testkit.Samples(resp.Body, dto.MetricType_COUNTER, dto.MetricType_GAUGE)
 	if err != nil {
 		x.t.Fatalf("shard %d: %v", x.shard.Ordinal, err)
-	}
-	out := map[string]float64{}
-	for name, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			ls := model.LabelSet{}
-			for _, lp := range m.GetLabel() {
-				ls[model.LabelName(lp.GetName())] = model.LabelValue(lp.GetValue())
-			}
-			switch {
-			case m.Counter != nil:
-				out[name+ls.String()] = m.GetCounter().GetValue()
-			case m.Gauge != nil:
-				out[name+ls.String()] = m.GetGauge().GetValue()
-			}
-		}
 	}
 	return out
 }
@@ -426,97 +411,6 @@ func total(m map[string]float64) float64 {
 	return n
 }
 
-func TestShardFlags(t *testing.T) {
-	host := func(name string) func() (string, error) { return func() (string, error) { return name, nil } }
-	for _, tc := range []struct {
-		args []string
-		host func() (string, error)
-		want sharding.Shard
-		err  string
-	}{
-		{nil, host("x"), sharding.Shard{Ordinal: 0, Total: 1, Key: sharding.KeyApp}, ""},
-		{[]string{"--shard=2", "--total-shards=3", "--shard.key=session"}, host("x"), sharding.Shard{Ordinal: 2, Total: 3, Key: sharding.KeySession}, ""},
-		{[]string{"--shard=auto", "--total-shards=4"}, host("aily-exporter-ha-3"), sharding.Shard{Ordinal: 3, Total: 4, Key: sharding.KeyApp}, ""},
-		{[]string{"--shard=auto", "--total-shards=4"}, host("aily-exporter-4"), sharding.Shard{}, "--shard 4 must be between 0 and --total-shards - 1 (3)"},
-		{[]string{"--shard=auto", "--total-shards=4"}, host("laptop"), sharding.Shard{}, `the host name "laptop" does not end in -N`},
-		{[]string{"--shard=auto"}, func() (string, error) { return "", errors.New("no uts") }, sharding.Shard{}, "--shard=auto: cannot read the host name: no uts"},
-		{[]string{"--shard=3", "--total-shards=3"}, host("x"), sharding.Shard{}, "--shard 3 must be between 0 and --total-shards - 1 (2)"},
-		{[]string{"--total-shards=0"}, host("x"), sharding.Shard{}, "--total-shards 0 must be at least 1"},
-		{[]string{"--shard=first"}, host("x"), sharding.Shard{}, `--shard "first" must be a number or auto`},
-	} {
-		a := kingpin.New(programName, "")
-		f := addFlags(a)
-		if _, err := a.Parse(tc.args); err != nil {
-			t.Fatal(err)
-		}
-		got, err := shardOf(f, tc.host)
-		switch {
-		case tc.err == "" && (err != nil || got != tc.want):
-			t.Errorf("%v: %+v, %v; want %+v", tc.args, got, err, tc.want)
-		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
-			t.Errorf("%v: %+v, %v; want an error with %q", tc.args, got, err, tc.err)
-		}
-	}
-	// run says what is wrong, and stops.
-	a := kingpin.New(programName, "")
-	f := addFlags(a)
-	if _, err := a.Parse([]string{"--shard=5", "--total-shards=2"}); err != nil {
-		t.Fatal(err)
-	}
-	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), f, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "--shard 5 must be between 0 and") {
-		t.Errorf("--shard=5 --total-shards=2: exit %d, stderr %q", code, stderr.String())
-	}
-}
-
-// --config.check prints what the shard owns: its apps with app keys, its
-// share of every app's sessions with session keys.
-func TestConfigCheckPrintsWhatTheShardOwns(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "aily.yml")
-	var yml strings.Builder
-	yml.WriteString("apps:\n")
-	sessions := map[string][]string{}
-	apps := []string{"alpha", "bravo", "charlie", "delta", "echo"}
-	for _, app := range apps {
-		for s := range 6 {
-			sessions[app] = append(sessions[app], fmt.Sprintf("%s_%d", app, s))
-		}
-		fmt.Fprintf(&yml, "  - name: %s\n    app_id: cli_x\n    app_secret: x\n    sessions: [%s]\n", app, strings.Join(sessions[app], ", "))
-	}
-	if err := os.WriteFile(path, []byte(yml.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for _, key := range []sharding.Key{sharding.KeyApp, sharding.KeySession} {
-		shard, _ := sharding.New(1, 2, key)
-		want := fmt.Sprintf("config OK\nshard 1 of 2 (--shard.key=%s) owns:\n", key)
-		for _, app := range apps {
-			if !shard.OwnsApp(app) {
-				continue
-			}
-			var mine []string
-			for _, id := range sessions[app] {
-				if shard.OwnsSession(app, id) {
-					mine = append(mine, id)
-				}
-			}
-			want += fmt.Sprintf("  app %s: %d of 6 sessions", app, len(mine))
-			if len(mine) > 0 {
-				want += ": " + strings.Join(mine, ", ")
-			}
-			want += "\n"
-		}
-		a := kingpin.New(programName, "")
-		f := addFlags(a)
-		if _, err := a.Parse([]string{"--config.check", "--config.file", path, "--shard=1", "--total-shards=2", "--shard.key=" + string(key)}); err != nil {
-			t.Fatal(err)
-		}
-		var stdout, stderr bytes.Buffer
-		if code := run(context.Background(), f, &stdout, &stderr); code != 0 || stdout.String() != want {
-			t.Errorf("%s keys: exit %d, stdout\n%s\nwant\n%s\nstderr %s", key, code, stdout.String(), want, stderr.String())
-		}
-	}
-}
-
 // ownedOf returns the sessions of app among ids that shard owns.
 func ownedOf(shard sharding.Shard, app string, ids []string) map[string]bool {
 	out := map[string]bool{}
@@ -729,7 +623,7 @@ func TestAShardSavesOnlyWhatItOwns(t *testing.T) {
 // savedState reads the state file in dir as the exporter does at start.
 func savedState(t *testing.T, dir string) *watch.State {
 	t.Helper()
-	s, err := openStorage(dir, log.NewNopLogger())
+	s, err := OpenStorage(dir, log.NewNopLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -781,4 +675,252 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// BenchmarkShards is 100 apps × 100 sessions (one finished run each at
+// first) against a loopback fake, watched by one exporter, and by the same
+// configuration over 4 shards with app keys (four exporters in this process,
+// --shard=0..3 --total-shards=4); with the apps' per_session left to its
+// default (true: 100 sessions) and set to false. docs/performance.md
+// ("Sharding: 100 apps × 100 sessions") has the figures, and why the flags
+// are these:
+//
+//	go test -run '^$' -bench BenchmarkShards -benchtime 1x -benchmem ./internal/exporter/
+//
+// Every session is polled at every scrape (no min interval, idle sessions
+// always due): the most a scrape can do. The rate limit and the daily budget
+// are off (--feishu.rate-limit 0 --poll.daily-budget 0), so that a scrape
+// measures the work of polling and answering, not the wait for the limiter;
+// -shards.rate-limit and -shards.concurrency (after -args) set
+// --feishu.rate-limit and --feishu.concurrency.
+//
+// Each exporter first scrapes until every session it owns has its baseline
+// (not timed). Then each iteration puts one new final run in a tenth of the
+// sessions and scrapes the exporters over HTTP as Prometheus does, one after
+// the other: each shard alone on the machine, as it would be on its own.
+// Reported per iteration: the slowest exporter's scrape (what a scrape of
+// the shards takes when each has a machine of its own), the process's CPU
+// time (getrusage; the fake's side of the exchanges and the reading of the
+// answers included) in all and per app, the requests that reached the fake
+// and the series answered; and once, the exporters' live heap per app (what
+// a GC frees when they are dropped, their connections closed first: neither
+// the fake's heap nor the connections' buffers). Each exporter's figures are
+// logged.
+func BenchmarkShards(b *testing.B) {
+	for _, perSession := range []bool{true, false} {
+		for _, total := range []int{1, 4} {
+			b.Run(fmt.Sprintf("per_session=%t/shards=%d", perSession, total), func(b *testing.B) {
+				benchShards(b, perSession, total)
+			})
+		}
+	}
+}
+
+// BenchmarkShards' --feishu.rate-limit and --feishu.concurrency.
+var (
+	shardsRateLimit   = flag.Float64("shards.rate-limit", 0, "BenchmarkShards' --feishu.rate-limit (0: none)")
+	shardsConcurrency = flag.Int("shards.concurrency", watch.DefaultConcurrency, "BenchmarkShards' --feishu.concurrency")
+)
+
+func benchShards(b *testing.B, perSession bool, total int) {
+	const apps, sessions = 100, 100
+	fake := feishufake.New(feishufake.Options{})
+	fake.AddApp(fleetCredentials, fleetSecret)
+	api := httptest.NewServer(fake)
+	defer api.Close()
+	ids := make([][]string, apps) // by app
+	var yml strings.Builder
+	yml.WriteString("apps:\n")
+	then := time.Now().Add(-time.Hour)
+	for a := range apps {
+		app := fmt.Sprintf("app_%d", a)
+		for s := range sessions {
+			// The fake's sessions are global: an app's are its own by name.
+			id := fmt.Sprintf("%s_session_%d", app, s)
+			ids[a] = append(ids[a], id)
+			fake.PutRun(feishu.Run{ID: "run_" + id, AppID: "spring_demo__c", SessionID: id, Status: feishu.StatusCompleted,
+				CreatedAt: then, StartedAt: then, EndedAt: then.Add(time.Second)})
+		}
+		fmt.Fprintf(&yml, "  - name: %s\n    app_id: %s\n    app_secret: %s\n    base_url: %s\n    sessions: [%s]\n",
+			app, fleetCredentials, fleetSecret, api.URL, strings.Join(ids[a], ", "))
+		if !perSession {
+			yml.WriteString("    per_session: false\n")
+		}
+	}
+	path := filepath.Join(b.TempDir(), "aily.yml")
+	if err := os.WriteFile(path, []byte(yml.String()), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	runs := 0
+	// newRuns puts one new final run in every tenth session, a different
+	// tenth each time.
+	newRuns := func() {
+		now := time.Now()
+		turn := runs / (apps * sessions / 10)
+		for _, app := range ids {
+			for s, id := range app {
+				if (s+turn)%10 != 0 {
+					continue
+				}
+				runs++
+				status := feishu.StatusCompleted
+				if runs%5 == 0 {
+					status = feishu.StatusFailed
+				}
+				fake.PutRun(feishu.Run{ID: fmt.Sprintf("run_%d", runs), AppID: "spring_demo__c", SessionID: id,
+					Status: status, CreatedAt: now, StartedAt: now, EndedAt: now})
+			}
+		}
+	}
+	requests := func() int {
+		return fake.Requests("list_runs") + fake.Requests("get_run") + fake.Requests("tenant_token")
+	}
+
+	shards := make([]*benchShard, total)
+	for i, shard := range shardsOf(b, total, sharding.KeyApp) {
+		logger := testkit.Logger(io.Discard, "warn")
+		e := New(Options{
+			Logger: logger,
+			Shard:  shard,
+			Source: func() (*config.Config, error) { return config.Load(path) },
+			// --poll.daily-budget 0 is dailyBudget's zero.
+			Clients: ClientOptions{Timeout: 10 * time.Second, PageSize: 50, RateLimit: *shardsRateLimit, Concurrency: *shardsConcurrency},
+			Watch: watch.Options{MinInterval: -1, IdleInterval: time.Nanosecond,
+				RateLimit: *shardsRateLimit, Concurrency: *shardsConcurrency},
+		})
+		if err := e.Reload(); err != nil {
+			b.Fatal(err)
+		}
+		shards[i] = &benchShard{exporter: e, client: &http.Client{},
+			server: httptest.NewServer(e.Routes(RouteOptions{TelemetryPath: "/metrics", TimeoutOffset: time.Second}))}
+	}
+	defer func() {
+		for _, s := range shards {
+			s.close()
+		}
+	}()
+	for _, s := range shards {
+		s.baseline(b)
+	}
+
+	for b.Loop() {
+		b.StopTimer()
+		newRuns()
+		b.StartTimer()
+		for _, s := range shards {
+			r0, c0, t0 := requests(), testkit.CPUTime(), time.Now()
+			s.scrape(b)
+			s.wall += time.Since(t0)
+			s.cpu += testkit.CPUTime() - c0
+			s.requests += requests() - r0
+		}
+	}
+
+	// Each exporter's live heap: what a GC frees once it is dropped. The
+	// connections to the fake are closed first, on both ends, so that their
+	// buffers are not counted (nor do their transports keep the exporters).
+	api.CloseClientConnections()
+	time.Sleep(50 * time.Millisecond) // let the connections' goroutines end
+	heap := testkit.LiveHeap()
+	// Each exporter is told to be freed, or its figure would be wrong.
+	var freed atomic.Int32
+	for _, s := range shards {
+		runtime.AddCleanup(s.exporter, func(int) { freed.Add(1) }, 0)
+	}
+	for _, s := range shards {
+		s.close()
+		after := testkit.LiveHeap()
+		s.heap, heap = int64(heap)-int64(after), after
+	}
+	for deadline := time.Now().Add(time.Second); freed.Load() < int32(total) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := freed.Load(); n < int32(total) {
+		b.Errorf("%d of %d exporters still live after they were dropped: their heap is not measured", int32(total)-n, total)
+	}
+	var slowest, cpu time.Duration
+	var reqs, series int
+	var heapAll int64
+	n := float64(b.N)
+	for i, s := range shards {
+		slowest = max(slowest, s.wall)
+		cpu += s.cpu
+		reqs += s.requests
+		series += s.series
+		heapAll += s.heap
+		a := float64(s.apps)
+		b.Logf("shard %d of %d: %d apps, %d sessions, %d series: %.0f ms a scrape, %.0f ms CPU (%.1f ms an app), %.0f requests, %.0f KiB live heap an app",
+			i, total, s.apps, s.sessions, s.series, testkit.Millis(s.wall)/n, testkit.Millis(s.cpu)/n, testkit.Millis(s.cpu)/n/a, float64(s.requests)/n, float64(s.heap)/1024/a)
+	}
+	b.ReportMetric(testkit.Millis(slowest)/n, "scrape-ms")
+	b.ReportMetric(testkit.Millis(cpu)/n, "cpu-ms/op")
+	b.ReportMetric(testkit.Millis(cpu)/n/apps, "cpu-ms/app")
+	b.ReportMetric(float64(reqs)/n, "requests/op")
+	b.ReportMetric(float64(series), "series")
+	b.ReportMetric(float64(heapAll)/1024/apps, "heap-KiB/app")
+}
+
+// benchShard is one exporter of BenchmarkShards and what it measured.
+type benchShard struct {
+	exporter *Exporter
+	server   *httptest.Server
+	client   *http.Client
+
+	apps, sessions, series int // owned; answered by the last scrape
+	wall, cpu              time.Duration
+	requests               int
+	heap                   int64
+}
+
+// baseline scrapes until every session the exporter owns has its baseline.
+func (s *benchShard) baseline(b *testing.B) {
+	for range 5 {
+		s.scrape(b)
+		apps := map[string]bool{}
+		s.sessions = 0
+		pending := 0
+		s.exporter.watcher.EachSnapshot(func(snap *watch.Snapshot) {
+			apps[snap.App] = true
+			s.sessions++
+			if snap.LastSuccess.IsZero() {
+				pending++
+			}
+		})
+		s.apps = len(apps)
+		if pending == 0 {
+			return
+		}
+	}
+	b.Fatal("sessions still without a baseline after 5 scrapes")
+}
+
+// scrape gets /metrics as Prometheus does, with a 60 s timeout, and reads
+// the answer to the end.
+func (s *benchShard) scrape(b *testing.B) {
+	req, _ := http.NewRequest(http.MethodGet, s.server.URL+"/metrics", nil)
+	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", "60")
+	req.Header.Set("Accept", "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3")
+	req.Header.Set("Accept-Encoding", "gzip") // and read compressed, as Prometheus reads it
+	resp, err := s.client.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		b.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		b.Fatalf("GET /metrics: HTTP %d", resp.StatusCode)
+	}
+	s.series = s.exporter.collector.AnswerCost().Series
+}
+
+func (s *benchShard) close() {
+	if s.server == nil {
+		return
+	}
+	s.server.Close()
+	s.client.CloseIdleConnections()
+	s.exporter.Close()
+	s.server, s.client, s.exporter = nil, nil, nil
 }

@@ -1,11 +1,10 @@
-package main
+package exporter
 
 import (
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -16,7 +15,7 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
-	"github.com/aily-exporter/aily_exporter/internal/config"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -26,7 +25,7 @@ import (
 func metadataEnv(t *testing.T, fake *feishufake.Fake, apiURL, storageDir, extra string) *testEnv {
 	t.Helper()
 	t.Setenv("AILY_TEST_APP_SECRET", appSecret)
-	e := &testEnv{t: t, fake: fake, dir: t.TempDir(), logs: &syncBuffer{}, reloaded: make(chan error, 10)}
+	e := &testEnv{t: t, fake: fake, dir: t.TempDir(), logs: &testkit.LogBuffer{}, reloaded: make(chan error, 10)}
 	e.write("aily.yml", fmt.Sprintf(`apps:
   - name: helpdesk
     app_id: cli_helpdesk
@@ -36,26 +35,13 @@ func metadataEnv(t *testing.T, fake *feishufake.Fake, apiURL, storageDir, extra 
     metadata_labels: [skill, channel]
     metadata_label_limit: 2
 %s`, apiURL, extra))
-	logger, _ := newLogger(e.logs, "debug", "logfmt")
-	store, err := openStorage(storageDir, logger)
+	logger := testkit.Logger(e.logs, "debug")
+	store, err := OpenStorage(storageDir, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.exporter = newExporter(exporterOptions{
-		storage:  store,
-		logger:   logger,
-		source:   func() (*config.Config, error) { return config.Load(filepath.Join(e.dir, "aily.yml")) },
-		clients:  clientOptions{timeout: 10 * time.Second, pageSize: 50},
-		watch:    watch.Options{Concurrency: 4, MinInterval: -1, IdleInterval: time.Nanosecond},
-		onReload: func(err error) { e.reloaded <- err },
-	})
-	if err := e.exporter.reload(); err != nil {
-		t.Fatalf("initial load: %v", err)
-	}
-	<-e.reloaded
-	e.server = httptest.NewServer(e.exporter.routes(routeOptions{telemetryPath: "/metrics", timeoutOffset: time.Second}))
-	t.Cleanup(e.server.Close)
-	t.Cleanup(e.exporter.close)
+	e.start(store, ClientOptions{Timeout: 10 * time.Second, PageSize: 50},
+		watch.Options{Concurrency: 4, MinInterval: -1, IdleInterval: time.Nanosecond})
 	return e
 }
 
@@ -117,6 +103,31 @@ func metaRun(id string, st feishu.RunStatus, metadata string) feishu.Run {
 	return r
 }
 
+// settledSeries is series after three scrapes: what the first counts, the
+// third shows.
+func (e *testEnv) settledSeries() (got map[string]float64) {
+	for range 3 {
+		got = e.series()
+	}
+	return got
+}
+
+// checkSeries fails the test for each series of want whose value in got
+// differs (a series not served is 0) and, if served, for each that is not
+// served at all; when names the moment in the messages.
+func checkSeries(t *testing.T, when string, got map[string]float64, served bool, want map[string]float64) {
+	t.Helper()
+	for series, w := range want {
+		v, ok := got[series]
+		switch {
+		case served && (!ok || v != w):
+			t.Errorf("%s%s = %v (served %v), want %v", when, series, v, ok, w)
+		case !served && v != w:
+			t.Errorf("%s%s = %v, want %v", when, series, v, w)
+		}
+	}
+}
+
 func TestMetadataLabelsOverHTTP(t *testing.T) {
 	fake := feishufake.New(feishufake.Options{})
 	fake.AddApp("cli_helpdesk", appSecret)
@@ -163,10 +174,8 @@ func TestMetadataLabelsOverHTTP(t *testing.T) {
 	// r_long finishes with other metadata: it is counted under the
 	// metadata it was first seen with.
 	fake.PutRun(metaRun("r_long", feishu.StatusCompleted, `{"skill":"changed","channel":"web"}`))
-	for range 3 {
-		got = e.series()
-	}
-	for series, want := range map[string]float64{
+	got = e.settledSeries()
+	checkSeries(t, "", got, true, map[string]float64{
 		metaSeries(finished, "refund", "im", "status", "FAILED"):                       1,
 		metaSeries(finished, "refund", "im", "status", "COMPLETED"):                    1,
 		metaSeries(finished, "faq", "im", "status", "COMPLETED"):                       1,
@@ -177,11 +186,7 @@ func TestMetadataLabelsOverHTTP(t *testing.T) {
 		metaSeries("aily_run_failures_total", "refund", "im", "error_code", "sp_ec_1"): 1,
 		metaSeries("aily_run_duration_seconds", "faq", "im", "status", "COMPLETED"):    1,
 		metaSeries("aily_run_queue_seconds", "other", "im"):                            1,
-	} {
-		if v, ok := got[series]; !ok || v != want {
-			t.Errorf("%s = %v (served %v), want %v", series, v, ok, want)
-		}
-	}
+	})
 	for series := range got {
 		if strings.Contains(series, `skill="changed"`) || strings.Contains(series, `channel="web"`) {
 			t.Errorf("a run was counted under the metadata it finished with: %s", series)
@@ -215,25 +220,18 @@ func TestMetadataLabelsOverHTTP(t *testing.T) {
 
 	// After a restart, the values admitted before still count, and the
 	// limit still holds: a new skill is other.
-	e.exporter.close()
+	e.exporter.Close()
 	e.server.Close()
 	fake.PutRun(metaRun("r_new", feishu.StatusCompleted, `{"skill":"shipping","channel":"im"}`))
 	fake.PutRun(metaRun("r_faq2", feishu.StatusCompleted, `{"skill":"faq","channel":"im"}`))
 	fake.PutRun(metaRun("r_flight", feishu.StatusCompleted, `{"skill":"late"}`))
 	e2 := metadataEnv(t, fake, api.URL, storageDir, "")
-	for range 3 {
-		got = e2.series()
+	got = e2.settledSeries()
+	afterRestart := map[string]float64{}
+	for skill, n := range map[string]float64{"faq": 2, "other": 2, "refund": 2, "shipping": 0} {
+		afterRestart[metaSeries(finished, skill, "im", "status", "COMPLETED")] = n
 	}
-	for series, want := range map[string]float64{
-		metaSeries(finished, "faq", "im", "status", "COMPLETED"):      2,
-		metaSeries(finished, "other", "im", "status", "COMPLETED"):    2,
-		metaSeries(finished, "refund", "im", "status", "COMPLETED"):   2,
-		metaSeries(finished, "shipping", "im", "status", "COMPLETED"): 0,
-	} {
-		if v := got[series]; v != want {
-			t.Errorf("after the restart, %s = %v, want %v", series, v, want)
-		}
-	}
+	checkSeries(t, "after the restart, ", got, false, afterRestart)
 	if _, ok := got[metaSeries(finished, "shipping", "im", "status", "COMPLETED")]; ok {
 		t.Errorf("after the restart, a third skill has series of its own: the limit did not hold")
 	}

@@ -1,4 +1,4 @@
-package main
+package exporter
 
 import (
 	"bytes"
@@ -14,11 +14,11 @@ import (
 // statusHandler serves /status (HTML) and /status.json from what the
 // collector knows now: it polls nothing. A query for an app that is not
 // configured is a 404 listing the apps that are.
-func (e *exporter) statusHandler(asJSON bool, telemetryPath string) http.Handler {
+func (e *Exporter) statusHandler(asJSON bool, telemetryPath string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := status.ParseQuery(r.URL.Query().Get)
 		o := status.Options{
-			RateLimit:     e.clientOpt.rateLimit,
+			RateLimit:     e.clientOpt.RateLimit,
 			Started:       e.started,
 			TelemetryPath: telemetryPath,
 			Discovery:     e.discoveryStatus(),

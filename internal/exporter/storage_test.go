@@ -1,17 +1,12 @@
-package main
+package exporter
 
 import (
-	"context"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/internal/state"
@@ -76,47 +71,4 @@ func grepLines(body, prefix string) string {
 		}
 	}
 	return strings.Join(out, "\n")
-}
-
-func TestAFailedStartLeavesNoStorageDirectoryBehind(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		existing string // made before the start, relative to the temporary directory
-		storage  string
-		want     []string // what remains
-	}{
-		{"new directory", "", "data", nil},
-		{"new directory with new parents", "", "var/lib/data", nil},
-		{"existing directory is kept", "data", "data", []string{"data"}},
-		{"existing parent is kept", "var", "var/data", []string{"var"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			if tc.existing != "" {
-				if err := os.MkdirAll(filepath.Join(dir, tc.existing), 0o755); err != nil {
-					t.Fatal(err)
-				}
-			}
-			a := kingpin.New(programName, "")
-			f := addFlags(a)
-			if _, err := a.Parse([]string{"--config.file=" + filepath.Join(dir, "aily.yml"),
-				"--storage.path=" + filepath.Join(dir, tc.storage)}); err != nil {
-				t.Fatal(err)
-			}
-			var stdout, stderr syncBuffer
-			if code := run(context.Background(), f, &stdout, &stderr); code != 1 {
-				t.Fatalf("start without aily.yml: exit %d, want 1\n%s", code, stderr.String())
-			}
-			var left []string
-			_ = filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
-				if rel, _ := filepath.Rel(dir, p); err == nil && rel != "." {
-					left = append(left, filepath.ToSlash(rel))
-				}
-				return nil
-			})
-			if !slices.Equal(left, tc.want) {
-				t.Errorf("after the failed start %s holds %v, want %v", dir, left, tc.want)
-			}
-		})
-	}
 }

@@ -1,11 +1,10 @@
-package main
+package exporter
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,11 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 )
 
 // These tests run the real binary against the fake API over HTTP, stop it
@@ -45,7 +42,7 @@ func exporterBinary(t *testing.T) string {
 			return
 		}
 		buildOnce.bin = filepath.Join(dir, "aily_exporter")
-		out, err := exec.Command("go", "build", "-o", buildOnce.bin, ".").CombinedOutput()
+		out, err := exec.Command("go", "build", "-o", buildOnce.bin, "github.com/aily-exporter/aily_exporter").CombinedOutput()
 		if err != nil {
 			buildOnce.err = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -64,9 +61,9 @@ type restartEnv struct {
 	api      *httptest.Server
 	dir      string
 	sessions []string
-	mu       sync.Mutex
+	mu       sync.Mutex // guards seq
 	seq      int
-	logs     bytes.Buffer
+	logs     testkit.LogBuffer
 }
 
 func newRestartEnv(t *testing.T, sessions int) *restartEnv {
@@ -118,97 +115,36 @@ func (e *restartEnv) finish(r feishu.Run, st feishu.RunStatus) {
 }
 
 // exporterProc is one exporter process.
-type exporterProc struct {
-	cmd  *exec.Cmd
-	addr string
-	done chan error
-}
+type exporterProc struct{ *testkit.Process }
 
 func (e *restartEnv) start() *exporterProc {
 	e.t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cmd := exec.Command(exporterBinary(e.t),
+	return &exporterProc{testkit.StartExporter(e.t, exporterBinary(e.t), &e.logs,
 		"--config.file="+filepath.Join(e.dir, "aily.yml"),
 		"--storage.path="+filepath.Join(e.dir, "data"),
-		"--web.listen-address="+addr,
 		"--poll.min-interval=0s", "--poll.idle-interval=1s",
-		"--feishu.rate-limit=0", "--log.level=debug")
-	cmd.Stdout, cmd.Stderr = &lockedWriter{w: &e.logs, mu: &e.mu}, &lockedWriter{w: &e.logs, mu: &e.mu}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		e.t.Fatal(err)
-	}
-	x := &exporterProc{cmd: cmd, addr: addr, done: make(chan error, 1)}
-	go func() { x.done <- cmd.Wait() }()
-	e.t.Cleanup(func() { _ = cmd.Process.Kill(); <-x.done })
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return x
-			}
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("exporter not ready after 15 s; logs:\n%s", e.logText())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (e *restartEnv) logText() string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.logs.String()
-}
-
-type lockedWriter struct {
-	w  *bytes.Buffer
-	mu *sync.Mutex
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
+		"--feishu.rate-limit=0", "--log.level=debug")}
 }
 
 // counters scrapes the exporter and returns every aily_ counter by series.
 func (x *exporterProc) counters() (map[string]float64, error) {
-	req, _ := http.NewRequest(http.MethodGet, "http://"+x.addr+"/metrics", nil)
+	req, _ := http.NewRequest(http.MethodGet, "http://"+x.Addr+"/metrics", nil)
 	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", "10")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(resp.Body)
+	out, err := testkit.Samples(resp.Body)
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]float64{}
-	for name, mf := range mfs {
-		if !strings.HasPrefix(name, "aily_runs_") && !strings.HasPrefix(name, "aily_run_failures") {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if m.Counter == nil {
-				continue
-			}
-			ls := model.LabelSet{}
-			for _, lp := range m.GetLabel() {
-				ls[model.LabelName(lp.GetName())] = model.LabelValue(lp.GetValue())
-			}
-			out[name+ls.String()] = m.GetCounter().GetValue()
-		}
-	}
+	// The run counters: aily_runs_*_total and aily_run_failures_total.
+	maps.DeleteFunc(out, func(series string, _ float64) bool {
+		name, _, _ := strings.Cut(series, "{")
+		return !strings.HasSuffix(name, "_total") ||
+			!strings.HasPrefix(name, "aily_runs_") && !strings.HasPrefix(name, "aily_run_failures")
+	})
 	return out, nil
 }
 
@@ -216,7 +152,7 @@ func (e *restartEnv) mustCounters(x *exporterProc) map[string]float64 {
 	e.t.Helper()
 	c, err := x.counters()
 	if err != nil {
-		e.t.Fatalf("scrape: %v\n%s", err, e.logText())
+		e.t.Fatalf("scrape: %v\n%s", err, e.logs.String())
 	}
 	return c
 }
@@ -234,13 +170,13 @@ func finished(c map[string]float64) float64 {
 
 func (x *exporterProc) stop(t *testing.T, sig syscall.Signal) {
 	t.Helper()
-	_ = x.cmd.Process.Signal(sig)
+	_ = x.Cmd.Process.Signal(sig)
 	select {
-	case <-x.done:
+	case <-x.Done:
 	case <-time.After(15 * time.Second):
 		t.Fatalf("exporter did not exit on %v", sig)
 	}
-	x.done <- nil // for the cleanup's receive
+	x.Done <- nil // for the cleanup's receive
 }
 
 func TestRestartCountsRunsThatFinishedWhileDownOnce(t *testing.T) {
@@ -281,8 +217,8 @@ func TestRestartCountsRunsThatFinishedWhileDownOnce(t *testing.T) {
 	if n := e.fake.Requests("list_runs") - listsBefore; n > len(e.sessions) {
 		t.Errorf("the first scrape after the restart made %d list requests for %d sessions: a baseline, not the incremental price", n, len(e.sessions))
 	}
-	if strings.Contains(e.logText(), "corrupt") {
-		t.Errorf("the state was not loaded cleanly:\n%s", e.logText())
+	if strings.Contains(e.logs.String(), "corrupt") {
+		t.Errorf("the state was not loaded cleanly:\n%s", e.logs.String())
 	}
 }
 
@@ -359,9 +295,9 @@ func TestKilledAtAnyMomentNoCounterGoesBack(t *testing.T) {
 			}
 		}()
 		time.Sleep(time.Duration(50+rng.IntN(250)) * time.Millisecond)
-		_ = syscall.Kill(-x.cmd.Process.Pid, syscall.SIGKILL)
-		<-x.done
-		x.done <- nil
+		_ = syscall.Kill(-x.Cmd.Process.Pid, syscall.SIGKILL)
+		<-x.Done
+		x.Done <- nil
 		close(stop)
 		<-scraped
 	}
@@ -382,7 +318,7 @@ func TestKilledAtAnyMomentNoCounterGoesBack(t *testing.T) {
 	if got != want {
 		t.Errorf("after 12 kills: %v runs counted finished, %v finished: want every run once", got, want)
 	}
-	if strings.Contains(e.logText(), "corrupt") {
-		t.Errorf("a kill left a state file that could not be read:\n%s", e.logText())
+	if strings.Contains(e.logs.String(), "corrupt") {
+		t.Errorf("a kill left a state file that could not be read:\n%s", e.logs.String())
 	}
 }

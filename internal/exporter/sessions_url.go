@@ -1,4 +1,4 @@
-package main
+package exporter
 
 import (
 	"context"
@@ -44,14 +44,14 @@ func discoveryKeyOf(app *config.App) discoveryKey {
 
 // newSource builds the sessions_url source of app; it makes no request.
 // timeout is a fetch's limit, 0 for discovery's default.
-func newSource(app *config.App, timeout time.Duration, e *exporter) (*discovery.Source, error) {
+func newSource(app *config.App, timeout time.Duration, e *Exporter) (*discovery.Source, error) {
 	o := discovery.Options{
 		App:             app.Name,
 		URL:             app.SessionsURL,
 		HTTP:            app.SessionsHTTPConfig.Prometheus(),
 		RefreshInterval: app.SessionsRefreshInterval,
 		Timeout:         timeout,
-		UserAgent:       programName + "/" + version.Version,
+		UserAgent:       ProgramName + "/" + version.Version,
 	}
 	if e != nil {
 		o.Logger = e.logger
@@ -62,7 +62,7 @@ func newSource(app *config.App, timeout time.Duration, e *exporter) (*discovery.
 // discoverySources returns the sources cfg's apps need, by app name: those
 // running whose settings did not change, and new ones, not started, which
 // are also returned in fresh. e.mu is not held.
-func (e *exporter) discoverySources(cfg *config.Config) (sources map[string]*appDiscovery, fresh []*appDiscovery, err error) {
+func (e *Exporter) discoverySources(cfg *config.Config) (sources map[string]*appDiscovery, fresh []*appDiscovery, err error) {
 	e.mu.Lock()
 	running := e.discoveries
 	e.mu.Unlock()
@@ -91,7 +91,7 @@ func (e *exporter) discoverySources(cfg *config.Config) (sources map[string]*app
 // timeout, so that their sessions are known (and their saved state restored)
 // before the first scrape. A failure is the source's to log; the app goes on
 // with its other sessions meanwhile.
-func (e *exporter) firstFetch(fresh []*appDiscovery) {
+func (e *Exporter) firstFetch(fresh []*appDiscovery) {
 	var wg sync.WaitGroup
 	for _, d := range fresh {
 		wg.Go(func() { _ = d.source.Refresh(e.ctx) })
@@ -102,7 +102,7 @@ func (e *exporter) firstFetch(fresh []*appDiscovery) {
 // swapDiscoveries stops the running sources that sources does not keep,
 // starts the new ones, and gives every app the list of its source. e.mu is
 // held; e.cfg is the configuration sources were made for.
-func (e *exporter) swapDiscoveries(sources map[string]*appDiscovery) {
+func (e *Exporter) swapDiscoveries(sources map[string]*appDiscovery) {
 	for name, d := range e.discoveries {
 		if sources[name] != d {
 			d.stop()
@@ -137,7 +137,7 @@ func (e *exporter) swapDiscoveries(sources map[string]*appDiscovery) {
 
 // refreshURLSessions gives app the list its source last fetched if it
 // changed since, and reports whether it did. e.mu is held.
-func (e *exporter) refreshURLSessions(app *config.App) bool {
+func (e *Exporter) refreshURLSessions(app *config.App) bool {
 	d := e.discoveries[app.Name]
 	if d == nil {
 		return false
@@ -151,14 +151,14 @@ func (e *exporter) refreshURLSessions(app *config.App) bool {
 	return true
 }
 
-// close stops the sources' goroutines and waits for them.
-func (e *exporter) close() {
+// Close stops the sources' goroutines and waits for them.
+func (e *Exporter) Close() {
 	e.stopSources()
 	e.sources.Wait()
 }
 
 // discoveryStatus is, by app, how the fetches of its sessions_url go.
-func (e *exporter) discoveryStatus() map[string]discovery.Status {
+func (e *Exporter) discoveryStatus() map[string]discovery.Status {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	out := make(map[string]discovery.Status, len(e.discoveries))
@@ -171,11 +171,11 @@ func (e *exporter) discoveryStatus() map[string]discovery.Status {
 // discoveryMetrics exports how each app's sessions_url fetches go:
 // aily_sessions_discovery_*, aily_sessions_discovered.
 type discoveryMetrics struct {
-	e                         *exporter
+	e                         *Exporter
 	up, lastSuccess, sessions *prometheus.Desc
 }
 
-func newDiscoveryMetrics(e *exporter) *discoveryMetrics {
+func newDiscoveryMetrics(e *Exporter) *discoveryMetrics {
 	return &discoveryMetrics{
 		e: e,
 		up: prometheus.NewDesc("aily_sessions_discovery_up",

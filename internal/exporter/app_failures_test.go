@@ -1,11 +1,10 @@
-package main
+package exporter
 
 import (
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -13,8 +12,8 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
-	"github.com/aily-exporter/aily_exporter/internal/config"
 	"github.com/aily-exporter/aily_exporter/internal/status"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -38,7 +37,7 @@ type appsEnv struct {
 func manySessionsEnv(t *testing.T, o appsEnv) *testEnv {
 	t.Helper()
 	t.Setenv("AILY_TEST_APP_SECRET", o.secret)
-	e := &testEnv{t: t, fake: feishufake.New(feishufake.Options{Now: o.clk.Now}), dir: t.TempDir(), logs: &syncBuffer{}, reloaded: make(chan error, 10)}
+	e := &testEnv{t: t, fake: feishufake.New(feishufake.Options{Now: o.clk.Now}), dir: t.TempDir(), logs: &testkit.LogBuffer{}, reloaded: make(chan error, 10)}
 	e.fake.AddApp("cli_helpdesk", appSecret)
 	e.fake.AddUserToken(userToken)
 	e.fake.AddSession("session_user")
@@ -55,35 +54,15 @@ func manySessionsEnv(t *testing.T, o appsEnv) *testEnv {
 	e.write("user.token", userToken+"\n")
 	e.write("helpdesk.sessions", ids.String())
 	e.write("aily.yml", configYAML(o.apiURL))
-	e.start(clientOptions{timeout: o.timeout, pageSize: 50, rateLimit: 20, concurrency: 4, now: o.clk.Now},
+	e.start(nil, ClientOptions{Timeout: o.timeout, PageSize: 50, RateLimit: 20, Concurrency: 4, now: o.clk.Now},
 		watch.Options{Concurrency: 4, RateLimit: 20, Now: o.clk.Now})
-	return e
-}
-
-// start builds the exporter with these options, loads aily.yml and serves
-// it; the logs are checked for secrets at cleanup.
-func (e *testEnv) start(clients clientOptions, wo watch.Options) {
-	e.t.Helper()
-	logger, _ := newLogger(e.logs, "debug", "logfmt")
-	e.exporter = newExporter(exporterOptions{
-		logger:   logger,
-		source:   func() (*config.Config, error) { return config.Load(filepath.Join(e.dir, "aily.yml")) },
-		clients:  clients,
-		watch:    wo,
-		onReload: func(err error) { e.reloaded <- err },
-	})
-	if err := e.exporter.reload(); err != nil {
-		e.t.Fatalf("initial load: %v", err)
-	}
-	<-e.reloaded
-	e.server = httptest.NewServer(e.exporter.routes(routeOptions{telemetryPath: "/metrics", timeoutOffset: time.Second}))
-	e.t.Cleanup(e.server.Close)
-	e.t.Cleanup(func() {
+	t.Cleanup(func() {
 		e.checkNoSecret("the logs", e.logs.String())
 		if strings.Contains(e.logs.String(), wrongSecret) {
-			e.t.Errorf("the logs show the secret %q", wrongSecret)
+			t.Errorf("the logs show the secret %q", wrongSecret)
 		}
 	})
+	return e
 }
 
 // sessionIDs are the IDs of manySessionsEnv's sessions.
@@ -97,9 +76,9 @@ func sessionIDs(n int) []string {
 
 // appLogLines returns the log lines of an app at a level, and the messages
 // of those lines that name a session.
-func appLogLines(t *testing.T, logs, app, lvl string) (lines []logLine, perSession []string) {
+func appLogLines(t *testing.T, logs, app, lvl string) (lines []testkit.LogLine, perSession []string) {
 	t.Helper()
-	for _, l := range logLines(t, logs, "app="+app) {
+	for _, l := range testkit.LogLines(t, logs, "app="+app) {
 		if l["level"] != lvl || l["app"] != app {
 			continue
 		}
@@ -152,7 +131,7 @@ func TestAWrongSecretIsOneFactPerApp(t *testing.T) {
 	// (Ten sessions are enough, and they fit the request budget.)
 	t.Setenv("AILY_TEST_APP_SECRET", appSecret)
 	e.write("helpdesk.sessions", strings.Join(sessionIDs(10), "\n"))
-	if err := e.exporter.reload(); err != nil {
+	if err := e.exporter.Reload(); err != nil {
 		t.Fatal(err)
 	}
 	<-e.reloaded

@@ -1,4 +1,4 @@
-package main
+package exporter
 
 import (
 	"context"
@@ -22,15 +22,15 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 )
 
-// routeOptions are the flags that shape the HTTP endpoints.
-type routeOptions struct {
-	telemetryPath          string
-	disableExporterMetrics bool
-	timeoutOffset          time.Duration
+// RouteOptions are the flags that shape the HTTP endpoints.
+type RouteOptions struct {
+	TelemetryPath          string
+	DisableExporterMetrics bool
+	TimeoutOffset          time.Duration
 }
 
-// routes returns every endpoint the README lists.
-func (e *exporter) routes(o routeOptions) http.Handler {
+// Routes returns every endpoint the README lists.
+func (e *Exporter) Routes(o RouteOptions) http.Handler {
 	// The persistent registry: what is the same whatever the scrape's
 	// deadline. The runs' metrics are gathered from a registry made per
 	// request, bound to that request's deadline.
@@ -41,7 +41,7 @@ func (e *exporter) routes(o routeOptions) http.Handler {
 	// replicas of one shard still export the same series, merged with
 	// max without (instance, pod).
 	r := e.shardLabels(reg)
-	r.MustRegister(versioncollector.NewCollector(programName), e.reloadSuccess, e.reloadTimestamp, newDiscoveryMetrics(e),
+	r.MustRegister(versioncollector.NewCollector(ProgramName), e.reloadSuccess, e.reloadTimestamp, newDiscoveryMetrics(e),
 		newShardMetrics(e.shard))
 	if e.storage != nil {
 		r.MustRegister(newStateMetrics(e.storage.store))
@@ -49,11 +49,11 @@ func (e *exporter) routes(o routeOptions) http.Handler {
 	mh := &metricsHandler{
 		exporter:      e,
 		persistent:    reg,
-		timeoutOffset: o.timeoutOffset,
+		timeoutOffset: o.TimeoutOffset,
 		logger:        e.logger,
 	}
 	var metrics http.Handler = mh
-	if !o.disableExporterMetrics {
+	if !o.DisableExporterMetrics {
 		r.MustRegister(
 			collectors.NewGoCollector(),
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -63,7 +63,7 @@ func (e *exporter) routes(o routeOptions) http.Handler {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle(o.telemetryPath, metrics)
+	mux.Handle(o.TelemetryPath, metrics)
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "Healthy")
 	})
@@ -84,8 +84,8 @@ func (e *exporter) routes(o routeOptions) http.Handler {
 		}
 		fmt.Fprintln(w, "Config reloaded")
 	})
-	mux.Handle("/status", e.statusHandler(false, o.telemetryPath))
-	mux.Handle("/status.json", e.statusHandler(true, o.telemetryPath))
+	mux.Handle("/status", e.statusHandler(false, o.TelemetryPath))
+	mux.Handle("/status.json", e.statusHandler(true, o.TelemetryPath))
 	mux.HandleFunc("/config", func(w http.ResponseWriter, _ *http.Request) {
 		b, err := e.redactedConfig()
 		if err != nil {
@@ -95,14 +95,14 @@ func (e *exporter) routes(o routeOptions) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write(b)
 	})
-	if o.telemetryPath != "/" {
+	if o.TelemetryPath != "/" {
 		landing, err := web.NewLandingPage(web.LandingConfig{
 			Name:        "Aily Exporter",
 			Description: "Prometheus exporter for the runs of Feishu Aily agent sessions",
 			Version:     version.Info(),
 			Profiling:   "false", // no /debug/pprof is served
 			Links: []web.LandingLinks{
-				{Address: o.telemetryPath, Text: "Metrics"},
+				{Address: o.TelemetryPath, Text: "Metrics"},
 				{Address: "/status", Text: "Status", Description: "sessions, their state and freshness, recent failed runs"},
 				{Address: "/config", Text: "Configuration", Description: "the loaded configuration, secrets redacted"},
 				{Address: "/-/healthy", Text: "Health"},
@@ -131,7 +131,7 @@ func nosniff(h http.Handler) http.Handler {
 // metricsHandler serves one scrape: the runs' metrics bound to the scrape's
 // deadline, together with the persistent registry.
 type metricsHandler struct {
-	exporter      *exporter
+	exporter      *Exporter
 	persistent    prometheus.Gatherer
 	timeoutOffset time.Duration
 	logger        log.Logger
@@ -308,22 +308,4 @@ func scrapeTimeout(h http.Header, offset time.Duration) time.Duration {
 		timeout -= offset
 	}
 	return timeout
-}
-
-// serverErrorLog is the writer of http.Server.ErrorLog: each line net/http
-// logs becomes an error on the go-kit logger, a TLS handshake error with the
-// client's address in a key of its own.
-type serverErrorLog struct{ logger log.Logger }
-
-func (l serverErrorLog) Write(p []byte) (int, error) {
-	line := strings.TrimRight(string(p), "\n")
-	const handshake = "http: TLS handshake error from "
-	if rest, ok := strings.CutPrefix(line, handshake); ok {
-		if remote, err, ok := strings.Cut(rest, ": "); ok {
-			level.Error(l.logger).Log("msg", "TLS handshake error", "remote", remote, "err", err)
-			return len(p), nil
-		}
-	}
-	level.Error(l.logger).Log("msg", "HTTP server error", "err", strings.TrimPrefix(line, "http: "))
-	return len(p), nil
 }

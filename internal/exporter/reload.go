@@ -1,4 +1,4 @@
-package main
+package exporter
 
 import (
 	"context"
@@ -20,27 +20,27 @@ import (
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
-// clientOptions are the flags every app's Feishu client shares.
-type clientOptions struct {
-	timeout     time.Duration
-	pageSize    int
-	rateLimit   float64
-	concurrency int
+// ClientOptions are the flags every app's Feishu client shares.
+type ClientOptions struct {
+	Timeout     time.Duration
+	PageSize    int
+	RateLimit   float64
+	Concurrency int
 	// now is the clients' clock; nil is time.Now (tests set it).
 	now func() time.Time
 }
 
 // newClient builds app's client; obs may be nil.
-func (o clientOptions) newClient(app *config.App, obs feishu.Observer) (*feishu.Client, error) {
+func (o ClientOptions) newClient(app *config.App, obs feishu.Observer) (*feishu.Client, error) {
 	c, err := feishu.NewClient(feishu.Config{
 		BaseURL:             app.BaseURL,
 		AppID:               app.AppID,
 		AppSecret:           app.Secret(),
 		UserAccessTokenFile: app.UserAccessTokenFile,
-		Timeout:             o.timeout,
-		MaxConcurrency:      o.concurrency,
-		PageSize:            o.pageSize,
-		RateLimit:           o.rateLimit,
+		Timeout:             o.Timeout,
+		MaxConcurrency:      o.Concurrency,
+		PageSize:            o.PageSize,
+		RateLimit:           o.RateLimit,
 		Observer:            obs,
 		Now:                 o.now,
 	})
@@ -69,43 +69,43 @@ type appClient struct {
 	client *feishu.Client
 }
 
-// exporterOptions are newExporter's inputs.
-type exporterOptions struct {
-	logger log.Logger
+// Options are New's inputs; the unexported ones are for tests.
+type Options struct {
+	Logger log.Logger
 	// source loads the configuration: config.Load of --config.file, or the
 	// demo simulator's apps.
-	source  func() (*config.Config, error)
-	clients clientOptions
+	Source  func() (*config.Config, error)
+	Clients ClientOptions
 	// watch are the polling policy and the histograms' buckets, collector
 	// the collector's own options.
-	watch     watch.Options
+	Watch     watch.Options
 	collector collector.Options
 	// onReload, when set, is told the result of every reload (tests).
 	onReload func(error)
 	// storage, when set, is the state on disk (--storage.path).
-	storage *storage
+	Storage *Storage
 	// dailyBudget is --poll.daily-budget, what an app without daily_budget
 	// may spend a day; 0 no cap.
-	dailyBudget float64
+	DailyBudget float64
 	// discoveryTimeout bounds one fetch of a sessions_url; 0: the
 	// discovery package's default (tests shorten it).
 	discoveryTimeout time.Duration
 	// shard is what this exporter watches of the configuration; the zero
 	// value is the only shard.
-	shard sharding.Shard
+	Shard sharding.Shard
 }
 
-// exporter holds the loaded configuration, the Feishu clients built from it,
+// Exporter holds the loaded configuration, the Feishu clients built from it,
 // the watcher of its sessions (which owns their counts) and the collector
 // that serves them as metrics.
-type exporter struct {
+type Exporter struct {
 	logger    log.Logger
 	source    func() (*config.Config, error)
-	clientOpt clientOptions
+	clientOpt ClientOptions
 	watcher   *watch.Watcher
 	collector *collector.Collector
 	onReload  func(error)
-	storage   *storage
+	storage   *Storage
 	// dailyBudget is --poll.daily-budget.
 	dailyBudget float64
 	// discoveryTimeout bounds one fetch of a sessions_url.
@@ -143,31 +143,32 @@ type exporter struct {
 	discoveries map[string]*appDiscovery
 }
 
-func newExporter(o exporterOptions) *exporter {
+// New builds the exporter; Reload loads its first configuration.
+func New(o Options) *Exporter {
 	if o.collector.Logger == nil {
-		o.collector.Logger = o.logger
+		o.collector.Logger = o.Logger
 	}
-	if o.watch.Logger == nil {
-		o.watch.Logger = o.logger
+	if o.Watch.Logger == nil {
+		o.Watch.Logger = o.Logger
 	}
-	if o.storage != nil {
-		o.watch.Saver = o.storage
+	if o.Storage != nil {
+		o.Watch.Saver = o.Storage
 	}
-	w := watch.New(o.watch)
+	w := watch.New(o.Watch)
 	ctx, stop := context.WithCancel(context.Background())
-	return &exporter{
+	return &Exporter{
 		ctx:              ctx,
 		stopSources:      stop,
 		discoveryTimeout: o.discoveryTimeout,
-		logger:           o.logger,
-		source:           o.source,
-		clientOpt:        o.clients,
+		logger:           o.Logger,
+		source:           o.Source,
+		clientOpt:        o.Clients,
 		watcher:          w,
 		collector:        collector.New(w, o.collector),
 		onReload:         o.onReload,
-		storage:          o.storage,
-		dailyBudget:      o.dailyBudget,
-		shard:            o.shard,
+		storage:          o.Storage,
+		dailyBudget:      o.DailyBudget,
+		shard:            o.Shard,
 		started:          time.Now(),
 		reloadSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "aily_exporter_config_last_reload_successful",
@@ -184,21 +185,21 @@ func newExporter(o exporterOptions) *exporter {
 	}
 }
 
-// runReloader is the one goroutine through which reloads happen, whether
+// RunReloader is the one goroutine through which reloads happen, whether
 // asked by SIGHUP or by POST /-/reload, so that two never interleave.
-func (e *exporter) runReloader(ctx context.Context, hup <-chan os.Signal) {
+func (e *Exporter) RunReloader(ctx context.Context, hup <-chan os.Signal) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			if err := e.reload(); err != nil {
+			if err := e.Reload(); err != nil {
 				level.Error(e.logger).Log("msg", "Error reloading config", "trigger", "SIGHUP", "err", err)
 			} else {
 				level.Info(e.logger).Log("msg", "Reloaded config", "trigger", "SIGHUP")
 			}
 		case reply := <-e.reloads:
-			err := e.reload()
+			err := e.Reload()
 			if err != nil {
 				level.Error(e.logger).Log("msg", "Error reloading config", "trigger", "/-/reload", "err", err)
 			} else {
@@ -210,7 +211,7 @@ func (e *exporter) runReloader(ctx context.Context, hup <-chan os.Signal) {
 }
 
 // requestReload asks runReloader for a reload and waits for its result.
-func (e *exporter) requestReload(ctx context.Context) error {
+func (e *Exporter) requestReload(ctx context.Context) error {
 	reply := make(chan error, 1)
 	select {
 	case e.reloads <- reply:
@@ -225,13 +226,13 @@ func (e *exporter) requestReload(ctx context.Context) error {
 	}
 }
 
-// reload loads the configuration and builds its clients and its
+// Reload loads the configuration and builds its clients and its
 // sessions_url sources, and fetches the URLs new to it once; only if all of
 // that succeeds does it swap them in and hand the apps to the watcher and
 // the collector. Otherwise the running configuration stays. A first fetch
 // that fails is no failure of the reload: the app goes on with its other
 // sessions, and with the sessions its source fetches later.
-func (e *exporter) reload() (err error) {
+func (e *Exporter) Reload() (err error) {
 	defer func() {
 		if err != nil {
 			e.reloadSuccess.Set(0)
@@ -315,7 +316,7 @@ func (e *exporter) reload() (err error) {
 }
 
 // watchedApps is the configuration as the watcher wants it. e.mu is held.
-func (e *exporter) watchedApps() []watch.App {
+func (e *Exporter) watchedApps() []watch.App {
 	apps := make([]watch.App, 0, len(e.cfg.Apps))
 	for _, app := range e.cfg.Apps {
 		apps = append(apps, watch.App{
@@ -356,7 +357,7 @@ func ownedSessions(shard sharding.Shard, app string, sessions []string) []string
 // parsed keeps the sessions last read from it; a URL that fails, those last
 // fetched from it. Sessions that leave both are dropped as a reload drops
 // them.
-func (e *exporter) refreshSessions() {
+func (e *Exporter) refreshSessions() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.cfg == nil {
@@ -382,7 +383,7 @@ func (e *exporter) refreshSessions() {
 
 // refreshSessionsFile re-reads app's sessions_file and reports whether its
 // sessions changed. e.mu is held.
-func (e *exporter) refreshSessionsFile(app *config.App) bool {
+func (e *Exporter) refreshSessionsFile(app *config.App) bool {
 	c, err := app.RefreshSessions()
 	if err != nil {
 		// Once per problem, not once per scrape: a file mounted late
@@ -407,7 +408,7 @@ func (e *exporter) refreshSessionsFile(app *config.App) bool {
 }
 
 // redactedConfig is the running configuration for /config.
-func (e *exporter) redactedConfig() ([]byte, error) {
+func (e *Exporter) redactedConfig() ([]byte, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.cfg == nil {

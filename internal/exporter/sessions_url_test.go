@@ -1,7 +1,6 @@
-package main
+package exporter
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
-	"github.com/aily-exporter/aily_exporter/internal/sharding"
 	"github.com/aily-exporter/aily_exporter/internal/status"
 )
 
@@ -100,7 +98,7 @@ func sessionsURLConfig(apiURL, url string, helpdeskSessions ...string) string {
 func (e *testEnv) reloadWith(cfg string) {
 	e.t.Helper()
 	e.write("aily.yml", cfg)
-	if err := e.exporter.reload(); err != nil {
+	if err := e.exporter.Reload(); err != nil {
 		e.t.Fatalf("reload: %v", err)
 	}
 	<-e.reloaded
@@ -323,9 +321,8 @@ func TestConfigCheckBuildsTheSessionsURLClient(t *testing.T) {
     sessions_http_config:
       tls_config: {ca_file: missing-ca.pem}
 `)
-	var stdout, stderr bytes.Buffer
-	code := checkConfig(path, "", clientOptions{timeout: time.Second}, sharding.Shard{}, &stdout, &stderr)
-	if code != 1 || !strings.Contains(stderr.String(), `app "a": sessions_http_config: `) || !strings.Contains(stderr.String(), "missing-ca.pem") {
-		t.Errorf("--config.check with a CA file that is not there: exit %d, stderr %q; want 1 naming the app and the file", code, stderr.String())
+	code, _, stderr := checkConfig(path)
+	if code != 1 || !strings.Contains(stderr, `app "a": sessions_http_config: `) || !strings.Contains(stderr, "missing-ca.pem") {
+		t.Errorf("--config.check with a CA file that is not there: exit %d, stderr %q; want 1 naming the app and the file", code, stderr)
 	}
 }

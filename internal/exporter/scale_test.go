@@ -1,8 +1,6 @@
-package main
+package exporter
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alecthomas/kingpin/v2"
 	"github.com/google/go-cmp/cmp"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -24,7 +21,7 @@ import (
 	"github.com/aily-exporter/aily_exporter/collector"
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/internal/config"
-	"github.com/aily-exporter/aily_exporter/internal/sharding"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -44,31 +41,9 @@ func manySessions(n int) string {
 // summed per app.
 var sizeWarning = regexp.MustCompile(`level=warn [^\n]*helpdesk[^\n]*10001 sessions: the run metrics are summed per app[^\n]*or shard`)
 
-func TestManySessionsWarnAtStart(t *testing.T) {
-	e := newTestEnv(t) // for its files; run loads them itself
-	e.write("helpdesk.sessions", manySessions(config.ManySessions-1))
-	a := kingpin.New(programName, "")
-	f := addFlags(a)
-	if _, err := a.Parse([]string{"--config.file", filepath.Join(e.dir, "aily.yml"), "--storage.path", "",
-		"--web.listen-address", "127.0.0.1:0"}); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel() // start, then stop at once
-	var stdout, stderr syncBuffer
-	if code := run(ctx, f, &stdout, &stderr); code != 0 {
-		t.Fatalf("exit %d, want 0; logs:\n%s", code, stderr.String())
-	}
-	if !sizeWarning.MatchString(stderr.String()) {
-		t.Errorf("no warning at start about 10,001 sessions with per_session: true:\n%s", stderr.String())
-	}
-}
-
 func TestManySessionsWarnAtReloadAndConfigCheck(t *testing.T) {
 	e := newTestEnv(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go e.exporter.runReloader(ctx, nil)
+	e.runReloader()
 	if sizeWarning.MatchString(e.logs.String()) {
 		t.Fatalf("a warning before the app has 10,001 sessions:\n%s", e.logs.String())
 	}
@@ -84,21 +59,18 @@ func TestManySessionsWarnAtReloadAndConfigCheck(t *testing.T) {
 		t.Errorf("no warning at the reload about 10,001 sessions with per_session: true:\n%s", e.logs.String())
 	}
 
-	var stdout, stderr bytes.Buffer
-	code := checkConfig(filepath.Join(e.dir, "aily.yml"), "", clientOptions{timeout: time.Second}, sharding.Shard{}, &stdout, &stderr)
-	if code != 0 || stdout.String() != "config OK\n" ||
-		!strings.Contains(stderr.String(), `warning: app "helpdesk" (line 2): 10001 sessions: the run metrics are summed per app`) {
-		t.Errorf("--config.check: exit %d, stdout %q, stderr %q; want 0, config OK and the warning", code, stdout.String(), stderr.String())
+	code, stdout, stderr := checkConfig(filepath.Join(e.dir, "aily.yml"))
+	if code != 0 || stdout != "config OK\n" ||
+		!strings.Contains(stderr, `warning: app "helpdesk" (line 2): 10001 sessions: the run metrics are summed per app`) {
+		t.Errorf("--config.check: exit %d, stdout %q, stderr %q; want 0, config OK and the warning", code, stdout, stderr)
 	}
 
 	// per_session: false: no warning.
 	e.write("aily.yml", strings.Replace(configYAML(e.api.URL, "session_ok"), "sessions_file: helpdesk.sessions",
 		"sessions_file: helpdesk.sessions\n    per_session: false", 1))
-	stderr.Reset()
-	stdout.Reset()
-	if code := checkConfig(filepath.Join(e.dir, "aily.yml"), "", clientOptions{timeout: time.Second}, sharding.Shard{}, &stdout, &stderr); code != 0 ||
-		strings.Contains(stderr.String(), "warning") {
-		t.Errorf("--config.check with per_session: false: exit %d, stderr %q; want 0 and no warning", code, stderr.String())
+	if code, _, stderr := checkConfig(filepath.Join(e.dir, "aily.yml")); code != 0 ||
+		strings.Contains(stderr, "warning") {
+		t.Errorf("--config.check with per_session: false: exit %d, stderr %q; want 0 and no warning", code, stderr)
 	}
 }
 
@@ -201,21 +173,21 @@ func TestScrapeGathererSortsAndCounts(t *testing.T) {
 
 func TestScrapeWhoseAnswerTakesItsWholeDeadlineDoesNotPoll(t *testing.T) {
 	e := newTestEnv(t) // its fake and files
-	logs := &syncBuffer{}
-	logger, _ := newLogger(logs, "debug", "logfmt")
-	x := newExporter(exporterOptions{
-		logger:  logger,
-		source:  func() (*config.Config, error) { return config.Load(filepath.Join(e.dir, "aily.yml")) },
-		clients: clientOptions{timeout: 10 * time.Second, pageSize: 50},
+	logs := &testkit.LogBuffer{}
+	logger := testkit.Logger(logs, "debug")
+	x := New(Options{
+		Logger:  logger,
+		Source:  func() (*config.Config, error) { return config.Load(filepath.Join(e.dir, "aily.yml")) },
+		Clients: ClientOptions{Timeout: 10 * time.Second, PageSize: 50},
 		// Answering is assumed to take a second a series: far more than
 		// the scrape's 3 s.
 		collector: collector.Options{SecondsPerSeries: 1},
-		watch:     watch.Options{MinInterval: -1},
+		Watch:     watch.Options{MinInterval: -1},
 	})
-	if err := x.reload(); err != nil {
+	if err := x.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(x.routes(routeOptions{telemetryPath: "/metrics", timeoutOffset: 500 * time.Millisecond}))
+	srv := httptest.NewServer(x.Routes(RouteOptions{TelemetryPath: "/metrics", TimeoutOffset: 500 * time.Millisecond}))
 	defer srv.Close()
 	// Twice: the first scrape's reserve is a guess; the second's is
 	// measured, and warns.

@@ -1,4 +1,4 @@
-package main
+package exporter
 
 import (
 	"errors"
@@ -21,24 +21,24 @@ import (
 // is restored, so that a changed configuration keeps what still applies.
 const stateFingerprint = "aily_exporter"
 
-// storage is the exporter's state on disk (--storage.path): the store, and
+// Storage is the exporter's state on disk (--storage.path): the store, and
 // the state read at start, waiting for the first configuration.
-type storage struct {
+type Storage struct {
 	store   *state.Store
 	logger  log.Logger
 	pending *watch.State
 }
 
-// openStorage opens the state directory and reads the state a previous run
+// OpenStorage opens the state directory and reads the state a previous run
 // left there, migrated from an older format version. A state file that
 // cannot be used is moved aside by the store; only a directory that cannot be
 // created is an error.
-func openStorage(dir string, logger log.Logger) (*storage, error) {
+func OpenStorage(dir string, logger log.Logger) (*Storage, error) {
 	st, err := state.Open(dir, state.Options{Logger: logger, Version: watch.StateVersion, Migrate: watch.MigrateState})
 	if err != nil {
 		return nil, fmt.Errorf("--storage.path: %w", err)
 	}
-	s := &storage{store: st, logger: logger}
+	s := &Storage{store: st, logger: logger}
 	var saved watch.State
 	found, err := st.Load(&saved, stateFingerprint)
 	switch {
@@ -54,9 +54,9 @@ func openStorage(dir string, logger log.Logger) (*storage, error) {
 	return s, nil
 }
 
-// missingDirs returns path and those of its parents that do not exist yet,
+// MissingDirs returns path and those of its parents that do not exist yet,
 // the deepest first: the directories that opening the storage there makes.
-func missingDirs(path string) []string {
+func MissingDirs(path string) []string {
 	var out []string
 	for p := filepath.Clean(path); ; p = filepath.Dir(p) {
 		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
@@ -69,10 +69,10 @@ func missingDirs(path string) []string {
 	}
 }
 
-// removeEmptyDirs removes dirs, the deepest first, as long as they are empty:
+// RemoveEmptyDirs removes dirs, the deepest first, as long as they are empty:
 // a directory that holds anything (a state saved meanwhile) stays, and so do
 // its parents.
-func removeEmptyDirs(dirs []string) {
+func RemoveEmptyDirs(dirs []string) {
 	for _, d := range dirs {
 		if os.Remove(d) != nil {
 			return
@@ -81,7 +81,7 @@ func removeEmptyDirs(dirs []string) {
 }
 
 // Save writes the watcher's state (watch.Saver).
-func (s *storage) Save(st *watch.State) error {
+func (s *Storage) Save(st *watch.State) error {
 	return s.store.Save(st, stateFingerprint)
 }
 
@@ -90,7 +90,7 @@ func (s *storage) Save(st *watch.State) error {
 // none of the configured apps is moved aside, as a corrupt file is; unless
 // sharded: a shard's state may be of apps that other shards own now, and
 // it is simply not carried on (the next save replaces it).
-func (s *storage) restore(w *watch.Watcher, apps []watch.App, sharded bool) bool {
+func (s *Storage) restore(w *watch.Watcher, apps []watch.App, sharded bool) bool {
 	if s == nil || s.pending == nil {
 		return false
 	}
