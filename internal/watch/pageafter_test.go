@@ -17,7 +17,7 @@ func pagingAPI(t *testing.T, n int) (*memAPI, *poll) {
 	for i := range n {
 		mem.put(run(fmt.Sprintf("r%02d", i), completed, float64(i), float64(i), float64(i)+0.5))
 	}
-	tr := NewTracker(t0)
+	tr := newTracker(t0)
 	return mem, &poll{ctx: context.Background(), api: mem, id: "s1", t: tr, c: &cursor{}}
 }
 

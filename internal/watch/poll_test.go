@@ -17,7 +17,7 @@ type polled struct {
 	t        *testing.T
 	api      API
 	mem      *memAPI
-	tracker  *Tracker
+	tracker  *tracker
 	cursor   cursor
 	finished map[string]int // run ID → times counted finished
 	created  map[string]int
@@ -25,7 +25,7 @@ type polled struct {
 }
 
 func newPolled(t *testing.T, mem *memAPI) *polled {
-	return &polled{t: t, api: mem, mem: mem, tracker: NewTracker(t0),
+	return &polled{t: t, api: mem, mem: mem, tracker: newTracker(t0),
 		finished: map[string]int{}, created: map[string]int{}}
 }
 
@@ -177,7 +177,7 @@ func TestPollRunInsertedWhilePagingIsCountedOnce(t *testing.T) {
 				}
 			}
 			// The runs a shifted page shows again are not tallied twice.
-			if got := p.tracker.Current().Final[finalIndex(completed)]; got != 100+n {
+			if got := p.tracker.current().Final[finalIndex(completed)]; got != 100+n {
 				t.Errorf("aily_runs{status=COMPLETED} %d, want %d", got, 100+n)
 			}
 		})
@@ -194,7 +194,7 @@ func TestPollPageTokenThatStopsResumingFallsBackToAFullListing(t *testing.T) {
 	if _, _, err := p.poll(10); err == nil {
 		t.Fatal("poll with every page token refused succeeded")
 	}
-	if !p.cursor.needFull && !p.tracker.Sweeping() {
+	if !p.cursor.needFull && !p.tracker.sweeping() {
 		t.Error("a refused page token did not ask for a full listing")
 	}
 	mem.badToken = false
@@ -258,7 +258,7 @@ func TestPollBaselineSpreadOverSeveralPolls(t *testing.T) {
 				if _, _, err := p.poll(float64(1 + i)); !errors.Is(err, errBudget) {
 					t.Fatalf("poll %d of the baseline: err %v, want the budget spent", i, err)
 				}
-				if p.tracker.Baselined() {
+				if p.tracker.baselined {
 					t.Fatalf("baselined after %d polls of 3 requests; 10 pages are needed", i+1)
 				}
 				mem.put(run(fmt.Sprintf("b%d", i), completed, float64(i)+0.1, float64(i)+0.2, float64(i)+0.5))
@@ -266,7 +266,7 @@ func TestPollBaselineSpreadOverSeveralPolls(t *testing.T) {
 			deep := runs[50]
 			deep.Status, deep.EndedAt = failed, at(4)
 			mem.put(deep)
-			for i := 0; !p.tracker.Baselined(); i++ {
+			for i := 0; !p.tracker.baselined; i++ {
 				if i > 7 {
 					t.Fatal("baseline not done after 11 polls of 3 requests (10 pages, 9 boundaries checked)")
 				}
@@ -317,7 +317,7 @@ func TestPollRunsInFlightTheAPIStopsListingAreForgottenAndCostNoMore(t *testing.
 					t.Fatalf("poll %d: %v", i, err)
 				}
 			}
-			if n := p.tracker.InFlight(); n != 0 {
+			if n := p.tracker.inFlight(); n != 0 {
 				t.Fatalf("%d runs in flight remembered after four polls, want the deleted ones forgotten", n)
 			}
 			if lists, gets := p.mustPoll(100); lists+gets > 1 {
@@ -358,7 +358,7 @@ func TestPollRecordsWhereRunsInFlightStand(t *testing.T) {
 				t.Helper()
 				for pos, r := range mem.sorted("s1") {
 					if r.Status == inProgress {
-						if got := p.tracker.Position(r.ID, o == newestFirst); got != int64(pos) {
+						if got := p.tracker.position(r.ID, o == newestFirst); got != int64(pos) {
 							t.Errorf("%s: run %s recorded at position %d, listed at %d", when, r.ID, got, pos)
 						}
 					}
@@ -513,7 +513,7 @@ func TestPollPageShowingOnlyThePageBeforeIsSkipped(t *testing.T) {
 	mem.onPage = nil
 	p.mustPoll(10)
 	p.wantCounted("n1", "n2")
-	if got := p.tracker.Current().Final[finalIndex(completed)]; got != 8 {
+	if got := p.tracker.current().Final[finalIndex(completed)]; got != 8 {
 		t.Errorf("aily_runs{status=COMPLETED} %d, want 8", got)
 	}
 }

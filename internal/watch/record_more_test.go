@@ -26,18 +26,18 @@ func roundTrip(t *testing.T, r TrackerRecord) TrackerRecord {
 }
 
 func TestTrackerRecordKeepsEverythingThroughJSON(t *testing.T) {
-	tr := NewTracker(t0)
+	tr := newTracker(t0)
 	var obs Observation
-	tr.StartSweep()
+	tr.startSweep()
 	for _, r := range []feishu.Run{
 		run("a-started", inProgress, 1, 2, none),
 		run("b-queued", queued, 3, none, none),
 		run("c-final", completed, 4, 5, 6),
 		run("d-undated", inProgress, none, 7, none),
 	} {
-		tr.See(&r, true, &obs)
+		tr.see(&r, true, &obs)
 	}
-	tr.SetPosition("a-started", 41)
+	tr.setPosition("a-started", 41)
 	tr.inflight["b-queued"].missed = 1
 	tr.inflight["a-started"].seenBySweep = false
 	tr.countedAtBaseline = map[string]struct{}{"c-final": {}}
@@ -90,7 +90,7 @@ func TestIDsAndStatusesEncodeAsEncodingJSONWould(t *testing.T) {
 }
 
 func TestRecentRunsKeepTheirCreatedAtThroughARecord(t *testing.T) {
-	tr := NewTracker(t0)
+	tr := newTracker(t0)
 	fullListing(tr, []feishu.Run{run("x", completed, 10.5, 11, 12)}, at(20))
 	rec := tr.record()
 	if len(rec.Recent) != 1 || rec.Recent[0].Created != at(10.5).UnixMilli() {

@@ -299,15 +299,15 @@ func TestTrackerExactlyOnce(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tr := NewTracker(t0)
+			tr := newTracker(t0)
 			for i, s := range tt.steps {
 				got := summary(fullListing(tr, s.listing, at(s.now)))
 				if diff := cmp.Diff(s.want, got, cmp.Comparer(approx)); diff != "" {
 					t.Errorf("listing %d (at t0+%gs): counted (-want +got):\n%s", i, s.now, diff)
 				}
 			}
-			if tt.wantLen >= 0 && tr.Len() != tt.wantLen {
-				t.Errorf("tracker remembers %d runs, want %d", tr.Len(), tt.wantLen)
+			if tt.wantLen >= 0 && tr.len() != tt.wantLen {
+				t.Errorf("tracker remembers %d runs, want %d", tr.len(), tt.wantLen)
 			}
 		})
 	}
@@ -315,25 +315,25 @@ func TestTrackerExactlyOnce(t *testing.T) {
 
 // fullListing feeds a complete listing to the tracker, as a poll that lists
 // every page does, and returns what it counted.
-func fullListing(tr *Tracker, runs []feishu.Run, now time.Time) Observation {
+func fullListing(tr *tracker, runs []feishu.Run, now time.Time) Observation {
 	var obs Observation
-	tr.StartSweep()
+	tr.startSweep()
 	for i := range runs {
-		tr.See(&runs[i], true, &obs)
+		tr.see(&runs[i], true, &obs)
 	}
-	tr.EndSweep(now)
+	tr.endSweep(now)
 	return obs
 }
 
 // incremental feeds the runs an incremental listing reads (the new ones and
 // those in flight) and returns what they counted.
-func incremental(tr *Tracker, runs []feishu.Run, now time.Time) Observation {
+func incremental(tr *tracker, runs []feishu.Run, now time.Time) Observation {
 	var obs Observation
-	tr.BeginPass()
+	tr.beginPass()
 	for i := range runs {
-		tr.See(&runs[i], false, &obs)
+		tr.see(&runs[i], false, &obs)
 	}
-	tr.Advance(now)
+	tr.advance(now)
 	return obs
 }
 

@@ -336,7 +336,7 @@ func (w *Watcher) newSession(ap *app, id string, rs *restoredSession, now time.T
 			"app", ap.name, "session_id", id, "err", err)
 		s = &Session{app: ap, id: id, counts: s.counts}
 	}
-	s.added, s.tracker = now, Tracker{watchStart: now}
+	s.added, s.tracker = now, tracker{watchStart: now}
 	s.cursor.nextFull = now.Add(fullListingOffset(ap.name, id, w.opts.FullInterval))
 	return s
 }
@@ -712,7 +712,7 @@ func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done cha
 	defer close(done)
 	defer w.commits.Add(1)
 	s.polling, s.pollCtx = nil, nil
-	if !s.removed && !p.obs.Empty() {
+	if !s.removed && !p.obs.empty() {
 		w.count(s, &p.obs, w.opts.Now())
 		if w.observed != nil {
 			w.observed(s, &p.obs)
@@ -722,11 +722,11 @@ func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done cha
 			"created", createdIDs(p.obs.Created), "started", timedIDs(p.obs.Started), "finished", timedIDs(p.obs.Finished))
 	}
 	t := &s.tracker
-	s.baselined, s.inflight, s.tracked = t.Baselined(), t.InFlight(), t.Len()
+	s.baselined, s.inflight, s.tracked = t.baselined, t.inFlight(), t.len()
 	if p.newRuns {
 		s.lastNewRun = start
 	}
-	if changes := len(p.obs.Created) + len(p.obs.Started) + len(p.obs.Finished); changes > 0 && t.Baselined() {
+	if changes := len(p.obs.Created) + len(p.obs.Started) + len(p.obs.Finished); changes > 0 && t.baselined {
 		s.noteActivity(&w.opts, start, changes)
 	}
 	s.lastCreated = t.lastCreated
@@ -738,7 +738,7 @@ func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done cha
 		s.app.health.cut(log.With(w.opts.Logger, "app", s.app.name), err)
 		level.Debug(w.opts.Logger).Log("msg", "A poll was cut off by the scrape deadline", "app", s.app.name,
 			"session_id", s.id, "err", err)
-		if t.Baselined() {
+		if t.baselined {
 			w.setView(s)
 		}
 		return deadlineCut
@@ -759,7 +759,7 @@ func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done cha
 		return outcome
 	}
 	s.failures = 0
-	if t.Baselined() {
+	if t.baselined {
 		if outcome != budgetCut {
 			s.lastSuccess = start
 		}
@@ -771,7 +771,7 @@ func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done cha
 // setView makes the tracker's current runs what the session shows, and
 // keeps the undocumented statuses among them (noteStatuses). s.mu is held.
 func (w *Watcher) setView(s *Session) {
-	st := s.tracker.Current()
+	st := s.tracker.current()
 	s.view = &st
 	if !s.removed {
 		w.noteStatuses(s, st.InFlight)
