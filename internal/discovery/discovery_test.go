@@ -339,7 +339,7 @@ func TestATenMegabyteAnswerIsRefused(t *testing.T) {
 
 	// Just within the cap is read.
 	a := newAgent(t)
-	a.set(answer{ctype: "text/plain", body: big[:MaxAnswerBytes-MaxAnswerBytes%25]})
+	a.set(answer{ctype: "text/plain", body: big[:maxAnswerBytes-maxAnswerBytes%25]})
 	s, _ := newSource(t, a, Options{})
 	mustRefresh(t, s)
 	if got := sessions(s); len(got) != 1 {

@@ -79,7 +79,7 @@ func TestThousandsOfSessionsArePaged(t *testing.T) {
 	o := Options{RateLimit: 20, Now: now}
 
 	p := mustBuild(t, c, o, Query{Page: 2})
-	if p.SessionsTotal != 5000 || p.Pages != 50 || len(p.Sessions) != DefaultPerPage || p.Sessions[0].ID != "session_00101" {
+	if p.SessionsTotal != 5000 || p.Pages != 50 || len(p.Sessions) != defaultPerPage || p.Sessions[0].ID != "session_00101" {
 		t.Fatalf("page 2: total %d, %d pages, %d sessions from %s; want 5000, 50, 100 from session_00101",
 			p.SessionsTotal, p.Pages, len(p.Sessions), p.Sessions[0].ID)
 	}
@@ -108,8 +108,8 @@ func TestThousandsOfSessionsArePaged(t *testing.T) {
 			t.Errorf("page 2 lacks %s", want)
 		}
 	}
-	if n := strings.Count(html, `<tr class="session"`); n != DefaultPerPage {
-		t.Errorf("page 2 shows %d sessions, want %d", n, DefaultPerPage)
+	if n := strings.Count(html, `<tr class="session"`); n != defaultPerPage {
+		t.Errorf("page 2 shows %d sessions, want %d", n, defaultPerPage)
 	}
 	if strings.Contains(html, "<script") || strings.Contains(html, "http://") || strings.Contains(html, "https://") {
 		t.Errorf("the page has a script or an external reference")

@@ -102,8 +102,8 @@ type sweepTally struct {
 	finished map[string]feishu.RunStatus
 }
 
-// RunTiming is a run the tracker reports, with the time to observe for it.
-type RunTiming struct {
+// runTiming is a run the tracker reports, with the time to observe for it.
+type runTiming struct {
 	Run feishu.Run
 	// Seconds is the duration to observe, never negative (clock skew counts
 	// as 0). It is meaningful only when Timed is true.
@@ -117,10 +117,10 @@ type RunTiming struct {
 type Observation struct {
 	// Finished are runs seen final for the first time: count each in
 	// aily_runs_finished_total and observe ended_at − started_at.
-	Finished []RunTiming
+	Finished []runTiming
 	// Started are runs seen started for the first time: observe
 	// started_at − created_at.
-	Started []RunTiming
+	Started []runTiming
 	// Created are runs created since the session began to be watched.
 	Created []feishu.Run
 }
@@ -529,7 +529,7 @@ func (t *tracker) current() CurrentRuns {
 		}
 		st := ir.status
 		if st == "" {
-			st = UnknownStatus
+			st = unknownStatus
 		}
 		s.InFlight[st]++
 		if ir.created.IsZero() {
@@ -549,8 +549,8 @@ func finalIndex(st feishu.RunStatus) feishu.FinalIndex {
 	return i
 }
 
-// UnknownStatus labels runs listed with no status at all.
-const UnknownStatus feishu.RunStatus = "unknown"
+// unknownStatus labels runs listed with no status at all.
+const unknownStatus feishu.RunStatus = "unknown"
 
 // after reports whether an event at ts of a run seen for the first time
 // happened after the watch began. An unknown time (zero) counts as after
@@ -577,21 +577,21 @@ func endBound(r *feishu.Run) time.Time {
 	return r.CreatedAt
 }
 
-func durationTiming(r *feishu.Run) RunTiming { return timing(*r, r.StartedAt, r.EndedAt) }
+func durationTiming(r *feishu.Run) runTiming { return timing(*r, r.StartedAt, r.EndedAt) }
 
-func queueTiming(r *feishu.Run) RunTiming { return timing(*r, r.CreatedAt, r.StartedAt) }
+func queueTiming(r *feishu.Run) runTiming { return timing(*r, r.CreatedAt, r.StartedAt) }
 
 // timing measures from..to; a missing end leaves the run untimed and a
 // negative span (clocks that disagree) counts as 0.
-func timing(r feishu.Run, from, to time.Time) RunTiming {
+func timing(r feishu.Run, from, to time.Time) runTiming {
 	if from.IsZero() || to.IsZero() {
-		return RunTiming{Run: r}
+		return runTiming{Run: r}
 	}
 	s := to.Sub(from).Seconds()
 	if s < 0 {
 		s = 0
 	}
-	return RunTiming{Run: r, Seconds: s, Timed: true}
+	return runTiming{Run: r, Seconds: s, Timed: true}
 }
 
 // idSet is a set of run IDs with their created_at. Most sessions remember

@@ -49,7 +49,7 @@ type counted struct {
 
 func summary(o Observation) counted {
 	var c counted
-	conv := func(ts []RunTiming) []event {
+	conv := func(ts []runTiming) []event {
 		var out []event
 		for _, t := range ts {
 			s := -1.0

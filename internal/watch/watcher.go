@@ -63,12 +63,12 @@ type Options struct {
 
 // Defaults of Options.
 const (
-	DefaultMinInterval  = 5 * time.Second
-	DefaultIdleAfter    = 10 * time.Minute
-	DefaultIdleInterval = 5 * time.Minute
-	DefaultFullInterval = 6 * time.Hour
+	defaultMinInterval  = 5 * time.Second
+	defaultIdleAfter    = 10 * time.Minute
+	defaultIdleInterval = 5 * time.Minute
+	defaultFullInterval = 6 * time.Hour
 	DefaultConcurrency  = 4
-	DefaultTimeout      = 10 * time.Second
+	defaultTimeout      = 10 * time.Second
 )
 
 // App is one configured Feishu app: its name (the app label), its API
@@ -149,23 +149,23 @@ type app struct {
 // New returns a Watcher that watches no session until SetApps.
 func New(opts Options) *Watcher {
 	if opts.MinInterval == 0 {
-		opts.MinInterval = DefaultMinInterval
+		opts.MinInterval = defaultMinInterval
 	}
 	opts.MinInterval = max(opts.MinInterval, 0)
 	if opts.IdleAfter <= 0 {
-		opts.IdleAfter = DefaultIdleAfter
+		opts.IdleAfter = defaultIdleAfter
 	}
 	if opts.IdleInterval <= 0 {
-		opts.IdleInterval = DefaultIdleInterval
+		opts.IdleInterval = defaultIdleInterval
 	}
 	if opts.FullInterval <= 0 {
-		opts.FullInterval = DefaultFullInterval
+		opts.FullInterval = defaultFullInterval
 	}
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = DefaultConcurrency
 	}
 	if opts.Timeout <= 0 {
-		opts.Timeout = DefaultTimeout
+		opts.Timeout = defaultTimeout
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -242,7 +242,7 @@ func (w *Watcher) SetApps(apps []App) {
 		ap.identity = a.Identity
 		ap.api = a.API
 		if ap.labels != nil {
-			ap.labels.limit = cmp.Or(a.MetadataLabelLimit, DefaultMetadataLabelLimit)
+			ap.labels.limit = cmp.Or(a.MetadataLabelLimit, defaultMetadataLabelLimit)
 		}
 		newApps[a.Name] = ap
 		if d := w.daily[a.Name]; d != nil {
@@ -305,7 +305,7 @@ func (a *app) resetCounts(perSession bool, labels []string, mark *servedMark) {
 	a.perSession = perSession
 	a.labels = nil
 	if len(labels) > 0 {
-		a.labels = newMetadataLabels(labels, DefaultMetadataLabelLimit)
+		a.labels = newMetadataLabels(labels, defaultMetadataLabelLimit)
 	}
 	a.codes = make(map[string]struct{})
 	a.total = counts{}
@@ -783,7 +783,7 @@ func (w *Watcher) setView(s *Session) {
 // answers), and only when the line is logged.
 type (
 	createdIDs []feishu.Run
-	timedIDs   []RunTiming
+	timedIDs   []runTiming
 )
 
 func (c createdIDs) String() string {

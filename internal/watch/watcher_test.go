@@ -65,8 +65,8 @@ type loggerFunc struct{ log.Logger }
 func TestNewOptions(t *testing.T) {
 	t.Run("zero options take the defaults", func(t *testing.T) {
 		o := New(Options{}).opts
-		if o.MinInterval != DefaultMinInterval || o.IdleAfter != DefaultIdleAfter || o.IdleInterval != DefaultIdleInterval ||
-			o.FullInterval != DefaultFullInterval || o.Concurrency != DefaultConcurrency || o.Timeout != DefaultTimeout ||
+		if o.MinInterval != defaultMinInterval || o.IdleAfter != defaultIdleAfter || o.IdleInterval != defaultIdleInterval ||
+			o.FullInterval != defaultFullInterval || o.Concurrency != DefaultConcurrency || o.Timeout != defaultTimeout ||
 			o.Now == nil || o.Logger == nil {
 			t.Errorf("options %+v, want the defaults", o)
 		}

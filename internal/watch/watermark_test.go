@@ -243,8 +243,8 @@ func TestObservationEmpty(t *testing.T) {
 		want bool
 	}{
 		{"nothing counted is empty", Observation{}, true},
-		{"a run finished is not empty", Observation{Finished: []RunTiming{{Run: r}}}, false},
-		{"a run started is not empty", Observation{Started: []RunTiming{{Run: r}}}, false},
+		{"a run finished is not empty", Observation{Finished: []runTiming{{Run: r}}}, false},
+		{"a run started is not empty", Observation{Started: []runTiming{{Run: r}}}, false},
 		{"a run created is not empty", Observation{Created: []feishu.Run{r}}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
