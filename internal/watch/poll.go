@@ -155,20 +155,10 @@ func (p *poll) newestFirst() (doubt bool, err error) {
 			p.seeAll(runs, false)
 			return nil
 		}
-		for i := range runs {
-			r := &runs[i]
-			if r.CreatedAt.IsZero() {
-				continue
-			}
-			if !lastCreated.IsZero() && r.CreatedAt.After(lastCreated) {
-				return errOrderChanged
-			}
-			lastCreated = r.CreatedAt
+		if err := inOrder(runs, &lastCreated, time.Time.After); err != nil {
+			return err
 		}
-		for i := shownAgain(runs, prev.ids); i < len(runs); i++ {
-			t.see(&runs[i], false, &p.obs)
-			t.setPosition(runs[i].ID, pos+int64(i))
-		}
+		p.seeListed(runs, shownAgain(runs, prev.ids), pos)
 		return nil
 	}
 	for pages := 1; ; pages++ {
@@ -232,20 +222,10 @@ func (p *poll) oldestFirst() (doubt bool, err error) {
 			return errNoOverlap
 		}
 		first = false
-		for i := range runs {
-			r := &runs[i]
-			if r.CreatedAt.IsZero() {
-				continue
-			}
-			if !lastCreated.IsZero() && r.CreatedAt.Before(lastCreated) {
-				return errOrderChanged
-			}
-			lastCreated = r.CreatedAt
+		if err := inOrder(runs, &lastCreated, time.Time.Before); err != nil {
+			return err
 		}
-		for i := range runs {
-			t.see(&runs[i], false, &p.obs)
-			t.setPosition(runs[i].ID, pos+int64(i))
-		}
+		p.seeListed(runs, 0, pos)
 		return nil
 	}
 	for {
@@ -655,4 +635,32 @@ func ids(runs []feishu.Run, buf []string) []string {
 		buf = append(buf, runs[i].ID)
 	}
 	return buf
+}
+
+// inOrder returns errOrderChanged when a run of runs is out of the listing's
+// order (wrong(created_at, the previous run's) is true): the order changed
+// under the listing, which can then no longer tell what it missed. last
+// carries the previous created_at from page to page; runs without one cannot
+// be placed and are passed over.
+func inOrder(runs []feishu.Run, last *time.Time, wrong func(t, u time.Time) bool) error {
+	for i := range runs {
+		r := &runs[i]
+		if r.CreatedAt.IsZero() {
+			continue
+		}
+		if !last.IsZero() && wrong(r.CreatedAt, *last) {
+			return errOrderChanged
+		}
+		*last = r.CreatedAt
+	}
+	return nil
+}
+
+// seeListed counts runs[from:] as a listing shows them and notes where each
+// stands; pos is where runs[0] stands.
+func (p *poll) seeListed(runs []feishu.Run, from int, pos int64) {
+	for i := from; i < len(runs); i++ {
+		p.t.see(&runs[i], false, &p.obs)
+		p.t.setPosition(runs[i].ID, pos+int64(i))
+	}
 }

@@ -843,13 +843,19 @@ func (w *Watcher) logOutcome(s *Session, err error) {
 // EachSnapshot calls fn with what each configured session shows now, in
 // order of app and ID. fn must not keep the snapshot.
 func (w *Watcher) EachSnapshot(fn func(*Snapshot)) {
+	w.eachSnapshot(func(_ *Session, snap *Snapshot) { fn(snap) })
+}
+
+// eachSnapshot calls fn with each configured session and what it shows now,
+// in order of app and ID, all as of one instant.
+func (w *Watcher) eachSnapshot(fn func(*Session, *Snapshot)) {
 	w.mu.Lock()
 	sessions := w.sessions
 	w.mu.Unlock()
 	now := w.opts.Now()
 	for _, s := range sessions {
 		snap := s.snapshot(&w.opts, now)
-		fn(&snap)
+		fn(s, &snap)
 	}
 }
 
@@ -968,27 +974,26 @@ type budgetedAPI struct {
 }
 
 func (a budgetedAPI) ListRunsPage(ctx context.Context, sessionID, pageToken string) (feishu.RunsPage, error) {
-	ok, prepaid := a.b.take()
-	if !ok {
-		return feishu.RunsPage{}, errBudget
-	}
-	page, err := a.API.ListRunsPage(ctx, sessionID, pageToken)
-	if notSent(err) {
-		a.b.untake(prepaid)
-	}
-	return page, err
+	return withinBudget(a.b, func() (feishu.RunsPage, error) { return a.API.ListRunsPage(ctx, sessionID, pageToken) })
 }
 
 func (a budgetedAPI) GetRun(ctx context.Context, sessionID, runID string) (feishu.Run, error) {
-	ok, prepaid := a.b.take()
+	return withinBudget(a.b, func() (feishu.Run, error) { return a.API.GetRun(ctx, sessionID, runID) })
+}
+
+// withinBudget makes the request call if b has a request left, and gives the
+// request back when it was not sent.
+func withinBudget[T any](b *pollBudget, call func() (T, error)) (T, error) {
+	ok, prepaid := b.take()
 	if !ok {
-		return feishu.Run{}, errBudget
+		var none T
+		return none, errBudget
 	}
-	r, err := a.API.GetRun(ctx, sessionID, runID)
+	v, err := call()
 	if notSent(err) {
-		a.b.untake(prepaid)
+		b.untake(prepaid)
 	}
-	return r, err
+	return v, err
 }
 
 // notSent reports whether err says that the request was not sent: the app's
