@@ -15,6 +15,7 @@ import (
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
 	"github.com/aily-exporter/aily_exporter/internal/histogram"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 )
 
 // countsEnv is a watcher of one app over memAPI, scraped as the collector
@@ -239,7 +240,7 @@ func TestFailedRunsKeepTheMostRecent(t *testing.T) {
 }
 
 func TestFailedRunLogIsBoundedPerSecond(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testkit.LogBuffer{}
 	l := &failureLog{logger: log.NewLogfmtLogger(logs)}
 	lines := func(msg string) int { return strings.Count(logs.String(), msg) }
 	t1 := at(1000)

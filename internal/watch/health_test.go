@@ -16,6 +16,7 @@ import (
 	"github.com/go-kit/log"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 )
 
 // The errors of the tests below, as the feishu client makes them.
@@ -72,11 +73,11 @@ func (a *appFailingAPI) GetRun(ctx context.Context, session, id string) (feishu.
 // logged is a log read back: its lines' key-value pairs.
 type logged struct {
 	t   *testing.T
-	buf *syncBuffer
+	buf *testkit.LogBuffer
 }
 
 func newLogged(t *testing.T) (*logged, log.Logger) {
-	l := &logged{t: t, buf: &syncBuffer{}}
+	l := &logged{t: t, buf: &testkit.LogBuffer{}}
 	return l, log.NewLogfmtLogger(l.buf)
 }
 

@@ -7,32 +7,19 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
+	testruns "github.com/aily-exporter/aily_exporter/internal/testkit/runs"
 )
 
-// t0 is when the session began to be watched in these tests.
-var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-
-// at returns t0 shifted by the given seconds.
-func at(sec float64) time.Time { return t0.Add(time.Duration(sec * float64(time.Second))) }
-
-// run builds a run; created, started and ended are seconds from t0, and NaN
-// leaves the timestamp out.
-func run(id string, st feishu.RunStatus, created, started, ended float64) feishu.Run {
-	r := feishu.Run{ID: id, Status: st, SessionID: "s1", AppID: "spring_a"}
-	set := func(dst *time.Time, v float64) {
-		if v == v { // not NaN
-			*dst = at(v)
-		}
-	}
-	set(&r.CreatedAt, created)
-	set(&r.StartedAt, started)
-	set(&r.EndedAt, ended)
-	return r
-}
-
-var none = nan()
-
-func nan() float64 { z := 0.0; return z / z }
+// The package's tests use the shared epoch and run builder under short
+// names: t0 is when the session began to be watched, at(sec) is t0 shifted,
+// run builds a run (times in seconds from t0), none leaves a time out.
+var (
+	t0   = testkit.T0
+	at   = testkit.At
+	run  = testruns.New
+	none = testruns.None
+)
 
 // event is what a test expects one listing to count: run ID plus the time
 // observed (-1 when the run is counted but untimed).
