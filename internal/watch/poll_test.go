@@ -377,15 +377,37 @@ func TestPollRecordsWhereRunsInFlightStand(t *testing.T) {
 	}
 }
 
+// refreshCost is a case of what an incremental poll costs to refresh the
+// runs in flight of a baseline listing.
+type refreshCost struct {
+	name     string
+	n        int   // runs listed at the baseline
+	inflight []int // their positions then
+	newRuns  int   // runs created before the poll measured
+	// what the poll costs
+	lists, gets int
+}
+
+// checkRefreshCost lists tc's baseline in order o, creates its new runs,
+// checks what the next poll costs, and returns the session for further
+// checks.
+func checkRefreshCost(t *testing.T, o order, tc refreshCost) *polled {
+	t.Helper()
+	mem := newMemAPI(o, 10)
+	mem.put(listingAt(o, tc.n, tc.inflight...)...)
+	p := newPolled(t, mem)
+	p.mustPoll(1)
+	for i := range tc.newRuns {
+		mem.put(run(fmt.Sprintf("n%02d", i), completed, float64(2+i), float64(2+i), float64(3+i)))
+	}
+	if lists, gets := p.mustPoll(20); lists != tc.lists || gets != tc.gets {
+		t.Errorf("poll made %d list and %d get requests, want %d and %d", lists, gets, tc.lists, tc.gets)
+	}
+	return p
+}
+
 func TestPollNewestFirstPagesOnOrGetsRunsInFlightWhicheverIsCheaper(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		n        int   // runs listed at the baseline
-		inflight []int // their positions then
-		newRuns  int   // runs created before the poll measured
-		// what the poll costs
-		lists, gets int
-	}{
+	for _, tc := range []refreshCost{
 		{name: "one run in flight two pages down is got", n: 40, inflight: []int{25}, lists: 1, gets: 1},
 		// Paging on costs a check of the boundary (pageAfter).
 		{name: "three runs in flight on the next page are paged to", n: 40, inflight: []int{12, 14, 16}, lists: 3},
@@ -396,17 +418,7 @@ func TestPollNewestFirstPagesOnOrGetsRunsInFlightWhicheverIsCheaper(t *testing.T
 			n: 60, inflight: []int{18, 19, 20}, newRuns: 12, lists: 5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			mem := newMemAPI(newestFirst, 10)
-			mem.put(listingAt(newestFirst, tc.n, tc.inflight...)...)
-			p := newPolled(t, mem)
-			p.mustPoll(1)
-			for i := range tc.newRuns {
-				mem.put(run(fmt.Sprintf("n%02d", i), completed, float64(2+i), float64(2+i), float64(3+i)))
-			}
-			if lists, gets := p.mustPoll(20); lists != tc.lists || gets != tc.gets {
-				t.Errorf("poll made %d list and %d get requests, want %d and %d", lists, gets, tc.lists, tc.gets)
-			}
-			if p.cursor.needFull {
+			if p := checkRefreshCost(t, newestFirst, tc); p.cursor.needFull {
 				t.Error("the poll asked for a full listing")
 			}
 		})
@@ -414,30 +426,12 @@ func TestPollNewestFirstPagesOnOrGetsRunsInFlightWhicheverIsCheaper(t *testing.T
 }
 
 func TestPollOldestFirstGetsRunsInFlightOnEarlierPagesOrListsInFull(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		n        int
-		inflight []int
-		newRuns  int
-		// what the poll costs
-		lists, gets int
-	}{
+	for _, tc := range []refreshCost{
 		{name: "as many runs in flight as pages before the last are got", n: 25, inflight: []int{3, 5}, lists: 1, gets: 2},
 		{name: "more runs in flight than pages before the last: a full listing", n: 25, inflight: []int{3, 5, 7}, lists: 1 + 3 + 2},
 		{name: "pages the poll read on count as pages before the last", n: 15, inflight: []int{3}, newRuns: 10, lists: 3, gets: 1},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			mem := newMemAPI(oldestFirst, 10)
-			mem.put(listingAt(oldestFirst, tc.n, tc.inflight...)...)
-			p := newPolled(t, mem)
-			p.mustPoll(1)
-			for i := range tc.newRuns {
-				mem.put(run(fmt.Sprintf("n%02d", i), completed, float64(2+i), float64(2+i), float64(3+i)))
-			}
-			if lists, gets := p.mustPoll(20); lists != tc.lists || gets != tc.gets {
-				t.Errorf("poll made %d list and %d get requests, want %d and %d", lists, gets, tc.lists, tc.gets)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { checkRefreshCost(t, oldestFirst, tc) })
 	}
 }
 
