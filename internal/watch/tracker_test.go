@@ -328,3 +328,35 @@ func approx(a, b float64) bool {
 	d := a - b
 	return d < 1e-9 && d > -1e-9
 }
+
+func TestIDSetIsASliceWhileSmall(t *testing.T) {
+	var s idSet
+	base := t0
+	for i := range smallSet {
+		s.add(string(rune('a'+i)), base.Add(time.Duration(i)*time.Second))
+	}
+	if s.big != nil || s.len() != smallSet {
+		t.Fatalf("%d IDs: map %v, len %d; want a slice of %d", smallSet, s.big != nil, s.len(), smallSet)
+	}
+	s.add("extra", base.Add(time.Hour))
+	if s.big == nil || s.len() != smallSet+1 || !s.has("a") || !s.has("extra") {
+		t.Fatalf("%d IDs: map %v, len %d; want a map holding them all", smallSet+1, s.big != nil, s.len())
+	}
+	// Pruned to one more than half the slice's size it stays a map; to half,
+	// it is a slice again.
+	s.pruneBefore(base.Add(time.Duration(smallSet/2) * time.Second))
+	if s.big == nil || s.len() != smallSet/2+1 || s.has("a") || !s.has("extra") {
+		t.Errorf("after pruning to %d IDs: map %v, len %d; want a map", smallSet/2+1, s.big != nil, s.len())
+	}
+	s.pruneBefore(base.Add(time.Duration(smallSet/2+1) * time.Second))
+	if s.big != nil || s.len() != smallSet/2 || !s.has("extra") {
+		t.Errorf("after pruning to %d IDs: map %v, len %d; want a slice", smallSet/2, s.big != nil, s.len())
+	}
+	// One created exactly at the horizon stays: only older ones go.
+	var e idSet
+	e.add("edge", base)
+	e.pruneBefore(base)
+	if !e.has("edge") {
+		t.Error("an ID created exactly at the horizon was pruned")
+	}
+}
