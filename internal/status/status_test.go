@@ -14,6 +14,7 @@ import (
 	"github.com/aily-exporter/aily_exporter/collector"
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/internal/discovery"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -34,6 +35,23 @@ func (m manyRuns) GetRun(context.Context, string, string) (feishu.Run, error) {
 }
 
 func (manyRuns) PageSize() int { return 50 }
+
+// t0 is the moment the tests' pages are built at; now is their clock.
+var t0 = testkit.T0
+
+func now() time.Time { return t0 }
+
+// sourceOf returns a source at t0 with an app of each name, the i-th (from
+// 1) watching the one session "s<i>" of a manyRuns.
+func sourceOf(names ...string) *source {
+	c := newSource(watch.Options{Now: now})
+	apps := make([]watch.App, len(names))
+	for i, name := range names {
+		apps[i] = watch.App{Name: name, API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{fmt.Sprintf("s%d", i+1)}}
+	}
+	c.SetApps(apps)
+	return c
+}
 
 // source is what the page reads: a watcher, and the collector that observes
 // its apps' API use.
@@ -73,8 +91,6 @@ func mustBuild(tb testing.TB, c *source, o Options, q Query) *Page {
 }
 
 func TestThousandsOfSessionsArePaged(t *testing.T) {
-	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	now := func() time.Time { return t0 }
 	c := collectorWith(t, 5000, now)
 	o := Options{RateLimit: 20, Now: now}
 
@@ -159,7 +175,6 @@ func BenchmarkStatusPage5000Sessions(b *testing.B) {
 }
 
 func TestAppsShowTheirDailyBudgetSpendAndStaleness(t *testing.T) {
-	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	now := t0
 	clock := func() time.Time { return now }
 	c := newSource(watch.Options{Concurrency: 8, Now: clock})
@@ -197,8 +212,6 @@ func TestAppsShowTheirDailyBudgetSpendAndStaleness(t *testing.T) {
 }
 
 func TestBeforeTheFirstScrapeThePageSaysSo(t *testing.T) {
-	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	now := func() time.Time { return t0 }
 	c := newSource(watch.Options{Now: now})
 	c.SetApps([]watch.App{{Name: "a", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"session_1"}}})
 	o := Options{Now: now, Started: t0.Add(-42 * time.Second), TelemetryPath: "/m"}
@@ -259,13 +272,7 @@ func TestBeforeTheFirstScrapeThePageSaysSo(t *testing.T) {
 }
 
 func TestAnUnknownAppIsNotFoundWithTheAppsListed(t *testing.T) {
-	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	now := func() time.Time { return t0 }
-	c := newSource(watch.Options{Now: now})
-	c.SetApps([]watch.App{
-		{Name: "helpdesk", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"s1"}},
-		{Name: "sales", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"s2"}},
-	})
+	c := sourceOf("helpdesk", "sales")
 	q := Query{App: "nosuchapp", Sort: "state", Page: 1}
 	_, err := Build(c.w, c, Options{Now: now}, q)
 	var unknown *UnknownAppError
@@ -302,15 +309,7 @@ func TestAnUnknownAppIsNotFoundWithTheAppsListed(t *testing.T) {
 }
 
 func TestAppsShowTheirSessionsURL(t *testing.T) {
-	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	now := func() time.Time { return t0 }
-	c := newSource(watch.Options{Now: now})
-	c.SetApps([]watch.App{
-		{Name: "fetched", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"s1"}},
-		{Name: "failing", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"s2"}},
-		{Name: "static", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"s3"}},
-		{Name: "never", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"s4"}},
-	})
+	c := sourceOf("fetched", "failing", "static", "never")
 	const refused = `HTTP 401 Unauthorized: want 200 and the list of session IDs`
 	o := Options{Now: now, Discovery: map[string]discovery.Status{
 		"fetched": {URL: "https://agent.example.com/sessions?app=fetched", RefreshInterval: time.Minute,
