@@ -206,3 +206,14 @@ func TestQuietSessionThatWakesUpIsCountedWithinTheBound(t *testing.T) {
 		}
 	}
 }
+
+func TestSpendOfMinutesAnHourOldIsLeftOut(t *testing.T) {
+	b := newDailyBudget(0, t0)
+	for m := range 60 {
+		b.settle(0, 10, t0.Add(time.Duration(m)*time.Minute))
+	}
+	// An hour on, minute 0 has left the window; no request this minute.
+	if got, want := b.status(t0.Add(60*time.Minute)).ProjectedPerDay, float64(59*10*24); got != want {
+		t.Errorf("projected %v a day, want %v (minutes 1–59 of the last hour)", got, want)
+	}
+}
