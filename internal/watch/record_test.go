@@ -126,13 +126,12 @@ func TestRestoreOfAMalformedRecordStartsTheSessionAfresh(t *testing.T) {
 }
 
 // roundTrip encodes a record as the state file does and decodes it again.
-func roundTrip(t *testing.T, r TrackerRecord) TrackerRecord {
+func roundTrip(t *testing.T, r TrackerRecord) (back TrackerRecord) {
 	t.Helper()
 	b, err := json.Marshal(r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var back TrackerRecord
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatalf("decode %s: %v", b, err)
 	}
