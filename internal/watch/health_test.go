@@ -16,6 +16,7 @@ import (
 	"github.com/go-kit/log"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
 	"github.com/aily-exporter/aily_exporter/internal/testkit"
 )
 
@@ -139,7 +140,7 @@ func sessionsNamed(prefix string, n int) []string {
 
 func TestAFailureEverySessionSharesIsLoggedOncePerApp(t *testing.T) {
 	logs, logger := newLogged(t)
-	clk := &clock{now: t0}
+	clk := feishufake.NewClock(t0)
 	api := &appFailingAPI{memAPI: newMemAPI(newestFirst, 10)}
 	w := New(Options{Now: clk.Now, MinInterval: -1, IdleInterval: time.Nanosecond, Logger: logger})
 	w.SetApps([]App{
@@ -229,7 +230,7 @@ func TestAFailureEverySessionSharesIsLoggedOncePerApp(t *testing.T) {
 
 func TestAFailureOfTheAppAfterOneOfASessionIsTheApps(t *testing.T) {
 	logs, logger := newLogged(t)
-	clk := &clock{now: t0}
+	clk := feishufake.NewClock(t0)
 	api := &appFailingAPI{memAPI: newMemAPI(newestFirst, 10), sessionErrs: map[string]error{"s0": errNotFound}}
 	w := New(Options{Now: clk.Now, MinInterval: -1, IdleInterval: time.Nanosecond, Logger: logger})
 	w.SetApps([]App{{Name: "a", API: api, Sessions: sessionsNamed("s", 3)}})
@@ -268,7 +269,7 @@ func TestSessionsOfAnAppWhoseCredentialFailsAreNotOverdue(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			api := &appFailingAPI{memAPI: newMemAPI(newestFirst, 10), err: tc.err}
-			w := New(Options{Now: (&clock{now: t0}).Now, RateLimit: 0.2})
+			w := New(Options{Now: feishufake.NewClock(t0).Now, RateLimit: 0.2})
 			w.SetApps([]App{{Name: "a", API: api, Sessions: sessionsNamed("s", 5)}})
 			pollWithin(w, 10500*time.Millisecond) // a budget of 2 requests
 			if got := w.Overdue()["a"]; got != tc.wantOverdue {
@@ -371,7 +372,7 @@ func (a *slowAPI) ListRunsPage(ctx context.Context, session, token string) (feis
 
 func TestCutOffsAreLoggedOncePerAppWhenTheyStartAndEnd(t *testing.T) {
 	logs, logger := newLogged(t)
-	clk := &clock{now: t0}
+	clk := feishufake.NewClock(t0)
 	api := &slowAPI{memAPI: newMemAPI(newestFirst, 10), slow: true}
 	w := New(Options{Now: clk.Now, MinInterval: -1, IdleInterval: time.Nanosecond, Logger: logger})
 	w.SetApps([]App{
