@@ -88,6 +88,16 @@ func longHistory(n, deep int) []feishu.Run {
 	return runs
 }
 
+// polledHistory returns a session of longHistory(n, deep) listed in order o
+// in pages of size, its poller, and the runs.
+func polledHistory(t *testing.T, o order, size, n, deep int) (*memAPI, *polled, []feishu.Run) {
+	t.Helper()
+	mem := newMemAPI(o, size)
+	runs := longHistory(n, deep)
+	mem.put(runs...)
+	return mem, newPolled(t, mem), runs
+}
+
 var orders = []order{newestFirst, oldestFirst}
 
 func TestPollNewRunInLongHistoryCostsAtMostThreeRequests(t *testing.T) {
@@ -125,10 +135,7 @@ func TestPollNewRunInLongHistoryCostsAtMostThreeRequests(t *testing.T) {
 func TestPollRunInFlightDeepInHistoryIsRefreshedWithGetRun(t *testing.T) {
 	for _, o := range orders {
 		t.Run(o.String(), func(t *testing.T) {
-			mem := newMemAPI(o, 50)
-			runs := longHistory(10000, 100)
-			mem.put(runs...)
-			p := newPolled(t, mem)
+			mem, p, runs := polledHistory(t, o, 50, 10000, 100)
 			p.mustPoll(1)
 			if lists, gets := p.mustPoll(10); lists != 1 || gets != 1 {
 				t.Errorf("poll made %d list and %d get requests, want 1 and 1", lists, gets)
@@ -249,10 +256,7 @@ func TestPollTiesInCreatedAt(t *testing.T) {
 func TestPollBaselineSpreadOverSeveralPolls(t *testing.T) {
 	for _, o := range orders {
 		t.Run(o.String(), func(t *testing.T) {
-			mem := newMemAPI(o, 10)
-			runs := longHistory(100, 50)
-			mem.put(runs...)
-			p := newPolled(t, mem)
+			mem, p, runs := polledHistory(t, o, 10, 100, 50)
 			p.perPoll = 3
 			for i := range 3 {
 				if _, _, err := p.poll(float64(1 + i)); !errors.Is(err, errBudget) {
@@ -436,10 +440,7 @@ func TestPollOldestFirstGetsRunsInFlightOnEarlierPagesOrListsInFull(t *testing.T
 }
 
 func TestPollOldestFirstResumedPageWithoutTheRunsItShowedListsInFull(t *testing.T) {
-	mem := newMemAPI(oldestFirst, 10)
-	runs := longHistory(25, -1)
-	mem.put(runs...)
-	p := newPolled(t, mem)
+	mem, p, runs := polledHistory(t, oldestFirst, 10, 25, -1)
 	p.mustPoll(1)
 	// The API stops listing the ten oldest runs: the page the poll resumes
 	// from now lies past the end, and a new run sits before it.
@@ -477,10 +478,7 @@ func (a noIDs) GetRun(ctx context.Context, session, id string) (feishu.Run, erro
 }
 
 func TestPollRunGotWithoutItsIDIsCounted(t *testing.T) {
-	mem := newMemAPI(newestFirst, 10)
-	runs := longHistory(100, 10)
-	mem.put(runs...)
-	p := newPolled(t, mem)
+	mem, p, runs := polledHistory(t, newestFirst, 10, 100, 10)
 	p.api = noIDs{mem}
 	p.mustPoll(1)
 	deep := runs[10]
