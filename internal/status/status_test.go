@@ -53,6 +53,30 @@ func sourceOf(names ...string) *source {
 	return c
 }
 
+// rendered writes p as HTML and as JSON.
+func rendered(t *testing.T, p *Page) (html, js *bytes.Buffer) {
+	t.Helper()
+	html, js = new(bytes.Buffer), new(bytes.Buffer)
+	if err := WriteHTML(html, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteJSON(js, p); err != nil {
+		t.Fatal(err)
+	}
+	return html, js
+}
+
+// wantAll checks that doc, a page written as what (HTML or JSON), holds
+// each of wants.
+func wantAll(t *testing.T, what string, doc fmt.Stringer, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(doc.String(), want) {
+			t.Errorf("the %s lacks %s:\n%s", what, want, doc)
+		}
+	}
+}
+
 // source is what the page reads: a watcher, and the collector that observes
 // its apps' API use.
 type source struct {
@@ -229,23 +253,9 @@ func TestBeforeTheFirstScrapeThePageSaysSo(t *testing.T) {
 	if tok := p.Apps[0].Token; tok.State != TokenNotFetched || tok.Healthy {
 		t.Errorf("token before any fetch = %+v, want not fetched yet and not healthy", tok)
 	}
-	var html, js bytes.Buffer
-	if err := WriteHTML(&html, p); err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteJSON(&js, p); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{`<p id="no-scrape-yet" class="notice">`, `<td class="token">not fetched yet</td>`} {
-		if !strings.Contains(html.String(), want) {
-			t.Errorf("the HTML lacks %s:\n%s", want, html.String())
-		}
-	}
-	for _, want := range []string{`"last_scrape": null`, `"notice": "No scrape of /m`, `"state": "not fetched yet"`} {
-		if !strings.Contains(js.String(), want) {
-			t.Errorf("the JSON lacks %s:\n%s", want, js.String())
-		}
-	}
+	html, js := rendered(t, p)
+	wantAll(t, "HTML", html, `<p id="no-scrape-yet" class="notice">`, `<td class="token">not fetched yet</td>`)
+	wantAll(t, "JSON", js, `"last_scrape": null`, `"notice": "No scrape of /m`, `"state": "not fetched yet"`)
 
 	// After a scrape, and a token renewal.
 	o.LastScrape = t0.Add(-time.Second)
@@ -258,7 +268,7 @@ func TestBeforeTheFirstScrapeThePageSaysSo(t *testing.T) {
 		t.Errorf("token after a renewal = %+v, want ok", tok)
 	}
 	html.Reset()
-	if err := WriteHTML(&html, p); err != nil {
+	if err := WriteHTML(html, p); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(html.String(), "no-scrape-yet") || !strings.Contains(html.String(), "Last scrape 2025-03-01 11:59:59Z") {
@@ -283,12 +293,8 @@ func TestAnUnknownAppIsNotFoundWithTheAppsListed(t *testing.T) {
 	if err := WriteUnknownAppHTML(&html, unknown, q); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`No app &#34;nosuchapp&#34;`, `<a href="/status?app=helpdesk&amp;sort=state">helpdesk</a>`,
-		`<a href="/status?app=sales&amp;sort=state">sales</a>`} {
-		if !strings.Contains(html.String(), want) {
-			t.Errorf("the HTML lacks %s:\n%s", want, html.String())
-		}
-	}
+	wantAll(t, "HTML", &html, `No app &#34;nosuchapp&#34;`, `<a href="/status?app=helpdesk&amp;sort=state">helpdesk</a>`,
+		`<a href="/status?app=sales&amp;sort=state">sales</a>`)
 	if err := WriteUnknownAppJSON(&js, unknown); err != nil {
 		t.Fatal(err)
 	}
@@ -334,40 +340,26 @@ func TestAppsShowTheirSessionsURL(t *testing.T) {
 		t.Errorf("an app without sessions_url shows %+v", u)
 	}
 
-	var html, js bytes.Buffer
-	if err := WriteHTML(&html, p); err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteJSON(&js, p); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{
+	html, js := rendered(t, p)
+	wantAll(t, "HTML", html,
 		`<tr class="sessions-url" data-app="fetched" data-up="true">`,
 		`<code>https://agent.example.com/sessions?app=fetched</code>`,
 		`ok (2025-03-01 11:59:50Z)`,
 		`<tr class="sessions-url" data-app="failing" data-up="false">`,
 		`<td class="n">30s</td>`,
 		`HTTP 401 Unauthorized: want 200 and the list of session IDs (2025-03-01 11:59:55Z); the sessions last fetched are kept`,
-	} {
-		if !strings.Contains(html.String(), want) {
-			t.Errorf("the HTML lacks %s:\n%s", want, html.String())
-		}
-	}
+	)
 	if strings.Count(html.String(), "are kept") != 1 {
 		t.Errorf("the app whose URL never answered says its sessions are kept:\n%s", html.String())
 	}
 	if n := strings.Count(html.String(), `<tr class="sessions-url"`); n != 3 {
 		t.Errorf("%d sessions_url rows, want 3 (the app without one has none)", n)
 	}
-	for _, want := range []string{`"sessions_url": {`, `"url": "https://agent.example.com/sessions?app=failing"`, `"last_error": "HTTP 401`, `"up": false`} {
-		if !strings.Contains(js.String(), want) {
-			t.Errorf("the JSON lacks %s:\n%s", want, js.String())
-		}
-	}
+	wantAll(t, "JSON", js, `"sessions_url": {`, `"url": "https://agent.example.com/sessions?app=failing"`, `"last_error": "HTTP 401`, `"up": false`)
 
 	// No app with a sessions_url: no table.
 	html.Reset()
-	if err := WriteHTML(&html, mustBuild(t, c, Options{Now: now}, Query{})); err != nil {
+	if err := WriteHTML(html, mustBuild(t, c, Options{Now: now}, Query{})); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(html.String(), "sessions-url") {
