@@ -28,13 +28,17 @@ var (
 		Err: fmt.Errorf("get tenant token of app cli_x: %w", &feishu.TransportError{Endpoint: feishu.EndpointTenantToken, Host: "open.feishu.test", Timeout: 10 * time.Second, Err: context.DeadlineExceeded})}
 	errRefused = &feishu.CredentialError{Credential: "tenant token of app cli_x", Refused: true,
 		Err: &feishu.APIError{Endpoint: feishu.EndpointListRuns, HTTPStatus: 400, Code: feishu.CodeTokenInvalid, Msg: "Invalid access token"}}
+	// errSlow stands for an API too slow to answer: see appFailingAPI.
+	errSlow     = errors.New("slow")
 	errNotFound = &feishu.APIError{Endpoint: feishu.EndpointListRuns, HTTPStatus: 404, Code: feishu.CodeResourceNotFound, Msg: "not found"}
 )
 
 // appFailingAPI fails every listing with its error while one is set, and a
 // listing of the sessions in sessionErrs with theirs; otherwise it lists
 // from memory. Errors are wrapped as the client wraps them, naming the
-// session.
+// session. With errSlow set, a listing (a get run is not slowed) waits for the caller's deadline and
+// fails as the client does then: with a *feishu.TransportError naming the
+// host.
 type appFailingAPI struct {
 	*memAPI
 	mu          sync.Mutex
@@ -55,6 +59,10 @@ func (a *appFailingAPI) ListRunsPage(ctx context.Context, session, token string)
 		err = e
 	}
 	a.mu.Unlock()
+	if err == errSlow {
+		<-ctx.Done()
+		err = &feishu.TransportError{Endpoint: feishu.EndpointListRuns, Host: "open.feishu.test", Err: ctx.Err()}
+	}
 	if err != nil {
 		return feishu.RunsPage{}, fmt.Errorf("list runs of session %s: %w", session, err)
 	}
@@ -65,7 +73,7 @@ func (a *appFailingAPI) GetRun(ctx context.Context, session, id string) (feishu.
 	a.mu.Lock()
 	err := a.err
 	a.mu.Unlock()
-	if err != nil {
+	if err != nil && err != errSlow { // errSlow slows listings only
 		return feishu.Run{}, fmt.Errorf("get run %s of session %s: %w", id, session, err)
 	}
 	return a.memAPI.GetRun(ctx, session, id)
@@ -343,37 +351,10 @@ func TestARequestNotSentIsGivenBackToTheBudget(t *testing.T) {
 	}
 }
 
-// slowAPI makes the listings of its sessions wait for the caller's
-// deadline while slow is set, and fail as the client does then: with a
-// *feishu.TransportError naming the host.
-type slowAPI struct {
-	*memAPI
-	mu   sync.Mutex
-	slow bool
-}
-
-func (a *slowAPI) set(slow bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.slow = slow
-}
-
-func (a *slowAPI) ListRunsPage(ctx context.Context, session, token string) (feishu.RunsPage, error) {
-	a.mu.Lock()
-	slow := a.slow
-	a.mu.Unlock()
-	if slow {
-		<-ctx.Done()
-		return feishu.RunsPage{}, fmt.Errorf("list runs of session %s: %w", session,
-			&feishu.TransportError{Endpoint: feishu.EndpointListRuns, Host: "open.feishu.test", Err: ctx.Err()})
-	}
-	return a.memAPI.ListRunsPage(ctx, session, token)
-}
-
 func TestCutOffsAreLoggedOncePerAppWhenTheyStartAndEnd(t *testing.T) {
 	logs, logger := newLogged(t)
 	clk := feishufake.NewClock(t0)
-	api := &slowAPI{memAPI: newMemAPI(newestFirst, 10), slow: true}
+	api := &appFailingAPI{memAPI: newMemAPI(newestFirst, 10), err: errSlow}
 	w := New(Options{Now: clk.Now, MinInterval: -1, IdleInterval: time.Nanosecond, Logger: logger})
 	w.SetApps([]App{
 		{Name: "a", API: api, Sessions: sessionsNamed("s", 6)},
@@ -414,13 +395,13 @@ func TestCutOffsAreLoggedOncePerAppWhenTheyStartAndEnd(t *testing.T) {
 	}
 
 	// A scrape with no cut-off ends it, once; then cut-offs are news again.
-	api.set(false)
+	api.set(nil)
 	scrape()
 	scrape()
 	if infos := logs.lines("info", "", false); len(infos) != 1 || infos[0]["msg"] != msgCutOffEnds || infos[0]["app"] != "a" {
 		t.Errorf("info lines after a scrape without cut-offs: %v, want one for the app", infos)
 	}
-	api.set(true)
+	api.set(errSlow)
 	scrape()
 	if n := len(logs.lines("warn", msgCutOff, false)); n != 2 {
 		t.Errorf("%d cut-off warnings after the cut-offs came back, want 2", n)
