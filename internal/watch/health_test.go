@@ -36,9 +36,9 @@ var (
 // appFailingAPI fails every listing with its error while one is set, and a
 // listing of the sessions in sessionErrs with theirs; otherwise it lists
 // from memory. Errors are wrapped as the client wraps them, naming the
-// session. With errSlow set, a listing (a get run is not slowed) waits for the caller's deadline and
-// fails as the client does then: with a *feishu.TransportError naming the
-// host.
+// session. With errSlow set, a listing (not a get run) waits for the
+// caller's deadline and fails as the client does then: with a
+// *feishu.TransportError naming the host.
 type appFailingAPI struct {
 	*memAPI
 	mu          sync.Mutex
