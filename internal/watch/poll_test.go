@@ -103,9 +103,7 @@ var orders = []order{newestFirst, oldestFirst}
 func TestPollNewRunInLongHistoryCostsAtMostThreeRequests(t *testing.T) {
 	for _, o := range orders {
 		t.Run(o.String(), func(t *testing.T) {
-			mem := newMemAPI(o, 50)
-			mem.put(longHistory(10000, -1)...)
-			p := newPolled(t, mem)
+			mem, p, _ := polledHistory(t, o, 50, 10000, -1)
 			// 200 pages, and each of their 199 boundaries read again (pageAfter).
 			if lists, _ := p.mustPoll(1); lists != 399 {
 				t.Fatalf("baseline made %d requests, want 399 (10,000 runs in pages of 50, each boundary checked)", lists)
@@ -155,9 +153,7 @@ func TestPollRunInFlightDeepInHistoryIsRefreshedWithGetRun(t *testing.T) {
 func TestPollRunInsertedWhilePagingIsCountedOnce(t *testing.T) {
 	for _, o := range orders {
 		t.Run(o.String(), func(t *testing.T) {
-			mem := newMemAPI(o, 10)
-			mem.put(longHistory(100, -1)...)
-			p := newPolled(t, mem)
+			mem, p, _ := polledHistory(t, o, 10, 100, -1)
 			n := 0
 			mem.onPage = func(page int) {
 				if page%3 == 0 {
@@ -192,9 +188,7 @@ func TestPollRunInsertedWhilePagingIsCountedOnce(t *testing.T) {
 }
 
 func TestPollPageTokenThatStopsResumingFallsBackToAFullListing(t *testing.T) {
-	mem := newMemAPI(oldestFirst, 10)
-	mem.put(longHistory(95, -1)...)
-	p := newPolled(t, mem)
+	mem, p, _ := polledHistory(t, oldestFirst, 10, 95, -1)
 	p.mustPoll(1)
 	mem.badToken = true
 	mem.put(run("n1", completed, 5, 6, 7))
@@ -215,9 +209,7 @@ func TestPollPageTokenThatStopsResumingFallsBackToAFullListing(t *testing.T) {
 }
 
 func TestPollOrderFlipIsNoticedAndCountsStayExact(t *testing.T) {
-	mem := newMemAPI(newestFirst, 10)
-	mem.put(longHistory(95, -1)...)
-	p := newPolled(t, mem)
+	mem, p, _ := polledHistory(t, newestFirst, 10, 95, -1)
 	p.mustPoll(1)
 	mem.order = oldestFirst
 	mem.put(run("n1", completed, 5, 6, 7))
@@ -284,9 +276,7 @@ func TestPollBaselineSpreadOverSeveralPolls(t *testing.T) {
 }
 
 func TestPollFullListingIsASafetyNet(t *testing.T) {
-	mem := newMemAPI(newestFirst, 10)
-	mem.put(longHistory(30, -1)...)
-	p := newPolled(t, mem)
+	_, p, _ := polledHistory(t, newestFirst, 10, 30, -1)
 	p.mustPoll(1)
 	if lists, _ := p.mustPoll(10); lists != 1 {
 		t.Fatalf("incremental poll made %d requests, want 1", lists)
