@@ -29,14 +29,14 @@ import (
 	"github.com/aily-exporter/aily_exporter/internal/config"
 )
 
-// MaxAnswerBytes is the most read of one answer, some 130,000 session IDs:
+// maxAnswerBytes is the most read of one answer, some 130,000 session IDs:
 // a larger answer is refused, so that a wrong URL (a log file, a download)
 // cannot fill the memory.
-const MaxAnswerBytes = 4 << 20
+const maxAnswerBytes = 4 << 20
 
-// DefaultTimeout is how long one fetch may take, reading the answer
+// defaultTimeout is how long one fetch may take, reading the answer
 // included, unless the refresh interval is shorter.
-const DefaultTimeout = 10 * time.Second
+const defaultTimeout = 10 * time.Second
 
 // Options are a Source's settings.
 type Options struct {
@@ -113,11 +113,11 @@ func New(o Options) (*Source, error) {
 		o.RefreshInterval = config.DefaultSessionsRefreshInterval
 	}
 	if o.Timeout <= 0 {
-		o.Timeout = DefaultTimeout
+		o.Timeout = defaultTimeout
 	}
 	o.Timeout = min(o.Timeout, o.RefreshInterval)
 	if o.MaxBytes <= 0 {
-		o.MaxBytes = MaxAnswerBytes
+		o.MaxBytes = maxAnswerBytes
 	}
 	if o.Logger == nil {
 		o.Logger = log.NewNopLogger()

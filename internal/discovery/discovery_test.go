@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/go-kit/log"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -122,29 +123,11 @@ func (a *agent) lastRequest() http.Header {
 	return a.requests[len(a.requests)-1]
 }
 
-// syncBuffer is a log the Source writes and the test reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // newSource returns a Source of the agent's URL with o's settings, a
 // 5-second timeout unless o says otherwise, logging into logs.
-func newSource(t *testing.T, a *agent, o Options) (*Source, *syncBuffer) {
+func newSource(t *testing.T, a *agent, o Options) (*Source, *testkit.LogBuffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testkit.LogBuffer{}
 	o.App, o.URL = "helpdesk", a.srv.URL+"/aily/sessions?app=helpdesk"
 	if o.Timeout == 0 {
 		o.Timeout = 5 * time.Second
@@ -339,7 +322,7 @@ func TestATenMegabyteAnswerIsRefused(t *testing.T) {
 
 	// Just within the cap is read.
 	a := newAgent(t)
-	a.set(answer{ctype: "text/plain", body: big[:MaxAnswerBytes-MaxAnswerBytes%25]})
+	a.set(answer{ctype: "text/plain", body: big[:maxAnswerBytes-maxAnswerBytes%25]})
 	s, _ := newSource(t, a, Options{})
 	mustRefresh(t, s)
 	if got := sessions(s); len(got) != 1 {

@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/testing/protocmp"
+
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 )
 
 // equalHistograms compares dto messages; a NaN sum equals a NaN sum.
@@ -247,7 +249,7 @@ func restored(t *testing.T, bounds []float64, h *Histogram) *Histogram {
 }
 
 func TestHistogramRestoredFromStateIsTheSame(t *testing.T) {
-	created := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	created := testkit.T0
 	for _, tc := range histogramCases {
 		t.Run(tc.name, func(t *testing.T) {
 			h := New(tc.bounds)
@@ -353,7 +355,7 @@ func TestHistogramStateJSON(t *testing.T) {
 	for _, v := range []float64{0.5, 2, 2.1, 2.5, 10, 0, -1} {
 		h.Observe(v)
 	}
-	h.created = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	h.created = testkit.T0
 	b, err := json.Marshal(h.State())
 	if err != nil {
 		t.Fatal(err)

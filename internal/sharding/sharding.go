@@ -55,7 +55,7 @@ func (s Shard) OwnsApp(app string) bool {
 	if s.Key == KeySession || s.Total <= 1 {
 		return true
 	}
-	return Of(app, s.Total) == s.Ordinal
+	return shardOf(app, s.Total) == s.Ordinal
 }
 
 // OwnsSession reports whether the shard watches session id of app.
@@ -64,9 +64,9 @@ func (s Shard) OwnsSession(app, id string) bool {
 		return true
 	}
 	if s.Key == KeyApp {
-		return Of(app, s.Total) == s.Ordinal
+		return shardOf(app, s.Total) == s.Ordinal
 	}
-	return Of(app+"\x00"+id, s.Total) == s.Ordinal
+	return shardOf(app+"\x00"+id, s.Total) == s.Ordinal
 }
 
 // Divisor is what an app's rate limit and daily budget are divided by on
@@ -79,16 +79,16 @@ func (s Shard) Divisor() float64 {
 	return 1
 }
 
-// Of returns the shard, among total, that owns key.
-func Of(key string, total int) int {
+// shardOf returns the shard, among total, that owns key.
+func shardOf(key string, total int) int {
 	h := fnv.New64a()
 	h.Write([]byte(key)) // never fails
-	return JumpHash(h.Sum64(), total)
+	return jumpHash(h.Sum64(), total)
 }
 
-// JumpHash is the jump consistent hash of key over buckets (at least 1):
+// jumpHash is the jump consistent hash of key over buckets (at least 1):
 // Lamping and Veach's algorithm, as kube-state-metrics has it.
-func JumpHash(key uint64, buckets int) int {
+func jumpHash(key uint64, buckets int) int {
 	var b, j int64 = -1, 0
 	for j < int64(buckets) {
 		b = j

@@ -60,11 +60,11 @@ func TestParseOrdinal(t *testing.T) {
 // keys, as kube-state-metrics', agrees; and its range.
 func TestJumpHash(t *testing.T) {
 	for key := range uint64(1000) {
-		if got := JumpHash(key, 1); got != 0 {
+		if got := jumpHash(key, 1); got != 0 {
 			t.Fatalf("JumpHash(%d, 1) = %d, want 0", key, got)
 		}
 		for n := 2; n < 20; n++ {
-			if got := JumpHash(key, n); got < 0 || got >= n {
+			if got := jumpHash(key, n); got < 0 || got >= n {
 				t.Fatalf("JumpHash(%d, %d) = %d, out of range", key, n, got)
 			}
 		}
@@ -76,7 +76,7 @@ func TestJumpHash(t *testing.T) {
 	}{
 		{1, 1, 0}, {42, 57, 43}, {0xDEAD10CC, 1, 0}, {0xDEAD10CC, 666, 361}, {256, 1024, 520},
 	} {
-		if got := JumpHash(tc.key, tc.buckets); got != tc.want {
+		if got := jumpHash(tc.key, tc.buckets); got != tc.want {
 			t.Errorf("JumpHash(%#x, %d) = %d, want %d", tc.key, tc.buckets, got, tc.want)
 		}
 	}
@@ -133,7 +133,7 @@ func TestAddingAShardMovesAboutOneInNPlusOne(t *testing.T) {
 		moved := 0
 		for k := range keys {
 			key := fmt.Sprintf("app-%d\x00session-%d", k%100, k)
-			before, after := Of(key, n), Of(key, n+1)
+			before, after := shardOf(key, n), shardOf(key, n+1)
 			if before != after {
 				moved++
 				if after != n {

@@ -203,7 +203,7 @@ func BenchmarkEncode(b *testing.B) {
 	st := benchPayload(10_000, 10)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := encode(io.Discard, st, "fp1", Version, time.Time{}); err != nil {
+		if _, err := encode(io.Discard, st, "fp1", defaultVersion, time.Time{}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -40,11 +40,11 @@ import (
 const (
 	// FileName is the name of the state file in the storage directory.
 	FileName = "state.json"
-	// Format identifies a state file of this exporter.
-	Format = "aily_exporter/state"
-	// Version is the version Save writes unless Options.Version says
+	// fileFormat identifies a state file of this exporter.
+	fileFormat = "aily_exporter/state"
+	// defaultVersion is the version Save writes unless Options.Version says
 	// otherwise.
-	Version = 1
+	defaultVersion = 1
 
 	tempInfix    = ".tmp-"
 	corruptInfix = ".corrupt-"
@@ -63,8 +63,8 @@ type Options struct {
 	// be. Defaults to a no-op logger.
 	Logger log.Logger
 	// Version is the version of the caller's payload, which Save writes;
-	// default Version. Load moves a file of a higher version aside, and has
-	// the data of a lower one migrated by Migrate.
+	// defaultVersion when zero. Load moves a file of a higher version aside,
+	// and has the data of a lower one migrated by Migrate.
 	Version int
 	// Migrate returns the data of a file of version from in the form of
 	// Version; when it fails, or is nil, such a file is moved aside.
@@ -114,7 +114,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		opts.Logger = log.NewNopLogger()
 	}
 	if opts.Version == 0 {
-		opts.Version = Version
+		opts.Version = defaultVersion
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("open state: %w", err)
@@ -204,8 +204,8 @@ func (s *Store) decode(b []byte, v any, want string) (time.Time, string) {
 		return time.Time{}, fmt.Sprintf("a file that is not a complete JSON state (%v): truncated, corrupt or not JSON", err)
 	}
 	switch {
-	case env.Format != Format:
-		return time.Time{}, fmt.Sprintf("a file of format %q, not %q", env.Format, Format)
+	case env.Format != fileFormat:
+		return time.Time{}, fmt.Sprintf("a file of format %q, not %q", env.Format, fileFormat)
 	case env.Version > s.opts.Version:
 		return time.Time{}, fmt.Sprintf("a file of format version %d, newer than this exporter's %d (a downgrade?)", env.Version, s.opts.Version)
 	case env.Version < 1:
@@ -348,7 +348,7 @@ func encode(w io.Writer, v any, fingerprint string, version int, now time.Time) 
 		Version     int    `json:"version"`
 		Fingerprint string `json:"fingerprint"`
 		SavedAt     string `json:"saved_at"`
-	}{Format, version, fingerprint, now.UTC().Format(time.RFC3339Nano)})
+	}{fileFormat, version, fingerprint, now.UTC().Format(time.RFC3339Nano)})
 	if err != nil {
 		return 0, err
 	}

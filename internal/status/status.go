@@ -20,8 +20,8 @@ import (
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
-// DefaultPerPage is how many sessions a page lists.
-const DefaultPerPage = 100
+// defaultPerPage is how many sessions a page lists.
+const defaultPerPage = 100
 
 // Options are what the page knows besides the watcher and the API's use.
 type Options struct {
@@ -202,7 +202,7 @@ type APISource interface {
 // now, or an *UnknownAppError when q.App is not a configured app.
 func Build(w *watch.Watcher, api APISource, o Options, q Query) (*Page, error) {
 	if o.PerPage <= 0 {
-		o.PerPage = DefaultPerPage
+		o.PerPage = defaultPerPage
 	}
 	if o.Now == nil {
 		o.Now = time.Now

@@ -14,6 +14,7 @@ import (
 	"github.com/aily-exporter/aily_exporter/collector"
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/internal/discovery"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -34,6 +35,47 @@ func (m manyRuns) GetRun(context.Context, string, string) (feishu.Run, error) {
 }
 
 func (manyRuns) PageSize() int { return 50 }
+
+// t0 is the moment the tests' pages are built at; now is their clock.
+var t0 = testkit.T0
+
+func now() time.Time { return t0 }
+
+// sourceOf returns a source at t0 with an app of each name, the i-th (from
+// 1) watching the one session "s<i>" of a manyRuns.
+func sourceOf(names ...string) *source {
+	c := newSource(watch.Options{Now: now})
+	apps := make([]watch.App, len(names))
+	for i, name := range names {
+		apps[i] = watch.App{Name: name, API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{fmt.Sprintf("s%d", i+1)}}
+	}
+	c.SetApps(apps)
+	return c
+}
+
+// rendered writes p as HTML and as JSON.
+func rendered(t *testing.T, p *Page) (html, js *bytes.Buffer) {
+	t.Helper()
+	html, js = new(bytes.Buffer), new(bytes.Buffer)
+	if err := WriteHTML(html, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteJSON(js, p); err != nil {
+		t.Fatal(err)
+	}
+	return html, js
+}
+
+// wantAll checks that doc, a page written as what (HTML or JSON), holds
+// each of wants.
+func wantAll(t *testing.T, what string, doc fmt.Stringer, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(doc.String(), want) {
+			t.Errorf("the %s lacks %s:\n%s", what, want, doc)
+		}
+	}
+}
 
 // source is what the page reads: a watcher, and the collector that observes
 // its apps' API use.
@@ -73,13 +115,11 @@ func mustBuild(tb testing.TB, c *source, o Options, q Query) *Page {
 }
 
 func TestThousandsOfSessionsArePaged(t *testing.T) {
-	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	now := func() time.Time { return t0 }
 	c := collectorWith(t, 5000, now)
 	o := Options{RateLimit: 20, Now: now}
 
 	p := mustBuild(t, c, o, Query{Page: 2})
-	if p.SessionsTotal != 5000 || p.Pages != 50 || len(p.Sessions) != DefaultPerPage || p.Sessions[0].ID != "session_00101" {
+	if p.SessionsTotal != 5000 || p.Pages != 50 || len(p.Sessions) != defaultPerPage || p.Sessions[0].ID != "session_00101" {
 		t.Fatalf("page 2: total %d, %d pages, %d sessions from %s; want 5000, 50, 100 from session_00101",
 			p.SessionsTotal, p.Pages, len(p.Sessions), p.Sessions[0].ID)
 	}
@@ -108,8 +148,8 @@ func TestThousandsOfSessionsArePaged(t *testing.T) {
 			t.Errorf("page 2 lacks %s", want)
 		}
 	}
-	if n := strings.Count(html, `<tr class="session"`); n != DefaultPerPage {
-		t.Errorf("page 2 shows %d sessions, want %d", n, DefaultPerPage)
+	if n := strings.Count(html, `<tr class="session"`); n != defaultPerPage {
+		t.Errorf("page 2 shows %d sessions, want %d", n, defaultPerPage)
 	}
 	if strings.Contains(html, "<script") || strings.Contains(html, "http://") || strings.Contains(html, "https://") {
 		t.Errorf("the page has a script or an external reference")
@@ -159,7 +199,6 @@ func BenchmarkStatusPage5000Sessions(b *testing.B) {
 }
 
 func TestAppsShowTheirDailyBudgetSpendAndStaleness(t *testing.T) {
-	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	now := t0
 	clock := func() time.Time { return now }
 	c := newSource(watch.Options{Concurrency: 8, Now: clock})
@@ -197,8 +236,6 @@ func TestAppsShowTheirDailyBudgetSpendAndStaleness(t *testing.T) {
 }
 
 func TestBeforeTheFirstScrapeThePageSaysSo(t *testing.T) {
-	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	now := func() time.Time { return t0 }
 	c := newSource(watch.Options{Now: now})
 	c.SetApps([]watch.App{{Name: "a", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"session_1"}}})
 	o := Options{Now: now, Started: t0.Add(-42 * time.Second), TelemetryPath: "/m"}
@@ -216,23 +253,9 @@ func TestBeforeTheFirstScrapeThePageSaysSo(t *testing.T) {
 	if tok := p.Apps[0].Token; tok.State != TokenNotFetched || tok.Healthy {
 		t.Errorf("token before any fetch = %+v, want not fetched yet and not healthy", tok)
 	}
-	var html, js bytes.Buffer
-	if err := WriteHTML(&html, p); err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteJSON(&js, p); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{`<p id="no-scrape-yet" class="notice">`, `<td class="token">not fetched yet</td>`} {
-		if !strings.Contains(html.String(), want) {
-			t.Errorf("the HTML lacks %s:\n%s", want, html.String())
-		}
-	}
-	for _, want := range []string{`"last_scrape": null`, `"notice": "No scrape of /m`, `"state": "not fetched yet"`} {
-		if !strings.Contains(js.String(), want) {
-			t.Errorf("the JSON lacks %s:\n%s", want, js.String())
-		}
-	}
+	html, js := rendered(t, p)
+	wantAll(t, "HTML", html, `<p id="no-scrape-yet" class="notice">`, `<td class="token">not fetched yet</td>`)
+	wantAll(t, "JSON", js, `"last_scrape": null`, `"notice": "No scrape of /m`, `"state": "not fetched yet"`)
 
 	// After a scrape, and a token renewal.
 	o.LastScrape = t0.Add(-time.Second)
@@ -245,7 +268,7 @@ func TestBeforeTheFirstScrapeThePageSaysSo(t *testing.T) {
 		t.Errorf("token after a renewal = %+v, want ok", tok)
 	}
 	html.Reset()
-	if err := WriteHTML(&html, p); err != nil {
+	if err := WriteHTML(html, p); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(html.String(), "no-scrape-yet") || !strings.Contains(html.String(), "Last scrape 2025-03-01 11:59:59Z") {
@@ -259,13 +282,7 @@ func TestBeforeTheFirstScrapeThePageSaysSo(t *testing.T) {
 }
 
 func TestAnUnknownAppIsNotFoundWithTheAppsListed(t *testing.T) {
-	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	now := func() time.Time { return t0 }
-	c := newSource(watch.Options{Now: now})
-	c.SetApps([]watch.App{
-		{Name: "helpdesk", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"s1"}},
-		{Name: "sales", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"s2"}},
-	})
+	c := sourceOf("helpdesk", "sales")
 	q := Query{App: "nosuchapp", Sort: "state", Page: 1}
 	_, err := Build(c.w, c, Options{Now: now}, q)
 	var unknown *UnknownAppError
@@ -276,12 +293,8 @@ func TestAnUnknownAppIsNotFoundWithTheAppsListed(t *testing.T) {
 	if err := WriteUnknownAppHTML(&html, unknown, q); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`No app &#34;nosuchapp&#34;`, `<a href="/status?app=helpdesk&amp;sort=state">helpdesk</a>`,
-		`<a href="/status?app=sales&amp;sort=state">sales</a>`} {
-		if !strings.Contains(html.String(), want) {
-			t.Errorf("the HTML lacks %s:\n%s", want, html.String())
-		}
-	}
+	wantAll(t, "HTML", &html, `No app &#34;nosuchapp&#34;`, `<a href="/status?app=helpdesk&amp;sort=state">helpdesk</a>`,
+		`<a href="/status?app=sales&amp;sort=state">sales</a>`)
 	if err := WriteUnknownAppJSON(&js, unknown); err != nil {
 		t.Fatal(err)
 	}
@@ -302,15 +315,7 @@ func TestAnUnknownAppIsNotFoundWithTheAppsListed(t *testing.T) {
 }
 
 func TestAppsShowTheirSessionsURL(t *testing.T) {
-	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	now := func() time.Time { return t0 }
-	c := newSource(watch.Options{Now: now})
-	c.SetApps([]watch.App{
-		{Name: "fetched", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"s1"}},
-		{Name: "failing", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"s2"}},
-		{Name: "static", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"s3"}},
-		{Name: "never", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"s4"}},
-	})
+	c := sourceOf("fetched", "failing", "static", "never")
 	const refused = `HTTP 401 Unauthorized: want 200 and the list of session IDs`
 	o := Options{Now: now, Discovery: map[string]discovery.Status{
 		"fetched": {URL: "https://agent.example.com/sessions?app=fetched", RefreshInterval: time.Minute,
@@ -335,40 +340,26 @@ func TestAppsShowTheirSessionsURL(t *testing.T) {
 		t.Errorf("an app without sessions_url shows %+v", u)
 	}
 
-	var html, js bytes.Buffer
-	if err := WriteHTML(&html, p); err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteJSON(&js, p); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{
+	html, js := rendered(t, p)
+	wantAll(t, "HTML", html,
 		`<tr class="sessions-url" data-app="fetched" data-up="true">`,
 		`<code>https://agent.example.com/sessions?app=fetched</code>`,
 		`ok (2025-03-01 11:59:50Z)`,
 		`<tr class="sessions-url" data-app="failing" data-up="false">`,
 		`<td class="n">30s</td>`,
 		`HTTP 401 Unauthorized: want 200 and the list of session IDs (2025-03-01 11:59:55Z); the sessions last fetched are kept`,
-	} {
-		if !strings.Contains(html.String(), want) {
-			t.Errorf("the HTML lacks %s:\n%s", want, html.String())
-		}
-	}
+	)
 	if strings.Count(html.String(), "are kept") != 1 {
 		t.Errorf("the app whose URL never answered says its sessions are kept:\n%s", html.String())
 	}
 	if n := strings.Count(html.String(), `<tr class="sessions-url"`); n != 3 {
 		t.Errorf("%d sessions_url rows, want 3 (the app without one has none)", n)
 	}
-	for _, want := range []string{`"sessions_url": {`, `"url": "https://agent.example.com/sessions?app=failing"`, `"last_error": "HTTP 401`, `"up": false`} {
-		if !strings.Contains(js.String(), want) {
-			t.Errorf("the JSON lacks %s:\n%s", want, js.String())
-		}
-	}
+	wantAll(t, "JSON", js, `"sessions_url": {`, `"url": "https://agent.example.com/sessions?app=failing"`, `"last_error": "HTTP 401`, `"up": false`)
 
 	// No app with a sessions_url: no table.
 	html.Reset()
-	if err := WriteHTML(&html, mustBuild(t, c, Options{Now: now}, Query{})); err != nil {
+	if err := WriteHTML(html, mustBuild(t, c, Options{Now: now}, Query{})); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(html.String(), "sessions-url") {

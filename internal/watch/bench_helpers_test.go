@@ -14,6 +14,7 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -30,7 +31,7 @@ const (
 )
 
 // benchStart is when the benchmarks' watches begin; history is older.
-var benchStart = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+var benchStart = testkit.T0
 
 // benchClock is a fake clock for the watcher, moved by hand.
 type benchClock struct{ ns atomic.Int64 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 )
 
 // benchMetadataBatch is how many runs each iteration of
@@ -37,7 +38,7 @@ func BenchmarkMetadataLabels(b *testing.B) {
 func benchMetadataLabels(b *testing.B, keys []string) {
 	channels := []string{"im", "web", "api"}
 	api := newMemAPI(newestFirst, 100)
-	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	now := testkit.T0
 	clock := func() time.Time { return now }
 	runtime.GC()
 	var m0 runtime.MemStats

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
 )
 
 func TestDailyBudgetBucket(t *testing.T) {
@@ -47,7 +48,7 @@ func TestSpendIsProjectedFromTheLastHour(t *testing.T) {
 // allowance, the day no more than the budget, and the spare budget is spent.
 func TestSimulatedDayStaysWithinTheDailyBudget(t *testing.T) {
 	const perDay = 21600
-	clk := &clock{now: t0}
+	clk := feishufake.NewClock(t0)
 	mem := newMemAPI(newestFirst, 10)
 	var ids []string
 	for i := range 40 {
@@ -87,7 +88,7 @@ func TestSimulatedDayStaysWithinTheDailyBudget(t *testing.T) {
 // a scrape) and scrapes every 10 s: every new session is listed by the fifth
 // scrape, 40 s on, before any old one is polled again.
 func TestNeverPolledSessionsComeFirst(t *testing.T) {
-	clk := &clock{now: t0}
+	clk := feishufake.NewClock(t0)
 	mem := newMemAPI(newestFirst, 10)
 	var old, all []string
 	for i := range 100 {
@@ -130,7 +131,7 @@ func TestNeverPolledSessionsComeFirst(t *testing.T) {
 // between polls, and every quiet session is still polled within 1.5 round
 // robins.
 func TestRunsInFlightDoNotStarveTheOthers(t *testing.T) {
-	clk := &clock{now: t0}
+	clk := feishufake.NewClock(t0)
 	mem := newMemAPI(newestFirst, 10)
 	ids := []string{"busy"}
 	for i := range 9 {
@@ -172,7 +173,7 @@ func TestRunsInFlightDoNotStarveTheOthers(t *testing.T) {
 // within the round-robin bound: 40 sessions at the default budget (1.16
 // requests a second), scraped every 10 s, are each polled within 40 s.
 func TestQuietSessionThatWakesUpIsCountedWithinTheBound(t *testing.T) {
-	clk := &clock{now: t0}
+	clk := feishufake.NewClock(t0)
 	mem := newMemAPI(newestFirst, 50)
 	var ids []string
 	for i := range 40 {
@@ -204,5 +205,16 @@ func TestQuietSessionThatWakesUpIsCountedWithinTheBound(t *testing.T) {
 		if d > bound {
 			t.Errorf("a run was counted %.0f s after its end, want within the bound, %.0f s", d, bound)
 		}
+	}
+}
+
+func TestSpendOfMinutesAnHourOldIsLeftOut(t *testing.T) {
+	b := newDailyBudget(0, t0)
+	for m := range 60 {
+		b.settle(0, 10, t0.Add(time.Duration(m)*time.Minute))
+	}
+	// An hour on, minute 0 has left the window; no request this minute.
+	if got, want := b.status(t0.Add(60*time.Minute)).ProjectedPerDay, float64(59*10*24); got != want {
+		t.Errorf("projected %v a day, want %v (minutes 1–59 of the last hour)", got, want)
 	}
 }

@@ -213,7 +213,7 @@ func noteStatuses(extra []feishu.RunStatus, runs map[feishu.RunStatus]int) []fei
 		if len(extra) >= maxExtraStatuses {
 			break
 		}
-		if slices.Contains(feishu.KnownStatuses(), st) || slices.Contains(extra, st) || len(st) > MaxValueBytes {
+		if slices.Contains(feishu.KnownStatuses(), st) || slices.Contains(extra, st) || len(st) > maxValueBytes {
 			continue
 		}
 		extra = append(extra, st)

@@ -15,6 +15,7 @@ import (
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
 	"github.com/aily-exporter/aily_exporter/internal/histogram"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 )
 
 // countsEnv is a watcher of one app over memAPI, scraped as the collector
@@ -175,9 +176,9 @@ func TestFailureCodesOfAnAppAreCapped(t *testing.T) {
 
 func TestFailureCodeIsCutAndKnownCodesStay(t *testing.T) {
 	a := &app{}
-	long := strings.Repeat("x", MaxValueBytes+10)
-	if got := a.failureCode(&feishu.RunError{Code: long}); len(got) > MaxValueBytes {
-		t.Errorf("a code of %d bytes is a label value of %d bytes, want at most %d", len(long), len(got), MaxValueBytes)
+	long := strings.Repeat("x", maxValueBytes+10)
+	if got := a.failureCode(&feishu.RunError{Code: long}); len(got) > maxValueBytes {
+		t.Errorf("a code of %d bytes is a label value of %d bytes, want at most %d", len(long), len(got), maxValueBytes)
 	}
 	for i := range maxFailureCodes {
 		a.failureCode(&feishu.RunError{Code: fmt.Sprint("c", i)})
@@ -197,7 +198,7 @@ func TestFailureCodeIsCutAndKnownCodesStay(t *testing.T) {
 // statuses the API added, sorted, at most maxExtraStatuses, none documented
 // and none longer than a label value.
 func TestUndocumentedStatusesAreKeptUpToTheCap(t *testing.T) {
-	in := map[feishu.RunStatus]int{feishu.StatusInProgress: 1, feishu.RunStatus(strings.Repeat("L", MaxValueBytes+1)): 1}
+	in := map[feishu.RunStatus]int{feishu.StatusInProgress: 1, feishu.RunStatus(strings.Repeat("L", maxValueBytes+1)): 1}
 	for i := range maxExtraStatuses + 3 {
 		in[feishu.RunStatus(fmt.Sprintf("NEW_%02d", i))] = 1
 	}
@@ -207,7 +208,7 @@ func TestUndocumentedStatusesAreKeptUpToTheCap(t *testing.T) {
 	}
 	seen := map[feishu.RunStatus]bool{}
 	for _, st := range got {
-		if slices.Contains(feishu.KnownStatuses(), st) || len(st) > MaxValueBytes || seen[st] {
+		if slices.Contains(feishu.KnownStatuses(), st) || len(st) > maxValueBytes || seen[st] {
 			t.Errorf("extra statuses %v hold %q", got, st)
 		}
 		seen[st] = true
@@ -239,7 +240,7 @@ func TestFailedRunsKeepTheMostRecent(t *testing.T) {
 }
 
 func TestFailedRunLogIsBoundedPerSecond(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testkit.LogBuffer{}
 	l := &failureLog{logger: log.NewLogfmtLogger(logs)}
 	lines := func(msg string) int { return strings.Count(logs.String(), msg) }
 	t1 := at(1000)
@@ -295,15 +296,15 @@ func TestFailedRunLogIsBoundedPerSecond(t *testing.T) {
 }
 
 func TestValuesFromTheAPIAreCut(t *testing.T) {
-	exact := strings.Repeat("x", MaxValueBytes)
+	exact := strings.Repeat("x", maxValueBytes)
 	if got := BoundedValue(exact); got != exact {
-		t.Errorf("a value of %d bytes is cut", MaxValueBytes)
+		t.Errorf("a value of %d bytes is cut", maxValueBytes)
 	}
-	if got := BoundedValue(exact + "y"); len(got) != MaxValueBytes || !strings.HasSuffix(got, "…") {
-		t.Errorf("a value of %d bytes: %d bytes %q, want %d ending with …", MaxValueBytes+1, len(got), got, MaxValueBytes)
+	if got := BoundedValue(exact + "y"); len(got) != maxValueBytes || !strings.HasSuffix(got, "…") {
+		t.Errorf("a value of %d bytes: %d bytes %q, want %d ending with …", maxValueBytes+1, len(got), got, maxValueBytes)
 	}
-	wide := strings.Repeat("é", MaxValueBytes) // 2 bytes each
-	if got := BoundedValue(wide); len(got) > MaxValueBytes || !utf8.ValidString(got) || len(got) < MaxValueBytes-4 {
+	wide := strings.Repeat("é", maxValueBytes) // 2 bytes each
+	if got := BoundedValue(wide); len(got) > maxValueBytes || !utf8.ValidString(got) || len(got) < maxValueBytes-4 {
 		t.Errorf("a value of 2-byte runes: %d bytes, valid %v", len(got), utf8.ValidString(got))
 	}
 
@@ -442,7 +443,7 @@ func TestRestoreDropsWhatNoLongerFits(t *testing.T) {
 // value's size is kept, a longer one is not.
 func TestUndocumentedStatusesOfRunsInFlightAreServed(t *testing.T) {
 	e := newCountsEnv(t, true, "s1", "s2")
-	exact := feishu.RunStatus(strings.Repeat("N", MaxValueBytes))
+	exact := feishu.RunStatus(strings.Repeat("N", maxValueBytes))
 	e.api.put(inSession(run("r1", "PAUSED", 1, 2, none), "s1"), inSession(run("r2", exact, 3, 4, none), "s1"),
 		inSession(run("r3", exact+"X", 5, 6, none), "s2"))
 	got := e.scrape()

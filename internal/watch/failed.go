@@ -81,7 +81,7 @@ func (w *Watcher) FailedRuns(app string) []FailedRun {
 
 // noteFailed keeps a failed run for the status page and logs it. w.countMu
 // is held.
-func (w *Watcher) noteFailed(a *app, sessionID string, f *RunTiming, now time.Time) {
+func (w *Watcher) noteFailed(a *app, sessionID string, f *runTiming, now time.Time) {
 	fr := FailedRun{
 		Time: now, App: a.name, SessionID: sessionID, RunID: BoundedValue(f.Run.ID),
 		Duration: time.Duration(f.Seconds * float64(time.Second)), Timed: f.Timed,
@@ -151,7 +151,7 @@ func (l *failureLog) log(f *FailedRun, now time.Time) {
 		duration = f.Duration.String()
 	}
 	level.Info(l.logger).Log("msg", "Run failed", "app", f.App, "session_id", f.SessionID, "run_id", f.RunID,
-		"error_code", escapeControl(f.Code, MaxValueBytes), "error_message", escapeControl(f.Message, maxLoggedMessageBytes),
+		"error_code", escapeControl(f.Code, maxValueBytes), "error_message", escapeControl(f.Message, maxLoggedMessageBytes),
 		"duration", duration)
 }
 
@@ -221,19 +221,19 @@ func validRuneAt(s string, i int) bool {
 	return r != utf8.RuneError || size == 3
 }
 
-// MaxValueBytes bounds a value taken from the API that becomes a label or a
+// maxValueBytes bounds a value taken from the API that becomes a label or a
 // key (an error code, a status, a run ID), so that one odd answer cannot put
 // kilobytes into every series and into memory.
-const MaxValueBytes = 128
+const maxValueBytes = 128
 
 // BoundedValue returns s, cut to MaxValueBytes on a rune boundary with a
 // marker.
 func BoundedValue(s string) string {
-	if len(s) <= MaxValueBytes {
+	if len(s) <= maxValueBytes {
 		return s
 	}
 	const marker = "…"
-	cut := MaxValueBytes - len(marker)
+	cut := maxValueBytes - len(marker)
 	for cut > 0 && s[cut]&0xC0 == 0x80 {
 		cut--
 	}

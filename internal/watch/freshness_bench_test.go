@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
 )
 
 // BenchmarkFreshness simulates, on a fake clock, bursty sessions (quiet for
@@ -86,7 +87,7 @@ func (d *delayRecorder) Record(_ *Session, obs *Observation) {
 
 func simulateFreshness(n int, perDay float64, scrapeEvery time.Duration) freshness {
 	rng := rand.New(rand.NewPCG(uint64(n), uint64(perDay)))
-	clk := &clock{now: t0}
+	clk := feishufake.NewClock(t0)
 	// Pages of 50, --feishu.page-size's default.
 	mem := newMemAPI(newestFirst, 50)
 	ids := make([]string, n)
@@ -131,9 +132,7 @@ func simulateFreshness(n int, perDay float64, scrapeEvery time.Duration) freshne
 
 	end := t0.Add(warmup + measure)
 	for now := t0; now.Before(end); now = now.Add(scrapeEvery) {
-		clk.mu.Lock()
-		clk.now = now
-		clk.mu.Unlock()
+		clk.Advance(now.Sub(clk.Now()))
 		for events.Len() > 0 && !(*events)[0].at.After(now) {
 			ev := heap.Pop(events).(simEvent)
 			mem.put(ev.run)

@@ -16,6 +16,8 @@ import (
 	"github.com/go-kit/log"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 )
 
 // The errors of the tests below, as the feishu client makes them.
@@ -26,13 +28,17 @@ var (
 		Err: fmt.Errorf("get tenant token of app cli_x: %w", &feishu.TransportError{Endpoint: feishu.EndpointTenantToken, Host: "open.feishu.test", Timeout: 10 * time.Second, Err: context.DeadlineExceeded})}
 	errRefused = &feishu.CredentialError{Credential: "tenant token of app cli_x", Refused: true,
 		Err: &feishu.APIError{Endpoint: feishu.EndpointListRuns, HTTPStatus: 400, Code: feishu.CodeTokenInvalid, Msg: "Invalid access token"}}
+	// errSlow stands for an API too slow to answer: see appFailingAPI.
+	errSlow     = errors.New("slow")
 	errNotFound = &feishu.APIError{Endpoint: feishu.EndpointListRuns, HTTPStatus: 404, Code: feishu.CodeResourceNotFound, Msg: "not found"}
 )
 
 // appFailingAPI fails every listing with its error while one is set, and a
 // listing of the sessions in sessionErrs with theirs; otherwise it lists
 // from memory. Errors are wrapped as the client wraps them, naming the
-// session.
+// session. With errSlow set, a listing (not a get run) waits for the
+// caller's deadline and fails as the client does then: with a
+// *feishu.TransportError naming the host.
 type appFailingAPI struct {
 	*memAPI
 	mu          sync.Mutex
@@ -53,6 +59,10 @@ func (a *appFailingAPI) ListRunsPage(ctx context.Context, session, token string)
 		err = e
 	}
 	a.mu.Unlock()
+	if err == errSlow {
+		<-ctx.Done()
+		err = &feishu.TransportError{Endpoint: feishu.EndpointListRuns, Host: "open.feishu.test", Err: ctx.Err()}
+	}
 	if err != nil {
 		return feishu.RunsPage{}, fmt.Errorf("list runs of session %s: %w", session, err)
 	}
@@ -63,7 +73,7 @@ func (a *appFailingAPI) GetRun(ctx context.Context, session, id string) (feishu.
 	a.mu.Lock()
 	err := a.err
 	a.mu.Unlock()
-	if err != nil {
+	if err != nil && err != errSlow { // errSlow slows listings only
 		return feishu.Run{}, fmt.Errorf("get run %s of session %s: %w", id, session, err)
 	}
 	return a.memAPI.GetRun(ctx, session, id)
@@ -72,11 +82,11 @@ func (a *appFailingAPI) GetRun(ctx context.Context, session, id string) (feishu.
 // logged is a log read back: its lines' key-value pairs.
 type logged struct {
 	t   *testing.T
-	buf *syncBuffer
+	buf *testkit.LogBuffer
 }
 
 func newLogged(t *testing.T) (*logged, log.Logger) {
-	l := &logged{t: t, buf: &syncBuffer{}}
+	l := &logged{t: t, buf: &testkit.LogBuffer{}}
 	return l, log.NewLogfmtLogger(l.buf)
 }
 
@@ -138,7 +148,7 @@ func sessionsNamed(prefix string, n int) []string {
 
 func TestAFailureEverySessionSharesIsLoggedOncePerApp(t *testing.T) {
 	logs, logger := newLogged(t)
-	clk := &clock{now: t0}
+	clk := feishufake.NewClock(t0)
 	api := &appFailingAPI{memAPI: newMemAPI(newestFirst, 10)}
 	w := New(Options{Now: clk.Now, MinInterval: -1, IdleInterval: time.Nanosecond, Logger: logger})
 	w.SetApps([]App{
@@ -228,7 +238,7 @@ func TestAFailureEverySessionSharesIsLoggedOncePerApp(t *testing.T) {
 
 func TestAFailureOfTheAppAfterOneOfASessionIsTheApps(t *testing.T) {
 	logs, logger := newLogged(t)
-	clk := &clock{now: t0}
+	clk := feishufake.NewClock(t0)
 	api := &appFailingAPI{memAPI: newMemAPI(newestFirst, 10), sessionErrs: map[string]error{"s0": errNotFound}}
 	w := New(Options{Now: clk.Now, MinInterval: -1, IdleInterval: time.Nanosecond, Logger: logger})
 	w.SetApps([]App{{Name: "a", API: api, Sessions: sessionsNamed("s", 3)}})
@@ -267,7 +277,7 @@ func TestSessionsOfAnAppWhoseCredentialFailsAreNotOverdue(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			api := &appFailingAPI{memAPI: newMemAPI(newestFirst, 10), err: tc.err}
-			w := New(Options{Now: (&clock{now: t0}).Now, RateLimit: 0.2})
+			w := New(Options{Now: feishufake.NewClock(t0).Now, RateLimit: 0.2})
 			w.SetApps([]App{{Name: "a", API: api, Sessions: sessionsNamed("s", 5)}})
 			pollWithin(w, 10500*time.Millisecond) // a budget of 2 requests
 			if got := w.Overdue()["a"]; got != tc.wantOverdue {
@@ -341,37 +351,10 @@ func TestARequestNotSentIsGivenBackToTheBudget(t *testing.T) {
 	}
 }
 
-// slowAPI makes the listings of its sessions wait for the caller's
-// deadline while slow is set, and fail as the client does then: with a
-// *feishu.TransportError naming the host.
-type slowAPI struct {
-	*memAPI
-	mu   sync.Mutex
-	slow bool
-}
-
-func (a *slowAPI) set(slow bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.slow = slow
-}
-
-func (a *slowAPI) ListRunsPage(ctx context.Context, session, token string) (feishu.RunsPage, error) {
-	a.mu.Lock()
-	slow := a.slow
-	a.mu.Unlock()
-	if slow {
-		<-ctx.Done()
-		return feishu.RunsPage{}, fmt.Errorf("list runs of session %s: %w", session,
-			&feishu.TransportError{Endpoint: feishu.EndpointListRuns, Host: "open.feishu.test", Err: ctx.Err()})
-	}
-	return a.memAPI.ListRunsPage(ctx, session, token)
-}
-
 func TestCutOffsAreLoggedOncePerAppWhenTheyStartAndEnd(t *testing.T) {
 	logs, logger := newLogged(t)
-	clk := &clock{now: t0}
-	api := &slowAPI{memAPI: newMemAPI(newestFirst, 10), slow: true}
+	clk := feishufake.NewClock(t0)
+	api := &appFailingAPI{memAPI: newMemAPI(newestFirst, 10), err: errSlow}
 	w := New(Options{Now: clk.Now, MinInterval: -1, IdleInterval: time.Nanosecond, Logger: logger})
 	w.SetApps([]App{
 		{Name: "a", API: api, Sessions: sessionsNamed("s", 6)},
@@ -412,13 +395,13 @@ func TestCutOffsAreLoggedOncePerAppWhenTheyStartAndEnd(t *testing.T) {
 	}
 
 	// A scrape with no cut-off ends it, once; then cut-offs are news again.
-	api.set(false)
+	api.set(nil)
 	scrape()
 	scrape()
 	if infos := logs.lines("info", "", false); len(infos) != 1 || infos[0]["msg"] != msgCutOffEnds || infos[0]["app"] != "a" {
 		t.Errorf("info lines after a scrape without cut-offs: %v, want one for the app", infos)
 	}
-	api.set(true)
+	api.set(errSlow)
 	scrape()
 	if n := len(logs.lines("warn", msgCutOff, false)); n != 2 {
 		t.Errorf("%d cut-off warnings after the cut-offs came back, want 2", n)

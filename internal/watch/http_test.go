@@ -12,10 +12,11 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
-var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+var t0 = testkit.T0
 
 // api is the fake Feishu API over real HTTP, with the requests it answered
 // logged by session, and the watcher's client for it.
@@ -148,14 +149,22 @@ func TestLongHistoryOverHTTP(t *testing.T) {
 	}
 }
 
+// sessionsInFlight puts n sessions, named by idFormat from their index, each
+// with one run in flight (its ID the session's with runPrefix before it)
+// created a minute before t0, and returns their IDs.
+func (a *api) sessionsInFlight(n int, idFormat, runPrefix string) []string {
+	sessions := make([]string, 0, n)
+	for i := range n {
+		id := fmt.Sprintf(idFormat, i)
+		sessions = append(sessions, id)
+		a.fake.PutRun(runAt(id, runPrefix+id, feishu.StatusInProgress, t0.Add(-time.Minute), time.Time{}))
+	}
+	return sessions
+}
+
 func TestThousandSessionsArePolledFairlyWithinTheBudget(t *testing.T) {
 	a := newAPI(t, 50)
-	var sessions []string
-	for i := range 1000 {
-		id := fmt.Sprintf("sess_%04d", i)
-		sessions = append(sessions, id)
-		a.fake.PutRun(runAt(id, "run_"+id, feishu.StatusInProgress, t0.Add(-time.Minute), time.Time{}))
-	}
+	sessions := a.sessionsInFlight(1000, "sess_%04d", "run_")
 	// 20 requests a second for a 10 s scrape: a budget of about 200.
 	w := watch.NewRecorded(watch.Options{Now: a.clock.Now, RateLimit: 20, Concurrency: 8}, newCounter())
 	w.SetApps([]watch.App{{Name: "a", API: a.client, Sessions: sessions}})
@@ -200,12 +209,7 @@ func TestHAPairCostsNoMoreThanOneScraper(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cost := func(pair bool) int {
 				a := newAPI(t, 50)
-				var sessions []string
-				for i := range 20 {
-					id := fmt.Sprintf("s%02d", i)
-					sessions = append(sessions, id)
-					a.fake.PutRun(runAt(id, "r"+id, feishu.StatusInProgress, t0.Add(-time.Minute), time.Time{}))
-				}
+				sessions := a.sessionsInFlight(20, "s%02d", "r")
 				w := watch.NewRecorded(watch.Options{Now: a.clock.Now, MinInterval: tc.minInterval}, newCounter())
 				w.SetApps([]watch.App{{Name: "a", API: a.client, Sessions: sessions}})
 				n := 0

@@ -1,12 +1,10 @@
 package watch
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 )
 
 // failingAPI fails every call in a way chosen per session: an API error, a
@@ -33,25 +32,8 @@ func (f *failingAPI) ListRunsPage(ctx context.Context, session, token string) (f
 	return f.memAPI.ListRunsPage(ctx, session, token)
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestLogLinesCarryNoFormattingErrors(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testkit.LogBuffer{}
 	api := &failingAPI{memAPI: *newMemAPI(newestFirst, 10)}
 	clk := feishufake.NewClock(t0)
 	w := NewRecorded(Options{Now: clk.Now, MinInterval: -1, IdleInterval: time.Second,

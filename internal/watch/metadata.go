@@ -19,18 +19,18 @@ import (
 // admitted stays admitted, so that the same metadata always gives the same
 // labels.
 
-// DefaultMetadataLabelLimit is how many distinct values of one metadata
+// defaultMetadataLabelLimit is how many distinct values of one metadata
 // label an app has series for when metadata_label_limit is left out.
-const DefaultMetadataLabelLimit = 50
+const defaultMetadataLabelLimit = 50
 
-// OtherMetadataValue labels the runs whose value of a metadata label came
+// otherMetadataValue labels the runs whose value of a metadata label came
 // after the app's limit of distinct values was reached.
-const OtherMetadataValue = "other"
+const otherMetadataValue = "other"
 
-// MaxMetadataBytes bounds the metadata read of a run (the API caps it at
+// maxMetadataBytes bounds the metadata read of a run (the API caps it at
 // 255 characters): longer metadata is not read, and gives "" to every
 // label, as invalid JSON does; nor is it kept for a run in flight.
-const MaxMetadataBytes = 1024
+const maxMetadataBytes = 1024
 
 // labelSep joins label values into a map key: it cannot occur in valid
 // UTF-8, which every value is (decoded JSON, cut on a rune boundary).
@@ -76,7 +76,7 @@ func (m *metadataLabels) valuesOf(metadata string) []string {
 			continue
 		}
 		if len(m.admitted[i]) >= m.limit {
-			m.values[i] = OtherMetadataValue
+			m.values[i] = otherMetadataValue
 			continue
 		}
 		m.admitted[i][v] = struct{}{}
@@ -107,7 +107,7 @@ func metadataValues(metadata string, keys []string) []string {
 // strings (BenchmarkMetadataLabels).
 func metadataValuesInto(metadata string, keys, out []string) bool {
 	clear(out)
-	if len(metadata) < 2 || len(metadata) > MaxMetadataBytes || metadata == "{}" || !json.Valid([]byte(metadata)) {
+	if len(metadata) < 2 || len(metadata) > maxMetadataBytes || metadata == "{}" || !json.Valid([]byte(metadata)) {
 		return false
 	}
 	s := metadata
@@ -213,7 +213,7 @@ func scalarText(v string) string {
 // keptMetadata is the metadata the tracker keeps of a run in flight: "" for
 // what gives no label a value anyway, so that the common "{}" costs nothing.
 func keptMetadata(metadata string) string {
-	if len(metadata) > MaxMetadataBytes || strings.TrimSpace(metadata) == "{}" {
+	if len(metadata) > maxMetadataBytes || strings.TrimSpace(metadata) == "{}" {
 		return ""
 	}
 	return metadata

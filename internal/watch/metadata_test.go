@@ -25,7 +25,7 @@ func TestMetadataValues(t *testing.T) {
 		{"invalid JSON", `{"skill":"refund"`, nil},
 		{"not an object", `["refund"]`, nil},
 		{"a JSON string", `"refund"`, nil},
-		{"longer than MaxMetadataBytes", `{"skill":"refund","pad":"` + strings.Repeat("x", MaxMetadataBytes) + `"}`, nil},
+		{"longer than MaxMetadataBytes", `{"skill":"refund","pad":"` + strings.Repeat("x", maxMetadataBytes) + `"}`, nil},
 		{"a value cut at 128 bytes", `{"skill":"` + long + `"}`, []string{strings.Repeat("é", 62) + "…", ""}},
 		{"escapes decoded", `{"skill":"a\"b\u00e9"}`, []string{`a"bé`, ""}},
 	} {
@@ -35,8 +35,8 @@ func TestMetadataValues(t *testing.T) {
 				t.Errorf("metadataValues(%q) = %q, want %q", tc.metadata, got, tc.want)
 			}
 			for _, v := range got {
-				if len(v) > MaxValueBytes {
-					t.Errorf("value of %d bytes, more than %d", len(v), MaxValueBytes)
+				if len(v) > maxValueBytes {
+					t.Errorf("value of %d bytes, more than %d", len(v), maxValueBytes)
 				}
 			}
 		})
@@ -53,8 +53,8 @@ func TestMetadataLabelLimitPerKey(t *testing.T) {
 		{`{"skill":"b"}`, []string{"b", ""}},
 		// The limit is per key: a third skill is other, a second channel
 		// is not.
-		{`{"skill":"c","channel":"web"}`, []string{OtherMetadataValue, "web"}},
-		{`{"skill":"a","channel":"mail"}`, []string{"a", OtherMetadataValue}},
+		{`{"skill":"c","channel":"web"}`, []string{otherMetadataValue, "web"}},
+		{`{"skill":"a","channel":"mail"}`, []string{"a", otherMetadataValue}},
 		{`{"skill":"b","channel":"web"}`, []string{"b", "web"}},
 		{`{}`, nil},
 	} {
@@ -106,7 +106,7 @@ func TestMigrateStateFromVersion2KeepsItAsItIs(t *testing.T) {
 // referenceValues is metadataValues by encoding/json: the metadata decoded
 // into a map.
 func referenceValues(metadata string, keys []string) []string {
-	if len(metadata) > MaxMetadataBytes {
+	if len(metadata) > maxMetadataBytes {
 		return nil
 	}
 	var fields map[string]json.RawMessage

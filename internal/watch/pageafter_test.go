@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 )
@@ -17,7 +16,7 @@ func pagingAPI(t *testing.T, n int) (*memAPI, *poll) {
 	for i := range n {
 		mem.put(run(fmt.Sprintf("r%02d", i), completed, float64(i), float64(i), float64(i)+0.5))
 	}
-	tr := NewTracker(t0)
+	tr := newTracker(t0)
 	return mem, &poll{ctx: context.Background(), api: mem, id: "s1", t: tr, c: &cursor{}}
 }
 
@@ -31,17 +30,33 @@ func firstPage(t *testing.T, mem *memAPI) boundary {
 	return boundaryAfter("", page.Runs, nil)
 }
 
+// vanishOnNextPage makes the runs ids of s1 vanish right after the next
+// page is read.
+func vanishOnNextPage(mem *memAPI, ids ...string) {
+	mem.onPage = func(int) {
+		mem.onPage = nil
+		mem.remove("s1", ids...)
+	}
+}
+
+// secondPageChecked reads the page after prev (the second), seeing nothing
+// of it, and reports whether its boundary with prev was checked.
+func secondPageChecked(t *testing.T, p *poll, prev boundary) bool {
+	t.Helper()
+	_, _, checked, err := p.pageAfter(prev, "o5", func([]feishu.Run, bool) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return checked
+}
+
 func TestBoundaryThatKeepsMovingIsReportedUnchecked(t *testing.T) {
 	mem, p := pagingAPI(t, 30)
 	prev := firstPage(t, mem)
 	// Every request finds the oldest run gone: the page before never holds
 	// still.
 	mem.onPage = func(int) { mem.remove("s1", mem.sorted("s1")[0].ID) }
-	_, _, checked, err := p.pageAfter(prev, "o5", func([]feishu.Run, bool) error { return nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if checked {
+	if secondPageChecked(t, p, prev) {
 		t.Error("a boundary moving at every reading was reported checked")
 	}
 	if p.requests != 2*maxRechecks {
@@ -55,10 +70,7 @@ func TestPageBeforeThatBecameTheLastIsTheListingsEnd(t *testing.T) {
 	// Right after the second page is read, five runs vanish, four in front
 	// of the boundary: the first page now holds r04 and the last four, and
 	// nothing follows.
-	mem.onPage = func(int) {
-		mem.onPage = nil
-		mem.remove("s1", "r00", "r01", "r02", "r03", "r05")
-	}
+	vanishOnNextPage(mem, "r00", "r01", "r02", "r03", "r05")
 	var seen []string
 	page, token, checked, err := p.pageAfter(prev, "o5", func(runs []feishu.Run, _ bool) error {
 		for _, r := range runs {
@@ -84,15 +96,8 @@ func TestPageBeforeThatBecameTheLastIsTheListingsEnd(t *testing.T) {
 func TestBoundaryMovedByAPageIsUnchecked(t *testing.T) {
 	mem, p := pagingAPI(t, 20)
 	prev := firstPage(t, mem)
-	mem.onPage = func(int) {
-		mem.onPage = nil
-		mem.remove("s1", "r00", "r01", "r02", "r03", "r04")
-	}
-	_, _, checked, err := p.pageAfter(prev, "o5", func([]feishu.Run, bool) error { return nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if checked {
+	vanishOnNextPage(mem, "r00", "r01", "r02", "r03", "r04")
+	if secondPageChecked(t, p, prev) {
 		t.Error("a boundary moved by a whole page was reported checked")
 	}
 }
@@ -101,16 +106,5 @@ func TestBoundaryAfterAnEmptyPage(t *testing.T) {
 	b := boundaryAfter("o5", nil, nil)
 	if b.token != "o5" || len(b.ids) != 0 || !b.last.IsZero() {
 		t.Errorf("boundary after an empty page: %+v, want the token, no IDs, no last created_at", b)
-	}
-}
-
-func TestSpendOfMinutesAnHourOldIsLeftOut(t *testing.T) {
-	b := newDailyBudget(0, t0)
-	for m := range 60 {
-		b.settle(0, 10, t0.Add(time.Duration(m)*time.Minute))
-	}
-	// An hour on, minute 0 has left the window; no request this minute.
-	if got, want := b.status(t0.Add(60*time.Minute)).ProjectedPerDay, float64(59*10*24); got != want {
-		t.Errorf("projected %v a day, want %v (minutes 1–59 of the last hour)", got, want)
 	}
 }

@@ -94,7 +94,7 @@ type poll struct {
 	ctx  context.Context
 	api  API
 	id   string
-	t    *Tracker
+	t    *tracker
 	c    *cursor
 	now  time.Time
 	obs  Observation
@@ -113,8 +113,8 @@ func (p *poll) run() error {
 	before := t.newRuns
 	defer func() { p.newRuns = t.newRuns > before }()
 
-	if t.Baselined() && c.order != orderUnknown && !c.needFull {
-		t.BeginPass()
+	if t.baselined && c.order != orderUnknown && !c.needFull {
+		t.beginPass()
 		var doubt bool
 		var err error
 		if c.order == newestFirst {
@@ -129,7 +129,7 @@ func (p *poll) run() error {
 			c.needFull = true
 		}
 	}
-	if !t.Baselined() || c.needFull || c.order == orderUnknown || t.Sweeping() || !p.now.Before(c.nextFull) {
+	if !t.baselined || c.needFull || c.order == orderUnknown || t.sweeping() || !p.now.Before(c.nextFull) {
 		return p.sweep()
 	}
 	return nil
@@ -144,7 +144,7 @@ func (p *poll) newestFirst() (doubt bool, err error) {
 	t := p.t
 	// The newest run the last complete listing saw: once a page reaches runs
 	// older than it, every run created since has been read.
-	known := t.Newest()
+	known := t.newest
 	var prev boundary
 	var token string
 	var pos int64
@@ -155,20 +155,10 @@ func (p *poll) newestFirst() (doubt bool, err error) {
 			p.seeAll(runs, false)
 			return nil
 		}
-		for i := range runs {
-			r := &runs[i]
-			if r.CreatedAt.IsZero() {
-				continue
-			}
-			if !lastCreated.IsZero() && r.CreatedAt.After(lastCreated) {
-				return errOrderChanged
-			}
-			lastCreated = r.CreatedAt
+		if err := inOrder(runs, &lastCreated, time.Time.After); err != nil {
+			return err
 		}
-		for i := shownAgain(runs, prev.ids); i < len(runs); i++ {
-			t.See(&runs[i], false, &p.obs)
-			t.SetPosition(runs[i].ID, pos+int64(i))
-		}
+		p.seeListed(runs, shownAgain(runs, prev.ids), pos)
 		return nil
 	}
 	for pages := 1; ; pages++ {
@@ -182,8 +172,8 @@ func (p *poll) newestFirst() (doubt bool, err error) {
 			if err := p.confirmMissing(false); err != nil {
 				return false, err
 			}
-			t.Advance(p.now)
-			t.EndCompletePass()
+			t.advance(p.now)
+			t.endCompletePass()
 			return false, nil
 		}
 		if len(page.Runs) < p.api.PageSize() {
@@ -191,16 +181,16 @@ func (p *poll) newestFirst() (doubt bool, err error) {
 		}
 		if last := page.Runs[len(page.Runs)-1].CreatedAt; !reached && !last.IsZero() && last.Before(known) {
 			reached = true
-			t.Advance(p.now)
+			t.advance(p.now)
 		}
 		if reached {
-			unseen := t.Unseen()
+			unseen := t.unseen()
 			if len(unseen) == 0 {
 				return false, nil
 			}
 			var deepest int64
 			for _, id := range unseen {
-				deepest = max(deepest, t.Position(id, true))
+				deepest = max(deepest, t.position(id, true))
 			}
 			size := int64(max(p.api.PageSize(), 1))
 			if need := (deepest+size)/size - int64(pages); int64(len(unseen)) <= need {
@@ -232,20 +222,10 @@ func (p *poll) oldestFirst() (doubt bool, err error) {
 			return errNoOverlap
 		}
 		first = false
-		for i := range runs {
-			r := &runs[i]
-			if r.CreatedAt.IsZero() {
-				continue
-			}
-			if !lastCreated.IsZero() && r.CreatedAt.Before(lastCreated) {
-				return errOrderChanged
-			}
-			lastCreated = r.CreatedAt
+		if err := inOrder(runs, &lastCreated, time.Time.Before); err != nil {
+			return err
 		}
-		for i := range runs {
-			t.See(&runs[i], false, &p.obs)
-			t.SetPosition(runs[i].ID, pos+int64(i))
-		}
+		p.seeListed(runs, 0, pos)
 		return nil
 	}
 	for {
@@ -266,8 +246,8 @@ func (p *poll) oldestFirst() (doubt bool, err error) {
 		index++
 		token = page.NextPageToken
 	}
-	t.Advance(p.now)
-	unseen := t.Unseen()
+	t.advance(p.now)
+	unseen := t.unseen()
 	switch {
 	case len(unseen) == 0:
 		return false, nil
@@ -336,7 +316,7 @@ func boundaryAfter(token string, runs []feishu.Run, buf []string) boundary {
 // the boundaries above the horizon), so the boundary needs no check. Before
 // the baseline every boundary is checked.
 func (p *poll) settled(prev boundary, runs []feishu.Run) bool {
-	h := p.t.Horizon()
+	h := p.t.horizon()
 	if h.IsZero() || len(runs) == 0 || prev.last.IsZero() || runs[0].CreatedAt.IsZero() {
 		return false
 	}
@@ -456,7 +436,7 @@ func startsWith(runs []feishu.Run, ids []string) bool {
 // seeAll sees every run of a page read again.
 func (p *poll) seeAll(runs []feishu.Run, inSweep bool) {
 	for i := range runs {
-		p.t.See(&runs[i], inSweep, &p.obs)
+		p.t.see(&runs[i], inSweep, &p.obs)
 	}
 }
 
@@ -466,7 +446,7 @@ func (p *poll) seeAll(runs []feishu.Run, inSweep bool) {
 // still counted, once, when get run finds it. A run get run does not find
 // either is forgotten.
 func (p *poll) confirmMissing(sweep bool) error {
-	for _, id := range p.t.AboutToBeForgotten(sweep) {
+	for _, id := range p.t.aboutToBeForgotten(sweep) {
 		r, err := p.getRun(id)
 		if err != nil {
 			if refused(err) {
@@ -474,7 +454,7 @@ func (p *poll) confirmMissing(sweep bool) error {
 			}
 			return err
 		}
-		p.t.See(&r, sweep, &p.obs)
+		p.t.see(&r, sweep, &p.obs)
 	}
 	return nil
 }
@@ -491,7 +471,7 @@ func (p *poll) refresh(ids []string) (doubt bool, err error) {
 			}
 			return doubt, err
 		}
-		p.t.See(&r, false, &p.obs)
+		p.t.see(&r, false, &p.obs)
 	}
 	return doubt, nil
 }
@@ -516,8 +496,8 @@ func (p *poll) getRun(id string) (feishu.Run, error) {
 // watermark, and the next poll lists in full again.
 func (p *poll) sweep() error {
 	t, c := p.t, p.c
-	if !t.Sweeping() || c.sweep == nil {
-		t.StartSweep()
+	if !t.sweeping() || c.sweep == nil {
+		t.startSweep()
 		c.sweep = &sweepCursor{}
 	}
 	sw := c.sweep
@@ -535,8 +515,8 @@ func (p *poll) sweep() error {
 				}
 				sw.last = r.CreatedAt
 			}
-			t.See(r, true, &p.obs)
-			t.SetPosition(r.ID, sw.pos+int64(i))
+			t.see(r, true, &p.obs)
+			t.setPosition(r.ID, sw.pos+int64(i))
 		}
 		return nil
 	}
@@ -551,7 +531,7 @@ func (p *poll) sweep() error {
 		if err != nil {
 			if sw.token != "" && refused(err) {
 				// The saved page token stopped working: begin again.
-				t.AbandonSweep()
+				t.abandonSweep()
 				c.sweep = nil
 			}
 			return err
@@ -575,9 +555,9 @@ func (p *poll) sweep() error {
 			c.needFull = sw.unverified
 			c.nextFull = p.now.Add(p.full)
 			if sw.unverified {
-				t.EndUncheckedSweep(p.now)
+				t.endUncheckedSweep(p.now)
 			} else {
-				t.EndSweep(p.now)
+				t.endSweep(p.now)
 			}
 			return nil
 		}
@@ -655,4 +635,32 @@ func ids(runs []feishu.Run, buf []string) []string {
 		buf = append(buf, runs[i].ID)
 	}
 	return buf
+}
+
+// inOrder returns errOrderChanged when a run of runs is out of the listing's
+// order (wrong(created_at, the previous run's) is true): the order changed
+// under the listing, which can then no longer tell what it missed. last
+// carries the previous created_at from page to page; runs without one cannot
+// be placed and are passed over.
+func inOrder(runs []feishu.Run, last *time.Time, wrong func(t, u time.Time) bool) error {
+	for i := range runs {
+		r := &runs[i]
+		if r.CreatedAt.IsZero() {
+			continue
+		}
+		if !last.IsZero() && wrong(r.CreatedAt, *last) {
+			return errOrderChanged
+		}
+		*last = r.CreatedAt
+	}
+	return nil
+}
+
+// seeListed counts runs[from:] as a listing shows them and notes where each
+// stands; pos is where runs[0] stands.
+func (p *poll) seeListed(runs []feishu.Run, from int, pos int64) {
+	for i := from; i < len(runs); i++ {
+		p.t.see(&runs[i], false, &p.obs)
+		p.t.setPosition(runs[i].ID, pos+int64(i))
+	}
 }

@@ -17,7 +17,7 @@ type polled struct {
 	t        *testing.T
 	api      API
 	mem      *memAPI
-	tracker  *Tracker
+	tracker  *tracker
 	cursor   cursor
 	finished map[string]int // run ID → times counted finished
 	created  map[string]int
@@ -25,7 +25,7 @@ type polled struct {
 }
 
 func newPolled(t *testing.T, mem *memAPI) *polled {
-	return &polled{t: t, api: mem, mem: mem, tracker: NewTracker(t0),
+	return &polled{t: t, api: mem, mem: mem, tracker: newTracker(t0),
 		finished: map[string]int{}, created: map[string]int{}}
 }
 
@@ -88,14 +88,22 @@ func longHistory(n, deep int) []feishu.Run {
 	return runs
 }
 
+// polledHistory returns a session of longHistory(n, deep) listed in order o
+// in pages of size, its poller, and the runs.
+func polledHistory(t *testing.T, o order, size, n, deep int) (*memAPI, *polled, []feishu.Run) {
+	t.Helper()
+	mem := newMemAPI(o, size)
+	runs := longHistory(n, deep)
+	mem.put(runs...)
+	return mem, newPolled(t, mem), runs
+}
+
 var orders = []order{newestFirst, oldestFirst}
 
 func TestPollNewRunInLongHistoryCostsAtMostThreeRequests(t *testing.T) {
 	for _, o := range orders {
 		t.Run(o.String(), func(t *testing.T) {
-			mem := newMemAPI(o, 50)
-			mem.put(longHistory(10000, -1)...)
-			p := newPolled(t, mem)
+			mem, p, _ := polledHistory(t, o, 50, 10000, -1)
 			// 200 pages, and each of their 199 boundaries read again (pageAfter).
 			if lists, _ := p.mustPoll(1); lists != 399 {
 				t.Fatalf("baseline made %d requests, want 399 (10,000 runs in pages of 50, each boundary checked)", lists)
@@ -125,10 +133,7 @@ func TestPollNewRunInLongHistoryCostsAtMostThreeRequests(t *testing.T) {
 func TestPollRunInFlightDeepInHistoryIsRefreshedWithGetRun(t *testing.T) {
 	for _, o := range orders {
 		t.Run(o.String(), func(t *testing.T) {
-			mem := newMemAPI(o, 50)
-			runs := longHistory(10000, 100)
-			mem.put(runs...)
-			p := newPolled(t, mem)
+			mem, p, runs := polledHistory(t, o, 50, 10000, 100)
 			p.mustPoll(1)
 			if lists, gets := p.mustPoll(10); lists != 1 || gets != 1 {
 				t.Errorf("poll made %d list and %d get requests, want 1 and 1", lists, gets)
@@ -148,9 +153,7 @@ func TestPollRunInFlightDeepInHistoryIsRefreshedWithGetRun(t *testing.T) {
 func TestPollRunInsertedWhilePagingIsCountedOnce(t *testing.T) {
 	for _, o := range orders {
 		t.Run(o.String(), func(t *testing.T) {
-			mem := newMemAPI(o, 10)
-			mem.put(longHistory(100, -1)...)
-			p := newPolled(t, mem)
+			mem, p, _ := polledHistory(t, o, 10, 100, -1)
 			n := 0
 			mem.onPage = func(page int) {
 				if page%3 == 0 {
@@ -177,7 +180,7 @@ func TestPollRunInsertedWhilePagingIsCountedOnce(t *testing.T) {
 				}
 			}
 			// The runs a shifted page shows again are not tallied twice.
-			if got := p.tracker.Current().Final[finalIndex(completed)]; got != 100+n {
+			if got := p.tracker.current().Final[finalIndex(completed)]; got != 100+n {
 				t.Errorf("aily_runs{status=COMPLETED} %d, want %d", got, 100+n)
 			}
 		})
@@ -185,16 +188,14 @@ func TestPollRunInsertedWhilePagingIsCountedOnce(t *testing.T) {
 }
 
 func TestPollPageTokenThatStopsResumingFallsBackToAFullListing(t *testing.T) {
-	mem := newMemAPI(oldestFirst, 10)
-	mem.put(longHistory(95, -1)...)
-	p := newPolled(t, mem)
+	mem, p, _ := polledHistory(t, oldestFirst, 10, 95, -1)
 	p.mustPoll(1)
 	mem.badToken = true
 	mem.put(run("n1", completed, 5, 6, 7))
 	if _, _, err := p.poll(10); err == nil {
 		t.Fatal("poll with every page token refused succeeded")
 	}
-	if !p.cursor.needFull && !p.tracker.Sweeping() {
+	if !p.cursor.needFull && !p.tracker.sweeping() {
 		t.Error("a refused page token did not ask for a full listing")
 	}
 	mem.badToken = false
@@ -208,9 +209,7 @@ func TestPollPageTokenThatStopsResumingFallsBackToAFullListing(t *testing.T) {
 }
 
 func TestPollOrderFlipIsNoticedAndCountsStayExact(t *testing.T) {
-	mem := newMemAPI(newestFirst, 10)
-	mem.put(longHistory(95, -1)...)
-	p := newPolled(t, mem)
+	mem, p, _ := polledHistory(t, newestFirst, 10, 95, -1)
 	p.mustPoll(1)
 	mem.order = oldestFirst
 	mem.put(run("n1", completed, 5, 6, 7))
@@ -249,16 +248,13 @@ func TestPollTiesInCreatedAt(t *testing.T) {
 func TestPollBaselineSpreadOverSeveralPolls(t *testing.T) {
 	for _, o := range orders {
 		t.Run(o.String(), func(t *testing.T) {
-			mem := newMemAPI(o, 10)
-			runs := longHistory(100, 50)
-			mem.put(runs...)
-			p := newPolled(t, mem)
+			mem, p, runs := polledHistory(t, o, 10, 100, 50)
 			p.perPoll = 3
 			for i := range 3 {
 				if _, _, err := p.poll(float64(1 + i)); !errors.Is(err, errBudget) {
 					t.Fatalf("poll %d of the baseline: err %v, want the budget spent", i, err)
 				}
-				if p.tracker.Baselined() {
+				if p.tracker.baselined {
 					t.Fatalf("baselined after %d polls of 3 requests; 10 pages are needed", i+1)
 				}
 				mem.put(run(fmt.Sprintf("b%d", i), completed, float64(i)+0.1, float64(i)+0.2, float64(i)+0.5))
@@ -266,7 +262,7 @@ func TestPollBaselineSpreadOverSeveralPolls(t *testing.T) {
 			deep := runs[50]
 			deep.Status, deep.EndedAt = failed, at(4)
 			mem.put(deep)
-			for i := 0; !p.tracker.Baselined(); i++ {
+			for i := 0; !p.tracker.baselined; i++ {
 				if i > 7 {
 					t.Fatal("baseline not done after 11 polls of 3 requests (10 pages, 9 boundaries checked)")
 				}
@@ -280,9 +276,7 @@ func TestPollBaselineSpreadOverSeveralPolls(t *testing.T) {
 }
 
 func TestPollFullListingIsASafetyNet(t *testing.T) {
-	mem := newMemAPI(newestFirst, 10)
-	mem.put(longHistory(30, -1)...)
-	p := newPolled(t, mem)
+	_, p, _ := polledHistory(t, newestFirst, 10, 30, -1)
 	p.mustPoll(1)
 	if lists, _ := p.mustPoll(10); lists != 1 {
 		t.Fatalf("incremental poll made %d requests, want 1", lists)
@@ -317,7 +311,7 @@ func TestPollRunsInFlightTheAPIStopsListingAreForgottenAndCostNoMore(t *testing.
 					t.Fatalf("poll %d: %v", i, err)
 				}
 			}
-			if n := p.tracker.InFlight(); n != 0 {
+			if n := p.tracker.inFlight(); n != 0 {
 				t.Fatalf("%d runs in flight remembered after four polls, want the deleted ones forgotten", n)
 			}
 			if lists, gets := p.mustPoll(100); lists+gets > 1 {
@@ -358,7 +352,7 @@ func TestPollRecordsWhereRunsInFlightStand(t *testing.T) {
 				t.Helper()
 				for pos, r := range mem.sorted("s1") {
 					if r.Status == inProgress {
-						if got := p.tracker.Position(r.ID, o == newestFirst); got != int64(pos) {
+						if got := p.tracker.position(r.ID, o == newestFirst); got != int64(pos) {
 							t.Errorf("%s: run %s recorded at position %d, listed at %d", when, r.ID, got, pos)
 						}
 					}
@@ -377,15 +371,37 @@ func TestPollRecordsWhereRunsInFlightStand(t *testing.T) {
 	}
 }
 
+// refreshCost is a case of what an incremental poll costs to refresh the
+// runs in flight of a baseline listing.
+type refreshCost struct {
+	name     string
+	n        int   // runs listed at the baseline
+	inflight []int // their positions then
+	newRuns  int   // runs created before the poll measured
+	// what the poll costs
+	lists, gets int
+}
+
+// checkRefreshCost lists tc's baseline in order o, creates its new runs,
+// checks what the next poll costs, and returns the session for further
+// checks.
+func checkRefreshCost(t *testing.T, o order, tc refreshCost) *polled {
+	t.Helper()
+	mem := newMemAPI(o, 10)
+	mem.put(listingAt(o, tc.n, tc.inflight...)...)
+	p := newPolled(t, mem)
+	p.mustPoll(1)
+	for i := range tc.newRuns {
+		mem.put(run(fmt.Sprintf("n%02d", i), completed, float64(2+i), float64(2+i), float64(3+i)))
+	}
+	if lists, gets := p.mustPoll(20); lists != tc.lists || gets != tc.gets {
+		t.Errorf("poll made %d list and %d get requests, want %d and %d", lists, gets, tc.lists, tc.gets)
+	}
+	return p
+}
+
 func TestPollNewestFirstPagesOnOrGetsRunsInFlightWhicheverIsCheaper(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		n        int   // runs listed at the baseline
-		inflight []int // their positions then
-		newRuns  int   // runs created before the poll measured
-		// what the poll costs
-		lists, gets int
-	}{
+	for _, tc := range []refreshCost{
 		{name: "one run in flight two pages down is got", n: 40, inflight: []int{25}, lists: 1, gets: 1},
 		// Paging on costs a check of the boundary (pageAfter).
 		{name: "three runs in flight on the next page are paged to", n: 40, inflight: []int{12, 14, 16}, lists: 3},
@@ -396,17 +412,7 @@ func TestPollNewestFirstPagesOnOrGetsRunsInFlightWhicheverIsCheaper(t *testing.T
 			n: 60, inflight: []int{18, 19, 20}, newRuns: 12, lists: 5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			mem := newMemAPI(newestFirst, 10)
-			mem.put(listingAt(newestFirst, tc.n, tc.inflight...)...)
-			p := newPolled(t, mem)
-			p.mustPoll(1)
-			for i := range tc.newRuns {
-				mem.put(run(fmt.Sprintf("n%02d", i), completed, float64(2+i), float64(2+i), float64(3+i)))
-			}
-			if lists, gets := p.mustPoll(20); lists != tc.lists || gets != tc.gets {
-				t.Errorf("poll made %d list and %d get requests, want %d and %d", lists, gets, tc.lists, tc.gets)
-			}
-			if p.cursor.needFull {
+			if p := checkRefreshCost(t, newestFirst, tc); p.cursor.needFull {
 				t.Error("the poll asked for a full listing")
 			}
 		})
@@ -414,38 +420,17 @@ func TestPollNewestFirstPagesOnOrGetsRunsInFlightWhicheverIsCheaper(t *testing.T
 }
 
 func TestPollOldestFirstGetsRunsInFlightOnEarlierPagesOrListsInFull(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		n        int
-		inflight []int
-		newRuns  int
-		// what the poll costs
-		lists, gets int
-	}{
+	for _, tc := range []refreshCost{
 		{name: "as many runs in flight as pages before the last are got", n: 25, inflight: []int{3, 5}, lists: 1, gets: 2},
 		{name: "more runs in flight than pages before the last: a full listing", n: 25, inflight: []int{3, 5, 7}, lists: 1 + 3 + 2},
 		{name: "pages the poll read on count as pages before the last", n: 15, inflight: []int{3}, newRuns: 10, lists: 3, gets: 1},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			mem := newMemAPI(oldestFirst, 10)
-			mem.put(listingAt(oldestFirst, tc.n, tc.inflight...)...)
-			p := newPolled(t, mem)
-			p.mustPoll(1)
-			for i := range tc.newRuns {
-				mem.put(run(fmt.Sprintf("n%02d", i), completed, float64(2+i), float64(2+i), float64(3+i)))
-			}
-			if lists, gets := p.mustPoll(20); lists != tc.lists || gets != tc.gets {
-				t.Errorf("poll made %d list and %d get requests, want %d and %d", lists, gets, tc.lists, tc.gets)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { checkRefreshCost(t, oldestFirst, tc) })
 	}
 }
 
 func TestPollOldestFirstResumedPageWithoutTheRunsItShowedListsInFull(t *testing.T) {
-	mem := newMemAPI(oldestFirst, 10)
-	runs := longHistory(25, -1)
-	mem.put(runs...)
-	p := newPolled(t, mem)
+	mem, p, runs := polledHistory(t, oldestFirst, 10, 25, -1)
 	p.mustPoll(1)
 	// The API stops listing the ten oldest runs: the page the poll resumes
 	// from now lies past the end, and a new run sits before it.
@@ -483,10 +468,7 @@ func (a noIDs) GetRun(ctx context.Context, session, id string) (feishu.Run, erro
 }
 
 func TestPollRunGotWithoutItsIDIsCounted(t *testing.T) {
-	mem := newMemAPI(newestFirst, 10)
-	runs := longHistory(100, 10)
-	mem.put(runs...)
-	p := newPolled(t, mem)
+	mem, p, runs := polledHistory(t, newestFirst, 10, 100, 10)
 	p.api = noIDs{mem}
 	p.mustPoll(1)
 	deep := runs[10]
@@ -513,7 +495,7 @@ func TestPollPageShowingOnlyThePageBeforeIsSkipped(t *testing.T) {
 	mem.onPage = nil
 	p.mustPoll(10)
 	p.wantCounted("n1", "n2")
-	if got := p.tracker.Current().Final[finalIndex(completed)]; got != 8 {
+	if got := p.tracker.current().Final[finalIndex(completed)]; got != 8 {
 		t.Errorf("aily_runs{status=COMPLETED} %d, want 8", got)
 	}
 }

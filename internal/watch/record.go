@@ -36,7 +36,7 @@ type Record struct {
 	Holding bool `json:"holding,omitempty"`
 }
 
-// TrackerRecord is a Tracker's state.
+// TrackerRecord is a tracker's state.
 type TrackerRecord struct {
 	WatchStart        int64               `json:"watch_start"`
 	Baselined         bool                `json:"baselined,omitempty"`
@@ -211,7 +211,7 @@ func (s *Session) record() *Record {
 	}
 }
 
-func (t *Tracker) record() TrackerRecord {
+func (t *tracker) record() TrackerRecord {
 	r := TrackerRecord{
 		WatchStart: millisOf(t.watchStart), Baselined: t.baselined,
 		Newest: millisOf(t.newest), SeenNewest: millisOf(t.seenNewest), PrunedAt: millisOf(t.prunedAt),
@@ -279,11 +279,11 @@ func (s *Session) restore(r *Record) error {
 	s.tracker, s.cursor = t, c
 	s.added = timeOf(r.Added)
 	s.lastPoll, s.lastSuccess, s.lastNewRun = timeOf(r.LastPoll), timeOf(r.LastSuccess), timeOf(r.LastNewRun)
-	s.baselined, s.inflight, s.tracked = t.Baselined(), t.InFlight(), t.Len()
+	s.baselined, s.inflight, s.tracked = t.baselined, t.inFlight(), t.len()
 	s.lastCreated = t.lastCreated
 	s.polled = !s.lastPoll.IsZero()
-	if t.Baselined() {
-		st := t.Current()
+	if t.baselined {
+		st := t.current()
 		s.view = &st
 	}
 	return nil
@@ -291,11 +291,11 @@ func (s *Session) restore(r *Record) error {
 
 var errRecord = errors.New("malformed session record")
 
-func trackerFromRecord(r *TrackerRecord) (Tracker, error) {
+func trackerFromRecord(r *TrackerRecord) (tracker, error) {
 	if r.WatchStart == 0 {
-		return Tracker{}, fmt.Errorf("%w: no watch start", errRecord)
+		return tracker{}, fmt.Errorf("%w: no watch start", errRecord)
 	}
-	t := Tracker{
+	t := tracker{
 		watchStart: timeOf(r.WatchStart), baselined: r.Baselined,
 		newest: timeOf(r.Newest), seenNewest: timeOf(r.SeenNewest), prunedAt: timeOf(r.PrunedAt),
 		finals: r.Finals, newRuns: r.NewRuns, lastCreated: timeOf(r.LastCreated),
@@ -303,12 +303,12 @@ func trackerFromRecord(r *TrackerRecord) (Tracker, error) {
 	}
 	for _, n := range r.Finals {
 		if n < 0 {
-			return Tracker{}, fmt.Errorf("%w: negative final count", errRecord)
+			return tracker{}, fmt.Errorf("%w: negative final count", errRecord)
 		}
 	}
 	for _, ir := range r.InFlight {
 		if ir.ID == "" {
-			return Tracker{}, fmt.Errorf("%w: run in flight without an ID", errRecord)
+			return tracker{}, fmt.Errorf("%w: run in flight without an ID", errRecord)
 		}
 		if t.inflight == nil {
 			t.inflight = make(map[string]*inflightRun, len(r.InFlight))
@@ -328,7 +328,7 @@ func trackerFromRecord(r *TrackerRecord) (Tracker, error) {
 		t.sweep = &sweepTally{finals: r.Sweep.Finals, finished: make(map[string]feishu.RunStatus, len(r.Sweep.Finished))}
 		for id, st := range r.Sweep.Finished {
 			if !feishu.RunStatus(st).Final() {
-				return Tracker{}, fmt.Errorf("%w: run %s finished in status %q", errRecord, id, st)
+				return tracker{}, fmt.Errorf("%w: run %s finished in status %q", errRecord, id, st)
 			}
 			t.sweep.finished[id] = feishu.RunStatus(st)
 		}

@@ -4,8 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/aily-exporter/aily_exporter/feishu"
 )
 
 // restart saves the watcher's state through JSON, as the state file does,
@@ -117,5 +122,91 @@ func TestRestoreOfAMalformedRecordStartsTheSessionAfresh(t *testing.T) {
 	w.SetApps(apps)
 	if rs := records(w); len(rs) != 1 || rs[0].Tracker.WatchStart != t0.UnixMilli() || rs[0].Tracker.Baselined {
 		t.Errorf("records %+v, want s1 started afresh at t0", rs)
+	}
+}
+
+// roundTrip encodes a record as the state file does and decodes it again.
+func roundTrip(t *testing.T, r TrackerRecord) (back TrackerRecord) {
+	t.Helper()
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatalf("decode %s: %v", b, err)
+	}
+	return back
+}
+
+func TestTrackerRecordKeepsEverythingThroughJSON(t *testing.T) {
+	tr := newTracker(t0)
+	var obs Observation
+	tr.startSweep()
+	for _, r := range []feishu.Run{
+		run("a-started", inProgress, 1, 2, none),
+		run("b-queued", queued, 3, none, none),
+		run("c-final", completed, 4, 5, 6),
+		run("d-undated", inProgress, none, 7, none),
+	} {
+		tr.see(&r, true, &obs)
+	}
+	tr.setPosition("a-started", 41)
+	tr.inflight["b-queued"].missed = 1
+	tr.inflight["a-started"].seenBySweep = false
+	tr.countedAtBaseline = map[string]struct{}{"c-final": {}}
+	tr.sweep.finished["z-done"] = feishu.StatusFailed
+	want := tr.record()
+	got := roundTrip(t, want)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("record changed through JSON (-want +got):\n%s", diff)
+	}
+	back, err := trackerFromRecord(&got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, back.record()); diff != "" {
+		t.Errorf("a tracker restored from its record differs (-want +got):\n%s", diff)
+	}
+	for _, flags := range [][3]bool{{true, false, false}, {false, true, false}, {false, false, true}, {true, true, true}} {
+		r := InFlightRecord{ID: "r", Started: flags[0], InSweep: flags[1], SeenBySweep: flags[2]}
+		var back InFlightRecord
+		b, _ := json.Marshal(r)
+		if err := json.Unmarshal(b, &back); err != nil || back != r {
+			t.Errorf("flags %v: %s decodes to %+v (%v)", flags, b, back, err)
+		}
+	}
+}
+
+func TestInFlightRecordOfLongFieldsEncodes(t *testing.T) {
+	for _, r := range []InFlightRecord{
+		{ID: strings.Repeat("i", 200), Status: "IN_PROGRESS"},
+		{ID: "r", Status: strings.Repeat("S", 200)},
+	} {
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back InFlightRecord
+		if err := json.Unmarshal(b, &back); err != nil || back != r {
+			t.Errorf("%.20s…: decodes to %.20s… (%v)", b, back.ID, err)
+		}
+	}
+}
+
+func TestIDsAndStatusesEncodeAsEncodingJSONWould(t *testing.T) {
+	for _, s := range []string{"run_4dfrxvctjqzzj", "", `"`, `\`, "<", ">", "&", "\x01", "\x7f", "é", "运行", "a b", "\u2028", "\xff"} {
+		want, _ := json.Marshal(s)
+		if got := string(appendJSONString(nil, s)); got != string(want) {
+			t.Errorf("%q encodes as %s, want %s", s, got, want)
+		}
+	}
+}
+
+func TestRecentRunsKeepTheirCreatedAtThroughARecord(t *testing.T) {
+	tr := newTracker(t0)
+	fullListing(tr, []feishu.Run{run("x", completed, 10.5, 11, 12)}, at(20))
+	rec := tr.record()
+	if len(rec.Recent) != 1 || rec.Recent[0].Created != at(10.5).UnixMilli() {
+		t.Fatalf("recent runs in the record: %+v, want x created at %d", rec.Recent, at(10.5).UnixMilli())
 	}
 }

@@ -23,17 +23,12 @@ type Scrape struct {
 // with per_session: true carries its counts (Snapshot.Counts), and its series
 // count as served by sc. fn must not keep the snapshot.
 func (w *Watcher) ServeSnapshots(sc *Scrape, fn func(*Snapshot)) {
-	w.mu.Lock()
-	sessions := w.sessions
-	w.mu.Unlock()
-	now := w.opts.Now()
-	for _, s := range sessions {
-		snap := s.snapshot(&w.opts, now)
+	w.eachSnapshot(func(s *Session, snap *Snapshot) {
 		if s.app.perSession && (sc.Serving == nil || sc.Serving()) {
 			snap.Counts = w.serveSession(s, sc)
 		}
-		fn(&snap)
-	}
+		fn(snap)
+	})
 }
 
 // serveSession notes that sc serves the series of s, and returns their

@@ -39,7 +39,7 @@ type Session struct {
 	polling chan struct{}
 	// The tracker and cursor belong to the poll under way, if any; between
 	// polls to whoever holds mu.
-	tracker Tracker
+	tracker tracker
 	cursor  cursor
 
 	added       time.Time // when the session was first configured: due at once

@@ -395,7 +395,7 @@ func (w *Watcher) Restore(st *State, apps []App) error {
 		}
 		a := &app{name: ar.Name, identity: ar.Identity, perSession: ar.PerSession, codes: keySet(ar.Codes)}
 		if len(ar.MetadataLabels) > 0 {
-			a.labels = newMetadataLabels(ar.MetadataLabels, DefaultMetadataLabelLimit)
+			a.labels = newMetadataLabels(ar.MetadataLabels, defaultMetadataLabelLimit)
 			for i, k := range ar.MetadataLabels {
 				for _, v := range ar.MetadataValues[k] {
 					a.labels.admitted[i][v] = struct{}{}

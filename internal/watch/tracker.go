@@ -21,7 +21,7 @@ const settleWindow = time.Minute
 // it was read, two in a row mean the API stopped listing it.
 const forgetAfter = 2
 
-// Tracker decides, for one session, which runs to count, so that each run is
+// tracker decides, for one session, which runs to count, so that each run is
 // counted once however often and in whatever order it is seen. It holds no
 // Prometheus types and is not safe for concurrent use.
 //
@@ -35,13 +35,16 @@ const forgetAfter = 2
 // before the exporter watched and are not counted, unless they ended after
 // the watch began. Runs not yet final are remembered and counted when they
 // are first seen final; nothing about a run is counted twice.
-type Tracker struct {
+type tracker struct {
 	watchStart time.Time
-	baselined  bool
+	// baselined reports whether the first full listing has completed.
+	baselined bool
 
 	// newest is the watermark: the newest created_at seen by a listing that
-	// reached the runs known before it. seenNewest is the newest seen at all;
-	// it becomes the watermark when such a listing completes (Advance).
+	// reached the runs known before it; runs not in flight older than it by
+	// settleWindow are history, known without being remembered. seenNewest is
+	// the newest seen at all; it becomes the watermark when such a listing
+	// completes (advance).
 	newest, seenNewest time.Time
 	// prunedAt is seenNewest when recent was last pruned during the baseline.
 	prunedAt time.Time
@@ -64,7 +67,7 @@ type Tracker struct {
 	finals feishu.ByFinal[int]
 	sweep  *sweepTally // non-nil while a full listing is under way
 
-	pass        uint64 // the current listing pass (BeginPass)
+	pass        uint64 // the current listing pass (beginPass)
 	newRuns     int64  // runs first seen after the baseline, to estimate list positions
 	lastCreated time.Time
 	appIDs      []string
@@ -76,13 +79,13 @@ type inflightRun struct {
 	status  feishu.RunStatus
 	started bool // queue time observed, or judged to have started before the watch
 	missed  uint8
-	// seenPass is the pass (Tracker.pass) that last saw the run.
+	// seenPass is the pass (tracker.pass) that last saw the run.
 	seenPass uint64
 	// inSweep: the run was in flight when the current full listing began,
 	// so that listing must see it; seenBySweep: it did.
 	inSweep, seenBySweep bool
 	// pos is the run's position in the listing when last seen (0 = first),
-	// and newRunsAtPos Tracker.newRuns at that moment.
+	// and newRunsAtPos tracker.newRuns at that moment.
 	pos, newRunsAtPos int64
 	// metadata is the run's metadata as first seen (keptMetadata): its
 	// start and end are reported with it, so that they are counted under
@@ -99,8 +102,8 @@ type sweepTally struct {
 	finished map[string]feishu.RunStatus
 }
 
-// RunTiming is a run the tracker reports, with the time to observe for it.
-type RunTiming struct {
+// runTiming is a run the tracker reports, with the time to observe for it.
+type runTiming struct {
 	Run feishu.Run
 	// Seconds is the duration to observe, never negative (clock skew counts
 	// as 0). It is meaningful only when Timed is true.
@@ -114,42 +117,36 @@ type RunTiming struct {
 type Observation struct {
 	// Finished are runs seen final for the first time: count each in
 	// aily_runs_finished_total and observe ended_at − started_at.
-	Finished []RunTiming
+	Finished []runTiming
 	// Started are runs seen started for the first time: observe
 	// started_at − created_at.
-	Started []RunTiming
+	Started []runTiming
 	// Created are runs created since the session began to be watched.
 	Created []feishu.Run
 }
 
-// Empty reports whether the observation counts nothing.
-func (o *Observation) Empty() bool {
+// empty reports whether the observation counts nothing.
+func (o *Observation) empty() bool {
 	return len(o.Finished) == 0 && len(o.Started) == 0 && len(o.Created) == 0
 }
 
-// NewTracker returns a tracker for a session whose watch began at watchStart.
-func NewTracker(watchStart time.Time) *Tracker {
-	return &Tracker{watchStart: watchStart}
+// newTracker returns a tracker for a session whose watch began at watchStart.
+func newTracker(watchStart time.Time) *tracker {
+	return &tracker{watchStart: watchStart}
 }
 
-// WatchStart returns the moment the session began to be watched.
-func (t *Tracker) WatchStart() time.Time { return t.watchStart }
-
-// Baselined reports whether the first full listing has completed.
-func (t *Tracker) Baselined() bool { return t.baselined }
-
-// Len returns how many runs the tracker remembers.
-func (t *Tracker) Len() int {
+// len returns how many runs the tracker remembers.
+func (t *tracker) len() int {
 	return len(t.inflight) + t.recent.len() + len(t.countedAtBaseline) + len(t.undated)
 }
 
-// InFlight returns how many runs are not yet final.
-func (t *Tracker) InFlight() int { return len(t.inflight) }
+// inFlight returns how many runs are not yet final.
+func (t *tracker) inFlight() int { return len(t.inflight) }
 
-// See takes one sighting of a run, from any listing or a get-run, and adds to
+// see takes one sighting of a run, from any listing or a get-run, and adds to
 // obs what it counts. inSweep says the sighting is part of a full listing
-// (between StartSweep and EndSweep), which tallies it for aily_runs.
-func (t *Tracker) See(r *feishu.Run, inSweep bool, obs *Observation) {
+// (between startSweep and endSweep), which tallies it for aily_runs.
+func (t *tracker) see(r *feishu.Run, inSweep bool, obs *Observation) {
 	if r.ID == "" {
 		// Without an ID a run cannot be told apart from the others: it is
 		// never counted.
@@ -219,7 +216,7 @@ func (t *Tracker) See(r *feishu.Run, inSweep bool, obs *Observation) {
 }
 
 // isKnownFinal reports whether r is a final run the tracker remembers.
-func (t *Tracker) isKnownFinal(r *feishu.Run) bool {
+func (t *tracker) isKnownFinal(r *feishu.Run) bool {
 	if t.recent.has(r.ID) {
 		return true
 	}
@@ -230,7 +227,7 @@ func (t *Tracker) isKnownFinal(r *feishu.Run) bool {
 // first judges a run seen for the first time. Its events count only when they
 // happened after the watch began; an event whose time is unknown counts only
 // after the baseline, where the run is news.
-func (t *Tracker) first(r *feishu.Run, baseline bool, obs *Observation) {
+func (t *tracker) first(r *feishu.Run, baseline bool, obs *Observation) {
 	if t.after(r.CreatedAt, baseline) {
 		obs.Created = append(obs.Created, *r)
 	}
@@ -264,7 +261,7 @@ func (t *Tracker) first(r *feishu.Run, baseline bool, obs *Observation) {
 }
 
 // again updates a run in flight that is seen again.
-func (t *Tracker) again(r *feishu.Run, ir *inflightRun, obs *Observation) {
+func (t *tracker) again(r *feishu.Run, ir *inflightRun, obs *Observation) {
 	ir.missed = 0
 	if !ir.started && !r.StartedAt.IsZero() {
 		ir.started = true
@@ -289,7 +286,7 @@ func (t *Tracker) again(r *feishu.Run, ir *inflightRun, obs *Observation) {
 }
 
 // finished notes a run seen final for the first time after the baseline.
-func (t *Tracker) finished(r *feishu.Run) {
+func (t *tracker) finished(r *feishu.Run) {
 	t.finals[finalIndex(r.Status)]++
 	if t.sweep != nil {
 		t.sweep.finished[r.ID] = r.Status
@@ -298,45 +295,45 @@ func (t *Tracker) finished(r *feishu.Run) {
 
 // remember keeps a final run's ID while it is close enough to the watermark
 // to be seen again as if it were new.
-func (t *Tracker) remember(r *feishu.Run) {
-	if r.CreatedAt.IsZero() || r.CreatedAt.Before(t.horizon()) {
+func (t *tracker) remember(r *feishu.Run) {
+	if r.CreatedAt.IsZero() || r.CreatedAt.Before(t.pruneHorizon()) {
 		return
 	}
 	t.recent.add(r.ID, r.CreatedAt)
 }
 
-// horizon is the oldest created_at of the runs remembered by ID: settleWindow
+// pruneHorizon is the oldest created_at of the runs remembered by ID: settleWindow
 // before the watermark, or before the newest run seen while the baseline is
 // being listed.
-func (t *Tracker) horizon() time.Time {
+func (t *tracker) pruneHorizon() time.Time {
 	if !t.baselined {
 		return t.seenNewest.Add(-settleWindow)
 	}
 	return t.newest.Add(-settleWindow)
 }
 
-// Horizon returns, after the baseline, the created_at before which a run not
+// horizon returns, after the baseline, the created_at before which a run not
 // remembered is history; zero before it.
-func (t *Tracker) Horizon() time.Time {
+func (t *tracker) horizon() time.Time {
 	if !t.baselined {
 		return time.Time{}
 	}
-	return t.horizon()
+	return t.pruneHorizon()
 }
 
-// Advance moves the watermark to the newest run seen, but not past now: a
+// advance moves the watermark to the newest run seen, but not past now: a
 // run stamped in the future (an API clock ahead of ours) must not make every
 // run created until then look like history. Call it only after a listing has
 // read every run created since the watermark: runs older than it are from
 // then on taken as seen.
-func (t *Tracker) Advance(now time.Time) {
+func (t *tracker) advance(now time.Time) {
 	if !t.baselined {
 		return
 	}
-	t.advance(now)
+	t.moveWatermark(now)
 }
 
-func (t *Tracker) advance(now time.Time) {
+func (t *tracker) moveWatermark(now time.Time) {
 	n := t.seenNewest
 	if n.After(now) {
 		n = now
@@ -348,45 +345,45 @@ func (t *Tracker) advance(now time.Time) {
 }
 
 // prune forgets the remembered final runs that fell behind the horizon.
-func (t *Tracker) prune() {
-	t.recent.pruneBefore(t.horizon())
+func (t *tracker) prune() {
+	t.recent.pruneBefore(t.pruneHorizon())
 }
 
-// Sweeping reports whether a full listing is under way.
-func (t *Tracker) Sweeping() bool { return t.sweep != nil }
+// sweeping reports whether a full listing is under way.
+func (t *tracker) sweeping() bool { return t.sweep != nil }
 
-// StartSweep begins a full listing. The runs in flight now must all be seen
+// startSweep begins a full listing. The runs in flight now must all be seen
 // by it, or are counted missing when it completes.
-func (t *Tracker) StartSweep() {
+func (t *tracker) startSweep() {
 	t.sweep = &sweepTally{finished: make(map[string]feishu.RunStatus)}
 	for _, ir := range t.inflight {
 		ir.inSweep, ir.seenBySweep = true, false
 	}
 }
 
-// AbandonSweep drops a full listing that cannot be completed (its page token
+// abandonSweep drops a full listing that cannot be completed (its page token
 // stopped working); what it saw was counted, its tally is dropped.
-func (t *Tracker) AbandonSweep() {
+func (t *tracker) abandonSweep() {
 	t.sweep = nil
 	for _, ir := range t.inflight {
 		ir.inSweep = false
 	}
 }
 
-// EndSweep completes a full listing: aily_runs' final statuses become what it
+// endSweep completes a full listing: aily_runs' final statuses become what it
 // listed plus what finished while it ran, runs in flight it did not see are
 // counted missing (and forgotten after forgetAfter listings), and the first
 // one is the baseline.
-func (t *Tracker) EndSweep(now time.Time) { t.endSweep(now, true) }
+func (t *tracker) endSweep(now time.Time) { t.closeSweep(now, true) }
 
-// EndUncheckedSweep completes a full listing one of whose page boundaries
+// endUncheckedSweep completes a full listing one of whose page boundaries
 // could not be checked, so that a run may have slipped between two pages:
-// as EndSweep, but the watermark stays where it was (unless this is the
+// as endSweep, but the watermark stays where it was (unless this is the
 // baseline, which has none), so that such a run still counts when a later
 // listing shows it.
-func (t *Tracker) EndUncheckedSweep(now time.Time) { t.endSweep(now, !t.baselined) }
+func (t *tracker) endUncheckedSweep(now time.Time) { t.closeSweep(now, !t.baselined) }
 
-func (t *Tracker) endSweep(now time.Time, advance bool) {
+func (t *tracker) closeSweep(now time.Time, advance bool) {
 	s := t.sweep
 	if s == nil {
 		return
@@ -415,14 +412,14 @@ func (t *Tracker) endSweep(now time.Time, advance bool) {
 		t.countedAtBaseline = nil
 	}
 	if advance {
-		t.advance(now)
+		t.moveWatermark(now)
 	}
 }
 
-// AboutToBeForgotten returns the runs in flight that the listing under way
+// aboutToBeForgotten returns the runs in flight that the listing under way
 // has not shown (the full listing when sweep, else the current pass) and
 // that its completion would forget, sorted.
-func (t *Tracker) AboutToBeForgotten(sweep bool) []string {
+func (t *tracker) aboutToBeForgotten(sweep bool) []string {
 	var ids []string
 	for id, ir := range t.inflight {
 		missing := ir.seenPass != t.pass
@@ -437,20 +434,17 @@ func (t *Tracker) AboutToBeForgotten(sweep bool) []string {
 	return ids
 }
 
-// Forget drops a run in flight that the API says no longer exists.
-func (t *Tracker) Forget(id string) { delete(t.inflight, id) }
-
-// SetPosition records where a run in flight stands in the listing.
-func (t *Tracker) SetPosition(id string, pos int64) {
+// setPosition records where a run in flight stands in the listing.
+func (t *tracker) setPosition(id string, pos int64) {
 	if ir, ok := t.inflight[id]; ok {
 		ir.pos, ir.newRunsAtPos = pos, t.newRuns
 	}
 }
 
-// Position estimates where a run in flight stands in the listing now: where
+// position estimates where a run in flight stands in the listing now: where
 // it was last seen, pushed down by the runs created since when the listing
 // is newest first.
-func (t *Tracker) Position(id string, newestFirst bool) int64 {
+func (t *tracker) position(id string, newestFirst bool) int64 {
 	ir, ok := t.inflight[id]
 	if !ok {
 		return 0
@@ -461,14 +455,14 @@ func (t *Tracker) Position(id string, newestFirst bool) int64 {
 	return ir.pos
 }
 
-// BeginPass starts a listing pass; Unseen then tells which runs in flight
+// beginPass starts a listing pass; unseen then tells which runs in flight
 // it has not seen yet.
-func (t *Tracker) BeginPass() { t.pass++ }
+func (t *tracker) beginPass() { t.pass++ }
 
-// EndCompletePass ends a pass that read every page: the runs in flight it did
+// endCompletePass ends a pass that read every page: the runs in flight it did
 // not see count as missing, and are forgotten after forgetAfter listings
 // without them, as after a full listing.
-func (t *Tracker) EndCompletePass() {
+func (t *tracker) endCompletePass() {
 	for id, ir := range t.inflight {
 		if ir.seenPass == t.pass {
 			continue
@@ -480,9 +474,9 @@ func (t *Tracker) EndCompletePass() {
 	}
 }
 
-// Unseen returns the runs in flight the current pass has not seen, oldest
+// unseen returns the runs in flight the current pass has not seen, oldest
 // first.
-func (t *Tracker) Unseen() []string {
+func (t *tracker) unseen() []string {
 	var ids []string
 	for id, ir := range t.inflight {
 		if ir.seenPass != t.pass {
@@ -497,11 +491,6 @@ func (t *Tracker) Unseen() []string {
 	})
 	return ids
 }
-
-// Newest returns the watermark: the newest created_at seen by the last
-// listing that read every run created before it. Runs not in flight older
-// than it by settleWindow are history, known without being remembered.
-func (t *Tracker) Newest() time.Time { return t.newest }
 
 // CurrentRuns are a session's current runs as the tracker knows them.
 type CurrentRuns struct {
@@ -530,8 +519,8 @@ func (s *CurrentRuns) Runs() map[feishu.RunStatus]int {
 	return m
 }
 
-// Current returns the session's current runs.
-func (t *Tracker) Current() CurrentRuns {
+// current returns the session's current runs.
+func (t *tracker) current() CurrentRuns {
 	s := CurrentRuns{Final: t.finals, LastCreated: t.lastCreated, AppIDs: t.appIDs}
 	for _, ir := range t.inflight {
 		if s.InFlight == nil {
@@ -540,7 +529,7 @@ func (t *Tracker) Current() CurrentRuns {
 		}
 		st := ir.status
 		if st == "" {
-			st = UnknownStatus
+			st = unknownStatus
 		}
 		s.InFlight[st]++
 		if ir.created.IsZero() {
@@ -560,13 +549,13 @@ func finalIndex(st feishu.RunStatus) feishu.FinalIndex {
 	return i
 }
 
-// UnknownStatus labels runs listed with no status at all.
-const UnknownStatus feishu.RunStatus = "unknown"
+// unknownStatus labels runs listed with no status at all.
+const unknownStatus feishu.RunStatus = "unknown"
 
 // after reports whether an event at ts of a run seen for the first time
 // happened after the watch began. An unknown time (zero) counts as after
 // unless this is the baseline, where runs are history unless shown otherwise.
-func (t *Tracker) after(ts time.Time, baseline bool) bool {
+func (t *tracker) after(ts time.Time, baseline bool) bool {
 	if ts.IsZero() {
 		return !baseline
 	}
@@ -588,21 +577,21 @@ func endBound(r *feishu.Run) time.Time {
 	return r.CreatedAt
 }
 
-func durationTiming(r *feishu.Run) RunTiming { return timing(*r, r.StartedAt, r.EndedAt) }
+func durationTiming(r *feishu.Run) runTiming { return timing(*r, r.StartedAt, r.EndedAt) }
 
-func queueTiming(r *feishu.Run) RunTiming { return timing(*r, r.CreatedAt, r.StartedAt) }
+func queueTiming(r *feishu.Run) runTiming { return timing(*r, r.CreatedAt, r.StartedAt) }
 
 // timing measures from..to; a missing end leaves the run untimed and a
 // negative span (clocks that disagree) counts as 0.
-func timing(r feishu.Run, from, to time.Time) RunTiming {
+func timing(r feishu.Run, from, to time.Time) runTiming {
 	if from.IsZero() || to.IsZero() {
-		return RunTiming{Run: r}
+		return runTiming{Run: r}
 	}
 	s := to.Sub(from).Seconds()
 	if s < 0 {
 		s = 0
 	}
-	return RunTiming{Run: r, Seconds: s, Timed: true}
+	return runTiming{Run: r, Seconds: s, Timed: true}
 }
 
 // idSet is a set of run IDs with their created_at. Most sessions remember

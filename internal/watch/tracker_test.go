@@ -7,32 +7,19 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
+	testruns "github.com/aily-exporter/aily_exporter/internal/testkit/runs"
 )
 
-// t0 is when the session began to be watched in these tests.
-var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-
-// at returns t0 shifted by the given seconds.
-func at(sec float64) time.Time { return t0.Add(time.Duration(sec * float64(time.Second))) }
-
-// run builds a run; created, started and ended are seconds from t0, and NaN
-// leaves the timestamp out.
-func run(id string, st feishu.RunStatus, created, started, ended float64) feishu.Run {
-	r := feishu.Run{ID: id, Status: st, SessionID: "s1", AppID: "spring_a"}
-	set := func(dst *time.Time, v float64) {
-		if v == v { // not NaN
-			*dst = at(v)
-		}
-	}
-	set(&r.CreatedAt, created)
-	set(&r.StartedAt, started)
-	set(&r.EndedAt, ended)
-	return r
-}
-
-var none = nan()
-
-func nan() float64 { z := 0.0; return z / z }
+// The package's tests use the shared epoch and run builder under short
+// names: t0 is when the session began to be watched, at(sec) is t0 shifted,
+// run builds a run (times in seconds from t0), none leaves a time out.
+var (
+	t0   = testkit.T0
+	at   = testkit.At
+	run  = testruns.New
+	none = testruns.None
+)
 
 // event is what a test expects one listing to count: run ID plus the time
 // observed (-1 when the run is counted but untimed).
@@ -49,7 +36,7 @@ type counted struct {
 
 func summary(o Observation) counted {
 	var c counted
-	conv := func(ts []RunTiming) []event {
+	conv := func(ts []runTiming) []event {
 		var out []event
 		for _, t := range ts {
 			s := -1.0
@@ -299,15 +286,15 @@ func TestTrackerExactlyOnce(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tr := NewTracker(t0)
+			tr := newTracker(t0)
 			for i, s := range tt.steps {
 				got := summary(fullListing(tr, s.listing, at(s.now)))
 				if diff := cmp.Diff(s.want, got, cmp.Comparer(approx)); diff != "" {
 					t.Errorf("listing %d (at t0+%gs): counted (-want +got):\n%s", i, s.now, diff)
 				}
 			}
-			if tt.wantLen >= 0 && tr.Len() != tt.wantLen {
-				t.Errorf("tracker remembers %d runs, want %d", tr.Len(), tt.wantLen)
+			if tt.wantLen >= 0 && tr.len() != tt.wantLen {
+				t.Errorf("tracker remembers %d runs, want %d", tr.len(), tt.wantLen)
 			}
 		})
 	}
@@ -315,29 +302,61 @@ func TestTrackerExactlyOnce(t *testing.T) {
 
 // fullListing feeds a complete listing to the tracker, as a poll that lists
 // every page does, and returns what it counted.
-func fullListing(tr *Tracker, runs []feishu.Run, now time.Time) Observation {
+func fullListing(tr *tracker, runs []feishu.Run, now time.Time) Observation {
 	var obs Observation
-	tr.StartSweep()
+	tr.startSweep()
 	for i := range runs {
-		tr.See(&runs[i], true, &obs)
+		tr.see(&runs[i], true, &obs)
 	}
-	tr.EndSweep(now)
+	tr.endSweep(now)
 	return obs
 }
 
 // incremental feeds the runs an incremental listing reads (the new ones and
 // those in flight) and returns what they counted.
-func incremental(tr *Tracker, runs []feishu.Run, now time.Time) Observation {
+func incremental(tr *tracker, runs []feishu.Run, now time.Time) Observation {
 	var obs Observation
-	tr.BeginPass()
+	tr.beginPass()
 	for i := range runs {
-		tr.See(&runs[i], false, &obs)
+		tr.see(&runs[i], false, &obs)
 	}
-	tr.Advance(now)
+	tr.advance(now)
 	return obs
 }
 
 func approx(a, b float64) bool {
 	d := a - b
 	return d < 1e-9 && d > -1e-9
+}
+
+func TestIDSetIsASliceWhileSmall(t *testing.T) {
+	var s idSet
+	base := t0
+	for i := range smallSet {
+		s.add(string(rune('a'+i)), base.Add(time.Duration(i)*time.Second))
+	}
+	if s.big != nil || s.len() != smallSet {
+		t.Fatalf("%d IDs: map %v, len %d; want a slice of %d", smallSet, s.big != nil, s.len(), smallSet)
+	}
+	s.add("extra", base.Add(time.Hour))
+	if s.big == nil || s.len() != smallSet+1 || !s.has("a") || !s.has("extra") {
+		t.Fatalf("%d IDs: map %v, len %d; want a map holding them all", smallSet+1, s.big != nil, s.len())
+	}
+	// Pruned to one more than half the slice's size it stays a map; to half,
+	// it is a slice again.
+	s.pruneBefore(base.Add(time.Duration(smallSet/2) * time.Second))
+	if s.big == nil || s.len() != smallSet/2+1 || s.has("a") || !s.has("extra") {
+		t.Errorf("after pruning to %d IDs: map %v, len %d; want a map", smallSet/2+1, s.big != nil, s.len())
+	}
+	s.pruneBefore(base.Add(time.Duration(smallSet/2+1) * time.Second))
+	if s.big != nil || s.len() != smallSet/2 || !s.has("extra") {
+		t.Errorf("after pruning to %d IDs: map %v, len %d; want a slice", smallSet/2, s.big != nil, s.len())
+	}
+	// One created exactly at the horizon stays: only older ones go.
+	var e idSet
+	e.add("edge", base)
+	e.pruneBefore(base)
+	if !e.has("edge") {
+		t.Error("an ID created exactly at the horizon was pruned")
+	}
 }

@@ -29,6 +29,17 @@ func vanishOnPage(a *api, session string, n int, times *int) {
 	})
 }
 
+// putHistory puts n completed runs of s1, named by idFormat from their index,
+// created a second apart from an hour before t0, and returns that instant.
+func (a *api) putHistory(n int, idFormat string) time.Time {
+	old := t0.Add(-time.Hour)
+	for i := range n {
+		c := old.Add(time.Duration(i) * time.Second)
+		a.fake.PutRun(runAt("s1", fmt.Sprintf(idFormat, i), feishu.StatusCompleted, c, c.Add(time.Second)))
+	}
+	return old
+}
+
 // A run must be counted although an old run vanished from the front of an
 // oldest-first listing between two of its pages: the next page's token then
 // starts one run later, and the run that moved up into the page already read
@@ -36,11 +47,7 @@ func vanishOnPage(a *api, session string, n int, times *int) {
 func TestRunBehindAVanishedRunIsCountedOldestFirst(t *testing.T) {
 	a := newAPI(t, 5)
 	a.fake.SetOrder(feishufake.OldestFirst)
-	old := t0.Add(-time.Hour)
-	for i := range 5 {
-		c := old.Add(time.Duration(i) * time.Second)
-		a.fake.PutRun(runAt("s1", fmt.Sprintf("h%d", i), feishu.StatusCompleted, c, c.Add(time.Second)))
-	}
+	a.putHistory(5, "h%d")
 	cnt := newCounter()
 	w := watch.NewRecorded(watch.Options{Now: a.clock.Now, IdleInterval: 5 * time.Second, FullInterval: 10 * time.Minute}, cnt)
 	w.SetApps([]watch.App{{Name: "a", API: a.client, Sessions: []string{"s1"}}})
@@ -86,11 +93,7 @@ func TestRunBehindAVanishedRunIsCountedOldestFirst(t *testing.T) {
 func TestRunInFlightSkippedByABaselineIsCountedWhenItFinishes(t *testing.T) {
 	a := newAPI(t, 5)
 	a.fake.SetOrder(feishufake.OldestFirst)
-	old := t0.Add(-time.Hour)
-	for i := range 9 {
-		c := old.Add(time.Duration(i) * time.Second)
-		a.fake.PutRun(runAt("s1", fmt.Sprintf("h%d", i), feishu.StatusCompleted, c, c.Add(time.Second)))
-	}
+	old := a.putHistory(9, "h%d")
 	// Sixth in the listing: the first run of the second page.
 	flyAt := old.Add(4500 * time.Millisecond)
 	fly := runAt("s1", "fly", feishu.StatusInProgress, flyAt, time.Time{})
@@ -137,11 +140,7 @@ func TestRunThatEndsAndVanishesBetweenPollsIsCountedFromGetRun(t *testing.T) {
 			a.fake = feishufake.New(feishufake.Options{Now: a.clock.Now, VanishAfter: 90 * time.Second})
 			a.fake.AddApp("cli_test", "secret")
 			a.fake.SetOrder(order)
-			old := t0.Add(-time.Hour)
-			for i := range 12 {
-				c := old.Add(time.Duration(i) * time.Second)
-				a.fake.PutRun(runAt("s1", fmt.Sprintf("h%02d", i), feishu.StatusCompleted, c, c.Add(time.Second)))
-			}
+			a.putHistory(12, "h%02d")
 			r := runAt("s1", "r", feishu.StatusInProgress, t0.Add(-time.Second), time.Time{})
 			a.fake.PutRun(r)
 			cnt := newCounter()

@@ -63,12 +63,12 @@ type Options struct {
 
 // Defaults of Options.
 const (
-	DefaultMinInterval  = 5 * time.Second
-	DefaultIdleAfter    = 10 * time.Minute
-	DefaultIdleInterval = 5 * time.Minute
-	DefaultFullInterval = 6 * time.Hour
+	defaultMinInterval  = 5 * time.Second
+	defaultIdleAfter    = 10 * time.Minute
+	defaultIdleInterval = 5 * time.Minute
+	defaultFullInterval = 6 * time.Hour
 	DefaultConcurrency  = 4
-	DefaultTimeout      = 10 * time.Second
+	defaultTimeout      = 10 * time.Second
 )
 
 // App is one configured Feishu app: its name (the app label), its API
@@ -149,23 +149,23 @@ type app struct {
 // New returns a Watcher that watches no session until SetApps.
 func New(opts Options) *Watcher {
 	if opts.MinInterval == 0 {
-		opts.MinInterval = DefaultMinInterval
+		opts.MinInterval = defaultMinInterval
 	}
 	opts.MinInterval = max(opts.MinInterval, 0)
 	if opts.IdleAfter <= 0 {
-		opts.IdleAfter = DefaultIdleAfter
+		opts.IdleAfter = defaultIdleAfter
 	}
 	if opts.IdleInterval <= 0 {
-		opts.IdleInterval = DefaultIdleInterval
+		opts.IdleInterval = defaultIdleInterval
 	}
 	if opts.FullInterval <= 0 {
-		opts.FullInterval = DefaultFullInterval
+		opts.FullInterval = defaultFullInterval
 	}
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = DefaultConcurrency
 	}
 	if opts.Timeout <= 0 {
-		opts.Timeout = DefaultTimeout
+		opts.Timeout = defaultTimeout
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -242,7 +242,7 @@ func (w *Watcher) SetApps(apps []App) {
 		ap.identity = a.Identity
 		ap.api = a.API
 		if ap.labels != nil {
-			ap.labels.limit = cmp.Or(a.MetadataLabelLimit, DefaultMetadataLabelLimit)
+			ap.labels.limit = cmp.Or(a.MetadataLabelLimit, defaultMetadataLabelLimit)
 		}
 		newApps[a.Name] = ap
 		if d := w.daily[a.Name]; d != nil {
@@ -305,7 +305,7 @@ func (a *app) resetCounts(perSession bool, labels []string, mark *servedMark) {
 	a.perSession = perSession
 	a.labels = nil
 	if len(labels) > 0 {
-		a.labels = newMetadataLabels(labels, DefaultMetadataLabelLimit)
+		a.labels = newMetadataLabels(labels, defaultMetadataLabelLimit)
 	}
 	a.codes = make(map[string]struct{})
 	a.total = counts{}
@@ -336,7 +336,7 @@ func (w *Watcher) newSession(ap *app, id string, rs *restoredSession, now time.T
 			"app", ap.name, "session_id", id, "err", err)
 		s = &Session{app: ap, id: id, counts: s.counts}
 	}
-	s.added, s.tracker = now, Tracker{watchStart: now}
+	s.added, s.tracker = now, tracker{watchStart: now}
 	s.cursor.nextFull = now.Add(fullListingOffset(ap.name, id, w.opts.FullInterval))
 	return s
 }
@@ -712,7 +712,7 @@ func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done cha
 	defer close(done)
 	defer w.commits.Add(1)
 	s.polling, s.pollCtx = nil, nil
-	if !s.removed && !p.obs.Empty() {
+	if !s.removed && !p.obs.empty() {
 		w.count(s, &p.obs, w.opts.Now())
 		if w.observed != nil {
 			w.observed(s, &p.obs)
@@ -722,11 +722,11 @@ func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done cha
 			"created", createdIDs(p.obs.Created), "started", timedIDs(p.obs.Started), "finished", timedIDs(p.obs.Finished))
 	}
 	t := &s.tracker
-	s.baselined, s.inflight, s.tracked = t.Baselined(), t.InFlight(), t.Len()
+	s.baselined, s.inflight, s.tracked = t.baselined, t.inFlight(), t.len()
 	if p.newRuns {
 		s.lastNewRun = start
 	}
-	if changes := len(p.obs.Created) + len(p.obs.Started) + len(p.obs.Finished); changes > 0 && t.Baselined() {
+	if changes := len(p.obs.Created) + len(p.obs.Started) + len(p.obs.Finished); changes > 0 && t.baselined {
 		s.noteActivity(&w.opts, start, changes)
 	}
 	s.lastCreated = t.lastCreated
@@ -738,7 +738,7 @@ func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done cha
 		s.app.health.cut(log.With(w.opts.Logger, "app", s.app.name), err)
 		level.Debug(w.opts.Logger).Log("msg", "A poll was cut off by the scrape deadline", "app", s.app.name,
 			"session_id", s.id, "err", err)
-		if t.Baselined() {
+		if t.baselined {
 			w.setView(s)
 		}
 		return deadlineCut
@@ -759,7 +759,7 @@ func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done cha
 		return outcome
 	}
 	s.failures = 0
-	if t.Baselined() {
+	if t.baselined {
 		if outcome != budgetCut {
 			s.lastSuccess = start
 		}
@@ -771,7 +771,7 @@ func (w *Watcher) pollSession(ctx context.Context, s *Session, api API, done cha
 // setView makes the tracker's current runs what the session shows, and
 // keeps the undocumented statuses among them (noteStatuses). s.mu is held.
 func (w *Watcher) setView(s *Session) {
-	st := s.tracker.Current()
+	st := s.tracker.current()
 	s.view = &st
 	if !s.removed {
 		w.noteStatuses(s, st.InFlight)
@@ -783,7 +783,7 @@ func (w *Watcher) setView(s *Session) {
 // answers), and only when the line is logged.
 type (
 	createdIDs []feishu.Run
-	timedIDs   []RunTiming
+	timedIDs   []runTiming
 )
 
 func (c createdIDs) String() string {
@@ -843,13 +843,19 @@ func (w *Watcher) logOutcome(s *Session, err error) {
 // EachSnapshot calls fn with what each configured session shows now, in
 // order of app and ID. fn must not keep the snapshot.
 func (w *Watcher) EachSnapshot(fn func(*Snapshot)) {
+	w.eachSnapshot(func(_ *Session, snap *Snapshot) { fn(snap) })
+}
+
+// eachSnapshot calls fn with each configured session and what it shows now,
+// in order of app and ID, all as of one instant.
+func (w *Watcher) eachSnapshot(fn func(*Session, *Snapshot)) {
 	w.mu.Lock()
 	sessions := w.sessions
 	w.mu.Unlock()
 	now := w.opts.Now()
 	for _, s := range sessions {
 		snap := s.snapshot(&w.opts, now)
-		fn(&snap)
+		fn(s, &snap)
 	}
 }
 
@@ -968,27 +974,26 @@ type budgetedAPI struct {
 }
 
 func (a budgetedAPI) ListRunsPage(ctx context.Context, sessionID, pageToken string) (feishu.RunsPage, error) {
-	ok, prepaid := a.b.take()
-	if !ok {
-		return feishu.RunsPage{}, errBudget
-	}
-	page, err := a.API.ListRunsPage(ctx, sessionID, pageToken)
-	if notSent(err) {
-		a.b.untake(prepaid)
-	}
-	return page, err
+	return withinBudget(a.b, func() (feishu.RunsPage, error) { return a.API.ListRunsPage(ctx, sessionID, pageToken) })
 }
 
 func (a budgetedAPI) GetRun(ctx context.Context, sessionID, runID string) (feishu.Run, error) {
-	ok, prepaid := a.b.take()
+	return withinBudget(a.b, func() (feishu.Run, error) { return a.API.GetRun(ctx, sessionID, runID) })
+}
+
+// withinBudget makes the request call if b has a request left, and gives the
+// request back when it was not sent.
+func withinBudget[T any](b *pollBudget, call func() (T, error)) (T, error) {
+	ok, prepaid := b.take()
 	if !ok {
-		return feishu.Run{}, errBudget
+		var none T
+		return none, errBudget
 	}
-	r, err := a.API.GetRun(ctx, sessionID, runID)
+	v, err := call()
 	if notSent(err) {
-		a.b.untake(prepaid)
+		b.untake(prepaid)
 	}
-	return r, err
+	return v, err
 }
 
 // notSent reports whether err says that the request was not sent: the app's

@@ -13,25 +13,8 @@ import (
 	"github.com/go-kit/log"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
 )
-
-// clock is a fake clock for a Watcher's Options.Now.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // runsOf returns n final runs of session, created a second apart and ended
 // before t0.
@@ -65,8 +48,8 @@ type loggerFunc struct{ log.Logger }
 func TestNewOptions(t *testing.T) {
 	t.Run("zero options take the defaults", func(t *testing.T) {
 		o := New(Options{}).opts
-		if o.MinInterval != DefaultMinInterval || o.IdleAfter != DefaultIdleAfter || o.IdleInterval != DefaultIdleInterval ||
-			o.FullInterval != DefaultFullInterval || o.Concurrency != DefaultConcurrency || o.Timeout != DefaultTimeout ||
+		if o.MinInterval != defaultMinInterval || o.IdleAfter != defaultIdleAfter || o.IdleInterval != defaultIdleInterval ||
+			o.FullInterval != defaultFullInterval || o.Concurrency != DefaultConcurrency || o.Timeout != defaultTimeout ||
 			o.Now == nil || o.Logger == nil {
 			t.Errorf("options %+v, want the defaults", o)
 		}
@@ -89,7 +72,7 @@ func TestNewOptions(t *testing.T) {
 }
 
 func TestPlanPollsNewSessionsThenActiveThenStaleThenByValue(t *testing.T) {
-	clk := &clock{now: t0}
+	clk := feishufake.NewClock(t0)
 	w := New(Options{Now: clk.Now})
 	mem := newMemAPI(newestFirst, 10)
 	w.SetApps([]App{{Name: "a", API: mem, Sessions: []string{"busy", "idle", "inflight", "just", "pending", "quiet"}}})
@@ -164,7 +147,7 @@ func TestBudgets(t *testing.T) {
 		mem := newMemAPI(newestFirst, 10)
 		mem.put(runsOf("big", 200)...)
 		mem.put(runsOf("small", 5)...)
-		w := New(Options{Now: (&clock{now: t0}).Now, RateLimit: rate})
+		w := New(Options{Now: feishufake.NewClock(t0).Now, RateLimit: rate})
 		w.SetApps([]App{{Name: "a", API: mem, Sessions: []string{"big", "small"}}})
 		pollWithin(w, deadline)
 		if got := mem.listed("big"); got != budget/2 {
@@ -177,7 +160,7 @@ func TestBudgets(t *testing.T) {
 	t.Run("a session due alone may spend the whole budget, and its cut baseline shows up and pending", func(t *testing.T) {
 		mem := newMemAPI(newestFirst, 10)
 		mem.put(runsOf("big", 200)...)
-		w := New(Options{Now: (&clock{now: t0}).Now, RateLimit: rate})
+		w := New(Options{Now: feishufake.NewClock(t0).Now, RateLimit: rate})
 		w.SetApps([]App{{Name: "a", API: mem, Sessions: []string{"big"}}})
 		pollWithin(w, deadline)
 		if got := mem.listed("big"); got != budget {
@@ -203,7 +186,7 @@ func TestBudgets(t *testing.T) {
 				first.Wait()
 			}
 		}
-		w := New(Options{Now: (&clock{now: t0}).Now, RateLimit: rate})
+		w := New(Options{Now: feishufake.NewClock(t0).Now, RateLimit: rate})
 		w.SetApps([]App{{Name: "a", API: mem, Sessions: []string{"s1", "s2", "s3"}}})
 		pollWithin(w, deadline)
 		if lists, _ := mem.requests(); lists != budget {
@@ -212,7 +195,7 @@ func TestBudgets(t *testing.T) {
 	})
 	t.Run("sessions the budget cannot reach are overdue", func(t *testing.T) {
 		mem := newMemAPI(newestFirst, 10)
-		w := New(Options{Now: (&clock{now: t0}).Now, RateLimit: 0.01})
+		w := New(Options{Now: feishufake.NewClock(t0).Now, RateLimit: 0.01})
 		w.SetApps([]App{{Name: "a", API: mem, Sessions: []string{"s1", "s2", "s3"}}})
 		pollWithin(w, deadline)
 		if lists, _ := mem.requests(); lists != 1 {
@@ -233,7 +216,7 @@ func (*brokenAPI) ListRunsPage(context.Context, string, string) (feishu.RunsPage
 
 func TestSessionStates(t *testing.T) {
 	// Watched from an hour after the runs were created: none is recent.
-	clk := &clock{now: t0.Add(time.Hour)}
+	clk := feishufake.NewClock(t0.Add(time.Hour))
 	mem := newMemAPI(newestFirst, 10)
 	mem.put(runsOf("history", 30)...)
 	mem.put(runsOf("busy", 30)...)
@@ -257,7 +240,7 @@ func TestSessionStates(t *testing.T) {
 }
 
 func TestPollCutByTheBudgetAfterAGetRunCountsAsAPoll(t *testing.T) {
-	clk := &clock{now: t0}
+	clk := feishufake.NewClock(t0)
 	mem := newMemAPI(newestFirst, 10)
 	mem.put(longHistory(100, 10)...)
 	w := New(Options{Now: clk.Now, RateLimit: 1})
@@ -295,7 +278,7 @@ func (a lateAPI) ListRunsPage(ctx context.Context, session, token string) (feish
 func TestPollAnsweredAsTheDeadlinePassesIsNotCutOff(t *testing.T) {
 	mem := newMemAPI(newestFirst, 10)
 	mem.put(longHistory(5, -1)...)
-	w := New(Options{Now: (&clock{now: t0}).Now})
+	w := New(Options{Now: feishufake.NewClock(t0).Now})
 	w.SetApps([]App{{Name: "a", API: lateAPI{mem}, Sessions: []string{"s1"}}})
 	pollWithin(w, 50*time.Millisecond)
 	// The next scrape waits for the poll still under way (the session is
