@@ -122,7 +122,7 @@ func run(ctx context.Context, f *flags, stdout, stderr io.Writer) (code int) {
 		DailyBudget: f.pollDailyBudget,
 		Shard:       shard,
 		Watch: watch.Options{
-			MinInterval:     zeroMeansNone(f.pollMinInterval),
+			MinInterval:     f.pollMinInterval,
 			IdleAfter:       f.pollIdleAfter,
 			IdleInterval:    f.pollIdleInterval,
 			FullInterval:    f.pollFullInterval,
@@ -258,15 +258,6 @@ func newLogger(w io.Writer, lvl, format string) (log.Logger, *slog.Logger) {
 		return base.Log(kv...)
 	})
 	return logger, slog.New(sloggokit.NewGoKitHandler(toolkit, slogLevel))
-}
-
-// zeroMeansNone maps a flag's 0 to the negative value by which an options
-// struct that defaults its zero values is told "none".
-func zeroMeansNone(d time.Duration) time.Duration {
-	if d == 0 {
-		return -1
-	}
-	return d
 }
 
 // serverErrorLog is the writer of http.Server.ErrorLog: each line net/http

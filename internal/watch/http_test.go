@@ -202,8 +202,8 @@ func TestHAPairCostsNoMoreThanOneScraper(t *testing.T) {
 		offset      time.Duration
 		minInterval time.Duration
 	}{
-		{"scrapes at the same moment, default min interval", 0, 0},
-		{"scrapes 3s apart, default min interval", 3 * time.Second, 0},
+		{"scrapes at the same moment, default min interval", 0, 5 * time.Second},
+		{"scrapes 3s apart, default min interval", 3 * time.Second, 5 * time.Second},
 		{"scrapes 7s apart, min interval 10s", 7 * time.Second, 10 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

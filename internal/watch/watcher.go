@@ -26,12 +26,14 @@ import (
 	"github.com/aily-exporter/aily_exporter/internal/histogram"
 )
 
-// Options configure a Watcher. Zero durations take the defaults given.
+// Options configure a Watcher. A zero value means "none" where none is a
+// setting (MinInterval, RateLimit) and takes the default given where it is
+// not; the command line's defaults are in docs/configuration.md.
 type Options struct {
 	// MinInterval: a session polled less than this ago is not polled again,
 	// whoever scrapes (HA Prometheus pairs); it is also how often a session
-	// with runs in flight, or a new run within IdleAfter, is due. Default 5s;
-	// negative means 0.
+	// with runs in flight, or a new run within IdleAfter, is due. 0 (or
+	// negative) means none: a due session is polled at every scrape.
 	MinInterval time.Duration
 	// IdleAfter: a session with no run in flight and no new run for this
 	// long is idle. Default 10m.
@@ -63,7 +65,6 @@ type Options struct {
 
 // Defaults of Options.
 const (
-	defaultMinInterval  = 5 * time.Second
 	defaultIdleAfter    = 10 * time.Minute
 	defaultIdleInterval = 5 * time.Minute
 	defaultFullInterval = 6 * time.Hour
@@ -148,9 +149,6 @@ type app struct {
 
 // New returns a Watcher that watches no session until SetApps.
 func New(opts Options) *Watcher {
-	if opts.MinInterval == 0 {
-		opts.MinInterval = defaultMinInterval
-	}
 	opts.MinInterval = max(opts.MinInterval, 0)
 	if opts.IdleAfter <= 0 {
 		opts.IdleAfter = defaultIdleAfter

@@ -45,10 +45,14 @@ func snapshots(w *Watcher) map[string]Snapshot {
 // loggerFunc is a go-kit logger that can be told apart from another.
 type loggerFunc struct{ log.Logger }
 
+// flagMinInterval is --poll.min-interval's default, which Options leave to
+// the command line.
+const flagMinInterval = 5 * time.Second
+
 func TestNewOptions(t *testing.T) {
-	t.Run("zero options take the defaults", func(t *testing.T) {
+	t.Run("zero options take the defaults, and zero min interval means none", func(t *testing.T) {
 		o := New(Options{}).opts
-		if o.MinInterval != defaultMinInterval || o.IdleAfter != defaultIdleAfter || o.IdleInterval != defaultIdleInterval ||
+		if o.MinInterval != 0 || o.IdleAfter != defaultIdleAfter || o.IdleInterval != defaultIdleInterval ||
 			o.FullInterval != defaultFullInterval || o.Concurrency != DefaultConcurrency || o.Timeout != defaultTimeout ||
 			o.Now == nil || o.Logger == nil {
 			t.Errorf("options %+v, want the defaults", o)
@@ -73,7 +77,7 @@ func TestNewOptions(t *testing.T) {
 
 func TestPlanPollsNewSessionsThenActiveThenStaleThenByValue(t *testing.T) {
 	clk := feishufake.NewClock(t0)
-	w := New(Options{Now: clk.Now})
+	w := New(Options{Now: clk.Now, MinInterval: flagMinInterval})
 	mem := newMemAPI(newestFirst, 10)
 	w.SetApps([]App{{Name: "a", API: mem, Sessions: []string{"busy", "idle", "inflight", "just", "pending", "quiet"}}})
 	clk.Advance(24 * time.Hour)
@@ -243,7 +247,7 @@ func TestPollCutByTheBudgetAfterAGetRunCountsAsAPoll(t *testing.T) {
 	clk := feishufake.NewClock(t0)
 	mem := newMemAPI(newestFirst, 10)
 	mem.put(longHistory(100, 10)...)
-	w := New(Options{Now: clk.Now, RateLimit: 1})
+	w := New(Options{Now: clk.Now, RateLimit: 1, MinInterval: flagMinInterval})
 	w.SetApps([]App{{Name: "a", API: mem, Sessions: []string{"s1"}}})
 	pollWithin(w, 20*time.Second) // a budget of 21: the baseline's 10 pages
 	if !snapshots(w)["s1"].Up {
