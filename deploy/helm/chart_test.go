@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -547,15 +548,6 @@ func (s *schemaNode) typed() bool {
 	return s.Type != nil || s.Ref != "" || s.Enum != nil || s.OneOf != nil
 }
 
-func keysOf[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
 // yamlKeys are the YAML keys of a struct's fields.
 func yamlKeys(v any) []string {
 	var keys []string
@@ -579,7 +571,7 @@ func TestValuesSchemaHasTheExportersConfigKeys(t *testing.T) {
 	if cfg == nil || !cfg.closed() {
 		t.Fatal("the schema's config is missing or takes any key")
 	}
-	if got, want := keysOf(cfg.Properties), yamlKeys(config.Config{}); !slices.Equal(got, want) {
+	if got, want := slices.Sorted(maps.Keys(cfg.Properties)), yamlKeys(config.Config{}); !slices.Equal(got, want) {
 		t.Errorf("schema config keys %v, the exporter's configuration has %v", got, want)
 	}
 	app := s.Defs["app"]
@@ -589,7 +581,7 @@ func TestValuesSchemaHasTheExportersConfigKeys(t *testing.T) {
 	if !app.closed() {
 		t.Error("the schema's app takes any key: a misspelt one would reach the exporter, which refuses it at start")
 	}
-	if got, want := keysOf(app.Properties), yamlKeys(config.App{}); !slices.Equal(got, want) {
+	if got, want := slices.Sorted(maps.Keys(app.Properties)), yamlKeys(config.App{}); !slices.Equal(got, want) {
 		t.Errorf("schema app keys %v, config.App has %v", got, want)
 	}
 }
@@ -631,12 +623,12 @@ func TestValuesSchemaCoversValuesYAML(t *testing.T) {
 		if !node.closed() {
 			t.Errorf("%s: the schema takes keys it does not list", path)
 		}
-		want := keysOf(value)
+		want := slices.Sorted(maps.Keys(value))
 		if path == "" {
 			want = append(want, parent...)
 			slices.Sort(want)
 		}
-		if got := keysOf(node.Properties); !slices.Equal(got, want) {
+		if got := slices.Sorted(maps.Keys(node.Properties)); !slices.Equal(got, want) {
 			t.Errorf("%s: schema keys %v, values.yaml has %v", path, got, want)
 		}
 		for k, v := range value {

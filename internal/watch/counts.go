@@ -100,7 +100,7 @@ func (cs *counts) view() *CountsView {
 	slices.Sort(v.NewCodes)
 	if len(cs.labelled) > 0 {
 		v.Labelled = make([]LabelledCountsView, 0, len(cs.labelled))
-		for _, key := range sortedKeysOf(cs.labelled) {
+		for _, key := range slices.Sorted(maps.Keys(cs.labelled)) {
 			lc := cs.labelled[key]
 			v.Labelled = append(v.Labelled, LabelledCountsView{Values: lc.values, CountsView: *lc.view()})
 		}

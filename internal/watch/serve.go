@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"maps"
 	"slices"
 	"time"
 )
@@ -72,7 +73,7 @@ func (w *Watcher) ServeApps(sc *Scrape) []AppSnapshot {
 	w.mu.Lock()
 	snaps := make([]AppSnapshot, 0, len(w.apps))
 	apps := make([]*app, 0, len(w.apps))
-	for _, name := range sortedKeysOf(w.apps) {
+	for _, name := range slices.Sorted(maps.Keys(w.apps)) {
 		a := w.apps[name]
 		snaps = append(snaps, AppSnapshot{Name: name, PerSession: a.perSession, Overdue: w.overdue[name]})
 		if a.labels != nil {
@@ -96,13 +97,4 @@ func (w *Watcher) ServeApps(sc *Scrape) []AppSnapshot {
 		}
 	}
 	return snaps
-}
-
-func sortedKeysOf[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -200,7 +201,7 @@ func (w *Watcher) state() (st *State, commits, counted, releases uint64) {
 		s.mu.Unlock()
 	}
 	w.countMu.Lock()
-	for _, name := range sortedKeysOf(apps) {
+	for _, name := range slices.Sorted(maps.Keys(apps)) {
 		a := apps[name]
 		ar := AppRecord{Name: name, Identity: a.identity, PerSession: a.perSession, Totals: a.total.record(),
 			Holding: !a.perSession && a.unready != nil, Codes: sortedKeys(a.codes)}
@@ -228,7 +229,7 @@ func (cs *counts) record() CountsRecord {
 		h := cs.held.record()
 		r.Held = &h
 	}
-	for _, key := range sortedKeysOf(cs.labelled) {
+	for _, key := range slices.Sorted(maps.Keys(cs.labelled)) {
 		lc := cs.labelled[key]
 		r.Labelled = append(r.Labelled, LabelledCountsRecord{Values: lc.values, CountsRecord: lc.record(), Holding: lc.unready != nil})
 	}
