@@ -11,6 +11,7 @@ import (
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
 	"github.com/aily-exporter/aily_exporter/internal/testkit"
+	"github.com/aily-exporter/aily_exporter/internal/testkit/fakeapi"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -24,21 +25,6 @@ const (
 	// scaleNoFull puts the safety-net full listing out of reach.
 	scaleNoFull = 100 * 365 * 24 * time.Hour
 )
-
-// scaleRun builds a run created at created; a final one ended 5 s later.
-func scaleRun(session, id string, created time.Time, st feishu.RunStatus) feishu.Run {
-	r := feishu.Run{ID: id, AppID: "spring_scale__c", SessionID: session, Status: st, CreatedAt: created, Metadata: "{}"}
-	if st != feishu.StatusQueued {
-		r.StartedAt = created.Add(time.Second)
-	}
-	if st.Final() {
-		r.EndedAt = created.Add(5 * time.Second)
-	}
-	if st == feishu.StatusFailed {
-		r.Error = &feishu.RunError{Code: "sp_ec_sm_900101", Message: "技能不存在或已删除"}
-	}
-	return r
-}
 
 // scaleEnv is a fake serving over HTTP, and an HTTP transport whose
 // connections can be closed so that their buffers stay out of heap figures.
@@ -192,7 +178,7 @@ func benchHeapPerRunOfHistory(b *testing.B, order feishufake.Order, sessions, ru
 			case g%10 == 3:
 				st = feishu.StatusFailed
 			}
-			env.fake.PutRun(scaleRun(id, fmt.Sprintf("run_%04d_%07d", s, i), first.Add(time.Duration(i)*time.Second), st))
+			env.fake.PutRun(fakeapi.Run(id, fmt.Sprintf("run_%04d_%07d", s, i), first.Add(time.Duration(i)*time.Second), st))
 		}
 	}
 	env.serve()
@@ -220,7 +206,7 @@ func benchHeapPerRunOfHistory(b *testing.B, order feishufake.Order, sessions, ru
 		}
 		prev = prev[:0]
 		for s := range min(sessions, 10) {
-			r := scaleRun(ids[s], fmt.Sprintf("new_%04d_%d", s, p), now.Add(-time.Second), feishu.StatusInProgress)
+			r := fakeapi.Run(ids[s], fmt.Sprintf("new_%04d_%d", s, p), now.Add(-time.Second), feishu.StatusInProgress)
 			env.fake.PutRun(r)
 			prev = append(prev, r)
 		}
@@ -285,10 +271,10 @@ func BenchmarkIdleSessions(b *testing.B) {
 		env.fake.AddSession(id)
 		for i := range s % 3 {
 			created := testkit.T0.Add(-time.Hour - time.Duration(s)*time.Second - time.Duration(i)*time.Second)
-			env.fake.PutRun(scaleRun(id, fmt.Sprintf("run_%06d_%d", s, i), created, statuses[(s+i)%2]))
+			env.fake.PutRun(fakeapi.Run(id, fmt.Sprintf("run_%06d_%d", s, i), created, statuses[(s+i)%2]))
 		}
 		if s%activeEvery == 0 {
-			env.fake.PutRun(scaleRun(id, fmt.Sprintf("run_%06d_live", s), testkit.T0.Add(-time.Minute), feishu.StatusInProgress))
+			env.fake.PutRun(fakeapi.Run(id, fmt.Sprintf("run_%06d_live", s), testkit.T0.Add(-time.Minute), feishu.StatusInProgress))
 		}
 	}
 	env.serve()

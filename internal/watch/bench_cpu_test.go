@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/internal/testkit/fakeapi"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -36,7 +37,7 @@ func BenchmarkBaselineHTTP(b *testing.B) {
 			benchBaseline(b, fake, session, size)
 		})
 		b.Run(fmt.Sprintf("page=%d/static", size), func(b *testing.B) {
-			benchBaseline(b, newBenchStaticPages(b, fake, session, size), session, size)
+			benchBaseline(b, fakeapi.CapturePages(b, fake, session, size), session, size)
 		})
 	}
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -15,6 +13,7 @@ import (
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
 	"github.com/aily-exporter/aily_exporter/internal/testkit"
+	"github.com/aily-exporter/aily_exporter/internal/testkit/fakeapi"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -55,21 +54,6 @@ func (r *benchRecorder) Record(_ *watch.Session, obs *watch.Observation) {
 	r.created.Add(int64(len(obs.Created)))
 }
 
-// benchRun builds a run created at created; a final one ended 5 s later.
-func benchRun(session, id string, created time.Time, st feishu.RunStatus) feishu.Run {
-	r := feishu.Run{ID: id, AppID: "spring_bench__c", SessionID: session, Status: st, CreatedAt: created, Metadata: "{}"}
-	if st != feishu.StatusQueued {
-		r.StartedAt = created.Add(time.Second)
-	}
-	if st.Final() {
-		r.EndedAt = created.Add(5 * time.Second)
-	}
-	if st == feishu.StatusFailed {
-		r.Error = &feishu.RunError{Code: "sp_ec_sm_900101", Message: "技能不存在或已删除"}
-	}
-	return r
-}
-
 // benchHistory puts n runs into a session of the fake, one a second, ending
 // an hour before the watch begins; every inflightEvery-th run (0: none) is
 // still in progress.
@@ -83,7 +67,7 @@ func benchHistory(f *feishufake.Fake, session string, n, inflightEvery int) {
 		case i%10 == 3:
 			st = feishu.StatusFailed
 		}
-		f.PutRun(benchRun(session, fmt.Sprintf("run_%s_%07d", session, i), first.Add(time.Duration(i)*time.Second), st))
+		f.PutRun(fakeapi.Run(session, fmt.Sprintf("run_%s_%07d", session, i), first.Add(time.Duration(i)*time.Second), st))
 	}
 }
 
@@ -169,55 +153,4 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// benchStaticPages serves a listing captured from a fake as fixed bodies,
-// keyed by page token, and a fixed tenant token: a server that costs next to
-// nothing, so that a benchmark measures the client and the watcher.
-type benchStaticPages struct {
-	mu    sync.Mutex
-	pages map[string][]byte // page_token ("" for the first) → body
-}
-
-func newBenchStaticPages(b *testing.B, f *feishufake.Fake, session string, pageSize int) *benchStaticPages {
-	b.Helper()
-	s := &benchStaticPages{pages: map[string][]byte{}}
-	token := ""
-	for {
-		path := feishufake.ListRunsPath(session) + fmt.Sprintf("?page_size=%d", pageSize)
-		if token != "" {
-			path += "&page_token=" + token
-		}
-		req := httptest.NewRequest(http.MethodGet, path, nil)
-		req.Header.Set("Authorization", "Bearer "+benchUserToken)
-		rec := httptest.NewRecorder()
-		f.ServeHTTP(rec, req)
-		if rec.Code != http.StatusOK {
-			b.Fatalf("capture page %q: HTTP %d: %s", token, rec.Code, rec.Body)
-		}
-		body := rec.Body.Bytes()
-		s.pages[token] = body
-		_, rest, ok := strings.Cut(string(body), `"page_token":"`)
-		if !ok {
-			return s
-		}
-		token, _, _ = strings.Cut(rest, `"`)
-	}
-}
-
-func (s *benchStaticPages) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	if r.URL.Path == feishufake.TokenPath {
-		_, _ = w.Write([]byte(`{"code":0,"msg":"ok","tenant_access_token":"t-bench","expire":7200}`))
-		return
-	}
-	s.mu.Lock()
-	body, ok := s.pages[r.URL.Query().Get("page_token")]
-	s.mu.Unlock()
-	if !ok {
-		w.WriteHeader(http.StatusBadRequest)
-		_, _ = w.Write([]byte(`{"code":2700001,"msg":"param is invalid"}`))
-		return
-	}
-	_, _ = w.Write(body)
 }

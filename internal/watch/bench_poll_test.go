@@ -10,6 +10,7 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/internal/testkit/fakeapi"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -82,7 +83,7 @@ func benchPollRequests(b *testing.B, order feishufake.Order, n int, mode string)
 		if mode != "new" {
 			st = feishu.StatusInProgress
 		}
-		r := benchRun(session, fmt.Sprintf("new_%07d", i), now.Add(-time.Second), st)
+		r := fakeapi.Run(session, fmt.Sprintf("new_%07d", i), now.Add(-time.Second), st)
 		r.StartedAt = now.Add(-900 * time.Millisecond)
 		if st.Final() {
 			r.EndedAt = now.Add(-500 * time.Millisecond)
