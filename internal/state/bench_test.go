@@ -53,70 +53,6 @@ type (
 	}
 )
 
-// The same state with the keys of a compact layout: short names, and zero
-// values left out.
-type (
-	compactState struct {
-		Sessions []compactSession `json:"s"`
-	}
-	compactSession struct {
-		App          string          `json:"a"`
-		ID           string          `json:"id"`
-		WatchStart   int64           `json:"ws"`
-		Newest       int64           `json:"nw,omitempty"`
-		SeenNewest   int64           `json:"sn,omitempty"`
-		PrunedAt     int64           `json:"pa,omitempty"`
-		LastCreated  int64           `json:"lc,omitempty"`
-		LastSuccess  int64           `json:"ls,omitempty"`
-		LastNewRun   int64           `json:"ln,omitempty"`
-		Pass         uint64          `json:"p,omitempty"`
-		NewRuns      int64           `json:"nr,omitempty"`
-		Baselined    bool            `json:"b,omitempty"`
-		Failures     int             `json:"f,omitempty"`
-		Finals       [4]int          `json:"fn"`
-		CursorPage   string          `json:"cp,omitempty"`
-		CursorOffset int             `json:"co,omitempty"`
-		AppIDs       []string        `json:"ai,omitempty"`
-		Recent       []string        `json:"r,omitempty"`
-		Counters     compactCounters `json:"c"`
-		InFlight     []compactRun    `json:"if,omitempty"`
-	}
-	compactCounters struct {
-		Started   int            `json:"s,omitempty"`
-		Finished  int            `json:"f,omitempty"`
-		Succeeded int            `json:"ok,omitempty"`
-		Failed    int            `json:"ko,omitempty"`
-		ByError   map[string]int `json:"e,omitempty"`
-	}
-	compactRun struct {
-		ID        string `json:"id"`
-		CreatedAt int64  `json:"c"`
-		Status    string `json:"s"`
-		Started   bool   `json:"st,omitempty"`
-		Missed    int    `json:"m,omitempty"`
-		Polls     int    `json:"p,omitempty"`
-	}
-)
-
-// compact returns st in the compact layout.
-func (st benchState) compact() compactState {
-	c := compactState{Sessions: make([]compactSession, len(st.Sessions))}
-	for i, s := range st.Sessions {
-		runs := make([]compactRun, len(s.InFlight))
-		for j, r := range s.InFlight {
-			runs[j] = compactRun(r)
-		}
-		c.Sessions[i] = compactSession{
-			App: s.App, ID: s.ID, WatchStart: s.WatchStart, Newest: s.Newest, SeenNewest: s.SeenNewest,
-			PrunedAt: s.PrunedAt, LastCreated: s.LastCreated, LastSuccess: s.LastSuccess, LastNewRun: s.LastNewRun,
-			Pass: s.Pass, NewRuns: s.NewRuns, Baselined: s.Baselined, Failures: s.Failures, Finals: s.Finals,
-			CursorPage: s.CursorPage, CursorOffset: s.CursorOffset, AppIDs: s.AppIDs, Recent: s.Recent,
-			Counters: compactCounters(s.Counters), InFlight: runs,
-		}
-	}
-	return c
-}
-
 // benchPayload returns a state of the given number of sessions with runs
 // runs in flight each.
 func benchPayload(sessions, runs int) benchState {
@@ -146,22 +82,15 @@ func benchPayload(sessions, runs int) benchState {
 }
 
 // BenchmarkSave measures a Save of the state of 10,000 sessions with 10 runs
-// in flight each, fsyncs included, and the size of the file: with verbose
-// keys, and with the compact layout.
+// in flight each, fsyncs included, and the size of the file.
 func BenchmarkSave(b *testing.B) {
-	for _, bc := range []struct {
-		sessions int
-		layout   string
-	}{{1_000, "verbose"}, {10_000, "verbose"}, {10_000, "compact"}} {
-		b.Run(fmt.Sprintf("sessions=%d/runs=10/layout=%s", bc.sessions, bc.layout), func(b *testing.B) {
+	for _, sessions := range []int{1_000, 10_000} {
+		b.Run(fmt.Sprintf("sessions=%d/runs=10", sessions), func(b *testing.B) {
 			s, err := Open(b.TempDir(), Options{})
 			if err != nil {
 				b.Fatal(err)
 			}
-			var st any = benchPayload(bc.sessions, 10)
-			if bc.layout == "compact" {
-				st = st.(benchState).compact()
-			}
+			st := benchPayload(sessions, 10)
 			b.ReportAllocs()
 			for b.Loop() {
 				if err := s.Save(st, "fp1"); err != nil {
