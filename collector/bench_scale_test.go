@@ -12,6 +12,7 @@ import (
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
 	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/aily-exporter/aily_exporter/internal/testkit/fakeapi"
+	"github.com/aily-exporter/aily_exporter/internal/testkit/watchkit"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -123,16 +124,7 @@ func scaleBaseline(b *testing.B, c *Collector, clock *feishufake.Clock) {
 			b.Fatal("the baseline does not complete")
 		}
 		scaleScrape(b, c, 10*time.Minute)
-		pending := 0
-		var firstErr error
-		c.w.EachSnapshot(func(s *watch.Snapshot) {
-			if s.LastSuccess.IsZero() {
-				pending++
-				if firstErr == nil {
-					firstErr = s.Err
-				}
-			}
-		})
+		pending, firstErr := watchkit.Pending(c.w)
 		if pending == 0 {
 			return
 		}

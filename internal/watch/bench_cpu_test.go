@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/aily-exporter/aily_exporter/internal/testkit/fakeapi"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
@@ -54,7 +55,7 @@ func benchBaseline(b *testing.B, h http.Handler, session string, pageSize int) {
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	cpu0 := cpuTime()
+	cpu0 := testkit.CPUTime()
 	b.ResetTimer()
 	for b.Loop() {
 		w := watch.NewRecorded(watch.Options{
@@ -68,7 +69,7 @@ func benchBaseline(b *testing.B, h http.Handler, session string, pageSize int) {
 			b.Fatalf("baseline incomplete: %v", snap.Err)
 		}
 	}
-	cpu := cpuTime() - cpu0
+	cpu := testkit.CPUTime() - cpu0
 	runtime.ReadMemStats(&after)
 	runs := float64(b.N) * benchListingRuns
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/runs, "ns/run")

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
 	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/aily-exporter/aily_exporter/internal/testkit/fakeapi"
+	"github.com/aily-exporter/aily_exporter/internal/testkit/watchkit"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -126,16 +126,7 @@ func baselineAll(b *testing.B, w *watch.Watcher, clock *benchClock) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		w.Poll(ctx)
 		cancel()
-		pending := 0
-		var firstErr error
-		w.EachSnapshot(func(s *watch.Snapshot) {
-			if s.LastSuccess.IsZero() {
-				pending++
-				if s.Err != nil && firstErr == nil {
-					firstErr = s.Err
-				}
-			}
-		})
+		pending, firstErr := watchkit.Pending(w)
 		if pending == 0 {
 			return
 		}
@@ -144,13 +135,4 @@ func baselineAll(b *testing.B, w *watch.Watcher, clock *benchClock) {
 		}
 		clock.Advance(time.Minute)
 	}
-}
-
-// cpuTime returns the process's user and system CPU time.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
