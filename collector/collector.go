@@ -18,6 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/internal/apiusage"
 	"github.com/aily-exporter/aily_exporter/internal/histogram"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
@@ -30,6 +31,9 @@ type Options struct {
 	// per series until a scrape has measured it; default
 	// DefaultSecondsPerSeries.
 	SecondsPerSeries float64
+	// Usage is where the apps' clients' usage is kept, for the status page
+	// to read too; default a Book of the collector's own.
+	Usage *apiusage.Book
 }
 
 // Collector is a prometheus.Collector for the runs of the sessions a
@@ -66,9 +70,8 @@ type Collector struct {
 	// every histogram series served before its first observation.
 	empty *dto.Histogram
 
-	apiMu    sync.RWMutex // guards apiApps and apiStats; held while APIObserver writes a series
-	apiApps  map[string]bool
-	apiStats map[string]*apiStats
+	apiMu   sync.RWMutex // guards apiApps; held while APIObserver writes a series
+	apiApps map[string]bool
 
 	malformed onceSet // runs already logged as malformed
 
@@ -83,13 +86,15 @@ func New(w *watch.Watcher, opts Options) *Collector {
 	if opts.SecondsPerSeries <= 0 {
 		opts.SecondsPerSeries = DefaultSecondsPerSeries
 	}
+	if opts.Usage == nil {
+		opts.Usage = apiusage.New()
+	}
 	c := &Collector{
-		opts:     opts,
-		m:        newMetrics(),
-		w:        w,
-		apiApps:  make(map[string]bool),
-		apiStats: make(map[string]*apiStats),
-		cost:     newAnswerCost(opts.SecondsPerSeries, w.Saving()),
+		opts:    opts,
+		m:       newMetrics(),
+		w:       w,
+		apiApps: make(map[string]bool),
+		cost:    newAnswerCost(opts.SecondsPerSeries, w.Saving()),
 	}
 	c.empty = histogram.New(w.DurationBuckets()).Fields()
 	return c
@@ -105,13 +110,15 @@ func (c *Collector) SetApps(apps []watch.App) {
 	c.apiMu.Lock()
 	defer c.apiMu.Unlock()
 	configured := make(map[string]bool, len(apps))
+	names := make([]string, 0, len(apps))
 	for _, a := range apps {
 		configured[a.Name] = true
+		names = append(names, a.Name)
 	}
+	c.opts.Usage.SetApps(names)
 	for name := range c.apiApps {
 		if !configured[name] {
 			delete(c.apiApps, name)
-			delete(c.apiStats, name)
 			labels := prometheus.Labels{"app": name}
 			c.m.apiRequests.DeletePartialMatch(labels)
 			c.m.apiDuration.DeletePartialMatch(labels)
@@ -122,7 +129,6 @@ func (c *Collector) SetApps(apps []watch.App) {
 	for name := range configured {
 		if !c.apiApps[name] {
 			c.apiApps[name] = true
-			c.apiStats[name] = &apiStats{}
 			c.m.apiThrottled.WithLabelValues(name) // from 0, so the first throttle is seen
 			c.m.staleness.WithLabelValues(name)    // from 0: observations show from the next scrape on
 		}
@@ -253,8 +259,8 @@ func (c *Collector) collect(ctx context.Context, ch chan<- prometheus.Metric, sc
 			ch <- prometheus.MustNewConstMetric(c.m.sessions, prometheus.GaugeValue, float64(v.states[st]), name, string(st))
 		}
 		ch <- prometheus.MustNewConstMetric(c.m.overdue, prometheus.GaugeValue, float64(v.Overdue), name)
-		if tok := c.APIStatus(name, t).Token(); tok != TokenNotFetched {
-			ch <- prometheus.MustNewConstMetric(c.m.tokenUp, prometheus.GaugeValue, boolValue(tok == TokenOK), name)
+		if tok := c.opts.Usage.Usage(name, t).Token(); tok != apiusage.TokenNotFetched {
+			ch <- prometheus.MustNewConstMetric(c.m.tokenUp, prometheus.GaugeValue, boolValue(tok == apiusage.TokenOK), name)
 		}
 		if !v.PerSession {
 			c.collectApp(ch, v, t)

@@ -32,9 +32,7 @@ func (o apiObserver) ObserveRequest(ep feishu.Endpoint, code string, took time.D
 	}
 	o.c.m.apiRequests.WithLabelValues(o.app, string(ep), code).Inc()
 	o.c.m.apiDuration.WithLabelValues(o.app, string(ep)).Observe(max(took.Seconds(), 0))
-	if s := o.c.apiStats[o.app]; s != nil {
-		s.request(o.c.now())
-	}
+	o.c.opts.Usage.Request(o.app, o.c.now())
 }
 
 func (o apiObserver) ObserveRateLimited(feishu.Endpoint, time.Duration) {
@@ -44,31 +42,14 @@ func (o apiObserver) ObserveRateLimited(feishu.Endpoint, time.Duration) {
 		return
 	}
 	o.c.m.apiThrottled.WithLabelValues(o.app).Inc()
-	if s := o.c.apiStats[o.app]; s != nil {
-		s.mu.Lock()
-		s.rateLimited++
-		s.mu.Unlock()
-	}
+	o.c.opts.Usage.RateLimited(o.app)
 }
 
 // ObserveTokenRenewal keeps the outcome of the app's last token attempt,
 // which aily_app_token_up and the status page's token state show (the status
 // page with the error). The client's errors never hold a secret.
 func (o apiObserver) ObserveTokenRenewal(err error) {
-	o.c.apiMu.RLock()
-	defer o.c.apiMu.RUnlock()
-	s := o.c.apiStats[o.app]
-	if s == nil {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err != nil {
-		s.tokenErr, s.tokenErrAt = err.Error(), o.c.now()
-		return
-	}
-	s.tokenOKAt = o.c.now()
-	s.tokenErr, s.tokenErrAt = "", time.Time{}
+	o.c.opts.Usage.TokenRenewal(o.app, err, o.c.now())
 }
 
 // ObserveMalformedRun logs at debug level, once per run: the run is still

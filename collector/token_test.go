@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/aily-exporter/aily_exporter/feishu/feishufake"
+	"github.com/aily-exporter/aily_exporter/internal/apiusage"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
 
@@ -40,7 +41,7 @@ func TestAppTokenUpFollowsTheLastTokenAttempt(t *testing.T) {
 		if _, ok := tokenUp("b"); ok {
 			t.Errorf("%s: aily_app_token_up of an app that made no attempt is present", step.name)
 		}
-		if tok := c.APIStatus("a", clk.Now()).Token(); (tok == TokenOK) != (step.present && step.want == 1) || (tok == TokenNotFetched) == step.present {
+		if tok := c.opts.Usage.Usage("a", clk.Now()).Token(); (tok == apiusage.TokenOK) != (step.present && step.want == 1) || (tok == apiusage.TokenNotFetched) == step.present {
 			t.Errorf("%s: the status page's token state %v disagrees with the metric", step.name, tok)
 		}
 	}

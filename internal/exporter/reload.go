@@ -15,6 +15,7 @@ import (
 
 	"github.com/aily-exporter/aily_exporter/collector"
 	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/internal/apiusage"
 	"github.com/aily-exporter/aily_exporter/internal/config"
 	"github.com/aily-exporter/aily_exporter/internal/sharding"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
@@ -104,8 +105,11 @@ type Exporter struct {
 	clientOpt ClientOptions
 	watcher   *watch.Watcher
 	collector *collector.Collector
-	onReload  func(error)
-	storage   *Storage
+	// usage is the apps' use of the API, which the collector's client
+	// observers write and the status page reads.
+	usage    *apiusage.Book
+	onReload func(error)
+	storage  *Storage
 	// dailyBudget is --poll.daily-budget.
 	dailyBudget float64
 	// discoveryTimeout bounds one fetch of a sessions_url.
@@ -148,6 +152,9 @@ func New(o Options) *Exporter {
 	if o.collector.Logger == nil {
 		o.collector.Logger = o.Logger
 	}
+	if o.collector.Usage == nil {
+		o.collector.Usage = apiusage.New()
+	}
 	if o.Watch.Logger == nil {
 		o.Watch.Logger = o.Logger
 	}
@@ -165,6 +172,7 @@ func New(o Options) *Exporter {
 		clientOpt:        o.Clients,
 		watcher:          w,
 		collector:        collector.New(w, o.collector),
+		usage:            o.collector.Usage,
 		onReload:         o.onReload,
 		storage:          o.Storage,
 		dailyBudget:      o.DailyBudget,

@@ -32,7 +32,7 @@ func (e *Exporter) statusHandler(asJSON bool, telemetryPath string) http.Handler
 		}
 		code := http.StatusOK
 		var buf bytes.Buffer
-		p, err := status.Build(e.watcher, e.collector, o, q)
+		p, err := status.Build(e.watcher, e.usage, o, q)
 		var unknown *status.UnknownAppError
 		switch {
 		case errors.As(err, &unknown) && asJSON:

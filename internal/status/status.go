@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aily-exporter/aily_exporter/collector"
+	"github.com/aily-exporter/aily_exporter/internal/apiusage"
 	"github.com/aily-exporter/aily_exporter/feishu"
 	"github.com/aily-exporter/aily_exporter/internal/discovery"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
@@ -133,16 +133,15 @@ type Token struct {
 	RenewedAt *time.Time `json:"renewed_at,omitempty"`
 }
 
-// TokenState is where an app's token stands.
-type TokenState string
+// TokenState is where an app's token stands: apiusage's, the one meaning
+// of the name.
+type TokenState = apiusage.TokenState
 
-// The token states. A token is fetched (or a user token file read) at the
-// first poll that needs it, and polls come only with scrapes: until then the
-// state is TokenNotFetched, which is neither good nor bad news.
+// The token states, as apiusage defines them.
 const (
-	TokenNotFetched TokenState = "not fetched yet"
-	TokenOK         TokenState = "ok"
-	TokenFailed     TokenState = "failed"
+	TokenNotFetched = apiusage.TokenNotFetched
+	TokenOK         = apiusage.TokenOK
+	TokenFailed     = apiusage.TokenFailed
 )
 
 // Session is a session's line.
@@ -192,15 +191,14 @@ func (e *UnknownAppError) Error() string {
 	return fmt.Sprintf("no app %q is configured; the configured apps are: %s", e.App, strings.Join(e.Apps, ", "))
 }
 
-// APISource tells an app's use of the Feishu API: the collector, which
-// observes the apps' clients.
-type APISource interface {
-	APIStatus(app string, now time.Time) collector.APIStatus
+// UsageSource tells an app's use of the Feishu API (an *apiusage.Book).
+type UsageSource interface {
+	Usage(app string, now time.Time) apiusage.Usage
 }
 
 // Build returns the page for q from what the watcher holds and api tells
 // now, or an *UnknownAppError when q.App is not a configured app.
-func Build(w *watch.Watcher, api APISource, o Options, q Query) (*Page, error) {
+func Build(w *watch.Watcher, api UsageSource, o Options, q Query) (*Page, error) {
 	if o.PerPage <= 0 {
 		o.PerPage = defaultPerPage
 	}
@@ -228,7 +226,7 @@ func Build(w *watch.Watcher, api APISource, o Options, q Query) (*Page, error) {
 	budgets := w.Budgets()
 	apps := map[string]*App{}
 	for _, name := range names {
-		api := api.APIStatus(name, now)
+		api := api.Usage(name, now)
 		a := App{
 			Name:               name,
 			Sessions:           map[watch.SessionState]int{},
@@ -241,9 +239,9 @@ func Build(w *watch.Watcher, api APISource, o Options, q Query) (*Page, error) {
 			Token:              Token{State: TokenOK, Healthy: true},
 		}
 		switch api.Token() {
-		case collector.TokenFailed:
+		case TokenFailed:
 			a.Token = Token{State: TokenFailed, Error: api.TokenError}
-		case collector.TokenNotFetched:
+		case TokenNotFetched:
 			a.Token = Token{State: TokenNotFetched}
 		}
 		for _, st := range watch.SessionStates() {

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aily-exporter/aily_exporter/collector"
 	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/internal/apiusage"
 	"github.com/aily-exporter/aily_exporter/internal/discovery"
 	"github.com/aily-exporter/aily_exporter/internal/testkit"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
@@ -77,16 +77,24 @@ func wantAll(t *testing.T, what string, doc fmt.Stringer, wants ...string) {
 	}
 }
 
-// source is what the page reads: a watcher, and the collector that observes
-// its apps' API use.
+// source is what the page reads: a watcher, and its apps' API use.
 type source struct {
-	*collector.Collector
+	*apiusage.Book
 	w *watch.Watcher
 }
 
 func newSource(o watch.Options) *source {
-	w := watch.New(o)
-	return &source{Collector: collector.New(w, collector.Options{}), w: w}
+	return &source{Book: apiusage.New(), w: watch.New(o)}
+}
+
+// SetApps configures the apps, as the collector does.
+func (s *source) SetApps(apps []watch.App) {
+	s.w.SetApps(apps)
+	names := make([]string, len(apps))
+	for i, a := range apps {
+		names[i] = a.Name
+	}
+	s.Book.SetApps(names)
 }
 
 // collectorWith returns a collector that has polled n sessions of app "a".
@@ -259,7 +267,7 @@ func TestBeforeTheFirstScrapeThePageSaysSo(t *testing.T) {
 
 	// After a scrape, and a token renewal.
 	o.LastScrape = t0.Add(-time.Second)
-	c.APIObserver("a").ObserveTokenRenewal(nil)
+	c.TokenRenewal("a", nil, t0)
 	p = mustBuild(t, c, o, Query{})
 	if p.Notice != "" || p.LastScrape == nil || !p.LastScrape.Equal(o.LastScrape) {
 		t.Errorf("after a scrape: notice %q, last scrape %v; want none, %v", p.Notice, p.LastScrape, o.LastScrape)
@@ -275,7 +283,7 @@ func TestBeforeTheFirstScrapeThePageSaysSo(t *testing.T) {
 		t.Errorf("after a scrape the HTML still says none came, or not when the last was:\n%s", html.String())
 	}
 
-	c.APIObserver("a").ObserveTokenRenewal(errors.New("tenant token: code 10003: invalid param"))
+	c.TokenRenewal("a", errors.New("tenant token: code 10003: invalid param"), t0)
 	if tok := mustBuild(t, c, o, Query{}).Apps[0].Token; tok.State != TokenFailed || tok.Healthy || tok.Error == "" {
 		t.Errorf("token after a failed renewal = %+v, want failed with the error", tok)
 	}
