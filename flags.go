@@ -55,38 +55,62 @@ type flags struct {
 // tests a fresh application.
 func addFlags(a *kingpin.Application) *flags {
 	f := &flags{}
-	a.Flag("config.file", "the YAML configuration file (see docs/configuration.md)").Default("aily.yml").IsSetByUser(&f.configFileSet).StringVar(&f.configFile)
-	a.Flag("config.check", "parse and validate the configuration and the --web.config.file, print what is wrong, exit 0/1").Default("false").BoolVar(&f.configCheck)
-	a.Flag("demo", "run against the built-in Aily simulator: no credentials or config file needed").Default("false").BoolVar(&f.demo)
-	a.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&f.telemetryPath)
-	a.Flag("web.disable-exporter-metrics", "leave out the Go/process/promhttp metrics").Default("false").BoolVar(&f.disableExporterMetrics)
+	a.Flag("config.file", "the YAML configuration file (see docs/configuration.md)").
+		Default("aily.yml").IsSetByUser(&f.configFileSet).StringVar(&f.configFile)
+	a.Flag("config.check", "parse and validate the configuration and the --web.config.file, print what is wrong, exit 0/1").
+		Default("false").BoolVar(&f.configCheck)
+	a.Flag("demo", "run against the built-in Aily simulator: no credentials or config file needed").
+		Default("false").BoolVar(&f.demo)
+	a.Flag("web.telemetry-path", "Path under which to expose metrics.").
+		Default("/metrics").StringVar(&f.telemetryPath)
+	a.Flag("web.disable-exporter-metrics", "leave out the Go/process/promhttp metrics").
+		Default("false").BoolVar(&f.disableExporterMetrics)
 	a.Flag("feishu.timeout", "one HTTP request's limit").Default("10s").DurationVar(&f.feishuTimeout)
-	a.Flag("feishu.page-size", "runs asked per page (falls back to 20 if the API rejects it with code 2700001)").Default("50").IntVar(&f.feishuPageSize)
+	a.Flag("feishu.page-size", "runs asked per page (falls back to 20 if the API rejects it with code 2700001)").
+		Default("50").IntVar(&f.feishuPageSize)
 	a.Flag("feishu.concurrency", "sessions listed at once").Default("4").IntVar(&f.feishuConcurrency)
-	a.Flag("feishu.rate-limit", "requests per second per app, client side (burst = the same number)").Default("20").Float64Var(&f.feishuRateLimit)
-	a.Flag("scrape.timeout-offset", "subtracted from Prometheus' X-Prometheus-Scrape-Timeout-Seconds").Default("500ms").DurationVar(&f.scrapeTimeoutOffset)
-	a.Flag("poll.min-interval", "a session polled less than this ago is not polled again (HA Prometheus pairs, concurrent scrapes; set it near the scrape interval); also how often a session with runs in flight is polled").Default("5s").DurationVar(&f.pollMinInterval)
-	a.Flag("poll.idle-after", "a session with no run in flight and no new run for this long is idle").Default("10m").DurationVar(&f.pollIdleAfter)
-	a.Flag("poll.idle-interval", "how often an idle session is polled; the cap of a failing session's back-off").Default("5m").DurationVar(&f.pollIdleInterval)
-	a.Flag("poll.daily-budget", "list and get-run requests each app may make a day on average, spent where they buy the most freshness (see docs/polling.md); an app's daily_budget overrides it; 0: no average cap, only --feishu.rate-limit").Default("100000").Float64Var(&f.pollDailyBudget)
-	a.Flag("poll.full-interval", "how often a session is listed in full, as a safety net for incremental listing (see docs/polling.md)").Default("6h").DurationVar(&f.pollFullInterval)
-	a.Flag("storage.path", "where the exporter keeps its state across restarts (counting state, counters, listing positions); empty: no state. --demo keeps none unless this is given").Default("data/").IsSetByUser(&f.storagePathSet).StringVar(&f.storagePath)
-	a.Flag("collector.duration-buckets", "classic buckets of the duration histograms, in seconds").Default("1,2.5,5,10,20,30,60,120,300,600,1800,3600").StringVar(&f.durationBuckets)
-	a.Flag("shard", "this exporter's shard among --total-shards: a number from 0, or auto for the trailing -N of the host name (a StatefulSet pod's, as aily-exporter-2); see docs/sharding.md").Default("0").StringVar(&f.shard)
-	a.Flag("total-shards", "how many shards share the configuration; each watches the apps (or sessions, --shard.key) whose jump hash is its --shard; 1: no sharding").Default("1").IntVar(&f.totalShards)
-	a.Flag("shard.key", "what the shards share out: app (each app to one shard) or session (each session to one shard; each shard polls at the app's rate limit and daily budget divided by --total-shards)").Default("app").EnumVar(&f.shardKey, "app", "session")
-	a.Flag("log.level", "Only log messages with the given severity or above. One of: [debug, info, warn, error]").Default("info").EnumVar(&f.logLevel, "debug", "info", "warn", "error")
-	a.Flag("log.format", "Output format of log messages. One of: [logfmt, json]").Default("logfmt").EnumVar(&f.logFormat, "logfmt", "json")
+	a.Flag("feishu.rate-limit", "requests per second per app, client side (burst = the same number)").
+		Default("20").Float64Var(&f.feishuRateLimit)
+	a.Flag("scrape.timeout-offset", "subtracted from Prometheus' X-Prometheus-Scrape-Timeout-Seconds").
+		Default("500ms").DurationVar(&f.scrapeTimeoutOffset)
+	a.Flag("poll.min-interval", "a session polled less than this ago is not polled again (HA Prometheus pairs, concurrent scrapes; set it near the scrape interval); also how often a session with runs in flight is polled").
+		Default("5s").DurationVar(&f.pollMinInterval)
+	a.Flag("poll.idle-after", "a session with no run in flight and no new run for this long is idle").
+		Default("10m").DurationVar(&f.pollIdleAfter)
+	a.Flag("poll.idle-interval", "how often an idle session is polled; the cap of a failing session's back-off").
+		Default("5m").DurationVar(&f.pollIdleInterval)
+	a.Flag("poll.daily-budget", "list and get-run requests each app may make a day on average, spent where they buy the most freshness (see docs/polling.md); an app's daily_budget overrides it; 0: no average cap, only --feishu.rate-limit").
+		Default("100000").Float64Var(&f.pollDailyBudget)
+	a.Flag("poll.full-interval", "how often a session is listed in full, as a safety net for incremental listing (see docs/polling.md)").
+		Default("6h").DurationVar(&f.pollFullInterval)
+	a.Flag("storage.path", "where the exporter keeps its state across restarts (counting state, counters, listing positions); empty: no state. --demo keeps none unless this is given").
+		Default("data/").IsSetByUser(&f.storagePathSet).StringVar(&f.storagePath)
+	a.Flag("collector.duration-buckets", "classic buckets of the duration histograms, in seconds").
+		Default("1,2.5,5,10,20,30,60,120,300,600,1800,3600").StringVar(&f.durationBuckets)
+	a.Flag("shard", "this exporter's shard among --total-shards: a number from 0, or auto for the trailing -N of the host name (a StatefulSet pod's, as aily-exporter-2); see docs/sharding.md").
+		Default("0").StringVar(&f.shard)
+	a.Flag("total-shards", "how many shards share the configuration; each watches the apps (or sessions, --shard.key) whose jump hash is its --shard; 1: no sharding").
+		Default("1").IntVar(&f.totalShards)
+	a.Flag("shard.key", "what the shards share out: app (each app to one shard) or session (each session to one shard; each shard polls at the app's rate limit and daily budget divided by --total-shards)").
+		Default("app").EnumVar(&f.shardKey, "app", "session")
+	a.Flag("log.level", "Only log messages with the given severity or above. One of: [debug, info, warn, error]").
+		Default("info").EnumVar(&f.logLevel, "debug", "info", "warn", "error")
+	a.Flag("log.format", "Output format of log messages. One of: [logfmt, json]").
+		Default("logfmt").EnumVar(&f.logFormat, "logfmt", "json")
 	f.demoFlagsSet = map[string]*bool{}
 	demoFlag := func(name, help string) *kingpin.FlagClause {
 		set := new(bool)
 		f.demoFlagsSet[name] = set
 		return a.Flag(name, help).Hidden().IsSetByUser(set)
 	}
-	demoFlag("demo.speed", "how many times faster than real time the demo simulator runs").Default("1").Float64Var(&f.demoSpeed)
-	demoFlag("demo.burst-interval", "how often (in simulated time) the demo simulator starts a burst of failures; negative: never").Default("10m").DurationVar(&f.demoBurstInterval)
-	demoFlag("demo.api-address", "where the demo simulator serves its fake Feishu API and POST /simulator/burst").Default("127.0.0.1:0").StringVar(&f.demoAPIAddress)
-	demoFlag("demo.failing-session", "a session ID the demo watches under its first app but the simulator does not know, so that its polls fail (a failing session to look at on /status)").Default("").StringVar(&f.demoFailingSession)
+	demoFlag("demo.speed", "how many times faster than real time the demo simulator runs").
+		Default("1").Float64Var(&f.demoSpeed)
+	demoFlag("demo.burst-interval", "how often (in simulated time) the demo simulator starts a burst of failures; negative: never").
+		Default("10m").DurationVar(&f.demoBurstInterval)
+	demoFlag("demo.api-address", "where the demo simulator serves its fake Feishu API and POST /simulator/burst").
+		Default("127.0.0.1:0").StringVar(&f.demoAPIAddress)
+	demoFlag("demo.failing-session", "a session ID the demo watches under its first app but the simulator does not know, so that its polls fail (a failing session to look at on /status)").
+		Default("").StringVar(&f.demoFailingSession)
 	f.web = kingpinflag.AddFlags(a, ":9851")
 	return f
 }
