@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aily-exporter/aily_exporter/internal/apiusage"
 	"github.com/aily-exporter/aily_exporter/feishu"
+	"github.com/aily-exporter/aily_exporter/internal/apiusage"
 	"github.com/aily-exporter/aily_exporter/internal/discovery"
 	"github.com/aily-exporter/aily_exporter/internal/watch"
 )
