@@ -64,7 +64,7 @@ func TestGoldenScrape(t *testing.T) {
 	put("session_s", "run_s1", feishu.StatusRequiresMessage, -60, -50, 0, "")
 	put("session_t", "run_t1", feishu.StatusInProgress, -40, -35, 0, "")
 
-	c := collector.New(watch.New(watch.Options{
+	c := collector.New(watch.New(watch.Options{MinInterval: 5 * time.Second,
 		Concurrency: 2,
 		// Every session is due again at every scrape, 30s apart.
 		IdleInterval:    30 * time.Second,

@@ -55,7 +55,7 @@ func manySessionsEnv(t *testing.T, o appsEnv) *testEnv {
 	e.write("helpdesk.sessions", ids.String())
 	e.write("aily.yml", configYAML(o.apiURL))
 	e.start(nil, ClientOptions{Timeout: o.timeout, PageSize: 50, RateLimit: 20, Concurrency: 4, now: o.clk.Now},
-		watch.Options{Concurrency: 4, RateLimit: 20, Now: o.clk.Now})
+		watch.Options{MinInterval: 5 * time.Second, Concurrency: 4, RateLimit: 20, Now: o.clk.Now})
 	t.Cleanup(func() {
 		e.checkNoSecret("the logs", e.logs.String())
 		if strings.Contains(e.logs.String(), wrongSecret) {

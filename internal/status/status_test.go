@@ -44,7 +44,7 @@ func now() time.Time { return t0 }
 // sourceOf returns a source at t0 with an app of each name, the i-th (from
 // 1) watching the one session "s<i>" of a manyRuns.
 func sourceOf(names ...string) *source {
-	c := newSource(watch.Options{Now: now})
+	c := newSource(watch.Options{MinInterval: 5 * time.Second, Now: now})
 	apps := make([]watch.App, len(names))
 	for i, name := range names {
 		apps[i] = watch.App{Name: name, API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{fmt.Sprintf("s%d", i+1)}}
@@ -100,7 +100,7 @@ func (s *source) SetApps(apps []watch.App) {
 // collectorWith returns a collector that has polled n sessions of app "a".
 func collectorWith(tb testing.TB, n int, now func() time.Time) *source {
 	tb.Helper()
-	c := newSource(watch.Options{Concurrency: 8, Now: now, RateLimit: 0})
+	c := newSource(watch.Options{MinInterval: 5 * time.Second, Concurrency: 8, Now: now, RateLimit: 0})
 	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("session_%05d", i+1)
@@ -209,7 +209,7 @@ func BenchmarkStatusPage5000Sessions(b *testing.B) {
 func TestAppsShowTheirDailyBudgetSpendAndStaleness(t *testing.T) {
 	now := t0
 	clock := func() time.Time { return now }
-	c := newSource(watch.Options{Concurrency: 8, Now: clock})
+	c := newSource(watch.Options{MinInterval: 5 * time.Second, Concurrency: 8, Now: clock})
 	c.SetApps([]watch.App{{Name: "a", API: manyRuns{t0: t0}, PerSession: true, DailyBudget: 50000,
 		Sessions: []string{"session_1", "session_2", "session_3"}}})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -244,7 +244,7 @@ func TestAppsShowTheirDailyBudgetSpendAndStaleness(t *testing.T) {
 }
 
 func TestBeforeTheFirstScrapeThePageSaysSo(t *testing.T) {
-	c := newSource(watch.Options{Now: now})
+	c := newSource(watch.Options{MinInterval: 5 * time.Second, Now: now})
 	c.SetApps([]watch.App{{Name: "a", API: manyRuns{t0: t0}, PerSession: true, Sessions: []string{"session_1"}}})
 	o := Options{Now: now, Started: t0.Add(-42 * time.Second), TelemetryPath: "/m"}
 

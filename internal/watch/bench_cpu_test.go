@@ -58,7 +58,7 @@ func benchBaseline(b *testing.B, h http.Handler, session string, pageSize int) {
 	cpu0 := testkit.CPUTime()
 	b.ResetTimer()
 	for b.Loop() {
-		w := watch.NewRecorded(watch.Options{
+		w := watch.NewRecorded(watch.Options{MinInterval: 5 * time.Second,
 			FullInterval: benchNoFull, Concurrency: 1, Timeout: time.Minute, Now: clock.Now,
 		}, &benchRecorder{})
 		w.SetApps([]watch.App{{Name: "bench", API: client, Sessions: []string{session}}})

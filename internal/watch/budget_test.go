@@ -56,7 +56,7 @@ func TestSimulatedDayStaysWithinTheDailyBudget(t *testing.T) {
 		ids = append(ids, id)
 		mem.put(runsOf(id, 3)...)
 	}
-	w := New(Options{Now: clk.Now})
+	w := New(Options{MinInterval: flagMinInterval, Now: clk.Now})
 	w.SetApps([]App{{Name: "a", API: mem, Sessions: ids, DailyBudget: perDay}})
 	hourly := make([]int, 24)
 	day := 0
@@ -94,7 +94,7 @@ func TestNeverPolledSessionsComeFirst(t *testing.T) {
 	for i := range 100 {
 		old = append(old, fmt.Sprintf("old%03d", i))
 	}
-	w := New(Options{Now: clk.Now, RateLimit: 20})
+	w := New(Options{MinInterval: flagMinInterval, Now: clk.Now, RateLimit: 20})
 	w.SetApps([]App{{Name: "a", API: mem, Sessions: old, DailyBudget: 1_000_000}})
 	pollWithin(w, 10*time.Second)
 	clk.Advance(10 * time.Second)
@@ -138,7 +138,7 @@ func TestRunsInFlightDoNotStarveTheOthers(t *testing.T) {
 		ids = append(ids, fmt.Sprintf("quiet%d", i))
 	}
 	mem.put(feishu.Run{ID: "long", SessionID: "busy", Status: feishu.StatusInProgress, CreatedAt: t0.Add(-time.Second)})
-	w := New(Options{Now: clk.Now})
+	w := New(Options{MinInterval: flagMinInterval, Now: clk.Now})
 	w.SetApps([]App{{Name: "a", API: mem, Sessions: ids, DailyBudget: 8640}}) // 0.1 a second
 	last := map[string]time.Time{}
 	worst := map[string]time.Duration{}
@@ -180,7 +180,7 @@ func TestQuietSessionThatWakesUpIsCountedWithinTheBound(t *testing.T) {
 		ids = append(ids, fmt.Sprintf("s%02d", i))
 	}
 	rec := &delayRecorder{now: clk.Now, from: t0}
-	w := NewRecorded(Options{Now: clk.Now}, rec)
+	w := NewRecorded(Options{MinInterval: flagMinInterval, Now: clk.Now}, rec)
 	w.SetApps([]App{{Name: "a", API: mem, Sessions: ids, DailyBudget: 100000}})
 	for range 360 { // an hour
 		pollWithin(w, 10*time.Second)

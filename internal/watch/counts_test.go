@@ -460,7 +460,7 @@ func TestUndocumentedStatusesOfRunsInFlightAreServed(t *testing.T) {
 }
 
 func TestFailedRunsOfEveryApp(t *testing.T) {
-	w := New(Options{Now: func() time.Time { return t0 }})
+	w := New(Options{MinInterval: flagMinInterval, Now: func() time.Time { return t0 }})
 	w.SetApps([]App{{Name: "a", Sessions: []string{"s"}}, {Name: "b", Sessions: []string{"s"}}})
 	w.countMu.Lock()
 	w.apps["a"].failed.add(FailedRun{App: "a", RunID: "ra", Time: t0})
@@ -569,7 +569,7 @@ func TestAFailedSaveIsTriedAgain(t *testing.T) {
 }
 
 func TestRestoringAnEmptyStateIsNoForeignState(t *testing.T) {
-	w := New(Options{Now: func() time.Time { return t0 }})
+	w := New(Options{MinInterval: flagMinInterval, Now: func() time.Time { return t0 }})
 	if err := w.Restore(&State{}, []App{{Name: "a", Sessions: []string{"s"}}}); err != nil {
 		t.Errorf("an empty state: %v, want nil", err)
 	}

@@ -127,7 +127,7 @@ func simulateFreshness(n int, perDay float64, scrapeEvery time.Duration) freshne
 	warmup := time.Duration(max(1800, bound) * float64(time.Second))
 	measure := time.Duration(max(3600, 2*bound) * float64(time.Second))
 	rec := &delayRecorder{now: clk.Now, from: t0.Add(warmup)}
-	w := NewRecorded(Options{Now: clk.Now, RateLimit: 20}, rec)
+	w := NewRecorded(Options{MinInterval: flagMinInterval, Now: clk.Now, RateLimit: 20}, rec)
 	w.SetApps([]App{{Name: "a", API: mem, Sessions: ids, DailyBudget: perDay}})
 
 	end := t0.Add(warmup + measure)

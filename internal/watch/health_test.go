@@ -277,7 +277,7 @@ func TestSessionsOfAnAppWhoseCredentialFailsAreNotOverdue(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			api := &appFailingAPI{memAPI: newMemAPI(newestFirst, 10), err: tc.err}
-			w := New(Options{Now: feishufake.NewClock(t0).Now, RateLimit: 0.2})
+			w := New(Options{MinInterval: flagMinInterval, Now: feishufake.NewClock(t0).Now, RateLimit: 0.2})
 			w.SetApps([]App{{Name: "a", API: api, Sessions: sessionsNamed("s", 5)}})
 			pollWithin(w, 10500*time.Millisecond) // a budget of 2 requests
 			if got := w.Overdue()["a"]; got != tc.wantOverdue {

@@ -115,7 +115,7 @@ func TestLongHistoryOverHTTP(t *testing.T) {
 			a.fake.PutRun(runAt("s1", "deep", feishu.StatusRequiresMessage, deepAt, time.Time{}))
 
 			cnt := newCounter()
-			w := watch.NewRecorded(watch.Options{Now: a.clock.Now}, cnt)
+			w := watch.NewRecorded(watch.Options{MinInterval: 5 * time.Second, Now: a.clock.Now}, cnt)
 			w.SetApps([]watch.App{{Name: "a", API: a.client, Sessions: []string{"s1"}}})
 			poll(w, time.Minute)
 			if n := len(a.requests()); n != 401 {
@@ -166,7 +166,7 @@ func TestThousandSessionsArePolledFairlyWithinTheBudget(t *testing.T) {
 	a := newAPI(t, 50)
 	sessions := a.sessionsInFlight(1000, "sess_%04d", "run_")
 	// 20 requests a second for a 10 s scrape: a budget of about 200.
-	w := watch.NewRecorded(watch.Options{Now: a.clock.Now, RateLimit: 20, Concurrency: 8}, newCounter())
+	w := watch.NewRecorded(watch.Options{MinInterval: 5 * time.Second, Now: a.clock.Now, RateLimit: 20, Concurrency: 8}, newCounter())
 	w.SetApps([]watch.App{{Name: "a", API: a.client, Sessions: sessions}})
 
 	first := map[string]time.Duration{} // session → fake time of its first poll

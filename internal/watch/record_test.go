@@ -99,7 +99,7 @@ func TestRestoreDropsSessionsNoLongerConfigured(t *testing.T) {
 	mem.put(run("x", completed, -5, -5, -4))
 	clock := func() time.Time { return t0 }
 	rec := &countRecorder{finished: map[string]int{}, created: map[string]int{}}
-	w := NewRecorded(Options{Now: clock}, rec)
+	w := NewRecorded(Options{MinInterval: flagMinInterval, Now: clock}, rec)
 	w.SetApps([]App{{Name: "a", API: mem, Sessions: []string{"s1", "s2"}}})
 	w = restart(t, w, []App{{Name: "a", API: mem, Sessions: []string{"s1"}}}, clock, rec)
 	var got []string
@@ -113,7 +113,7 @@ func TestRestoreDropsSessionsNoLongerConfigured(t *testing.T) {
 
 func TestRestoreOfAMalformedRecordStartsTheSessionAfresh(t *testing.T) {
 	clock := func() time.Time { return t0 }
-	w := NewRecorded(Options{Now: clock}, &countRecorder{})
+	w := NewRecorded(Options{MinInterval: flagMinInterval, Now: clock}, &countRecorder{})
 	apps := []App{{Name: "a", API: newMemAPI(newestFirst, 10), Sessions: []string{"s1"}}}
 	st := &State{Apps: []AppRecord{{Name: "a"}}, Sessions: []*Record{{App: "a", ID: "s1", Tracker: TrackerRecord{WatchStart: 0}}}}
 	if err := w.Restore(st, apps); err != nil {

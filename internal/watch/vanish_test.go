@@ -49,7 +49,7 @@ func TestRunBehindAVanishedRunIsCountedOldestFirst(t *testing.T) {
 	a.fake.SetOrder(feishufake.OldestFirst)
 	a.putHistory(5, "h%d")
 	cnt := newCounter()
-	w := watch.NewRecorded(watch.Options{Now: a.clock.Now, IdleInterval: 5 * time.Second, FullInterval: 10 * time.Minute}, cnt)
+	w := watch.NewRecorded(watch.Options{MinInterval: 5 * time.Second, Now: a.clock.Now, IdleInterval: 5 * time.Second, FullInterval: 10 * time.Minute}, cnt)
 	w.SetApps([]watch.App{{Name: "a", API: a.client, Sessions: []string{"s1"}}})
 	poll(w, time.Minute) // the baseline: one page of history
 
@@ -100,7 +100,7 @@ func TestRunInFlightSkippedByABaselineIsCountedWhenItFinishes(t *testing.T) {
 	a.fake.PutRun(fly)
 
 	cnt := newCounter()
-	w := watch.NewRecorded(watch.Options{Now: a.clock.Now, IdleInterval: 5 * time.Second}, cnt)
+	w := watch.NewRecorded(watch.Options{MinInterval: 5 * time.Second, Now: a.clock.Now, IdleInterval: 5 * time.Second}, cnt)
 	w.SetApps([]watch.App{{Name: "a", API: a.client, Sessions: []string{"s1"}}})
 	times := 1
 	vanishOnPage(a, "s1", 0, &times)
@@ -144,7 +144,7 @@ func TestRunThatEndsAndVanishesBetweenPollsIsCountedFromGetRun(t *testing.T) {
 			r := runAt("s1", "r", feishu.StatusInProgress, t0.Add(-time.Second), time.Time{})
 			a.fake.PutRun(r)
 			cnt := newCounter()
-			w := watch.NewRecorded(watch.Options{Now: a.clock.Now, IdleInterval: 5 * time.Second}, cnt)
+			w := watch.NewRecorded(watch.Options{MinInterval: 5 * time.Second, Now: a.clock.Now, IdleInterval: 5 * time.Second}, cnt)
 			w.SetApps([]watch.App{{Name: "a", API: a.client, Sessions: []string{"s1"}}})
 			poll(w, time.Minute)
 

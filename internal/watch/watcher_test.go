@@ -151,7 +151,7 @@ func TestBudgets(t *testing.T) {
 		mem := newMemAPI(newestFirst, 10)
 		mem.put(runsOf("big", 200)...)
 		mem.put(runsOf("small", 5)...)
-		w := New(Options{Now: feishufake.NewClock(t0).Now, RateLimit: rate})
+		w := New(Options{MinInterval: flagMinInterval, Now: feishufake.NewClock(t0).Now, RateLimit: rate})
 		w.SetApps([]App{{Name: "a", API: mem, Sessions: []string{"big", "small"}}})
 		pollWithin(w, deadline)
 		if got := mem.listed("big"); got != budget/2 {
@@ -164,7 +164,7 @@ func TestBudgets(t *testing.T) {
 	t.Run("a session due alone may spend the whole budget, and its cut baseline shows up and pending", func(t *testing.T) {
 		mem := newMemAPI(newestFirst, 10)
 		mem.put(runsOf("big", 200)...)
-		w := New(Options{Now: feishufake.NewClock(t0).Now, RateLimit: rate})
+		w := New(Options{MinInterval: flagMinInterval, Now: feishufake.NewClock(t0).Now, RateLimit: rate})
 		w.SetApps([]App{{Name: "a", API: mem, Sessions: []string{"big"}}})
 		pollWithin(w, deadline)
 		if got := mem.listed("big"); got != budget {
@@ -190,7 +190,7 @@ func TestBudgets(t *testing.T) {
 				first.Wait()
 			}
 		}
-		w := New(Options{Now: feishufake.NewClock(t0).Now, RateLimit: rate})
+		w := New(Options{MinInterval: flagMinInterval, Now: feishufake.NewClock(t0).Now, RateLimit: rate})
 		w.SetApps([]App{{Name: "a", API: mem, Sessions: []string{"s1", "s2", "s3"}}})
 		pollWithin(w, deadline)
 		if lists, _ := mem.requests(); lists != budget {
@@ -199,7 +199,7 @@ func TestBudgets(t *testing.T) {
 	})
 	t.Run("sessions the budget cannot reach are overdue", func(t *testing.T) {
 		mem := newMemAPI(newestFirst, 10)
-		w := New(Options{Now: feishufake.NewClock(t0).Now, RateLimit: 0.01})
+		w := New(Options{MinInterval: flagMinInterval, Now: feishufake.NewClock(t0).Now, RateLimit: 0.01})
 		w.SetApps([]App{{Name: "a", API: mem, Sessions: []string{"s1", "s2", "s3"}}})
 		pollWithin(w, deadline)
 		if lists, _ := mem.requests(); lists != 1 {
@@ -225,7 +225,7 @@ func TestSessionStates(t *testing.T) {
 	mem.put(runsOf("history", 30)...)
 	mem.put(runsOf("busy", 30)...)
 	mem.put(feishu.Run{ID: "busy/r", SessionID: "busy", Status: inProgress, CreatedAt: at(-5)})
-	w := New(Options{Now: clk.Now})
+	w := New(Options{MinInterval: flagMinInterval, Now: clk.Now})
 	w.SetApps([]App{
 		{Name: "a", API: mem, Sessions: []string{"busy", "history"}},
 		{Name: "b", API: &brokenAPI{}, Sessions: []string{"broken"}},
@@ -282,7 +282,7 @@ func (a lateAPI) ListRunsPage(ctx context.Context, session, token string) (feish
 func TestPollAnsweredAsTheDeadlinePassesIsNotCutOff(t *testing.T) {
 	mem := newMemAPI(newestFirst, 10)
 	mem.put(longHistory(5, -1)...)
-	w := New(Options{Now: feishufake.NewClock(t0).Now})
+	w := New(Options{Now: feishufake.NewClock(t0).Now, MinInterval: flagMinInterval})
 	w.SetApps([]App{{Name: "a", API: lateAPI{mem}, Sessions: []string{"s1"}}})
 	pollWithin(w, 50*time.Millisecond)
 	// The next scrape waits for the poll still under way (the session is
