@@ -73,7 +73,7 @@ func addFlags(a *kingpin.Application) *flags {
 		Default("20").Float64Var(&f.feishuRateLimit)
 	a.Flag("scrape.timeout-offset", "subtracted from Prometheus' X-Prometheus-Scrape-Timeout-Seconds").
 		Default("500ms").DurationVar(&f.scrapeTimeoutOffset)
-	a.Flag("poll.min-interval", "a session polled less than this ago is not polled again (HA Prometheus pairs, concurrent scrapes; set it near the scrape interval); also how often a session with runs in flight is polled").
+	a.Flag("poll.min-interval", "a session polled less than this ago is not polled again (HA Prometheus pairs, concurrent scrapes; set it near the scrape interval); also how often a session with runs in flight is polled; 0: none, every scrape may poll").
 		Default("5s").DurationVar(&f.pollMinInterval)
 	a.Flag("poll.idle-after", "a session with no run in flight and no new run for this long is idle").
 		Default("10m").DurationVar(&f.pollIdleAfter)
